@@ -1,0 +1,34 @@
+# The README's two commands: `make report` and `make test`.
+# Each creates .venv if missing and installs the project with the pinned
+# versions (skipped when pyproject.toml and constraints.txt are unchanged).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export TF_CPP_MIN_LOG_LEVEL := 3
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install report test bench clean
+
+install: $(STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $(STAMP)
+
+report: $(STAMP)
+	$(BIN)/nn-parity report
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/nn-parity bench sigmoid-exponential --baseline-fit
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,224 @@
+"""Keras 3 on the TensorFlow backend.
+
+The model is real Keras (``keras.layers.Dense``, ``keras.optimizers``); the
+training loop is ours, compiled whole: one ``tf.function`` runs every step with
+a ``tf.GradientTape`` and ``optimizer.apply_gradients``, recording loss,
+gradients and parameters in ``tf.TensorArray``s. ``model.fit`` is never used
+for parity runs (it shuffles on its own and costs ~50 ms per epoch here).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+
+import numpy as np
+
+from harness.plan import TrainingPlan
+from harness.trajectory import Trajectory
+
+_KERAS_EPSILON = 1e-7
+_TORCH_LOG_FLOOR = -100.0
+
+
+def available() -> str | None:
+    for module in ("tensorflow", "keras"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed"
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """TensorFlow's C++ runtime writes to fd 2 at import, before any log level applies."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_keras():
+    """Import TensorFlow and Keras quietly, pinned to the TF backend and deterministic ops."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    with _quiet_stderr():
+        import tensorflow as tf
+        import keras
+    tf.get_logger().setLevel("ERROR")
+    tf.config.experimental.enable_op_determinism()
+    return tf, keras
+
+
+@contextlib.contextmanager
+def floatx(keras, dtype: str):
+    previous = keras.config.floatx()
+    keras.config.set_floatx(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(previous)
+
+
+def build_model(keras, scenario, dtype: str):
+    """A functional Keras model of the scenario's dense layers, every dtype explicit."""
+    inputs = keras.Input(shape=(scenario.input_dim,), dtype=dtype, name="inputs")
+    a, dense_layers = inputs, []
+    for i, spec in enumerate(scenario.layers):
+        activation = spec.activation
+        if activation == "softmax" and spec.axis != -1:
+            axis = spec.axis
+            activation = lambda z, axis=axis: keras.activations.softmax(z, axis=axis)  # noqa: E731
+        layer = keras.layers.Dense(spec.units, activation=activation, use_bias=spec.use_bias,
+                                   dtype=dtype, name=f"dense_{i}")
+        a = layer(a)
+        dense_layers.append(layer)
+    return keras.Model(inputs, a), dense_layers
+
+
+def set_params(dense_layers, params: dict[str, np.ndarray]) -> None:
+    for i, layer in enumerate(dense_layers):
+        weights = [params[f"layers.{i}.kernel"]]
+        if layer.use_bias:
+            weights.append(params[f"layers.{i}.bias"])
+        layer.set_weights(weights)
+
+
+def named_variables(dense_layers) -> list[tuple[str, object]]:
+    out = []
+    for i, layer in enumerate(dense_layers):
+        out.append((f"layers.{i}.kernel", layer.kernel))
+        if layer.use_bias:
+            out.append((f"layers.{i}.bias", layer.bias))
+    return out
+
+
+def build_optimizer(keras, spec):
+    if spec.name == "sgd":
+        return keras.optimizers.SGD(learning_rate=spec.learning_rate), "common"
+    raise ValueError(f"no Keras optimizer for {spec.name!r}")
+
+
+def build_loss(keras, loss: str, clip: str):
+    """The batch-mean loss, with the cross-entropy guard pinned (never Keras' default).
+
+    MSE is Keras' own ``MeanSquaredError``. Keras' cross-entropies on the TF
+    backend would silently swap a sigmoid/softmax output for its logits and skip
+    clipping, so the named guard is written out in ``keras.ops``.
+    """
+    ops = keras.ops
+    if loss == "mse":
+        return keras.losses.MeanSquaredError()
+
+    def log_guarded(p):
+        if clip == "keras":
+            return ops.log(ops.clip(p, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON))
+        if clip == "torch":
+            return ops.maximum(ops.log(p), _TORCH_LOG_FLOOR)
+        return ops.log(p)
+
+    if loss == "binary_crossentropy":
+        def bce(y, p):
+            if clip == "keras":
+                p = ops.clip(p, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON)
+                return -ops.mean(y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p))
+            return -ops.mean(y * log_guarded(p) + (1.0 - y) * log_guarded(1.0 - p))
+        return bce
+
+    if loss == "categorical_crossentropy":
+        def cce(y, p):
+            if clip == "keras":
+                p = p / ops.sum(p, axis=-1, keepdims=True)
+            return -ops.mean(ops.sum(y * log_guarded(p), axis=-1))
+        return cce
+    raise ValueError(f"no Keras loss for {loss!r}")
+
+
+def run(plan: TrainingPlan) -> Trajectory:
+    tf, keras = import_keras()
+    scenario, training, dtype = plan.scenario, plan.scenario.training, plan.dtype
+    with floatx(keras, dtype):
+        model, dense_layers = build_model(keras, scenario, dtype)
+        set_params(dense_layers, plan.initial_params)
+        optimizer, convention = build_optimizer(keras, training.optimizer)
+        loss_fn = build_loss(keras, training.loss, training.clip)
+        names, variables = zip(*named_variables(dense_layers))
+        optimizer.build(list(variables))
+        train = _compiled_loop(tf, model, optimizer, loss_fn, list(variables), plan)
+        steps, losses, grads, params = train()
+    steps = int(steps)
+    trajectory = Trajectory(framework="keras", dtype=dtype, convention=convention,
+                            initial_params={k: v.copy() for k, v in plan.initial_params.items()})
+    trajectory.losses = losses.numpy()[:steps]
+    trajectory.params = {n: p.numpy()[:steps] for n, p in zip(names, params)}
+    trajectory.grads = {n: g.numpy()[:steps] for n, g in zip(names, grads)}
+    if steps < plan.max_steps and plan.early_stop_tol is not None:
+        trajectory.stopped_early_at = steps
+    return trajectory
+
+
+def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan):
+    """Every training step inside one ``tf.function`` (autograph turns the loop into a while_loop)."""
+    dtype = tf.as_dtype(plan.dtype)
+    X = tf.constant(plan.X)
+    y = tf.constant(plan.y)
+    full = plan.is_full_batch_in_order
+    orders = tf.constant(plan.orders, dtype=tf.int64)
+    starts = tf.constant([b[0] for b in plan.bounds], dtype=tf.int64)
+    ends = tf.constant([b[1] for b in plan.bounds], dtype=tf.int64)
+    per_epoch = tf.constant(plan.batches_per_epoch, dtype=tf.int64)
+    n_orders = tf.constant(plan.orders.shape[0], dtype=tf.int64)
+    max_steps = plan.max_steps
+    tol = plan.early_stop_tol
+
+    def batch(step):
+        if full:
+            return X, y
+        order = orders[(step // per_epoch) % n_orders]
+        b = step % per_epoch
+        idx = order[starts[b]:ends[b]]
+        return tf.gather(X, idx), tf.gather(y, idx)
+
+    def loss_and_grads(step):
+        xb, yb = batch(step)
+        with tf.GradientTape() as tape:
+            loss = tf.cast(loss_fn(yb, model(xb, training=True)), dtype)
+        return loss, tape.gradient(loss, variables)
+
+    def keep_going(loss, previous):
+        if tol is None:
+            return tf.constant(True)
+        return tf.logical_not(tf.abs(loss - previous) < tol)  # the labs' early stop, before the update
+
+    n_vars = len(variables)
+
+    def body(step, previous, loss, grads, losses, grads_out, params_out):
+        optimizer.apply_gradients(zip(grads, variables))
+        t = tf.cast(step, tf.int32)
+        losses = losses.write(t, loss)
+        grads_out = tuple(ta.write(t, g) for ta, g in zip(grads_out, grads))
+        params_out = tuple(ta.write(t, tf.convert_to_tensor(v)) for ta, v in zip(params_out, variables))
+        next_loss, next_grads = loss_and_grads(step + 1)
+        return step + 1, loss, next_loss, tuple(next_grads), losses, grads_out, params_out
+
+    def cond(step, previous, loss, grads, *_):
+        return tf.logical_and(step < max_steps, keep_going(loss, previous))
+
+    @tf.function(reduce_retracing=True)
+    def train():
+        # The loss and gradients of step t are computed at the end of step t-1, so the
+        # early-stop test sits in the loop condition and every write is unconditional.
+        def arrays():
+            return tuple(tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=v.shape) for v in variables)
+        step = tf.constant(0, dtype=tf.int64)
+        loss, grads = loss_and_grads(step)
+        state = (step, tf.constant(np.inf, dtype=dtype), loss, tuple(grads),
+                 tf.TensorArray(dtype, size=0, dynamic_size=True), arrays(), arrays())
+        step, _, _, _, losses, grads_out, params_out = tf.while_loop(cond, body, state, parallel_iterations=1)
+        return step, losses.stack(), [g.stack() for g in grads_out], [p.stack() for p in params_out]
+
+    return train

@@ -1,0 +1,52 @@
+"""The from-scratch NumPy reference, run over a training plan."""
+from __future__ import annotations
+
+import numpy as np
+
+from harness.plan import TrainingPlan
+from harness.trajectory import Trajectory, TrajectoryRecorder, should_stop
+from reference.layers import Dense
+from reference.network import Network
+from reference.optimizers import SGD
+
+
+def available() -> str | None:
+    return None
+
+
+def build_network(scenario) -> Network:
+    return Network(layers=tuple(
+        Dense(units=l.units, activation=l.activation, use_bias=l.use_bias, axis=l.axis) for l in scenario.layers))
+
+
+def build_optimizer(spec):
+    if spec.name == "sgd":
+        return SGD(learning_rate=spec.learning_rate)
+    raise ValueError(f"the reference has no optimizer {spec.name!r}")
+
+
+def run(plan: TrainingPlan) -> Trajectory:
+    scenario, training = plan.scenario, plan.scenario.training
+    network = build_network(scenario)
+    optimizer = build_optimizer(training.optimizer)
+    params = {k: v.copy() for k, v in plan.initial_params.items()}
+    recorder = TrajectoryRecorder(plan.max_steps, params)
+    trajectory = Trajectory(framework="numpy", dtype=plan.dtype, convention=optimizer.convention,
+                            initial_params={k: v.copy() for k, v in params.items()})
+    full = plan.is_full_batch_in_order
+    previous = np.inf
+    with np.errstate(all="ignore"):  # a diverging run reaches inf/nan; that is a result, not an error
+        for step in range(plan.max_steps):
+            if full:
+                xb, yb = plan.X, plan.y
+            else:
+                idx = plan.batch_indices(step)
+                xb, yb = plan.X[idx], plan.y[idx]
+            loss, grads = network.loss_and_gradients(xb, yb, params, loss=training.loss, clip=training.clip)
+            if should_stop(loss, previous, plan.early_stop_tol):
+                trajectory.stopped_early_at = step
+                break
+            previous = loss
+            optimizer.step(params, grads)
+            recorder.record(loss, grads, params)
+    return recorder.finish(trajectory)

@@ -1,0 +1,152 @@
+"""PyTorch: ``nn.Linear`` layers, ``torch.optim``, autograd, an eager loop.
+
+torch keeps ``Linear.weight`` as ``(n_out, n_in)``; conversions go through
+``harness.layout``. Parameters are recorded in the reference layout.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from harness.layout import kernel_from_torch, kernel_to_torch
+from harness.plan import TrainingPlan
+from harness.trajectory import Trajectory, TrajectoryRecorder, should_stop
+
+_KERAS_EPSILON = 1e-7
+
+
+def available() -> str | None:
+    return None if importlib.util.find_spec("torch") is not None else "torch is not installed"
+
+
+def _activation(torch, name: str, axis: int):
+    nn = torch.nn
+    if name == "linear":
+        return nn.Identity()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "relu":
+        return nn.ReLU()
+    if name == "softmax":
+        return nn.Softmax(dim=axis)
+    if name == "exponential":
+        class Exponential(nn.Module):  # torch has no exponential activation module
+            def forward(self, z):
+                return torch.exp(z)
+        return Exponential()
+    raise ValueError(f"no torch activation for {name!r}")
+
+
+def build_model(torch, scenario, dtype):
+    modules, linears, n_in = [], [], scenario.input_dim
+    for spec in scenario.layers:
+        linear = torch.nn.Linear(n_in, spec.units, bias=spec.use_bias, dtype=dtype)
+        modules += [linear, _activation(torch, spec.activation, spec.axis)]
+        linears.append(linear)
+        n_in = spec.units
+    return torch.nn.Sequential(*modules), linears
+
+
+def named_parameters(linears) -> list[tuple[str, object]]:
+    out = []
+    for i, linear in enumerate(linears):
+        out.append((f"layers.{i}.kernel", linear.weight))
+        if linear.bias is not None:
+            out.append((f"layers.{i}.bias", linear.bias))
+    return out
+
+
+def set_params(torch, linears, params: dict[str, np.ndarray]) -> None:
+    with torch.no_grad():
+        for name, p in named_parameters(linears):
+            value = params[name]
+            p.copy_(torch.from_numpy(kernel_to_torch(value) if name.endswith(".kernel") else value))
+
+
+def build_optimizer(torch, spec, parameters):
+    if spec.name == "sgd":
+        return torch.optim.SGD(parameters, lr=spec.learning_rate), "common"
+    raise ValueError(f"no torch optimizer for {spec.name!r}")
+
+
+def build_loss(torch, loss: str, clip: str):
+    """Batch-mean losses with the cross-entropy guard pinned.
+
+    MSE is ``nn.MSELoss``; binary cross-entropy with the torch guard is
+    ``nn.BCELoss`` (log clamped at -100); other guards are written out.
+    """
+    if loss == "mse":
+        return torch.nn.MSELoss(reduction="mean")
+
+    def log_guarded(p):
+        if clip == "keras":
+            return torch.log(torch.clamp(p, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON))
+        if clip == "torch":
+            return torch.clamp(torch.log(p), min=-100.0)
+        return torch.log(p)
+
+    if loss == "binary_crossentropy":
+        if clip == "torch":
+            return torch.nn.BCELoss(reduction="mean")
+
+        def bce(p, y):
+            if clip == "keras":
+                p = torch.clamp(p, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON)
+                return -torch.mean(y * torch.log(p) + (1 - y) * torch.log(1 - p))
+            return -torch.mean(y * log_guarded(p) + (1 - y) * log_guarded(1 - p))
+        return bce
+
+    if loss == "categorical_crossentropy":
+        def cce(p, y):
+            if clip == "keras":
+                p = p / torch.sum(p, dim=-1, keepdim=True)
+            return -torch.mean(torch.sum(y * log_guarded(p), dim=-1))
+        return cce
+    raise ValueError(f"no torch loss for {loss!r}")
+
+
+def run(plan: TrainingPlan) -> Trajectory:
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+    dtype = {"float64": torch.float64, "float32": torch.float32}[plan.dtype]
+    scenario, training = plan.scenario, plan.scenario.training
+    model, linears = build_model(torch, scenario, dtype)
+    set_params(torch, linears, plan.initial_params)
+    named = named_parameters(linears)
+    optimizer, convention = build_optimizer(torch, training.optimizer, [p for _, p in named])
+    loss_fn = build_loss(torch, training.loss, training.clip)
+    X, y = torch.from_numpy(plan.X), torch.from_numpy(plan.y)
+    recorder = TrajectoryRecorder(plan.max_steps, plan.initial_params)
+    trajectory = Trajectory(framework="torch", dtype=plan.dtype, convention=convention,
+                            initial_params={k: v.copy() for k, v in plan.initial_params.items()})
+    full = plan.is_full_batch_in_order
+    previous = np.inf
+    for step in range(plan.max_steps):
+        if full:
+            xb, yb = X, y
+        else:
+            idx = torch.from_numpy(plan.batch_indices(step))
+            xb, yb = X[idx], y[idx]
+        optimizer.zero_grad(set_to_none=False)
+        loss = loss_fn(model(xb), yb)
+        loss_value = loss.detach().numpy()[()]  # a NumPy scalar of the run's dtype, as the reference has
+        if should_stop(loss_value, previous, plan.early_stop_tol):
+            trajectory.stopped_early_at = step
+            break
+        previous = loss_value
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            grads = {n: _ref(n, p.grad) for n, p in named}
+            params = {n: _ref(n, p) for n, p in named}
+        recorder.record(loss_value, grads, params)
+    return recorder.finish(trajectory)
+
+
+def _ref(name: str, tensor) -> np.ndarray:
+    value = tensor.detach().numpy()
+    return kernel_from_torch(value) if name.endswith(".kernel") else value

@@ -1,0 +1,80 @@
+"""Initial weights drawn by the harness in NumPy and copied into every framework.
+
+Random initialisers need a ``seed`` (a run must be reproducible); each layer's
+draw uses its own ``np.random.default_rng(seed)``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from harness.toml_fields import Table
+
+
+def _constant(shape: tuple[int, ...], opts: dict[str, Any], rng: np.random.Generator | None) -> np.ndarray:
+    return np.full(shape, float(opts.get("value", 0.0)))
+
+
+def _normal(shape, opts, rng) -> np.ndarray:
+    return rng.normal(opts.get("mean", 0.0), opts.get("stddev", 1.0), size=shape)
+
+
+def _uniform(shape, opts, rng) -> np.ndarray:
+    return rng.uniform(opts.get("minval", -0.05), opts.get("maxval", 0.05), size=shape)
+
+
+def _glorot_uniform(shape, opts, rng) -> np.ndarray:
+    """U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)) (Keras' default kernel initialiser)."""
+    fan_in, fan_out = (shape[0], shape[1]) if len(shape) == 2 else (shape[0], shape[0])
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape)
+
+
+# name -> (draw, options it accepts, needs a seed)
+INITIALIZERS: dict[str, tuple[Callable, set[str], bool]] = {
+    "zeros": (lambda s, o, r: np.zeros(s), set(), False),
+    "ones": (lambda s, o, r: np.ones(s), set(), False),
+    "constant": (_constant, {"value"}, False),
+    "normal": (_normal, {"mean", "stddev"}, True),
+    "uniform": (_uniform, {"minval", "maxval"}, True),
+    "glorot_uniform": (_glorot_uniform, set(), True),
+}
+
+
+def check_initializer(layer: Table, key: str):
+    from harness.scenario import Initializer
+
+    t = layer.sub(key)
+    name = t.string("name", choices=tuple(INITIALIZERS))
+    _, options, needs_seed = INITIALIZERS[name]
+    t.check_keys({"name", "seed", *options})
+    if needs_seed:
+        t.integer("seed", minimum=0)
+    for opt in options:
+        if t.has(opt):
+            t.number(opt)
+    return Initializer(name=name, options={k: v for k, v in t.data.items() if k != "name"})
+
+
+def draw(init, shape: tuple[int, ...]) -> np.ndarray:
+    fn, _, needs_seed = INITIALIZERS[init.name]
+    rng = np.random.default_rng(init.options["seed"]) if needs_seed else None
+    return fn(shape, init.options, rng).astype(np.float64)
+
+
+def initial_params(scenario) -> dict[str, np.ndarray]:
+    """Initial parameters in float64, in the reference layout, named ``layers.<i>.kernel|bias``."""
+    shapes = scenario.param_shapes()
+    params: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(scenario.layers):
+        k, b = f"layers.{i}.kernel", f"layers.{i}.bias"
+        params[k] = layer.kernel.copy() if layer.kernel is not None else draw(layer.kernel_initializer, shapes[k])
+        if layer.use_bias:
+            if layer.bias is not None:
+                params[b] = layer.bias.copy()
+            elif layer.bias_initializer is not None:
+                params[b] = draw(layer.bias_initializer, shapes[b])
+            else:
+                params[b] = np.zeros(shapes[b])
+    return params

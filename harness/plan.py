@@ -1,0 +1,68 @@
+"""A training plan: everything a framework needs to run a scenario, made once in NumPy.
+
+The harness owns the data, the initial weights and the batch order; adapters
+only copy them in. Step ``t`` trains on ``batch_indices(t)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.data import make_data
+from harness.initializers import initial_params
+from harness.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    scenario: Scenario
+    dtype: str
+    X: np.ndarray
+    y: np.ndarray
+    initial_params: dict[str, np.ndarray]
+    orders: np.ndarray  # (epochs, N) when shuffling, else (1, N): the row order of each epoch
+    bounds: tuple[tuple[int, int], ...]  # (start, end) of each batch within an epoch's order
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.bounds)
+
+    @property
+    def max_steps(self) -> int:
+        return self.scenario.training.epochs * self.batches_per_epoch
+
+    @property
+    def early_stop_tol(self) -> float | None:
+        return self.scenario.training.early_stop_tol
+
+    @property
+    def is_full_batch_in_order(self) -> bool:
+        """Every step trains on the whole data set in its original order."""
+        return len(self.bounds) == 1 and self.orders.shape[0] == 1 and bool(
+            np.array_equal(self.orders[0], np.arange(self.X.shape[0])))
+
+    def batch_indices(self, step: int) -> np.ndarray:
+        epoch, batch = divmod(step, self.batches_per_epoch)
+        order = self.orders[epoch if self.orders.shape[0] > 1 else 0]
+        start, end = self.bounds[batch]
+        return order[start:end]
+
+
+def make_plan(scenario: Scenario, dtype: str) -> TrainingPlan:
+    X, y = make_data(scenario.data)
+    n = X.shape[0]
+    tr = scenario.training
+    size = n if tr.batch_size is None else min(tr.batch_size, n)
+    bounds = tuple((s, min(s + size, n)) for s in range(0, n, size))  # the last partial batch is kept
+    if tr.shuffle:
+        rs = np.random.RandomState(tr.shuffle_seed)  # as np.random.seed(s); np.random.shuffle(arange(N))
+        orders = np.stack([rs.permutation(n) for _ in range(tr.epochs)])
+    else:
+        orders = np.arange(n)[None, :]
+    cast = np.dtype(dtype)
+    return TrainingPlan(
+        scenario=scenario, dtype=dtype, X=X.astype(cast), y=y.astype(cast),
+        initial_params={k: v.astype(cast) for k, v in initial_params(scenario).items()},
+        orders=orders, bounds=bounds,
+    )

@@ -1,0 +1,57 @@
+"""The dense layer: z = X @ W + b, a = activation(z).
+
+Kernel layout is the labs' (and Keras'): ``W`` has shape ``(n_in, n_out)``;
+the bias ``b`` has shape ``(n_out,)`` and is optional.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from reference.activations import get_activation
+
+
+@dataclass
+class DenseCache:
+    """What the backward pass needs from the forward pass."""
+
+    x: np.ndarray
+    z: np.ndarray
+    a: np.ndarray
+
+
+@dataclass(frozen=True)
+class Dense:
+    units: int
+    activation: str = "linear"
+    use_bias: bool = True
+    axis: int = -1  # softmax axis
+
+    def forward(self, x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, DenseCache]:
+        """z = x @ W + b; a = activation(z)."""
+        z = x @ kernel
+        if self.use_bias:
+            z = z + bias
+        act = get_activation(self.activation)
+        a = act.forward(z, axis=self.axis) if act.takes_axis else act.forward(z)
+        return a, DenseCache(x=x, z=z, a=a)
+
+    def backward(
+        self, grad_a: np.ndarray, kernel: np.ndarray, cache: DenseCache
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Chain rule through the layer.
+
+        delta = dL/dz = activation'(z) * dL/da;  dL/dW = x.T @ delta;
+        dL/db = sum over the batch of delta;     dL/dx = delta @ W.T.
+        Returns ``(grad_x, grad_kernel, grad_bias)``.
+        """
+        act = get_activation(self.activation)
+        if act.takes_axis:
+            delta = act.backward(cache.z, cache.a, grad_a, axis=self.axis)
+        else:
+            delta = act.backward(cache.z, cache.a, grad_a)
+        grad_kernel = cache.x.T @ delta
+        grad_bias = np.sum(delta, axis=0) if self.use_bias else None
+        grad_x = delta @ kernel.T
+        return grad_x, grad_kernel, grad_bias

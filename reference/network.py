@@ -1,0 +1,55 @@
+"""A sequential network of dense layers, trained by backpropagation.
+
+Parameters live in a flat dict named in the reference layout:
+``layers.<i>.kernel`` with shape ``(n_in, n_out)`` and ``layers.<i>.bias``
+with shape ``(n_out,)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from reference.layers import Dense, DenseCache
+from reference.losses import get_loss
+
+
+def kernel_name(i: int) -> str:
+    return f"layers.{i}.kernel"
+
+
+def bias_name(i: int) -> str:
+    return f"layers.{i}.bias"
+
+
+@dataclass(frozen=True)
+class Network:
+    layers: tuple[Dense, ...]
+
+    def forward(self, x: np.ndarray, params: dict[str, np.ndarray]) -> tuple[np.ndarray, list[DenseCache]]:
+        """a^(0) = x;  a^(k) = phi_k(a^(k-1) @ W_k + b_k).  Returns the output and the caches."""
+        caches = []
+        a = x
+        for i, layer in enumerate(self.layers):
+            a, cache = layer.forward(a, params[kernel_name(i)], params.get(bias_name(i)))
+            caches.append(cache)
+        return a, caches
+
+    def predict(self, x: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        return self.forward(x, params)[0]
+
+    def loss_and_gradients(
+        self, x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], *, loss: str, clip: str = "none"
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Forward pass, batch-mean loss, then backpropagation from the output layer down."""
+        loss_fn = get_loss(loss)
+        y_pred, caches = self.forward(x, params)
+        value = loss_fn.value(y, y_pred, clip=clip)
+        grad_a = loss_fn.gradient(y, y_pred, clip=clip)
+        grads: dict[str, np.ndarray] = {}
+        for i in reversed(range(len(self.layers))):
+            grad_a, grad_kernel, grad_bias = self.layers[i].backward(grad_a, params[kernel_name(i)], caches[i])
+            grads[kernel_name(i)] = grad_kernel
+            if grad_bias is not None:
+                grads[bias_name(i)] = grad_bias
+        return value, grads
