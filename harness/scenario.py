@@ -285,12 +285,12 @@ def _lab_value(t: Table, scenario: Scenario) -> LabValue:
     if t.has("decimals"):
         d = t.integer("decimals", minimum=0)
         tolerance = np.full(value.shape, 0.5 * 10.0 ** -d)
-        rule = f"half a unit in the {d}th decimal (±{0.5 * 10.0 ** -d:.1e})"
+        rule = f"{d} decimals printed: ±{0.5 * 10.0 ** -d:.1e}"
     elif t.has("significant"):
         s = t.integer("significant", minimum=1)
         mag = np.floor(np.log10(np.where(value == 0, 1.0, np.abs(value))))
         tolerance = 0.5 * 10.0 ** (mag - s + 1)
-        rule = f"half a unit in the {s}th significant digit, per element"
+        rule = f"{s} significant digits printed: ±half a unit in the last, per element"
     else:
         a = t.number("atol", minimum=0.0)
         tolerance = np.full(value.shape, a)

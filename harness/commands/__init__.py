@@ -1,0 +1,1 @@
+"""Subcommands of ``nn-parity``; each module exposes ``register(subparsers)``."""

@@ -1,0 +1,42 @@
+"""``nn-parity bench NAME``: wall seconds of each adapter, as ratios to the NumPy reference
+measured in the same run (a benchmark, never a test)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pandas as pd
+
+from harness.adapters import FRAMEWORKS, adapter
+from harness.bench import time_fit_baseline, time_runs
+from harness.results_json import write_text_atomic
+from harness.scenario import resolve
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="time each adapter against the NumPy reference (float64)")
+    p.add_argument("scenario", help="a catalogue name or a scenario .toml file")
+    p.add_argument("--repeat", type=int, default=3, help="timed runs per adapter; the best is kept (default 3)")
+    p.add_argument("--baseline-fit", action="store_true",
+                   help="also time the naive Keras model.fit(epochs=N) loop (slow: minutes)")
+    p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    scenario = resolve(args.scenario)
+    frameworks = tuple(f for f in FRAMEWORKS if adapter(f).available() is None)
+    results = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
+                        progress=lambda line: print(line, file=sys.stderr, flush=True))
+    fit_seconds = None
+    if args.baseline_fit and "keras" in frameworks:
+        fit_seconds = time_fit_baseline(scenario, dtype="float64")
+    print(pd.DataFrame(results).to_markdown(index=False, floatfmt=".3f"))
+    if fit_seconds is not None:
+        ours = next(r["seconds"] for r in results if r["framework"] == "keras")
+        print(f"\nKeras model.fit baseline: {fit_seconds:.1f} s = {fit_seconds / ours:.1f}x our compiled Keras runner")
+    if args.json:
+        write_text_atomic(args.json, json.dumps({"scenario": scenario.name, "results": results,
+                                                 "fit_baseline_seconds": fit_seconds}, indent=1) + "\n")
+    return 0

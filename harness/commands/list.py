@@ -1,0 +1,26 @@
+"""``nn-parity list``: the catalogue, with title and source. Imports no framework."""
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from harness.errors import BadInput
+from harness.scenario import catalogue, load_scenario
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("list", help="list the catalogue's scenarios")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    rows = []
+    for path in catalogue():
+        try:
+            s = load_scenario(path)
+            rows.append({"name": s.name, "title": s.title, "source": s.source})
+        except BadInput as exc:
+            rows.append({"name": path.stem, "title": f"(invalid: {exc.one_line()})", "source": ""})
+    print(pd.DataFrame(rows).to_markdown(index=False) if rows else "no scenarios found")
+    return 0

@@ -1,0 +1,69 @@
+"""``nn-parity run NAME|FILE``: run one scenario, print the agreement table and final parameters."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.adapters import FRAMEWORKS
+from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE, BadInput
+from harness.results_json import write_json
+from harness.runner import run_scenario
+from harness.scenario import DTYPES, resolve
+from harness.tables import agreement_table, final_params_table, lab_table, runs_table
+
+
+def frameworks_arg(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in FRAMEWORKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(FRAMEWORKS)}; "
+                                         f"received {text!r}")
+    return names
+
+
+def dtypes_arg(text: str) -> tuple[str, ...]:
+    if text == "both":
+        return DTYPES
+    if text in DTYPES:
+        return (text,)
+    raise argparse.ArgumentTypeError(f"expected float64, float32 or both; received {text!r}")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="run one scenario and compare the implementations")
+    p.add_argument("scenario", help="a catalogue name (see `nn-parity list`) or a scenario .toml file")
+    p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
+                   help="comma-separated subset of numpy,keras,torch (default: all)")
+    p.add_argument("--dtype", type=dtypes_arg, default=DTYPES, dest="dtypes",
+                   help="float64, float32 or both (default: both)")
+    p.add_argument("--json", metavar="PATH", help="also write the runs and comparisons as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    scenario = resolve(args.scenario)
+    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    result = run_scenario(scenario, frameworks=args.frameworks, dtypes=args.dtypes, progress=progress)
+    print(f"# {scenario.name}: {scenario.title}\n")
+    print(runs_table(result).to_markdown(index=False), end="\n\n")
+    if result.comparisons:
+        print(agreement_table(result).to_markdown(index=False), end="\n\n")
+    for dtype in result.dtypes:
+        table = final_params_table(result, dtype)
+        if table is not None:
+            print(f"Final parameters ({dtype}):\n")
+            print(table.to_markdown(index=False), end="\n\n")
+    if result.lab_checks:
+        print("The lab's printed values against the float64 reference:\n")
+        print(lab_table(result).to_markdown(index=False), end="\n\n")
+    for c in result.comparisons:
+        if not c.agree:
+            print(c.describe_failure(scenario.name))
+    if args.json:
+        try:
+            write_json(result, args.json)
+        except OSError as exc:
+            print(f"nn-parity: error: {args.json}: cannot write the JSON file ({exc.strerror})", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    return EXIT_AGREE if result.agree and result.lab_ok else EXIT_DISAGREE

@@ -1,0 +1,66 @@
+"""The JSON form of a scenario run (``nn-parity run --json``)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from harness.runner import ScenarioResult
+
+
+def _clean(value):
+    """JSON has no nan/inf: they are written as the strings "nan", "inf", "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _list(arr: np.ndarray) -> list:
+    return np.asarray(arr, dtype=np.float64).tolist()
+
+
+def result_dict(result: ScenarioResult) -> dict:
+    runs = []
+    for (framework, dtype), run in result.runs.items():
+        runs.append({
+            "framework": framework, "dtype": dtype, "status": run.status, "message": run.message,
+            "convention": run.convention, "steps": run.steps, "stopped_early_at": run.stopped_early_at,
+            "first_nonfinite_step": run.first_nonfinite_step if run.ok else None,
+            "seconds": run.seconds, "losses": _list(run.losses),
+            "final_params": {k: _list(v) for k, v in run.final_params.items()} if run.ok else {},
+        })
+    s = result.scenario
+    return _clean({
+        "scenario": s.name, "title": s.title, "source": s.source, "file": str(s.path),
+        "tolerances": {d: {"rtol": t.rtol, "atol": t.atol} for d, t in s.tolerances.items()},
+        "runs": runs,
+        "comparisons": [c.as_dict() for c in result.comparisons],
+        "lab_checks": [c.as_dict() for c in result.lab_checks],
+        "agree": result.agree,
+    })
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write via a temporary file in the same folder, then rename: a failure leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(result: ScenarioResult, path: str | Path) -> None:
+    write_text_atomic(path, json.dumps(result_dict(result), indent=1) + "\n")

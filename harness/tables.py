@@ -1,0 +1,86 @@
+"""The tables the CLI prints and the reports embed, as pandas DataFrames."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.runner import ScenarioResult
+
+
+def fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and (np.isnan(x) or np.isinf(x)):
+        return str(x)
+    return f"{x:.2e}"
+
+
+def values(arr: np.ndarray | None, digits: int = 8) -> str:
+    if arr is None:
+        return "-"
+    flat = np.asarray(arr, dtype=np.float64).ravel()
+    return ", ".join(np.format_float_positional(v, precision=digits, unique=True, trim="-")
+                     if np.isfinite(v) else str(v) for v in flat)
+
+
+def runs_table(result: ScenarioResult) -> pd.DataFrame:
+    rows = []
+    for (framework, dtype), run in result.runs.items():
+        nonfinite = run.first_nonfinite_step if run.ok else None
+        rows.append({
+            "framework": framework, "dtype": dtype, "status": run.status, "convention": run.convention or "-",
+            "steps": run.steps if run.ok else "-",
+            "stopped early at": "-" if run.stopped_early_at is None else run.stopped_early_at,
+            "first inf/nan step": "-" if nonfinite is None else nonfinite,
+            "final loss": fmt(float(run.losses[-1])) if run.ok and run.steps else "-",
+            "note": run.message or "",
+        })
+    return pd.DataFrame(rows)
+
+
+def agreement_table(result: ScenarioResult) -> pd.DataFrame:
+    """One row per pair and dtype: max differences of the loss and every parameter, verdict."""
+    rows = []
+    for c in result.comparisons:
+        row = {"pair": c.pair, "dtype": c.dtype}
+        for name, q in c.quantities.items():
+            row[f"{name} max abs"] = fmt(q.max_abs)
+            row[f"{name} max rel"] = fmt(q.max_rel)
+        row["tolerance"] = f"rtol {c.rtol:g}, atol {c.atol:g}"
+        row["first divergent step"] = "none" if c.first_divergent_step is None else c.first_divergent_step
+        row["verdict"] = "agree" if c.agree else "DISAGREE"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def final_params_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | None:
+    """Final parameters side by side, with the lab's printed final values where it printed them."""
+    runs = {fw: result.runs[(fw, dtype)] for fw in result.frameworks if result.runs[(fw, dtype)].ok}
+    if not runs:
+        return None
+    lab = {l.param: l.value for l in result.scenario.lab_values if l.what == "params" and l.step == "final"}
+    rows = []
+    for name in result.scenario.param_names():
+        finals = {fw: run.final_params[name] for fw, run in runs.items()}
+        row = {"parameter": name}
+        for fw, v in finals.items():
+            row[fw] = values(v)
+        if dtype == "float64" or name in lab:
+            row["lab"] = values(lab.get(name)) if name in lab else "-"
+        stack = [np.asarray(v, dtype=np.float64) for v in finals.values()]
+        spread = max((float(np.max(np.abs(a - b))) for a in stack for b in stack), default=0.0)
+        row["largest difference"] = fmt(spread)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lab_table(result: ScenarioResult) -> pd.DataFrame:
+    rows = []
+    for check in result.lab_checks:
+        rows.append({
+            "quantity": check.label, "lab printed": values(check.lab.value),
+            "reference (float64)": values(check.computed, digits=10),
+            "max abs diff": fmt(check.max_abs_diff), "tolerance": check.lab.tolerance_rule,
+            "verdict": "matches" if check.ok else "MISMATCH",
+        })
+    return pd.DataFrame(rows)
