@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from harness.errors import EXIT_BAD_INPUT, BadInput
@@ -39,3 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         print(f"nn-parity: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader (e.g. `| head`) went away: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -8,6 +8,14 @@ EXIT_DISAGREE = 1
 EXIT_BAD_INPUT = 2
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "nothing (the field is missing)"
+
+
+MISSING = _Missing()
+
+
 class BadInput(Exception):
     """Bad user input: names the file, the field and what was expected."""
 

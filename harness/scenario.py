@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import BadInput
+from harness.errors import MISSING, BadInput
 from harness.toml_fields import Table
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
@@ -222,7 +222,7 @@ def parse_scenario(raw: dict[str, Any], *, path: Path) -> Scenario:
     loss = tr.string("loss", choices=tuple(LOSSES))
     if not isinstance(tr.data.get("optimizer"), dict):
         raise tr.error("optimizer", "a table such as { name = \"sgd\", learning_rate = 0.1 }",
-                       tr.data.get("optimizer", "nothing (missing)"))
+                       tr.data.get("optimizer", MISSING))
     optimizer = _optimizer(tr.sub("optimizer"))
     batch_raw = tr.data.get("batch_size", "full")
     if batch_raw == "full":
@@ -233,7 +233,7 @@ def parse_scenario(raw: dict[str, Any], *, path: Path) -> Scenario:
     shuffle_seed = tr.integer("shuffle_seed", None, minimum=0)
     if shuffle and shuffle_seed is None:
         raise tr.error("shuffle_seed", "an integer seed when shuffle = true (the harness owns the batch order)",
-                       "nothing (missing)")
+                       MISSING)
     training = TrainingSpec(
         loss=loss, optimizer=optimizer, epochs=tr.integer("epochs", minimum=1), batch_size=batch_size,
         shuffle=shuffle, shuffle_seed=shuffle_seed,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import BadInput
+from harness.errors import MISSING, BadInput
 
 _MISSING = object()
 
@@ -38,7 +38,7 @@ class Table:
         value = self.data.get(key, _MISSING)
         if value is _MISSING:
             if required:
-                raise self.error(key, "a table", "nothing (missing)")
+                raise self.error(key, "a table", MISSING)
             return Table({}, file=self.file, where=self.field(key))
         if not isinstance(value, dict):
             raise self.error(key, "a table", value)
@@ -48,7 +48,7 @@ class Table:
         value = self.data.get(key, _MISSING)
         if value is _MISSING:
             if required:
-                raise self.error(key, "an array of tables ([[...]])", "nothing (missing)")
+                raise self.error(key, "an array of tables ([[...]])", MISSING)
             return []
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise self.error(key, "an array of tables ([[...]])", value)
@@ -103,7 +103,7 @@ class Table:
     def _get(self, key: str, default: Any, expected: str) -> Any:
         value = self.data.get(key, default)
         if value is _MISSING:
-            raise self.error(key, expected, "nothing (missing)")
+            raise self.error(key, expected, MISSING)
         return value
 
 
