@@ -118,7 +118,7 @@ def _single(question: Question, framework: str) -> np.ndarray:
 def _dense(q: Dense, framework: str) -> np.ndarray:
     units = q.w.shape[1]
     if not q.bias_per_row:
-        bias = None if q.b is None else q.b.reshape(units)
+        bias = None if q.b is None else q.unit_bias()
         layer = LayerSpec(units=units, activation=q.activation, use_bias=bias is not None, axis=q.axis,
                           kernel=q.w, bias=bias)
         return forward(framework, (layer,), q.X)

@@ -46,8 +46,12 @@ class Dense:
 
     @property
     def bias_per_row(self) -> bool:
-        """The lab's b is n x q (one bias per observation) unless it is one per unit."""
-        return self.b is not None and not (self.b.size == self.w.shape[1] and (self.b.ndim == 1 or self.b.shape[0] == 1))
+        """The lab's b is n x q (one bias per observation); a scalar, a vector or one row is per unit."""
+        return self.b is not None and self.b.ndim == 2 and self.b.shape[0] != 1
+
+    def unit_bias(self) -> np.ndarray:
+        """A per-unit bias as the layer's ``(q,)`` vector (a scalar is broadcast)."""
+        return np.broadcast_to(self.b.reshape(-1), (self.w.shape[1],)).copy()
 
 
 @dataclass(frozen=True)

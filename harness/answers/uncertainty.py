@@ -94,7 +94,7 @@ def _torch_answer(torch, question: Question) -> Callable:
         layer = LayerSpec(units=units, activation=question.activation, use_bias=question.b is not None,
                           axis=question.axis, kernel=question.w)
         model = _functional(torch, (layer,), question.X.shape[1])
-        return lambda v: model({"w": v["w"], **({"b": v["b"].reshape(units)} if "b" in v else {})}, v["X"])
+        return lambda v: model({"w": v["w"], **({"b": v["b"].reshape(-1).expand(units)} if "b" in v else {})}, v["X"])
     if isinstance(question, Activation):
         z = question.z if question.z.ndim == 2 else question.z.reshape(1, -1)
         axis = question.axis if question.z.ndim == 2 else -1
