@@ -64,7 +64,8 @@ def summary_table(results: list[AnswerResult]) -> pd.DataFrame:
     for r in results:
         rows.append({"id": r.id, "kind": r.kind, "verdict": r.verdict.upper() if r.verdict in FAILING or
                      r.verdict == MALFORMED else r.verdict, "max abs diff": _by_part(r, _diff),
-                     "tolerance": _by_part(r, _tolerance), "note": _one_line(r.message)[:90]})
+                     "tolerance": _by_part(r, _tolerance),
+                     "note": _one_line(r.message or "; ".join(r.warnings))[:90]})
     return pd.DataFrame(rows)
 
 
@@ -97,7 +98,8 @@ def markdown_report(key: AnswerKey, results: list[AnswerResult], *, frameworks: 
         for p in r.parts:
             label = "" if p.part == "value" else f" ({p.part})"
             if r.verdict in ("wrong", "unanswered", "implausible", "not-reproducible"):
-                title = "value to print" if p.expected is None else "correct value, printed as the key prints it"
+                title = ("value to print" if p.expected is None else "the harness's value, printed as the key prints it"
+                         if r.verdict == "not-reproducible" else "correct value, printed as the key prints it")
                 lines += [f"{title}{label}:", "", "```", p.computed_text(), "```", ""]
             if p.expected is not None:
                 lines += [f"tolerance{label}: {p.rule}", ""]
