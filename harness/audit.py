@@ -186,12 +186,12 @@ def _audit_param(name, label, submitted, error, reference, grads, rtol, atol) ->
     except (TypeError, ValueError) as exc:
         audit.status, audit.message = "wrong shape", f"not a numeric array ({exc})"
         return audit
-    if value.size != reference.size:
+    if np.squeeze(value).shape != np.squeeze(reference).shape:
         audit.status = "wrong shape"
         audit.message = f"shape {value.shape}, expected {reference.shape}"
         return audit
-    if value.shape != reference.shape:
-        audit.message = f"shape {value.shape} read as {reference.shape} (same size)"
+    if value.shape != reference.shape:  # only axes of length 1 differ, e.g. a number for a (1,) bias
+        audit.message = f"shape {value.shape} read as {reference.shape}"
         value = value.reshape(reference.shape)
     audit.submitted = value
     if not np.all(np.isfinite(value)):
