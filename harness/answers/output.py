@@ -5,10 +5,8 @@ implausible, unanswered or harness fault, 2 the key (or one of its answers) is m
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
