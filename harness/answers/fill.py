@@ -1,11 +1,12 @@
 """A key written back with every missing answer filled in (``nn-parity answers``).
 
-The file is edited as text, so comments, order and formatting stay as they were: each
-unanswered ``[[answer]]`` gets ``expected = `` and a multi-line string holding numpy's
-``print`` output of the computed value, after its last field and before any
-``[answer.sub]`` table of its own. Table-valued answers (gradients, parameters) get an
-inline table ``expected = { w = ..., b = ... }`` of such strings.
-Answers that are malformed or where the implementations disagree are left empty.
+The file is edited as text, so comments, order and formatting stay as they were. Each
+unanswered ``[[answer]]`` gets, after its last field and before any ``[answer.sub]``
+table of its own, ``expected = `` with a multi-line string holding numpy's ``print``
+output of the computed value, and ``printed_precision = 8`` (the precision numpy printed
+it with) unless the answer sets its own. Table-valued answers (gradients, parameters)
+get an inline table ``expected = { w = ..., b = ... }`` of such strings. Answers that are
+malformed or where the implementations disagree are left empty.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from harness.answers.verdicts import UNANSWERED, AnswerResult
 
 _ANSWER_HEADER = re.compile(r"^\s*\[\[\s*answer\s*\]\]\s*(#.*)?$")
 _TABLE_HEADER = re.compile(r"^\s*\[")
+_PRECISION = re.compile(r"^\s*printed_precision\s*=")
 
 
 def expected_toml(result: AnswerResult) -> str:
@@ -50,7 +52,10 @@ def filled_text(text: str, results: list[AnswerResult]) -> str:
             stripped = lines[i].strip()
             if stripped and not stripped.startswith("#"):
                 last = i
-        insertions.append((last + 1, "# filled by nn-parity answers\n" + expected_toml(result)))
+        block = "# filled by nn-parity answers\n" + expected_toml(result)
+        if not any(_PRECISION.match(line) for line in lines[start:end]):
+            block += "\nprinted_precision = 8  # numpy's print precision: trimmed zeros are significant"
+        insertions.append((last + 1, block))
     for index, block in reversed(insertions):
         lines[index:index] = block.split("\n")
     return "\n".join(lines) + "\n"

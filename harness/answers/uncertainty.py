@@ -61,6 +61,8 @@ def propagated(question: Question, rounded: int | dict[str, int]) -> dict[str, n
     import torch
 
     names = input_names(question)
+    if not names:
+        raise ValueError("a scenario answer's inputs are the scenario's own, not rounded key inputs")
     decimals = {n: rounded for n in names} if isinstance(rounded, int) else dict(rounded)
     values = input_values(question)
     inputs = {n: torch.tensor(np.asarray(values[n], dtype=np.float64)) for n in names}
