@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from harness.adapters import run_framework
 from harness.errors import BadInput
@@ -139,7 +140,8 @@ def finite_differences(scenario: Scenario, params: dict[str, np.ndarray], X: np.
     return out
 
 
-def _submitted(fn: Backward, params, X, y, scenario: Scenario) -> tuple[dict[str, object], str]:
+def _submitted(fn: Backward, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+               scenario: Scenario) -> tuple[dict[str, object], str]:
     """name -> what the function returned for it, or the error that stopped it."""
     try:
         returned = fn({k: v.copy() for k, v in params.items()}, X.copy(), y.copy())
@@ -173,7 +175,8 @@ def audit_gradients(fn: Backward, scenario: Scenario, *, function_name: str = "b
     return result
 
 
-def _audit_param(name, label, submitted, error, reference, grads, rtol, atol) -> ParamAudit:
+def _audit_param(name: str, label: str, submitted: dict[str, object], error: str, reference: np.ndarray,
+                 grads: dict[str, dict[str, np.ndarray]], rtol: float, atol: float) -> ParamAudit:
     audit = ParamAudit(name=name, label=label, status="ok", reference=reference)
     if error:
         audit.status, audit.message = "crashed", error
@@ -205,7 +208,8 @@ def _audit_param(name, label, submitted, error, reference, grads, rtol, atol) ->
     return audit
 
 
-def diagnose(scenario: Scenario, params, X, y, submitted: dict[str, np.ndarray], *, rtol: float, atol: float) -> str:
+def diagnose(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+             submitted: dict[str, np.ndarray], *, rtol: float, atol: float) -> str:
     """Which standard loss's gradient (times a constant) the submitted gradients are, if any."""
     from harness.adapters.numpy_reference import build_network
 
@@ -236,9 +240,7 @@ def diagnose(scenario: Scenario, params, X, y, submitted: dict[str, np.ndarray],
     return ""
 
 
-def audit_table(result: AuditResult):
-    import pandas as pd
-
+def audit_table(result: AuditResult) -> pd.DataFrame:
     rows = []
     for p in result.params:
         row = {"parameter": f"{p.name} ({p.label})", "status": p.status.upper() if not p.ok else "ok"}

@@ -21,10 +21,12 @@ from harness.answers.questions import (
     Activation, Dense, Gradient, Loss, Network, Question, ScenarioQuestion, Train, epochs_for, param_labels, parts,
 )
 from harness.lab_values import computed_value
+from harness.plan import TrainingPlan
 from harness.runner import run_scenario
 from harness.scenario import (
     DEFAULT_TOLERANCES, DataSpec, LabValue, LayerSpec, OptimizerSpec, Scenario, TrainingSpec,
 )
+from harness.trajectory import Trajectory
 
 Values = dict[str, np.ndarray]
 DTYPE = "float64"
@@ -196,7 +198,7 @@ def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[
     return out
 
 
-def _values_of_run(question, run, plan) -> Values:
+def _values_of_run(question: Gradient | Train | ScenarioQuestion, run: Trajectory, plan: TrainingPlan) -> Values:
     layers = plan.scenario.layers
     labels = param_labels(len(layers), [l.use_bias for l in layers])
     if isinstance(question, Gradient):
