@@ -80,7 +80,7 @@ def markdown_report(key: AnswerKey, results: list[AnswerResult], *, frameworks: 
         rows.append({"id": r.id, "question": r.kind, "expected": _by_part(r, _expected),
                      "computed": _by_part(r, _computed), "difference": _by_part(r, _diff),
                      "tolerance": _by_part(r, _tolerance), "verdict": r.verdict})
-    lines += [pd.DataFrame(rows).to_markdown(index=False), ""]
+    lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
     details = [r for r in results if r.verdict != "correct" or r.warnings]
     if details:
         lines += ["## Details", ""]

@@ -202,8 +202,8 @@ def format_like(values: np.ndarray, style: PrintStyle) -> str:
             text = np.array2string(values, precision=decimals, separator=separator, floatmode="maxprec",
                                    suppress_small=True)
         else:
-            text = np.format_float_positional(float(values), precision=decimals, unique=True, trim="-") \
-                if decimals < 16 else repr(float(values))
+            v = float(values)
+            text = f"{v:.{decimals}f}" if decimals < 16 else repr(v)  # a full repr stays a repr
     if style.wrapper == "array":
         suffix = f", dtype={style.dtype})" if style.dtype else ")"
         return f"array({text}{suffix}"

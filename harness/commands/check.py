@@ -32,7 +32,7 @@ def handle(args: argparse.Namespace) -> int:
         results.append(result)
         print(f"{result.id}: {result.verdict}", file=sys.stderr, flush=True)
     print(f"# {key.title}\n")
-    print(summary_table(results).to_markdown(index=False), end="\n\n")
+    print(summary_table(results).to_markdown(index=False, disable_numparse=True), end="\n\n")
     for r in results:
         if r.verdict == "malformed":
             print(f"nn-parity: error: {r.message}", file=sys.stderr)
