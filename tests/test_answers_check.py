@@ -224,3 +224,23 @@ def test_rtol_atol_override_the_printed_precision(tmp_path):
     assert results["loose"].verdict == "correct"
     assert results["printed"].verdict == "wrong"
     assert parse_printed("0.51").half_unit == 0.005
+
+
+def test_a_scenario_file_is_resolved_relative_to_the_key(tmp_path):
+    from harness.scenario import catalogue
+
+    source = next(p for p in catalogue() if p.stem == "softmax-classifier")
+    (tmp_path / "classifier.toml").write_text(source.read_text())
+    fields = ('compute = "scenario"\nscenario = "classifier.toml"\nquantity = "accuracy"\nstep = 0\n'
+              "expected = 1.0")
+    result = check(tmp_path, key_text({"file": fields}))["file"]
+    assert result.verdict == "correct"  # the notes' W, b classify all three points right
+
+
+def test_answers_on_a_complete_key_changes_nothing(tmp_path):
+    from pathlib import Path
+
+    key = Path(__file__).resolve().parent.parent / "scenarios" / "keys" / "004-homework.toml"
+    out = tmp_path / "same.toml"
+    assert main(["answers", str(key), "--out", str(out)]) == 0
+    assert out.read_text() == key.read_text()
