@@ -13,7 +13,7 @@ import sys
 
 from harness.errors import EXIT_BAD_INPUT, BadInput
 
-COMMANDS = ("list", "run", "report", "bench")
+COMMANDS = ("list", "run", "report", "bench", "check", "answers", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:

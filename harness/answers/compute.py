@@ -1,0 +1,225 @@
+"""Each answer computed in float64 by the reference, Keras and PyTorch, with their own builders.
+
+Single computations (dense, activation, network, loss) build the model with the
+adapters' builders (``build_model``, ``set_params``, ``build_loss``) and run one
+forward pass; an activation of ``z`` is a bias-free dense layer with the identity
+kernel (``z @ I = z`` exactly). Gradient, train and scenario answers are training
+runs: an in-memory scenario goes through ``harness.plan`` and every adapter
+(``harness.runner.run_scenario``), exactly as ``nn-parity run`` does.
+
+The result of one framework is ``{part: array}`` or an error message (a crash is a
+result to report, not a harness failure).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.adapters import FRAMEWORKS, adapter
+from harness.answers.questions import (
+    Activation, Dense, Gradient, Loss, Network, Question, ScenarioQuestion, Train, epochs_for, param_labels, parts,
+)
+from harness.lab_values import computed_value
+from harness.plan import TrainingPlan
+from harness.runner import run_scenario
+from harness.scenario import (
+    DEFAULT_TOLERANCES, DataSpec, LabValue, LayerSpec, OptimizerSpec, Scenario, TrainingSpec,
+)
+from harness.trajectory import Trajectory
+
+Values = dict[str, np.ndarray]
+DTYPE = "float64"
+
+
+def in_memory_scenario(*, input_dim: int, layers: tuple[LayerSpec, ...], X: np.ndarray, y: np.ndarray | None,
+                       loss: str = "mse", clip: str = "none", optimizer: OptimizerSpec | None = None,
+                       batch_size: int | None = None, epochs: int = 1) -> Scenario:
+    """A scenario made from an answer's inputs (no file); data in the order given, never shuffled."""
+    y = np.zeros((X.shape[0], layers[-1].units)) if y is None else y
+    training = TrainingSpec(loss=loss, optimizer=optimizer or OptimizerSpec("sgd", 0.0), epochs=epochs,
+                            batch_size=batch_size, clip=clip)
+    return Scenario(name="answer", title="answer", path=Path("<answer>"), source="", description="",
+                    data=DataSpec(X=X, y=y), input_dim=input_dim, layers=layers, training=training,
+                    tolerances=dict(DEFAULT_TOLERANCES))
+
+
+def identity_layer(units: int, activation: str, axis: int) -> LayerSpec:
+    return LayerSpec(units=units, activation=activation, use_bias=False, axis=axis, kernel=np.eye(units))
+
+
+def layer_params(layers: tuple[LayerSpec, ...]) -> dict[str, np.ndarray]:
+    params = {}
+    for i, layer in enumerate(layers):
+        params[f"layers.{i}.kernel"] = layer.kernel
+        if layer.use_bias:
+            params[f"layers.{i}.bias"] = layer.bias
+    return params
+
+
+def compute_all(question: Question, *, frameworks: tuple[str, ...] = FRAMEWORKS) -> dict[str, Values | str]:
+    """framework -> the answer's parts, or why it could not be computed."""
+    if isinstance(question, (Gradient, Train, ScenarioQuestion)):
+        return _from_runs(question, frameworks)
+    out: dict[str, Values | str] = {}
+    for framework in frameworks:
+        module = adapter(framework)
+        reason = module.available()
+        if reason is not None:
+            out[framework] = f"skipped: {reason}"
+            continue
+        try:
+            out[framework] = {"value": np.asarray(_single(question, framework), dtype=np.float64)}
+        except Exception as exc:  # a framework crash is reported with the answer
+            out[framework] = f"crashed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}"
+    return out
+
+
+# --- single forward computations -----------------------------------------------
+
+def forward(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray) -> np.ndarray:
+    """The network's output in one framework, with the adapters' builders."""
+    scenario = in_memory_scenario(input_dim=X.shape[1], layers=layers, X=X, y=None)
+    params = layer_params(layers)
+    if framework == "numpy":
+        from harness.adapters.numpy_reference import build_network
+
+        return build_network(scenario).predict(X, params)
+    if framework == "keras":
+        from harness.adapters.keras_tf import build_model, floatx, import_keras, set_params
+
+        _, keras = import_keras()
+        with floatx(keras, DTYPE):
+            model, dense_layers = build_model(keras, scenario, DTYPE)
+            set_params(dense_layers, params)
+            return np.asarray(model(X))
+    import torch
+
+    from harness.adapters.torch_eager import build_model, set_params
+
+    model, linears = build_model(torch, scenario, torch.float64)
+    set_params(torch, linears, params)
+    with torch.no_grad():
+        return model(torch.from_numpy(X)).numpy()
+
+
+def _single(question: Question, framework: str) -> np.ndarray:
+    if isinstance(question, Dense):
+        return _dense(question, framework)
+    if isinstance(question, Activation):
+        z = question.z if question.z.ndim == 2 else question.z.reshape(1, -1)
+        axis = question.axis if question.z.ndim == 2 else -1
+        return forward(framework, (identity_layer(z.shape[1], question.function, axis),), z).reshape(question.z.shape)
+    if isinstance(question, Network):
+        return network_answer(question, forward(framework, question.layers, question.X))
+    if isinstance(question, Loss):
+        return _loss(question, framework)
+    raise TypeError(question)
+
+
+def _dense(q: Dense, framework: str) -> np.ndarray:
+    units = q.w.shape[1]
+    if not q.bias_per_row:
+        bias = None if q.b is None else q.unit_bias()
+        layer = LayerSpec(units=units, activation=q.activation, use_bias=bias is not None, axis=q.axis,
+                          kernel=q.w, bias=bias)
+        return forward(framework, (layer,), q.X)
+    # The lab's n x q bias, one per observation: z = X @ w (the framework) + b, then the activation.
+    z = forward(framework, (LayerSpec(units=units, use_bias=False, kernel=q.w),), q.X) + q.b
+    return forward(framework, (identity_layer(units, q.activation, q.axis),), z)
+
+
+def network_answer(q: Network, output: np.ndarray) -> np.ndarray:
+    """output as is, the predicted class, or the accuracy against ``y``."""
+    if q.output == "output":
+        return output
+    predicted = predictions(output)
+    if q.output == "prediction":
+        return predicted
+    return np.asarray(np.mean(predicted == predictions(q.y, labels=True)))
+
+
+def predictions(values: np.ndarray, *, labels: bool = False) -> np.ndarray:
+    """One column: p > 0.5 (or the 0/1 label itself); several columns: the argmax."""
+    if values.shape[-1] == 1:
+        return (values[..., 0] > 0.5).astype(np.float64)
+    return np.argmax(values, axis=-1).astype(np.float64)
+
+
+def _loss(q: Loss, framework: str) -> np.ndarray:
+    if framework == "numpy":
+        from reference.losses import get_loss
+
+        return get_loss(q.loss).value(q.y_true, q.y_pred, clip=q.clip)
+    if framework == "keras":
+        from harness.adapters.keras_tf import build_loss, floatx, import_keras
+
+        tf, keras = import_keras()
+        with floatx(keras, DTYPE):
+            return np.asarray(build_loss(keras, q.loss, q.clip)(tf.constant(q.y_true), tf.constant(q.y_pred)))
+    import torch
+
+    from harness.adapters.torch_eager import build_loss
+
+    with torch.no_grad():
+        return build_loss(torch, q.loss, q.clip)(torch.from_numpy(q.y_pred), torch.from_numpy(q.y_true)).numpy()
+
+
+# --- training runs ----------------------------------------------------------------
+
+def run_scenario_of(question: Gradient | Train | ScenarioQuestion) -> Scenario:
+    if isinstance(question, ScenarioQuestion):
+        return question.scenario
+    if isinstance(question, Gradient):  # one step at learning rate 0: the gradients at the given parameters
+        return in_memory_scenario(input_dim=question.X.shape[1], layers=question.layers, X=question.X,
+                                  y=question.y, loss=question.loss, clip=question.clip)
+    opt = question.optimizer
+    spec = OptimizerSpec(name=opt["name"], learning_rate=float(opt["learning_rate"]),
+                         options={k: v for k, v in opt.items() if k not in ("name", "learning_rate")})
+    return in_memory_scenario(input_dim=question.X.shape[1], layers=question.layers, X=question.X, y=question.y,
+                              loss=question.loss, clip=question.clip, optimizer=spec,
+                              batch_size=question.batch_size, epochs=epochs_for(question))
+
+
+def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[str, ...]) -> dict[str, Values | str]:
+    scenario = run_scenario_of(question)
+    result = run_scenario(scenario, frameworks=frameworks, dtypes=(DTYPE,))
+    plan = result.plans[DTYPE]
+    out: dict[str, Values | str] = {}
+    for framework in frameworks:
+        run = result.runs[(framework, DTYPE)]
+        if not run.ok:
+            out[framework] = f"{run.status}: {run.message}"
+            continue
+        try:
+            out[framework] = _values_of_run(question, run, plan)
+        except (IndexError, ValueError) as exc:
+            out[framework] = f"not reached: {exc}"
+    return out
+
+
+def _values_of_run(question: Gradient | Train | ScenarioQuestion, run: Trajectory, plan: TrainingPlan) -> Values:
+    layers = plan.scenario.layers
+    labels = param_labels(len(layers), [l.use_bias for l in layers])
+    if isinstance(question, Gradient):
+        return {label: run.grads[name][0] for label, name in labels.items()}
+    if isinstance(question, Train):
+        if run.steps < question.steps:
+            raise ValueError(f"the run stopped after {run.steps} of {question.steps} steps")
+        return {label: run.params[name][question.steps - 1] for label, name in labels.items()}
+    what = {"params": "params", "gradient": "gradient", "loss": "loss", "output": "output", "accuracy": "output"}
+    values: Values = {}
+    for part in parts(question):
+        param = labels.get(part)
+        lab = LabValue(what=what[question.quantity], step=question.step, value=np.zeros(1), tolerance=np.zeros(1),
+                       param=param)
+        step, value = computed_value(lab, run, plan)
+        if value is None:
+            raise ValueError(f"step {question.step} is beyond the run's {run.steps} steps")
+        if question.quantity == "accuracy":
+            value = np.mean(predictions(value) == predictions(plan.y, labels=True))
+        elif question.quantity == "loss":
+            value = np.asarray(value).reshape(())
+        values[part] = np.asarray(value, dtype=np.float64)
+    return values
+

@@ -1,0 +1,150 @@
+"""A checked key as a terminal table, a markdown report and a JSON file; the exit code.
+
+Exit codes: 0 every answer correct (or not reproducible, reported), 1 any wrong,
+implausible, unanswered or harness fault, 2 the key (or one of its answers) is malformed.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+from harness.answers.key_file import AnswerKey
+from harness.answers.verdicts import FAILING, MALFORMED, AnswerResult, PartCheck
+from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
+
+
+def exit_code(results: list[AnswerResult]) -> int:
+    if any(r.verdict == MALFORMED for r in results):
+        return EXIT_BAD_INPUT
+    return EXIT_DISAGREE if any(r.verdict in FAILING for r in results) else EXIT_AGREE
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _by_part(result: AnswerResult, text) -> str:
+    pieces = [(p.part, text(p)) for p in result.parts]
+    pieces = [(name, t) for name, t in pieces if t is not None]
+    if not pieces:
+        return "-"
+    if len(pieces) == 1 and pieces[0][0] == "value":
+        return pieces[0][1]
+    return "; ".join(f"{name} = {t}" for name, t in pieces)
+
+
+def _expected(p: PartCheck) -> str | None:
+    return None if p.expected is None else _one_line(p.expected.text)
+
+
+def _computed(p: PartCheck) -> str:
+    return _one_line(p.computed_text())
+
+
+def _diff(p: PartCheck) -> str | None:
+    return None if p.expected is None else f"{p.max_abs_diff:.2e}"
+
+
+def _tolerance(p: PartCheck) -> str | None:
+    if p.expected is None:
+        return None
+    text = f"{float(np.max(p.tolerance)):.2e} (printed {float(np.max(p.printed_tol)):.1e}"
+    if p.propagated_tol is not None:
+        text += f" + inputs {float(np.max(p.propagated_tol)):.1e}"
+    return text + ")"
+
+
+def summary_table(results: list[AnswerResult]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        rows.append({"id": r.id, "kind": r.kind, "verdict": r.verdict.upper() if r.verdict in FAILING or
+                     r.verdict == MALFORMED else r.verdict, "max abs diff": _by_part(r, _diff),
+                     "tolerance": _by_part(r, _tolerance),
+                     "note": _one_line(r.message or "; ".join(r.warnings))[:90]})
+    return pd.DataFrame(rows)
+
+
+def markdown_report(key: AnswerKey, results: list[AnswerResult], *, frameworks: tuple[str, ...]) -> str:
+    counts = Counter(r.verdict for r in results)
+    lines = [f"# Answer key: {key.title}", "", f"Key file: `{key.path}`" + (f"; source: {key.source}" if key.source
+                                                                               else ""), "",
+             f"Each answer computed in float64 by {', '.join(frameworks)}; the implementations must agree first.",
+             "Tolerance per element = half a unit in the last printed digit (or the key's rtol/atol) + float64",
+             "arithmetic (1e-14 + 1e-12*|e|) + the uncertainty propagated from rounded inputs (autograd).", "",
+             "Verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())), ""]
+    rows = []
+    for r in results:
+        rows.append({"id": r.id, "question": r.kind, "expected": _by_part(r, _expected),
+                     "computed": _by_part(r, _computed), "difference": _by_part(r, _diff),
+                     "tolerance": _by_part(r, _tolerance), "verdict": r.verdict})
+    lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+    details = [r for r in results if r.verdict != "correct" or r.warnings]
+    if details:
+        lines += ["## Details", ""]
+    for r in details:
+        lines.append(f"### {r.id}: {r.verdict}")
+        lines.append("")
+        if r.message:
+            lines += [r.message, ""]
+        for w in r.warnings:
+            lines += [f"- warning: {w}"]
+        if r.warnings:
+            lines.append("")
+        for p in r.parts:
+            label = "" if p.part == "value" else f" ({p.part})"
+            if r.verdict in ("wrong", "unanswered", "implausible", "not-reproducible"):
+                title = ("value to print" if p.expected is None else "the harness's value, printed as the key prints it"
+                         if r.verdict == "not-reproducible" else "correct value, printed as the key prints it")
+                lines += [f"{title}{label}:", "", "```", p.computed_text(), "```", ""]
+            if p.expected is not None:
+                lines += [f"tolerance{label}: {p.rule}", ""]
+        if r.spread or r.agreement_tol:
+            lines += [f"implementations agree to {r.spread:.1e}" + (
+                f" (allowed rtol {r.agreement_tol.rtol:g}, atol {r.agreement_tol.atol:g})" if r.agreement_tol else ""),
+                ""]
+        if r.source:
+            lines += [f"source: {r.source}", ""]
+    return "\n".join(lines)
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _parts_json(r: AnswerResult, fn):
+    values = {p.part: fn(p) for p in r.parts}
+    return values.get("value") if set(values) == {"value"} else values
+
+
+def result_json(key: AnswerKey, results: list[AnswerResult], *, frameworks: tuple[str, ...]) -> dict:
+    answers = []
+    for r in results:
+        diffs = [p.max_abs_diff for p in r.parts if p.max_abs_diff is not None]
+        answers.append({
+            "id": r.id, "kind": r.kind, "verdict": r.verdict,
+            "expected": _parts_json(r, lambda p: None if p.expected is None else p.expected.values.tolist()),
+            "expected_text": _parts_json(r, lambda p: None if p.expected is None else p.expected.text),
+            "computed": _parts_json(r, lambda p: p.computed.tolist()),
+            "computed_text": _parts_json(r, lambda p: p.computed_text()),
+            "max_abs_diff": max(diffs) if diffs else None,
+            "tolerance": _parts_json(r, lambda p: None if p.expected is None else {
+                "total": p.tolerance.tolist(), "printed": p.printed_tol.tolist(),
+                "arithmetic": p.arithmetic_tol.tolist(),
+                "propagated": None if p.propagated_tol is None else np.asarray(p.propagated_tol).tolist(),
+                "rule": p.rule}),
+            "implementations": {fw: (v if isinstance(v, str) else "ok") for fw, v in r.by_framework.items()},
+            "implementation_spread": r.spread,
+            "message": r.message, "warnings": r.warnings, "source": r.source,
+        })
+    return _clean({"key": str(key.path), "title": key.title, "frameworks": list(frameworks), "dtype": "float64",
+                   "summary": dict(Counter(r.verdict for r in results)), "answers": answers})
+

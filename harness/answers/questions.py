@@ -1,0 +1,317 @@
+"""The compute kinds: what each ``[[answer]]`` asks, its inputs, and their validation.
+
+Every kind parses its fields from the answer's table (one-line ``BadInput`` naming the
+answer and field on any problem) into a frozen question that ``compute`` evaluates.
+
+=============  ==========================================================================
+kind           inputs -> answer
+=============  ==========================================================================
+dense          X, w, b (optional), activation -> a = activation(X @ w + b)
+activation     function, z, axis (-1) -> function(z)
+network        X, layers = [{w, b, activation}], output = output|prediction|accuracy (y)
+loss           loss, y_true, y_pred, clip -> the batch-mean loss
+gradient       X, y, layers (or w, b, activation), loss, clip -> dL/d(every parameter)
+train          the same plus optimizer, batch_size, steps -> parameters after the steps
+scenario       scenario (catalogue name or file), quantity, step -> a value of its run
+=============  ==========================================================================
+
+Parameters are named as the labs name them: ``w`` and ``b`` for a one-layer model,
+``w1, b1, w2, b2, ...`` for deeper ones (``layers.<i>.kernel|bias`` is accepted too).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import BadInput
+from harness.scenario import OPTIMIZER_OPTIONS, LayerSpec, Scenario, resolve
+from harness.toml_fields import Table
+from reference.activations import ACTIVATIONS
+from reference.losses import CLIP_MODES, LOSSES
+
+NETWORK_OUTPUTS = ("output", "prediction", "accuracy")
+SCENARIO_QUANTITIES = ("params", "gradient", "loss", "output", "accuracy")
+
+
+@dataclass(frozen=True)
+class Dense:
+    X: np.ndarray
+    w: np.ndarray
+    b: np.ndarray | None
+    activation: str
+    axis: int
+
+    @property
+    def bias_per_row(self) -> bool:
+        """The lab's b is n x q (one bias per observation); a scalar, a vector or one row is per unit."""
+        return self.b is not None and self.b.ndim == 2 and self.b.shape[0] != 1
+
+    def unit_bias(self) -> np.ndarray:
+        """A per-unit bias as the layer's ``(q,)`` vector (a scalar is broadcast)."""
+        return np.broadcast_to(self.b.reshape(-1), (self.w.shape[1],)).copy()
+
+
+@dataclass(frozen=True)
+class Activation:
+    function: str
+    z: np.ndarray
+    axis: int
+
+
+@dataclass(frozen=True)
+class Network:
+    X: np.ndarray
+    layers: tuple[LayerSpec, ...]
+    output: str
+    y: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Loss:
+    loss: str
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    clip: str
+
+
+@dataclass(frozen=True)
+class Gradient:
+    X: np.ndarray
+    y: np.ndarray
+    layers: tuple[LayerSpec, ...]
+    loss: str
+    clip: str
+
+
+@dataclass(frozen=True)
+class Train:
+    X: np.ndarray
+    y: np.ndarray
+    layers: tuple[LayerSpec, ...]
+    loss: str
+    clip: str
+    optimizer: dict
+    batch_size: int | None
+    steps: int
+
+
+@dataclass(frozen=True)
+class ScenarioQuestion:
+    scenario: Scenario
+    quantity: str
+    step: int | str
+
+
+Question = Dense | Activation | Network | Loss | Gradient | Train | ScenarioQuestion
+
+
+def param_labels(n_layers: int, use_bias: list[bool]) -> dict[str, str]:
+    """Label in the key -> reference name: ``w``/``b`` for one layer, ``w1``/``b1``... otherwise."""
+    labels = {}
+    for i in range(n_layers):
+        suffix = "" if n_layers == 1 else str(i + 1)
+        labels[f"w{suffix}"] = f"layers.{i}.kernel"
+        if use_bias[i]:
+            labels[f"b{suffix}"] = f"layers.{i}.bias"
+    return labels
+
+
+def parts(question: Question) -> tuple[str, ...]:
+    """The names of the answer's parts: ``("value",)`` or the parameter labels."""
+    if isinstance(question, (Gradient, Train)):
+        return tuple(param_labels(len(question.layers), [l.use_bias for l in question.layers]))
+    if isinstance(question, ScenarioQuestion) and question.quantity in ("params", "gradient"):
+        layers = question.scenario.layers
+        return tuple(param_labels(len(layers), [l.use_bias for l in layers]))
+    return ("value",)
+
+
+def reference_name(question: Question, label: str) -> str:
+    layers = question.scenario.layers if isinstance(question, ScenarioQuestion) else question.layers
+    return param_labels(len(layers), [l.use_bias for l in layers])[label]
+
+
+# --- field readers --------------------------------------------------------------
+
+def _activation_name(t: Table, key: str, default: str | None = None) -> str:
+    if default is None:
+        return t.string(key, choices=tuple(ACTIVATIONS))
+    return t.string(key, default, choices=tuple(ACTIVATIONS))
+
+
+def _layer(t: Table, n_in: int, *, kernel_key: str = "w", bias_key: str = "b") -> LayerSpec:
+    w = t.array(kernel_key, ndim=2)
+    if w.shape[0] != n_in:
+        raise t.error(kernel_key, f"{n_in} rows (one per input of this layer) so that the product is defined",
+                      f"shape {w.shape}")
+    units = w.shape[1]
+    b = t.array(bias_key, None)
+    if b is not None and b.size != units:
+        raise t.error(bias_key, f"{units} numbers (one per unit of the layer)", f"shape {b.shape}")
+    activation = _activation_name(t, "activation", "linear")
+    return LayerSpec(units=units, activation=activation, use_bias=b is not None, axis=t.integer("axis", -1),
+                     kernel=w, bias=None if b is None else b.reshape(units))
+
+
+def _layers(t: Table, n_in: int) -> tuple[LayerSpec, ...]:
+    if t.has("layers"):
+        if t.has("w"):
+            raise t.error("w", "either layers = [...] or one layer's w, b, activation, not both", "both")
+        layers = []
+        for lt in t.tables("layers"):
+            lt.check_keys({"w", "b", "activation", "axis"})
+            layers.append(_layer(lt, n_in))
+            n_in = layers[-1].units
+        if not layers:
+            raise t.error("layers", "at least one layer { w = ..., b = ..., activation = ... }", "none")
+        return tuple(layers)
+    return (_layer(t, n_in),)
+
+
+def _targets(t: Table, key: str, rows: int, units: int) -> np.ndarray:
+    y = t.array(key)
+    if y.ndim == 1:
+        y = y.reshape(-1, 1) if units == 1 else y.reshape(1, -1)
+    if y.shape != (rows, units):
+        raise t.error(key, f"shape ({rows}, {units}) (one row per observation, one column per output)",
+                      f"shape {y.shape}")
+    return y
+
+
+def _data(t: Table) -> np.ndarray:
+    return t.array("X", ndim=2)
+
+
+# --- kinds ------------------------------------------------------------------------
+
+def _dense(t: Table, key_dir: Path) -> Dense:
+    X = _data(t)
+    w = t.array("w", ndim=2)
+    if w.shape[0] != X.shape[1]:
+        raise t.error("w", f"{X.shape[1]} rows so that X @ w is defined (X has shape {X.shape})",
+                      f"shape {w.shape}")
+    b = t.array("b", None)
+    if b is not None:
+        try:
+            np.broadcast_shapes(b.shape, (X.shape[0], w.shape[1]))
+        except ValueError:
+            raise t.error("b", f"a shape that adds to X @ w, of shape {(X.shape[0], w.shape[1])}",
+                          f"shape {b.shape}") from None
+    return Dense(X=X, w=w, b=b, activation=_activation_name(t, "activation", "linear"), axis=t.integer("axis", -1))
+
+
+def _activation(t: Table, key_dir: Path) -> Activation:
+    z = t.array("z")
+    if z.ndim not in (1, 2):
+        raise t.error("z", "a vector or a matrix", f"shape {z.shape}")
+    axis = t.integer("axis", -1)
+    if not -z.ndim <= axis < z.ndim:
+        raise t.error("axis", f"an axis of z (shape {z.shape})", axis)
+    return Activation(function=_activation_name(t, "function"), z=z, axis=axis)
+
+
+def _network(t: Table, key_dir: Path) -> Network:
+    X = _data(t)
+    layers = _layers(t, X.shape[1])
+    output = t.string("output", "output", choices=NETWORK_OUTPUTS)
+    y = _targets(t, "y", X.shape[0], layers[-1].units) if output == "accuracy" or t.has("y") else None
+    return Network(X=X, layers=layers, output=output, y=y)
+
+
+def _loss(t: Table, key_dir: Path) -> Loss:
+    y_pred = t.array("y_pred")
+    y_true = t.array("y_true")
+    if y_true.shape != y_pred.shape:
+        raise t.error("y_true", f"the shape of y_pred {y_pred.shape}", f"shape {y_true.shape}")
+    return Loss(loss=t.string("loss", choices=tuple(LOSSES)), y_true=y_true, y_pred=y_pred,
+                clip=t.string("clip", "none", choices=CLIP_MODES))
+
+
+def _gradient(t: Table, key_dir: Path) -> Gradient:
+    X = _data(t)
+    layers = _layers(t, X.shape[1])
+    return Gradient(X=X, y=_targets(t, "y", X.shape[0], layers[-1].units), layers=layers,
+                    loss=t.string("loss", choices=tuple(LOSSES)), clip=t.string("clip", "none", choices=CLIP_MODES))
+
+
+def _train(t: Table, key_dir: Path) -> Train:
+    g = _gradient(t, key_dir)
+    opt = t.sub("optimizer")
+    name = opt.string("name", choices=tuple(OPTIMIZER_OPTIONS))
+    opt.check_keys({"name", "learning_rate", *OPTIMIZER_OPTIONS[name]})
+    opt.number("learning_rate", minimum=0.0)
+    raw_batch = t.data.get("batch_size", "full")
+    batch_size = None if raw_batch == "full" else t.integer("batch_size", minimum=1)
+    return Train(X=g.X, y=g.y, layers=g.layers, loss=g.loss, clip=g.clip, optimizer=dict(opt.data),
+                 batch_size=batch_size, steps=t.integer("steps", minimum=1))
+
+
+def _scenario(t: Table, key_dir: Path) -> ScenarioQuestion:
+    name = t.string("scenario")
+    relative = key_dir / name
+    target = str(relative) if name.endswith(".toml") and relative.exists() else name
+    try:
+        scenario = resolve(target)
+    except BadInput as exc:
+        raise t.error("scenario", f"a catalogue scenario or scenario file that loads ({exc.one_line()})",
+                      name) from None
+    quantity = t.string("quantity", choices=SCENARIO_QUANTITIES)
+    raw_step = t.data.get("step", "final")
+    step: int | str = "final" if raw_step == "final" else t.integer("step", minimum=0)
+    return ScenarioQuestion(scenario=scenario, quantity=quantity, step=step)
+
+
+KINDS = {
+    "dense": (_dense, {"X", "w", "b", "activation", "axis"}),
+    "activation": (_activation, {"function", "z", "axis"}),
+    "network": (_network, {"X", "layers", "w", "b", "activation", "axis", "output", "y"}),
+    "loss": (_loss, {"loss", "y_true", "y_pred", "clip"}),
+    "gradient": (_gradient, {"X", "y", "layers", "w", "b", "activation", "axis", "loss", "clip"}),
+    "train": (_train, {"X", "y", "layers", "w", "b", "activation", "axis", "loss", "clip", "optimizer",
+                       "batch_size", "steps"}),
+    "scenario": (_scenario, {"scenario", "quantity", "step"}),
+}
+
+
+def parse_question(kind: str, t: Table, *, key_dir: Path) -> Question:
+    parse, _ = KINDS[kind]
+    return parse(t, key_dir)
+
+
+def epochs_for(question: Train) -> int:
+    """Enough epochs (batches in the data's order, the last partial batch kept) to make ``steps`` updates."""
+    n = question.X.shape[0]
+    size = n if question.batch_size is None else min(question.batch_size, n)
+    return math.ceil(question.steps / math.ceil(n / size))
+
+
+def part_shape(question: Question, part: str) -> tuple[int, ...]:
+    """The shape of the computed answer (or of one parameter), known before computing."""
+    if isinstance(question, Dense):
+        return (question.X.shape[0], question.w.shape[1])
+    if isinstance(question, Activation):
+        return question.z.shape
+    if isinstance(question, Network):
+        n = question.X.shape[0]
+        return {"output": (n, question.layers[-1].units), "prediction": (n,), "accuracy": ()}[question.output]
+    if isinstance(question, Loss):
+        return ()
+    if isinstance(question, (Gradient, Train)):
+        return _param_shape(question.layers, reference_name(question, part), question.X.shape[1])
+    sc = question.scenario
+    if question.quantity in ("params", "gradient"):
+        return sc.param_shapes()[reference_name(question, part)]
+    if question.quantity == "output":
+        from harness.data import make_data
+
+        return (make_data(sc.data)[0].shape[0], sc.layers[-1].units)
+    return ()
+
+
+def _param_shape(layers: tuple[LayerSpec, ...], name: str, input_dim: int) -> tuple[int, ...]:
+    i = int(name.split(".")[1])
+    n_in = input_dim if i == 0 else layers[i - 1].units
+    return (n_in, layers[i].units) if name.endswith("kernel") else (layers[i].units,)

@@ -1,0 +1,192 @@
+"""One answer checked: the implementations first agree, then the key is judged.
+
+Verdicts, in the order they are decided:
+
+* ``malformed``: the answer could not be read (its one-line error is reported);
+* ``harness-fault``: an implementation crashed or the implementations disagree (their
+  float64 tolerance: the scenario's, else ``DEFAULT_TOLERANCES["float64"]``); the key is
+  not judged on a computation the harness cannot vouch for;
+* ``unanswered``: no ``expected``; the computed value is reported, printed as numpy would;
+* ``implausible``: the expected value is impossible for the quantity (``plausibility``);
+* ``not-reproducible``: the key says the printed value cannot be reproduced
+  (``reproducible = false``, e.g. an unseeded shuffle); the difference is reported, not judged;
+* ``correct`` / ``wrong``: per element ``|computed - expected| <= tolerance`` with::
+
+      tolerance = printed + arithmetic + propagated
+      printed    = half a unit in the last printed digit (or atol + rtol*|expected| if the key sets them)
+      arithmetic = atol + rtol*|expected| of the float64 implementations (1e-14 + 1e-12*|e|;
+                   float32's 1e-7 + 1e-5*|e| when the key printed dtype=float32)
+      propagated = sum_j |d answer / d input_j| * half-unit_j (``inputs_rounded_to``, autograd)
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.answers.compute import Values, compute_all
+from harness.answers.key_file import Answer, Malformed
+from harness.answers.plausibility import degenerate, implausible
+from harness.answers.printed import Printed, format_like, numpy_print
+from harness.answers.questions import ScenarioQuestion
+from harness.adapters import FRAMEWORKS
+from harness.scenario import DEFAULT_TOLERANCES, Tolerance
+
+CORRECT, WRONG, UNANSWERED, IMPLAUSIBLE = "correct", "wrong", "unanswered", "implausible"
+HARNESS_FAULT, NOT_REPRODUCIBLE, MALFORMED = "harness-fault", "not-reproducible", "malformed"
+FAILING = (WRONG, UNANSWERED, IMPLAUSIBLE, HARNESS_FAULT)
+
+
+@dataclass
+class PartCheck:
+    part: str
+    computed: np.ndarray
+    expected: Printed | None = None
+    printed_tol: np.ndarray | None = None
+    arithmetic_tol: np.ndarray | None = None
+    propagated_tol: np.ndarray | None = None
+    rule: str = ""
+
+    @property
+    def diff(self) -> np.ndarray | None:
+        if self.expected is None:
+            return None
+        return np.abs(self.computed.reshape(self.expected.values.shape) - self.expected.values)
+
+    @property
+    def tolerance(self) -> np.ndarray | None:
+        if self.expected is None:
+            return None
+        total = self.printed_tol + self.arithmetic_tol
+        return total if self.propagated_tol is None else total + self.propagated_tol.reshape(total.shape)
+
+    @property
+    def ok(self) -> bool:
+        return self.expected is not None and bool(np.all(self.diff <= self.tolerance))
+
+    @property
+    def max_abs_diff(self) -> float | None:
+        return None if self.expected is None else float(np.max(self.diff, initial=0.0))
+
+    def computed_text(self) -> str:
+        """The computed value printed the way the key printed this answer (numpy's style if unanswered)."""
+        if self.expected is None:
+            return numpy_print(self.computed)
+        return format_like(self.computed.reshape(self.expected.values.shape), self.expected.style)
+
+
+@dataclass
+class AnswerResult:
+    id: str
+    kind: str
+    verdict: str
+    parts: list[PartCheck] = field(default_factory=list)
+    by_framework: dict[str, Values | str] = field(default_factory=dict)
+    spread: float = 0.0  # largest difference between two implementations
+    agreement_tol: Tolerance | None = None
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    source: str = ""
+    note: str = ""
+
+
+def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAMEWORKS) -> AnswerResult:
+    if isinstance(entry, Malformed):
+        return AnswerResult(id=entry.id, kind="-", verdict=MALFORMED, message=entry.error.one_line())
+    q = entry.question
+    result = AnswerResult(id=entry.id, kind=entry.kind, verdict=CORRECT, source=entry.source, note=entry.note,
+                          warnings=degenerate(q))
+    result.by_framework = compute_all(q, frameworks=frameworks)
+    tol = q.scenario.tolerances["float64"] if isinstance(q, ScenarioQuestion) else DEFAULT_TOLERANCES["float64"]
+    result.agreement_tol = tol
+    fault = _agreement(result, tol)
+    if fault:
+        result.verdict, result.message = HARNESS_FAULT, fault
+        return result
+    reference = result.by_framework["numpy"]
+    if entry.expected is None:
+        result.parts = [PartCheck(part=p, computed=v) for p, v in reference.items()]
+        result.verdict = UNANSWERED
+        return result
+    why = implausible(q, entry.expected)
+    propagated = _propagated(entry, result)
+    for part, value in reference.items():
+        printed = entry.expected.get(part)
+        if printed is None:
+            result.parts.append(PartCheck(part=part, computed=value))
+            continue
+        result.parts.append(_part_check(entry, part, value, printed, propagated.get(part)))
+    if why:
+        result.verdict, result.message = IMPLAUSIBLE, why
+    elif not entry.reproducible:
+        result.verdict = NOT_REPRODUCIBLE
+        result.message = entry.note or "the key marks this printed value as not reproducible"
+    else:
+        checked = [p for p in result.parts if p.expected is not None]
+        result.verdict = CORRECT if all(p.ok for p in checked) else WRONG
+        missing = [p.part for p in result.parts if p.expected is None]
+        if missing:
+            result.warnings.append(f"no expected value for {', '.join(missing)} (computed values reported)")
+    if any(p.expected is not None and p.expected.style.dtype == "float32" for p in result.parts):
+        result.warnings.append("printed as float32: the arithmetic allowance is float32's (1e-7 + 1e-5*|e|)")
+    return result
+
+
+def _agreement(result: AnswerResult, tol: Tolerance) -> str:
+    """Why the implementations cannot be trusted on this answer ('' when they agree)."""
+    ok = {fw: v for fw, v in result.by_framework.items() if not isinstance(v, str)}
+    for fw, v in result.by_framework.items():
+        if isinstance(v, str) and not v.startswith("skipped"):
+            return f"{fw} {v}"
+    if "numpy" not in ok:
+        return "the reference did not run"
+    for (a, va), (b, vb) in itertools.combinations(ok.items(), 2):
+        for part in va:
+            x, y = np.asarray(va[part]), np.asarray(vb[part])
+            if x.shape != y.shape:
+                return f"{a} and {b} give {part} different shapes {x.shape} and {y.shape}"
+            diff = np.abs(x - y)
+            allowed = tol.atol + tol.rtol * np.maximum(np.abs(x), np.abs(y))
+            same_nonfinite = (x == y) | (np.isnan(x) & np.isnan(y))
+            result.spread = max(result.spread, float(np.nanmax(np.where(same_nonfinite, 0.0, diff), initial=0.0)))
+            if np.any(~same_nonfinite & ~(diff <= allowed)):
+                return (f"{a} and {b} disagree on {part} by {float(np.nanmax(diff)):.3e} "
+                        f"(allowed rtol {tol.rtol:g}, atol {tol.atol:g})")
+    return ""
+
+
+def _propagated(entry: Answer, result: AnswerResult) -> dict[str, np.ndarray]:
+    rounded = entry.settings.inputs_rounded_to
+    if rounded is None:
+        return {}
+    from harness.answers.uncertainty import propagated
+
+    try:
+        return propagated(entry.question, rounded)
+    except ValueError as exc:
+        result.warnings.append(f"no propagated tolerance: {exc}")
+        return {}
+
+
+def _part_check(entry: Answer, part: str, value: np.ndarray, printed: Printed,
+                propagated: np.ndarray | None) -> PartCheck:
+    s = entry.settings
+    e = np.abs(printed.values)
+    if s.rtol is not None or s.atol is not None:
+        rtol, atol = s.rtol or 0.0, s.atol or 0.0
+        printed_tol = atol + rtol * e
+        rule = f"key: atol {atol:g} + rtol {rtol:g}*|e|"
+    else:
+        printed_tol = printed.half_unit
+        st = printed.style
+        rule = {"integer": "integers: exact",
+                "fixed": f"{st.decimals} decimals printed: ±{0.5 * 10.0 ** -st.decimals:.0e}",
+                "scientific": f"{st.decimals + 1} significant digits printed: ±half a unit in the last"}[st.notation]
+    arith = DEFAULT_TOLERANCES["float32" if printed.style.dtype == "float32" else "float64"]
+    rule += f"; arithmetic atol {arith.atol:g} + rtol {arith.rtol:g}*|e|"
+    if propagated is not None:
+        rule += f"; inputs rounded: +{float(np.max(propagated)):.2e} propagated"
+    return PartCheck(part=part, computed=np.asarray(value, dtype=np.float64), expected=printed,
+                     printed_tol=printed_tol, arithmetic_tol=arith.atol + arith.rtol * e,
+                     propagated_tol=propagated, rule=rule)

@@ -1,0 +1,40 @@
+"""``nn-parity audit FILE.py --function NAME --scenario NAME|FILE``: a hand-written backward pass audited."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.audit import ATOL, RTOL, audit_gradients, audit_text, load_function
+from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
+from harness.scenario import resolve
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("audit", help="compare a hand-written gradient function with autograd and finite "
+                                            "differences")
+    p.add_argument("file", help="a Python file defining the function")
+    p.add_argument("--function", required=True, help="the function: (params, X, y) -> gradients")
+    p.add_argument("--scenario", required=True, help="a catalogue name or scenario .toml file (model, loss, data)")
+    p.add_argument("--json", metavar="PATH", help="also write the audit as JSON")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    scenario = resolve(args.scenario)
+    fn = load_function(args.file, args.function)
+    result = audit_gradients(fn, scenario, function_name=args.function)
+    print(audit_text(result))
+    if args.json:
+        data = {"scenario": result.scenario, "function": result.function, "ok": result.ok,
+                "tolerance": {"rtol": RTOL, "atol": ATOL}, "diagnosis": result.diagnosis,
+                "implementation_spread": result.source_spread,
+                "parameters": [{"name": p.name, "label": p.label, "status": p.status, "max_abs_diff": p.diffs,
+                                "max_rel": p.max_rel, "message": p.message} for p in result.params]}
+        try:
+            Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+        except OSError as exc:
+            print(f"nn-parity: error: {args.json}: cannot write the file ({exc.strerror})", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    return EXIT_AGREE if result.ok else EXIT_DISAGREE

@@ -1,0 +1,50 @@
+"""``nn-parity check KEY.toml``: every answer of a key computed by the reference, Keras and torch, and judged."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.adapters import FRAMEWORKS
+from harness.answers.key_file import load_key
+from harness.answers.output import exit_code, markdown_report, result_json, summary_table
+from harness.answers.verdicts import check_entry
+from harness.commands.run import frameworks_arg
+from harness.errors import EXIT_BAD_INPUT
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("check", help="check an answer key's printed answers in every implementation")
+    p.add_argument("key", help="an answer-key .toml file (see docs/answer-keys.md)")
+    p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
+                   help="comma-separated subset of numpy,keras,torch (default: all)")
+    p.add_argument("--json", metavar="PATH", help="also write the verdicts as JSON")
+    p.add_argument("--markdown", metavar="PATH", help="also write a markdown report")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    key = load_key(args.key)
+    results = []
+    for entry in key.entries:
+        result = check_entry(entry, frameworks=args.frameworks)
+        results.append(result)
+        print(f"{result.id}: {result.verdict}", file=sys.stderr, flush=True)
+    print(f"# {key.title}\n")
+    print(summary_table(results).to_markdown(index=False, disable_numparse=True), end="\n\n")
+    for r in results:
+        if r.verdict == "malformed":
+            print(f"nn-parity: error: {r.message}", file=sys.stderr)
+    outputs = []
+    if args.markdown:
+        outputs.append((args.markdown, markdown_report(key, results, frameworks=args.frameworks) + "\n"))
+    if args.json:
+        outputs.append((args.json, json.dumps(result_json(key, results, frameworks=args.frameworks), indent=2) + "\n"))
+    for path, text in outputs:
+        try:
+            Path(path).write_text(text)
+        except OSError as exc:
+            print(f"nn-parity: error: {path}: cannot write the file ({exc.strerror})", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    return exit_code(results)

@@ -1,0 +1,246 @@
+"""Checking keys: planted wrong answers caught with the correct value, answers right to the
+printed digits accepted, implausible and degenerate answers, rounded inputs, filling, bad keys."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harness.answers.key_file import load_key
+from harness.answers.printed import parse_printed
+from harness.answers.verdicts import AnswerResult, _agreement, check_entry
+from harness.cli import main
+from harness.scenario import DEFAULT_TOLERANCES
+
+NETWORK = """X = [[0.29, 0.11, 0.80]]
+layers = [
+  { w = [[0.3, 0.6], [0.8, 0.4], [0.1, 0.5]], b = [1.0, 1.0], activation = "sigmoid" },
+  { w = [[0.1, 0.5], [0.7, 0.2]], b = [1.0, 1.0], activation = "softmax" },
+]"""
+
+# id -> (answer fields without expected, a wrong expected, the correct value as the key prints it)
+PLANTED = {
+    "dense": ('compute = "dense"\nX = [[1, 2], [2, 1]]\nw = [[1], [1]]\nb = [[0], [0]]',
+              '"""\n[[3]\n [4]]\n"""', "[[3]\n [3]]"),
+    "sigmoid": ('compute = "activation"\nfunction = "sigmoid"\nz = [[8], [6]]',
+                '"""\n[[0.99966465]\n [0.99752748]]\n"""', "[[0.99966465]\n [0.99752738]]"),
+    "network": (f'compute = "network"\n{NETWORK}', '"[[0.52647396 0.47352604]]"', "[[0.52647369 0.47352631]]"),
+    "loss": ('compute = "loss"\nloss = "mse"\ny_true = [1.0, 2.0]\ny_pred = [1.5, 2.5]', "0.35", "0.25"),
+    "gradient": ('compute = "gradient"\nX = [[1, 2], [3, 1], [1, 1]]\ny = [[4.6], [6.1], [3.1]]\nw = [[1], [1]]\n'
+                 'b = [0]\nloss = "mse"', '{ w = "[[-6.        ]\\n [-4.26666667]]", b = "-3.3" }', "-3.2"),
+    "train": ('compute = "train"\nX = [[2], [3], [5]]\ny = [[7], [10], [16]]\nw = [[1]]\nb = [0]\nloss = "mse"\n'
+              'optimizer = { name = "sgd", learning_rate = 0.01 }\nsteps = 3', '{ w = "2.29573784", b = "0.34732356" }',
+              "2.29573748"),
+    "scenario": ('compute = "scenario"\nscenario = "softmax-classifier"\nquantity = "output"\nstep = 0',
+                 '"array([[9.82e-01, 1.80e-02],\\n[1.80e-02, 9.82e-01],\\n[6.14e-05, 1.00e+00]])"',
+                 "array([[9.82e-01, 1.80e-02],\n [1.80e-02, 9.82e-01],\n [6.14e-06, 1.00e+00]])"),
+}
+
+
+def key_text(answers: dict[str, str], header: str = "") -> str:
+    body = "".join(f'\n[[answer]]\nid = "{i}"\n{fields}\n' for i, fields in answers.items())
+    return f'title = "test key"\n{header}\n{body}'
+
+
+def check(tmp_path, text: str, name: str = "key.toml") -> dict[str, AnswerResult]:
+    path = tmp_path / name
+    path.write_text(text)
+    return {e.id: check_entry(e) for e in load_key(path).entries}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    answers = {i: f"{fields}\nexpected = {wrong}" for i, (fields, wrong, _) in PLANTED.items()}
+    return check(tmp_path_factory.mktemp("planted"), key_text(answers))
+
+
+@pytest.mark.parametrize("answer_id", list(PLANTED), ids=list(PLANTED))
+def test_planted_wrong_answer_is_caught_with_the_correct_value(planted, answer_id):
+    result = planted[answer_id]
+    assert result.verdict == "wrong"
+    correct = PLANTED[answer_id][2]
+    printed = [" ".join(p.computed_text().split()) for p in result.parts if p.expected is not None and not p.ok]
+    assert " ".join(correct.split()) in printed, printed
+
+
+RIGHT_TO_PRINTED_DIGITS = {
+    # computed 0.9996646498695336 / 0.9975273768433653: the last printed digit rounds
+    "sigmoid-8-decimals": ('compute = "activation"\nfunction = "sigmoid"\nz = [[8], [6]]',
+                           '"""\n[[0.99966465]\n [0.99752738]]\n"""'),
+    "sigmoid-2-decimals-trimmed": ('compute = "activation"\nfunction = "sigmoid"\nz = [[-5], [1], [7]]',
+                                   '"""\narray([[0.01],\n[0.73],\n[1. ]])\n"""'),
+    "softmax-3-significant": ('compute = "dense"\nX = [[1, 2], [3, 4], [5, 6]]\nw = [[1, 3], [2, 4]]\n'
+                              'b = [-10, -20]\nactivation = "softmax"',
+                              '"array([[9.82e-01, 1.80e-02],\\n[1.80e-02, 9.82e-01],\\n[6.14e-06, 1.00e+00]])"'),
+    "list-4-decimals": (f'compute = "network"\n{NETWORK}', '"[0.5265, 0.4735]"'),
+    "float-repr": ('compute = "gradient"\nX = [[1, 2], [3, 1], [1, 1]]\ny = [[4.6], [6.1], [3.1]]\nw = [[1], [1]]\n'
+                   'b = [0]\nloss = "mse"', '{ w = "[[-6.        ]\\n [-4.26666667]]", b = "-3.1999999999999993" }'),
+    "np-float64-loss": ('compute = "loss"\nloss = "mse"\ny_true = [0.1, 0.2, 0.3]\ny_pred = [0.4, 0.5, 0.7]',
+                        '"np.float64(0.11333333333333334)"'),
+    "integers-exact": ('compute = "activation"\nfunction = "relu"\nz = [[1], [-8]]', '"[[1]\\n [0]]"'),
+}
+
+
+@pytest.mark.parametrize("answer_id", list(RIGHT_TO_PRINTED_DIGITS), ids=list(RIGHT_TO_PRINTED_DIGITS))
+def test_values_right_to_the_printed_digits_pass(tmp_path, answer_id):
+    fields, expected = RIGHT_TO_PRINTED_DIGITS[answer_id]
+    result = check(tmp_path, key_text({answer_id: f"{fields}\nexpected = {expected}"}))[answer_id]
+    assert result.verdict == "correct", result.parts[0].rule
+
+
+def test_one_digit_beyond_the_printed_precision_is_wrong(tmp_path):
+    # sigmoid(6) = 0.99752737684...: 0.99752738 is right at 8 decimals, 0.99752739 is not
+    fields = 'compute = "activation"\nfunction = "sigmoid"\nz = [[6]]'
+    results = check(tmp_path, key_text({"right": f'{fields}\nexpected = "[[0.99752738]]"',
+                                        "off": f'{fields}\nexpected = "[[0.99752739]]"'}))
+    assert results["right"].verdict == "correct"
+    assert results["off"].verdict == "wrong"
+    assert results["off"].parts[0].computed_text() == "[[0.99752738]]"
+
+
+IMPLAUSIBLE = {
+    "probability-above-1": ('compute = "activation"\nfunction = "sigmoid"\nz = [[8], [6]]', '[[1.2], [0.9]]',
+                            "outside [0, 1]"),
+    "softmax-rows-not-1": ('compute = "activation"\nfunction = "softmax"\nz = [[1, 2], [3, 4]]',
+                           '[[0.2, 0.7], [0.27, 0.73]]', "sum to"),
+    "accuracy-110%": ('compute = "network"\noutput = "accuracy"\nX = [[0, 0], [1, 1]]\ny = [0, 1]\n'
+                      'layers = [{ w = [[1], [1]], b = [-1], activation = "sigmoid" }]', "1.10", "110%"),
+    "nan": ('compute = "activation"\nfunction = "tanh"\nz = [[1]]', '"[[nan]]"', "NaN"),
+    "negative-loss": ('compute = "loss"\nloss = "mse"\ny_true = [1.0]\ny_pred = [2.0]', "-1.0", "negative"),
+}
+
+
+@pytest.mark.parametrize("answer_id", list(IMPLAUSIBLE), ids=list(IMPLAUSIBLE))
+def test_impossible_expected_values_are_implausible(tmp_path, answer_id):
+    fields, expected, why = IMPLAUSIBLE[answer_id]
+    result = check(tmp_path, key_text({answer_id: f"{fields}\nexpected = {expected}"}))[answer_id]
+    assert result.verdict == "implausible"
+    assert why in result.message
+
+
+def test_softmax_over_an_axis_of_length_one_warns(tmp_path):
+    fields = 'compute = "activation"\nfunction = "softmax"\naxis = 1\nz = [[1], [8]]\nexpected = "[[1.]\\n [1.]]"'
+    result = check(tmp_path, key_text({"degenerate": fields}))["degenerate"]
+    assert result.verdict == "correct"
+    assert any("always 1" in w for w in result.warnings)
+
+
+ROUNDED = ('compute = "gradient"\nX = [[1], [2], [3]]\ny = [[0.99], [3.00], [5.01]]\nw = [[0]]\nb = [0]\n'
+           'loss = "mse"\nexpected = { w = "-14.69", b = "-6.00" }')
+
+
+def test_rounded_inputs_widen_the_tolerance_by_the_propagated_uncertainty(tmp_path):
+    results = check(tmp_path, key_text({"plain": ROUNDED, "rounded": ROUNDED + "\ninputs_rounded_to = { y = 2 }"}))
+    assert results["plain"].verdict == "wrong"  # -14.68 from the rounded y, the notes print -14.69
+    rounded = results["rounded"]
+    assert rounded.verdict == "correct"
+    w = rounded.parts[0]
+    # d(dL/dw)/dy_i = -(2/3) x_i: the propagated half-width is (2/3)(1 + 2 + 3) * 0.005 = 0.02
+    np.testing.assert_allclose(w.propagated_tol, [[0.02]], rtol=1e-12)
+    assert "propagated" in w.rule
+
+
+def test_unanswered_answers_get_their_value_and_answers_fills_the_key(tmp_path, capsys):
+    text = key_text({"1.1": PLANTED["dense"][0], "2.1": PLANTED["sigmoid"][0] + "  # keep this comment",
+                     "3": PLANTED["gradient"][0]})
+    path = tmp_path / "exercises.toml"
+    path.write_text(text)
+    assert main(["check", str(path)]) == 1
+    out = tmp_path / "filled.toml"
+    assert main(["answers", str(path), "--out", str(out)]) == 0
+    filled = out.read_text()
+    assert "# keep this comment" in filled and filled.index('id = "1.1"') < filled.index('id = "2.1"')
+    results = {e.id: check_entry(e) for e in load_key(out).entries}
+    assert {r.verdict for r in results.values()} == {"correct"}
+    assert main(["check", str(out)]) == 0
+
+
+def test_check_writes_markdown_and_the_documented_json(tmp_path, capsys):
+    answers = {"ok": PLANTED["dense"][0] + '\nexpected = "[[3]\\n [3]]"',
+               "bad": PLANTED["sigmoid"][0] + "\nexpected = " + PLANTED["sigmoid"][1]}
+    path = tmp_path / "key.toml"
+    path.write_text(key_text(answers))
+    md, js = tmp_path / "report.md", tmp_path / "report.json"
+    assert main(["check", str(path), "--markdown", str(md), "--json", str(js)]) == 1
+    data = json.loads(js.read_text())
+    by_id = {a["id"]: a for a in data["answers"]}
+    assert by_id["ok"]["verdict"] == "correct" and by_id["bad"]["verdict"] == "wrong"
+    for field in ("id", "verdict", "expected", "computed", "max_abs_diff", "tolerance"):
+        assert field in by_id["bad"]
+    assert by_id["bad"]["max_abs_diff"] == pytest.approx(1e-7, rel=0.05)
+    report = md.read_text()
+    assert "correct value, printed as the key prints it" in report and "[[0.99966465]\n [0.99752738]]" in report
+
+
+MALFORMED = {
+    "unknown-kind": ('compute = "integral"\nX = [[1]]', "answer[unknown-kind].compute"),
+    "missing-input": ('compute = "dense"\nX = [[1, 2]]', "answer[missing-input].w"),
+    "shapes-do-not-multiply": ('compute = "dense"\nX = [[1, 2]]\nw = [[1], [2], [3]]', "answer[shapes-do-not-multiply].w"),
+    "unparseable-printed": ('compute = "activation"\nfunction = "relu"\nz = [[1]]\nexpected = "about one"',
+                            "answer[unparseable-printed].expected"),
+    "ragged": ('compute = "activation"\nfunction = "relu"\nz = [[1, 2], [3]]', "answer[ragged].z"),
+    "expected-wrong-size": ('compute = "activation"\nfunction = "relu"\nz = [[1], [2]]\nexpected = [1, 2, 3]',
+                            "answer[expected-wrong-size].expected"),
+    "unknown-parameter": ('compute = "gradient"\nX = [[1]]\ny = [[1]]\nw = [[1]]\nloss = "mse"\n'
+                          'expected = { w = 1, b = 2 }', "answer[unknown-parameter].expected.b"),
+    "unknown-scenario": ('compute = "scenario"\nscenario = "no-such-scenario"\nquantity = "loss"',
+                         "answer[unknown-scenario].scenario"),
+}
+
+
+@pytest.mark.parametrize("answer_id", list(MALFORMED), ids=list(MALFORMED))
+def test_a_malformed_answer_is_one_line_naming_id_and_field_and_the_others_are_checked(tmp_path, capsys, answer_id):
+    fields, field = MALFORMED[answer_id]
+    path = tmp_path / "key.toml"
+    path.write_text(key_text({"good": PLANTED["dense"][0] + '\nexpected = "[[3]\\n [3]]"', answer_id: fields}))
+    assert main(["check", str(path)]) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("nn-parity: error:")]
+    assert len(errors) == 1 and field in errors[0] and "Traceback" not in captured.err
+    assert "| good" in captured.out and "correct" in captured.out
+
+
+def test_a_key_that_is_not_toml_is_one_error(tmp_path, capsys):
+    path = tmp_path / "broken.toml"
+    path.write_text('title = "x"\n[[answer]\nid = 1\n')
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "valid TOML" in err
+
+
+def test_disagreeing_implementations_are_a_harness_fault_not_a_wrong_answer():
+    result = AnswerResult(id="x", kind="dense", verdict="correct",
+                          by_framework={"numpy": {"value": np.array([1.0])}, "keras": {"value": np.array([1.0])},
+                                        "torch": {"value": np.array([1.0 + 1e-9])}})
+    assert "disagree" in _agreement(result, DEFAULT_TOLERANCES["float64"])
+    result.by_framework["torch"] = "crashed: RuntimeError: boom"
+    assert "crashed" in _agreement(result, DEFAULT_TOLERANCES["float64"])
+
+
+def test_rtol_atol_override_the_printed_precision(tmp_path):
+    fields = 'compute = "activation"\nfunction = "sigmoid"\nz = [[0]]\nexpected = 0.51'
+    results = check(tmp_path, key_text({"loose": fields + "\natol = 0.02", "printed": fields}))
+    assert results["loose"].verdict == "correct"
+    assert results["printed"].verdict == "wrong"
+    assert parse_printed("0.51").half_unit == 0.005
+
+
+def test_a_scenario_file_is_resolved_relative_to_the_key(tmp_path):
+    from harness.scenario import catalogue
+
+    source = next(p for p in catalogue() if p.stem == "softmax-classifier")
+    (tmp_path / "classifier.toml").write_text(source.read_text())
+    fields = ('compute = "scenario"\nscenario = "classifier.toml"\nquantity = "accuracy"\nstep = 0\n'
+              "expected = 1.0")
+    result = check(tmp_path, key_text({"file": fields}))["file"]
+    assert result.verdict == "correct"  # the notes' W, b classify all three points right
+
+
+def test_answers_on_a_complete_key_changes_nothing(tmp_path):
+    from pathlib import Path
+
+    key = Path(__file__).resolve().parent.parent / "scenarios" / "keys" / "004-homework.toml"
+    out = tmp_path / "same.toml"
+    assert main(["answers", str(key), "--out", str(out)]) == 0
+    assert out.read_text() == key.read_text()

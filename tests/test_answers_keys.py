@@ -1,0 +1,81 @@
+"""The keys shipped in scenarios/keys/: every answer checked by the three implementations, and
+what the harness finds about the labs' printed answers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.answers.key_file import Answer, load_key
+from harness.answers.verdicts import check_entry
+
+KEYS_DIR = Path(__file__).resolve().parent.parent / "scenarios" / "keys"
+
+# key -> the verdicts the harness must reach (every other answer must be "correct")
+FINDINGS = {
+    "000-worked-examples": {"In[16] lr_gradient_descent": "not-reproducible"},
+    "001-lecture-notes": {},
+    "003-exercises": {"minibatch.converged": "not-reproducible"},
+    "004-homework": {"problem 2 test accuracy": "implausible"},
+}
+
+_checked: dict[str, dict] = {}
+
+
+def checked(key: str) -> dict:
+    if key not in _checked:
+        _checked[key] = {e.id: check_entry(e) for e in load_key(KEYS_DIR / f"{key}.toml").entries}
+    return _checked[key]
+
+
+def test_every_shipped_key_is_tested():
+    assert sorted(p.stem for p in KEYS_DIR.glob("*.toml")) == sorted(FINDINGS)
+
+
+def _cases():
+    for key in FINDINGS:
+        for entry in load_key(KEYS_DIR / f"{key}.toml").entries:
+            yield pytest.param(key, entry.id, id=f"{key}[{entry.id}]")
+
+
+@pytest.mark.parametrize("key,answer_id", list(_cases()))
+def test_shipped_answer_verdict(key, answer_id):
+    result = checked(key)[answer_id]
+    assert result.verdict == FINDINGS[key].get(answer_id, "correct"), result.message or [p.rule for p in result.parts]
+
+
+def test_003_exercises_are_all_answered():
+    """Every exercise was filled in by `nn-parity answers`."""
+    entries = load_key(KEYS_DIR / "003-exercises.toml").entries
+    assert all(isinstance(e, Answer) and e.expected is not None for e in entries)
+
+
+def test_000_softmax_over_axis_1_of_a_column_is_flagged_degenerate():
+    warnings = checked("000-worked-examples")["In[3] softmax"].warnings
+    assert any("always 1" in w for w in warnings)
+
+
+def test_000_and_003_unseeded_shuffle_is_reported_with_the_harness_value():
+    for key, answer_id in (("000-worked-examples", "In[16] lr_gradient_descent"), ("003-exercises", "minibatch.converged")):
+        result = checked(key)[answer_id]
+        assert "global RNG" in result.message
+        # not reproducible digit for digit, but the same minimum within 1e-3
+        assert 0 < max(p.max_abs_diff for p in result.parts) < 1e-3
+
+
+def test_001_tables_need_their_rounded_inputs_declared():
+    """Without inputs_rounded_to, the batch GD answers computed from the printed y are wrong."""
+    entry = next(e for e in load_key(KEYS_DIR / "001-lecture-notes.toml").entries if e.id == "batch GD nabla at theta1")
+    from dataclasses import replace
+
+    from harness.answers.key_file import Settings
+
+    result = check_entry(replace(entry, settings=Settings(printed_precision=2)))
+    assert result.verdict == "wrong"
+    assert checked("001-lecture-notes")["batch GD nabla at theta1"].verdict == "correct"
+
+
+def test_004_accuracy_above_100_percent_is_implausible():
+    result = checked("004-homework")["problem 2 test accuracy"]
+    assert "110%" in result.message
+    assert float(result.parts[0].computed) == 1.0
