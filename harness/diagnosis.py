@@ -141,21 +141,31 @@ def stage_differences(trace_a: dict[str, np.ndarray], trace_b: dict[str, np.ndar
     return out
 
 
-def localise(result: ScenarioResult, c: Comparison, *, progress: Progress | None = None) -> Localisation:
-    """Trace the first divergent step of the pair in both implementations and compare stage by stage."""
+Traces = dict[tuple[str, str, int], dict[str, np.ndarray]]  # (framework, dtype, step) -> trace
+
+
+def localise(result: ScenarioResult, c: Comparison, *, progress: Progress | None = None,
+             cache: Traces | None = None) -> Localisation:
+    """Trace the first divergent step of the pair in both implementations and compare stage by stage
+    (``cache`` keeps traces across the pairs of one scenario: each framework replays a step once)."""
     step = c.first_divergent_step
     assert step is not None
     if step >= min(c.steps_a, c.steps_b):
         return Localisation(step, [], message="the runs made different numbers of steps (early stop)")
     plan = result.plans[c.dtype]
+    cache = {} if cache is None else cache
     traces = {}
     for fw in (c.a, c.b):
+        if (fw, c.dtype, step) in cache:
+            traces[fw] = cache[(fw, c.dtype, step)]
+            continue
         start = time.perf_counter()
         try:
             traces[fw] = adapter(fw).trace_step(side_plan(plan, result.scenario_for(fw)), step)
         except Exception as exc:  # a crash while tracing is reported, not raised
             last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
             return Localisation(step, [], message=f"{fw} raised {type(exc).__name__}: {last}")
+        cache[(fw, c.dtype, step)] = traces[fw]
         if progress is not None:
             progress(f"{result.scenario.name} x {fw} ({c.dtype}): traced step {step}, "
                      f"{time.perf_counter() - start:.1f} s")
@@ -359,12 +369,12 @@ def name_cause(pair: Pair, *, causes: tuple[Cause, ...] = CAUSES,
 
 def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> list[Diagnosis]:
     """A diagnosis for every pair that disagrees."""
-    out = []
+    out, cache = [], {}
     for c in result.comparisons:
         if c.agree:
             continue
         pair = Pair(result, c)
-        localisation = localise(result, c, progress=progress)
+        localisation = localise(result, c, progress=progress, cache=cache)
         cause, confirmed_by, tried = name_cause(pair, progress=progress)
         out.append(Diagnosis(c, localisation, cause, confirmed_by, tried))
     return out

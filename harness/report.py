@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields
 import platform
 import tempfile
 from pathlib import Path
@@ -71,10 +72,11 @@ def worst_difference(result: ScenarioResult) -> str:
 def _setting_changes(base, side) -> list[str]:
     """What a side variant changes in the training set-up, as ``field value (instead of value)``."""
     changes = []
-    pairs = [(f, getattr(base.training, f), getattr(side.training, f)) for f in base.training.__dataclass_fields__
-             if f != "optimizer"]
-    pairs += [(f"optimizer {f}", getattr(base.training.optimizer, f), getattr(side.training.optimizer, f))
-              for f in base.training.optimizer.__dataclass_fields__]
+    pairs = [(f.name, getattr(base.training, f.name), getattr(side.training, f.name))
+             for f in fields(base.training) if f.name != "optimizer"]
+    pairs += [(f"optimizer {f.name}", getattr(base.training.optimizer, f.name), getattr(side.training.optimizer, f.name))
+              for f in fields(base.training.optimizer)]
+    pairs += [(f"layer {i}", was, now) for i, (was, now) in enumerate(zip(base.layers, side.layers)) if was != now]
     for name, was, now in pairs:
         if was != now:
             changes.append(f"{name} {now!r} (instead of {was!r})")
@@ -145,7 +147,7 @@ def scenario_markdown(result: ScenarioResult, diagnoses: list[Diagnosis] | None 
         f"# {s.title}", "",
         f"Scenario `{s.name}` ({_relative(s.path)}); source: {s.source or '-'}.", "",
         f"**Verdict: {verdict(result)}**" + ("" if result.lab_ok else " — the reference misses a printed lab value"),
-        "", s.description.strip(), "",
+        "", *([s.description.strip(), ""] if s.description.strip() else []),
         "## Set-up", "",
         f"- Model: {s.input_dim} inputs -> {layers}; parameters: "
         + ", ".join(f"`{n}` {shape}" for n, shape in s.param_shapes().items()),
