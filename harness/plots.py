@@ -18,6 +18,7 @@ COLOURS = {"numpy": "tab:blue", "keras": "tab:red", "torch": "tab:green"}
 # Overlaid curves that coincide stay visible: a wide solid line under narrower dashed/dotted ones.
 STYLES = {"numpy": ("-", 4.0), "keras": ("--", 2.2), "torch": (":", 1.6)}
 PAIR_COLOURS = ("tab:purple", "tab:orange", "tab:brown", "tab:gray", "tab:olive", "tab:cyan")
+PAIR_STYLES = (("-", 3.5), ("--", 2.2), (":", 1.6))
 
 
 def zero_floor(series: list[np.ndarray]) -> float:
@@ -51,6 +52,8 @@ def loss_curves_png(result: ScenarioResult) -> bytes | None:
     if not dtypes:
         return None
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, len(dtypes), figsize=(FIGSIZE[0], FIGSIZE[1]), squeeze=False)
     for ax, dtype in zip(axes[0], dtypes):
         for fw in result.frameworks:
@@ -63,6 +66,7 @@ def loss_curves_png(result: ScenarioResult) -> bytes | None:
             ax.plot(np.arange(run.steps), losses, style, color=COLOURS.get(fw), label=fw, linewidth=width)
             if positive:
                 ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"batch loss per step ({dtype})")
         ax.set_xlabel("step")
         ax.set_ylabel(f"{result.scenario.training.loss} (log scale)" if ax.get_yscale() == "log"
@@ -81,9 +85,12 @@ def differences_png(result: ScenarioResult) -> bytes | None:
     if not dtypes:
         return None
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(2, len(dtypes), figsize=(FIGSIZE[0], 2 * FIGSIZE[1]), squeeze=False, sharex="col")
-    pairs = sorted({c.pair for c in result.comparisons})
+    pairs = list(dict.fromkeys(c.pair for c in result.comparisons))  # drawing order: widest line first
     colour = {p: PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, p in enumerate(pairs)}
+    style = {p: PAIR_STYLES[i % len(PAIR_STYLES)] for i, p in enumerate(pairs)}
     for col, dtype in enumerate(dtypes):
         tol = result.scenario.tolerances[dtype]
         top, bottom = axes[0][col], axes[1][col]
@@ -93,8 +100,9 @@ def differences_png(result: ScenarioResult) -> bytes | None:
         for pair, (max_abs, ratio) in series.items():
             steps = np.arange(max_abs.size)
             label = pair + ("" if max_abs.any() else " (identical)")
-            top.plot(steps, np.maximum(max_abs, floors[0]), color=colour[pair], label=label, linewidth=1.2)
-            bottom.plot(steps, np.maximum(ratio, floors[1]), color=colour[pair], label=label, linewidth=1.2)
+            line, width = style[pair]
+            for ax, values, floor in ((top, max_abs, floors[0]), (bottom, ratio, floors[1])):
+                ax.plot(steps, np.maximum(values, floor), line, color=colour[pair], label=label, linewidth=width)
         bottom.axhline(1.0, color="black", linestyle=":", linewidth=1.5,
                        label=f"tolerance (rtol {tol.rtol:g}, atol {tol.atol:g})")
         top.set_title(f"max |a - b| per step ({dtype})")
@@ -103,6 +111,7 @@ def differences_png(result: ScenarioResult) -> bytes | None:
         bottom.set_ylabel(f"|a - b| / allowed (log; 0 at {floors[1]:.0e})")
         bottom.set_xlabel("step")
         for ax in (top, bottom):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
             ax.legend(title="pair", fontsize="small")
