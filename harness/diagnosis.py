@@ -15,6 +15,8 @@ For a pair that disagrees, three questions are answered in turn:
    as differential testers of deep-learning libraries do. The difference *appears* at
    the first stage with ``R_k > R_THRESHOLD``; the first stage whose elements break the
    tolerance is reported beside it.
+   A pair that agrees but comes within ``DRIFT_FRACTION`` of its tolerance *drifts* and is
+   diagnosed the same way, at the step where it comes closest.
 3. **Why**: a registry of known causes, each with the control run that confirms it
    (``CAUSES``). A cause is named only when its control run, the same pair re-run with
    that one thing aligned, agrees within the tolerance.
@@ -39,28 +41,46 @@ R_EPSILON = 1e-7
 # the previous stage's (plus 1e-7); float64 rounding (~1e-16) never reaches it, a few
 # float32 ulps (~1e-7) do not either, a wrong formula or setting does.
 R_THRESHOLD = 10.0
+# Decision: a pair that agrees but at some step uses at least half of its tolerance
+# "drifts", and is diagnosed like a disagreement, at that step.
+DRIFT_FRACTION = 0.5
 NO_CAUSE = "no known cause confirmed"
 
 
 # --- per-step differences (plots and growth) ---------------------------------
 
-def difference_per_step(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> tuple[np.ndarray, np.ndarray]:
-    """Per common step, over the loss and every parameter: ``max |a - b|`` and the same
-    in units of the tolerance, ``max |a - b| / (atol + rtol * max(|a|, |b|))`` (> 1 disagrees)."""
+def _per_quantity(ta: Trajectory, tb: Trajectory, tol: Tolerance):
+    """(name, max |a - b| per step, max |a - b| / allowed per step) of the loss and every parameter."""
     n = min(ta.steps, tb.steps)
-    pairs = [(ta.losses[:n, None], tb.losses[:n, None])]
-    pairs += [(ta.params[k][:n].reshape(n, -1), tb.params[k][:n].reshape(n, -1)) for k in ta.params]
-    max_abs, ratio = np.zeros(n), np.zeros(n)
-    for a, b in pairs:
+    pairs = [("loss", ta.losses[:n, None], tb.losses[:n, None])]
+    pairs += [(k, ta.params[k][:n].reshape(n, -1), tb.params[k][:n].reshape(n, -1)) for k in ta.params]
+    for name, a, b in pairs:
         diff, _, _ = _diffs(a, b, tol)
         with np.errstate(invalid="ignore", over="ignore"):
             scale = np.maximum(np.abs(a), np.abs(b)).astype(np.float64)
             allowed = tol.atol + tol.rtol * np.where(np.isfinite(scale), scale, 0.0)
             used = np.where(diff == 0, 0.0, diff / np.where(allowed == 0, np.inf, allowed))
         used = np.where((diff > 0) & (allowed == 0), np.inf, used)
-        max_abs = np.maximum(max_abs, diff.max(axis=1))
-        ratio = np.maximum(ratio, used.max(axis=1))
+        yield name, diff.max(axis=1, initial=0.0), used.max(axis=1, initial=0.0)
+
+
+def difference_per_step(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> tuple[np.ndarray, np.ndarray]:
+    """Per common step, over the loss and every parameter: ``max |a - b|`` and the same
+    in units of the tolerance, ``max |a - b| / (atol + rtol * max(|a|, |b|))`` (> 1 disagrees)."""
+    n = min(ta.steps, tb.steps)
+    max_abs, ratio = np.zeros(n), np.zeros(n)
+    for _, diff, used in _per_quantity(ta, tb, tol):
+        max_abs, ratio = np.maximum(max_abs, diff), np.maximum(ratio, used)
     return max_abs, ratio
+
+
+def closest_approach(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> tuple[int, str, float] | None:
+    """(step, quantity, fraction of the tolerance used) where the pair comes closest to disagreeing."""
+    best = None
+    for name, _, used in _per_quantity(ta, tb, tol):
+        if used.size and (best is None or used.max() > best[2]):
+            best = (int(np.argmax(used)), name, float(used.max()))
+    return best
 
 
 @dataclass
@@ -144,12 +164,10 @@ def stage_differences(trace_a: dict[str, np.ndarray], trace_b: dict[str, np.ndar
 Traces = dict[tuple[str, str, int], dict[str, np.ndarray]]  # (framework, dtype, step) -> trace
 
 
-def localise(result: ScenarioResult, c: Comparison, *, progress: Progress | None = None,
+def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Progress | None = None,
              cache: Traces | None = None) -> Localisation:
-    """Trace the first divergent step of the pair in both implementations and compare stage by stage
-    (``cache`` keeps traces across the pairs of one scenario: each framework replays a step once)."""
-    step = c.first_divergent_step
-    assert step is not None
+    """Trace ``step`` of the pair in both implementations and compare stage by stage (``cache``
+    keeps traces across the pairs of one scenario: each framework replays a step once)."""
     if step >= min(c.steps_a, c.steps_b):
         return Localisation(step, [], message="the runs made different numbers of steps (early stop)")
     plan = result.plans[c.dtype]
@@ -298,18 +316,24 @@ CAUSES: tuple[Cause, ...] = (
 class ControlRun:
     control: Control
     comparison: Comparison | None
+    fraction: float = 0.0  # the largest fraction of its tolerance the control pair uses
     message: str = ""  # why the control could not decide (a run crashed or was skipped)
 
     @property
     def agrees(self) -> bool:
-        return self.comparison is not None and self.comparison.agree
+        """The control confirms its cause: it agrees at every step and does not drift either."""
+        return self.comparison is not None and self.comparison.agree and self.fraction < DRIFT_FRACTION
 
     def describe(self) -> str:
         if self.comparison is None:
             return f"{self.control.description}: inconclusive ({self.message})"
         c = self.comparison
-        verdict = "agree" if c.agree else f"still disagree from step {c.first_divergent_step}"
-        return f"{self.control.description}: {verdict} (max |a - b| {c.max_abs:.2e}, rtol {c.rtol:g}, atol {c.atol:g})"
+        if not c.agree:
+            verdict = f"still disagree from step {c.first_divergent_step}"
+        else:
+            verdict = "agree" if self.agrees else "agree but still drift"
+        return (f"{self.control.description}: {verdict} (max |a - b| {c.max_abs:.2e}, at worst "
+                f"{self.fraction:.2g} x the tolerance rtol {c.rtol:g}, atol {c.atol:g})")
 
 
 def _run_side(result: ScenarioResult, framework: str, scenario: Scenario, dtype: str, plan: TrainingPlan,
@@ -332,13 +356,22 @@ def run_control(result: ScenarioResult, control: Control, *, frameworks: tuple[s
             for fw, s in zip(frameworks, (control.scenario_a, control.scenario_b))]
     failed = [r for r in runs if not r.ok]
     if failed:
-        return ControlRun(control, None, "; ".join(f"{r.framework} {r.status}: {r.message}" for r in failed))
-    return ControlRun(control, compare(runs[0], runs[1], result.scenario.tolerances[control.dtype]))
+        return ControlRun(control, None, message="; ".join(f"{r.framework} {r.status}: {r.message}" for r in failed))
+    tol = result.scenario.tolerances[control.dtype]
+    closest = closest_approach(runs[0], runs[1], tol)
+    return ControlRun(control, compare(runs[0], runs[1], tol), 0.0 if closest is None else closest[2])
 
 
 @dataclass
 class Diagnosis:
+    """``kind``: ``disagree`` (diagnosed at the first divergent step) or ``drift`` (an agreeing
+    pair diagnosed at the step where it uses the largest fraction of its tolerance)."""
+
     comparison: Comparison
+    kind: str
+    step: int
+    quantity: str
+    fraction: float  # of the tolerance used by ``quantity`` at ``step`` (> 1 beyond it)
     localisation: Localisation
     cause: Cause | None = None
     confirmed_by: ControlRun | None = None
@@ -363,18 +396,26 @@ def name_cause(pair: Pair, *, causes: tuple[Cause, ...] = CAUSES,
                 continue  # inconclusive: try the next control of this cause
             if outcome.agrees:
                 return cause, outcome, tried
-            break  # a control that ran and still disagrees rules the cause out
+            break  # a control that ran and still disagrees (or drifts) rules the cause out
     return None, None, tried
 
 
 def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> list[Diagnosis]:
-    """A diagnosis for every pair that disagrees."""
+    """A diagnosis for every pair that disagrees or drifts (uses >= DRIFT_FRACTION of its tolerance)."""
     out, cache = [], {}
     for c in result.comparisons:
-        if c.agree:
+        ta, tb = result.runs[(c.a, c.dtype)], result.runs[(c.b, c.dtype)]
+        closest = closest_approach(ta, tb, result.scenario.tolerances[c.dtype])
+        if c.agree and (closest is None or closest[2] < DRIFT_FRACTION):
             continue
+        if c.agree:
+            kind, (step, quantity, fraction) = "drift", closest
+        else:
+            kind, step = "disagree", c.first_divergent_step
+            quantity = c.mismatch.quantity if c.mismatch else "steps"
+            fraction = c.mismatch.diff / c.mismatch.allowed if c.mismatch and c.mismatch.allowed else float("inf")
         pair = Pair(result, c)
-        localisation = localise(result, c, progress=progress, cache=cache)
+        localisation = localise(result, c, step, progress=progress, cache=cache)
         cause, confirmed_by, tried = name_cause(pair, progress=progress)
-        out.append(Diagnosis(c, localisation, cause, confirmed_by, tried))
+        out.append(Diagnosis(c, kind, step, quantity, fraction, localisation, cause, confirmed_by, tried))
     return out

@@ -125,7 +125,7 @@ def test_report_links_its_plots_and_they_are_pngs(files):
 
 def test_index_lists_the_scenario(files):
     index = files["README.md"].decode()
-    assert "1 scenarios: 1 agree" in index
+    assert "1 scenario: 1 agree" in index
     assert "| tiny-mlp | agree | - | all match |" in index and "[tiny-mlp.md](tiny-mlp.md)" in index
 
 
@@ -203,7 +203,7 @@ def test_diagnosed_report_names_cause_and_control(tmp_path):
     diagnoses = diagnose(result)
     md = scenario_files(result, diagnoses)["tiny-mlp.md"].decode()
     assert "**Verdict: DISAGREE**" in md
-    assert "### numpy-torch (float64): learning rate" in md
+    assert "### numpy-torch (float64, disagrees): learning rate" in md
     assert "- First divergence: step 0, `layers.0.kernel`" in md
     assert "the difference appears at `updated layers.0.kernel`" in md
     assert ("Confirmed by the control run numpy vs torch (float64) with learning rate 0.1 on both sides: "

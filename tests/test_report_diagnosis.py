@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from harness.adapters import adapter
-from harness.diagnosis import R_EPSILON, R_THRESHOLD, NO_CAUSE, diagnose, stage_differences
+from harness.diagnosis import (DRIFT_FRACTION, NO_CAUSE, R_EPSILON, R_THRESHOLD, closest_approach, diagnose,
+                               stage_differences)
 from harness.plan import make_plan
 from harness.runner import run_scenario
 from harness.scenario import Scenario, Tolerance, parse_scenario
@@ -164,6 +165,7 @@ def test_provoked_mismatch_is_diagnosed(case, pair, step, quantity, stage, cause
     result, diagnoses = diagnosed(case)
     assert len(diagnoses) == 1
     d = diagnoses[0]
+    assert d.kind == "disagree" and d.step == step and d.quantity == quantity
     assert d.comparison.pair == pair and not d.comparison.agree
     assert d.comparison.first_divergent_step == step
     assert d.comparison.mismatch.quantity == quantity
@@ -207,3 +209,27 @@ def test_a_difference_outside_the_registry_names_no_cause():
     assert d.comparison.first_divergent_step == 0 and d.comparison.mismatch.quantity == "loss"
     assert d.localisation.appears_at.stage == "output layers.0"
     assert d.localisation.first_beyond.stage == "output layers.0"
+
+
+def test_drifting_float32_pair_is_diagnosed_at_its_closest_step():
+    """An agreeing pair whose tolerance is scaled so that it uses 0.75 of it: a drift, in float32,
+    explained by float32 rounding (its float64 run uses a tiny fraction of the float64 tolerance)."""
+    mlp = scenario(SMALL_MLP)
+    first = run_scenario(mlp, frameworks=("numpy", "torch"), dtypes=("float32",))
+    tol = mlp.tolerances["float32"]
+    step, quantity, fraction = closest_approach(first.runs[("numpy", "float32")], first.runs[("torch", "float32")], tol)
+    assert 0 < fraction < DRIFT_FRACTION  # the default float32 tolerance leaves a wide margin here
+    k = fraction / 0.75  # allowed = atol + rtol * scale is linear in (atol, rtol): fraction becomes 0.75
+    scaled = replace(mlp, tolerances={**mlp.tolerances, "float32": Tolerance(rtol=tol.rtol * k, atol=tol.atol * k)})
+    result = run_scenario(scaled, frameworks=("numpy", "torch"), dtypes=("float32", "float64"))
+    assert result.agree
+    [d] = diagnose(result)
+    assert (d.kind, d.step, d.quantity) == ("drift", step, quantity)
+    assert d.fraction == pytest.approx(0.75)
+    assert d.localisation.step == step and d.localisation.stages
+    assert d.cause.name == "float32 rounding growth" and d.confirmed_by.fraction < DRIFT_FRACTION
+
+
+def test_pairs_far_from_their_tolerance_are_not_diagnosed():
+    result = run_scenario(scenario(SMALL_MLP), frameworks=("numpy", "torch"), dtypes=("float64",))
+    assert result.agree and diagnose(result) == []

@@ -8,7 +8,6 @@ from pathlib import Path
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.diagnosis import diagnose
 from harness.report import index_markdown, read_summary, scenario_files, summary, timings_text, write_files_atomic
-from harness.results_json import write_text_atomic
 from harness.runner import run_scenario
 from harness.scenario import catalogue, load_scenario, resolve
 
@@ -47,7 +46,7 @@ def handle(args: argparse.Namespace) -> int:
             previous = read_summary(path)
             if previous is not None:
                 summaries.append(previous)
-    write_text_atomic(out / "README.md", index_markdown(summaries))
+    write_files_atomic(out, {"README.md": index_markdown(summaries).encode()})
     if progress:
         progress(f"wrote {len(done)} report(s) and {out / 'README.md'}")
     return EXIT_AGREE if all_agree else EXIT_DISAGREE
