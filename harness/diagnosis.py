@@ -225,7 +225,7 @@ class Control:
 @dataclass(frozen=True)
 class Cause:
     """A known cause of divergence: when it may apply, and the controls that would confirm it
-    (tried in order; the first whose runs both succeed decides)."""
+    (tried in order; the cause is named when one of them agrees)."""
 
     name: str
     explanation: str
@@ -251,10 +251,9 @@ def _with_optimizer(scenario: Scenario, **changes) -> Scenario:
     return _with_training(scenario, optimizer=replace(scenario.training.optimizer, **changes))
 
 
-def _convention(scenario: Scenario) -> object:
-    return scenario.training.optimizer.options.get("convention")
-
-
+# The optimizer convention is read from ``convention = "keras" | "torch"`` in the scenario's
+# optimizer table, which the loader keeps in ``OptimizerSpec.options`` (issue 3). If it lands
+# as a field of its own, this is the one function to change.
 def _with_convention(scenario: Scenario, convention: object) -> Scenario:
     options = {**scenario.training.optimizer.options, "convention": convention}
     return _with_optimizer(scenario, options=options)
@@ -392,11 +391,10 @@ def name_cause(pair: Pair, *, causes: tuple[Cause, ...] = CAUSES,
         for control in cause.controls(pair):
             outcome = run_control(pair.result, control, frameworks=(c.a, c.b), progress=progress)
             tried.append(outcome)
-            if outcome.comparison is None:
-                continue  # inconclusive: try the next control of this cause
             if outcome.agrees:
                 return cause, outcome, tried
-            break  # a control that ran and still disagrees (or drifts) rules the cause out
+            # inconclusive, or still disagrees (e.g. an adapter that cannot take the other side's
+            # setting): try the cause's next control; when none agrees the cause is not named
     return None, None, tried
 
 

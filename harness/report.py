@@ -9,6 +9,7 @@ import json
 import os
 from dataclasses import fields
 import platform
+import sys
 import tempfile
 from pathlib import Path
 
@@ -45,10 +46,18 @@ def environment_lines(result: ScenarioResult) -> list[str]:
     return [
         f"- Python {platform.python_version()}, numpy {version('numpy')}, tensorflow-cpu "
         f"{version('tensorflow-cpu')}, keras {version('keras')}, torch {version('torch')}",
-        f"- Device: CPU ({platform.machine()}); Keras on the TensorFlow backend with op determinism on, "
-        "oneDNN off; torch with deterministic algorithms",
+        f"- Device: CPU ({platform.machine()}); {_gpu()}; Keras on the TensorFlow backend with op "
+        "determinism on, oneDNN off; torch with deterministic algorithms",
         "- dtype policy: each run is entirely in its dtype (data, initial weights, layers, optimizer state)",
     ]
+
+
+def _gpu() -> str:
+    """Whether a GPU was visible to the frameworks this process imported (runs never use one)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return "GPU: not checked (torch not imported)"
+    return f"GPU: {'visible to torch but not used' if torch.cuda.is_available() else 'none visible to torch'}"
 
 
 def verdict(result: ScenarioResult) -> str:
