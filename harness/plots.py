@@ -61,10 +61,10 @@ def loss_curves_png(result: ScenarioResult) -> bytes | None:
             if not run.ok or not run.steps:
                 continue
             losses = np.asarray(run.losses, dtype=np.float64)
-            positive = bool(np.all(losses[np.isfinite(losses)] > 0))
+            finite = losses[np.isfinite(losses)]
             style, width = STYLES.get(fw, ("-", 1.2))
             ax.plot(np.arange(run.steps), losses, style, color=COLOURS.get(fw), label=fw, linewidth=width)
-            if positive:
+            if finite.size and finite.min() > 0 and finite.max() > 10 * finite.min():  # spans a decade
                 ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"batch loss per step ({dtype})")
