@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping
 
 from harness.adapters import FRAMEWORKS, run_framework
 from harness.compare import Comparison, compare
@@ -25,6 +25,11 @@ class ScenarioResult:
     runs: dict[tuple[str, str], Trajectory] = field(default_factory=dict)  # (framework, dtype) -> run
     comparisons: list[Comparison] = field(default_factory=list)
     lab_checks: list[LabCheck] = field(default_factory=list)  # the float64 reference against the lab
+    sides: dict[str, Scenario] = field(default_factory=dict)  # framework -> the variant it ran instead
+
+    def scenario_for(self, framework: str) -> Scenario:
+        """The scenario one framework ran: its side variant, else the scenario itself."""
+        return self.sides.get(framework, self.scenario)
 
     @property
     def agree(self) -> bool:
@@ -49,14 +54,17 @@ def run_scenario(
     frameworks: tuple[str, ...] = FRAMEWORKS,
     dtypes: tuple[str, ...] = DTYPES,
     progress: Progress | None = None,
+    sides: Mapping[str, Scenario] | None = None,
 ) -> ScenarioResult:
-    result = ScenarioResult(scenario=scenario, frameworks=frameworks, dtypes=dtypes)
+    """``sides`` runs one framework on a variant of the scenario (e.g. made with
+    ``dataclasses.replace``) with the same data, initial weights and batch order."""
+    result = ScenarioResult(scenario=scenario, frameworks=frameworks, dtypes=dtypes, sides=dict(sides or {}))
     for dtype in dtypes:
         plan = make_plan(scenario, dtype)
         result.plans[dtype] = plan
         for framework in frameworks:
             start = time.perf_counter()
-            run = run_framework(framework, plan)
+            run = run_framework(framework, side_plan(plan, result.scenario_for(framework)))
             result.runs[(framework, dtype)] = run
             if progress is not None:
                 extra = f" ({run.message})" if run.message else ""
@@ -71,3 +79,8 @@ def run_scenario(
     if reference is not None and reference.ok:
         result.lab_checks = check_lab_values(reference, result.plans["float64"])
     return result
+
+
+def side_plan(plan: TrainingPlan, scenario: Scenario) -> TrainingPlan:
+    """The same data, initial weights and batch order, trained as ``scenario`` says."""
+    return plan if scenario is plan.scenario else replace(plan, scenario=scenario)

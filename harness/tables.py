@@ -84,3 +84,11 @@ def lab_table(result: ScenarioResult) -> pd.DataFrame:
             "verdict": "matches" if check.ok else "MISMATCH",
         })
     return pd.DataFrame(rows)
+
+
+def localisation_table(stages) -> pd.DataFrame:
+    """One row per traced stage of a step, in data-flow order (``harness.diagnosis.StageDiff``)."""
+    return pd.DataFrame([{
+        "stage (data-flow order)": s.stage, "max abs diff": fmt(s.max_abs), "max rel diff d": fmt(s.max_rel),
+        "R = (d - d_prev) / (d_prev + 1e-7)": fmt(s.rate), "beyond tolerance": "yes" if s.beyond_tolerance else "no",
+    } for s in stages])

@@ -94,3 +94,16 @@ class TrajectoryRecorder:
 def should_stop(loss: float, previous: float, tol: float | None) -> bool:
     """The labs' early stop: before the update, when |batch_loss - previous_batch_loss| < tol."""
     return tol is not None and bool(abs(loss - previous) < tol)
+
+
+def trace_stages(scenario) -> list[str]:
+    """The quantities of one training step in data-flow order, as ``trace_step`` names them.
+
+    ``params <p>`` entering the step, ``output layers.<i>`` (after the activation),
+    ``loss``, ``gradient <p>`` from the last layer down (backpropagation order),
+    ``updated <p>`` after the optimizer step. Every value is in the reference layout.
+    """
+    names = scenario.param_names()
+    backprop = sorted(names, key=lambda n: -int(n.split(".")[1]))  # stable: kernel before bias in a layer
+    return ([f"params {n}" for n in names] + [f"output layers.{i}" for i in range(len(scenario.layers))]
+            + ["loss"] + [f"gradient {n}" for n in backprop] + [f"updated {n}" for n in names])

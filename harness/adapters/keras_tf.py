@@ -222,3 +222,43 @@ def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan)
         return step, losses.stack(), [g.stack() for g in grads_out], [p.stack() for p in params_out]
 
     return train
+
+
+def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
+    """Replay steps ``0 .. step-1`` with the same model, loss and optimizer as ``run`` (one
+    ``tf.function`` step, so the optimizer state is the run's), then record step ``step`` stage
+    by stage, eagerly, as ``harness.trajectory.trace_stages`` names them."""
+    tf, keras = import_keras()
+    scenario, training, dtype = plan.scenario, plan.scenario.training, plan.dtype
+    with floatx(keras, dtype):
+        model, dense_layers = build_model(keras, scenario, dtype)
+        set_params(dense_layers, plan.initial_params)
+        optimizer, _ = build_optimizer(keras, training.optimizer)
+        loss_fn = build_loss(keras, training.loss, training.clip)
+        names, variables = zip(*named_variables(dense_layers))
+        optimizer.build(list(variables))
+
+        @tf.function(reduce_retracing=True)
+        def train_step(xb, yb):
+            with tf.GradientTape() as tape:
+                loss = tf.cast(loss_fn(yb, model(xb, training=True)), dtype)
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+        for t in range(step):
+            idx = plan.batch_indices(t)
+            train_step(tf.constant(plan.X[idx]), tf.constant(plan.y[idx]))
+        idx = plan.batch_indices(step)
+        xb, yb = tf.constant(plan.X[idx]), tf.constant(plan.y[idx])
+        trace: dict[str, np.ndarray] = {f"params {n}": v.numpy().copy() for n, v in zip(names, variables)}
+        with tf.GradientTape() as tape:
+            a = xb
+            for i, layer in enumerate(dense_layers):
+                a = layer(a, training=True)
+                trace[f"output layers.{i}"] = a.numpy().copy()
+            loss = tf.cast(loss_fn(yb, a), dtype)
+        grads = tape.gradient(loss, variables)
+        trace["loss"] = loss.numpy().copy()
+        trace.update({f"gradient {n}": g.numpy().copy() for n, g in zip(names, grads)})
+        optimizer.apply_gradients(zip(grads, variables))
+        trace.update({f"updated {n}": v.numpy().copy() for n, v in zip(names, variables)})
+    return trace

@@ -50,3 +50,27 @@ def run(plan: TrainingPlan) -> Trajectory:
             optimizer.step(params, grads)
             recorder.record(loss, grads, params)
     return recorder.finish(trajectory)
+
+
+def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
+    """Replay steps ``0 .. step-1`` (so the optimizer state is the run's), then record step
+    ``step`` stage by stage, named as ``harness.trajectory.trace_stages``."""
+    scenario, training = plan.scenario, plan.scenario.training
+    network = build_network(scenario)
+    optimizer = build_optimizer(training.optimizer)
+    params = {k: v.copy() for k, v in plan.initial_params.items()}
+    trace: dict[str, np.ndarray] = {}
+    with np.errstate(all="ignore"):
+        for t in range(step + 1):
+            idx = plan.batch_indices(t)
+            xb, yb = plan.X[idx], plan.y[idx]
+            if t == step:
+                trace.update({f"params {k}": v.copy() for k, v in params.items()})
+                _, caches = network.forward(xb, params)
+                trace.update({f"output layers.{i}": c.a for i, c in enumerate(caches)})
+            loss, grads = network.loss_and_gradients(xb, yb, params, loss=training.loss, clip=training.clip)
+            optimizer.step(params, grads)
+        trace["loss"] = np.asarray(loss)
+        trace.update({f"gradient {k}": v for k, v in grads.items()})
+        trace.update({f"updated {k}": v.copy() for k, v in params.items()})
+    return trace

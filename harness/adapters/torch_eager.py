@@ -154,3 +154,42 @@ def run(plan: TrainingPlan) -> Trajectory:
 def _ref(name: str, tensor) -> np.ndarray:
     value = tensor.detach().numpy()
     return kernel_from_torch(value) if name.endswith(".kernel") else value
+
+
+def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
+    """Replay steps ``0 .. step-1`` as ``run`` does (so the optimizer state is the run's), then
+    record step ``step`` stage by stage in the reference layout (``harness.trajectory.trace_stages``)."""
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+    dtype = {"float64": torch.float64, "float32": torch.float32}[plan.dtype]
+    scenario, training = plan.scenario, plan.scenario.training
+    model, linears = build_model(torch, scenario, dtype)
+    set_params(torch, linears, plan.initial_params)
+    named = named_parameters(linears)
+    optimizer, _ = build_optimizer(torch, training.optimizer, [p for _, p in named])
+    loss_fn = build_loss(torch, training.loss, training.clip)
+    X, y = torch.from_numpy(plan.X), torch.from_numpy(plan.y)
+    trace: dict[str, np.ndarray] = {}
+    for t in range(step + 1):
+        idx = torch.from_numpy(plan.batch_indices(t))
+        xb, yb = X[idx], y[idx]
+        optimizer.zero_grad(set_to_none=False)
+        if t < step:
+            loss_fn(model(xb), yb).backward()
+            optimizer.step()
+            continue
+        with torch.no_grad():
+            trace.update({f"params {n}": _ref(n, p).copy() for n, p in named})
+        a = xb
+        for i, (linear, activation) in enumerate(zip(model[0::2], model[1::2])):
+            a = activation(linear(a))
+            trace[f"output layers.{i}"] = a.detach().numpy().copy()
+        loss = loss_fn(a, yb)
+        trace["loss"] = loss.detach().numpy().copy()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            trace.update({f"gradient {n}": _ref(n, p.grad).copy() for n, p in named})
+            trace.update({f"updated {n}": _ref(n, p).copy() for n, p in named})
+    return trace

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
-from harness.report import index_markdown, read_summary, scenario_markdown, summary
-from harness.results_json import write_text_atomic
+from harness.diagnosis import diagnose
+from harness.report import index_markdown, read_summary, scenario_files, summary, timings_text, write_files_atomic
 from harness.runner import run_scenario
 from harness.scenario import catalogue, load_scenario, resolve
 
@@ -25,19 +25,28 @@ def handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     scenarios = [resolve(n) for n in args.scenario] if args.scenario else [load_scenario(p) for p in catalogue()]
-    results = []
+    summaries, done, all_agree = [], set(), True
     for scenario in scenarios:
-        result = run_scenario(scenario, progress=progress)
-        write_text_atomic(out / f"{scenario.name}.md", scenario_markdown(result))
-        results.append(result)
-    summaries = [summary(r) for r in results]
-    done = {r.scenario.name for r in results}
+        try:
+            result = run_scenario(scenario, progress=progress)
+            diagnoses = diagnose(result, progress=progress)
+            files = scenario_files(result, diagnoses)
+        except Exception as exc:  # a harness failure: keep the previous report, go on with the others
+            print(f"nn-parity: error: {scenario.name}: report not written, the previous one is kept "
+                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            all_agree = False
+            continue
+        files[f"{scenario.name}.timings.tsv"] = timings_text(result).encode()
+        write_files_atomic(out, files)
+        summaries.append(summary(result, diagnoses))
+        done.add(scenario.name)
+        all_agree = all_agree and result.agree
     for path in sorted(out.glob("*.md")):  # reports written earlier into --out stay in the index
         if path.stem not in done and path.name != "README.md":
             previous = read_summary(path)
             if previous is not None:
                 summaries.append(previous)
-    write_text_atomic(out / "README.md", index_markdown(summaries))
+    write_files_atomic(out, {"README.md": index_markdown(summaries).encode()})
     if progress:
-        progress(f"wrote {len(scenarios)} report(s) and {out / 'README.md'}")
-    return EXIT_AGREE if all(r.agree for r in results) else EXIT_DISAGREE
+        progress(f"wrote {len(done)} report(s) and {out / 'README.md'}")
+    return EXIT_AGREE if all_agree else EXIT_DISAGREE

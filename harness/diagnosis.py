@@ -1,0 +1,419 @@
+"""Why two runs of a scenario diverge: where the difference first appears, and a named cause.
+
+For a pair that disagrees, three questions are answered in turn:
+
+1. **When**: the first step and parameter whose difference crosses the tolerance
+   (``Comparison.mismatch``).
+2. **Where within that step**: both implementations replay their own run up to that
+   step and record it stage by stage in data-flow order (``trace_step``; stages named by
+   ``harness.trajectory.trace_stages``). For each stage ``k`` the scale-free difference
+   ``d_k = max_i |a_i - b_i| / max(|a_i|, |b_i|)`` and its rate of change against the
+   previous stage::
+
+       R_k = (d_k - d_{k-1}) / (d_{k-1} + 1e-7)        (d_{-1} = 0)
+
+   as differential testers of deep-learning libraries do. The difference *appears* at
+   the first stage with ``R_k > R_THRESHOLD``; the first stage whose elements break the
+   tolerance is reported beside it.
+   A pair that agrees but comes within ``DRIFT_FRACTION`` of its tolerance *drifts* and is
+   diagnosed the same way, at the step where it comes closest.
+3. **Why**: a registry of known causes, each with the control run that confirms it
+   (``CAUSES``). A cause is named only when its control run, the same pair re-run with
+   that one thing aligned, agrees within the tolerance.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from harness.adapters import adapter, run_framework
+from harness.compare import Comparison, _diffs, compare
+from harness.plan import TrainingPlan, make_plan
+from harness.runner import Progress, ScenarioResult, side_plan
+from harness.scenario import Scenario, Tolerance
+from harness.trajectory import Trajectory, trace_stages
+
+R_EPSILON = 1e-7
+# Decision: a stage "introduces" the difference when it grows more than tenfold over
+# the previous stage's (plus 1e-7); float64 rounding (~1e-16) never reaches it, a few
+# float32 ulps (~1e-7) do not either, a wrong formula or setting does.
+R_THRESHOLD = 10.0
+# Decision: a pair that agrees but at some step uses at least half of its tolerance
+# "drifts", and is diagnosed like a disagreement, at that step.
+DRIFT_FRACTION = 0.5
+NO_CAUSE = "no known cause confirmed"
+
+
+# --- per-step differences (plots and growth) ---------------------------------
+
+def _per_quantity(ta: Trajectory, tb: Trajectory, tol: Tolerance):
+    """(name, max |a - b| per step, max |a - b| / allowed per step) of the loss and every parameter."""
+    n = min(ta.steps, tb.steps)
+    pairs = [("loss", ta.losses[:n, None], tb.losses[:n, None])]
+    pairs += [(k, ta.params[k][:n].reshape(n, -1), tb.params[k][:n].reshape(n, -1)) for k in ta.params]
+    for name, a, b in pairs:
+        diff, _, _ = _diffs(a, b, tol)
+        with np.errstate(invalid="ignore", over="ignore"):
+            scale = np.maximum(np.abs(a), np.abs(b)).astype(np.float64)
+            allowed = tol.atol + tol.rtol * np.where(np.isfinite(scale), scale, 0.0)
+            used = np.where(diff == 0, 0.0, diff / np.where(allowed == 0, np.inf, allowed))
+        used = np.where((diff > 0) & (allowed == 0), np.inf, used)
+        yield name, diff.max(axis=1, initial=0.0), used.max(axis=1, initial=0.0)
+
+
+def difference_per_step(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> tuple[np.ndarray, np.ndarray]:
+    """Per common step, over the loss and every parameter: ``max |a - b|`` and the same
+    in units of the tolerance, ``max |a - b| / (atol + rtol * max(|a|, |b|))`` (> 1 disagrees)."""
+    n = min(ta.steps, tb.steps)
+    max_abs, ratio = np.zeros(n), np.zeros(n)
+    for _, diff, used in _per_quantity(ta, tb, tol):
+        max_abs, ratio = np.maximum(max_abs, diff), np.maximum(ratio, used)
+    return max_abs, ratio
+
+
+def closest_approach(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> tuple[int, str, float] | None:
+    """(step, quantity, fraction of the tolerance used) where the pair comes closest to disagreeing."""
+    best = None
+    for name, _, used in _per_quantity(ta, tb, tol):
+        if used.size and (best is None or used.max() > best[2]):
+            best = (int(np.argmax(used)), name, float(used.max()))
+    return best
+
+
+@dataclass
+class Growth:
+    """How a pair's difference evolves over training."""
+
+    first: float  # max |a - b| at step 0
+    last: float  # at the last common step
+    worst: float
+    worst_step: int
+    worst_used: float  # the largest fraction of the tolerance used at any step
+
+    def describe(self) -> str:
+        return (f"max |a - b| {self.first:.2e} at step 0, {self.last:.2e} at the last step, largest "
+                f"{self.worst:.2e} (step {self.worst_step}); at worst {self.worst_used:.2g} x the tolerance")
+
+
+def growth(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Growth | None:
+    max_abs, ratio = difference_per_step(ta, tb, tol)
+    if max_abs.size == 0:
+        return None
+    worst_step = int(np.argmax(max_abs))
+    return Growth(first=float(max_abs[0]), last=float(max_abs[-1]), worst=float(max_abs[worst_step]),
+                  worst_step=worst_step, worst_used=float(ratio.max()))
+
+
+# --- localisation within a step ----------------------------------------------
+
+@dataclass
+class StageDiff:
+    stage: str
+    max_abs: float
+    max_rel: float  # d_k
+    rate: float  # R_k
+    beyond_tolerance: bool
+
+
+@dataclass
+class Localisation:
+    step: int
+    stages: list[StageDiff]
+    message: str = ""  # why it could not be done, if it could not
+
+    @property
+    def appears_at(self) -> StageDiff | None:
+        """The first stage in data-flow order whose R exceeds R_THRESHOLD."""
+        return next((s for s in self.stages if s.rate > R_THRESHOLD), None)
+
+    @property
+    def first_beyond(self) -> StageDiff | None:
+        """The first stage in data-flow order with an element beyond the tolerance."""
+        return next((s for s in self.stages if s.beyond_tolerance), None)
+
+    def describe(self) -> str:
+        if self.message:
+            return f"step {self.step} could not be traced: {self.message}"
+        appears, beyond = self.appears_at, self.first_beyond
+        where = (f"the difference appears at `{appears.stage}` (R = {appears.rate:.3g} > {R_THRESHOLD:g})"
+                 if appears else f"no stage's R exceeds {R_THRESHOLD:g}")
+        first = f"the first stage beyond the tolerance is `{beyond.stage}`" if beyond else \
+            "no stage is beyond the tolerance when both sides replay the step"
+        return f"within step {self.step}, {where}; {first}"
+
+
+def stage_differences(trace_a: dict[str, np.ndarray], trace_b: dict[str, np.ndarray], stages: list[str],
+                      tol: Tolerance) -> list[StageDiff]:
+    out, previous = [], 0.0
+    for stage in stages:
+        a = np.atleast_1d(np.asarray(trace_a[stage]))
+        b = np.atleast_1d(np.asarray(trace_b[stage]))
+        diff, rel, bad = _diffs(a, b, tol)
+        d = float(rel.max()) if rel.size else 0.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            rate = (d - previous) / (previous + R_EPSILON)
+        out.append(StageDiff(stage=stage, max_abs=float(diff.max()), max_rel=d,
+                             rate=float(np.nan_to_num(rate, nan=0.0)), beyond_tolerance=bool(bad.any())))
+        previous = d
+    return out
+
+
+Traces = dict[tuple[str, str, int], dict[str, np.ndarray]]  # (framework, dtype, step) -> trace
+
+
+def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Progress | None = None,
+             cache: Traces | None = None) -> Localisation:
+    """Trace ``step`` of the pair in both implementations and compare stage by stage (``cache``
+    keeps traces across the pairs of one scenario: each framework replays a step once)."""
+    if step >= min(c.steps_a, c.steps_b):
+        return Localisation(step, [], message="the runs made different numbers of steps (early stop)")
+    plan = result.plans[c.dtype]
+    cache = {} if cache is None else cache
+    traces = {}
+    for fw in (c.a, c.b):
+        if (fw, c.dtype, step) in cache:
+            traces[fw] = cache[(fw, c.dtype, step)]
+            continue
+        start = time.perf_counter()
+        try:
+            traces[fw] = adapter(fw).trace_step(side_plan(plan, result.scenario_for(fw)), step)
+        except Exception as exc:  # a crash while tracing is reported, not raised
+            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+            return Localisation(step, [], message=f"{fw} raised {type(exc).__name__}: {last}")
+        cache[(fw, c.dtype, step)] = traces[fw]
+        if progress is not None:
+            progress(f"{result.scenario.name} x {fw} ({c.dtype}): traced step {step}, "
+                     f"{time.perf_counter() - start:.1f} s")
+    stages = trace_stages(result.scenario)
+    return Localisation(step, stage_differences(traces[c.a], traces[c.b], stages, result.scenario.tolerances[c.dtype]))
+
+
+# --- causes and their control runs ---------------------------------------------
+
+@dataclass(frozen=True)
+class Pair:
+    """The disagreeing pair under diagnosis."""
+
+    result: ScenarioResult
+    comparison: Comparison
+
+    @property
+    def a(self) -> Scenario:
+        return self.result.scenario_for(self.comparison.a)
+
+    @property
+    def b(self) -> Scenario:
+        return self.result.scenario_for(self.comparison.b)
+
+    def run(self, framework: str) -> Trajectory:
+        return self.result.runs[(framework, self.comparison.dtype)]
+
+
+@dataclass(frozen=True)
+class Control:
+    """A re-run of the pair (``scenario_a`` in framework a, ``scenario_b`` in b) at ``dtype``."""
+
+    description: str
+    dtype: str
+    scenario_a: Scenario
+    scenario_b: Scenario
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A known cause of divergence: when it may apply, and the controls that would confirm it
+    (tried in order; the cause is named when one of them agrees)."""
+
+    name: str
+    explanation: str
+    applies: Callable[[Pair], bool]
+    controls: Callable[[Pair], list[Control]]
+
+
+def _align(pair: Pair, what: str, get: Callable[[Scenario], object],
+           put: Callable[[Scenario, object], Scenario]) -> list[Control]:
+    """Controls that give both sides one side's value of a setting (b takes a's, then a takes b's)."""
+    c, va, vb = pair.comparison, get(pair.a), get(pair.b)
+    return [
+        Control(f"{c.a} vs {c.b} ({c.dtype}) with {what} {va!r} on both sides", c.dtype, pair.a, put(pair.b, va)),
+        Control(f"{c.a} vs {c.b} ({c.dtype}) with {what} {vb!r} on both sides", c.dtype, put(pair.a, vb), pair.b),
+    ]
+
+
+def _with_training(scenario: Scenario, **changes) -> Scenario:
+    return replace(scenario, training=replace(scenario.training, **changes))
+
+
+def _with_optimizer(scenario: Scenario, **changes) -> Scenario:
+    return _with_training(scenario, optimizer=replace(scenario.training.optimizer, **changes))
+
+
+# The optimizer convention is read from ``convention = "keras" | "torch"`` in the scenario's
+# optimizer table, which the loader keeps in ``OptimizerSpec.options`` (issue 3). If it lands
+# as a field of its own, this is the one function to change.
+def _with_convention(scenario: Scenario, convention: object) -> Scenario:
+    options = {**scenario.training.optimizer.options, "convention": convention}
+    return _with_optimizer(scenario, options=options)
+
+
+def _float64_control(pair: Pair) -> list[Control]:
+    c = pair.comparison
+    return [Control(f"{c.a} vs {c.b} in float64 (same scenario on each side)", "float64", pair.a, pair.b)]
+
+
+def _convention_control(pair: Pair) -> list[Control]:
+    c = pair.comparison
+    ca, cb = pair.run(c.a).convention, pair.run(c.b).convention
+    return [
+        Control(f"{c.a} vs {c.b} ({c.dtype}) with {c.b} in the {ca!r} optimizer convention", c.dtype,
+                pair.a, _with_convention(pair.b, ca)),
+        Control(f"{c.a} vs {c.b} ({c.dtype}) with {c.a} in the {cb!r} optimizer convention", c.dtype,
+                _with_convention(pair.a, cb), pair.b),
+    ]
+
+
+CROSS_ENTROPIES = ("binary_crossentropy", "categorical_crossentropy")
+
+CAUSES: tuple[Cause, ...] = (
+    Cause(
+        name="optimizer convention",
+        explanation="the two sides update with different optimizer formulas of the same name "
+                    "(e.g. Adam's epsilon added after vs before the bias correction)",
+        applies=lambda p: bool(p.run(p.comparison.a).convention) and bool(p.run(p.comparison.b).convention)
+        and p.run(p.comparison.a).convention != p.run(p.comparison.b).convention,
+        controls=_convention_control,
+    ),
+    Cause(
+        name="cross-entropy clipping",
+        explanation="the two sides guard log(p) differently (Keras clips p to [1e-7, 1 - 1e-7], "
+                    "torch clamps log p at -100, the labs do not guard)",
+        applies=lambda p: p.a.training.loss in CROSS_ENTROPIES and p.a.training.clip != p.b.training.clip,
+        controls=lambda p: _align(p, "clip", lambda s: s.training.clip,
+                                  lambda s, v: _with_training(s, clip=v)),
+    ),
+    Cause(
+        name="learning rate",
+        explanation="the two sides train with different learning rates",
+        applies=lambda p: p.a.training.optimizer.learning_rate != p.b.training.optimizer.learning_rate,
+        controls=lambda p: _align(p, "learning rate", lambda s: s.training.optimizer.learning_rate,
+                                  lambda s, v: _with_optimizer(s, learning_rate=v)),
+    ),
+    Cause(
+        name="float32 rounding growth",
+        explanation="single-precision rounding (eps 1.2e-7) in different operation orders, grown "
+                    "over the steps; the same computations in float64 agree",
+        applies=lambda p: p.comparison.dtype == "float32",
+        controls=_float64_control,
+    ),
+)
+
+
+@dataclass
+class ControlRun:
+    control: Control
+    comparison: Comparison | None
+    fraction: float = 0.0  # the largest fraction of its tolerance the control pair uses
+    message: str = ""  # why the control could not decide (a run crashed or was skipped)
+
+    @property
+    def agrees(self) -> bool:
+        """The control confirms its cause: it agrees at every step and does not drift either."""
+        return self.comparison is not None and self.comparison.agree and self.fraction < DRIFT_FRACTION
+
+    def describe(self) -> str:
+        if self.comparison is None:
+            return f"{self.control.description}: inconclusive ({self.message})"
+        c = self.comparison
+        if not c.agree:
+            verdict = f"still disagree from step {c.first_divergent_step}"
+        else:
+            verdict = "agree" if self.agrees else "agree but still drift"
+        return (f"{self.control.description}: {verdict} (max |a - b| {c.max_abs:.2e}, at worst "
+                f"{self.fraction:.2g} x the tolerance rtol {c.rtol:g}, atol {c.atol:g})")
+
+
+def _run_side(result: ScenarioResult, framework: str, scenario: Scenario, dtype: str, plan: TrainingPlan,
+              progress: Progress | None) -> Trajectory:
+    existing = result.runs.get((framework, dtype))
+    if existing is not None and scenario is result.scenario_for(framework):
+        return existing  # this side already ran exactly this
+    start = time.perf_counter()
+    run = run_framework(framework, side_plan(plan, scenario))
+    if progress is not None:
+        progress(f"{result.scenario.name} x {framework} ({dtype}): control run {run.status}, "
+                 f"{run.steps} steps, {time.perf_counter() - start:.1f} s")
+    return run
+
+
+def run_control(result: ScenarioResult, control: Control, *, frameworks: tuple[str, str],
+                progress: Progress | None = None) -> ControlRun:
+    plan = result.plans.get(control.dtype) or make_plan(result.scenario, control.dtype)
+    runs = [_run_side(result, fw, s, control.dtype, plan, progress)
+            for fw, s in zip(frameworks, (control.scenario_a, control.scenario_b))]
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        return ControlRun(control, None, message="; ".join(f"{r.framework} {r.status}: {r.message}" for r in failed))
+    tol = result.scenario.tolerances[control.dtype]
+    closest = closest_approach(runs[0], runs[1], tol)
+    return ControlRun(control, compare(runs[0], runs[1], tol), 0.0 if closest is None else closest[2])
+
+
+@dataclass
+class Diagnosis:
+    """``kind``: ``disagree`` (diagnosed at the first divergent step) or ``drift`` (an agreeing
+    pair diagnosed at the step where it uses the largest fraction of its tolerance)."""
+
+    comparison: Comparison
+    kind: str
+    step: int
+    quantity: str
+    fraction: float  # of the tolerance used by ``quantity`` at ``step`` (> 1 beyond it)
+    localisation: Localisation
+    cause: Cause | None = None
+    confirmed_by: ControlRun | None = None
+    controls: list[ControlRun] = field(default_factory=list)  # every control run tried, in order
+
+    @property
+    def cause_name(self) -> str:
+        return self.cause.name if self.cause else NO_CAUSE
+
+
+def name_cause(pair: Pair, *, causes: tuple[Cause, ...] = CAUSES,
+               progress: Progress | None = None) -> tuple[Cause | None, ControlRun | None, list[ControlRun]]:
+    """The first applicable cause whose control run agrees, with every control run tried."""
+    c, tried = pair.comparison, []
+    for cause in causes:
+        if not cause.applies(pair):
+            continue
+        for control in cause.controls(pair):
+            outcome = run_control(pair.result, control, frameworks=(c.a, c.b), progress=progress)
+            tried.append(outcome)
+            if outcome.agrees:
+                return cause, outcome, tried
+            # inconclusive, or still disagrees (e.g. an adapter that cannot take the other side's
+            # setting): try the cause's next control; when none agrees the cause is not named
+    return None, None, tried
+
+
+def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> list[Diagnosis]:
+    """A diagnosis for every pair that disagrees or drifts (uses >= DRIFT_FRACTION of its tolerance)."""
+    out, cache = [], {}
+    for c in result.comparisons:
+        ta, tb = result.runs[(c.a, c.dtype)], result.runs[(c.b, c.dtype)]
+        closest = closest_approach(ta, tb, result.scenario.tolerances[c.dtype])
+        if c.agree and (closest is None or closest[2] < DRIFT_FRACTION):
+            continue
+        if c.agree:
+            kind, (step, quantity, fraction) = "drift", closest
+        else:
+            kind, step = "disagree", c.first_divergent_step
+            quantity = c.mismatch.quantity if c.mismatch else "steps"
+            fraction = c.mismatch.diff / c.mismatch.allowed if c.mismatch and c.mismatch.allowed else float("inf")
+        pair = Pair(result, c)
+        localisation = localise(result, c, step, progress=progress, cache=cache)
+        cause, confirmed_by, tried = name_cause(pair, progress=progress)
+        out.append(Diagnosis(c, kind, step, quantity, fraction, localisation, cause, confirmed_by, tried))
+    return out

@@ -1,0 +1,121 @@
+"""The report's figures, drawn with matplotlib (Agg) into PNG bytes.
+
+PNGs are byte-deterministic: no ``Software`` tag, no timestamp (Agg writes none),
+a fixed size and dpi, and every series drawn in a fixed order.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from harness.diagnosis import difference_per_step
+from harness.runner import ScenarioResult
+
+FIGSIZE = (9.0, 4.2)  # inches per row of panels; at DPI 100 the PNG is 900 px wide
+DPI = 100
+COLOURS = {"numpy": "tab:blue", "keras": "tab:red", "torch": "tab:green"}
+# Overlaid curves that coincide stay visible: a wide solid line under narrower dashed/dotted ones.
+STYLES = {"numpy": ("-", 4.0), "keras": ("--", 2.2), "torch": (":", 1.6)}
+PAIR_COLOURS = ("tab:purple", "tab:orange", "tab:brown", "tab:gray", "tab:olive", "tab:cyan")
+PAIR_STYLES = (("-", 3.5), ("--", 2.2), (":", 1.6))
+
+
+def zero_floor(series: list[np.ndarray]) -> float:
+    """Where an exact zero is drawn on a log axis: a decade below the smallest positive value."""
+    positive = [float(np.min(s[s > 0])) for s in series if np.any(s > 0)]
+    if not positive:
+        return 1e-20
+    return 10.0 ** (np.floor(np.log10(min(positive))) - 1)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def loss_curves_png(result: ScenarioResult) -> bytes | None:
+    """Every successful run's batch loss per step, overlaid; one panel per dtype."""
+    dtypes = [d for d in result.dtypes if any(result.runs[(fw, d)].ok and result.runs[(fw, d)].steps
+                                              for fw in result.frameworks)]
+    if not dtypes:
+        return None
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(FIGSIZE[0], FIGSIZE[1]), squeeze=False)
+    for ax, dtype in zip(axes[0], dtypes):
+        for fw in result.frameworks:
+            run = result.runs[(fw, dtype)]
+            if not run.ok or not run.steps:
+                continue
+            losses = np.asarray(run.losses, dtype=np.float64)
+            finite = losses[np.isfinite(losses)]
+            style, width = STYLES.get(fw, ("-", 1.2))
+            ax.plot(np.arange(run.steps), losses, style, color=COLOURS.get(fw), label=fw, linewidth=width)
+            if finite.size and finite.min() > 0 and finite.max() > 10 * finite.min():  # spans a decade
+                ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"batch loss per step ({dtype})")
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"{result.scenario.training.loss} (log scale)" if ax.get_yscale() == "log"
+                      else result.scenario.training.loss)
+        ax.grid(True, alpha=0.3)
+        ax.legend(title="implementation")
+    fig.suptitle(f"{result.scenario.name}: loss curves")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def differences_png(result: ScenarioResult) -> bytes | None:
+    """Per step, each pair's max |a - b| over loss and parameters (top) and the same in units
+    of the tolerance with the tolerance drawn at 1 (bottom); one column per dtype; log scales."""
+    dtypes = [d for d in result.dtypes if any(c.dtype == d for c in result.comparisons)]
+    if not dtypes:
+        return None
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(2, len(dtypes), figsize=(FIGSIZE[0], 2 * FIGSIZE[1]), squeeze=False, sharex="col")
+    pairs = list(dict.fromkeys(c.pair for c in result.comparisons))  # drawing order: widest line first
+    colour = {p: PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, p in enumerate(pairs)}
+    style = {p: PAIR_STYLES[i % len(PAIR_STYLES)] for i, p in enumerate(pairs)}
+    for col, dtype in enumerate(dtypes):
+        tol = result.scenario.tolerances[dtype]
+        top, bottom = axes[0][col], axes[1][col]
+        series = {c.pair: difference_per_step(result.runs[(c.a, dtype)], result.runs[(c.b, dtype)], tol)
+                  for c in result.comparisons if c.dtype == dtype}
+        floors = (zero_floor([s[0] for s in series.values()]), zero_floor([s[1] for s in series.values()]))
+        for pair, (max_abs, ratio) in series.items():
+            steps = np.arange(max_abs.size)
+            label = pair + ("" if max_abs.any() else " (identical)")
+            line, width = style[pair]
+            for ax, values, floor in ((top, max_abs, floors[0]), (bottom, ratio, floors[1])):
+                ax.plot(steps, np.maximum(values, floor), line, color=colour[pair], label=label, linewidth=width)
+        bottom.axhline(1.0, color="black", linestyle=":", linewidth=1.5,
+                       label=f"tolerance (rtol {tol.rtol:g}, atol {tol.atol:g})")
+        top.set_title(f"max |a - b| per step ({dtype})")
+        top.set_ylabel(f"max |a - b| (log; exact 0 at {floors[0]:.0e})")
+        bottom.set_title(f"difference / allowed per step ({dtype})")
+        bottom.set_ylabel(f"|a - b| / allowed (log; 0 at {floors[1]:.0e})")
+        bottom.set_xlabel("step")
+        for ax in (top, bottom):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_yscale("log")
+            ax.grid(True, alpha=0.3)
+            ax.legend(title="pair", fontsize="small")
+    fig.suptitle(f"{result.scenario.name}: differences between implementations, loss and parameters\n"
+                 "allowed = atol + rtol * max(|a|, |b|) per element")
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,215 @@
+"""`nn-parity report`: the sections of a scenario's report, the plots, the index, crashes,
+atomic writes, progress lines, and byte-for-byte determinism. Real NumPy, Keras and torch runs."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+import harness.report
+from harness.cli import main
+from harness.diagnosis import diagnose
+from harness.report import index_markdown, read_summary, scenario_files, summary, write_files_atomic
+from harness.runner import run_scenario
+from harness.scenario import parse_scenario
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Small enough to run in seconds in every framework and dtype; shuffled mini-batches,
+# two layers, and one printed value (the first loss) so the lab columns appear.
+TINY = """
+name = "tiny-mlp"
+title = "Tiny 2-3-1 network on teacher data"
+source = "made up for the report tests"
+description = "Twenty teacher points, shuffled batches of 8."
+[data]
+generator = "teacher"
+n = 20
+seed = 4
+[[data.teacher]]
+kernel = [[0.7], [-0.4]]
+bias = [0.2]
+[model]
+input_dim = 2
+[[model.layers]]
+units = 3
+activation = "sigmoid"
+kernel = [[0.1, -0.2, 0.3], [0.4, 0.2, -0.1]]
+bias = [0.0, 0.1, -0.1]
+[[model.layers]]
+units = 1
+activation = "linear"
+kernel = [[0.3], [-0.2], [0.5]]
+bias = [0.0]
+[training]
+loss = "mse"
+optimizer = { name = "sgd", learning_rate = 0.1 }
+batch_size = 8
+epochs = 4
+shuffle = true
+shuffle_seed = 7
+[[lab_values]]
+what = "params"
+param = "layers.1.bias"
+value = [0.0]
+atol = 10.0
+source = "a deliberately loose check, to show the lab column"
+"""
+
+
+@pytest.fixture
+def tiny_file(tmp_path) -> Path:
+    path = tmp_path / "tiny-mlp.toml"
+    path.write_text(TINY)
+    return path
+
+
+def tiny():
+    return parse_scenario(tomllib.loads(TINY), path=Path("tests/tiny-mlp.toml"))
+
+
+def report(path: Path, out: Path, *extra: str) -> int:
+    return main(["report", "--scenario", str(path), "--out", str(out), *extra])
+
+
+@lru_cache(maxsize=None)
+def full_report(folder: str) -> dict[str, bytes]:
+    """The tiny scenario reported once through the CLI (all frameworks, both dtypes)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tiny-mlp.toml").write_text(TINY)
+    assert report(out / "tiny-mlp.toml", out / "reports", "--quiet") == 0
+    return {p.name: p.read_bytes() for p in sorted((out / "reports").iterdir())}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, bytes]:
+    return full_report(str(tmp_path_factory.mktemp("tiny")))
+
+
+SECTIONS = ["# Tiny 2-3-1 network on teacher data", "**Verdict: agree**", "## Set-up", "## Runs",
+            "## Agreement, step by step", "## How the difference grows", "## Final parameters (float64)",
+            "## Final parameters (float32)", "## The lab's printed values", "## Environment"]
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.strip("#* ").split(" (")[0].lower().replace(" ", "-"))
+def test_report_has_section(files, section):
+    assert section in files["tiny-mlp.md"].decode()
+
+
+SET_UP = ["Model: 2 inputs -> 3 sigmoid, 1 linear", "`layers.0.kernel` (2, 3)",
+          "Data: 20 x 2 standard normal inputs", "loss `mse`", "optimizer `sgd` lr 0.1",
+          "convention: numpy common, keras common, torch common", "batches of 8", "4 epochs",
+          "shuffled each epoch (seed 7)", "no early stopping", "float64: rtol 1e-12, atol 1e-14",
+          "float32: rtol 1e-05, atol 1e-07", "source: made up for the report tests",
+          "numpy-keras | float64", "keras-torch | float32", "Python ", "torch ", "dtype policy"]
+
+
+@pytest.mark.parametrize("text", SET_UP)
+def test_report_states_set_up_and_results(files, text):
+    assert text in files["tiny-mlp.md"].decode()
+
+
+def test_report_links_its_plots_and_they_are_pngs(files):
+    md = files["tiny-mlp.md"].decode()
+    for name in ("tiny-mlp-loss.png", "tiny-mlp-differences.png"):
+        assert f"![{name}]({name})" in md
+        png = files[name]
+        assert png.startswith(PNG_SIGNATURE)
+        assert b"Software" not in png and b"tIME" not in png  # nothing that changes between runs
+    assert "tiny-mlp.timings.tsv" in files
+
+
+def test_index_lists_the_scenario(files):
+    index = files["README.md"].decode()
+    assert "1 scenario: 1 agree" in index
+    assert "| tiny-mlp | agree | - | all match |" in index and "[tiny-mlp.md](tiny-mlp.md)" in index
+
+
+def test_report_is_byte_identical_when_run_again(files, tmp_path):
+    again = full_report(str(tmp_path))
+    assert sorted(again) == sorted(files)
+    for name in again:
+        if not name.endswith(".timings.tsv"):  # wall-clock seconds live only there
+            assert again[name] == files[name], name
+
+
+def test_markdown_has_no_timings(files):
+    md = files["tiny-mlp.md"].decode()
+    assert " s)" not in md and "seconds" not in md
+
+
+# --- progress and quiet ---------------------------------------------------------
+
+def test_progress_lines_and_quiet(tiny_file, tmp_path, capsys):
+    assert report(tiny_file, tmp_path / "loud") == 0
+    err = capsys.readouterr().err.splitlines()
+    runs = [l for l in err if l.startswith("tiny-mlp x ")]
+    assert len(runs) == 6  # 3 frameworks x 2 dtypes
+    assert all(l.rstrip().endswith(" s") for l in runs)
+    assert report(tiny_file, tmp_path / "quiet", "--quiet") == 0
+    assert capsys.readouterr().err == ""
+
+
+# --- a failed report leaves the previous one in place ---------------------------
+
+def test_failed_report_keeps_previous(tiny_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "reports"
+    assert report(tiny_file, out, "--quiet") == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(result):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(harness.report, "differences_png", broken)
+    assert report(tiny_file, out, "--quiet") == 1
+    assert "tiny-mlp: report not written, the previous one is kept (RuntimeError: plotting failed)" in \
+        capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after == before  # no temporary files left either
+
+
+def test_atomic_write_leaves_no_partial_files(tmp_path):
+    (tmp_path / "a.md").write_text("old")
+
+    with pytest.raises(TypeError):
+        write_files_atomic(tmp_path, {"a.md": b"new", "b.png": "not bytes"})  # the second write fails
+    assert (tmp_path / "a.md").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.md"]
+
+
+# --- crashes and diagnoses in the report ------------------------------------------
+
+def test_crashed_framework_is_shown_beside_the_runs_that_worked(tmp_path):
+    s = tiny()
+    broken = replace(s, training=replace(s.training, optimizer=replace(s.training.optimizer, name="no-such-opt")))
+    result = run_scenario(s, dtypes=("float64",), sides={"keras": broken})
+    files = scenario_files(result, diagnose(result))
+    md = files["tiny-mlp.md"].decode()
+    assert "**Verdict: CRASHED: keras (float64)**" in md
+    assert "- **keras (float64) crashed**: ValueError: no Keras optimizer for 'no-such-opt'" in md
+    assert "| numpy-torch | float64 |" in md  # the runs that worked are still compared
+    assert "Variant: keras runs this scenario with optimizer name 'no-such-opt' (instead of 'sgd')" in md
+    write_files_atomic(tmp_path, files)
+    assert read_summary(tmp_path / "tiny-mlp.md")["verdict"] == "CRASHED: keras (float64)"
+
+
+def test_diagnosed_report_names_cause_and_control(tmp_path):
+    s = tiny()
+    faster = replace(s, training=replace(s.training, optimizer=replace(s.training.optimizer, learning_rate=0.2)))
+    result = run_scenario(s, frameworks=("numpy", "torch"), dtypes=("float64",), sides={"torch": faster})
+    diagnoses = diagnose(result)
+    md = scenario_files(result, diagnoses)["tiny-mlp.md"].decode()
+    assert "**Verdict: DISAGREE**" in md
+    assert "### numpy-torch (float64, disagrees): learning rate" in md
+    assert "- First divergence: step 0, `layers.0.kernel`" in md
+    assert "the difference appears at `updated layers.0.kernel`" in md
+    assert ("Confirmed by the control run numpy vs torch (float64) with learning rate 0.1 on both sides: "
+            "agree") in md
+    table_rows = [line for line in md.splitlines() if line.startswith("| updated layers.0.kernel ")]
+    assert len(table_rows) == 1 and table_rows[0].rstrip().endswith("| yes                |")
+    index = index_markdown([summary(result, diagnoses)])
+    assert "1 disagree (1 with every divergence's cause confirmed by a control run)" in index
+    assert "| tiny-mlp | DISAGREE | numpy-torch float64: learning rate |" in index

@@ -1,0 +1,235 @@
+"""Divergence diagnosis: first step, localisation within the step (R), and causes named
+only when a control run confirms them. Every run is real (NumPy, Keras, torch); the
+mismatches are provoked by running one side on a variant of the scenario."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.adapters import adapter
+from harness.diagnosis import (DRIFT_FRACTION, NO_CAUSE, R_EPSILON, R_THRESHOLD, closest_approach, diagnose,
+                               stage_differences)
+from harness.plan import make_plan
+from harness.runner import run_scenario
+from harness.scenario import Scenario, Tolerance, parse_scenario
+from harness.trajectory import trace_stages
+
+# A sigmoid neuron saturated on its first sample (z = -20, p = 2e-9 against y = 1), so the
+# cross-entropy guard matters from step 0: Keras' clip moves p up to 1e-7. (Saturated the
+# other way, p = 1 - 2e-9 against y = 0, log(1 - p) amplifies a one-ulp difference in p
+# between the sigmoids to ~1e-9 relative, beyond the float64 tolerance whatever the guard.)
+SATURATED_BCE = """
+name = "saturated-bce"
+title = "A saturated sigmoid neuron trained on binary cross-entropy"
+[data]
+X = [[-1, -1], [-1, -0.5], [0.5, -0.2], [0.2, 0.1]]
+y = [[1], [0], [1], [1]]
+[model]
+input_dim = 2
+[[model.layers]]
+units = 1
+activation = "sigmoid"
+kernel = [[10.0], [10.0]]
+bias = [0.0]
+[training]
+loss = "binary_crossentropy"
+clip = "none"
+optimizer = { name = "sgd", learning_rate = 0.1 }
+batch_size = "full"
+epochs = 4
+"""
+
+# A small two-layer regression on teacher data, shuffled mini-batches.
+SMALL_MLP = """
+name = "small-mlp"
+title = "A 3-4-1 tanh network on teacher data, shuffled mini-batches"
+[data]
+generator = "teacher"
+n = 64
+seed = 1
+[[data.teacher]]
+kernel = [[0.5], [-0.3], [0.8]]
+bias = [0.1]
+[model]
+input_dim = 3
+[[model.layers]]
+units = 4
+activation = "tanh"
+kernel = [[0.1, -0.2, 0.3, 0.4], [0.5, 0.1, -0.3, 0.2], [-0.4, 0.3, 0.2, -0.1]]
+bias = [0.0, 0.1, -0.1, 0.05]
+[[model.layers]]
+units = 1
+activation = "linear"
+kernel = [[0.3], [-0.2], [0.5], [0.1]]
+bias = [0.0]
+[training]
+loss = "mse"
+optimizer = { name = "sgd", learning_rate = 0.05 }
+batch_size = 16
+epochs = 5
+shuffle = true
+shuffle_seed = 3
+"""
+
+
+def scenario(text: str) -> Scenario:
+    raw = tomllib.loads(text)
+    return parse_scenario(raw, path=Path(f"tests/{raw['name']}.toml"))
+
+
+def with_training(s: Scenario, **changes) -> Scenario:
+    return replace(s, training=replace(s.training, **changes))
+
+
+def with_lr(s: Scenario, lr: float) -> Scenario:
+    return with_training(s, optimizer=replace(s.training.optimizer, learning_rate=lr))
+
+
+@lru_cache(maxsize=None)
+def diagnosed(case: str):
+    """(result, diagnoses) of each provoked mismatch, run once per session."""
+    bce, mlp = scenario(SATURATED_BCE), scenario(SMALL_MLP)
+    tight32 = {**mlp.tolerances, "float32": Tolerance(rtol=1e-9, atol=0.0)}
+    cases = {
+        "clip": dict(scenario=bce, frameworks=("numpy", "torch"), dtypes=("float64",),
+                     sides={"torch": with_training(bce, clip="keras")}),
+        "clip-keras": dict(scenario=with_training(bce, clip="torch"), frameworks=("numpy", "keras"),
+                           dtypes=("float64",), sides={"keras": with_training(bce, clip="keras")}),
+        "learning-rate": dict(scenario=mlp, frameworks=("numpy", "keras"), dtypes=("float64",),
+                              sides={"keras": with_lr(mlp, 0.06)}),
+        "float32": dict(scenario=replace(mlp, tolerances=tight32), frameworks=("numpy", "torch"),
+                        dtypes=("float64", "float32")),
+        "two-at-once": dict(scenario=bce, frameworks=("numpy", "torch"), dtypes=("float64",),
+                            sides={"torch": with_lr(with_training(bce, clip="keras"), 0.2)}),
+        "unknown": dict(scenario=mlp, frameworks=("numpy", "torch"), dtypes=("float64",),
+                        sides={"torch": replace(mlp, layers=(replace(mlp.layers[0], activation="sigmoid"),
+                                                             *mlp.layers[1:]))}),
+    }
+    result = run_scenario(**cases[case])
+    return result, diagnose(result)
+
+
+# --- the R rate of change, on hand-made traces -----------------------------------
+
+def test_rate_of_change_flags_the_stage_that_introduces_the_difference():
+    stages = ["params w", "output layers.0", "loss", "gradient w", "updated w"]
+    a = {s: np.array([1.0, 2.0]) for s in stages}
+    b = dict(a)
+    b["loss"] = np.array([1.0, 2.0 * (1 + 1e-5)])  # d = 1e-5 / 1.00001 ~ 1e-5
+    b["gradient w"] = b["loss"]
+    b["updated w"] = b["loss"]
+    diffs = stage_differences(a, b, stages, Tolerance(rtol=1e-12, atol=0.0))
+    d = [s.max_rel for s in diffs]
+    assert d[:2] == [0.0, 0.0]
+    assert diffs[2].rate == pytest.approx((d[2] - 0.0) / (0.0 + R_EPSILON))
+    assert diffs[2].rate > R_THRESHOLD and diffs[3].rate == 0.0
+    assert [s.beyond_tolerance for s in diffs] == [False, False, True, True, True]
+
+
+# --- trace_step replays the run exactly ------------------------------------------
+
+@pytest.mark.parametrize("framework", ["numpy", "keras", "torch"])
+def test_trace_step_reproduces_the_recorded_step(framework):
+    s = scenario(SMALL_MLP)
+    plan = make_plan(s, "float64")
+    module = adapter(framework)
+    run = module.run(plan)
+    step = 6  # the third batch of the second epoch: shuffled order, optimizer already stepped
+    trace = module.trace_step(plan, step)
+    assert set(trace) == set(trace_stages(s))
+    for name in s.param_names():
+        np.testing.assert_array_equal(trace[f"params {name}"], run.params_before(step)[name])
+        np.testing.assert_array_equal(trace[f"updated {name}"], run.params[name][step])
+        np.testing.assert_array_equal(trace[f"gradient {name}"], run.grads[name][step])
+    assert float(trace["loss"]) == float(run.losses[step])
+    assert trace["output layers.1"].shape == (16, 1)
+
+
+# --- named causes, each confirmed by its control run -----------------------------
+
+EXPECTED = [
+    # case, pair, first step, first quantity, stage where the difference appears, cause
+    ("clip", "numpy-torch", 0, "loss", "loss", "cross-entropy clipping"),
+    ("clip-keras", "numpy-keras", 0, "loss", "loss", "cross-entropy clipping"),
+    ("learning-rate", "numpy-keras", 0, "layers.0.kernel", "updated layers.0.kernel", "learning rate"),
+]
+
+
+@pytest.mark.parametrize("case,pair,step,quantity,stage,cause", EXPECTED, ids=[e[0] for e in EXPECTED])
+def test_provoked_mismatch_is_diagnosed(case, pair, step, quantity, stage, cause):
+    result, diagnoses = diagnosed(case)
+    assert len(diagnoses) == 1
+    d = diagnoses[0]
+    assert d.kind == "disagree" and d.step == step and d.quantity == quantity
+    assert d.comparison.pair == pair and not d.comparison.agree
+    assert d.comparison.first_divergent_step == step
+    assert d.comparison.mismatch.quantity == quantity
+    assert d.localisation.step == step
+    assert d.localisation.appears_at.stage == stage
+    assert d.cause is not None and d.cause.name == cause
+    assert d.confirmed_by.agrees
+    # the control re-ran the pair with the setting aligned: both sides ran the same training
+    control = d.confirmed_by.control
+    assert control.scenario_a.training == control.scenario_b.training
+
+
+def test_float32_rounding_growth_is_confirmed_by_the_float64_run():
+    result, diagnoses = diagnosed("float32")
+    assert [(d.comparison.pair, d.comparison.dtype) for d in diagnoses] == [("numpy-torch", "float32")]
+    d = diagnoses[0]
+    assert d.cause.name == "float32 rounding growth"
+    assert d.confirmed_by.control.dtype == "float64"
+    assert d.confirmed_by.agrees
+    # the control reused the float64 runs already made for this report (same numbers)
+    assert d.confirmed_by.comparison.max_abs == result.comparison("numpy", "torch", "float64").max_abs
+    # float32 rounding is a few ulps: no stage jumps by more than R_THRESHOLD at the first step
+    assert all(s.max_rel < 1e-5 for s in d.localisation.stages)
+
+
+def test_two_differences_at_once_name_no_cause():
+    """Each control aligns one setting; with two settings different none agrees, so no cause is named."""
+    _, diagnoses = diagnosed("two-at-once")
+    d = diagnoses[0]
+    assert d.cause is None and d.cause_name == NO_CAUSE
+    tried = {r.control.description for r in d.controls}
+    assert any("clip" in t for t in tried) and any("learning rate" in t for t in tried)
+    assert all(r.comparison is not None and not r.comparison.agree for r in d.controls)
+
+
+def test_a_difference_outside_the_registry_names_no_cause():
+    """A wrong activation on one side (tanh against sigmoid): found in the forward pass, no cause named."""
+    _, diagnoses = diagnosed("unknown")
+    d = diagnoses[0]
+    assert d.cause is None and d.controls == []
+    assert d.comparison.first_divergent_step == 0 and d.comparison.mismatch.quantity == "loss"
+    assert d.localisation.appears_at.stage == "output layers.0"
+    assert d.localisation.first_beyond.stage == "output layers.0"
+
+
+def test_drifting_float32_pair_is_diagnosed_at_its_closest_step():
+    """An agreeing pair whose tolerance is scaled so that it uses 0.75 of it: a drift, in float32,
+    explained by float32 rounding (its float64 run uses a tiny fraction of the float64 tolerance)."""
+    mlp = scenario(SMALL_MLP)
+    first = run_scenario(mlp, frameworks=("numpy", "torch"), dtypes=("float32",))
+    tol = mlp.tolerances["float32"]
+    step, quantity, fraction = closest_approach(first.runs[("numpy", "float32")], first.runs[("torch", "float32")], tol)
+    assert 0 < fraction < DRIFT_FRACTION  # the default float32 tolerance leaves a wide margin here
+    k = fraction / 0.75  # allowed = atol + rtol * scale is linear in (atol, rtol): fraction becomes 0.75
+    scaled = replace(mlp, tolerances={**mlp.tolerances, "float32": Tolerance(rtol=tol.rtol * k, atol=tol.atol * k)})
+    result = run_scenario(scaled, frameworks=("numpy", "torch"), dtypes=("float32", "float64"))
+    assert result.agree
+    [d] = diagnose(result)
+    assert (d.kind, d.step, d.quantity) == ("drift", step, quantity)
+    assert d.fraction == pytest.approx(0.75)
+    assert d.localisation.step == step and d.localisation.stages
+    assert d.cause.name == "float32 rounding growth" and d.confirmed_by.fraction < DRIFT_FRACTION
+
+
+def test_pairs_far_from_their_tolerance_are_not_diagnosed():
+    result = run_scenario(scenario(SMALL_MLP), frameworks=("numpy", "torch"), dtypes=("float64",))
+    assert result.agree and diagnose(result) == []
