@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+from pathlib import Path
 
 import numpy as np
 
+from harness.conventions import check_expressible, native_convention
 from harness.plan import TrainingPlan
 from harness.trajectory import Trajectory
+from reference.optimizers import hyperparameters
 
 _KERAS_EPSILON = 1e-7
 _TORCH_LOG_FLOOR = -100.0
@@ -97,10 +100,32 @@ def named_variables(dense_layers) -> list[tuple[str, object]]:
     return out
 
 
-def build_optimizer(keras, spec):
+# Everything else a Keras optimizer could do to the update, pinned off.
+_KERAS_OPTIMIZER_OFF = dict(weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
+                            loss_scale_factor=None, gradient_accumulation_steps=None)
+
+
+def build_optimizer(keras, spec, *, file: str | Path = "<scenario>"):
+    """Keras' own optimizer class with every hyper-parameter explicit (omitted options at Keras'
+    defaults), and the convention it computes. A spec pinning the torch convention where it
+    differs is a ``BadInput``: Keras only runs ``keras.optimizers.*``.
+
+    Build it under ``floatx(keras, dtype)``: its learning-rate variable takes floatx's dtype.
+    """
+    check_expressible("keras", spec, file=file)
+    h = hyperparameters(spec, convention="keras")
     if spec.name == "sgd":
-        return keras.optimizers.SGD(learning_rate=spec.learning_rate), "common"
-    raise ValueError(f"no Keras optimizer for {spec.name!r}")
+        optimizer = keras.optimizers.SGD(learning_rate=h["learning_rate"], momentum=h["momentum"],
+                                         nesterov=h["nesterov"], **_KERAS_OPTIMIZER_OFF)
+    elif spec.name == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate=h["learning_rate"], beta_1=h["beta_1"], beta_2=h["beta_2"],
+                                          epsilon=h["epsilon"], amsgrad=h["amsgrad"], **_KERAS_OPTIMIZER_OFF)
+    elif spec.name == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(learning_rate=h["learning_rate"], rho=h["rho"], momentum=h["momentum"],
+                                             epsilon=h["epsilon"], centered=h["centered"], **_KERAS_OPTIMIZER_OFF)
+    else:
+        raise ValueError(f"no Keras optimizer for {spec.name!r}")
+    return optimizer, native_convention("keras", spec)
 
 
 def build_loss(keras, loss: str, clip: str):
@@ -144,7 +169,7 @@ def run(plan: TrainingPlan) -> Trajectory:
     with floatx(keras, dtype):
         model, dense_layers = build_model(keras, scenario, dtype)
         set_params(dense_layers, plan.initial_params)
-        optimizer, convention = build_optimizer(keras, training.optimizer)
+        optimizer, convention = build_optimizer(keras, training.optimizer, file=scenario.path)
         loss_fn = build_loss(keras, training.loss, training.clip)
         names, variables = zip(*named_variables(dense_layers))
         optimizer.build(list(variables))
@@ -233,7 +258,7 @@ def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
     with floatx(keras, dtype):
         model, dense_layers = build_model(keras, scenario, dtype)
         set_params(dense_layers, plan.initial_params)
-        optimizer, _ = build_optimizer(keras, training.optimizer)
+        optimizer, _ = build_optimizer(keras, training.optimizer, file=scenario.path)
         loss_fn = build_loss(keras, training.loss, training.clip)
         names, variables = zip(*named_variables(dense_layers))
         optimizer.build(list(variables))
