@@ -112,19 +112,12 @@ def build_optimizer(keras, spec, *, file: str | Path = "<scenario>"):
 
     Build it under ``floatx(keras, dtype)``: its learning-rate variable takes floatx's dtype.
     """
-    check_expressible("keras", spec, file=file)
-    h = hyperparameters(spec, convention="keras")
-    if spec.name == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate=h["learning_rate"], momentum=h["momentum"],
-                                         nesterov=h["nesterov"], **_KERAS_OPTIMIZER_OFF)
-    elif spec.name == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate=h["learning_rate"], beta_1=h["beta_1"], beta_2=h["beta_2"],
-                                          epsilon=h["epsilon"], amsgrad=h["amsgrad"], **_KERAS_OPTIMIZER_OFF)
-    elif spec.name == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(learning_rate=h["learning_rate"], rho=h["rho"], momentum=h["momentum"],
-                                             epsilon=h["epsilon"], centered=h["centered"], **_KERAS_OPTIMIZER_OFF)
-    else:
+    classes = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
+    if spec.name not in classes:
         raise ValueError(f"no Keras optimizer for {spec.name!r}")
+    check_expressible("keras", spec, file=file)
+    h = hyperparameters(spec, convention="keras")  # Keras' option names, each one explicit
+    optimizer = classes[spec.name](**h, **_KERAS_OPTIMIZER_OFF)
     return optimizer, native_convention("keras", spec)
 
 

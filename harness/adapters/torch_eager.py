@@ -78,6 +78,8 @@ def build_optimizer(torch, spec, parameters, *, file: str | Path = "<scenario>")
     writes out (the multi-tensor path orders Adam's bias corrections differently; it is the
     default only on GPUs).
     """
+    if spec.name not in ("sgd", "adam", "rmsprop"):
+        raise ValueError(f"no torch optimizer for {spec.name!r}")
     check_expressible("torch", spec, file=file)
     h = hyperparameters(spec, convention="torch")
     lr, off = h["learning_rate"], dict(weight_decay=0.0, maximize=False, foreach=False, differentiable=False)
@@ -88,11 +90,9 @@ def build_optimizer(torch, spec, parameters, *, file: str | Path = "<scenario>")
         optimizer = torch.optim.Adam(parameters, lr=lr, betas=(h["beta_1"], h["beta_2"]), eps=h["epsilon"],
                                      amsgrad=h["amsgrad"], capturable=False, fused=False,
                                      decoupled_weight_decay=False, **off)
-    elif spec.name == "rmsprop":
+    else:
         optimizer = torch.optim.RMSprop(parameters, lr=lr, alpha=h["rho"], eps=h["epsilon"], momentum=h["momentum"],
                                         centered=h["centered"], capturable=False, **off)
-    else:
-        raise ValueError(f"no torch optimizer for {spec.name!r}")
     return optimizer, native_convention("torch", spec)
 
 
