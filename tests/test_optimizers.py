@@ -56,7 +56,8 @@ HAND: dict[tuple[str, str], tuple[float, float]] = {
     ("sgd-nesterov", "keras"): (1 + (-0.2 * MU32 - 0.2),
                                 1 + (-0.2 * MU32 - 0.2) + ((-0.2 * MU32 + 0.005) * MU32 + 0.005)),
     ("sgd-nesterov", "torch"): (1 - 0.1 * (2.0 + 0.9 * 2.0), 0.62 - 0.1 * (-0.05 + 0.9 * 1.75)),
-    # Keras: w -= (lr*sqrt(1 - b2^t)/(1 - b1^t)) * m / (sqrt(v) + eps).  torch: w -= lr/(1 - b1^t) * m / (sqrt(v)/sqrt(1 - b2^t) + eps)
+    # Keras: w -= (lr*sqrt(1 - b2^t)/(1 - b1^t)) * m / (sqrt(v) + eps)
+    # torch: w -= lr/(1 - b1^t) * m / (sqrt(v)/sqrt(1 - b2^t) + eps)
     ("adam", "keras"): (_adam_keras_w1, _adam_keras_w1 - (0.1 * sqrt(1 - B2**2) / (1 - B1**2)) * 0.175
                         / (sqrt(0.0039985) + 0.1)),
     ("adam", "torch"): (_adam_torch_w1, _adam_torch_w1 - (0.1 / (1 - 0.9**2)) * 0.175
@@ -71,8 +72,8 @@ HAND: dict[tuple[str, str], tuple[float, float]] = {
     # Keras: buf = m*buf + lr*g/sqrt(v + eps); w -= buf.  torch: buf = m*buf + g/(sqrt(v) + eps); w -= lr*buf.
     ("rmsprop-momentum", "keras"): (1 - _rms_keras_b1,
                                     1 - _rms_keras_b1 - (0.9 * _rms_keras_b1 - 0.005 / sqrt(0.46025))),
-    ("rmsprop-momentum", "torch"): (1 - 0.1 * _rms_torch_b1,
-                                    1 - 0.1 * _rms_torch_b1 - 0.1 * (0.9 * _rms_torch_b1 - 0.05 / (sqrt(0.36025) + 0.1))),
+    ("rmsprop-momentum", "torch"): (1 - 0.1 * _rms_torch_b1, 1 - 0.1 * _rms_torch_b1
+                                    - 0.1 * (0.9 * _rms_torch_b1 - 0.05 / (sqrt(0.36025) + 0.1))),
     # a1 = 0.1*2 = 0.2, a2 = 0.9*0.2 + 0.1*(-0.05) = 0.175.  Keras: sqrt(v - a^2 + eps).  torch: sqrt(v - a^2) + eps.
     ("rmsprop-centered", "keras"): (1 - 0.2 / sqrt(0.4 - 0.04 + 0.1),
                                     1 - 0.2 / sqrt(0.46) + 0.005 / sqrt(0.36025 - 0.175**2 + 0.1)),
@@ -221,10 +222,9 @@ def test_the_other_convention_does_not_match_within_five_steps(config, framework
 
 
 def test_defaults_are_the_installed_frameworks_defaults():
-    import keras  # noqa: F401  (already imported by the adapter tests; the TF backend is pinned there)
     import torch
 
-    keras_tf.import_keras()
+    _, keras = keras_tf.import_keras()
     keras_classes = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
     for name, cls in keras_classes.items():
         signature = inspect.signature(cls).parameters
@@ -270,7 +270,8 @@ def tiny_scenario(optimizer: dict):
     return parse_scenario({**TINY, "training": {**TINY["training"], "optimizer": optimizer}}, path=Path("tiny.toml"))
 
 
-ADAPTER_CASES = [pytest.param(c, fw, d, id=f"{c}[{fw}-{d}]") for c in ("sgd-nesterov", "adam-amsgrad", "rmsprop-centered")
+ADAPTER_CASES = [pytest.param(c, fw, d, id=f"{c}[{fw}-{d}]")
+                 for c in ("sgd-nesterov", "adam-amsgrad", "rmsprop-centered")
                  for fw in CONVENTIONS for d in ("float64", "float32")]
 ADAPTERS = {"keras": keras_tf, "torch": torch_eager}
 
