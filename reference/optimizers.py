@@ -307,13 +307,17 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
 def hyperparameters(spec, *, convention: str) -> dict[str, Any]:
     """Every hyper-parameter of ``spec`` (an ``OptimizerSpec``: ``name``, ``learning_rate``,
     ``options``), the omitted ones at ``convention``'s defaults, under Keras' names; numbers
-    as Python floats (Keras rejects an integer momentum), flags as bools."""
+    as Python floats (Keras rejects an integer momentum), flags as bools, anything else a ValueError."""
     _check_convention(convention)
     if spec.name not in OPTIMIZERS:
         raise ValueError(f"`name` must be one of {tuple(OPTIMIZERS)}. Received: name={spec.name!r}")
-    defaults = DEFAULTS[spec.name][convention]
-    return {"learning_rate": float(spec.learning_rate),
-            **{k: type(default)(spec.options.get(k, default)) for k, default in defaults.items()}}
+    values = {"learning_rate": spec.learning_rate,
+              **{k: spec.options.get(k, default) for k, default in DEFAULTS[spec.name][convention].items()}}
+    for k, value in values.items():
+        flag = k in ("nesterov", "amsgrad", "centered")
+        if isinstance(value, bool) != flag or not isinstance(value, (bool, int, float)):
+            raise ValueError(f"`{k}` must be {'True or False' if flag else 'a number'}. Received: {k}={value!r}")
+    return {k: value if isinstance(value, bool) else float(value) for k, value in values.items()}
 
 
 def make_optimizer(spec, *, convention: str) -> SGD | Adam | RMSprop:

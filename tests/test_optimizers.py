@@ -388,7 +388,8 @@ def test_options_are_kept_with_the_convention():
      "rho=-0.1"),
     (lambda: RMSprop(learning_rate=0.1, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, convention="jax"),
      "convention='jax'"),
-], ids=["learning_rate", "nesterov", "beta_1", "epsilon", "rho", "convention"])
+    (lambda: make_optimizer(OptimizerSpec("adam", 0.1, {"amsgrad": "yes"}), convention="keras"), "amsgrad='yes'"),
+], ids=["learning_rate", "nesterov", "beta_1", "epsilon", "rho", "convention", "amsgrad-type"])
 def test_reference_validates_like_keras(build, received):
     with pytest.raises(ValueError, match=f"Received: {received}"):
         build()
