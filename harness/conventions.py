@@ -1,18 +1,80 @@
-"""Temporary stand-in for the optimisers branch (same interface)."""
+"""Optimizer conventions: which arithmetic each implementation computes, and how they differ.
+
+Keras and torch give the same names to different formulas (``reference.optimizers``
+states both as code). A scenario may pin one with ``convention = "keras" | "torch"``
+in its optimizer table; the NumPy reference computes either, while the Keras and
+torch adapters only run their own optimizer classes (``keras.optimizers.*``,
+``torch.optim.*``), which compute their own convention. Imports no framework.
+"""
 from __future__ import annotations
 
-CONVENTIONS = ("keras", "torch")
+import re
+from pathlib import Path
+
+from harness.errors import BadInput
+from reference.optimizers import CONVENTIONS, DEFAULTS
+
+COMMON = "common"
+FIELD = "training.optimizer.convention"
+_CLASS_NAMES = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
+_MODULES = {"keras": "keras.optimizers", "torch": "torch.optim"}
+
+
+def _number(x: float) -> str:
+    return re.sub(r"e([+-])0", r"e\1", f"{x:g}")  # 1e-07 -> 1e-7
+
+
+def _defaults_differ(spec, options: tuple[str, ...]) -> str:
+    """' and default <option> <keras> vs <torch>, ...' over the omitted options whose defaults differ."""
+    keras, torch = DEFAULTS[spec.name]["keras"], DEFAULTS[spec.name]["torch"]
+    torch_name = {"rho": "alpha "}
+    items = [f"{k} {_number(keras[k])} vs {torch_name.get(k, '')}{_number(torch[k])}"
+             for k in options if k not in spec.options and keras[k] != torch[k]]
+    return f" and default {', '.join(items)}" if items else ""
 
 
 def difference(spec) -> str | None:
-    if spec.name == "sgd" and not spec.options.get("momentum"):
-        return None
-    return f"{spec.name} convention"
+    """How the Keras and torch conventions differ for this optimizer spec, in a short
+    phrase for report tables; None when they compute the same arithmetic."""
+    options = spec.options
+    if spec.name == "sgd":
+        if not options.get("momentum", 0.0):
+            return None
+        if options.get("nesterov", False):
+            return ("SGD Nesterov form (Keras v = m*v - lr*g, w += m*v - lr*g; "
+                    "torch buf = m*buf + g, w -= lr*(g + m*buf))")
+        return "SGD momentum form (Keras v = m*v - lr*g; torch buf = m*buf + g)"
+    if spec.name == "adam":
+        phrase = ("Adam epsilon placement (Keras adds epsilon-hat to sqrt(v) before the bias "
+                  "correction, torch after)")
+        return phrase + _defaults_differ(spec, ("epsilon",))
+    if spec.name == "rmsprop":
+        return "RMSprop epsilon inside vs outside the square root" + _defaults_differ(spec, ("rho", "epsilon"))
+    raise ValueError(f"no optimizer {spec.name!r}")
 
 
 def native_convention(framework: str, spec) -> str:
-    return "common" if difference(spec) is None else framework
+    """The convention ``framework``'s own optimizer class computes for ``spec``:
+    ``"common"`` when the conventions agree, else the framework's name."""
+    if framework not in CONVENTIONS:
+        raise ValueError(f"no native optimizer convention for {framework!r}")
+    return COMMON if difference(spec) is None else framework
 
 
 def pinned(spec) -> str | None:
+    """The scenario's ``convention`` option, if it sets one."""
     return spec.options.get("convention")
+
+
+def check_expressible(framework: str, spec, *, file: str | Path, field: str = FIELD) -> None:
+    """Raise ``BadInput`` when the spec pins a convention ``framework`` cannot compute.
+
+    numpy computes either; Keras and torch only their own (and ``"common"`` arithmetic
+    is the same in both, so any pin is fine when the conventions agree).
+    """
+    wanted = pinned(spec)
+    if framework == "numpy" or wanted is None or difference(spec) is None or wanted == framework:
+        return
+    cls = f"{_MODULES[framework]}.{_CLASS_NAMES[spec.name]}"
+    raise BadInput(file, field, f"a convention {framework} can express ({cls} computes the "
+                                f"{framework!r} convention)", wanted)

@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 
 from harness.adapters import FRAMEWORKS, run_framework
 from harness.compare import Comparison, compare
-from harness.conventions import difference, native_convention, pinned
+from harness.conventions import check_expressible, difference, native_convention, pinned
 from harness.lab_values import LabCheck, check_lab_value
 from harness.plan import TrainingPlan, make_plan
 from harness.scenario import DTYPES, Scenario
@@ -117,8 +117,12 @@ def run_scenario(
     """``sides`` runs one implementation on a variant of the scenario (e.g. made with
     ``dataclasses.replace``) with the same data, initial weights and batch order."""
     planned = implementations(scenario, frameworks)
-    sides = {**{k: v for k, v in planned.items() if v is not scenario}, **dict(sides or {})}
-    result = ScenarioResult(scenario=scenario, frameworks=tuple(planned), dtypes=dtypes, sides=sides)
+    if scenario.trains:  # a convention a framework's optimizer class cannot compute: bad input, before any run
+        for label in planned:
+            check_expressible(framework_of(label), scenario.training.optimizer, file=scenario.path)
+    overridden = set(sides or {})  # implementations the caller runs on a variant of their own
+    result = ScenarioResult(scenario=scenario, frameworks=tuple(planned), dtypes=dtypes,
+                            sides={**{k: v for k, v in planned.items() if v is not scenario}, **dict(sides or {})})
     for dtype in dtypes:
         plan = make_plan(scenario, dtype)
         result.plans[dtype] = plan
@@ -137,7 +141,7 @@ def run_scenario(
             ra, rb = result.runs[(a, dtype)], result.runs[(b, dtype)]
             if ra.ok and rb.ok:
                 result.comparisons.append(compare(ra, rb, tol))
-        _explain_conventions(result, dtype, native=set(planned) - set(sides or {}))
+        _explain_conventions(result, dtype, native=set(planned) - overridden)
     result.lab_checks = _lab_checks(result)
     return result
 

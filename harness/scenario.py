@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.conventions import CONVENTIONS
 from harness.errors import MISSING, BadInput
 from harness.toml_fields import Table
 from reference.activations import ACTIVATIONS
@@ -154,17 +155,33 @@ class Scenario:
 
 # --- optimisers: the options each accepts ------------------------------------
 
+# Option -> how it is read. Keras' names (torch's RMSprop ``alpha`` is ``rho``); an
+# omitted option takes the default of the convention computing it
+# (``reference.optimizers.DEFAULTS``).
 OPTIMIZER_OPTIONS: dict[str, dict[str, str]] = {
-    "sgd": {},
+    "sgd": {"momentum": "fraction", "nesterov": "boolean", "convention": "convention"},
+    "adam": {"beta_1": "fraction", "beta_2": "fraction", "epsilon": "non-negative", "amsgrad": "boolean",
+             "convention": "convention"},
+    "rmsprop": {"rho": "fraction", "momentum": "fraction", "epsilon": "non-negative", "centered": "boolean",
+                "convention": "convention"},
+}
+_READ_OPTION = {
+    "fraction": lambda t, key: t.number(key, minimum=0.0, below=1.0),
+    "non-negative": lambda t, key: t.number(key, minimum=0.0),
+    "boolean": lambda t, key: t.boolean(key),
+    "convention": lambda t, key: t.string(key, choices=CONVENTIONS),
 }
 
 
 def _optimizer(t: Table) -> OptimizerSpec:
     name = t.string("name", choices=tuple(OPTIMIZER_OPTIONS))
-    allowed = {"name", "learning_rate", *OPTIMIZER_OPTIONS[name]}
-    t.check_keys(allowed)
+    kinds = OPTIMIZER_OPTIONS[name]
+    t.check_keys({"name", "learning_rate", *kinds})
     lr = t.number("learning_rate", minimum=0.0)
-    options = {k: v for k, v in t.data.items() if k not in ("name", "learning_rate")}
+    options = {key: _READ_OPTION[kind](t, key) for key, kind in kinds.items() if t.has(key)}
+    if options.get("nesterov") and not options.get("momentum"):
+        raise t.error("nesterov", "nesterov = true only with momentum > 0 (torch.optim.SGD rejects it, "
+                                  "Keras would silently run plain SGD)", True)
     return OptimizerSpec(name=name, learning_rate=lr, options=options)
 
 

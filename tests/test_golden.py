@@ -6,18 +6,22 @@ import numpy as np
 import pytest
 
 from harness.adapters import run_framework
-from harness.lab_values import check_lab_values
+from harness.lab_values import check_lab_value, check_lab_values
+from harness.runner import with_convention
 from harness.plan import make_plan
 from tests.conftest import CATALOGUE, CATALOGUE_BY_NAME
 
-CASES = [pytest.param(s.name, i, id=f"{s.name}[{lab.what}-{lab.param or 'output'}-step{lab.step}-{i}]")
+CASES = [pytest.param(s.name, i, id=f"{s.name}[{lab.what}-{lab.param or f'layer{lab.layer}' if lab.layer is not None else lab.param or 'output'}-step{lab.step}-{lab.dtype}-{i}]")
          for s in CATALOGUE for i, lab in enumerate(s.lab_values)]
 
 
 @pytest.mark.parametrize("name, index", CASES)
 def test_reference_reproduces_printed_value(name, index):
-    plan = make_plan(CATALOGUE_BY_NAME[name], "float64")
-    check = check_lab_values(run_framework("numpy", plan), plan)[index]
+    """The reference runs in the lab value's dtype (float64 unless it says) and optimizer convention."""
+    scenario = CATALOGUE_BY_NAME[name]
+    lab = scenario.lab_values[index]
+    plan = make_plan(with_convention(scenario, lab.convention) if lab.convention else scenario, lab.dtype)
+    check = check_lab_value(lab, run_framework("numpy", plan), plan)
     assert check.ok, (f"{name}: {check.label}: the lab printed {check.lab.value.ravel().tolist()}, the reference "
                       f"computed {None if check.computed is None else check.computed.ravel().tolist()} "
                       f"(max |diff| {check.max_abs_diff:.3e}; tolerance {check.lab.tolerance_rule})")

@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+from pathlib import Path
 
 import numpy as np
 
+from harness.conventions import check_expressible, native_convention
 from harness.plan import TrainingPlan
 from harness.trajectory import Trajectory
+from reference.optimizers import hyperparameters
 
 _KERAS_EPSILON = 1e-7
 _TORCH_LOG_FLOOR = -100.0
@@ -97,10 +100,25 @@ def named_variables(dense_layers) -> list[tuple[str, object]]:
     return out
 
 
-def build_optimizer(keras, spec):
-    if spec.name == "sgd":
-        return keras.optimizers.SGD(learning_rate=spec.learning_rate), "common"
-    raise ValueError(f"no Keras optimizer for {spec.name!r}")
+# Everything else a Keras optimizer could do to the update, pinned off.
+_KERAS_OPTIMIZER_OFF = dict(weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False,
+                            loss_scale_factor=None, gradient_accumulation_steps=None)
+
+
+def build_optimizer(keras, spec, *, file: str | Path = "<scenario>"):
+    """Keras' own optimizer class with every hyper-parameter explicit (omitted options at Keras'
+    defaults), and the convention it computes. A spec pinning the torch convention where it
+    differs is a ``BadInput``: Keras only runs ``keras.optimizers.*``.
+
+    Build it under ``floatx(keras, dtype)``: its learning-rate variable takes floatx's dtype.
+    """
+    classes = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
+    if spec.name not in classes:
+        raise ValueError(f"no Keras optimizer for {spec.name!r}")
+    check_expressible("keras", spec, file=file)
+    h = hyperparameters(spec, convention="keras")  # Keras' option names, each one explicit
+    optimizer = classes[spec.name](**h, **_KERAS_OPTIMIZER_OFF)
+    return optimizer, native_convention("keras", spec)
 
 
 def build_loss(keras, loss: str, clip: str):
@@ -158,7 +176,7 @@ def run(plan: TrainingPlan) -> Trajectory:
             return Trajectory(framework="keras", dtype=dtype, outputs_initial=outputs_initial,
                               outputs_final=outputs_initial,
                               initial_params={k: v.copy() for k, v in plan.initial_params.items()})
-        optimizer, convention = build_optimizer(keras, training.optimizer)
+        optimizer, convention = build_optimizer(keras, training.optimizer, file=scenario.path)
         loss_fn = build_loss(keras, training.loss, training.clip)
         names, variables = zip(*named_variables(dense_layers))
         optimizer.build(list(variables))
@@ -249,7 +267,7 @@ def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
     with floatx(keras, dtype):
         model, dense_layers = build_model(keras, scenario, dtype)
         set_params(dense_layers, plan.initial_params)
-        optimizer, _ = build_optimizer(keras, training.optimizer)
+        optimizer, _ = build_optimizer(keras, training.optimizer, file=scenario.path)
         loss_fn = build_loss(keras, training.loss, training.clip)
         names, variables = zip(*named_variables(dense_layers))
         optimizer.build(list(variables))

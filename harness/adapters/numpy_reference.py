@@ -7,7 +7,7 @@ from harness.plan import TrainingPlan
 from harness.trajectory import Trajectory, TrajectoryRecorder, should_stop
 from reference.layers import Dense
 from reference.network import Network
-from reference.optimizers import SGD
+from reference.optimizers import make_optimizer
 
 
 def available() -> str | None:
@@ -20,9 +20,9 @@ def build_network(scenario) -> Network:
 
 
 def build_optimizer(spec):
-    if spec.name == "sgd":
-        return SGD(learning_rate=spec.learning_rate)
-    raise ValueError(f"the reference has no optimizer {spec.name!r}")
+    """The reference optimizer in the convention the spec pins (``options["convention"]``),
+    "keras" when it pins none; its ``.convention`` is "common" when the two agree."""
+    return make_optimizer(spec, convention=spec.options.get("convention", "keras"))
 
 
 def layer_outputs(network: Network, X: np.ndarray, params: dict[str, np.ndarray]) -> list[np.ndarray]:

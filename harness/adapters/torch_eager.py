@@ -6,12 +6,15 @@ torch keeps ``Linear.weight`` as ``(n_out, n_in)``; conversions go through
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 
+from harness.conventions import check_expressible, native_convention
 from harness.layout import kernel_from_torch, kernel_to_torch
 from harness.plan import TrainingPlan
 from harness.trajectory import Trajectory, TrajectoryRecorder, should_stop
+from reference.optimizers import hyperparameters
 
 _KERAS_EPSILON = 1e-7
 
@@ -66,10 +69,31 @@ def set_params(torch, linears, params: dict[str, np.ndarray]) -> None:
             p.copy_(torch.from_numpy(kernel_to_torch(value) if name.endswith(".kernel") else value))
 
 
-def build_optimizer(torch, spec, parameters):
+def build_optimizer(torch, spec, parameters, *, file: str | Path = "<scenario>"):
+    """torch's own optimizer class with every hyper-parameter explicit (omitted options at torch's
+    defaults, Keras' option names mapped to torch's), and the convention it computes. A spec
+    pinning the Keras convention where it differs is a ``BadInput``: torch only runs ``torch.optim.*``.
+
+    ``foreach=False`` (and ``fused=False``): the single-tensor loop, whose arithmetic the reference
+    writes out (the multi-tensor path orders Adam's bias corrections differently; it is the
+    default only on GPUs).
+    """
+    if spec.name not in ("sgd", "adam", "rmsprop"):
+        raise ValueError(f"no torch optimizer for {spec.name!r}")
+    check_expressible("torch", spec, file=file)
+    h = hyperparameters(spec, convention="torch")
+    lr, off = h["learning_rate"], dict(weight_decay=0.0, maximize=False, foreach=False, differentiable=False)
     if spec.name == "sgd":
-        return torch.optim.SGD(parameters, lr=spec.learning_rate), "common"
-    raise ValueError(f"no torch optimizer for {spec.name!r}")
+        optimizer = torch.optim.SGD(parameters, lr=lr, momentum=h["momentum"], dampening=0.0,
+                                    nesterov=h["nesterov"], fused=False, **off)
+    elif spec.name == "adam":
+        optimizer = torch.optim.Adam(parameters, lr=lr, betas=(h["beta_1"], h["beta_2"]), eps=h["epsilon"],
+                                     amsgrad=h["amsgrad"], capturable=False, fused=False,
+                                     decoupled_weight_decay=False, **off)
+    else:
+        optimizer = torch.optim.RMSprop(parameters, lr=lr, alpha=h["rho"], eps=h["epsilon"], momentum=h["momentum"],
+                                        centered=h["centered"], capturable=False, **off)
+    return optimizer, native_convention("torch", spec)
 
 
 def build_loss(torch, loss: str, clip: str):
@@ -138,7 +162,8 @@ def run(plan: TrainingPlan) -> Trajectory:
     if training is None:
         trajectory.outputs_final = trajectory.outputs_initial
         return trajectory
-    optimizer, trajectory.convention = build_optimizer(torch, training.optimizer, [p for _, p in named])
+    optimizer, trajectory.convention = build_optimizer(torch, training.optimizer, [p for _, p in named],
+                                                        file=scenario.path)
     loss_fn = build_loss(torch, training.loss, training.clip)
     recorder = TrajectoryRecorder(plan.max_steps, plan.initial_params)
     full = plan.is_full_batch_in_order
@@ -182,7 +207,7 @@ def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
     model, linears = build_model(torch, scenario, dtype)
     set_params(torch, linears, plan.initial_params)
     named = named_parameters(linears)
-    optimizer, _ = build_optimizer(torch, training.optimizer, [p for _, p in named])
+    optimizer, _ = build_optimizer(torch, training.optimizer, [p for _, p in named], file=scenario.path)
     loss_fn = build_loss(torch, training.loss, training.clip)
     X, y = torch.from_numpy(plan.X), torch.from_numpy(plan.y)
     trace: dict[str, np.ndarray] = {}
