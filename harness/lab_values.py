@@ -61,6 +61,9 @@ def check_lab_values(trajectory: Trajectory, plan: TrainingPlan) -> list[LabChec
             checks.append(LabCheck(lab, None, None, float("inf"), False))
             continue
         value = np.asarray(value, dtype=np.float64).reshape(lab.value.shape)
-        diff = np.abs(value - lab.value)
+        with np.errstate(invalid="ignore"):  # a printed nan (a diverged run) is matched by nan only
+            same = (value == lab.value) | (np.isnan(value) & np.isnan(lab.value))
+            diff = np.where(same, 0.0, np.abs(value - lab.value))
+        diff = np.where(np.isnan(diff), np.inf, diff)
         checks.append(LabCheck(lab, step, value, float(np.max(diff)), bool(np.all(diff <= lab.tolerance))))
     return checks
