@@ -6,8 +6,10 @@ Element-wise test, as ``numpy.isclose`` but symmetric in the pair::
 
 with nan == nan and inf == inf of the same sign counted as equal (a diverging
 run that reaches nan/inf in both implementations at the same step agrees).
-The loss and every parameter (after each update) decide the verdict;
-gradients are measured and reported alongside.
+The loss, every parameter (after each update) and every layer's outputs on the
+whole data set (with the initial and with the final parameters) decide the
+verdict; gradients are measured and reported alongside. A forward-only scenario
+is compared on its outputs alone.
 """
 from __future__ import annotations
 
@@ -57,10 +59,27 @@ class Comparison:
     gradients: dict[str, QuantityDiff] = field(default_factory=dict)
     mismatch: Mismatch | None = None
     note: str = ""
+    # Set by the runner for a pair whose sides run different optimizer conventions:
+    expected_difference: str = ""  # how the conventions differ, e.g. "Adam epsilon placement"
+    explained: bool = False  # each side agrees with the reference run in its own convention
 
     @property
     def pair(self) -> str:
         return f"{self.a}-{self.b}"
+
+    @property
+    def ok(self) -> bool:
+        """Agrees, or differs only by an optimizer convention that the reference explains."""
+        return self.agree or (bool(self.expected_difference) and self.explained)
+
+    @property
+    def verdict(self) -> str:
+        if self.agree:
+            return "agree"
+        if self.expected_difference:
+            return (f"differs by {self.expected_difference}" if self.explained
+                    else f"DISAGREE (beyond the convention difference: {self.expected_difference})")
+        return "DISAGREE"
 
     def describe_failure(self, scenario: str) -> str:
         """A parity failure message in the style of numpy.testing.assert_allclose."""
@@ -82,7 +101,8 @@ class Comparison:
                              for k, q in self.quantities.items()},
             "gradients": {k: {"max_abs": q.max_abs, "max_rel": q.max_rel} for k, q in self.gradients.items()},
             "mismatch": None if self.mismatch is None else self.mismatch.__dict__,
-            "note": self.note,
+            "note": self.note, "expected_difference": self.expected_difference, "explained": self.explained,
+            "verdict": self.verdict,
         }
 
 
@@ -114,18 +134,39 @@ def _measure(name: str, a: np.ndarray, b: np.ndarray, tol: Tolerance) -> tuple[Q
     return QuantityDiff(name, max_abs, max_rel, step), mismatch
 
 
+def output_name(layer: int, moment: str) -> str:
+    """``output layers.<i> (start|end)``: a layer's activations on the whole data set."""
+    return f"output layers.{layer} ({moment})"
+
+
 def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
     """Compare two successful runs over their common steps; a different step count disagrees."""
     n = min(ta.steps, tb.steps)
-    quantities = {"loss": (ta.losses[:n], tb.losses[:n])}
-    for name in ta.params:
-        quantities[name] = (ta.params[name][:n], tb.params[name][:n])
+    quantities = {}
+    if n:  # a forward-only scenario (or a run stopped before its first update) has no steps
+        quantities["loss"] = (ta.losses[:n], tb.losses[:n])
+        for name in ta.params:
+            quantities[name] = (ta.params[name][:n], tb.params[name][:n])
     measured, first = {}, None
     for name, (a, b) in quantities.items():
         q, mismatch = _measure(name, a, b, tol)
         measured[name] = q
         if mismatch is not None and (first is None or mismatch.step < first.step):
             first = mismatch
+    # Outputs with the initial parameters belong to step 0, with the final ones to the last step.
+    moments = (("start", ta.outputs_initial, tb.outputs_initial, 0),
+               ("end", ta.outputs_final, tb.outputs_final, max(n - 1, 0)))
+    for moment, outs_a, outs_b, step in moments:
+        if moment == "end" and n == 0:
+            continue  # forward-only: the end is the start
+        for i, (a, b) in enumerate(zip(outs_a, outs_b)):
+            name = output_name(i, moment)
+            q, mismatch = _measure(name, a[None], b[None], tol)
+            measured[name] = QuantityDiff(name, q.max_abs, q.max_rel, None if mismatch is None else step)
+            if mismatch is not None:
+                mismatch.step = step
+                if first is None or step < first.step:
+                    first = mismatch
     gradients = {name: _measure(name, ta.grads[name][:n], tb.grads[name][:n], tol)[0] for name in ta.grads}
     note = ""
     first_step = None if first is None else first.step
@@ -136,7 +177,8 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
     return Comparison(
         a=ta.framework, b=tb.framework, dtype=ta.dtype, rtol=tol.rtol, atol=tol.atol,
         steps_a=ta.steps, steps_b=tb.steps,
-        max_abs=max(q.max_abs for q in measured.values()), max_rel=max(q.max_rel for q in measured.values()),
+        max_abs=max((q.max_abs for q in measured.values()), default=0.0),
+        max_rel=max((q.max_rel for q in measured.values()), default=0.0),
         first_divergent_step=first_step, agree=first_step is None, quantities=measured, gradients=gradients,
         mismatch=first, note=note,
     )

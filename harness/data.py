@@ -174,7 +174,8 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
-def check_data_spec(t: Table, *, input_dim: int):
+def check_data_spec(t: Table, *, input_dim: int, needs_targets: bool = True):
+    """``needs_targets``: a training scenario needs y; a forward-only one may omit it."""
     from harness.scenario import DataSpec
 
     if t.has("generator"):
@@ -182,9 +183,11 @@ def check_data_spec(t: Table, *, input_dim: int):
         return DataSpec(generator=name, options=GENERATORS[name].check(t, input_dim))
     t.check_keys({"X", "y", "generator"})
     X = t.array("X", ndim=2)
-    y = t.array("y", ndim=2)
     if X.shape[1] != input_dim:
         raise t.error("X", f"{input_dim} columns (model.input_dim)", f"shape {X.shape}")
+    if not needs_targets and not t.has("y"):
+        return DataSpec(X=X, y=np.zeros((X.shape[0], 0)))
+    y = t.array("y", ndim=2)
     if y.shape[0] != X.shape[0]:
         raise t.error("y", f"{X.shape[0]} rows (one per row of X)", f"shape {y.shape}")
     return DataSpec(X=X, y=y)
@@ -206,5 +209,6 @@ def make_splits(spec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def describe_data(spec) -> str:
     if spec.generator is None:
-        return f"inline, X {spec.X.shape[0]} x {spec.X.shape[1]}, y {spec.y.shape[0]} x {spec.y.shape[1]}"
+        targets = f"y {spec.y.shape[0]} x {spec.y.shape[1]}" if spec.y.shape[1] else "no targets"
+        return f"inline, X {spec.X.shape[0]} x {spec.X.shape[1]}, {targets}"
     return GENERATORS[spec.generator].describe(spec.options)

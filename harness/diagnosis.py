@@ -30,9 +30,9 @@ from typing import Callable
 import numpy as np
 
 from harness.adapters import adapter, run_framework
-from harness.compare import Comparison, _diffs, compare
+from harness.compare import Comparison, _diffs, compare, output_name
 from harness.plan import TrainingPlan, make_plan
-from harness.runner import Progress, ScenarioResult, side_plan
+from harness.runner import Progress, ScenarioResult, framework_of, side_plan, with_convention
 from harness.scenario import Scenario, Tolerance
 from harness.trajectory import Trajectory, trace_stages
 
@@ -50,10 +50,22 @@ NO_CAUSE = "no known cause confirmed"
 # --- per-step differences (plots and growth) ---------------------------------
 
 def _per_quantity(ta: Trajectory, tb: Trajectory, tol: Tolerance):
-    """(name, max |a - b| per step, max |a - b| / allowed per step) of the loss and every parameter."""
+    """(name, max |a - b| per step, max |a - b| / allowed per step) of the loss, every parameter and
+    every layer's outputs (those with the initial parameters count at step 0, with the final ones at
+    the last step, zero elsewhere; a forward-only pair has the one step 0)."""
     n = min(ta.steps, tb.steps)
-    pairs = [("loss", ta.losses[:n, None], tb.losses[:n, None])]
-    pairs += [(k, ta.params[k][:n].reshape(n, -1), tb.params[k][:n].reshape(n, -1)) for k in ta.params]
+    pairs = [("loss", ta.losses[:n, None], tb.losses[:n, None])] if n else []
+    pairs += [(k, ta.params[k][:n].reshape(n, -1), tb.params[k][:n].reshape(n, -1)) for k in ta.params if n]
+    rows = max(n, 1)
+    moments = [("start", ta.outputs_initial, tb.outputs_initial, 0)]
+    if n:
+        moments.append(("end", ta.outputs_final, tb.outputs_final, n - 1))
+    for moment, outs_a, outs_b, step in moments:
+        for i, (oa, ob) in enumerate(zip(outs_a, outs_b)):
+            a = np.zeros((rows, oa.size), dtype=np.float64)
+            b = np.zeros((rows, ob.size), dtype=np.float64)
+            a[step], b[step] = oa.ravel(), ob.ravel()
+            pairs.append((output_name(i, moment), a, b))
     for name, a, b in pairs:
         diff, _, _ = _diffs(a, b, tol)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -70,7 +82,8 @@ def difference_per_step(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> tuple
     n = min(ta.steps, tb.steps)
     max_abs, ratio = np.zeros(n), np.zeros(n)
     for _, diff, used in _per_quantity(ta, tb, tol):
-        max_abs, ratio = np.maximum(max_abs, diff), np.maximum(ratio, used)
+        if diff.shape[0] == n:  # (a forward-only pair has no steps to plot)
+            max_abs, ratio = np.maximum(max_abs, diff), np.maximum(ratio, used)
     return max_abs, ratio
 
 
@@ -168,6 +181,9 @@ def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Prog
              cache: Traces | None = None) -> Localisation:
     """Trace ``step`` of the pair in both implementations and compare stage by stage (``cache``
     keeps traces across the pairs of one scenario: each framework replays a step once)."""
+    if not result.scenario.trains:
+        return Localisation(step, [], message="a forward-only scenario: the per-layer outputs in the agreement "
+                                              "table are the whole computation")
     if step >= min(c.steps_a, c.steps_b):
         return Localisation(step, [], message="the runs made different numbers of steps (early stop)")
     plan = result.plans[c.dtype]
@@ -179,7 +195,7 @@ def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Prog
             continue
         start = time.perf_counter()
         try:
-            traces[fw] = adapter(fw).trace_step(side_plan(plan, result.scenario_for(fw)), step)
+            traces[fw] = adapter(framework_of(fw)).trace_step(side_plan(plan, result.scenario_for(fw)), step)
         except Exception as exc:  # a crash while tracing is reported, not raised
             last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
             return Localisation(step, [], message=f"{fw} raised {type(exc).__name__}: {last}")
@@ -214,12 +230,15 @@ class Pair:
 
 @dataclass(frozen=True)
 class Control:
-    """A re-run of the pair (``scenario_a`` in framework a, ``scenario_b`` in b) at ``dtype``."""
+    """A re-run of the pair (``scenario_a`` in implementation a, ``scenario_b`` in b) at ``dtype``;
+    ``frameworks`` replaces the pair's implementations, and every control in ``also`` must agree too."""
 
     description: str
     dtype: str
     scenario_a: Scenario
     scenario_b: Scenario
+    frameworks: tuple[str, str] | None = None
+    also: tuple["Control", ...] = ()
 
 
 @dataclass(frozen=True)
@@ -251,12 +270,11 @@ def _with_optimizer(scenario: Scenario, **changes) -> Scenario:
     return _with_training(scenario, optimizer=replace(scenario.training.optimizer, **changes))
 
 
-# The optimizer convention is read from ``convention = "keras" | "torch"`` in the scenario's
-# optimizer table, which the loader keeps in ``OptimizerSpec.options`` (issue 3). If it lands
-# as a field of its own, this is the one function to change.
-def _with_convention(scenario: Scenario, convention: object) -> Scenario:
-    options = {**scenario.training.optimizer.options, "convention": convention}
-    return _with_optimizer(scenario, options=options)
+def _reference_in(result: ScenarioResult, convention: str) -> Scenario:
+    """The scenario of the reference run in ``convention`` (the run's own object when it ran, so
+    its trajectory is reused)."""
+    label = f"numpy[{convention}]"
+    return result.scenario_for(label) if label in result.frameworks else with_convention(result.scenario, convention)
 
 
 def _float64_control(pair: Pair) -> list[Control]:
@@ -265,13 +283,22 @@ def _float64_control(pair: Pair) -> list[Control]:
 
 
 def _convention_control(pair: Pair) -> list[Control]:
+    """Give one side the other's convention (a framework runs only its own optimizer classes, so
+    this control is inconclusive for it); then the bridge through the reference: each side
+    against the reference run in its own convention."""
     c = pair.comparison
     ca, cb = pair.run(c.a).convention, pair.run(c.b).convention
+    result = pair.result
+    bridge = Control(f"{c.a} vs the reference in the {ca!r} convention ({c.dtype})", c.dtype, pair.a,
+                     _reference_in(result, ca), frameworks=(c.a, f"numpy[{ca}]"),
+                     also=(Control(f"{c.b} vs the reference in the {cb!r} convention ({c.dtype})", c.dtype, pair.b,
+                                   _reference_in(result, cb), frameworks=(c.b, f"numpy[{cb}]")),))
     return [
         Control(f"{c.a} vs {c.b} ({c.dtype}) with {c.b} in the {ca!r} optimizer convention", c.dtype,
-                pair.a, _with_convention(pair.b, ca)),
+                pair.a, with_convention(pair.b, ca)),
         Control(f"{c.a} vs {c.b} ({c.dtype}) with {c.a} in the {cb!r} optimizer convention", c.dtype,
-                _with_convention(pair.a, cb), pair.b),
+                with_convention(pair.a, cb), pair.b),
+        bridge,
     ]
 
 
@@ -282,7 +309,8 @@ CAUSES: tuple[Cause, ...] = (
         name="optimizer convention",
         explanation="the two sides update with different optimizer formulas of the same name "
                     "(e.g. Adam's epsilon added after vs before the bias correction)",
-        applies=lambda p: bool(p.run(p.comparison.a).convention) and bool(p.run(p.comparison.b).convention)
+        applies=lambda p: "common" not in (p.run(p.comparison.a).convention, p.run(p.comparison.b).convention)
+        and bool(p.run(p.comparison.a).convention) and bool(p.run(p.comparison.b).convention)
         and p.run(p.comparison.a).convention != p.run(p.comparison.b).convention,
         controls=_convention_control,
     ),
@@ -290,14 +318,14 @@ CAUSES: tuple[Cause, ...] = (
         name="cross-entropy clipping",
         explanation="the two sides guard log(p) differently (Keras clips p to [1e-7, 1 - 1e-7], "
                     "torch clamps log p at -100, the labs do not guard)",
-        applies=lambda p: p.a.training.loss in CROSS_ENTROPIES and p.a.training.clip != p.b.training.clip,
+        applies=lambda p: p.a.trains and p.a.training.loss in CROSS_ENTROPIES and p.a.training.clip != p.b.training.clip,
         controls=lambda p: _align(p, "clip", lambda s: s.training.clip,
                                   lambda s, v: _with_training(s, clip=v)),
     ),
     Cause(
         name="learning rate",
         explanation="the two sides train with different learning rates",
-        applies=lambda p: p.a.training.optimizer.learning_rate != p.b.training.optimizer.learning_rate,
+        applies=lambda p: p.a.trains and p.a.training.optimizer.learning_rate != p.b.training.optimizer.learning_rate,
         controls=lambda p: _align(p, "learning rate", lambda s: s.training.optimizer.learning_rate,
                                   lambda s, v: _with_optimizer(s, learning_rate=v)),
     ),
@@ -317,48 +345,57 @@ class ControlRun:
     comparison: Comparison | None
     fraction: float = 0.0  # the largest fraction of its tolerance the control pair uses
     message: str = ""  # why the control could not decide (a run crashed or was skipped)
+    also: list["ControlRun"] = field(default_factory=list)  # the control's further pairs
 
     @property
     def agrees(self) -> bool:
-        """The control confirms its cause: it agrees at every step and does not drift either."""
-        return self.comparison is not None and self.comparison.agree and self.fraction < DRIFT_FRACTION
+        """The control confirms its cause: it agrees at every step and does not drift either
+        (nor does any of its further pairs)."""
+        return (self.comparison is not None and self.comparison.agree and self.fraction < DRIFT_FRACTION
+                and all(r.agrees for r in self.also))
 
     def describe(self) -> str:
         if self.comparison is None:
-            return f"{self.control.description}: inconclusive ({self.message})"
-        c = self.comparison
-        if not c.agree:
-            verdict = f"still disagree from step {c.first_divergent_step}"
+            text = f"{self.control.description}: inconclusive ({self.message})"
         else:
-            verdict = "agree" if self.agrees else "agree but still drift"
-        return (f"{self.control.description}: {verdict} (max |a - b| {c.max_abs:.2e}, at worst "
-                f"{self.fraction:.2g} x the tolerance rtol {c.rtol:g}, atol {c.atol:g})")
+            c = self.comparison
+            if not c.agree:
+                verdict = f"still disagree from step {c.first_divergent_step}"
+            else:
+                verdict = "agree" if self.fraction < DRIFT_FRACTION else "agree but still drift"
+            text = (f"{self.control.description}: {verdict} (max |a - b| {c.max_abs:.2e}, at worst "
+                    f"{self.fraction:.2g} x the tolerance rtol {c.rtol:g}, atol {c.atol:g})")
+        return "; and ".join([text] + [r.describe() for r in self.also])
 
 
-def _run_side(result: ScenarioResult, framework: str, scenario: Scenario, dtype: str, plan: TrainingPlan,
+def _run_side(result: ScenarioResult, label: str, scenario: Scenario, dtype: str, plan: TrainingPlan,
               progress: Progress | None) -> Trajectory:
-    existing = result.runs.get((framework, dtype))
-    if existing is not None and scenario is result.scenario_for(framework):
+    existing = result.runs.get((label, dtype))
+    if existing is not None and scenario is result.scenario_for(label):
         return existing  # this side already ran exactly this
     start = time.perf_counter()
-    run = run_framework(framework, side_plan(plan, scenario))
+    run = run_framework(framework_of(label), side_plan(plan, scenario))
+    run.framework = label
     if progress is not None:
-        progress(f"{result.scenario.name} x {framework} ({dtype}): control run {run.status}, "
+        progress(f"{result.scenario.name} x {label} ({dtype}): control run {run.status}, "
                  f"{run.steps} steps, {time.perf_counter() - start:.1f} s")
     return run
 
 
 def run_control(result: ScenarioResult, control: Control, *, frameworks: tuple[str, str],
                 progress: Progress | None = None) -> ControlRun:
+    frameworks = control.frameworks or frameworks
     plan = result.plans.get(control.dtype) or make_plan(result.scenario, control.dtype)
     runs = [_run_side(result, fw, s, control.dtype, plan, progress)
             for fw, s in zip(frameworks, (control.scenario_a, control.scenario_b))]
+    also = [run_control(result, other, frameworks=frameworks, progress=progress) for other in control.also]
     failed = [r for r in runs if not r.ok]
     if failed:
-        return ControlRun(control, None, message="; ".join(f"{r.framework} {r.status}: {r.message}" for r in failed))
+        return ControlRun(control, None, message="; ".join(f"{r.framework} {r.status}: {r.message}" for r in failed),
+                          also=also)
     tol = result.scenario.tolerances[control.dtype]
     closest = closest_approach(runs[0], runs[1], tol)
-    return ControlRun(control, compare(runs[0], runs[1], tol), 0.0 if closest is None else closest[2])
+    return ControlRun(control, compare(runs[0], runs[1], tol), 0.0 if closest is None else closest[2], also=also)
 
 
 @dataclass

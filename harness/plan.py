@@ -33,11 +33,12 @@ class TrainingPlan:
 
     @property
     def max_steps(self) -> int:
-        return self.scenario.training.epochs * self.batches_per_epoch
+        """0 for a forward-only scenario."""
+        return self.scenario.training.epochs * self.batches_per_epoch if self.scenario.trains else 0
 
     @property
     def early_stop_tol(self) -> float | None:
-        return self.scenario.training.early_stop_tol
+        return self.scenario.training.early_stop_tol if self.scenario.trains else None
 
     @property
     def is_full_batch_in_order(self) -> bool:
@@ -56,9 +57,9 @@ def make_plan(scenario: Scenario, dtype: str) -> TrainingPlan:
     X, y = make_data(scenario.data)
     n = X.shape[0]
     tr = scenario.training
-    size = n if tr.batch_size is None else min(tr.batch_size, n)
+    size = n if tr is None or tr.batch_size is None else min(tr.batch_size, n)
     bounds = tuple((s, min(s + size, n)) for s in range(0, n, size))  # the last partial batch is kept
-    if tr.shuffle:
+    if tr is not None and tr.shuffle:
         rs = np.random.RandomState(tr.shuffle_seed)  # as np.random.seed(s); np.random.shuffle(arange(N))
         orders = np.stack([rs.permutation(n) for _ in range(tr.epochs)])
     else:

@@ -36,6 +36,7 @@ def result_dict(result: ScenarioResult) -> dict:
             "first_nonfinite_step": run.first_nonfinite_step if run.ok else None,
             "seconds": run.seconds, "losses": _list(run.losses),
             "final_params": {k: _list(v) for k, v in run.final_params.items()} if run.ok else {},
+            **({"outputs": [_list(o) for o in run.outputs_final]} if run.ok and not result.scenario.trains else {}),
         })
     s = result.scenario
     return _clean({
@@ -64,3 +65,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json(result: ScenarioResult, path: str | Path) -> None:
     write_text_atomic(path, json.dumps(result_dict(result), indent=1) + "\n")
+
+
+def write_json_many(results: list[ScenarioResult], path: str | Path) -> None:
+    """A file with variants: ``{"scenarios": [one result each], "agree": ...}``."""
+    payload = {"scenarios": [result_dict(r) for r in results], "agree": all(r.agree for r in results)}
+    write_text_atomic(path, json.dumps(payload, indent=1) + "\n")

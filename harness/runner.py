@@ -1,4 +1,15 @@
-"""Run a scenario in every requested implementation and dtype, then compare every pair."""
+"""Run a scenario in every requested implementation and dtype, then compare the pairs.
+
+Implementations are labelled by framework (``numpy``, ``keras``, ``torch``). When the
+scenario's optimizer computes different arithmetic in Keras and torch (``harness.conventions``)
+and the scenario pins no convention, each framework runs its own convention and the
+reference runs once per convention, labelled ``numpy[keras]`` and ``numpy[torch]``.
+The pairs compared are then the reference against the framework of the same
+convention, the two reference runs (what the convention alone changes), and the
+frameworks against each other. A pair of different conventions is *explained* when each
+side agrees with the reference run in its own convention: its difference is the
+convention's, and its verdict says so instead of "disagree".
+"""
 from __future__ import annotations
 
 import itertools
@@ -8,7 +19,8 @@ from typing import Callable, Mapping
 
 from harness.adapters import FRAMEWORKS, run_framework
 from harness.compare import Comparison, compare
-from harness.lab_values import LabCheck, check_lab_values
+from harness.conventions import difference, native_convention, pinned
+from harness.lab_values import LabCheck, check_lab_value
 from harness.plan import TrainingPlan, make_plan
 from harness.scenario import DTYPES, Scenario
 from harness.trajectory import Trajectory
@@ -16,26 +28,72 @@ from harness.trajectory import Trajectory
 Progress = Callable[[str], None]
 
 
+def framework_of(label: str) -> str:
+    """``numpy[keras]`` -> ``numpy``."""
+    return label.split("[", 1)[0]
+
+
+def with_convention(scenario: Scenario, convention: str) -> Scenario:
+    """The scenario with its optimizer pinned to ``convention`` (the ``convention`` option)."""
+    optimizer = scenario.training.optimizer
+    pinned_optimizer = replace(optimizer, options={**optimizer.options, "convention": convention})
+    return replace(scenario, training=replace(scenario.training, optimizer=pinned_optimizer))
+
+
+def implementations(scenario: Scenario, frameworks: tuple[str, ...]) -> dict[str, Scenario]:
+    """label -> the scenario that implementation runs (see the module docstring)."""
+    labels = {fw: scenario for fw in frameworks}
+    if "numpy" not in frameworks or not scenario.trains:
+        return labels
+    spec = scenario.training.optimizer
+    if pinned(spec) is not None or difference(spec) is None:
+        return labels
+    others = [native_convention(fw, spec) for fw in frameworks if fw != "numpy"]
+    conventions = list(dict.fromkeys(others)) or ["keras", "torch"]
+    out = {}
+    for fw in frameworks:
+        if fw == "numpy":
+            out.update({f"numpy[{c}]": with_convention(scenario, c) for c in conventions})
+        else:
+            out[fw] = scenario
+    return out
+
+
+def pairs_of(labels: list[str], conventions: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Every pair, except a reference run against a framework of the other convention
+    (that difference is the two reference runs' plus the framework's own)."""
+    out = []
+    for a, b in itertools.combinations(labels, 2):
+        ref = a if a.startswith("numpy[") else b if b.startswith("numpy[") else None
+        other = b if ref == a else a
+        if ref is not None and not other.startswith("numpy[") and conventions.get(other) not in (
+                None, "", "common", ref[len("numpy["):-1]):
+            continue
+        out.append((a, b))
+    return out
+
+
 @dataclass
 class ScenarioResult:
     scenario: Scenario
-    frameworks: tuple[str, ...]
+    frameworks: tuple[str, ...]  # implementation labels, in run order
     dtypes: tuple[str, ...]
     plans: dict[str, TrainingPlan] = field(default_factory=dict)
-    runs: dict[tuple[str, str], Trajectory] = field(default_factory=dict)  # (framework, dtype) -> run
+    runs: dict[tuple[str, str], Trajectory] = field(default_factory=dict)  # (label, dtype) -> run
     comparisons: list[Comparison] = field(default_factory=list)
-    lab_checks: list[LabCheck] = field(default_factory=list)  # the float64 reference against the lab
-    sides: dict[str, Scenario] = field(default_factory=dict)  # framework -> the variant it ran instead
+    lab_checks: list[LabCheck] = field(default_factory=list)  # the reference against the lab
+    sides: dict[str, Scenario] = field(default_factory=dict)  # label -> the variant it ran instead
 
     def scenario_for(self, framework: str) -> Scenario:
-        """The scenario one framework ran: its side variant, else the scenario itself."""
+        """The scenario one implementation ran: its side variant, else the scenario itself."""
         return self.sides.get(framework, self.scenario)
 
     @property
     def agree(self) -> bool:
-        """Every compared pair agrees and no run crashed (skipped frameworks do not count)."""
+        """Every compared pair agrees (or differs only by an explained optimizer convention) and
+        no run crashed (skipped frameworks do not count)."""
         crashed = any(r.status == "crashed" for r in self.runs.values())
-        return not crashed and all(c.agree for c in self.comparisons)
+        return not crashed and all(c.ok for c in self.comparisons)
 
     @property
     def lab_ok(self) -> bool:
@@ -56,29 +114,74 @@ def run_scenario(
     progress: Progress | None = None,
     sides: Mapping[str, Scenario] | None = None,
 ) -> ScenarioResult:
-    """``sides`` runs one framework on a variant of the scenario (e.g. made with
+    """``sides`` runs one implementation on a variant of the scenario (e.g. made with
     ``dataclasses.replace``) with the same data, initial weights and batch order."""
-    result = ScenarioResult(scenario=scenario, frameworks=frameworks, dtypes=dtypes, sides=dict(sides or {}))
+    planned = implementations(scenario, frameworks)
+    sides = {**{k: v for k, v in planned.items() if v is not scenario}, **dict(sides or {})}
+    result = ScenarioResult(scenario=scenario, frameworks=tuple(planned), dtypes=dtypes, sides=sides)
     for dtype in dtypes:
         plan = make_plan(scenario, dtype)
         result.plans[dtype] = plan
-        for framework in frameworks:
+        for label in result.frameworks:
             start = time.perf_counter()
-            run = run_framework(framework, side_plan(plan, result.scenario_for(framework)))
-            result.runs[(framework, dtype)] = run
+            run = run_framework(framework_of(label), side_plan(plan, result.scenario_for(label)))
+            run.framework = label
+            result.runs[(label, dtype)] = run
             if progress is not None:
                 extra = f" ({run.message})" if run.message else ""
-                progress(f"{scenario.name} x {framework} ({dtype}): {run.status}, "
+                progress(f"{scenario.name} x {label} ({dtype}): {run.status}, "
                          f"{run.steps} steps, {time.perf_counter() - start:.1f} s{extra}")
         tol = scenario.tolerances[dtype]
-        for a, b in itertools.combinations(frameworks, 2):
+        conventions = {label: result.runs[(label, dtype)].convention for label in result.frameworks}
+        for a, b in pairs_of(list(result.frameworks), conventions):
             ra, rb = result.runs[(a, dtype)], result.runs[(b, dtype)]
             if ra.ok and rb.ok:
                 result.comparisons.append(compare(ra, rb, tol))
-    reference = result.runs.get(("numpy", "float64"))
-    if reference is not None and reference.ok:
-        result.lab_checks = check_lab_values(reference, result.plans["float64"])
+        _explain_conventions(result, dtype, native=set(planned) - set(sides or {}))
+    result.lab_checks = _lab_checks(result)
     return result
+
+
+def _explain_conventions(result: ScenarioResult, dtype: str, *, native: set[str]) -> None:
+    """Mark the pairs of different conventions that the harness itself chose (each side in its
+    native convention) with the convention difference, and whether the reference explains it."""
+    spec = result.scenario.training.optimizer if result.scenario.trains else None
+    for c in result.comparisons:
+        if c.dtype != dtype or spec is None or c.a not in native or c.b not in native:
+            continue
+        ca, cb = result.runs[(c.a, dtype)].convention, result.runs[(c.b, dtype)].convention
+        if "common" in (ca, cb) or not ca or not cb or ca == cb:
+            continue
+        c.expected_difference = difference(spec) or ""
+        c.explained = all(_agrees_with_reference(result, side, conv, dtype) for side, conv in ((c.a, ca), (c.b, cb)))
+
+
+def _agrees_with_reference(result: ScenarioResult, label: str, convention: str, dtype: str) -> bool:
+    if label == f"numpy[{convention}]":
+        return True
+    bridge = result.comparison(f"numpy[{convention}]", label, dtype) or result.comparison(
+        label, f"numpy[{convention}]", dtype)
+    return bridge is not None and bridge.agree
+
+
+def reference_label(result: ScenarioResult, convention: str | None) -> str | None:
+    """The reference run's label, in ``convention`` when the reference ran in several."""
+    labels = [l for l in result.frameworks if framework_of(l) == "numpy"]
+    if convention is not None and f"numpy[{convention}]" in labels:
+        return f"numpy[{convention}]"
+    return labels[0] if labels else None
+
+
+def _lab_checks(result: ScenarioResult) -> list[LabCheck]:
+    """Each printed lab value against the reference run of its dtype and convention."""
+    checks = []
+    for lab in result.scenario.lab_values:
+        label = reference_label(result, lab.convention)
+        run = result.runs.get((label, lab.dtype)) if label else None
+        if run is None or not run.ok:
+            continue
+        checks.append(check_lab_value(lab, run, side_plan(result.plans[lab.dtype], result.scenario_for(label))))
+    return checks
 
 
 def side_plan(plan: TrainingPlan, scenario: Scenario) -> TrainingPlan:

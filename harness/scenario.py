@@ -5,6 +5,7 @@ file, the field and what was expected, before any framework runs.
 """
 from __future__ import annotations
 
+import copy
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -108,6 +109,11 @@ class LabValue:
     param: str | None = None
     source: str = ""
     tolerance_rule: str = ""
+    layer: int | None = None  # for ``output``: which layer's activations (None: the last layer)
+    dtype: str = "float64"  # which reference run: float64 or float32
+    convention: str | None = None  # which reference run, when the optimizer's conventions differ
+    inputs_rounded_to: int | None = None  # the data was printed at this many decimals
+    rounded_inputs: tuple[str, ...] = ("X", "y")  # which data arrays were printed rounded
 
 
 @dataclass(frozen=True)
@@ -120,9 +126,13 @@ class Scenario:
     data: DataSpec
     input_dim: int
     layers: tuple[LayerSpec, ...]
-    training: TrainingSpec
+    training: TrainingSpec | None  # None: a forward-only scenario (no [training] table)
     tolerances: dict[str, Tolerance]
     lab_values: tuple[LabValue, ...] = ()
+
+    @property
+    def trains(self) -> bool:
+        return self.training is not None
 
     def param_names(self) -> list[str]:
         names = []
@@ -167,18 +177,92 @@ TRAINING_KEYS = {
 }
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    path = Path(path)
+def _read(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
+        return tomllib.loads(path.read_text())
+    except (FileNotFoundError, IsADirectoryError):
         raise BadInput(path, "", "an existing scenario file or a catalogue name", str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise BadInput(path, "", "valid TOML", str(exc)) from None
-    return parse_scenario(raw, path=path)
 
 
-def parse_scenario(raw: dict[str, Any], *, path: Path) -> Scenario:
+def load_scenarios(path: str | Path) -> list[Scenario]:
+    """Every scenario of a file: one, or one per ``[[variants]]`` table."""
+    path = Path(path)
+    raw = _read(path)
+    if "variants" not in raw:
+        return [parse_scenario(raw, path=path)]
+    return [parse_scenario(variant, path=path, where=where) for where, variant in expand_variants(raw, path=path)]
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """The one scenario of a file (a file with ``[[variants]]`` holds several: use ``load_scenarios``)."""
+    scenarios = load_scenarios(path)
+    if len(scenarios) != 1:
+        raise BadInput(path, "variants", "a single scenario here; name one of the variants",
+                       [s.name for s in scenarios])
+    return scenarios[0]
+
+
+VARIANT_KEYS = {"name", "set", "lab_values"}
+
+
+def expand_variants(raw: dict[str, Any], *, path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``[[variants]]``: each table names a suffix (scenario ``<name>-<suffix>``), sets dotted fields
+    of the file (``"model.layers.0.units" = 4``) and may add its own ``[[variants.lab_values]]``
+    to the file's. Returns ``(where, raw scenario)`` per variant."""
+    top = Table(raw, file=path)
+    base_name = top.string("name")
+    base = {k: v for k, v in raw.items() if k != "variants"}
+    out, seen = [], set()
+    for t in top.tables("variants"):
+        t.check_keys(VARIANT_KEYS)
+        suffix = t.string("name")
+        if suffix in seen:
+            raise t.error("name", "a suffix not used by another variant", suffix)
+        seen.add(suffix)
+        variant = copy.deepcopy(base)
+        for dotted, value in t.sub("set", required=False).data.items():
+            _assign(variant, dotted, value, where=t)
+        variant["name"] = f"{base_name}-{suffix}"
+        variant["lab_values"] = list(base.get("lab_values", [])) + list(t.data.get("lab_values", []))
+        out.append((t.where, variant))
+    if not out:
+        raise top.error("variants", "at least one [[variants]] table", "none")
+    return out
+
+
+def _assign(raw: dict[str, Any], dotted: str, value: Any, *, where: Table) -> None:
+    """Set ``a.b.0.c`` in nested tables and arrays of tables (numbers index arrays)."""
+    node: Any = raw
+    keys = dotted.split(".")
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise where.error(f"set.\"{dotted}\"", f"an index below {len(node)} at {key!r}", key)
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise where.error(f"set.\"{dotted}\"", "a path through tables and arrays of the file", dotted)
+        elif not last and key not in node:
+            raise where.error(f"set.\"{dotted}\"", f"an existing field at {key!r}", dotted)
+        if last:
+            node[key] = copy.deepcopy(value)
+        else:
+            node = node[key]
+
+
+def parse_scenario(raw: dict[str, Any], *, path: Path, where: str = "") -> Scenario:
+    """``where`` prefixes field names in errors (a variant: ``variants[2]``)."""
+    try:
+        return _parse(raw, path=path)
+    except BadInput as exc:
+        if not where:
+            raise
+        raise BadInput(exc.file, f"{where} ({raw.get('name')}): {exc.field}", exc.expected, exc.received) from None
+
+
+def _parse(raw: dict[str, Any], *, path: Path) -> Scenario:
     from harness.data import check_data_spec
     from harness.initializers import check_initializer
 
@@ -217,7 +301,30 @@ def parse_scenario(raw: dict[str, Any], *, path: Path) -> Scenario:
     if not layers:
         raise model.error("layers", "at least one [[model.layers]] table", "none")
 
-    tr = top.sub("training")
+    training = _training(top.sub("training")) if top.has("training") else None
+
+    tolerances = dict(DEFAULT_TOLERANCES)
+    tol_table = top.sub("tolerance", required=False)
+    tol_table.check_keys(set(DTYPES))
+    for dtype in DTYPES:
+        if tol_table.has(dtype):
+            t = tol_table.sub(dtype)
+            t.check_keys({"rtol", "atol"})
+            base = tolerances[dtype]
+            tolerances[dtype] = Tolerance(rtol=t.number("rtol", base.rtol, minimum=0.0),
+                                          atol=t.number("atol", base.atol, minimum=0.0))
+
+    data = check_data_spec(top.sub("data"), input_dim=input_dim, needs_targets=training is not None)
+    scenario = Scenario(
+        name=name, title=top.string("title", name), path=path, source=top.string("source", ""),
+        description=top.string("description", ""), data=data,
+        input_dim=input_dim, layers=tuple(layers), training=training, tolerances=tolerances,
+    )
+    lab_values = tuple(_lab_value(t, scenario) for t in top.tables("lab_values", required=False))
+    return Scenario(**{**scenario.__dict__, "lab_values": lab_values})
+
+
+def _training(tr: Table) -> TrainingSpec:
     tr.check_keys(TRAINING_KEYS)
     loss = tr.string("loss", choices=tuple(LOSSES))
     if not isinstance(tr.data.get("optimizer"), dict):
@@ -234,50 +341,54 @@ def parse_scenario(raw: dict[str, Any], *, path: Path) -> Scenario:
     if shuffle and shuffle_seed is None:
         raise tr.error("shuffle_seed", "an integer seed when shuffle = true (the harness owns the batch order)",
                        MISSING)
-    training = TrainingSpec(
+    return TrainingSpec(
         loss=loss, optimizer=optimizer, epochs=tr.integer("epochs", minimum=1), batch_size=batch_size,
         shuffle=shuffle, shuffle_seed=shuffle_seed,
         early_stop_tol=tr.number("early_stop_tol", None, minimum=0.0),
         clip=tr.string("clip", "none", choices=CLIP_MODES),
     )
 
-    tolerances = dict(DEFAULT_TOLERANCES)
-    tol_table = top.sub("tolerance", required=False)
-    tol_table.check_keys(set(DTYPES))
-    for dtype in DTYPES:
-        if tol_table.has(dtype):
-            t = tol_table.sub(dtype)
-            t.check_keys({"rtol", "atol"})
-            base = tolerances[dtype]
-            tolerances[dtype] = Tolerance(rtol=t.number("rtol", base.rtol, minimum=0.0),
-                                          atol=t.number("atol", base.atol, minimum=0.0))
-
-    scenario = Scenario(
-        name=name, title=top.string("title", name), path=path, source=top.string("source", ""),
-        description=top.string("description", ""), data=check_data_spec(top.sub("data"), input_dim=input_dim),
-        input_dim=input_dim, layers=tuple(layers), training=training, tolerances=tolerances,
-    )
-    lab_values = tuple(_lab_value(t, scenario) for t in top.tables("lab_values", required=False))
-    return Scenario(**{**scenario.__dict__, "lab_values": lab_values})
-
 
 LAB_WHATS = ("params", "loss", "gradient", "output")
 
 
 def _lab_value(t: Table, scenario: Scenario) -> LabValue:
-    t.check_keys({"what", "step", "param", "value", "decimals", "significant", "atol", "source"})
+    t.check_keys({"what", "step", "param", "layer", "value", "decimals", "significant", "atol", "source",
+                  "dtype", "convention", "inputs_rounded_to", "rounded_inputs"})
     what = t.string("what", choices=LAB_WHATS)
+    if what != "output" and not scenario.trains:
+        raise t.error("what", "\"output\" (a forward-only scenario, without [training], has no "
+                      "parameters, gradients or losses to check)", what)
     step_raw = t.data.get("step", "final")
     step: int | str = "final" if step_raw == "final" else t.integer("step", minimum=0)
     param = None
     if what in ("params", "gradient"):
         param = t.string("param", choices=tuple(scenario.param_names()))
+    layer = None
+    if what == "output" and t.has("layer"):
+        layer = t.integer("layer", minimum=0)
+        if layer >= len(scenario.layers):
+            raise t.error("layer", f"a layer index below {len(scenario.layers)}", layer)
+    elif t.has("layer"):
+        raise t.error("layer", "no layer (it selects the activations of what = \"output\")", t.data["layer"])
     value = np.atleast_1d(t.array("value"))
     if param is not None and value.size != int(np.prod(scenario.param_shapes()[param])):
         raise t.error("value", f"{np.prod(scenario.param_shapes()[param])} numbers for {param} "
                       f"of shape {scenario.param_shapes()[param]}", f"shape {value.shape}")
     if param is not None:
         value = value.reshape(scenario.param_shapes()[param])
+    from harness.conventions import CONVENTIONS
+
+    convention = t.string("convention", None, choices=CONVENTIONS)
+    rounded = t.integer("inputs_rounded_to", None, minimum=0)
+    if rounded is not None and (scenario.data.generator is not None):
+        raise t.error("inputs_rounded_to", "inline data (X = [[...]], y = [[...]]): the rounded inputs are "
+                      "perturbed one by one", f"generator {scenario.data.generator!r}")
+    rounded_inputs = t.data.get("rounded_inputs", ["X", "y"])
+    if (rounded is None and t.has("rounded_inputs")) or not isinstance(rounded_inputs, list) or not rounded_inputs \
+            or any(v not in ("X", "y") for v in rounded_inputs):
+        raise t.error("rounded_inputs", "a non-empty list of \"X\" and/or \"y\", with inputs_rounded_to",
+                      rounded_inputs)
     rules = [k for k in ("decimals", "significant", "atol") if t.has(k)]
     if len(rules) != 1:
         raise t.error("decimals", "exactly one of decimals, significant or atol (the printed precision)",
@@ -296,7 +407,9 @@ def _lab_value(t: Table, scenario: Scenario) -> LabValue:
         tolerance = np.full(value.shape, a)
         rule = f"atol {a:.1e}"
     return LabValue(what=what, step=step, value=value, tolerance=tolerance, param=param,
-                    source=t.string("source", ""), tolerance_rule=rule)
+                    source=t.string("source", ""), tolerance_rule=rule, layer=layer,
+                    dtype=t.string("dtype", "float64", choices=DTYPES), convention=convention,
+                    inputs_rounded_to=rounded, rounded_inputs=tuple(rounded_inputs))
 
 
 # --- catalogue ------------------------------------------------------------------
@@ -305,13 +418,28 @@ def catalogue() -> list[Path]:
     return sorted(catalogue_dir().glob("*.toml"))
 
 
-def resolve(name_or_path: str) -> Scenario:
-    """A scenario file path, or the name of a catalogue scenario."""
+def catalogue_scenarios() -> list[Scenario]:
+    """Every scenario of the catalogue, a file's variants in file order."""
+    return [s for path in catalogue() for s in load_scenarios(path)]
+
+
+def resolve_all(name_or_path: str) -> list[Scenario]:
+    """A scenario file's scenarios (several if it has variants), or the catalogue scenario so named."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.exists():
-        return load_scenario(candidate)
+        return load_scenarios(candidate)
     for path in catalogue():
-        if path.stem == name_or_path:
-            return load_scenario(path)
-    known = [p.stem for p in catalogue()]
+        for scenario in load_scenarios(path):
+            if scenario.name == name_or_path:
+                return [scenario]
+    known = [s.name for s in catalogue_scenarios()]
     raise BadInput(name_or_path, "", f"a scenario file or one of the catalogue names {known}", name_or_path)
+
+
+def resolve(name_or_path: str) -> Scenario:
+    """One scenario: a catalogue name, or a file holding a single scenario."""
+    scenarios = resolve_all(name_or_path)
+    if len(scenarios) != 1:
+        raise BadInput(name_or_path, "variants", "a single scenario here; name one of the variants",
+                       [s.name for s in scenarios])
+    return scenarios[0]

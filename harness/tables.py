@@ -43,12 +43,17 @@ def agreement_table(result: ScenarioResult) -> pd.DataFrame:
     rows = []
     for c in result.comparisons:
         row = {"pair": c.pair, "dtype": c.dtype}
+        outputs = [q for name, q in c.quantities.items() if name.startswith("output ")]
         for name, q in c.quantities.items():
-            row[f"{name} max abs"] = fmt(q.max_abs)
-            row[f"{name} max rel"] = fmt(q.max_rel)
+            if not name.startswith("output "):
+                row[f"{name} max abs"] = fmt(q.max_abs)
+                row[f"{name} max rel"] = fmt(q.max_rel)
+        if outputs:  # every layer's outputs, with the initial and the final parameters
+            row["outputs max abs"] = fmt(max(q.max_abs for q in outputs))
+            row["outputs max rel"] = fmt(max(q.max_rel for q in outputs))
         row["tolerance"] = f"rtol {c.rtol:g}, atol {c.atol:g}"
         row["first divergent step"] = "none" if c.first_divergent_step is None else c.first_divergent_step
-        row["verdict"] = "agree" if c.agree else "DISAGREE"
+        row["verdict"] = c.verdict
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -74,13 +79,32 @@ def final_params_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | Non
     return pd.DataFrame(rows)
 
 
+def outputs_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | None:
+    """A forward-only scenario's result: the last layer's outputs, row by row, side by side."""
+    runs = {fw: result.runs[(fw, dtype)] for fw in result.frameworks if result.runs[(fw, dtype)].ok}
+    if not runs:
+        return None
+    rows = []
+    first = next(iter(runs.values())).outputs_final[-1]
+    for i in range(first.shape[0]):
+        row = {"row": i}
+        stack = []
+        for fw, run in runs.items():
+            row[fw] = values(run.outputs_final[-1][i])
+            stack.append(np.asarray(run.outputs_final[-1][i], dtype=np.float64))
+        row["largest difference"] = fmt(max((float(np.max(np.abs(a - b))) for a in stack for b in stack),
+                                            default=0.0))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def lab_table(result: ScenarioResult) -> pd.DataFrame:
     rows = []
     for check in result.lab_checks:
         rows.append({
             "quantity": check.label, "lab printed": values(check.lab.value),
-            "reference (float64)": values(check.computed, digits=10),
-            "max abs diff": fmt(check.max_abs_diff), "tolerance": check.lab.tolerance_rule,
+            "reference": values(check.computed, digits=10),
+            "max abs diff": fmt(check.max_abs_diff), "tolerance": check.tolerance_text,
             "verdict": "matches" if check.ok else "MISMATCH",
         })
     return pd.DataFrame(rows)

@@ -3,6 +3,10 @@
 Step ``t`` holds the batch loss before the update, the gradients of that batch,
 and the parameters after the update. ``steps`` counts the updates made; a run
 that stops early (``early_stop_tol``) records the step where it stopped.
+Every run also records each layer's activations on the whole data set, computed
+by the implementation's own forward pass, with the initial parameters
+(``outputs_initial``) and the final ones (``outputs_final``); a forward-only
+scenario makes no step and records only those.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ class Trajectory:
     params: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (steps, *shape)
     grads: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (steps, *shape)
     initial_params: dict[str, np.ndarray] = field(default_factory=dict)
+    outputs_initial: list[np.ndarray] = field(default_factory=list)  # per layer, on the whole X
+    outputs_final: list[np.ndarray] = field(default_factory=list)
     stopped_early_at: int | None = None
     seconds: float = 0.0
 

@@ -9,9 +9,9 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from harness.runner import ScenarioResult, run_scenario  # noqa: E402
-from harness.scenario import catalogue, load_scenario  # noqa: E402
+from harness.scenario import catalogue_scenarios  # noqa: E402
 
-CATALOGUE = [load_scenario(p) for p in catalogue()]
+CATALOGUE = catalogue_scenarios()
 CATALOGUE_BY_NAME = {s.name: s for s in CATALOGUE}
 
 _results: dict[str, ScenarioResult] = {}

@@ -138,21 +138,37 @@ def build_loss(keras, loss: str, clip: str):
     raise ValueError(f"no Keras loss for {loss!r}")
 
 
+def layer_outputs(dense_layers, X: np.ndarray) -> list[np.ndarray]:
+    """Each layer's activations on X, by calling the Keras layers in turn."""
+    out, a = [], X
+    for layer in dense_layers:
+        a = layer(a)
+        out.append(np.array(a))
+    return out
+
+
 def run(plan: TrainingPlan) -> Trajectory:
     tf, keras = import_keras()
     scenario, training, dtype = plan.scenario, plan.scenario.training, plan.dtype
     with floatx(keras, dtype):
         model, dense_layers = build_model(keras, scenario, dtype)
         set_params(dense_layers, plan.initial_params)
+        outputs_initial = layer_outputs(dense_layers, plan.X)
+        if training is None:
+            return Trajectory(framework="keras", dtype=dtype, outputs_initial=outputs_initial,
+                              outputs_final=outputs_initial,
+                              initial_params={k: v.copy() for k, v in plan.initial_params.items()})
         optimizer, convention = build_optimizer(keras, training.optimizer)
         loss_fn = build_loss(keras, training.loss, training.clip)
         names, variables = zip(*named_variables(dense_layers))
         optimizer.build(list(variables))
         train = _compiled_loop(tf, model, optimizer, loss_fn, list(variables), plan)
         steps, losses, grads, params = train()
+        outputs_final = layer_outputs(dense_layers, plan.X)
     steps = int(steps)
     trajectory = Trajectory(framework="keras", dtype=dtype, convention=convention,
-                            initial_params={k: v.copy() for k, v in plan.initial_params.items()})
+                            initial_params={k: v.copy() for k, v in plan.initial_params.items()},
+                            outputs_initial=outputs_initial, outputs_final=outputs_final)
     trajectory.losses = losses.numpy()[:steps]
     trajectory.params = {n: p.numpy()[:steps] for n, p in zip(names, params)}
     trajectory.grads = {n: g.numpy()[:steps] for n, g in zip(names, grads)}

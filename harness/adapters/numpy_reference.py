@@ -25,14 +25,24 @@ def build_optimizer(spec):
     raise ValueError(f"the reference has no optimizer {spec.name!r}")
 
 
+def layer_outputs(network: Network, X: np.ndarray, params: dict[str, np.ndarray]) -> list[np.ndarray]:
+    with np.errstate(all="ignore"):
+        return [cache.a.copy() for cache in network.forward(X, params)[1]]
+
+
 def run(plan: TrainingPlan) -> Trajectory:
     scenario, training = plan.scenario, plan.scenario.training
     network = build_network(scenario)
-    optimizer = build_optimizer(training.optimizer)
     params = {k: v.copy() for k, v in plan.initial_params.items()}
+    trajectory = Trajectory(framework="numpy", dtype=plan.dtype,
+                            initial_params={k: v.copy() for k, v in params.items()},
+                            outputs_initial=layer_outputs(network, plan.X, params))
+    if training is None:
+        trajectory.outputs_final = trajectory.outputs_initial
+        return trajectory
+    optimizer = build_optimizer(training.optimizer)
+    trajectory.convention = optimizer.convention
     recorder = TrajectoryRecorder(plan.max_steps, params)
-    trajectory = Trajectory(framework="numpy", dtype=plan.dtype, convention=optimizer.convention,
-                            initial_params={k: v.copy() for k, v in params.items()})
     full = plan.is_full_batch_in_order
     previous = np.inf
     with np.errstate(all="ignore"):  # a diverging run reaches inf/nan; that is a result, not an error
@@ -49,6 +59,7 @@ def run(plan: TrainingPlan) -> Trajectory:
             previous = loss
             optimizer.step(params, grads)
             recorder.record(loss, grads, params)
+    trajectory.outputs_final = layer_outputs(network, plan.X, params)
     return recorder.finish(trajectory)
 
 

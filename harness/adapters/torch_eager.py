@@ -108,6 +108,16 @@ def build_loss(torch, loss: str, clip: str):
     raise ValueError(f"no torch loss for {loss!r}")
 
 
+def layer_outputs(torch, model, X) -> list[np.ndarray]:
+    """Each layer's activations on X, by the model's own modules (Linear, then the activation)."""
+    out, a = [], X
+    with torch.no_grad():
+        for linear, activation in zip(model[0::2], model[1::2]):
+            a = activation(linear(a))
+            out.append(a.numpy().copy())
+    return out
+
+
 def run(plan: TrainingPlan) -> Trajectory:
     import torch
 
@@ -121,12 +131,16 @@ def run(plan: TrainingPlan) -> Trajectory:
     model, linears = build_model(torch, scenario, dtype)
     set_params(torch, linears, plan.initial_params)
     named = named_parameters(linears)
-    optimizer, convention = build_optimizer(torch, training.optimizer, [p for _, p in named])
-    loss_fn = build_loss(torch, training.loss, training.clip)
     X, y = torch.from_numpy(plan.X), torch.from_numpy(plan.y)
+    trajectory = Trajectory(framework="torch", dtype=plan.dtype,
+                            initial_params={k: v.copy() for k, v in plan.initial_params.items()},
+                            outputs_initial=layer_outputs(torch, model, X))
+    if training is None:
+        trajectory.outputs_final = trajectory.outputs_initial
+        return trajectory
+    optimizer, trajectory.convention = build_optimizer(torch, training.optimizer, [p for _, p in named])
+    loss_fn = build_loss(torch, training.loss, training.clip)
     recorder = TrajectoryRecorder(plan.max_steps, plan.initial_params)
-    trajectory = Trajectory(framework="torch", dtype=plan.dtype, convention=convention,
-                            initial_params={k: v.copy() for k, v in plan.initial_params.items()})
     full = plan.is_full_batch_in_order
     previous = np.inf
     for step in range(plan.max_steps):
@@ -148,6 +162,7 @@ def run(plan: TrainingPlan) -> Trajectory:
             grads = {n: _ref(n, p.grad) for n, p in named}
             params = {n: _ref(n, p) for n, p in named}
         recorder.record(loss_value, grads, params)
+    trajectory.outputs_final = layer_outputs(torch, model, X)
     return recorder.finish(trajectory)
 
 

@@ -6,7 +6,7 @@ import argparse
 import pandas as pd
 
 from harness.errors import BadInput
-from harness.scenario import catalogue, load_scenario
+from harness.scenario import catalogue, load_scenarios
 
 
 def register(subparsers) -> None:
@@ -18,8 +18,7 @@ def handle(args: argparse.Namespace) -> int:
     rows = []
     for path in catalogue():
         try:
-            s = load_scenario(path)
-            rows.append({"name": s.name, "title": s.title, "source": s.source})
+            rows += [{"name": s.name, "title": s.title, "source": s.source} for s in load_scenarios(path)]
         except BadInput as exc:
             rows.append({"name": path.stem, "title": f"(invalid: {exc.one_line()})", "source": ""})
     print(pd.DataFrame(rows).to_markdown(index=False) if rows else "no scenarios found")

@@ -9,7 +9,7 @@ from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.diagnosis import diagnose
 from harness.report import index_markdown, read_summary, scenario_files, summary, timings_text, write_files_atomic
 from harness.runner import run_scenario
-from harness.scenario import catalogue, load_scenario, resolve
+from harness.scenario import catalogue_scenarios, resolve_all
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,8 @@ def register(subparsers) -> None:
 def handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    scenarios = [resolve(n) for n in args.scenario] if args.scenario else [load_scenario(p) for p in catalogue()]
+    scenarios = ([s for n in args.scenario for s in resolve_all(n)] if args.scenario
+                 else catalogue_scenarios())
     summaries, done, all_agree = [], set(), True
     for scenario in scenarios:
         try:

@@ -6,10 +6,10 @@ import sys
 
 from harness.adapters import FRAMEWORKS
 from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE, BadInput
-from harness.results_json import write_json
+from harness.results_json import write_json, write_json_many
 from harness.runner import run_scenario
-from harness.scenario import DTYPES, resolve
-from harness.tables import agreement_table, final_params_table, lab_table, runs_table
+from harness.scenario import DTYPES, resolve_all
+from harness.tables import agreement_table, final_params_table, lab_table, outputs_table, runs_table
 
 
 def frameworks_arg(text: str) -> tuple[str, ...]:
@@ -31,7 +31,8 @@ def dtypes_arg(text: str) -> tuple[str, ...]:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run one scenario and compare the implementations")
-    p.add_argument("scenario", help="a catalogue name (see `nn-parity list`) or a scenario .toml file")
+    p.add_argument("scenario", help="a catalogue name (see `nn-parity list`) or a scenario .toml file "
+                                    "(a file with [[variants]] runs each variant)")
     p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
                    help="comma-separated subset of numpy,keras,torch (default: all)")
     p.add_argument("--dtype", type=dtypes_arg, default=DTYPES, dest="dtypes",
@@ -42,28 +43,36 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    scenario = resolve(args.scenario)
+    scenarios = resolve_all(args.scenario)  # every variant is validated before anything runs
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    results = [run_one(s, args, progress) for s in scenarios]
+    if args.json:
+        try:
+            if len(results) == 1:
+                write_json(results[0], args.json)
+            else:
+                write_json_many(results, args.json)
+        except OSError as exc:
+            print(f"nn-parity: error: {args.json}: cannot write the JSON file ({exc.strerror})", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    return EXIT_AGREE if all(r.agree and r.lab_ok for r in results) else EXIT_DISAGREE
+
+
+def run_one(scenario, args: argparse.Namespace, progress):
     result = run_scenario(scenario, frameworks=args.frameworks, dtypes=args.dtypes, progress=progress)
     print(f"# {scenario.name}: {scenario.title}\n")
     print(runs_table(result).to_markdown(index=False), end="\n\n")
     if result.comparisons:
         print(agreement_table(result).to_markdown(index=False), end="\n\n")
     for dtype in result.dtypes:
-        table = final_params_table(result, dtype)
+        table = final_params_table(result, dtype) if scenario.trains else outputs_table(result, dtype)
         if table is not None:
-            print(f"Final parameters ({dtype}):\n")
+            print(f"{'Final parameters' if scenario.trains else 'Outputs of the last layer'} ({dtype}):\n")
             print(table.to_markdown(index=False), end="\n\n")
     if result.lab_checks:
-        print("The lab's printed values against the float64 reference:\n")
+        print("The lab's printed values against the reference (float64 unless the row says otherwise):\n")
         print(lab_table(result).to_markdown(index=False), end="\n\n")
     for c in result.comparisons:
-        if not c.agree:
+        if not c.ok:
             print(c.describe_failure(scenario.name))
-    if args.json:
-        try:
-            write_json(result, args.json)
-        except OSError as exc:
-            print(f"nn-parity: error: {args.json}: cannot write the JSON file ({exc.strerror})", file=sys.stderr)
-            return EXIT_BAD_INPUT
-    return EXIT_AGREE if result.agree and result.lab_ok else EXIT_DISAGREE
+    return result
