@@ -72,3 +72,19 @@ def test_width_does_not_help_a_symmetric_network(result_of):
     """Final MSE (float64 reference) as stated in the file: 81.63, 80.73, 81.24, 84.04."""
     finals = [result_of(name).runs[("numpy", "float64")].losses[-1] for name in WIDTHS]
     np.testing.assert_allclose(finals, [81.63, 80.73, 81.24, 84.04], atol=0.005)
+
+
+def test_the_report_draws_a_run_that_overflows(result_of):
+    """Losses and differences near 1e308 are drawn as log10 on a linear axis: matplotlib's log
+    axis overflows placing ticks that high (it used to fall back to a [1, 10] axis)."""
+    import warnings
+
+    from harness.plots import beyond_log_axis, differences_png, loss_curves_png
+
+    result = result_of("minibatch-diverging")
+    assert beyond_log_axis([result.runs[("numpy", "float64")].losses])
+    assert not beyond_log_axis([result.runs[("numpy", "float32")].losses])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loss_curves_png(result).startswith(b"\x89PNG")
+        assert differences_png(result).startswith(b"\x89PNG")
