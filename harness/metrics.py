@@ -38,9 +38,12 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray, *, loss: str) -> float:
 def evaluate(
     scenario: Scenario, params: dict[str, np.ndarray], splits: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> dict[str, float]:
-    """Accuracy of the model with ``params`` on each split ``name -> (X, y)``."""
+    """Accuracy of the model with ``params`` on each split ``name -> (X, y)``; the scenario's
+    training loss says how predictions become classes."""
     from harness.adapters.numpy_reference import build_network
 
+    if not scenario.trains:
+        raise ValueError(f"evaluate: {scenario.name} is forward-only: no training loss to score accuracy by")
     network = build_network(scenario)
     loss = scenario.training.loss
     return {name: accuracy(y, network.predict(X, params), loss=loss) for name, (X, y) in splits.items()}

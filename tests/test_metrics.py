@@ -72,3 +72,11 @@ def test_xor_every_run_learns_and_the_clip_never_binds(result_of, framework, dty
     outputs = np.concatenate([network.predict(plan.X[plan.batch_indices(t)], run.params_before(t))
                               for t in range(run.steps)])
     assert outputs.min() > 1e-7 and outputs.max() < 1 - 1e-7, (outputs.min(), 1 - outputs.max())
+
+
+def test_evaluate_needs_a_training_loss():
+    import dataclasses
+
+    forward_only = dataclasses.replace(CATALOGUE_BY_NAME["softmax-classifier"], training=None)
+    with pytest.raises(ValueError, match="forward-only"):
+        evaluate(forward_only, {}, {})
