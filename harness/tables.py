@@ -7,6 +7,11 @@ import pandas as pd
 from harness.runner import ScenarioResult
 
 
+def markdown(df: pd.DataFrame) -> str:
+    """A table as markdown, every cell as written (tabulate would re-parse numbers and drop digits)."""
+    return df.to_markdown(index=False, disable_numparse=True)
+
+
 def fmt(x: float | None) -> str:
     if x is None:
         return "-"

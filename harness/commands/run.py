@@ -9,7 +9,7 @@ from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE, BadInput
 from harness.results_json import write_json, write_json_many
 from harness.runner import run_scenario
 from harness.scenario import DTYPES, resolve_all
-from harness.tables import agreement_table, final_params_table, lab_table, outputs_table, runs_table
+from harness.tables import agreement_table, final_params_table, lab_table, markdown, outputs_table, runs_table
 
 
 def frameworks_arg(text: str) -> tuple[str, ...]:
@@ -61,17 +61,17 @@ def handle(args: argparse.Namespace) -> int:
 def run_one(scenario, args: argparse.Namespace, progress):
     result = run_scenario(scenario, frameworks=args.frameworks, dtypes=args.dtypes, progress=progress)
     print(f"# {scenario.name}: {scenario.title}\n")
-    print(runs_table(result).to_markdown(index=False), end="\n\n")
+    print(markdown(runs_table(result)), end="\n\n")
     if result.comparisons:
-        print(agreement_table(result).to_markdown(index=False), end="\n\n")
+        print(markdown(agreement_table(result)), end="\n\n")
     for dtype in result.dtypes:
         table = final_params_table(result, dtype) if scenario.trains else outputs_table(result, dtype)
         if table is not None:
             print(f"{'Final parameters' if scenario.trains else 'Outputs of the last layer'} ({dtype}):\n")
-            print(table.to_markdown(index=False), end="\n\n")
+            print(markdown(table), end="\n\n")
     if result.lab_checks:
         print("The lab's printed values against the reference (float64 unless the row says otherwise):\n")
-        print(lab_table(result).to_markdown(index=False), end="\n\n")
+        print(markdown(lab_table(result)), end="\n\n")
     for c in result.comparisons:
         if not c.ok:
             print(c.describe_failure(scenario.name))
