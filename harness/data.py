@@ -1,9 +1,11 @@
 """Data sets: inline arrays or a built-in generator, always made in NumPy.
 
 Generators are registered in ``GENERATORS``; each checks its own options
-(``check``) and makes ``(X, y)`` in float64 (``make``). Global-state seeding
-(``np.random.seed(s)`` then ``np.random.randn``) is reproduced with
-``np.random.RandomState(s)``, which draws the same stream.
+(``check``), makes the training ``(X, y)`` in float64 (``make``) and, if it
+has any, the held-out evaluation splits (``held_out``: ``{"validation": (X, y),
+...}``, never trained on). Global-state seeding (``np.random.seed(s)`` then
+``np.random.randn``) is reproduced with ``np.random.RandomState(s)``, which
+draws the same stream.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class Generator:
     check: Callable[[Table, int], dict[str, Any]]
     make: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]]
     describe: Callable[[dict[str, Any]], str]
+    held_out: Callable[[dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]]] | None = None
 
 
 # --- teacher: targets from a fixed network -----------------------------------
@@ -81,8 +84,93 @@ def _describe_teacher(opts: dict[str, Any]) -> str:
     return f"{inputs}, targets y = teacher(X) with a fixed teacher network ({acts})"
 
 
+# --- sine-surface: the 002 notebook's regression data -------------------------
+# np.random.seed(seed); noise = normal(0, 1, n); x1 = uniform(-5, 5, n);
+# x2 = uniform(-5, 5, n), in that draw order; X = [x1, x2] as columns and
+# y = x1*x2 + x1**2 + exp(sin(x2)) + noise as an (n, 1) column, summed left
+# to right as the notebook writes it (another order changes the last bits of
+# y, and then of its printed MSE 198.65838851753207).
+
+def _check_sine_surface(t: Table, input_dim: int) -> dict[str, Any]:
+    t.check_keys({"generator", "n", "seed"})
+    if input_dim != 2:
+        raise t.error("generator", "model.input_dim = 2 for generator \"sine-surface\" (features x1, x2)",
+                      f"input_dim {input_dim}")
+    return {"n": t.integer("n", minimum=1), "seed": t.integer("seed", minimum=0)}
+
+
+def _make_sine_surface(opts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    n = opts["n"]
+    rs = np.random.RandomState(opts["seed"])
+    noise = rs.normal(0, 1, n)
+    x1 = rs.uniform(-5, 5, n)
+    x2 = rs.uniform(-5, 5, n)
+    y = x1 * x2 + x1 ** 2 + np.exp(np.sin(x2)) + noise
+    return np.column_stack([x1, x2]), y.reshape(n, 1)
+
+
+def _describe_sine_surface(opts: dict[str, Any]) -> str:
+    return (f"{opts['n']} points x1, x2 ~ U(-5, 5) (np.random.seed({opts['seed']}), noise drawn first), "
+            "y = x1*x2 + x1**2 + exp(sin(x2)) + N(0, 1) noise")
+
+
+# --- xor: two quadrants against the other two ---------------------------------
+# One np.random.RandomState(seed).uniform(-1, 1, (n_train + n_validation +
+# n_test, 2)) draw; each coordinate u is pushed out of the band |u| < margin
+# by u -> sign(u) * (margin + (1 - margin) * |u|), so it is uniform on
+# [-1, -margin] u [margin, 1]; label 1 when exactly one coordinate is positive
+# ((x1 > 0) xor (x2 > 0)), as an (n, 1) column of 0/1. Rows are taken in draw
+# order: the first n_train train, then validation, then test.
+
+XOR_SPLITS = ("validation", "test")
+
+
+def _check_xor(t: Table, input_dim: int) -> dict[str, Any]:
+    t.check_keys({"generator", "n_train", "n_validation", "n_test", "seed", "margin"})
+    if input_dim != 2:
+        raise t.error("generator", "model.input_dim = 2 for generator \"xor\" (features x1, x2)",
+                      f"input_dim {input_dim}")
+    return {"n_train": t.integer("n_train", 800, minimum=1),
+            "n_validation": t.integer("n_validation", 100, minimum=0),
+            "n_test": t.integer("n_test", 100, minimum=0),
+            "seed": t.integer("seed", minimum=0),
+            "margin": t.number("margin", 0.0, minimum=0.0, below=1.0)}
+
+
+def _xor_points(opts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    n = opts["n_train"] + opts["n_validation"] + opts["n_test"]
+    u = np.random.RandomState(opts["seed"]).uniform(-1, 1, (n, 2))
+    X = np.sign(u) * (opts["margin"] + (1 - opts["margin"]) * np.abs(u))
+    y = np.logical_xor(X[:, 0] > 0, X[:, 1] > 0).astype(np.float64).reshape(n, 1)
+    return X, y
+
+
+def _make_xor(opts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    X, y = _xor_points(opts)
+    return X[:opts["n_train"]], y[:opts["n_train"]]
+
+
+def _held_out_xor(opts: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    X, y = _xor_points(opts)
+    splits, start = {}, opts["n_train"]
+    for name in XOR_SPLITS:
+        end = start + opts[f"n_{name}"]
+        if end > start:
+            splits[name] = (X[start:end], y[start:end])
+        start = end
+    return splits
+
+
+def _describe_xor(opts: dict[str, Any]) -> str:
+    margin = f", |x_i| >= {opts['margin']:g}" if opts["margin"] else ""
+    return (f"XOR: x ~ U(-1, 1)^2{margin} (RandomState({opts['seed']})), y = (x1 > 0) xor (x2 > 0); "
+            f"{opts['n_train']} train, {opts['n_validation']} validation, {opts['n_test']} test points")
+
+
 GENERATORS: dict[str, Generator] = {
     "teacher": Generator("teacher", _check_teacher, _make_teacher, _describe_teacher),
+    "sine-surface": Generator("sine-surface", _check_sine_surface, _make_sine_surface, _describe_sine_surface),
+    "xor": Generator("xor", _check_xor, _make_xor, _describe_xor, held_out=_held_out_xor),
 }
 
 
@@ -110,6 +198,13 @@ def make_data(spec) -> tuple[np.ndarray, np.ndarray]:
     if spec.generator is None:
         return spec.X, spec.y
     return GENERATORS[spec.generator].make(spec.options)
+
+
+def make_splits(spec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The held-out evaluation splits in float64 (``{}`` when the data has none)."""
+    if spec.generator is None or GENERATORS[spec.generator].held_out is None:
+        return {}
+    return GENERATORS[spec.generator].held_out(spec.options)
 
 
 def describe_data(spec) -> str:

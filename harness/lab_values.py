@@ -86,7 +86,10 @@ def check_lab_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) -
     if value is None:
         return LabCheck(lab, None, None, float("inf"), False)
     value = np.asarray(value, dtype=np.float64).reshape(lab.value.shape)
-    diff = np.abs(value - lab.value)
+    with np.errstate(invalid="ignore"):  # a printed nan (a diverged run) is matched by nan only
+        same = (value == lab.value) | (np.isnan(value) & np.isnan(lab.value))
+        diff = np.where(same, 0.0, np.abs(value - lab.value))
+    diff = np.where(np.isnan(diff), np.inf, diff)
     propagated = None if lab.inputs_rounded_to is None else propagated_uncertainty(lab, plan)
     allowed = lab.tolerance if propagated is None else lab.tolerance + propagated
     return LabCheck(lab, step, value, float(np.max(diff)), bool(np.all(diff <= allowed)), propagated)

@@ -1,15 +1,17 @@
 """A training plan: everything a framework needs to run a scenario, made once in NumPy.
 
 The harness owns the data, the initial weights and the batch order; adapters
-only copy them in. Step ``t`` trains on ``batch_indices(t)``.
+only copy them in. Step ``t`` trains on ``batch_indices(t)``. Held-out
+evaluation splits (``splits``, e.g. validation and test) ride along for
+metrics; no framework trains on them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.data import make_data
+from harness.data import make_data, make_splits
 from harness.initializers import initial_params
 from harness.scenario import Scenario
 
@@ -23,6 +25,7 @@ class TrainingPlan:
     initial_params: dict[str, np.ndarray]
     orders: np.ndarray  # (epochs, N) when shuffling, else (1, N): the row order of each epoch
     bounds: tuple[tuple[int, int], ...]  # (start, end) of each batch within an epoch's order
+    splits: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (X, y), held out
 
     @property
     def batches_per_epoch(self) -> int:
@@ -66,4 +69,5 @@ def make_plan(scenario: Scenario, dtype: str) -> TrainingPlan:
         scenario=scenario, dtype=dtype, X=X.astype(cast), y=y.astype(cast),
         initial_params={k: v.astype(cast) for k, v in initial_params(scenario).items()},
         orders=orders, bounds=bounds,
+        splits={name: (Xs.astype(cast), ys.astype(cast)) for name, (Xs, ys) in make_splits(scenario.data).items()},
     )

@@ -45,6 +45,20 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
+HUGE = 1e250  # matplotlib cannot place log-axis ticks this high (they overflow): such panels draw log10
+
+
+def beyond_log_axis(series: list[np.ndarray]) -> bool:
+    """Whether any finite value is too large for a matplotlib log axis (a diverged run)."""
+    return any(np.any(np.abs(np.asarray(v, dtype=np.float64)[np.isfinite(v)]) > HUGE) for v in series)
+
+
+def exponents(values: np.ndarray) -> np.ndarray:
+    """log10 of the values, for a linear axis (log10(0) = -inf and nan are not drawn)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(np.asarray(values, dtype=np.float64))
+
+
 def loss_curves_png(result: ScenarioResult) -> bytes | None:
     """Every successful run's batch loss per step, overlaid; one panel per dtype."""
     dtypes = [d for d in result.dtypes if any(result.runs[(fw, d)].ok and result.runs[(fw, d)].steps
@@ -56,21 +70,23 @@ def loss_curves_png(result: ScenarioResult) -> bytes | None:
 
     fig, axes = plt.subplots(1, len(dtypes), figsize=(FIGSIZE[0], FIGSIZE[1]), squeeze=False)
     for ax, dtype in zip(axes[0], dtypes):
-        for fw in result.frameworks:
-            run = result.runs[(fw, dtype)]
-            if not run.ok or not run.steps:
-                continue
+        runs = [(fw, result.runs[(fw, dtype)]) for fw in result.frameworks]
+        runs = [(fw, run) for fw, run in runs if run.ok and run.steps]
+        huge = beyond_log_axis([run.losses for _, run in runs])
+        for fw, run in runs:
             losses = np.asarray(run.losses, dtype=np.float64)
             finite = losses[np.isfinite(losses)]
             style, width = STYLES.get(fw, ("-", 1.2))
-            ax.plot(np.arange(run.steps), losses, style, color=COLOURS.get(fw), label=fw, linewidth=width)
-            if finite.size and finite.min() > 0 and finite.max() > 10 * finite.min():  # spans a decade
-                ax.set_yscale("log")
+            ax.plot(np.arange(run.steps), exponents(losses) if huge else losses, style, color=COLOURS.get(fw),
+                    label=fw, linewidth=width)
+            if not huge and finite.size and finite.min() > 0 and finite.max() > 10 * finite.min():
+                ax.set_yscale("log")  # spans a decade
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"batch loss per step ({dtype})")
         ax.set_xlabel("step")
-        ax.set_ylabel(f"{result.scenario.training.loss} (log scale)" if ax.get_yscale() == "log"
-                      else result.scenario.training.loss)
+        loss_name = result.scenario.training.loss
+        ax.set_ylabel(f"log10 of {loss_name}" if huge
+                      else f"{loss_name} (log scale)" if ax.get_yscale() == "log" else loss_name)
         ax.grid(True, alpha=0.3)
         ax.legend(title="implementation")
     fig.suptitle(f"{result.scenario.name}: loss curves")
@@ -97,22 +113,28 @@ def differences_png(result: ScenarioResult) -> bytes | None:
         series = {c.pair: difference_per_step(result.runs[(c.a, dtype)], result.runs[(c.b, dtype)], tol)
                   for c in result.comparisons if c.dtype == dtype}
         floors = (zero_floor([s[0] for s in series.values()]), zero_floor([s[1] for s in series.values()]))
+        huge = beyond_log_axis([s[0] for s in series.values()])
         for pair, (max_abs, ratio) in series.items():
             steps = np.arange(max_abs.size)
             label = pair + ("" if max_abs.any() else " (identical)")
             line, width = style[pair]
             for ax, values, floor in ((top, max_abs, floors[0]), (bottom, ratio, floors[1])):
-                ax.plot(steps, np.maximum(values, floor), line, color=colour[pair], label=label, linewidth=width)
+                shown = np.maximum(values, floor)
+                if huge and ax is top:
+                    shown = exponents(shown)
+                ax.plot(steps, shown, line, color=colour[pair], label=label, linewidth=width)
         bottom.axhline(1.0, color="black", linestyle=":", linewidth=1.5,
                        label=f"tolerance (rtol {tol.rtol:g}, atol {tol.atol:g})")
         top.set_title(f"max |a - b| per step ({dtype})")
-        top.set_ylabel(f"max |a - b| (log; exact 0 at {floors[0]:.0e})")
+        top.set_ylabel(f"log10 max |a - b| (exact 0 at {np.log10(floors[0]):.0f})" if huge
+                       else f"max |a - b| (log; exact 0 at {floors[0]:.0e})")
         bottom.set_title(f"difference / allowed per step ({dtype})")
         bottom.set_ylabel(f"|a - b| / allowed (log; 0 at {floors[1]:.0e})")
         bottom.set_xlabel("step")
         for ax in (top, bottom):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_yscale("log")
+            if not (huge and ax is top):
+                ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
             ax.legend(title="pair", fontsize="small")
     fig.suptitle(f"{result.scenario.name}: differences between implementations, loss and parameters\n"

@@ -99,7 +99,10 @@ class TrajectoryRecorder:
 
 def should_stop(loss: float, previous: float, tol: float | None) -> bool:
     """The labs' early stop: before the update, when |batch_loss - previous_batch_loss| < tol."""
-    return tol is not None and bool(abs(loss - previous) < tol)
+    if tol is None:
+        return False
+    with np.errstate(invalid="ignore"):  # inf - inf = nan: a diverged run never stops early
+        return bool(abs(loss - previous) < tol)
 
 
 def trace_stages(scenario) -> list[str]:

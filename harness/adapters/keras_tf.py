@@ -226,7 +226,12 @@ def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan)
     def keep_going(loss, previous):
         if tol is None:
             return tf.constant(True)
-        return tf.logical_not(tf.abs(loss - previous) < tol)  # the labs' early stop, before the update
+        # The labs' early stop, before the update: continue unless |loss - previous| < tol.
+        # Written out as (d >= tol) or isnan(d), not logical_not(d < tol): TF's graph
+        # optimiser rewrites logical_not(a < b) to a >= b, which is False for nan, so a
+        # diverged run (inf - inf = nan) would stop where NumPy and torch keep going.
+        d = tf.abs(loss - previous)
+        return tf.logical_or(d >= tol, tf.math.is_nan(d))
 
     n_vars = len(variables)
 

@@ -1,0 +1,90 @@
+"""Claims the issue-3 scenario files make about their runs, beyond parity and the printed values."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from harness.adapters import FRAMEWORKS, run_framework
+from harness.plan import make_plan
+from harness.scenario import DTYPES
+from tests.conftest import CATALOGUE_BY_NAME
+
+# --- minibatch-diverging -------------------------------------------------------------
+
+# The first step whose loss is inf/nan, and the first whose parameters are, per dtype.
+DIVERGES_AT = {"float64": (1880, 3794), "float32": (260, 506)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_implementation_diverges_at_the_same_step(result_of, dtype):
+    result = result_of("minibatch-diverging")
+    loss_step, param_step = DIVERGES_AT[dtype]
+    for framework in FRAMEWORKS:
+        run = result.runs[(framework, dtype)]
+        assert run.status == "ok", run.message
+        assert run.steps == 4000 and run.stopped_early_at is None, (framework, run.steps, run.stopped_early_at)
+        assert run.first_nonfinite_step == loss_step, (framework, run.first_nonfinite_step)
+        params = np.column_stack([v.reshape(run.steps, -1) for v in run.params.values()])
+        assert np.flatnonzero(~np.isfinite(params).all(axis=1))[0] == param_step, framework
+        assert all(np.isnan(v).all() for v in run.final_params.values()), framework
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_runs_that_diverge_together_agree(result_of, dtype):
+    """Both sides nan (or the same inf) count as equal, so the comparison spans all 4000 steps."""
+    result = result_of("minibatch-diverging")
+    for comparison in (c for c in result.comparisons if c.dtype == dtype):
+        assert comparison.agree and comparison.steps_a == comparison.steps_b == 4000, comparison.note
+
+
+def test_the_fixed_order_does_not_diverge():
+    """The description's claim: in the data's order, eta = 0.3 converges (the shuffle makes it diverge)."""
+    scenario = CATALOGUE_BY_NAME["minibatch-diverging"]
+    fixed = dataclasses.replace(scenario, training=dataclasses.replace(scenario.training, shuffle=False))
+    run = run_framework("numpy", make_plan(fixed, "float64"))
+    assert run.first_nonfinite_step is None and run.stopped_early_at == 127
+    np.testing.assert_allclose(run.final_params["layers.0.kernel"].ravel(), [1.5, 1.5], atol=2e-4)
+
+
+# --- one-hidden-layer: symmetric initialisation ---------------------------------------
+
+WIDTHS = ["one-hidden-layer-width-2", "one-hidden-layer-width-4", "one-hidden-layer-width-8",
+          "one-hidden-layer-width-16"]
+
+
+@pytest.mark.parametrize("name", WIDTHS)
+def test_all_ones_hidden_units_stay_identical(result_of, name):
+    """Every hidden unit's kernel column, bias and outgoing weight equal the first unit's,
+    bit for bit, at every step, in every implementation and dtype."""
+    result = result_of(name)
+    for (framework, dtype), run in result.runs.items():
+        assert run.status == "ok", run.message
+        kernel, bias = run.params["layers.0.kernel"], run.params["layers.0.bias"]
+        out = run.params["layers.1.kernel"]
+        assert np.array_equal(kernel, np.broadcast_to(kernel[:, :, :1], kernel.shape)), (framework, dtype)
+        assert np.array_equal(bias, np.broadcast_to(bias[:, :1], bias.shape)), (framework, dtype)
+        assert np.array_equal(out, np.broadcast_to(out[:, :1, :], out.shape)), (framework, dtype)
+
+
+def test_width_does_not_help_a_symmetric_network(result_of):
+    """Final MSE (float64 reference) as stated in the file: 81.63, 80.73, 81.24, 84.04."""
+    finals = [result_of(name).runs[("numpy", "float64")].losses[-1] for name in WIDTHS]
+    np.testing.assert_allclose(finals, [81.63, 80.73, 81.24, 84.04], atol=0.005)
+
+
+def test_the_report_draws_a_run_that_overflows(result_of):
+    """Losses and differences near 1e308 are drawn as log10 on a linear axis: matplotlib's log
+    axis overflows placing ticks that high (it used to fall back to a [1, 10] axis)."""
+    import warnings
+
+    from harness.plots import beyond_log_axis, differences_png, loss_curves_png
+
+    result = result_of("minibatch-diverging")
+    assert beyond_log_axis([result.runs[("numpy", "float64")].losses])
+    assert not beyond_log_axis([result.runs[("numpy", "float32")].losses])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loss_curves_png(result).startswith(b"\x89PNG")
+        assert differences_png(result).startswith(b"\x89PNG")
