@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
+import numpy as np
+
 from harness.adapters import FRAMEWORKS, run_framework
 from harness.compare import Comparison, compare
 from harness.conventions import check_expressible, difference, native_convention, pinned
@@ -99,6 +101,18 @@ class ScenarioResult:
     def lab_ok(self) -> bool:
         return all(c.ok for c in self.lab_checks)
 
+    def accuracies(self, label: str, dtype: str) -> dict[str, float]:
+        """Classification accuracy of a run's final parameters on the training data and every
+        held-out split (empty unless the scenario trains on a cross-entropy)."""
+        from harness.metrics import ACCURACY_LOSSES, evaluate
+
+        run = self.runs.get((label, dtype))
+        if run is None or not run.ok or not self.scenario.trains or self.scenario.training.loss not in ACCURACY_LOSSES:
+            return {}
+        plan = self.plans[dtype]
+        with np.errstate(all="ignore"):
+            return evaluate(self.scenario, run.final_params, {"train": (plan.X, plan.y), **plan.splits})
+
     def comparison(self, a: str, b: str, dtype: str) -> Comparison | None:
         for c in self.comparisons:
             if (c.a, c.b, c.dtype) == (a, b, dtype):
@@ -117,12 +131,13 @@ def run_scenario(
     """``sides`` runs one implementation on a variant of the scenario (e.g. made with
     ``dataclasses.replace``) with the same data, initial weights and batch order."""
     planned = implementations(scenario, frameworks)
-    if scenario.trains:  # a convention a framework's optimizer class cannot compute: bad input, before any run
-        for label in planned:
-            check_expressible(framework_of(label), scenario.training.optimizer, file=scenario.path)
     overridden = set(sides or {})  # implementations the caller runs on a variant of their own
     result = ScenarioResult(scenario=scenario, frameworks=tuple(planned), dtypes=dtypes,
                             sides={**{k: v for k, v in planned.items() if v is not scenario}, **dict(sides or {})})
+    for label in result.frameworks:  # a convention a framework's optimizer cannot compute: bad input, before any run
+        ran = result.scenario_for(label)
+        if ran.trains:
+            check_expressible(framework_of(label), ran.training.optimizer, file=ran.path)
     for dtype in dtypes:
         plan = make_plan(scenario, dtype)
         result.plans[dtype] = plan

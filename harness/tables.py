@@ -103,6 +103,17 @@ def outputs_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def accuracy_table(result: ScenarioResult) -> pd.DataFrame | None:
+    """Accuracy of each run's final parameters on the training data and the held-out splits."""
+    rows = []
+    for (label, dtype), run in result.runs.items():
+        scores = result.accuracies(label, dtype)
+        if scores:
+            rows.append({"implementation": label, "dtype": dtype,
+                         **{split: f"{value:.2%}" for split, value in scores.items()}})
+    return pd.DataFrame(rows) if rows else None
+
+
 def lab_table(result: ScenarioResult) -> pd.DataFrame:
     rows = []
     for check in result.lab_checks:

@@ -9,7 +9,7 @@ from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE, BadInput
 from harness.results_json import write_json, write_json_many
 from harness.runner import run_scenario
 from harness.scenario import DTYPES, resolve_all
-from harness.tables import agreement_table, final_params_table, lab_table, markdown, outputs_table, runs_table
+from harness.tables import accuracy_table, agreement_table, final_params_table, lab_table, markdown, outputs_table, runs_table
 
 
 def frameworks_arg(text: str) -> tuple[str, ...]:
@@ -69,6 +69,10 @@ def run_one(scenario, args: argparse.Namespace, progress):
         if table is not None:
             print(f"{'Final parameters' if scenario.trains else 'Outputs of the last layer'} ({dtype}):\n")
             print(markdown(table), end="\n\n")
+    accuracy = accuracy_table(result)
+    if accuracy is not None:
+        print("Accuracy of the final parameters:\n")
+        print(markdown(accuracy), end="\n\n")
     if result.lab_checks:
         print("The lab's printed values against the reference (float64 unless the row says otherwise):\n")
         print(markdown(lab_table(result)), end="\n\n")

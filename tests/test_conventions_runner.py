@@ -1,0 +1,127 @@
+"""Optimizer conventions in the runner, the report and the diagnosis: each framework runs its
+own optimizer class; the reference runs each convention; Keras-vs-torch differences that are
+only the convention are explained, and anything beyond it is not."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.diagnosis import diagnose
+from harness.errors import BadInput
+from harness.runner import run_scenario, with_convention
+from harness.scenario import parse_scenario
+
+SMALL_ADAM = """
+name = "small-adam"
+title = "A 3-4-1 tanh network trained by Adam for 20 full-batch steps"
+[data]
+generator = "teacher"
+n = 32
+seed = 1
+[[data.teacher]]
+kernel = [[0.5], [-0.3], [0.8]]
+bias = [0.1]
+[model]
+input_dim = 3
+[[model.layers]]
+units = 4
+activation = "tanh"
+kernel = [[0.1, -0.2, 0.3, 0.4], [0.5, 0.1, -0.3, 0.2], [-0.4, 0.3, 0.2, -0.1]]
+bias = [0.0, 0.1, -0.1, 0.05]
+[[model.layers]]
+units = 1
+kernel = [[0.3], [-0.2], [0.5], [0.1]]
+bias = [0.0]
+[training]
+loss = "mse"
+optimizer = { name = "adam", learning_rate = 0.01 }
+epochs = 20
+"""
+
+
+def scenario(text: str = SMALL_ADAM, path: str = "small-adam.toml"):
+    return parse_scenario(tomllib.loads(text), path=Path(path))
+
+
+@pytest.fixture(scope="module")
+def native():
+    return run_scenario(scenario(), dtypes=("float64",))
+
+
+def test_the_reference_runs_once_per_convention_and_frameworks_run_their_own(native):
+    assert native.frameworks == ("numpy[keras]", "numpy[torch]", "keras", "torch")
+    conventions = {label: native.runs[(label, "float64")].convention for label in native.frameworks}
+    assert conventions == {"numpy[keras]": "keras", "numpy[torch]": "torch", "keras": "keras", "torch": "torch"}
+    pairs = {(c.a, c.b) for c in native.comparisons}
+    assert pairs == {("numpy[keras]", "numpy[torch]"), ("numpy[keras]", "keras"), ("numpy[torch]", "torch"),
+                     ("keras", "torch")}  # no reference against the framework of the other convention
+
+
+def test_keras_and_torch_differ_only_by_the_adam_convention(native):
+    assert native.comparison("numpy[keras]", "keras", "float64").agree
+    assert native.comparison("numpy[torch]", "torch", "float64").agree
+    kt = native.comparison("keras", "torch", "float64")
+    assert not kt.agree and kt.first_divergent_step == 0
+    assert kt.explained and kt.ok and kt.verdict.startswith("differs by Adam epsilon placement")
+    assert "default epsilon 1e-7 vs 1e-8" in kt.verdict
+    assert native.agree
+
+
+def test_the_diagnosis_confirms_the_convention_through_the_reference(native):
+    [d] = [d for d in diagnose(native) if (d.comparison.a, d.comparison.b) == ("keras", "torch")]
+    assert d.cause.name == "optimizer convention"
+    assert "vs the reference in the 'keras' convention" in d.confirmed_by.describe()
+    assert "vs the reference in the 'torch' convention" in d.confirmed_by.describe()
+    inconclusive = [r for r in d.controls if r is not d.confirmed_by]
+    assert inconclusive and all(r.comparison is None and "convention" in r.message for r in inconclusive)
+
+
+def test_a_difference_beyond_the_convention_is_not_explained():
+    """torch trains with a 1% larger learning rate: it no longer agrees with the reference in its
+    convention, so Keras-vs-torch is a disagreement, not a convention difference."""
+    s = scenario()
+    wrong = replace(s, training=replace(s.training, optimizer=replace(s.training.optimizer, learning_rate=0.0101)))
+    result = run_scenario(s, dtypes=("float64",), sides={"torch": wrong})
+    assert not result.comparison("numpy[torch]", "torch", "float64").agree
+    assert not result.comparison("keras", "torch", "float64").ok
+    assert not result.agree
+
+
+def test_adam_in_keras_convention_against_the_reference_in_torch_convention_is_diagnosed():
+    """The deliberately mismatched pair of issue 4: Keras' Adam against the reference pinned to the
+    torch convention. First divergence at step 0, introduced by the update (the gradients are
+    equal), cause: the optimizer convention, confirmed by re-running the reference in Keras'."""
+    pinned = with_convention(scenario(), "torch")
+    result = run_scenario(pinned, frameworks=("numpy", "keras"), dtypes=("float64",), sides={"keras": scenario()})
+    [c] = result.comparisons
+    assert (c.a, c.b) == ("numpy", "keras") and not c.agree and not c.expected_difference
+    assert c.first_divergent_step == 0 and c.mismatch.quantity.startswith("layers.")
+    [d] = diagnose(result)
+    assert d.step == 0 and d.cause.name == "optimizer convention"
+    assert d.confirmed_by.control.description == "numpy vs keras (float64) with numpy in the 'keras' optimizer convention"
+    assert d.localisation.appears_at.stage.startswith("updated ")
+    assert all(not s.beyond_tolerance for s in d.localisation.stages if s.stage.startswith("gradient "))
+
+
+def test_a_convention_keras_cannot_express_is_bad_input_before_anything_runs(tmp_path, capsys):
+    path = tmp_path / "pinned.toml"
+    path.write_text(SMALL_ADAM.replace('learning_rate = 0.01 }', 'learning_rate = 0.01, convention = "torch" }'))
+    with pytest.raises(BadInput, match="training.optimizer.convention: expected a convention keras can express"):
+        run_scenario(scenario(path.read_text(), str(path)), frameworks=("numpy", "keras"))
+    assert main(["run", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pinned.toml: training.optimizer.convention" in err[0] and "received 'torch'" in err[0]
+    assert main(["run", str(path), "--frameworks", "numpy,torch", "--dtype", "float64", "--quiet"]) == 0
+
+
+def test_accuracy_is_reported_for_every_run_and_split(result_of):
+    result = result_of("xor-perceptron")
+    for label in result.frameworks:
+        scores = result.accuracies(label, "float64")
+        assert set(scores) == {"train", "validation", "test"}
+        assert scores["train"] > 0.99 and scores["test"] >= 0.97
+    assert result.accuracies("numpy", "float64") == result.accuracies("torch", "float32")
