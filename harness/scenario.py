@@ -173,7 +173,8 @@ _READ_OPTION = {
 }
 
 
-def _optimizer(t: Table) -> OptimizerSpec:
+def parse_optimizer(t: Table) -> OptimizerSpec:
+    """An optimizer table (scenario files and answer keys): name, learning rate, validated options."""
     name = t.string("name", choices=tuple(OPTIMIZER_OPTIONS))
     kinds = OPTIMIZER_OPTIONS[name]
     t.check_keys({"name", "learning_rate", *kinds})
@@ -347,7 +348,7 @@ def _training(tr: Table) -> TrainingSpec:
     if not isinstance(tr.data.get("optimizer"), dict):
         raise tr.error("optimizer", "a table such as { name = \"sgd\", learning_rate = 0.1 }",
                        tr.data.get("optimizer", MISSING))
-    optimizer = _optimizer(tr.sub("optimizer"))
+    optimizer = parse_optimizer(tr.sub("optimizer"))
     batch_raw = tr.data.get("batch_size", "full")
     if batch_raw == "full":
         batch_size = FULL_BATCH

@@ -244,3 +244,30 @@ def test_answers_on_a_complete_key_changes_nothing(tmp_path):
     out = tmp_path / "same.toml"
     assert main(["answers", str(key), "--out", str(out)]) == 0
     assert out.read_text() == key.read_text()
+
+
+ADAM_TRAIN = ('compute = "train"\nX = [[2], [3], [5]]\ny = [[7], [10], [16]]\nw = [[1]]\nb = [0]\nloss = "mse"\n'
+              'optimizer = { name = "adam", learning_rate = 0.1, convention = "keras" }\nsteps = 3')
+
+
+def test_a_train_answer_with_adam_is_computed_in_its_pinned_convention(tmp_path):
+    """Keras' Adam and the reference in the Keras convention compute the answer; torch.optim.Adam
+    cannot compute the Keras convention, so it is skipped with the reason, not counted as a fault."""
+    [result] = check(tmp_path, key_text({"adam": ADAM_TRAIN})).values()
+    assert result.verdict == "unanswered", result.message
+    assert isinstance(result.by_framework["numpy"], dict) and isinstance(result.by_framework["keras"], dict)
+    assert result.by_framework["torch"].startswith("skipped: it cannot compute convention 'keras'")
+    assert result.spread < 1e-15
+    torch_key = key_text({"adam": ADAM_TRAIN.replace('"keras"', '"torch"')})
+    [torch_result] = check(tmp_path, torch_key, "torch.toml").values()
+    w_keras = result.by_framework["numpy"]["w"]
+    w_torch = torch_result.by_framework["numpy"]["w"]
+    assert torch_result.by_framework["keras"].startswith("skipped") and float(np.max(np.abs(w_keras - w_torch))) > 1e-9
+
+
+def test_a_train_answer_with_adam_must_pin_a_convention(tmp_path, capsys):
+    path = tmp_path / "key.toml"
+    path.write_text(key_text({"adam": ADAM_TRAIN.replace(', convention = "keras"', "")}))
+    assert main(["check", str(path)]) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nn-parity: error:")]
+    assert "adam" in error and "optimizer.convention" in error and "Adam epsilon placement" in error

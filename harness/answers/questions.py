@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import BadInput
-from harness.scenario import OPTIMIZER_OPTIONS, LayerSpec, Scenario, resolve
+from harness.errors import MISSING, BadInput
+from harness.conventions import difference, pinned
+from harness.scenario import LayerSpec, Scenario, parse_optimizer, resolve
 from harness.toml_fields import Table
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
@@ -240,9 +241,10 @@ def _gradient(t: Table, key_dir: Path) -> Gradient:
 def _train(t: Table, key_dir: Path) -> Train:
     g = _gradient(t, key_dir)
     opt = t.sub("optimizer")
-    name = opt.string("name", choices=tuple(OPTIMIZER_OPTIONS))
-    opt.check_keys({"name", "learning_rate", *OPTIMIZER_OPTIONS[name]})
-    opt.number("learning_rate", minimum=0.0)
+    spec = parse_optimizer(opt)
+    if difference(spec) is not None and pinned(spec) is None:
+        raise opt.error("convention", f"convention = \"keras\" or \"torch\": the answer depends on it "
+                                      f"({difference(spec)})", MISSING)
     raw_batch = t.data.get("batch_size", "full")
     batch_size = None if raw_batch == "full" else t.integer("batch_size", minimum=1)
     return Train(X=g.X, y=g.y, layers=g.layers, loss=g.loss, clip=g.clip, optimizer=dict(opt.data),
