@@ -14,33 +14,11 @@ from harness.diagnosis import diagnose
 from harness.errors import BadInput
 from harness.runner import run_scenario, with_convention
 from harness.scenario import parse_scenario
+from tests.test_report_diagnosis import SMALL_MLP
 
-SMALL_ADAM = """
-name = "small-adam"
-title = "A 3-4-1 tanh network trained by Adam for 20 full-batch steps"
-[data]
-generator = "teacher"
-n = 32
-seed = 1
-[[data.teacher]]
-kernel = [[0.5], [-0.3], [0.8]]
-bias = [0.1]
-[model]
-input_dim = 3
-[[model.layers]]
-units = 4
-activation = "tanh"
-kernel = [[0.1, -0.2, 0.3, 0.4], [0.5, 0.1, -0.3, 0.2], [-0.4, 0.3, 0.2, -0.1]]
-bias = [0.0, 0.1, -0.1, 0.05]
-[[model.layers]]
-units = 1
-kernel = [[0.3], [-0.2], [0.5], [0.1]]
-bias = [0.0]
-[training]
-loss = "mse"
-optimizer = { name = "adam", learning_rate = 0.01 }
-epochs = 20
-"""
+# The 3-4-1 tanh network of the diagnosis tests, trained by Adam (shuffled batches of 16, 20 steps).
+SMALL_ADAM = SMALL_MLP.replace('name = "small-mlp"', 'name = "small-adam"').replace(
+    'optimizer = { name = "sgd", learning_rate = 0.05 }', 'optimizer = { name = "adam", learning_rate = 0.01 }')
 
 
 def scenario(text: str = SMALL_ADAM, path: str = "small-adam.toml"):
