@@ -96,8 +96,9 @@ def loss_curves_png(result: ScenarioResult) -> bytes | None:
 
 def differences_png(result: ScenarioResult) -> bytes | None:
     """Per step, each pair's max |a - b| over loss and parameters (top) and the same in units
-    of the tolerance with the tolerance drawn at 1 (bottom); one column per dtype; log scales."""
-    dtypes = [d for d in result.dtypes if any(c.dtype == d for c in result.comparisons)]
+    of the tolerance with the tolerance drawn at 1 (bottom); one column per dtype; log scales.
+    None when nothing was compared step by step (a forward-only scenario has no steps)."""
+    dtypes = [d for d in result.dtypes if any(c.dtype == d and min(c.steps_a, c.steps_b) for c in result.comparisons)]
     if not dtypes:
         return None
     plt = _pyplot()

@@ -166,3 +166,16 @@ def test_rounded_inputs_widen_the_tolerance_by_the_propagated_uncertainty():
                           frameworks=("numpy",),
                           dtypes=("float64",))
     assert not strict.lab_checks[0].ok
+
+
+def test_a_forward_only_report_shows_the_outputs_and_draws_no_step_plots():
+    from harness.diagnosis import diagnose
+    from harness.report import scenario_files
+
+    result = run_scenario(parse(FORWARD))
+    files = scenario_files(result, diagnose(result))
+    assert set(files) == {"forward.md"}  # no steps: no loss curves, no per-step differences
+    text = files["forward.md"].decode()
+    assert "## Outputs of the last layer (float64)" in text and "forward-only scenario" in text
+    [row] = [line for line in text.splitlines() if line.startswith("| output layers.0 @ step final")]
+    assert "0.7310585786, 0.92414182" in row and row.rstrip(" |").endswith("matches")
