@@ -56,24 +56,28 @@ def _per_quantity(ta: Trajectory, tb: Trajectory, tol: Tolerance):
     n = min(ta.steps, tb.steps)
     pairs = [("loss", ta.losses[:n, None], tb.losses[:n, None])] if n else []
     pairs += [(k, ta.params[k][:n].reshape(n, -1), tb.params[k][:n].reshape(n, -1)) for k in ta.params if n]
-    rows = max(n, 1)
+    for name, a, b in pairs:
+        yield (name, *_step_maxima(a, b, tol))
     moments = [("start", ta.outputs_initial, tb.outputs_initial, 0)]
     if n:
         moments.append(("end", ta.outputs_final, tb.outputs_final, n - 1))
     for moment, outs_a, outs_b, step in moments:
         for i, (oa, ob) in enumerate(zip(outs_a, outs_b)):
-            a = np.zeros((rows, oa.size), dtype=np.float64)
-            b = np.zeros((rows, ob.size), dtype=np.float64)
-            a[step], b[step] = oa.ravel(), ob.ravel()
-            pairs.append((output_name(i, moment), a, b))
-    for name, a, b in pairs:
-        diff, _, _ = _diffs(a, b, tol)
-        with np.errstate(invalid="ignore", over="ignore"):
-            scale = np.maximum(np.abs(a), np.abs(b)).astype(np.float64)
-            allowed = tol.atol + tol.rtol * np.where(np.isfinite(scale), scale, 0.0)
-            used = np.where(diff == 0, 0.0, diff / np.where(allowed == 0, np.inf, allowed))
-        used = np.where((diff > 0) & (allowed == 0), np.inf, used)
-        yield name, diff.max(axis=1, initial=0.0), used.max(axis=1, initial=0.0)
+            diff, used = np.zeros(max(n, 1)), np.zeros(max(n, 1))
+            d, u = _step_maxima(oa.reshape(1, -1), ob.reshape(1, -1), tol)
+            diff[step], used[step] = d[0], u[0]
+            yield output_name(i, moment), diff, used
+
+
+def _step_maxima(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (step) of two (steps, elements) arrays: max |a - b| and max |a - b| / allowed."""
+    diff, _, _ = _diffs(a, b, tol)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = np.maximum(np.abs(a), np.abs(b)).astype(np.float64)
+        allowed = tol.atol + tol.rtol * np.where(np.isfinite(scale), scale, 0.0)
+        used = np.where(diff == 0, 0.0, diff / np.where(allowed == 0, np.inf, allowed))
+    used = np.where((diff > 0) & (allowed == 0), np.inf, used)
+    return diff.max(axis=1, initial=0.0), used.max(axis=1, initial=0.0)
 
 
 def difference_per_step(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> tuple[np.ndarray, np.ndarray]:
