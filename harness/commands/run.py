@@ -1,15 +1,17 @@
-"""``nn-parity run NAME|FILE``: run one scenario, print the agreement table and final parameters."""
+"""``nn-parity run NAME|FILE``: run a scenario (each variant of a file), print the agreement table and the
+final parameters or outputs."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from harness.adapters import FRAMEWORKS
-from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE, BadInput
+from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
 from harness.results_json import write_json, write_json_many
 from harness.runner import run_scenario
 from harness.scenario import DTYPES, resolve_all
-from harness.tables import accuracy_table, agreement_table, final_params_table, lab_table, markdown, outputs_table, runs_table
+from harness.tables import (accuracy_table, agreement_table, final_params_table, lab_table, markdown, outputs_table,
+                            runs_table)
 
 
 def frameworks_arg(text: str) -> tuple[str, ...]:
