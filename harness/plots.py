@@ -14,9 +14,12 @@ from harness.runner import ScenarioResult
 
 FIGSIZE = (9.0, 4.2)  # inches per row of panels; at DPI 100 the PNG is 900 px wide
 DPI = 100
-COLOURS = {"numpy": "tab:blue", "keras": "tab:red", "torch": "tab:green"}
-# Overlaid curves that coincide stay visible: a wide solid line under narrower dashed/dotted ones.
-STYLES = {"numpy": ("-", 4.0), "keras": ("--", 2.2), "torch": (":", 1.6)}
+COLOURS = {"numpy": "tab:blue", "numpy[keras]": "tab:blue", "numpy[torch]": "tab:purple",
+           "keras": "tab:red", "torch": "tab:green"}
+# Overlaid curves that coincide stay visible: wide solid lines under narrower dashed/dotted ones
+# (the reference in two optimizer conventions: the widest under a narrower solid line).
+STYLES = {"numpy": ("-", 4.0), "numpy[keras]": ("-", 5.0), "numpy[torch]": ("-", 3.2),
+          "keras": ("--", 2.2), "torch": (":", 1.6)}
 PAIR_COLOURS = ("tab:purple", "tab:orange", "tab:brown", "tab:gray", "tab:olive", "tab:cyan")
 PAIR_STYLES = (("-", 3.5), ("--", 2.2), (":", 1.6))
 
