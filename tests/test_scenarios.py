@@ -56,16 +56,24 @@ WIDTHS = ["one-hidden-layer-width-2", "one-hidden-layer-width-4", "one-hidden-la
 
 @pytest.mark.parametrize("name", WIDTHS)
 def test_all_ones_hidden_units_stay_identical(result_of, name):
-    """Every hidden unit's kernel column, bias and outgoing weight equal the first unit's,
-    bit for bit, at every step, in every implementation and dtype."""
+    """Every hidden unit's kernel column, bias and outgoing weight equal the first unit's at every
+    step: bit for bit in the reference and Keras, in every dtype. torch's vectorised CPU kernels
+    may round the columns of a wide layer differently (measured on an AVX-512 CPU: width 16 in
+    float64 parts by 2.5e-14 from step 3, width <= 8 stays bitwise), so torch's units must agree
+    within the dtype's parity tolerance instead: symmetric up to rounding, never broken."""
     result = result_of(name)
     for (framework, dtype), run in result.runs.items():
         assert run.status == "ok", run.message
         kernel, bias = run.params["layers.0.kernel"], run.params["layers.0.bias"]
         out = run.params["layers.1.kernel"]
-        assert np.array_equal(kernel, np.broadcast_to(kernel[:, :, :1], kernel.shape)), (framework, dtype)
-        assert np.array_equal(bias, np.broadcast_to(bias[:, :1], bias.shape)), (framework, dtype)
-        assert np.array_equal(out, np.broadcast_to(out[:, :1, :], out.shape)), (framework, dtype)
+        tol = result.scenario.tolerances[dtype]
+        for value, first in ((kernel, kernel[:, :, :1]), (bias, bias[:, :1]), (out, out[:, :1, :])):
+            first = np.broadcast_to(first, value.shape)
+            if framework == "torch":
+                allowed = tol.atol + tol.rtol * np.maximum(np.abs(value), np.abs(first))
+                assert np.all(np.abs(value - first) <= allowed), (framework, dtype)
+            else:
+                assert np.array_equal(value, first), (framework, dtype)
 
 
 def test_width_does_not_help_a_symmetric_network(result_of):
