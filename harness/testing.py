@@ -9,8 +9,9 @@
 """
 from __future__ import annotations
 
-from harness.audit import ATOL, RTOL, AuditResult, Backward, audit_gradients, audit_text
-from harness.scenario import Scenario, resolve
+from harness.answers.audit import ATOL, RTOL, AuditResult, Backward, audit_gradients, audit_text
+from harness.spec.catalogue import resolve
+from harness.spec.scenario import Scenario
 
 
 def assert_gradients_match(fn: Backward, scenario: Scenario | str, *, rtol: float = RTOL,
@@ -18,7 +19,7 @@ def assert_gradients_match(fn: Backward, scenario: Scenario | str, *, rtol: floa
     """Fail (``AssertionError`` with the audit table) unless ``fn`` returns the gradient of every parameter.
 
     ``fn(params, X, y)`` gets the scenario's initial parameters (reference layout) and its
-    first batch; see ``harness.audit`` for the comparison and the tolerance.
+    first batch; see ``harness.answers.audit`` for the comparison and the tolerance.
     """
     resolved = resolve(scenario) if isinstance(scenario, str) else scenario
     result = audit_gradients(fn, resolved, function_name=getattr(fn, "__name__", "backward"), rtol=rtol, atol=atol)

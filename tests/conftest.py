@@ -8,8 +8,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from harness.runner import ScenarioResult, run_scenario  # noqa: E402
-from harness.scenario import catalogue_scenarios  # noqa: E402
+from harness.run.runner import ScenarioResult, run_scenario  # noqa: E402
+from harness.spec.catalogue import catalogue_scenarios  # noqa: E402
 
 CATALOGUE = catalogue_scenarios()
 CATALOGUE_BY_NAME = {s.name: s for s in CATALOGUE}

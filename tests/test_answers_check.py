@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from harness.answers.key_file import load_key
-from harness.answers.printed import parse_printed
+from harness.judge.printed import parse_printed
 from harness.answers.verdicts import AnswerResult, _agreement, check_entry
-from harness.cli import main
-from harness.scenario import DEFAULT_TOLERANCES
+from harness.commands.cli import main
+from harness.judge.tolerance import DEFAULT_TOLERANCES
 
 NETWORK = """X = [[0.29, 0.11, 0.80]]
 layers = [
@@ -227,7 +227,7 @@ def test_rtol_atol_override_the_printed_precision(tmp_path):
 
 
 def test_a_scenario_file_is_resolved_relative_to_the_key(tmp_path):
-    from harness.scenario import catalogue
+    from harness.spec.catalogue import catalogue
 
     source = next(p for p in catalogue() if p.stem == "softmax-classifier")
     (tmp_path / "classifier.toml").write_text(source.read_text())

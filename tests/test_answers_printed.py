@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.answers.printed import PrintedError, format_like, numpy_print, parse_printed
+from harness.judge.printed import PrintedError, format_like, numpy_print, parse_printed
 
 # text -> (values, half-unit per element, notation)
 STYLES = {

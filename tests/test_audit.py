@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.audit import audit_gradients, load_function
-from harness.cli import main
+from harness.answers.audit import audit_gradients, load_function
+from harness.commands.cli import main
 from harness.errors import BadInput
-from harness.scenario import resolve
+from harness.spec.catalogue import resolve
 from harness.testing import assert_gradients_match
 
 AUDITS = Path(__file__).resolve().parent.parent / "scenarios" / "keys" / "audits"

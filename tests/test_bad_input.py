@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 
 VALID = """
 name = "tiny"

@@ -5,14 +5,14 @@ import json
 import subprocess
 import sys
 
-import harness.adapters.torch_eager as torch_adapter
-from harness.cli import main
-from harness.runner import run_scenario
+import harness.run.adapters.torch_eager as torch_adapter
+from harness.commands.cli import main
+from harness.run.runner import run_scenario
 from tests.conftest import CATALOGUE_BY_NAME
 
 
 def test_list_imports_no_framework():
-    code = ("import sys; from harness.cli import main; main(['list']); "
+    code = ("import sys; from harness.commands.cli import main; main(['list']); "
             "assert not {'tensorflow', 'keras', 'torch'} & set(sys.modules), sorted(sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     for name in ("sigmoid-exponential", "softmax-classifier", "minibatch-regression"):
@@ -43,7 +43,8 @@ def test_run_exits_1_when_a_pair_disagrees(tmp_path, capsys):
     """A scenario whose float64 tolerance is set below what the arithmetic allows must be reported."""
     src = CATALOGUE_BY_NAME["sigmoid-exponential"].path.read_text()
     path = tmp_path / "too-tight.toml"
-    path.write_text(src.replace("[[lab_values]]", "[tolerance]\nfloat64 = { rtol = 0.0, atol = 0.0 }\n\n[[lab_values]]", 1)
+    assert src.count("[tolerance]\n") == 1
+    path.write_text(src.replace("[tolerance]\n", "[tolerance]\nfloat64 = { rtol = 0.0, atol = 0.0 }\n", 1)
                     .replace("epochs = 5000", "epochs = 50"))
     code = main(["run", str(path), "--frameworks", "numpy,torch", "--dtype", "float64", "--quiet"])
     out = capsys.readouterr().out

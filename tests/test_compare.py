@@ -6,11 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.adapters import run_framework
-from harness.compare import compare
-from harness.plan import make_plan
-from harness.scenario import Tolerance
-from harness.trajectory import Trajectory
+from harness.run.adapters import run_framework
+from harness.judge.compare import compare
+from harness.run.plan import make_plan
+from harness.judge.tolerance import Tolerance
+from harness.run.trajectory import Trajectory
 from tests.conftest import CATALOGUE_BY_NAME
 
 TIGHT = Tolerance(rtol=1e-12, atol=1e-14)

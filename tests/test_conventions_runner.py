@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.diagnosis import diagnose
+from harness.commands.cli import main
+from harness.judge.diagnosis import diagnose
 from harness.errors import BadInput
-from harness.runner import run_scenario, with_convention
-from harness.scenario import parse_scenario
+from harness.run.runner import run_scenario, with_convention
+from harness.spec.scenario import parse_scenario
 from tests.test_report_diagnosis import SMALL_MLP
 
 # The 3-4-1 tanh network of the diagnosis tests, trained by Adam (shuffled batches of 16, 20 steps).

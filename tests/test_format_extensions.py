@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from harness.errors import BadInput
-from harness.runner import run_scenario
-from harness.scenario import load_scenarios, parse_scenario
+from harness.run.runner import run_scenario
+from harness.spec.scenario import load_scenarios, parse_scenario
 
 FORWARD = """
 name = "forward"
@@ -169,8 +169,8 @@ def test_rounded_inputs_widen_the_tolerance_by_the_propagated_uncertainty():
 
 
 def test_a_forward_only_report_shows_the_outputs_and_draws_no_step_plots():
-    from harness.diagnosis import diagnose
-    from harness.report import scenario_files
+    from harness.judge.diagnosis import diagnose
+    from harness.render.report import scenario_files
 
     result = run_scenario(parse(FORWARD))
     files = scenario_files(result, diagnose(result))

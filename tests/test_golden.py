@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.adapters import run_framework
-from harness.lab_values import check_lab_value, check_lab_values
-from harness.runner import with_convention
-from harness.plan import make_plan
+from harness.run.adapters import run_framework
+from harness.judge.lab_values import check_lab_value, check_lab_values
+from harness.run.runner import with_convention
+from harness.run.plan import make_plan
 from tests.conftest import CATALOGUE, CATALOGUE_BY_NAME
 
 CASES = [pytest.param(s.name, i, id=f"{s.name}[{lab.what}-{lab.param or f'layer{lab.layer}' if lab.layer is not None else lab.param or 'output'}-step{lab.step}-{lab.dtype}-{i}]")

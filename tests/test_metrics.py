@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.adapters.numpy_reference import build_network
-from harness.metrics import accuracy, evaluate
+from harness.run.adapters.numpy_reference import build_network
+from harness.judge.metrics import accuracy, evaluate
 from tests.conftest import CATALOGUE_BY_NAME
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.adapters import keras_tf, numpy_reference, torch_eager
-from harness.conventions import CONVENTIONS, check_expressible, difference, native_convention, pinned
+from harness.run.adapters import keras_tf, numpy_reference, torch_eager
+from harness.spec.conventions import CONVENTIONS, check_expressible, difference, native_convention, pinned
 from harness.errors import BadInput
-from harness.plan import make_plan
-from harness.scenario import DEFAULT_TOLERANCES, OptimizerSpec, Tolerance, parse_scenario
+from harness.run.plan import make_plan
+from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
+from harness.spec.scenario import OptimizerSpec, parse_scenario
 from reference.optimizers import DEFAULTS, SGD, Adam, RMSprop, hyperparameters, make_optimizer
 
 CONFIGS: dict[str, tuple[str, dict]] = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.adapters import FRAMEWORKS
-from harness.runner import implementations, pairs_of
-from harness.scenario import DTYPES
+from harness.run.adapters import FRAMEWORKS
+from harness.run.runner import implementations, pairs_of
+from harness.spec.scenario import DTYPES
 from tests.conftest import CATALOGUE
 
 
@@ -17,7 +17,7 @@ def _labels(scenario) -> list[str]:
 
 def _native(label: str, scenario) -> str:
     """The convention each label runs, as the runner will record it (for the pair list only)."""
-    from harness.conventions import native_convention
+    from harness.spec.conventions import native_convention
 
     if label.startswith("numpy["):
         return label[len("numpy["):-1]

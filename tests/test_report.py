@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-import harness.report
-from harness.cli import main
-from harness.diagnosis import diagnose
-from harness.report import index_markdown, read_summary, scenario_files, summary, write_files_atomic
-from harness.runner import run_scenario
-from harness.scenario import parse_scenario
+import harness.render.report
+from harness.commands.cli import main
+from harness.judge.diagnosis import diagnose
+from harness.render.report import index_markdown, read_summary, scenario_files, summary, write_files_atomic
+from harness.run.runner import run_scenario
+from harness.spec.scenario import parse_scenario
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -164,7 +164,7 @@ def test_failed_report_keeps_previous(tiny_file, tmp_path, monkeypatch, capsys):
     def broken(result):
         raise RuntimeError("plotting failed")
 
-    monkeypatch.setattr(harness.report, "differences_png", broken)
+    monkeypatch.setattr(harness.render.report, "differences_png", broken)
     assert report(tiny_file, out, "--quiet") == 1
     assert "tiny-mlp: report not written, the previous one is kept (RuntimeError: plotting failed)" in \
         capsys.readouterr().err

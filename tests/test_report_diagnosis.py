@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.adapters import adapter
-from harness.diagnosis import (DRIFT_FRACTION, NO_CAUSE, R_EPSILON, R_THRESHOLD, closest_approach, diagnose,
+from harness.run.adapters import adapter
+from harness.judge.diagnosis import (DRIFT_FRACTION, NO_CAUSE, R_EPSILON, R_THRESHOLD, closest_approach, diagnose,
                                stage_differences)
-from harness.plan import make_plan
-from harness.runner import run_scenario
-from harness.scenario import Scenario, Tolerance, parse_scenario
-from harness.trajectory import trace_stages
+from harness.run.plan import make_plan
+from harness.run.runner import run_scenario
+from harness.judge.tolerance import Tolerance
+from harness.spec.scenario import Scenario, parse_scenario
+from harness.run.trajectory import trace_stages
 
 # A sigmoid neuron saturated on its first sample (z = -20, p = 2e-9 against y = 1), so the
 # cross-entropy guard matters from step 0: Keras' clip moves p up to 1e-7. (Saturated the

@@ -6,9 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.adapters import FRAMEWORKS, run_framework
-from harness.plan import make_plan
-from harness.scenario import DTYPES
+from harness.run.adapters import FRAMEWORKS, run_framework
+from harness.run.plan import make_plan
+from harness.spec.scenario import DTYPES
 from tests.conftest import CATALOGUE_BY_NAME
 
 # --- minibatch-diverging -------------------------------------------------------------
@@ -87,7 +87,7 @@ def test_the_report_draws_a_run_that_overflows(result_of):
     axis overflows placing ticks that high (it used to fall back to a [1, 10] axis)."""
     import warnings
 
-    from harness.plots import beyond_log_axis, differences_png, loss_curves_png
+    from harness.render.plots import beyond_log_axis, differences_png, loss_curves_png
 
     result = result_of("minibatch-diverging")
     assert beyond_log_axis([result.runs[("numpy", "float64")].losses])

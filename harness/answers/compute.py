@@ -4,8 +4,8 @@ Single computations (dense, activation, network, loss) build the model with the
 adapters' builders (``build_model``, ``set_params``, ``build_loss``) and run one
 forward pass; an activation of ``z`` is a bias-free dense layer with the identity
 kernel (``z @ I = z`` exactly). Gradient, train and scenario answers are training
-runs: an in-memory scenario goes through ``harness.plan`` and every adapter
-(``harness.runner.run_scenario``), exactly as ``nn-parity run`` does.
+runs: an in-memory scenario goes through ``harness.run.plan`` and every adapter
+(``harness.run.runner.run_scenario``), exactly as ``nn-parity run`` does.
 
 The result of one framework is ``{part: array}`` or an error message (a crash is a
 result to report, not a harness failure).
@@ -16,19 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.adapters import FRAMEWORKS, adapter
+from harness.run.adapters import FRAMEWORKS, adapter
 from harness.answers.questions import (
     Activation, Dense, Gradient, Loss, Network, Question, ScenarioQuestion, Train, epochs_for, param_labels, parts,
 )
-from harness.lab_values import computed_value
-from harness.plan import TrainingPlan
-from harness.conventions import check_expressible
+from harness.judge.lab_values import computed_value
+from harness.run.plan import TrainingPlan
+from harness.spec.conventions import check_expressible
 from harness.errors import BadInput
-from harness.runner import reference_label, run_scenario
-from harness.scenario import (
-    DEFAULT_TOLERANCES, DataSpec, LabValue, LayerSpec, OptimizerSpec, Scenario, TrainingSpec,
+from harness.run.runner import reference_label, run_scenario
+from harness.judge.tolerance import DEFAULT_TOLERANCES
+from harness.spec.data import DataSpec
+from harness.spec.scenario import (
+    LabValue, LayerSpec, OptimizerSpec, Scenario, TrainingSpec,
 )
-from harness.trajectory import Trajectory
+from harness.run.trajectory import Trajectory
 
 Values = dict[str, np.ndarray]
 DTYPE = "float64"
@@ -84,11 +86,11 @@ def forward(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray) -> np.
     scenario = in_memory_scenario(input_dim=X.shape[1], layers=layers, X=X, y=None)
     params = layer_params(layers)
     if framework == "numpy":
-        from harness.adapters.numpy_reference import build_network
+        from harness.run.adapters.numpy_reference import build_network
 
         return build_network(scenario).predict(X, params)
     if framework == "keras":
-        from harness.adapters.keras_tf import build_model, floatx, import_keras, set_params
+        from harness.run.adapters.keras_tf import build_model, floatx, import_keras, set_params
 
         _, keras = import_keras()
         with floatx(keras, DTYPE):
@@ -97,7 +99,7 @@ def forward(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray) -> np.
             return np.asarray(model(X))
     import torch
 
-    from harness.adapters.torch_eager import build_model, set_params
+    from harness.run.adapters.torch_eager import build_model, set_params
 
     model, linears = build_model(torch, scenario, torch.float64)
     set_params(torch, linears, params)
@@ -154,14 +156,14 @@ def _loss(q: Loss, framework: str) -> np.ndarray:
 
         return get_loss(q.loss).value(q.y_true, q.y_pred, clip=q.clip)
     if framework == "keras":
-        from harness.adapters.keras_tf import build_loss, floatx, import_keras
+        from harness.run.adapters.keras_tf import build_loss, floatx, import_keras
 
         tf, keras = import_keras()
         with floatx(keras, DTYPE):
             return np.asarray(build_loss(keras, q.loss, q.clip)(tf.constant(q.y_true), tf.constant(q.y_pred)))
     import torch
 
-    from harness.adapters.torch_eager import build_loss
+    from harness.run.adapters.torch_eager import build_loss
 
     with torch.no_grad():
         return build_loss(torch, q.loss, q.clip)(torch.from_numpy(q.y_pred), torch.from_numpy(q.y_true)).numpy()

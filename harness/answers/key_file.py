@@ -22,10 +22,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.answers.printed import Printed, PrintedError, parse_printed
+from harness.judge.printed import Printed, PrintedError, parse_printed
 from harness.answers.questions import KINDS, Question, ScenarioQuestion, part_shape, parse_question, parts
 from harness.errors import BadInput
-from harness.toml_fields import Table
+from harness.spec.fields import Table
 
 TOP_KEYS = {"title", "source", "defaults", "answer"}
 SETTINGS = {"rtol", "atol", "printed_precision", "inputs_rounded_to"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.answers.printed import Printed
+from harness.judge.printed import Printed
 from harness.answers.questions import Activation, Dense, Loss, Network, Question, ScenarioQuestion
 
 _RANGES = {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, np.inf),

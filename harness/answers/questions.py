@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import MISSING, BadInput
-from harness.conventions import difference, pinned
-from harness.scenario import LayerSpec, Scenario, parse_optimizer, resolve
-from harness.toml_fields import Table
+from harness.spec.conventions import difference, pinned
+from harness.spec.catalogue import resolve
+from harness.spec.scenario import LayerSpec, Scenario, parse_optimizer
+from harness.spec.fields import Table
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
 
@@ -307,7 +308,7 @@ def part_shape(question: Question, part: str) -> tuple[int, ...]:
     if question.quantity in ("params", "gradient"):
         return sc.param_shapes()[reference_name(question, part)]
     if question.quantity == "output":
-        from harness.data import make_data
+        from harness.spec.data import make_data
 
         return (make_data(sc.data)[0].shape[0], sc.layers[-1].units)
     return ()

@@ -21,7 +21,7 @@ from harness.answers.compute import identity_layer, in_memory_scenario, run_scen
 from harness.answers.questions import (
     Activation, Dense, Gradient, Loss, Network, Question, ScenarioQuestion, Train, param_labels,
 )
-from harness.scenario import LayerSpec
+from harness.spec.scenario import LayerSpec
 
 
 def input_names(question: Question) -> list[str]:
@@ -84,7 +84,7 @@ def propagated(question: Question, rounded: int | dict[str, int]) -> dict[str, n
 
 
 def _torch_answer(torch, question: Question) -> Callable:
-    from harness.adapters.torch_eager import build_loss
+    from harness.run.adapters.torch_eager import build_loss
 
     if isinstance(question, Dense):
         units = question.w.shape[1]
@@ -121,7 +121,7 @@ def _torch_answer(torch, question: Question) -> Callable:
         return lambda v: gradient({k: v[k] for k in labels}, v["X"], v["y"])
     if question.optimizer["name"] != "sgd":
         raise ValueError("inputs_rounded_to on a train answer is implemented for sgd")
-    from harness.plan import make_plan
+    from harness.run.plan import make_plan
 
     plan = make_plan(run_scenario_of(question), "float64")
     lr = float(question.optimizer["learning_rate"])
@@ -139,7 +139,7 @@ def _torch_answer(torch, question: Question) -> Callable:
 
 def _functional(torch, layers: tuple[LayerSpec, ...], input_dim: int) -> Callable:
     """``f(params by label in the reference layout, X) -> output`` through the torch adapter's model."""
-    from harness.adapters.torch_eager import build_model
+    from harness.run.adapters.torch_eager import build_model
 
     scenario = in_memory_scenario(input_dim=input_dim, layers=layers, X=np.zeros((1, input_dim)), y=None)
     model, linears = build_model(torch, scenario, torch.float64)
@@ -153,7 +153,7 @@ def _functional(torch, layers: tuple[LayerSpec, ...], input_dim: int) -> Callabl
             targets[label] = (module_name[id(p)], name.endswith("kernel"))
 
     def f(params, X):
-        # the reference kernel (n_in, n_out) is torch's weight transposed (harness.layout)
+        # the reference kernel (n_in, n_out) is torch's weight transposed (harness.run.layout)
         mapping = {m: (params[label].T if is_kernel else params[label]) for label, (m, is_kernel) in targets.items()
                    if label in params}
         return torch.func.functional_call(model, mapping, (X,))

@@ -28,10 +28,10 @@ import numpy as np
 from harness.answers.compute import Values, compute_all
 from harness.answers.key_file import Answer, Malformed
 from harness.answers.plausibility import degenerate, implausible
-from harness.answers.printed import Printed, format_like, numpy_print
+from harness.judge.printed import Printed, format_like, numpy_print
 from harness.answers.questions import ScenarioQuestion
-from harness.adapters import FRAMEWORKS
-from harness.scenario import DEFAULT_TOLERANCES, Tolerance
+from harness.run.adapters import FRAMEWORKS
+from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
 
 CORRECT, WRONG, UNANSWERED, IMPLAUSIBLE = "correct", "wrong", "unanswered", "implausible"
 HARNESS_FAULT, NOT_REPRODUCIBLE, MALFORMED = "harness-fault", "not-reproducible", "malformed"

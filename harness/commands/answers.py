@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.adapters import FRAMEWORKS
+from harness.run.adapters import FRAMEWORKS
 from harness.answers.fill import filled_text
 from harness.answers.key_file import Answer, load_key
 from harness.answers.verdicts import HARNESS_FAULT, MALFORMED, UNANSWERED, AnswerResult, check_entry

@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from harness.audit import ATOL, RTOL, audit_gradients, audit_text, load_function
+from harness.answers.audit import ATOL, RTOL, audit_gradients, audit_text, load_function
 from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
-from harness.scenario import resolve
+from harness.spec.catalogue import resolve
 
 
 def register(subparsers) -> None:

@@ -8,10 +8,10 @@ import sys
 
 import pandas as pd
 
-from harness.adapters import FRAMEWORKS, adapter
-from harness.bench import time_fit_baseline, time_runs
-from harness.results_json import write_text_atomic
-from harness.scenario import resolve
+from harness.run.adapters import FRAMEWORKS, adapter
+from harness.run.bench import time_fit_baseline, time_runs
+from harness.render.results_json import write_text_atomic
+from harness.spec.catalogue import resolve
 
 
 def register(subparsers) -> None:

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness.adapters import FRAMEWORKS
+from harness.run.adapters import FRAMEWORKS
 from harness.answers.key_file import load_key
 from harness.answers.output import exit_code, markdown_report, result_json, summary_table
 from harness.answers.verdicts import check_entry

@@ -6,7 +6,8 @@ import argparse
 import pandas as pd
 
 from harness.errors import BadInput
-from harness.scenario import catalogue, load_scenarios
+from harness.spec.catalogue import catalogue
+from harness.spec.scenario import load_scenarios
 
 
 def register(subparsers) -> None:

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
-from harness.diagnosis import diagnose
-from harness.report import index_markdown, read_summary, scenario_files, summary, timings_text, write_files_atomic
-from harness.runner import run_scenario
-from harness.scenario import catalogue_scenarios, resolve_all
+from harness.judge.diagnosis import diagnose
+from harness.render.report import index_markdown, read_summary, scenario_files, summary, timings_text, write_files_atomic
+from harness.run.runner import run_scenario
+from harness.spec.catalogue import catalogue_scenarios, resolve_all
 
 
 def register(subparsers) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.adapters import FRAMEWORKS
+from harness.run.adapters import FRAMEWORKS
 from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
-from harness.results_json import write_json, write_json_many
-from harness.runner import run_scenario
-from harness.scenario import DTYPES, resolve_all
-from harness.tables import (accuracy_table, agreement_table, final_params_table, lab_table, markdown, outputs_table,
+from harness.render.results_json import write_json, write_json_many
+from harness.run.runner import run_scenario
+from harness.spec.catalogue import resolve_all
+from harness.spec.scenario import DTYPES
+from harness.render.tables import (accuracy_table, agreement_table, final_params_table, lab_table, markdown, outputs_table,
                             runs_table)
 
 

@@ -1,7 +1,7 @@
 """PyTorch: ``nn.Linear`` layers, ``torch.optim``, autograd, an eager loop.
 
 torch keeps ``Linear.weight`` as ``(n_out, n_in)``; conversions go through
-``harness.layout``. Parameters are recorded in the reference layout.
+``harness.run.layout``. Parameters are recorded in the reference layout.
 """
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.conventions import check_expressible, native_convention
-from harness.layout import kernel_from_torch, kernel_to_torch
-from harness.plan import TrainingPlan
-from harness.trajectory import Trajectory, TrajectoryRecorder, should_stop
+from harness.spec.conventions import check_expressible, native_convention
+from harness.run.layout import kernel_from_torch, kernel_to_torch
+from harness.run.plan import TrainingPlan
+from harness.run.trajectory import Trajectory, TrajectoryRecorder, should_stop
 from reference.optimizers import hyperparameters
 
 _KERAS_EPSILON = 1e-7
@@ -198,7 +198,7 @@ def _ref(name: str, tensor) -> np.ndarray:
 
 def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
     """Replay steps ``0 .. step-1`` as ``run`` does (so the optimizer state is the run's), then
-    record step ``step`` stage by stage in the reference layout (``harness.trajectory.trace_stages``)."""
+    record step ``step`` stage by stage in the reference layout (``harness.run.trajectory.trace_stages``)."""
     import torch
 
     torch.use_deterministic_algorithms(True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from harness.adapters import adapter
-from harness.plan import make_plan
-from harness.scenario import Scenario
+from harness.run.adapters import adapter
+from harness.run.plan import make_plan
+from harness.spec.scenario import Scenario
 
 
 def time_runs(scenario: Scenario, *, frameworks: tuple[str, ...], dtype: str, repeat: int,
@@ -35,7 +35,7 @@ def time_runs(scenario: Scenario, *, frameworks: tuple[str, ...], dtype: str, re
 
 def time_fit_baseline(scenario: Scenario, *, dtype: str) -> float:
     """``model.compile(optimizer, loss); model.fit(X, y, epochs=E, batch_size=B, shuffle=False)``."""
-    from harness.adapters.keras_tf import build_model, build_optimizer, floatx, import_keras, set_params
+    from harness.run.adapters.keras_tf import build_model, build_optimizer, floatx, import_keras, set_params
 
     _, keras = import_keras()
     plan = make_plan(scenario, dtype)

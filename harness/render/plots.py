@@ -9,8 +9,8 @@ import io
 
 import numpy as np
 
-from harness.diagnosis import difference_per_step
-from harness.runner import ScenarioResult
+from harness.judge.diagnosis import difference_per_step
+from harness.run.runner import ScenarioResult
 
 FIGSIZE = (9.0, 4.2)  # inches per row of panels; at DPI 100 the PNG is 900 px wide
 DPI = 100

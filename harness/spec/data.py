@@ -9,12 +9,24 @@ draws the same stream.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from harness.toml_fields import Table
+from harness.spec.fields import Table
+from reference.activations import ACTIVATIONS
+from reference.layers import Dense
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Inline ``X`` (and ``y``), or a generator's name and its checked options."""
+
+    X: np.ndarray | None = None
+    y: np.ndarray | None = None
+    generator: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -32,8 +44,6 @@ class Generator:
 # a = activation(a @ kernel + bias) with an optional bias.
 
 def _check_teacher(t: Table, input_dim: int) -> dict[str, Any]:
-    from reference.activations import ACTIVATIONS
-
     t.check_keys({"generator", "n", "seed", "X", "teacher"})
     opts: dict[str, Any] = {"input_dim": input_dim}
     if t.has("X"):
@@ -62,8 +72,6 @@ def _check_teacher(t: Table, input_dim: int) -> dict[str, Any]:
 
 
 def _make_teacher(opts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    from reference.layers import Dense
-
     if "X" in opts:
         X = opts["X"]
     else:
@@ -174,10 +182,8 @@ GENERATORS: dict[str, Generator] = {
 }
 
 
-def check_data_spec(t: Table, *, input_dim: int, needs_targets: bool = True):
+def check_data_spec(t: Table, *, input_dim: int, needs_targets: bool = True) -> DataSpec:
     """``needs_targets``: a training scenario needs y; a forward-only one may omit it."""
-    from harness.scenario import DataSpec
-
     if t.has("generator"):
         name = t.string("generator", choices=tuple(GENERATORS))
         return DataSpec(generator=name, options=GENERATORS[name].check(t, input_dim))
@@ -193,21 +199,21 @@ def check_data_spec(t: Table, *, input_dim: int, needs_targets: bool = True):
     return DataSpec(X=X, y=y)
 
 
-def make_data(spec) -> tuple[np.ndarray, np.ndarray]:
+def make_data(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) in float64."""
     if spec.generator is None:
         return spec.X, spec.y
     return GENERATORS[spec.generator].make(spec.options)
 
 
-def make_splits(spec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def make_splits(spec: DataSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The held-out evaluation splits in float64 (``{}`` when the data has none)."""
     if spec.generator is None or GENERATORS[spec.generator].held_out is None:
         return {}
     return GENERATORS[spec.generator].held_out(spec.options)
 
 
-def describe_data(spec) -> str:
+def describe_data(spec: DataSpec) -> str:
     if spec.generator is None:
         targets = f"y {spec.y.shape[0]} x {spec.y.shape[1]}" if spec.y.shape[1] else "no targets"
         return f"inline, X {spec.X.shape[0]} x {spec.X.shape[1]}, {targets}"

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.data import make_data, make_splits
-from harness.initializers import initial_params
-from harness.scenario import Scenario
+from harness.spec.data import make_data, make_splits
+from harness.spec.initializers import draw
+from harness.spec.scenario import Scenario
+from reference.network import bias_name, kernel_name
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,25 @@ def make_plan(scenario: Scenario, dtype: str) -> TrainingPlan:
         orders=orders, bounds=bounds,
         splits={name: (Xs.astype(cast), ys.astype(cast)) for name, (Xs, ys) in make_splits(scenario.data).items()},
     )
+
+
+def initial_params(scenario: Scenario) -> dict[str, np.ndarray]:
+    """Initial parameters in float64, in the reference layout, named ``layers.<i>.kernel|bias``:
+    the file's arrays, else its initializers' draws (a bias defaults to zeros)."""
+    shapes = scenario.param_shapes()
+    params: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(scenario.layers):
+        k, b = kernel_name(i), bias_name(i)
+        if layer.kernel is not None:
+            params[k] = layer.kernel.copy()
+        else:
+            assert layer.kernel_initializer is not None  # the loader requires one of the two
+            params[k] = draw(layer.kernel_initializer, shapes[k])
+        if layer.use_bias:
+            if layer.bias is not None:
+                params[b] = layer.bias.copy()
+            elif layer.bias_initializer is not None:
+                params[b] = draw(layer.bias_initializer, shapes[b])
+            else:
+                params[b] = np.zeros(shapes[b])
+    return params

@@ -5,11 +5,20 @@ draw uses its own ``np.random.default_rng(seed)``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from harness.toml_fields import Table
+from harness.spec.fields import Table
+
+
+@dataclass(frozen=True)
+class Initializer:
+    """An initializer's name and its options (``seed`` and the draw's own)."""
+
+    name: str
+    options: dict[str, Any]
 
 
 def _constant(shape: tuple[int, ...], opts: dict[str, Any], rng: np.random.Generator | None) -> np.ndarray:
@@ -42,9 +51,7 @@ INITIALIZERS: dict[str, tuple[Callable, set[str], bool]] = {
 }
 
 
-def check_initializer(layer: Table, key: str):
-    from harness.scenario import Initializer
-
+def check_initializer(layer: Table, key: str) -> Initializer:
     t = layer.sub(key)
     name = t.string("name", choices=tuple(INITIALIZERS))
     _, options, needs_seed = INITIALIZERS[name]
@@ -57,24 +64,7 @@ def check_initializer(layer: Table, key: str):
     return Initializer(name=name, options={k: v for k, v in t.data.items() if k != "name"})
 
 
-def draw(init, shape: tuple[int, ...]) -> np.ndarray:
+def draw(init: Initializer, shape: tuple[int, ...]) -> np.ndarray:
     fn, _, needs_seed = INITIALIZERS[init.name]
     rng = np.random.default_rng(init.options["seed"]) if needs_seed else None
     return fn(shape, init.options, rng).astype(np.float64)
-
-
-def initial_params(scenario) -> dict[str, np.ndarray]:
-    """Initial parameters in float64, in the reference layout, named ``layers.<i>.kernel|bias``."""
-    shapes = scenario.param_shapes()
-    params: dict[str, np.ndarray] = {}
-    for i, layer in enumerate(scenario.layers):
-        k, b = f"layers.{i}.kernel", f"layers.{i}.bias"
-        params[k] = layer.kernel.copy() if layer.kernel is not None else draw(layer.kernel_initializer, shapes[k])
-        if layer.use_bias:
-            if layer.bias is not None:
-                params[b] = layer.bias.copy()
-            elif layer.bias_initializer is not None:
-                params[b] = draw(layer.bias_initializer, shapes[b])
-            else:
-                params[b] = np.zeros(shapes[b])
-    return params

@@ -1,7 +1,7 @@
 """Run a scenario in every requested implementation and dtype, then compare the pairs.
 
 Implementations are labelled by framework (``numpy``, ``keras``, ``torch``). When the
-scenario's optimizer computes different arithmetic in Keras and torch (``harness.conventions``)
+scenario's optimizer computes different arithmetic in Keras and torch (``harness.spec.conventions``)
 and the scenario pins no convention, each framework runs its own convention and the
 reference runs once per convention, labelled ``numpy[keras]`` and ``numpy[torch]``.
 The pairs compared are then the reference against the framework of the same
@@ -19,13 +19,13 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from harness.adapters import FRAMEWORKS, run_framework
-from harness.compare import Comparison, compare
-from harness.conventions import check_expressible, difference, native_convention, pinned
-from harness.lab_values import LabCheck, check_lab_value
-from harness.plan import TrainingPlan, make_plan
-from harness.scenario import DTYPES, Scenario
-from harness.trajectory import Trajectory
+from harness.run.adapters import FRAMEWORKS, run_framework
+from harness.judge.compare import Comparison, compare
+from harness.spec.conventions import check_expressible, difference, native_convention, pinned
+from harness.judge.lab_values import LabCheck, check_lab_value
+from harness.run.plan import TrainingPlan, make_plan
+from harness.spec.scenario import DTYPES, Scenario
+from harness.run.trajectory import Trajectory
 
 Progress = Callable[[str], None]
 
@@ -104,7 +104,7 @@ class ScenarioResult:
     def accuracies(self, label: str, dtype: str) -> dict[str, float]:
         """Classification accuracy of a run's final parameters on the training data and every
         held-out split (empty unless the scenario trains on a cross-entropy)."""
-        from harness.metrics import ACCURACY_LOSSES, evaluate
+        from harness.judge.metrics import ACCURACY_LOSSES, evaluate
 
         run = self.runs.get((label, dtype))
         if run is None or not run.ok or not self.scenario.trains or self.scenario.training.loss not in ACCURACY_LOSSES:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.plan import TrainingPlan
-from harness.trajectory import Trajectory, TrajectoryRecorder, should_stop
+from harness.run.plan import TrainingPlan
+from harness.run.trajectory import Trajectory, TrajectoryRecorder, should_stop
 from reference.layers import Dense
 from reference.network import Network
 from reference.optimizers import make_optimizer
@@ -65,7 +65,7 @@ def run(plan: TrainingPlan) -> Trajectory:
 
 def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
     """Replay steps ``0 .. step-1`` (so the optimizer state is the run's), then record step
-    ``step`` stage by stage, named as ``harness.trajectory.trace_stages``."""
+    ``step`` stage by stage, named as ``harness.run.trajectory.trace_stages``."""
     scenario, training = plan.scenario, plan.scenario.training
     network = build_network(scenario)
     optimizer = build_optimizer(training.optimizer)

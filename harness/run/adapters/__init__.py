@@ -11,14 +11,14 @@ from __future__ import annotations
 import importlib
 import time
 
-from harness.plan import TrainingPlan
-from harness.trajectory import Trajectory
+from harness.run.plan import TrainingPlan
+from harness.run.trajectory import Trajectory
 
 FRAMEWORKS = ("numpy", "keras", "torch")
 _MODULES = {
-    "numpy": "harness.adapters.numpy_reference",
-    "keras": "harness.adapters.keras_tf",
-    "torch": "harness.adapters.torch_eager",
+    "numpy": "harness.run.adapters.numpy_reference",
+    "keras": "harness.run.adapters.keras_tf",
+    "torch": "harness.run.adapters.torch_eager",
 }
 
 

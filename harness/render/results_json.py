@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.runner import ScenarioResult
+from harness.run.runner import ScenarioResult
 
 
 def _clean(value):

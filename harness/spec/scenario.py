@@ -6,7 +6,6 @@ file, the field and what was expected, before any framework runs.
 from __future__ import annotations
 
 import copy
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,45 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from harness.conventions import CONVENTIONS
+from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
+from harness.spec.conventions import CONVENTIONS
+from harness.spec.data import DataSpec, check_data_spec
 from harness.errors import MISSING, BadInput
-from harness.toml_fields import Table
+from harness.spec.fields import Table
+from harness.spec.initializers import Initializer, check_initializer
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
 
 DTYPES = ("float64", "float32")
 FULL_BATCH = None
-
-
-def catalogue_dir() -> Path:
-    """The scenario catalogue: ``$NN_PARITY_SCENARIOS`` or ``scenarios/`` beside the packages."""
-    override = os.environ.get("NN_PARITY_SCENARIOS")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "scenarios"
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Element-wise test ``|a - b| <= atol + rtol * max(|a|, |b|)``."""
-
-    rtol: float
-    atol: float
-
-
-# Defaults per dtype. float64: every framework computes the same formulas in
-# IEEE double; only the summation order of the batch means differs, so runs
-# agree to a few ulps per step and the differences stay ~1e-13 over 5000 steps.
-# float32: the same rounding in single precision (eps 1.2e-7), grown over the
-# trajectory.
-DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "float64": Tolerance(rtol=1e-12, atol=1e-14),
-    "float32": Tolerance(rtol=1e-5, atol=1e-7),
-}
-
-
-@dataclass(frozen=True)
-class Initializer:
-    name: str
-    options: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -84,14 +55,6 @@ class TrainingSpec:
     shuffle_seed: int | None = None
     early_stop_tol: float | None = None
     clip: str = "none"
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    X: np.ndarray | None = None
-    y: np.ndarray | None = None
-    generator: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -213,15 +176,6 @@ def load_scenarios(path: str | Path) -> list[Scenario]:
     return [parse_scenario(variant, path=path, where=where) for where, variant in expand_variants(raw, path=path)]
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """The one scenario of a file (a file with ``[[variants]]`` holds several: use ``load_scenarios``)."""
-    scenarios = load_scenarios(path)
-    if len(scenarios) != 1:
-        raise BadInput(path, "variants", "a single scenario here; name one of the variants",
-                       [s.name for s in scenarios])
-    return scenarios[0]
-
-
 VARIANT_KEYS = {"name", "set", "lab_values"}
 
 
@@ -281,9 +235,6 @@ def parse_scenario(raw: dict[str, Any], *, path: Path, where: str = "") -> Scena
 
 
 def _parse(raw: dict[str, Any], *, path: Path) -> Scenario:
-    from harness.data import check_data_spec
-    from harness.initializers import check_initializer
-
     top = Table(raw, file=path)
     top.check_keys(TOP_KEYS)
     name = top.string("name")
@@ -395,8 +346,6 @@ def _lab_value(t: Table, scenario: Scenario) -> LabValue:
                       f"of shape {scenario.param_shapes()[param]}", f"shape {value.shape}")
     if param is not None:
         value = value.reshape(scenario.param_shapes()[param])
-    from harness.conventions import CONVENTIONS
-
     convention = t.string("convention", None, choices=CONVENTIONS)
     rounded = t.integer("inputs_rounded_to", None, minimum=0)
     if rounded is not None and (scenario.data.generator is not None):
@@ -428,36 +377,3 @@ def _lab_value(t: Table, scenario: Scenario) -> LabValue:
                     source=t.string("source", ""), tolerance_rule=rule, layer=layer,
                     dtype=t.string("dtype", "float64", choices=DTYPES), convention=convention,
                     inputs_rounded_to=rounded, rounded_inputs=tuple(rounded_inputs))
-
-
-# --- catalogue ------------------------------------------------------------------
-
-def catalogue() -> list[Path]:
-    return sorted(catalogue_dir().glob("*.toml"))
-
-
-def catalogue_scenarios() -> list[Scenario]:
-    """Every scenario of the catalogue, a file's variants in file order."""
-    return [s for path in catalogue() for s in load_scenarios(path)]
-
-
-def resolve_all(name_or_path: str) -> list[Scenario]:
-    """A scenario file's scenarios (several if it has variants), or the catalogue scenario so named."""
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.exists():
-        return load_scenarios(candidate)
-    for path in catalogue():
-        for scenario in load_scenarios(path):
-            if scenario.name == name_or_path:
-                return [scenario]
-    known = [s.name for s in catalogue_scenarios()]
-    raise BadInput(name_or_path, "", f"a scenario file or one of the catalogue names {known}", name_or_path)
-
-
-def resolve(name_or_path: str) -> Scenario:
-    """One scenario: a catalogue name, or a file holding a single scenario."""
-    scenarios = resolve_all(name_or_path)
-    if len(scenarios) != 1:
-        raise BadInput(name_or_path, "variants", "a single scenario here; name one of the variants",
-                       [s.name for s in scenarios])
-    return scenarios[0]

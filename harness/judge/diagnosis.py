@@ -6,7 +6,7 @@ For a pair that disagrees, three questions are answered in turn:
    (``Comparison.mismatch``).
 2. **Where within that step**: both implementations replay their own run up to that
    step and record it stage by stage in data-flow order (``trace_step``; stages named by
-   ``harness.trajectory.trace_stages``). For each stage ``k`` the scale-free difference
+   ``harness.run.trajectory.trace_stages``). For each stage ``k`` the scale-free difference
    ``d_k = max_i |a_i - b_i| / max(|a_i|, |b_i|)`` and its rate of change against the
    previous stage::
 
@@ -29,12 +29,13 @@ from typing import Callable
 
 import numpy as np
 
-from harness.adapters import adapter, run_framework
-from harness.compare import Comparison, _diffs, compare, output_name
-from harness.plan import TrainingPlan, make_plan
-from harness.runner import Progress, ScenarioResult, framework_of, side_plan, with_convention
-from harness.scenario import Scenario, Tolerance
-from harness.trajectory import Trajectory, trace_stages
+from harness.run.adapters import adapter, run_framework
+from harness.judge.compare import Comparison, _diffs, compare, output_name
+from harness.run.plan import TrainingPlan, make_plan
+from harness.run.runner import Progress, ScenarioResult, framework_of, side_plan, with_convention
+from harness.judge.tolerance import Tolerance
+from harness.spec.scenario import Scenario
+from harness.run.trajectory import Trajectory, trace_stages
 
 R_EPSILON = 1e-7
 # Decision: a stage "introduces" the difference when it grows more than tenfold over

@@ -30,10 +30,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.adapters import run_framework
+from harness.run.adapters import run_framework
 from harness.errors import BadInput
-from harness.plan import make_plan
-from harness.scenario import Scenario
+from harness.run.plan import make_plan
+from harness.spec.scenario import Scenario
 from reference.losses import LOSSES
 
 RTOL, ATOL = 1e-7, 1e-9
@@ -119,7 +119,7 @@ def first_batch(scenario: Scenario) -> tuple[dict[str, np.ndarray], np.ndarray, 
 def finite_differences(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
                        *, loss: str | None = None) -> dict[str, np.ndarray]:
     """Central differences of the reference's batch-mean loss, element by element."""
-    from harness.adapters.numpy_reference import build_network
+    from harness.run.adapters.numpy_reference import build_network
 
     network = build_network(scenario)
     loss_name, clip = loss or scenario.training.loss, scenario.training.clip
@@ -211,7 +211,7 @@ def _audit_param(name: str, label: str, submitted: dict[str, object], error: str
 def diagnose(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
              submitted: dict[str, np.ndarray], *, rtol: float, atol: float) -> str:
     """Which standard loss's gradient (times a constant) the submitted gradients are, if any."""
-    from harness.adapters.numpy_reference import build_network
+    from harness.run.adapters.numpy_reference import build_network
 
     if not submitted:
         return ""

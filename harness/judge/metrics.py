@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.scenario import Scenario
+from harness.spec.scenario import Scenario
 
 ACCURACY_LOSSES = ("binary_crossentropy", "categorical_crossentropy")
 
@@ -40,7 +40,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Accuracy of the model with ``params`` on each split ``name -> (X, y)``; the scenario's
     training loss says how predictions become classes."""
-    from harness.adapters.numpy_reference import build_network
+    from harness.run.adapters.numpy_reference import build_network
 
     if not scenario.trains:
         raise ValueError(f"evaluate: {scenario.name} is forward-only: no training loss to score accuracy by")

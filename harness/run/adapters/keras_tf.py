@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.conventions import check_expressible, native_convention
-from harness.plan import TrainingPlan
-from harness.trajectory import Trajectory
+from harness.spec.conventions import check_expressible, native_convention
+from harness.run.plan import TrainingPlan
+from harness.run.trajectory import Trajectory
 from reference.optimizers import hyperparameters
 
 _KERAS_EPSILON = 1e-7
@@ -266,7 +266,7 @@ def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan)
 def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
     """Replay steps ``0 .. step-1`` with the same model, loss and optimizer as ``run`` (one
     ``tf.function`` step, so the optimizer state is the run's), then record step ``step`` stage
-    by stage, eagerly, as ``harness.trajectory.trace_stages`` names them."""
+    by stage, eagerly, as ``harness.run.trajectory.trace_stages`` names them."""
     tf, keras = import_keras()
     scenario, training, dtype = plan.scenario, plan.scenario.training, plan.dtype
     with floatx(keras, dtype):

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from harness.plan import TrainingPlan
-from harness.scenario import LabValue
-from harness.trajectory import Trajectory
+from harness.run.plan import TrainingPlan
+from harness.spec.scenario import LabValue
+from harness.run.trajectory import Trajectory
 
 
 @dataclass
@@ -66,7 +66,7 @@ def computed_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) ->
             return 0, trajectory.outputs_initial[layer]
         if step > trajectory.steps:
             return None, None
-        from harness.adapters.numpy_reference import build_network, layer_outputs
+        from harness.run.adapters.numpy_reference import build_network, layer_outputs
 
         return step, layer_outputs(build_network(plan.scenario), plan.X, trajectory.params_before(step))[layer]
     if step < 0 or step > final:
@@ -103,8 +103,8 @@ def check_lab_values(trajectory: Trajectory, plan: TrainingPlan) -> list[LabChec
 def propagated_uncertainty(lab: LabValue, plan: TrainingPlan) -> np.ndarray:
     """First-order uncertainty of the quantity from data inputs printed at ``inputs_rounded_to``
     decimals: sum_j |dq/dx_j| * 0.5e-d over every element of X and y, by central differences."""
-    from harness.adapters import run_framework
-    from harness.plan import make_plan
+    from harness.run.adapters import run_framework
+    from harness.run.plan import make_plan
 
     half_unit = 0.5 * 10.0 ** -lab.inputs_rounded_to
     scenario = plan.scenario

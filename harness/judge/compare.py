@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.scenario import Tolerance
-from harness.trajectory import Trajectory
+from harness.judge.tolerance import Tolerance
+from harness.run.trajectory import Trajectory
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.runner import ScenarioResult
+from harness.run.runner import ScenarioResult
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -127,7 +127,7 @@ def lab_table(result: ScenarioResult) -> pd.DataFrame:
 
 
 def localisation_table(stages) -> pd.DataFrame:
-    """One row per traced stage of a step, in data-flow order (``harness.diagnosis.StageDiff``)."""
+    """One row per traced stage of a step, in data-flow order (``harness.judge.diagnosis.StageDiff``)."""
     return pd.DataFrame([{
         "stage (data-flow order)": s.stage, "max abs diff": fmt(s.max_abs), "max rel diff d": fmt(s.max_rel),
         "R = (d - d_prev) / (d_prev + 1e-7)": fmt(s.rate), "beyond tolerance": "yes" if s.beyond_tolerance else "no",
