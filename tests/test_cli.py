@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-import harness.run.adapters.torch_eager as torch_adapter
+from harness.run.adapters import ADAPTERS
 from harness.commands.cli import main
 from harness.run.runner import run_scenario
 from tests.conftest import CATALOGUE_BY_NAME
@@ -53,7 +53,7 @@ def test_run_exits_1_when_a_pair_disagrees(tmp_path, capsys):
 
 
 def test_missing_framework_is_skipped_and_the_others_run(monkeypatch):
-    monkeypatch.setattr(torch_adapter, "available", lambda: "torch is not installed")
+    monkeypatch.setattr(ADAPTERS["torch"], "available", lambda: "torch is not installed")
     result = run_scenario(CATALOGUE_BY_NAME["softmax-classifier"], frameworks=("numpy", "keras", "torch"),
                           dtypes=("float64",))
     torch_run = result.runs[("torch", "float64")]
@@ -65,7 +65,7 @@ def test_missing_framework_is_skipped_and_the_others_run(monkeypatch):
 def test_crash_is_recorded_not_raised(monkeypatch):
     def boom(plan):
         raise RuntimeError("first line\nthe last line of the error")
-    monkeypatch.setattr(torch_adapter, "run", boom)
+    monkeypatch.setattr(ADAPTERS["torch"], "run", boom)
     result = run_scenario(CATALOGUE_BY_NAME["softmax-classifier"], dtypes=("float64",))
     run = result.runs[("torch", "float64")]
     assert run.status == "crashed" and run.message == "RuntimeError: the last line of the error"

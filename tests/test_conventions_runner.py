@@ -99,7 +99,7 @@ def test_a_convention_keras_cannot_express_is_bad_input_before_anything_runs(tmp
 def test_accuracy_is_reported_for_every_run_and_split(result_of):
     result = result_of("xor-perceptron")
     for label in result.frameworks:
-        scores = result.accuracies(label, "float64")
+        scores = result.accuracy[(label, "float64")]
         assert set(scores) == {"train", "validation", "test"}
         assert scores["train"] > 0.99 and scores["test"] >= 0.97
-    assert result.accuracies("numpy", "float64") == result.accuracies("torch", "float32")
+    assert result.accuracy[("numpy", "float64")] == result.accuracy[("torch", "float32")]

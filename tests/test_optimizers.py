@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.run.adapters import keras_tf, numpy_reference, torch_eager
-from harness.spec.conventions import CONVENTIONS, check_expressible, difference, native_convention, pinned
+from harness.run.adapters import adapter, check_expressible, keras_tf, numpy_reference, torch_eager
+from harness.spec.conventions import difference, pinned
+from reference.optimizers import CONVENTIONS
 from harness.errors import BadInput
 from harness.run.plan import make_plan
 from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
@@ -274,7 +275,6 @@ def tiny_scenario(optimizer: dict):
 ADAPTER_CASES = [pytest.param(c, fw, d, id=f"{c}[{fw}-{d}]")
                  for c in ("sgd-nesterov", "adam-amsgrad", "rmsprop-centered")
                  for fw in CONVENTIONS for d in ("float64", "float32")]
-ADAPTERS = {"keras": keras_tf, "torch": torch_eager}
 
 
 @pytest.mark.parametrize("config, framework, dtype", ADAPTER_CASES)
@@ -282,7 +282,7 @@ def test_training_runs_agree_when_the_reference_is_pinned_to_the_framework(confi
     name, options = CONFIGS[config]
     plan = make_plan(tiny_scenario({"name": name, "learning_rate": LEARNING_RATES[name], **options,
                                     "convention": framework}), dtype)
-    reference, native = numpy_reference.run(plan), ADAPTERS[framework].run(plan)
+    reference, native = adapter("numpy").run(plan), adapter(framework).run(plan)
     assert reference.convention == native.convention == framework
     assert native.steps == reference.steps == 20
     a, b = ([{k: v[t] for k, v in run.params.items()} for t in range(run.steps)] for run in (reference, native))
@@ -294,7 +294,7 @@ def test_a_framework_run_rejects_a_convention_it_cannot_express(framework, optim
     other = next(c for c in CONVENTIONS if c != framework)
     plan = make_plan(tiny_scenario({"name": optimizer, "learning_rate": 0.01, "convention": other}), "float64")
     with pytest.raises(BadInput) as info:
-        ADAPTERS[framework].run(plan)
+        adapter(framework).run(plan)
     message = str(info.value)
     assert message.startswith("tiny.toml: training.optimizer.convention: expected a convention")
     assert f"received '{other}'" in message and "\n" not in message
@@ -324,13 +324,13 @@ def test_difference_names_the_formula_and_omitted_defaults():
 
 def test_native_convention_and_pin():
     adam, sgd = OptimizerSpec("adam", 0.1, {"convention": "torch"}), OptimizerSpec("sgd", 0.1)
-    assert [native_convention(fw, adam) for fw in CONVENTIONS] == ["keras", "torch"]
-    assert [native_convention(fw, sgd) for fw in CONVENTIONS] == ["common", "common"]
+    assert [adapter(fw).native_convention(adam) for fw in CONVENTIONS] == ["keras", "torch"]
+    assert [adapter(fw).native_convention(sgd) for fw in CONVENTIONS] == ["common", "common"]
     assert pinned(adam) == "torch" and pinned(sgd) is None
-    check_expressible("numpy", adam, file="x.toml")
-    check_expressible("torch", adam, file="x.toml")
+    check_expressible(adapter("numpy"), adam, file="x.toml")
+    check_expressible(adapter("torch"), adam, file="x.toml")
     with pytest.raises(BadInput, match=r"keras\.optimizers\.Adam computes the 'keras' convention"):
-        check_expressible("keras", adam, file="x.toml")
+        check_expressible(adapter("keras"), adam, file="x.toml")
 
 
 # --- bad input -----------------------------------------------------------------

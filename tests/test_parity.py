@@ -6,31 +6,15 @@ from __future__ import annotations
 import pytest
 
 from harness.run.adapters import FRAMEWORKS
-from harness.run.runner import implementations, pairs_of
+from harness.run.runner import implementations, planned_pairs
 from harness.spec.scenario import DTYPES
 from tests.conftest import CATALOGUE
 
 
-def _labels(scenario) -> list[str]:
-    return list(implementations(scenario, FRAMEWORKS))
-
-
-def _native(label: str, scenario) -> str:
-    """The convention each label runs, as the runner will record it (for the pair list only)."""
-    from harness.spec.conventions import native_convention
-
-    if label.startswith("numpy["):
-        return label[len("numpy["):-1]
-    if label == "numpy" or not scenario.trains:
-        return "common"
-    return native_convention(label, scenario.training.optimizer)
-
-
 CASES = [pytest.param(s.name, a, b, dtype, id=f"{s.name}[{a}-{b}-{dtype}]")
-         for s in CATALOGUE for dtype in DTYPES
-         for a, b in pairs_of(_labels(s), {label: _native(label, s) for label in _labels(s)})]
+         for s in CATALOGUE for dtype in DTYPES for a, b in planned_pairs(s)]
 RUNS = [pytest.param(s.name, label, dtype, id=f"{s.name}[{label}-{dtype}]")
-        for s in CATALOGUE for dtype in DTYPES for label in _labels(s)]
+        for s in CATALOGUE for dtype in DTYPES for label in implementations(s, FRAMEWORKS)]
 
 
 @pytest.mark.parametrize("name, label, dtype", RUNS)

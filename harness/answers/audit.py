@@ -11,7 +11,7 @@ scenario's batch-mean loss for every parameter, keyed by the same names or by th
 labels (``w``/``b``, ``w1``/``b1``/...), or as a tuple in parameter order.
 
 Each parameter is compared in float64 with the reference (``reference.network``), torch
-autograd and TF ``GradientTape`` (the adapters' first step) and central finite differences
+autograd and TF ``GradientTape`` (each adapter's ``gradients``) and central finite differences
 of the reference loss, ``(L(p + h) - L(p - h)) / 2h`` with ``h = 1e-6 * max(1, |p|)``.
 The submitted gradient passes when ``|g - reference| <= atol + rtol * |reference|``,
 ``rtol = 1e-7``, ``atol = 1e-9``: a correct formula in float64 differs from the reference
@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.run.adapters import run_framework
+from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.errors import BadInput
 from harness.run.plan import make_plan
 from harness.spec.scenario import Scenario
@@ -38,8 +38,9 @@ from reference.losses import LOSSES
 
 RTOL, ATOL = 1e-7, 1e-9
 FD_STEP = 1e-6
-SOURCES = ("reference", "torch", "keras", "finite differences")
-_ADAPTER_OF = {"reference": "numpy", "torch": "torch", "keras": "keras"}
+# source -> the implementation computing it: the reference, then every framework
+_ADAPTER_OF = {"reference": REFERENCE, **{fw: fw for fw in FRAMEWORKS if fw != REFERENCE}}
+SOURCES = (*_ADAPTER_OF, "finite differences")
 
 Backward = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray], object]
 
@@ -102,27 +103,25 @@ def labels_of(scenario: Scenario) -> dict[str, str]:
 
 def first_batch(scenario: Scenario) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, dict]]:
     """Initial parameters, the first batch, and each implementation's gradients on it."""
-    one_epoch = replace(scenario, training=replace(scenario.training, epochs=1))
-    plan = make_plan(one_epoch, "float64")
+    plan = make_plan(scenario, "float64")
     idx = plan.batch_indices(0)
     X, y = plan.X[idx], plan.y[idx]
+    params = {k: v.copy() for k, v in plan.initial_params.items()}
     grads: dict[str, dict] = {}
     for source, framework in _ADAPTER_OF.items():
-        run = run_framework(framework, plan)
-        if not run.ok:
-            raise RuntimeError(f"{framework} could not compute the reference gradient: {run.status} {run.message}")
-        grads[source] = {name: values[0] for name, values in run.grads.items()}
-    grads["finite differences"] = finite_differences(scenario, plan.initial_params, X, y)
-    return {k: v.copy() for k, v in plan.initial_params.items()}, X, y, grads
+        implementation = adapter(framework)
+        reason = implementation.available()
+        if reason is not None:
+            raise RuntimeError(f"{framework} could not compute the reference gradient: {reason}")
+        grads[source] = implementation.gradients(scenario, params, X, y)[1]
+    grads["finite differences"] = finite_differences(scenario, params, X, y)
+    return params, X, y, grads
 
 
-def finite_differences(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                       *, loss: str | None = None) -> dict[str, np.ndarray]:
+def finite_differences(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray,
+                       y: np.ndarray) -> dict[str, np.ndarray]:
     """Central differences of the reference's batch-mean loss, element by element."""
-    from harness.run.adapters.numpy_reference import build_network
-
-    network = build_network(scenario)
-    loss_name, clip = loss or scenario.training.loss, scenario.training.clip
+    reference = adapter(REFERENCE)
     work = {k: v.copy() for k, v in params.items()}
     out = {}
     for name, p in work.items():
@@ -131,9 +130,9 @@ def finite_differences(scenario: Scenario, params: dict[str, np.ndarray], X: np.
             h = FD_STEP * max(1.0, abs(p[index]))
             saved = p[index]
             p[index] = saved + h
-            up, _ = network.loss_and_gradients(X, y, work, loss=loss_name, clip=clip)
+            up = reference.gradients(scenario, work, X, y)[0]
             p[index] = saved - h
-            down, _ = network.loss_and_gradients(X, y, work, loss=loss_name, clip=clip)
+            down = reference.gradients(scenario, work, X, y)[0]
             p[index] = saved
             g[index] = (up - down) / (2 * h)
         out[name] = g
@@ -211,15 +210,12 @@ def _audit_param(name: str, label: str, submitted: dict[str, object], error: str
 def diagnose(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
              submitted: dict[str, np.ndarray], *, rtol: float, atol: float) -> str:
     """Which standard loss's gradient (times a constant) the submitted gradients are, if any."""
-    from harness.run.adapters.numpy_reference import build_network
-
     if not submitted:
         return ""
-    network = build_network(scenario)
     findings = []
     for loss in LOSSES:
-        with np.errstate(all="ignore"):
-            _, g = network.loss_and_gradients(X, y, params, loss=loss, clip=scenario.training.clip)
+        _, g = adapter(REFERENCE).gradients(replace(scenario, training=replace(scenario.training, loss=loss)),
+                                            params, X, y)
         names = [n for n in submitted if n in g]
         if not names or not all(np.all(np.isfinite(g[n])) for n in names):
             continue

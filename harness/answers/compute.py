@@ -1,9 +1,8 @@
-"""Each answer computed in float64 by the reference, Keras and PyTorch, with their own builders.
+"""Each answer computed in float64 by the reference, Keras and PyTorch, through their adapters.
 
-Single computations (dense, activation, network, loss) build the model with the
-adapters' builders (``build_model``, ``set_params``, ``build_loss``) and run one
-forward pass; an activation of ``z`` is a bias-free dense layer with the identity
-kernel (``z @ I = z`` exactly). Gradient, train and scenario answers are training
+Single computations (dense, activation, network, loss) are one forward pass (or one
+loss) through each adapter (``Adapter.forward``, ``Adapter.loss``); an activation of
+``z`` is a bias-free dense layer with the identity kernel (``z @ I = z`` exactly). Gradient, train and scenario answers are training
 runs: an in-memory scenario goes through ``harness.run.plan`` and every adapter
 (``harness.run.runner.run_scenario``), exactly as ``nn-parity run`` does.
 
@@ -16,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.run.adapters import FRAMEWORKS, adapter
+from harness.run.adapters import FRAMEWORKS, adapter, check_expressible
 from harness.answers.questions import (
     Activation, Dense, Gradient, Loss, Network, Question, ScenarioQuestion, Train, epochs_for, param_labels, parts,
 )
 from harness.judge.lab_values import computed_value
 from harness.run.plan import TrainingPlan
-from harness.spec.conventions import check_expressible
 from harness.errors import BadInput
 from harness.run.runner import reference_label, run_scenario
 from harness.judge.tolerance import DEFAULT_TOLERANCES
@@ -31,6 +29,7 @@ from harness.spec.scenario import (
     LabValue, LayerSpec, OptimizerSpec, Scenario, TrainingSpec,
 )
 from harness.run.trajectory import Trajectory
+from reference.network import bias_name, kernel_name
 
 Values = dict[str, np.ndarray]
 DTYPE = "float64"
@@ -55,9 +54,9 @@ def identity_layer(units: int, activation: str, axis: int) -> LayerSpec:
 def layer_params(layers: tuple[LayerSpec, ...]) -> dict[str, np.ndarray]:
     params = {}
     for i, layer in enumerate(layers):
-        params[f"layers.{i}.kernel"] = layer.kernel
+        params[kernel_name(i)] = layer.kernel
         if layer.use_bias:
-            params[f"layers.{i}.bias"] = layer.bias
+            params[bias_name(i)] = layer.bias
     return params
 
 
@@ -82,29 +81,9 @@ def compute_all(question: Question, *, frameworks: tuple[str, ...] = FRAMEWORKS)
 # --- single forward computations -----------------------------------------------
 
 def forward(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray) -> np.ndarray:
-    """The network's output in one framework, with the adapters' builders."""
+    """The network's output in one framework, through its adapter."""
     scenario = in_memory_scenario(input_dim=X.shape[1], layers=layers, X=X, y=None)
-    params = layer_params(layers)
-    if framework == "numpy":
-        from harness.run.adapters.numpy_reference import build_network
-
-        return build_network(scenario).predict(X, params)
-    if framework == "keras":
-        from harness.run.adapters.keras_tf import build_model, floatx, import_keras, set_params
-
-        _, keras = import_keras()
-        with floatx(keras, DTYPE):
-            model, dense_layers = build_model(keras, scenario, DTYPE)
-            set_params(dense_layers, params)
-            return np.asarray(model(X))
-    import torch
-
-    from harness.run.adapters.torch_eager import build_model, set_params
-
-    model, linears = build_model(torch, scenario, torch.float64)
-    set_params(torch, linears, params)
-    with torch.no_grad():
-        return model(torch.from_numpy(X)).numpy()
+    return adapter(framework).forward(scenario, layer_params(layers), X)[-1]
 
 
 def _single(question: Question, framework: str) -> np.ndarray:
@@ -151,22 +130,7 @@ def predictions(values: np.ndarray, *, labels: bool = False) -> np.ndarray:
 
 
 def _loss(q: Loss, framework: str) -> np.ndarray:
-    if framework == "numpy":
-        from reference.losses import get_loss
-
-        return get_loss(q.loss).value(q.y_true, q.y_pred, clip=q.clip)
-    if framework == "keras":
-        from harness.run.adapters.keras_tf import build_loss, floatx, import_keras
-
-        tf, keras = import_keras()
-        with floatx(keras, DTYPE):
-            return np.asarray(build_loss(keras, q.loss, q.clip)(tf.constant(q.y_true), tf.constant(q.y_pred)))
-    import torch
-
-    from harness.run.adapters.torch_eager import build_loss
-
-    with torch.no_grad():
-        return build_loss(torch, q.loss, q.clip)(torch.from_numpy(q.y_pred), torch.from_numpy(q.y_true)).numpy()
+    return adapter(framework).loss(q.loss, q.clip, q.y_true, q.y_pred)
 
 
 # --- training runs ----------------------------------------------------------------
@@ -192,7 +156,7 @@ def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[
     for framework in frameworks:  # a framework whose optimizer class cannot compute the pinned convention
         try:
             if scenario.trains:
-                check_expressible(framework, scenario.training.optimizer, file=scenario.path)
+                check_expressible(adapter(framework), scenario.training.optimizer, file=scenario.path)
             runnable.append(framework)
         except BadInput as exc:
             out[framework] = f"skipped: it cannot compute convention {exc.received!r} ({exc.expected})"

@@ -30,7 +30,7 @@ from harness.answers.key_file import Answer, Malformed
 from harness.answers.plausibility import degenerate, implausible
 from harness.judge.printed import Printed, format_like, numpy_print
 from harness.answers.questions import ScenarioQuestion
-from harness.run.adapters import FRAMEWORKS
+from harness.run.adapters import FRAMEWORKS, REFERENCE
 from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
 
 CORRECT, WRONG, UNANSWERED, IMPLAUSIBLE = "correct", "wrong", "unanswered", "implausible"
@@ -104,7 +104,7 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
     if fault:
         result.verdict, result.message = HARNESS_FAULT, fault
         return result
-    reference = result.by_framework["numpy"]
+    reference = result.by_framework[REFERENCE]
     if entry.expected is None:
         result.parts = [PartCheck(part=p, computed=v) for p, v in reference.items()]
         result.verdict = UNANSWERED
@@ -139,7 +139,7 @@ def _agreement(result: AnswerResult, tol: Tolerance) -> str:
     for fw, v in result.by_framework.items():
         if isinstance(v, str) and not v.startswith("skipped"):
             return f"{fw} {v}"
-    if "numpy" not in ok:
+    if REFERENCE not in ok:
         return "the reference did not run"
     for (a, va), (b, vb) in itertools.combinations(ok.items(), 2):
         for part in va:

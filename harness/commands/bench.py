@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 
 from harness.run.adapters import FRAMEWORKS, adapter
-from harness.run.bench import time_fit_baseline, time_runs
+from harness.run.bench import time_fit_baselines, time_runs
 from harness.render.results_json import write_text_atomic
 from harness.spec.catalogue import resolve
 
@@ -29,13 +29,11 @@ def handle(args: argparse.Namespace) -> int:
     frameworks = tuple(f for f in FRAMEWORKS if adapter(f).available() is None)
     results = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
                         progress=lambda line: print(line, file=sys.stderr, flush=True))
-    fit_seconds = None
-    if args.baseline_fit and "keras" in frameworks:
-        fit_seconds = time_fit_baseline(scenario, dtype="float64")
+    fit_seconds = time_fit_baselines(scenario, frameworks=frameworks, dtype="float64") if args.baseline_fit else None
     print(pd.DataFrame(results).to_markdown(index=False, floatfmt=".3f"))
-    if fit_seconds is not None:
-        ours = next(r["seconds"] for r in results if r["framework"] == "keras")
-        print(f"\nKeras model.fit baseline: {fit_seconds:.1f} s = {fit_seconds / ours:.1f}x our compiled Keras runner")
+    for framework, seconds in (fit_seconds or {}).items():
+        ours = next(r["seconds"] for r in results if r["framework"] == framework)
+        print(f"\n{framework} model.fit baseline: {seconds:.1f} s = {seconds / ours:.1f}x our {framework} runner")
     if args.json:
         write_text_atomic(args.json, json.dumps({"scenario": scenario.name, "results": results,
                                                  "fit_baseline_seconds": fit_seconds}, indent=1) + "\n")

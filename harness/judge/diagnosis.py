@@ -32,7 +32,7 @@ import numpy as np
 from harness.run.adapters import adapter, run_framework
 from harness.judge.compare import Comparison, _diffs, compare, output_name
 from harness.run.plan import TrainingPlan, make_plan
-from harness.run.runner import Progress, ScenarioResult, framework_of, side_plan, with_convention
+from harness.run.runner import Progress, ScenarioResult, framework_of, reference_in, side_plan, with_convention
 from harness.judge.tolerance import Tolerance
 from harness.spec.scenario import Scenario
 from harness.run.trajectory import Trajectory, trace_stages
@@ -279,7 +279,7 @@ def _with_optimizer(scenario: Scenario, **changes) -> Scenario:
 def _reference_in(result: ScenarioResult, convention: str) -> Scenario:
     """The scenario of the reference run in ``convention`` (the run's own object when it ran, so
     its trajectory is reused)."""
-    label = f"numpy[{convention}]"
+    label = reference_in(convention)
     return result.scenario_for(label) if label in result.frameworks else with_convention(result.scenario, convention)
 
 
@@ -298,9 +298,9 @@ def _convention_control(pair: Pair) -> list[Control]:
     # The bridge confirms on agreement, as the runner's "explained" does; a bridge pair that agrees
     # but drifts is diagnosed on its own (e.g. float32 rounding growth).
     bridge = Control(f"{c.a} vs the reference in the {ca!r} convention ({c.dtype})", c.dtype, pair.a,
-                     _reference_in(result, ca), frameworks=(c.a, f"numpy[{ca}]"), drift_ok=True,
+                     _reference_in(result, ca), frameworks=(c.a, reference_in(ca)), drift_ok=True,
                      also=(Control(f"{c.b} vs the reference in the {cb!r} convention ({c.dtype})", c.dtype, pair.b,
-                                   _reference_in(result, cb), frameworks=(c.b, f"numpy[{cb}]"), drift_ok=True),))
+                                   _reference_in(result, cb), frameworks=(c.b, reference_in(cb)), drift_ok=True),))
     return [
         Control(f"{c.a} vs {c.b} ({c.dtype}) with {c.b} in the {ca!r} optimizer convention", c.dtype,
                 pair.a, with_convention(pair.b, ca)),

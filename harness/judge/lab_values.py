@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from harness.run.plan import TrainingPlan
+from harness.run.adapters import REFERENCE, adapter, run_framework
+from harness.run.plan import TrainingPlan, make_plan
 from harness.spec.scenario import LabValue
 from harness.run.trajectory import Trajectory
 
@@ -66,9 +67,7 @@ def computed_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) ->
             return 0, trajectory.outputs_initial[layer]
         if step > trajectory.steps:
             return None, None
-        from harness.run.adapters.numpy_reference import build_network, layer_outputs
-
-        return step, layer_outputs(build_network(plan.scenario), plan.X, trajectory.params_before(step))[layer]
+        return step, adapter(REFERENCE).forward(plan.scenario, trajectory.params_before(step), plan.X)[layer]
     if step < 0 or step > final:
         return None, None
     if lab.what == "params":
@@ -103,9 +102,6 @@ def check_lab_values(trajectory: Trajectory, plan: TrainingPlan) -> list[LabChec
 def propagated_uncertainty(lab: LabValue, plan: TrainingPlan) -> np.ndarray:
     """First-order uncertainty of the quantity from data inputs printed at ``inputs_rounded_to``
     decimals: sum_j |dq/dx_j| * 0.5e-d over every element of X and y, by central differences."""
-    from harness.run.adapters import run_framework
-    from harness.run.plan import make_plan
-
     half_unit = 0.5 * 10.0 ** -lab.inputs_rounded_to
     scenario = plan.scenario
     total = np.zeros(lab.value.shape)
@@ -119,7 +115,7 @@ def propagated_uncertainty(lab: LabValue, plan: TrainingPlan) -> np.ndarray:
                 moved[index] += sign * h
                 variant = replace(scenario, data=replace(scenario.data, **{field_name: moved}))
                 side_plan = make_plan(variant, plan.dtype)
-                _, value = computed_value(lab, run_framework("numpy", side_plan), side_plan)
+                _, value = computed_value(lab, run_framework(REFERENCE, side_plan), side_plan)
                 sides.append(np.asarray(value, dtype=np.float64).reshape(lab.value.shape))
             total += np.abs((sides[0] - sides[1]) / (2 * h)) * half_unit
     return total

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.run.adapters import REFERENCE, adapter
 from harness.spec.scenario import Scenario
 
 ACCURACY_LOSSES = ("binary_crossentropy", "categorical_crossentropy")
@@ -40,10 +41,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Accuracy of the model with ``params`` on each split ``name -> (X, y)``; the scenario's
     training loss says how predictions become classes."""
-    from harness.run.adapters.numpy_reference import build_network
-
-    if not scenario.trains:
+    if scenario.training is None:
         raise ValueError(f"evaluate: {scenario.name} is forward-only: no training loss to score accuracy by")
-    network = build_network(scenario)
-    loss = scenario.training.loss
-    return {name: accuracy(y, network.predict(X, params), loss=loss) for name, (X, y) in splits.items()}
+    reference, loss = adapter(REFERENCE), scenario.training.loss
+    return {name: accuracy(y, reference.forward(scenario, params, X)[-1], loss=loss) for name, (X, y) in splits.items()}

@@ -36,7 +36,7 @@ def result_dict(result: ScenarioResult) -> dict:
             "first_nonfinite_step": run.first_nonfinite_step if run.ok else None,
             "seconds": run.seconds, "losses": _list(run.losses),
             "final_params": {k: _list(v) for k, v in run.final_params.items()} if run.ok else {},
-            "accuracy": result.accuracies(framework, dtype),
+            "accuracy": result.accuracy.get((framework, dtype), {}),
             **({"outputs": [_list(o) for o in run.outputs_final]} if run.ok and not result.scenario.trains else {}),
         })
     s = result.scenario

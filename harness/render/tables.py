@@ -107,7 +107,7 @@ def accuracy_table(result: ScenarioResult) -> pd.DataFrame | None:
     """Accuracy of each run's final parameters on the training data and the held-out splits."""
     rows = []
     for (label, dtype), run in result.runs.items():
-        scores = result.accuracies(label, dtype)
+        scores = result.accuracy.get((label, dtype), {})
         if scores:
             rows.append({"implementation": label, "dtype": dtype,
                          **{split: f"{value:.2%}" for split, value in scores.items()}})

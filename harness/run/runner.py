@@ -19,13 +19,14 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from harness.run.adapters import FRAMEWORKS, run_framework
 from harness.judge.compare import Comparison, compare
-from harness.spec.conventions import check_expressible, difference, native_convention, pinned
 from harness.judge.lab_values import LabCheck, check_lab_value
+from harness.judge.metrics import ACCURACY_LOSSES, evaluate
+from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_framework
 from harness.run.plan import TrainingPlan, make_plan
-from harness.spec.scenario import DTYPES, Scenario
 from harness.run.trajectory import Trajectory
+from harness.spec.conventions import COMMON, difference, pinned
+from harness.spec.scenario import DTYPES, Scenario
 
 Progress = Callable[[str], None]
 
@@ -33,6 +34,16 @@ Progress = Callable[[str], None]
 def framework_of(label: str) -> str:
     """``numpy[keras]`` -> ``numpy``."""
     return label.split("[", 1)[0]
+
+
+def reference_in(convention: str) -> str:
+    """The label of the reference run in ``convention``: ``numpy[keras]``."""
+    return f"{REFERENCE}[{convention}]"
+
+
+def convention_of(label: str) -> str | None:
+    """``numpy[keras]`` -> ``keras``; None for a label without a pinned convention."""
+    return label[len(REFERENCE) + 1:-1] if label.startswith(f"{REFERENCE}[") else None
 
 
 def with_convention(scenario: Scenario, convention: str) -> Scenario:
@@ -45,34 +56,47 @@ def with_convention(scenario: Scenario, convention: str) -> Scenario:
 def implementations(scenario: Scenario, frameworks: tuple[str, ...]) -> dict[str, Scenario]:
     """label -> the scenario that implementation runs (see the module docstring)."""
     labels = {fw: scenario for fw in frameworks}
-    if "numpy" not in frameworks or not scenario.trains:
+    if REFERENCE not in frameworks or scenario.training is None:
         return labels
     spec = scenario.training.optimizer
     if pinned(spec) is not None or difference(spec) is None:
         return labels
-    others = [native_convention(fw, spec) for fw in frameworks if fw != "numpy"]
-    conventions = list(dict.fromkeys(others)) or ["keras", "torch"]
+    others = [adapter(fw).native_convention(spec) for fw in frameworks if fw != REFERENCE]
+    conventions = list(dict.fromkeys(others)) or list(adapter(REFERENCE).conventions)
     out = {}
     for fw in frameworks:
-        if fw == "numpy":
-            out.update({f"numpy[{c}]": with_convention(scenario, c) for c in conventions})
+        if fw == REFERENCE:
+            out.update({reference_in(c): with_convention(scenario, c) for c in conventions})
         else:
             out[fw] = scenario
     return out
 
 
+def planned_convention(label: str, scenario: Scenario) -> str:
+    """The optimizer convention the implementation ``label`` computes when it runs ``scenario``."""
+    if scenario.training is None:
+        return COMMON
+    return adapter(framework_of(label)).native_convention(scenario.training.optimizer)
+
+
 def pairs_of(labels: list[str], conventions: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Every pair, except a reference run against a framework of the other convention
+    """Every pair, except a reference run in one convention against a framework of another
     (that difference is the two reference runs' plus the framework's own)."""
     out = []
     for a, b in itertools.combinations(labels, 2):
-        ref = a if a.startswith("numpy[") else b if b.startswith("numpy[") else None
+        ref = a if convention_of(a) else b if convention_of(b) else None
         other = b if ref == a else a
-        if ref is not None and not other.startswith("numpy[") and conventions.get(other) not in (
-                None, "", "common", ref[len("numpy["):-1]):
+        if ref is not None and not convention_of(other) and conventions.get(other) not in (
+                None, "", COMMON, convention_of(ref)):
             continue
         out.append((a, b))
     return out
+
+
+def planned_pairs(scenario: Scenario, frameworks: tuple[str, ...] = FRAMEWORKS) -> list[tuple[str, str]]:
+    """The pairs ``run_scenario`` compares (per dtype), known before anything runs."""
+    labels = implementations(scenario, frameworks)
+    return pairs_of(list(labels), {label: planned_convention(label, s) for label, s in labels.items()})
 
 
 @dataclass
@@ -85,6 +109,8 @@ class ScenarioResult:
     comparisons: list[Comparison] = field(default_factory=list)
     lab_checks: list[LabCheck] = field(default_factory=list)  # the reference against the lab
     sides: dict[str, Scenario] = field(default_factory=dict)  # label -> the variant it ran instead
+    # (label, dtype) -> accuracy per split of the run's final parameters (classifiers only)
+    accuracy: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
 
     def scenario_for(self, framework: str) -> Scenario:
         """The scenario one implementation ran: its side variant, else the scenario itself."""
@@ -100,18 +126,6 @@ class ScenarioResult:
     @property
     def lab_ok(self) -> bool:
         return all(c.ok for c in self.lab_checks)
-
-    def accuracies(self, label: str, dtype: str) -> dict[str, float]:
-        """Classification accuracy of a run's final parameters on the training data and every
-        held-out split (empty unless the scenario trains on a cross-entropy)."""
-        from harness.judge.metrics import ACCURACY_LOSSES, evaluate
-
-        run = self.runs.get((label, dtype))
-        if run is None or not run.ok or not self.scenario.trains or self.scenario.training.loss not in ACCURACY_LOSSES:
-            return {}
-        plan = self.plans[dtype]
-        with np.errstate(all="ignore"):
-            return evaluate(self.scenario, run.final_params, {"train": (plan.X, plan.y), **plan.splits})
 
     def comparison(self, a: str, b: str, dtype: str) -> Comparison | None:
         for c in self.comparisons:
@@ -137,7 +151,7 @@ def run_scenario(
     for label in result.frameworks:  # a convention a framework's optimizer cannot compute: bad input, before any run
         ran = result.scenario_for(label)
         if ran.trains:
-            check_expressible(framework_of(label), ran.training.optimizer, file=ran.path)
+            check_expressible(adapter(framework_of(label)), ran.training.optimizer, file=ran.path)
     for dtype in dtypes:
         plan = make_plan(scenario, dtype)
         result.plans[dtype] = plan
@@ -150,6 +164,8 @@ def run_scenario(
                 extra = f" ({run.message})" if run.message else ""
                 progress(f"{scenario.name} x {label} ({dtype}): {run.status}, "
                          f"{run.steps} steps, {time.perf_counter() - start:.1f} s{extra}")
+            if run.ok:
+                result.accuracy[(label, dtype)] = _accuracy(scenario, run, plan)
         tol = scenario.tolerances[dtype]
         conventions = {label: result.runs[(label, dtype)].convention for label in result.frameworks}
         for a, b in pairs_of(list(result.frameworks), conventions):
@@ -161,6 +177,15 @@ def run_scenario(
     return result
 
 
+def _accuracy(scenario: Scenario, run: Trajectory, plan: TrainingPlan) -> dict[str, float]:
+    """Classification accuracy of a run's final parameters on the training data and every
+    held-out split (empty unless the scenario trains on a cross-entropy)."""
+    if scenario.training is None or scenario.training.loss not in ACCURACY_LOSSES:
+        return {}
+    with np.errstate(all="ignore"):
+        return evaluate(scenario, run.final_params, {"train": (plan.X, plan.y), **plan.splits})
+
+
 def _explain_conventions(result: ScenarioResult, dtype: str, *, native: set[str]) -> None:
     """Mark the pairs of different conventions that the harness itself chose (each side in its
     native convention) with the convention difference, and whether the reference explains it."""
@@ -169,25 +194,25 @@ def _explain_conventions(result: ScenarioResult, dtype: str, *, native: set[str]
         if c.dtype != dtype or spec is None or c.a not in native or c.b not in native:
             continue
         ca, cb = result.runs[(c.a, dtype)].convention, result.runs[(c.b, dtype)].convention
-        if "common" in (ca, cb) or not ca or not cb or ca == cb:
+        if COMMON in (ca, cb) or not ca or not cb or ca == cb:
             continue
         c.expected_difference = difference(spec) or ""
         c.explained = all(_agrees_with_reference(result, side, conv, dtype) for side, conv in ((c.a, ca), (c.b, cb)))
 
 
 def _agrees_with_reference(result: ScenarioResult, label: str, convention: str, dtype: str) -> bool:
-    if label == f"numpy[{convention}]":
+    reference = reference_in(convention)
+    if label == reference:
         return True
-    bridge = result.comparison(f"numpy[{convention}]", label, dtype) or result.comparison(
-        label, f"numpy[{convention}]", dtype)
+    bridge = result.comparison(reference, label, dtype) or result.comparison(label, reference, dtype)
     return bridge is not None and bridge.agree
 
 
 def reference_label(result: ScenarioResult, convention: str | None) -> str | None:
     """The reference run's label, in ``convention`` when the reference ran in several."""
-    labels = [l for l in result.frameworks if framework_of(l) == "numpy"]
-    if convention is not None and f"numpy[{convention}]" in labels:
-        return f"numpy[{convention}]"
+    labels = [label for label in result.frameworks if framework_of(label) == REFERENCE]
+    if convention is not None and reference_in(convention) in labels:
+        return reference_in(convention)
     return labels[0] if labels else None
 
 

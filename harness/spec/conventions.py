@@ -9,22 +9,19 @@ torch adapters only run their own optimizer classes (``keras.optimizers.*``,
 from __future__ import annotations
 
 import re
-from pathlib import Path
-
-from harness.errors import BadInput
-from reference.optimizers import CONVENTIONS, DEFAULTS
+from harness.spec.scenario import OptimizerSpec
+from reference.optimizers import DEFAULTS
 
 COMMON = "common"
 FIELD = "training.optimizer.convention"
 _CLASS_NAMES = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
-_MODULES = {"keras": "keras.optimizers", "torch": "torch.optim"}
 
 
 def _number(x: float) -> str:
     return re.sub(r"e([+-])0", r"e\1", f"{x:g}")  # 1e-07 -> 1e-7
 
 
-def _defaults_differ(spec, options: tuple[str, ...]) -> str:
+def _defaults_differ(spec: OptimizerSpec, options: tuple[str, ...]) -> str:
     """' and default <option> <keras> vs <torch>, ...' over the omitted options whose defaults differ."""
     keras, torch = DEFAULTS[spec.name]["keras"], DEFAULTS[spec.name]["torch"]
     torch_name = {"rho": "alpha "}
@@ -33,7 +30,7 @@ def _defaults_differ(spec, options: tuple[str, ...]) -> str:
     return f" and default {', '.join(items)}" if items else ""
 
 
-def difference(spec) -> str | None:
+def difference(spec: OptimizerSpec) -> str | None:
     """How the Keras and torch conventions differ for this optimizer spec, in a short
     phrase for report tables; None when they compute the same arithmetic."""
     options = spec.options
@@ -53,28 +50,11 @@ def difference(spec) -> str | None:
     raise ValueError(f"no optimizer {spec.name!r}")
 
 
-def native_convention(framework: str, spec) -> str:
-    """The convention ``framework``'s own optimizer class computes for ``spec``:
-    ``"common"`` when the conventions agree, else the framework's name."""
-    if framework not in CONVENTIONS:
-        raise ValueError(f"no native optimizer convention for {framework!r}")
-    return COMMON if difference(spec) is None else framework
-
-
-def pinned(spec) -> str | None:
+def pinned(spec: OptimizerSpec) -> str | None:
     """The scenario's ``convention`` option, if it sets one."""
     return spec.options.get("convention")
 
 
-def check_expressible(framework: str, spec, *, file: str | Path, field: str = FIELD) -> None:
-    """Raise ``BadInput`` when the spec pins a convention ``framework`` cannot compute.
-
-    numpy computes either; Keras and torch only their own (and ``"common"`` arithmetic
-    is the same in both, so any pin is fine when the conventions agree).
-    """
-    wanted = pinned(spec)
-    if framework == "numpy" or wanted is None or difference(spec) is None or wanted == framework:
-        return
-    cls = f"{_MODULES[framework]}.{_CLASS_NAMES[spec.name]}"
-    raise BadInput(file, field, f"a convention {framework} can express ({cls} computes the "
-                                f"{framework!r} convention)", wanted)
+def optimizer_class(spec: OptimizerSpec) -> str:
+    """The optimizer's class name in the frameworks (``Adam``)."""
+    return _CLASS_NAMES[spec.name]

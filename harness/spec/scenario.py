@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 
 from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
-from harness.spec.conventions import CONVENTIONS
 from harness.spec.data import DataSpec, check_data_spec
 from harness.errors import MISSING, BadInput
 from harness.spec.fields import Table
 from harness.spec.initializers import Initializer, check_initializer
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
+from reference.optimizers import CONVENTIONS
 
 DTYPES = ("float64", "float32")
 FULL_BATCH = None

@@ -1,40 +1,42 @@
-"""One adapter per implementation, each with the same interface::
+"""The implementations, each one ``Adapter`` (``protocol.py``): the NumPy reference, Keras, torch.
 
-    available() -> str | None       # None, or why it cannot run here
-    run(plan: TrainingPlan) -> Trajectory
-
-Framework imports happen only inside the adapter modules' functions, so
-importing the harness (``nn-parity list``) never loads TensorFlow or torch.
+``ADAPTERS`` is typed as ``dict[str, Adapter]``, so the type checker verifies that every
+adapter implements the whole interface. Framework imports happen only inside the
+adapters' methods, so importing the harness (``nn-parity list``) never loads
+TensorFlow or torch. Nothing outside this package imports a framework.
 """
 from __future__ import annotations
 
-import importlib
 import time
 
+from harness.run.adapters.keras_tf import ADAPTER as KERAS
+from harness.run.adapters.numpy_reference import ADAPTER as NUMPY
+from harness.run.adapters.protocol import Adapter, Params, check_expressible
+from harness.run.adapters.torch_eager import ADAPTER as TORCH
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 
-FRAMEWORKS = ("numpy", "keras", "torch")
-_MODULES = {
-    "numpy": "harness.run.adapters.numpy_reference",
-    "keras": "harness.run.adapters.keras_tf",
-    "torch": "harness.run.adapters.torch_eager",
-}
+REFERENCE = NUMPY.name  # the implementation every other one is checked against
+ADAPTERS: dict[str, Adapter] = {NUMPY.name: NUMPY, KERAS.name: KERAS, TORCH.name: TORCH}
+FRAMEWORKS: tuple[str, ...] = tuple(ADAPTERS)
+
+__all__ = ["ADAPTERS", "FRAMEWORKS", "REFERENCE", "Adapter", "Params", "adapter", "check_expressible",
+           "run_framework"]
 
 
-def adapter(framework: str):
-    return importlib.import_module(_MODULES[framework])
+def adapter(framework: str) -> Adapter:
+    return ADAPTERS[framework]
 
 
 def run_framework(framework: str, plan: TrainingPlan) -> Trajectory:
     """Run one implementation; a missing framework is skipped, a crash is recorded, never raised."""
-    module = adapter(framework)
-    reason = module.available()
+    implementation = adapter(framework)
+    reason = implementation.available()
     if reason is not None:
         return Trajectory.skipped(framework, plan.dtype, reason)
     start = time.perf_counter()
     try:
-        trajectory = module.run(plan)
+        trajectory = implementation.run(plan)
     except Exception as exc:  # a framework crash is a result to report, not a harness failure
         trajectory = Trajectory.crashed(framework, plan.dtype, exc)
     trajectory.seconds = time.perf_counter() - start

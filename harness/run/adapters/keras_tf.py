@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import time
 import os
 from pathlib import Path
 
 import numpy as np
 
-from harness.spec.conventions import check_expressible, native_convention
+from harness.run.adapters.protocol import Params, check_expressible
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
+from harness.spec.conventions import COMMON, difference
+from harness.spec.scenario import OptimizerSpec, Scenario
+from reference.network import bias_name, kernel_name
 from reference.optimizers import hyperparameters
 
 _KERAS_EPSILON = 1e-7
 _TORCH_LOG_FLOOR = -100.0
-
-
-def available() -> str | None:
-    for module in ("tensorflow", "keras"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed"
-    return None
 
 
 @contextlib.contextmanager
@@ -85,18 +82,18 @@ def build_model(keras, scenario, dtype: str):
 
 def set_params(dense_layers, params: dict[str, np.ndarray]) -> None:
     for i, layer in enumerate(dense_layers):
-        weights = [params[f"layers.{i}.kernel"]]
+        weights = [params[kernel_name(i)]]
         if layer.use_bias:
-            weights.append(params[f"layers.{i}.bias"])
+            weights.append(params[bias_name(i)])
         layer.set_weights(weights)
 
 
 def named_variables(dense_layers) -> list[tuple[str, object]]:
     out = []
     for i, layer in enumerate(dense_layers):
-        out.append((f"layers.{i}.kernel", layer.kernel))
+        out.append((kernel_name(i), layer.kernel))
         if layer.use_bias:
-            out.append((f"layers.{i}.bias", layer.bias))
+            out.append((bias_name(i), layer.bias))
     return out
 
 
@@ -105,7 +102,7 @@ _KERAS_OPTIMIZER_OFF = dict(weight_decay=None, clipnorm=None, clipvalue=None, gl
                             loss_scale_factor=None, gradient_accumulation_steps=None)
 
 
-def build_optimizer(keras, spec, *, file: str | Path = "<scenario>"):
+def build_optimizer(keras, spec: OptimizerSpec, *, file: str | Path = "<scenario>"):
     """Keras' own optimizer class with every hyper-parameter explicit (omitted options at Keras'
     defaults), and the convention it computes. A spec pinning the torch convention where it
     differs is a ``BadInput``: Keras only runs ``keras.optimizers.*``.
@@ -115,10 +112,10 @@ def build_optimizer(keras, spec, *, file: str | Path = "<scenario>"):
     classes = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
     if spec.name not in classes:
         raise ValueError(f"no Keras optimizer for {spec.name!r}")
-    check_expressible("keras", spec, file=file)
+    check_expressible(ADAPTER, spec, file=file)
     h = hyperparameters(spec, convention="keras")  # Keras' option names, each one explicit
     optimizer = classes[spec.name](**h, **_KERAS_OPTIMIZER_OFF)
-    return optimizer, native_convention("keras", spec)
+    return optimizer, ADAPTER.native_convention(spec)
 
 
 def build_loss(keras, loss: str, clip: str):
@@ -165,7 +162,7 @@ def layer_outputs(dense_layers, X: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def run(plan: TrainingPlan) -> Trajectory:
+def _run(plan: TrainingPlan) -> Trajectory:
     tf, keras = import_keras()
     scenario, training, dtype = plan.scenario, plan.scenario.training, plan.dtype
     with floatx(keras, dtype):
@@ -173,7 +170,7 @@ def run(plan: TrainingPlan) -> Trajectory:
         set_params(dense_layers, plan.initial_params)
         outputs_initial = layer_outputs(dense_layers, plan.X)
         if training is None:
-            return Trajectory(framework="keras", dtype=dtype, outputs_initial=outputs_initial,
+            return Trajectory(framework=ADAPTER.name, dtype=dtype, outputs_initial=outputs_initial,
                               outputs_final=outputs_initial,
                               initial_params={k: v.copy() for k, v in plan.initial_params.items()})
         optimizer, convention = build_optimizer(keras, training.optimizer, file=scenario.path)
@@ -184,7 +181,7 @@ def run(plan: TrainingPlan) -> Trajectory:
         steps, losses, grads, params = train()
         outputs_final = layer_outputs(dense_layers, plan.X)
     steps = int(steps)
-    trajectory = Trajectory(framework="keras", dtype=dtype, convention=convention,
+    trajectory = Trajectory(framework=ADAPTER.name, dtype=dtype, convention=convention,
                             initial_params={k: v.copy() for k, v in plan.initial_params.items()},
                             outputs_initial=outputs_initial, outputs_final=outputs_final)
     trajectory.losses = losses.numpy()[:steps]
@@ -263,7 +260,7 @@ def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan)
     return train
 
 
-def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
+def _trace_step(plan: TrainingPlan, step: int) -> Params:
     """Replay steps ``0 .. step-1`` with the same model, loss and optimizer as ``run`` (one
     ``tf.function`` step, so the optimizer state is the run's), then record step ``step`` stage
     by stage, eagerly, as ``harness.run.trajectory.trace_stages`` names them."""
@@ -301,3 +298,72 @@ def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
         optimizer.apply_gradients(zip(grads, variables))
         trace.update({f"updated {n}": v.numpy().copy() for n, v in zip(names, variables)})
     return trace
+
+
+class KerasAdapter:
+    name = "keras"
+    conventions = ("keras",)
+    optimizer_module = "keras.optimizers"
+
+    def available(self) -> str | None:
+        for module in ("tensorflow", "keras"):
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed"
+        return None
+
+    def native_convention(self, spec: OptimizerSpec) -> str:
+        return COMMON if difference(spec) is None else self.name
+
+    def run(self, plan: TrainingPlan) -> Trajectory:
+        return _run(plan)
+
+    def trace_step(self, plan: TrainingPlan, step: int) -> Params:
+        return _trace_step(plan, step)
+
+    def forward(self, scenario: Scenario, params: Params, X: np.ndarray) -> list[np.ndarray]:
+        _, keras = import_keras()
+        dtype = X.dtype.name
+        with floatx(keras, dtype):
+            _, dense_layers = build_model(keras, scenario, dtype)
+            set_params(dense_layers, params)
+            return layer_outputs(dense_layers, X)
+
+    def loss(self, name: str, clip: str, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        tf, keras = import_keras()
+        with floatx(keras, y_pred.dtype.name):
+            return np.asarray(build_loss(keras, name, clip)(tf.constant(y_true), tf.constant(y_pred)))
+
+    def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
+                  y: np.ndarray) -> tuple[np.ndarray, Params]:
+        """One ``tf.GradientTape`` over the model and the loss the training loop uses."""
+        tf, keras = import_keras()
+        assert scenario.training is not None, "gradients need a training loss"
+        dtype = X.dtype.name
+        with floatx(keras, dtype):
+            model, dense_layers = build_model(keras, scenario, dtype)
+            set_params(dense_layers, params)
+            loss_fn = build_loss(keras, scenario.training.loss, scenario.training.clip)
+            names, variables = zip(*named_variables(dense_layers))
+            with tf.GradientTape() as tape:
+                loss = tf.cast(loss_fn(tf.constant(y), model(tf.constant(X), training=True)), dtype)
+            grads = tape.gradient(loss, list(variables))
+        return np.asarray(loss), {n: np.asarray(g) for n, g in zip(names, grads)}
+
+    def fit_baseline_seconds(self, plan: TrainingPlan) -> float | None:
+        """``model.compile(optimizer, loss); model.fit(X, y, epochs=E, batch_size=B, shuffle=False)``,
+        the naive loop the labs use."""
+        _, keras = import_keras()
+        scenario, tr = plan.scenario, plan.scenario.training
+        assert tr is not None, "a forward-only scenario does not train"
+        with floatx(keras, plan.dtype):
+            model, layers = build_model(keras, scenario, plan.dtype)
+            set_params(layers, plan.initial_params)
+            optimizer, _ = build_optimizer(keras, tr.optimizer, file=scenario.path)
+            model.compile(optimizer=optimizer, loss=tr.loss)
+            batch = plan.X.shape[0] if tr.batch_size is None else tr.batch_size
+            start = time.perf_counter()
+            model.fit(plan.X, plan.y, epochs=tr.epochs, batch_size=batch, shuffle=False, verbose=0)
+            return time.perf_counter() - start
+
+
+ADAPTER = KerasAdapter()

@@ -10,17 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.spec.conventions import check_expressible, native_convention
-from harness.run.layout import kernel_from_torch, kernel_to_torch
+from harness.run.adapters.protocol import Params, check_expressible
+from harness.run.layout import from_torch, to_torch
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory, TrajectoryRecorder, should_stop
+from harness.spec.conventions import COMMON, difference
+from harness.spec.scenario import OptimizerSpec, Scenario
+from reference.network import bias_name, kernel_name
 from reference.optimizers import hyperparameters
 
 _KERAS_EPSILON = 1e-7
-
-
-def available() -> str | None:
-    return None if importlib.util.find_spec("torch") is not None else "torch is not installed"
 
 
 def _activation(torch, name: str, axis: int):
@@ -56,20 +55,19 @@ def build_model(torch, scenario, dtype):
 def named_parameters(linears) -> list[tuple[str, object]]:
     out = []
     for i, linear in enumerate(linears):
-        out.append((f"layers.{i}.kernel", linear.weight))
+        out.append((kernel_name(i), linear.weight))
         if linear.bias is not None:
-            out.append((f"layers.{i}.bias", linear.bias))
+            out.append((bias_name(i), linear.bias))
     return out
 
 
 def set_params(torch, linears, params: dict[str, np.ndarray]) -> None:
     with torch.no_grad():
         for name, p in named_parameters(linears):
-            value = params[name]
-            p.copy_(torch.from_numpy(kernel_to_torch(value) if name.endswith(".kernel") else value))
+            p.copy_(torch.from_numpy(to_torch(name, params[name])))
 
 
-def build_optimizer(torch, spec, parameters, *, file: str | Path = "<scenario>"):
+def build_optimizer(torch, spec: OptimizerSpec, parameters, *, file: str | Path = "<scenario>"):
     """torch's own optimizer class with every hyper-parameter explicit (omitted options at torch's
     defaults, Keras' option names mapped to torch's), and the convention it computes. A spec
     pinning the Keras convention where it differs is a ``BadInput``: torch only runs ``torch.optim.*``.
@@ -80,7 +78,7 @@ def build_optimizer(torch, spec, parameters, *, file: str | Path = "<scenario>")
     """
     if spec.name not in ("sgd", "adam", "rmsprop"):
         raise ValueError(f"no torch optimizer for {spec.name!r}")
-    check_expressible("torch", spec, file=file)
+    check_expressible(ADAPTER, spec, file=file)
     h = hyperparameters(spec, convention="torch")
     lr, off = h["learning_rate"], dict(weight_decay=0.0, maximize=False, foreach=False, differentiable=False)
     if spec.name == "sgd":
@@ -93,7 +91,7 @@ def build_optimizer(torch, spec, parameters, *, file: str | Path = "<scenario>")
     else:
         optimizer = torch.optim.RMSprop(parameters, lr=lr, alpha=h["rho"], eps=h["epsilon"], momentum=h["momentum"],
                                         centered=h["centered"], capturable=False, **off)
-    return optimizer, native_convention("torch", spec)
+    return optimizer, ADAPTER.native_convention(spec)
 
 
 def build_loss(torch, loss: str, clip: str):
@@ -142,7 +140,7 @@ def layer_outputs(torch, model, X) -> list[np.ndarray]:
     return out
 
 
-def run(plan: TrainingPlan) -> Trajectory:
+def _run(plan: TrainingPlan) -> Trajectory:
     import torch
 
     torch.use_deterministic_algorithms(True)
@@ -150,13 +148,13 @@ def run(plan: TrainingPlan) -> Trajectory:
     # contend with the other processes (measured: sigmoid-exponential 29 s with 2 threads under
     # load, 4.9 s with 1; 2.6 s either way when the machine is idle).
     torch.set_num_threads(1)
-    dtype = {"float64": torch.float64, "float32": torch.float32}[plan.dtype]
+    dtype = _dtype(torch, plan.dtype)
     scenario, training = plan.scenario, plan.scenario.training
     model, linears = build_model(torch, scenario, dtype)
     set_params(torch, linears, plan.initial_params)
     named = named_parameters(linears)
     X, y = torch.from_numpy(plan.X), torch.from_numpy(plan.y)
-    trajectory = Trajectory(framework="torch", dtype=plan.dtype,
+    trajectory = Trajectory(framework=ADAPTER.name, dtype=plan.dtype,
                             initial_params={k: v.copy() for k, v in plan.initial_params.items()},
                             outputs_initial=layer_outputs(torch, model, X))
     if training is None:
@@ -192,17 +190,16 @@ def run(plan: TrainingPlan) -> Trajectory:
 
 
 def _ref(name: str, tensor) -> np.ndarray:
-    value = tensor.detach().numpy()
-    return kernel_from_torch(value) if name.endswith(".kernel") else value
+    return from_torch(name, tensor.detach().numpy())
 
 
-def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
+def _trace_step(plan: TrainingPlan, step: int) -> Params:
     """Replay steps ``0 .. step-1`` as ``run`` does (so the optimizer state is the run's), then
     record step ``step`` stage by stage in the reference layout (``harness.run.trajectory.trace_stages``)."""
     import torch
 
     torch.use_deterministic_algorithms(True)
-    dtype = {"float64": torch.float64, "float32": torch.float32}[plan.dtype]
+    dtype = _dtype(torch, plan.dtype)
     scenario, training = plan.scenario, plan.scenario.training
     model, linears = build_model(torch, scenario, dtype)
     set_params(torch, linears, plan.initial_params)
@@ -233,3 +230,57 @@ def trace_step(plan: TrainingPlan, step: int) -> dict[str, np.ndarray]:
             trace.update({f"gradient {n}": _ref(n, p.grad).copy() for n, p in named})
             trace.update({f"updated {n}": _ref(n, p).copy() for n, p in named})
     return trace
+
+
+def _dtype(torch, dtype: str):
+    return {"float64": torch.float64, "float32": torch.float32}[dtype]
+
+
+class TorchAdapter:
+    name = "torch"
+    conventions = ("torch",)
+    optimizer_module = "torch.optim"
+
+    def available(self) -> str | None:
+        return None if importlib.util.find_spec("torch") is not None else "torch is not installed"
+
+    def native_convention(self, spec: OptimizerSpec) -> str:
+        return COMMON if difference(spec) is None else self.name
+
+    def run(self, plan: TrainingPlan) -> Trajectory:
+        return _run(plan)
+
+    def trace_step(self, plan: TrainingPlan, step: int) -> Params:
+        return _trace_step(plan, step)
+
+    def forward(self, scenario: Scenario, params: Params, X: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        model, linears = build_model(torch, scenario, _dtype(torch, X.dtype.name))
+        set_params(torch, linears, params)
+        return layer_outputs(torch, model, torch.from_numpy(X))
+
+    def loss(self, name: str, clip: str, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return build_loss(torch, name, clip)(torch.from_numpy(y_pred), torch.from_numpy(y_true)).numpy()
+
+    def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
+                  y: np.ndarray) -> tuple[np.ndarray, Params]:
+        """Autograd through the model and the loss the training loop uses."""
+        import torch
+
+        assert scenario.training is not None, "gradients need a training loss"
+        model, linears = build_model(torch, scenario, _dtype(torch, X.dtype.name))
+        set_params(torch, linears, params)
+        loss = build_loss(torch, scenario.training.loss, scenario.training.clip)(model(torch.from_numpy(X)),
+                                                                                  torch.from_numpy(y))
+        loss.backward()
+        return loss.detach().numpy(), {n: _ref(n, p.grad).copy() for n, p in named_parameters(linears)}
+
+    def fit_baseline_seconds(self, plan: TrainingPlan) -> float | None:
+        return None
+
+
+ADAPTER = TorchAdapter()

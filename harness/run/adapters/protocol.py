@@ -1,0 +1,66 @@
+"""The adapter interface: everything the rest of the harness asks of an implementation.
+
+Each implementation (the NumPy reference, Keras, torch) is one class satisfying
+``Adapter``; the registry in ``harness.run.adapters`` holds one instance of each,
+typed as ``Adapter``, so a missing or mistyped method fails the type check, not a
+run. Parameters always cross this interface in the reference layout
+(``layers.<i>.kernel`` of shape ``(n_in, n_out)``, ``layers.<i>.bias``), as NumPy
+arrays of the run's dtype. Framework imports happen inside the methods only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from harness.errors import BadInput
+from harness.run.plan import TrainingPlan
+from harness.run.trajectory import Trajectory
+from harness.spec.conventions import FIELD, difference, optimizer_class, pinned
+from harness.spec.scenario import OptimizerSpec, Scenario
+
+Params = dict[str, np.ndarray]
+
+
+class Adapter(Protocol):
+    name: str  # the implementation's label: numpy, keras, torch
+    conventions: tuple[str, ...]  # the optimizer conventions it can compute
+    optimizer_module: str  # where its optimizer classes live, for messages
+
+    def available(self) -> str | None:
+        """None, or why it cannot run here (a framework that is not installed)."""
+
+    def native_convention(self, spec: OptimizerSpec) -> str:
+        """The convention it computes for ``spec``: "common" when Keras' and torch's agree."""
+
+    def run(self, plan: TrainingPlan) -> Trajectory:
+        """Train (or, forward-only, evaluate) the plan and record every step."""
+
+    def trace_step(self, plan: TrainingPlan, step: int) -> Params:
+        """Step ``step`` of ``run``, stage by stage (``harness.run.trajectory.trace_stages``)."""
+
+    def forward(self, scenario: Scenario, params: Params, X: np.ndarray) -> list[np.ndarray]:
+        """Every layer's activations on ``X`` (in ``X``'s dtype) with ``params``."""
+
+    def loss(self, name: str, clip: str, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """The batch-mean loss ``name`` with the cross-entropy guard ``clip``."""
+
+    def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
+                  y: np.ndarray) -> tuple[np.ndarray, Params]:
+        """The scenario's batch-mean loss on ``(X, y)`` and its gradient for every parameter."""
+
+    def fit_baseline_seconds(self, plan: TrainingPlan) -> float | None:
+        """Seconds of the framework's own high-level training loop on the plan (Keras'
+        ``model.fit``), None when it has none."""
+
+
+def check_expressible(adapter: Adapter, spec: OptimizerSpec, *, file: str | Path, field: str = FIELD) -> None:
+    """Raise ``BadInput`` when the spec pins a convention the adapter cannot compute (Keras and
+    torch run only their own optimizer classes; where the conventions agree any pin is fine)."""
+    wanted = pinned(spec)
+    if wanted is None or difference(spec) is None or wanted in adapter.conventions:
+        return
+    cls = f"{adapter.optimizer_module}.{optimizer_class(spec)}"
+    raise BadInput(file, field, f"a convention {adapter.name} can express ({cls} computes the "
+                                f"{adapter.native_convention(spec)!r} convention)", wanted)
