@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install report test bench clean
+.PHONY: install report test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -18,14 +18,23 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/nn-parity report
 
-test: $(STAMP)
+# lint (ruff: pycodestyle, pyflakes, import order) and types (mypy, strict on harness/judge and reference)
+lint: $(STAMP)
+	$(BIN)/ruff check harness reference tests
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
+
+# the edit loop: everything but the tests marked slow (whole catalogue scenarios, real training runs)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/nn-parity bench sigmoid-exponential --baseline-fit

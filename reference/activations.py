@@ -11,61 +11,63 @@ Jacobian along its axis: ``grad_z = a * (grad_a - sum(grad_a * a, axis))``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 
+from reference.types import Array
 
-def linear(z: np.ndarray) -> np.ndarray:
+
+def linear(z: Array) -> Array:
     return z
 
 
-def linear_grad(z: np.ndarray, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
+def linear_grad(z: Array, a: Array, grad_a: Array) -> Array:
     return grad_a
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: Array) -> Array:
     """S(z) = 1 / (1 + exp(-z))."""
     one = np.asarray(1, dtype=z.dtype)
     return one / (one + np.exp(-z))
 
 
-def sigmoid_grad(z: np.ndarray, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
+def sigmoid_grad(z: Array, a: Array, grad_a: Array) -> Array:
     """S'(z) = S(z) (1 - S(z))."""
     return grad_a * a * (1 - a)
 
 
-def tanh(z: np.ndarray) -> np.ndarray:
+def tanh(z: Array) -> Array:
     """tanh(z) = (exp(2z) - 1) / (exp(2z) + 1), computed stably by NumPy."""
     return np.tanh(z)
 
 
-def tanh_grad(z: np.ndarray, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
+def tanh_grad(z: Array, a: Array, grad_a: Array) -> Array:
     """tanh'(z) = 1 - tanh(z)^2."""
     return grad_a * (1 - a * a)
 
 
-def relu(z: np.ndarray) -> np.ndarray:
+def relu(z: Array) -> Array:
     """ReLU(z) = max(0, z)."""
     return np.maximum(z, 0).astype(z.dtype, copy=False)
 
 
-def relu_grad(z: np.ndarray, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
+def relu_grad(z: Array, a: Array, grad_a: Array) -> Array:
     """ReLU'(z) = 1 where z > 0, else 0 (0 at z = 0, as Keras and torch do)."""
     return grad_a * (z > 0).astype(grad_a.dtype)
 
 
-def exponential(z: np.ndarray) -> np.ndarray:
+def exponential(z: Array) -> Array:
     """exp(z)."""
     return np.exp(z)
 
 
-def exponential_grad(z: np.ndarray, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
+def exponential_grad(z: Array, a: Array, grad_a: Array) -> Array:
     """exp'(z) = exp(z)."""
     return grad_a * a
 
 
-def softmax(z: np.ndarray, *, axis: int = -1) -> np.ndarray:
+def softmax(z: Array, *, axis: int = -1) -> Array:
     """softmax(z)_i = exp(z_i) / sum_j exp(z_j) along ``axis``.
 
     The maximum is subtracted first (it cancels in the ratio); a softmax over
@@ -73,19 +75,19 @@ def softmax(z: np.ndarray, *, axis: int = -1) -> np.ndarray:
     """
     shifted = z - np.max(z, axis=axis, keepdims=True)
     e = np.exp(shifted)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    return cast(Array, e / np.sum(e, axis=axis, keepdims=True))
 
 
-def softmax_grad(z: np.ndarray, a: np.ndarray, grad_a: np.ndarray, *, axis: int = -1) -> np.ndarray:
+def softmax_grad(z: Array, a: Array, grad_a: Array, *, axis: int = -1) -> Array:
     """Jacobian-vector product: grad_z = a * (grad_a - sum(grad_a * a, axis))."""
-    return a * (grad_a - np.sum(grad_a * a, axis=axis, keepdims=True))
+    return cast(Array, a * (grad_a - np.sum(grad_a * a, axis=axis, keepdims=True)))
 
 
 @dataclass(frozen=True)
 class Activation:
     name: str
-    forward: Callable[..., np.ndarray]
-    backward: Callable[..., np.ndarray]
+    forward: Callable[..., Array]
+    backward: Callable[..., Array]
     takes_axis: bool = False
 
 

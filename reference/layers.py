@@ -10,15 +10,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from reference.activations import get_activation
+from reference.types import Array
 
 
 @dataclass
 class DenseCache:
     """What the backward pass needs from the forward pass."""
 
-    x: np.ndarray
-    z: np.ndarray
-    a: np.ndarray
+    x: Array
+    z: Array
+    a: Array
 
 
 @dataclass(frozen=True)
@@ -28,18 +29,19 @@ class Dense:
     use_bias: bool = True
     axis: int = -1  # softmax axis
 
-    def forward(self, x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, DenseCache]:
+    def forward(self, x: Array, kernel: Array, bias: Array | None) -> tuple[Array, DenseCache]:
         """z = x @ W + b; a = activation(z)."""
         z = x @ kernel
         if self.use_bias:
+            assert bias is not None, "a layer with use_bias=True needs a bias"
             z = z + bias
         act = get_activation(self.activation)
         a = act.forward(z, axis=self.axis) if act.takes_axis else act.forward(z)
         return a, DenseCache(x=x, z=z, a=a)
 
     def backward(
-        self, grad_a: np.ndarray, kernel: np.ndarray, cache: DenseCache
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        self, grad_a: Array, kernel: Array, cache: DenseCache
+    ) -> tuple[Array, Array, Array | None]:
         """Chain rule through the layer.
 
         delta = dL/dz = activation'(z) * dL/da;  dL/dW = x.T @ delta;

@@ -16,9 +16,11 @@ a named choice (``clip``), never a framework default:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Protocol, cast
 
 import numpy as np
+
+from reference.types import Array, Scalar
 
 KERAS_EPSILON = 1e-7
 TORCH_LOG_FLOOR = -100.0
@@ -26,17 +28,17 @@ TORCH_GRAD_FLOOR = 1e-12
 CLIP_MODES = ("none", "keras", "torch")
 
 
-def mse(y_true: np.ndarray, y_pred: np.ndarray, *, clip: str = "none") -> np.ndarray:
+def mse(y_true: Array, y_pred: Array, *, clip: str = "none") -> Scalar:
     """L = mean((y_pred - y_true)^2) over every element."""
     return np.mean((y_pred - y_true) ** 2)
 
 
-def mse_grad(y_true: np.ndarray, y_pred: np.ndarray, *, clip: str = "none") -> np.ndarray:
+def mse_grad(y_true: Array, y_pred: Array, *, clip: str = "none") -> Array:
     """dL/dy_pred = 2 (y_pred - y_true) / (number of elements)."""
     return 2 * (y_pred - y_true) / y_pred.dtype.type(y_pred.size)
 
 
-def _log_terms(p: np.ndarray, clip: str) -> tuple[np.ndarray, np.ndarray]:
+def _log_terms(p: Array, clip: str) -> tuple[Array, Array]:
     """log(p) and its derivative 1/p under the chosen guard."""
     dtype = p.dtype
     if clip == "keras":
@@ -52,7 +54,7 @@ def _log_terms(p: np.ndarray, clip: str) -> tuple[np.ndarray, np.ndarray]:
         return np.log(p), 1 / p
 
 
-def binary_crossentropy(y_true: np.ndarray, y_pred: np.ndarray, *, clip: str = "none") -> np.ndarray:
+def binary_crossentropy(y_true: Array, y_pred: Array, *, clip: str = "none") -> Scalar:
     """L = -mean(y log p + (1 - y) log(1 - p))."""
     if clip == "keras":  # Keras clips p once, then takes both logs of the clipped value
         eps = y_pred.dtype.type(KERAS_EPSILON)
@@ -63,7 +65,7 @@ def binary_crossentropy(y_true: np.ndarray, y_pred: np.ndarray, *, clip: str = "
     return -np.mean(y_true * log_p + (1 - y_true) * log_q)
 
 
-def binary_crossentropy_grad(y_true: np.ndarray, y_pred: np.ndarray, *, clip: str = "none") -> np.ndarray:
+def binary_crossentropy_grad(y_true: Array, y_pred: Array, *, clip: str = "none") -> Array:
     """dL/dp = -(y / p - (1 - y) / (1 - p)) / (number of elements)."""
     n = y_pred.dtype.type(y_pred.size)
     if clip == "keras":
@@ -76,14 +78,14 @@ def binary_crossentropy_grad(y_true: np.ndarray, y_pred: np.ndarray, *, clip: st
     return -(y_true * inv_p - (1 - y_true) * inv_q) / n
 
 
-def categorical_crossentropy(y_true: np.ndarray, y_pred: np.ndarray, *, clip: str = "none") -> np.ndarray:
+def categorical_crossentropy(y_true: Array, y_pred: Array, *, clip: str = "none") -> Scalar:
     """L = -mean over rows of sum_k y_k log p_k."""
     p = y_pred / np.sum(y_pred, axis=-1, keepdims=True) if clip == "keras" else y_pred
     log_p, _ = _log_terms(p, clip)
-    return -np.mean(np.sum(y_true * log_p, axis=-1))
+    return cast(Scalar, -np.mean(np.sum(y_true * log_p, axis=-1)))
 
 
-def categorical_crossentropy_grad(y_true: np.ndarray, y_pred: np.ndarray, *, clip: str = "none") -> np.ndarray:
+def categorical_crossentropy_grad(y_true: Array, y_pred: Array, *, clip: str = "none") -> Array:
     """dL/dp_k = -y_k / p_k / (number of rows); with Keras' renormalisation the
     chain rule through q = p / sum(p) adds ``sum_j y_j u_j / S`` to each entry."""
     rows = y_pred.dtype.type(y_pred.size // y_pred.shape[-1])
@@ -94,14 +96,26 @@ def categorical_crossentropy_grad(y_true: np.ndarray, y_pred: np.ndarray, *, cli
     q = y_pred / total
     _, inv_q = _log_terms(q, clip)
     grad_q = -y_true * inv_q / rows
-    return (grad_q - np.sum(grad_q * q, axis=-1, keepdims=True)) / total
+    return cast(Array, (grad_q - np.sum(grad_q * q, axis=-1, keepdims=True)) / total)
+
+
+class LossValue(Protocol):
+    """``value(y_true, y_pred, *, clip) -> L``: the batch-mean loss, a scalar of the prediction's dtype."""
+
+    def __call__(self, y_true: Array, y_pred: Array, *, clip: str = "none") -> Scalar: ...
+
+
+class LossGradient(Protocol):
+    """``gradient(y_true, y_pred, *, clip) -> dL/dy_pred``, an array shaped as ``y_pred``."""
+
+    def __call__(self, y_true: Array, y_pred: Array, *, clip: str = "none") -> Array: ...
 
 
 @dataclass(frozen=True)
 class Loss:
     name: str
-    value: Callable[..., np.ndarray]
-    gradient: Callable[..., np.ndarray]
+    value: LossValue
+    gradient: LossGradient
 
 
 LOSSES: dict[str, Loss] = {

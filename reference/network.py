@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from reference.layers import Dense, DenseCache
 from reference.losses import get_loss
+from reference.types import Array, Scalar
 
 
 def kernel_name(i: int) -> str:
@@ -26,7 +25,7 @@ def bias_name(i: int) -> str:
 class Network:
     layers: tuple[Dense, ...]
 
-    def forward(self, x: np.ndarray, params: dict[str, np.ndarray]) -> tuple[np.ndarray, list[DenseCache]]:
+    def forward(self, x: Array, params: dict[str, Array]) -> tuple[Array, list[DenseCache]]:
         """a^(0) = x;  a^(k) = phi_k(a^(k-1) @ W_k + b_k).  Returns the output and the caches."""
         caches = []
         a = x
@@ -35,18 +34,18 @@ class Network:
             caches.append(cache)
         return a, caches
 
-    def predict(self, x: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+    def predict(self, x: Array, params: dict[str, Array]) -> Array:
         return self.forward(x, params)[0]
 
     def loss_and_gradients(
-        self, x: np.ndarray, y: np.ndarray, params: dict[str, np.ndarray], *, loss: str, clip: str = "none"
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        self, x: Array, y: Array, params: dict[str, Array], *, loss: str, clip: str = "none"
+    ) -> tuple[Scalar, dict[str, Array]]:
         """Forward pass, batch-mean loss, then backpropagation from the output layer down."""
         loss_fn = get_loss(loss)
         y_pred, caches = self.forward(x, params)
         value = loss_fn.value(y, y_pred, clip=clip)
         grad_a = loss_fn.gradient(y, y_pred, clip=clip)
-        grads: dict[str, np.ndarray] = {}
+        grads: dict[str, Array] = {}
         for i in reversed(range(len(self.layers))):
             grad_a, grad_kernel, grad_bias = self.layers[i].backward(grad_a, params[kernel_name(i)], caches[i])
             grads[kernel_name(i)] = grad_kernel

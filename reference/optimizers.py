@@ -29,9 +29,12 @@ reference computes the division as Keras' source writes it (as Keras runs eagerl
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
+
+from reference.types import Array, Scalar
 
 CONVENTIONS = ("keras", "torch")
 
@@ -73,13 +76,13 @@ def _check_epsilon(epsilon: float) -> None:
         raise ValueError(f"`epsilon` must be >= 0. Received: epsilon={epsilon}")
 
 
-def _keras_cast(value: float, dtype: type[np.generic]) -> np.generic:
+def _keras_cast(value: float, dtype: type[Scalar]) -> Scalar:
     """Keras' ``ops.cast(value, dtype)`` of a Python float on the TensorFlow backend:
     ``tf.cast`` makes a float32 tensor first, so a float64 run gets ``float64(float32(value))``."""
     return dtype(np.float32(value))
 
 
-def _lerp(start: np.ndarray, end: np.ndarray, weight: np.generic) -> np.ndarray:
+def _lerp(start: Array, end: Array, weight: Scalar) -> Array:
     """torch.lerp: the weight-below-one-half branch keeps ``start`` exact for small weights."""
     if abs(weight) < 0.5:
         return start + weight * (end - start)
@@ -121,9 +124,9 @@ class SGD:
             raise ValueError(f"`nesterov=True` needs momentum > 0. Received: momentum={momentum}")
         self.learning_rate, self.momentum, self.nesterov = learning_rate, momentum, nesterov
         self.convention = convention if momentum > 0 else "common"
-        self.velocity: dict[str, np.ndarray] = {}  # Keras' v, torch's buf
+        self.velocity: dict[str, Array] = {}  # Keras' v, torch's buf
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+    def step(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         for name, p in params.items():
             g, dtype = grads[name], p.dtype.type
             lr, mu = dtype(self.learning_rate), dtype(self.momentum)
@@ -182,11 +185,11 @@ class Adam:
         self.learning_rate, self.beta_1, self.beta_2 = learning_rate, beta_1, beta_2
         self.epsilon, self.amsgrad, self.convention = epsilon, amsgrad, convention
         self.t = 0
-        self.m: dict[str, np.ndarray] = {}
-        self.v: dict[str, np.ndarray] = {}
-        self.v_max: dict[str, np.ndarray] = {}
+        self.m: dict[str, Array] = {}
+        self.v: dict[str, Array] = {}
+        self.v_max: dict[str, Array] = {}
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+    def step(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         self.t += 1
         for name, p in params.items():
             g = grads[name]
@@ -197,7 +200,7 @@ class Adam:
             else:
                 self._torch(p, g, m, v, name)
 
-    def _keras(self, p, g, m, v, name) -> None:
+    def _keras(self, p: Array, g: Array, m: Array, v: Array, name: str) -> None:
         dtype = p.dtype.type
         t, lr, eps = dtype(self.t), dtype(self.learning_rate), dtype(self.epsilon)
         beta_1_power = _keras_cast(self.beta_1, dtype) ** t
@@ -211,7 +214,7 @@ class Adam:
             v = v_max
         p -= (m * alpha) / (np.sqrt(v) + eps)
 
-    def _torch(self, p, g, m, v, name) -> None:
+    def _torch(self, p: Array, g: Array, m: Array, v: Array, name: str) -> None:
         dtype = p.dtype.type
         t = float(self.t)
         m[...] = _lerp(m, g, dtype(1 - self.beta_1))
@@ -262,11 +265,11 @@ class RMSprop:
         _check_convention(convention)
         self.learning_rate, self.rho, self.momentum = learning_rate, rho, momentum
         self.epsilon, self.centered, self.convention = epsilon, centered, convention
-        self.v: dict[str, np.ndarray] = {}
-        self.a: dict[str, np.ndarray] = {}
-        self.buf: dict[str, np.ndarray] = {}
+        self.v: dict[str, Array] = {}
+        self.a: dict[str, Array] = {}
+        self.buf: dict[str, Array] = {}
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+    def step(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         for name, p in params.items():
             g, dtype = grads[name], p.dtype.type
             lr, rho, one_minus_rho = dtype(self.learning_rate), dtype(self.rho), dtype(1 - self.rho)
@@ -277,6 +280,7 @@ class RMSprop:
             if self.convention == "keras":
                 v[...] = rho * v + one_minus_rho * (g * g)
                 if self.centered:
+                    assert a is not None
                     a[...] = rho * a + one_minus_rho * g
                     denominator = v - a * a + eps
                 else:
@@ -290,6 +294,7 @@ class RMSprop:
             else:
                 v[...] = v * rho + one_minus_rho * g * g
                 if self.centered:
+                    assert a is not None
                     a[...] = _lerp(a, g, one_minus_rho)
                     avg = np.sqrt(v - a * a) + eps
                 else:
@@ -301,10 +306,23 @@ class RMSprop:
                     p += -lr * g / avg
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+OPTIMIZERS: dict[str, type[SGD | Adam | RMSprop]] = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
 
 
-def hyperparameters(spec, *, convention: str) -> dict[str, Any]:
+class OptimizerSpecLike(Protocol):
+    """What ``hyperparameters`` and ``make_optimizer`` read of a spec (the harness's ``OptimizerSpec``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def learning_rate(self) -> float: ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+
+def hyperparameters(spec: OptimizerSpecLike, *, convention: str) -> dict[str, Any]:
     """Every hyper-parameter of ``spec`` (an ``OptimizerSpec``: ``name``, ``learning_rate``,
     ``options``), the omitted ones at ``convention``'s defaults, under Keras' names; numbers
     as Python floats (Keras rejects an integer momentum), flags as bools, anything else a ValueError."""
@@ -320,6 +338,6 @@ def hyperparameters(spec, *, convention: str) -> dict[str, Any]:
     return {k: value if isinstance(value, bool) else float(value) for k, value in values.items()}
 
 
-def make_optimizer(spec, *, convention: str) -> SGD | Adam | RMSprop:
+def make_optimizer(spec: OptimizerSpecLike, *, convention: str) -> SGD | Adam | RMSprop:
     """The reference optimiser of ``spec`` computing ``convention``'s arithmetic with its defaults."""
     return OPTIMIZERS[spec.name](**hyperparameters(spec, convention=convention), convention=convention)

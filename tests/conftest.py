@@ -1,28 +1,59 @@
-"""Shared fixtures: each catalogue scenario is run once per test session (all
-frameworks, both dtypes) and the result is shared by every test that needs it."""
+"""Shared fixtures.
+
+``catalogue_result``: a catalogue scenario run in every implementation and dtype, once per
+session. Tests ask for it by name with indirect parametrization::
+
+    @pytest.mark.parametrize("catalogue_result", ["xor-perceptron"], indirect=True, scope="session")
+    def test_something(catalogue_result): ...
+
+Parametrize with ``scope="session"`` (else pytest scopes the value to the test). The tests
+that use it run last, grouped by scenario, so that each scenario runs exactly once and only
+one result is held in memory at a time; they are marked ``slow`` (``make test-fast`` leaves
+them out).
+
+``rng``: a NumPy generator seeded from the test's own id, so a test draws the same numbers
+whatever ran before it.
+"""
 from __future__ import annotations
 
 import os
+import zlib
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from harness.run.runner import ScenarioResult, run_scenario  # noqa: E402
-from harness.spec.catalogue import catalogue_scenarios  # noqa: E402
-
-CATALOGUE = catalogue_scenarios()
-CATALOGUE_BY_NAME = {s.name: s for s in CATALOGUE}
-
-_results: dict[str, ScenarioResult] = {}
+from harness.spec.catalogue import resolve  # noqa: E402
 
 
-def scenario_result(name: str) -> ScenarioResult:
-    if name not in _results:
-        _results[name] = run_scenario(CATALOGUE_BY_NAME[name])
-    return _results[name]
+@pytest.fixture(scope="session")
+def catalogue_result(request: pytest.FixtureRequest) -> ScenarioResult:
+    return run_scenario(resolve(request.param))
 
 
 @pytest.fixture
-def result_of():
-    return scenario_result
+def rng(request: pytest.FixtureRequest) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering: this order is final
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses ``catalogue_result`` slow, and run those tests last, grouped by
+    scenario (in order of first use, each group in collection order): pytest keeps one value of
+    a session-scoped fixture at a time, so each scenario then runs exactly once."""
+    def scenario(item: pytest.Item) -> str | None:
+        callspec = getattr(item, "callspec", None)
+        return None if callspec is None else callspec.params.get("catalogue_result")
+
+    first_use: dict[str, int] = {}
+    for item in items:
+        name = scenario(item)
+        if name is not None:
+            item.add_marker(pytest.mark.slow)
+            first_use.setdefault(name, len(first_use))
+    others = [item for item in items if scenario(item) is None]
+    grouped = sorted((item for item in items if scenario(item) is not None),
+                     key=lambda item: first_use[scenario(item) or ""])
+    items[:] = others + grouped

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.judge.printed import PrintedError, format_like, numpy_print, parse_printed
+from harness.judge.printed import PrintedError, format_like, half_unit, numpy_print, parse_printed
 
 # text -> (values, half-unit per element, notation)
 STYLES = {
@@ -35,6 +35,16 @@ def test_printed_values_and_precision(text, values, half, notation):
     np.testing.assert_array_equal(printed.values, np.array(values, dtype=np.float64))
     np.testing.assert_allclose(printed.half_unit, np.array(half), rtol=1e-12)
     assert printed.style.notation == notation
+
+
+def test_half_a_unit_in_the_last_digit():
+    """The one digits-to-tolerance rule: fixed decimals, significant digits per element (0 as 10**0), integers."""
+    values = np.array([0.982, -0.018, 6.14e-6, 1.0, 0.0, 250.0])
+    np.testing.assert_array_equal(half_unit(values, decimals=2), np.full(6, 5e-3))
+    np.testing.assert_allclose(half_unit(values, significant=3), [5e-4, 5e-5, 5e-9, 5e-3, 5e-3, 0.5], rtol=1e-12)
+    np.testing.assert_array_equal(half_unit(values), np.zeros(6))
+    with pytest.raises(ValueError):
+        half_unit(values, decimals=2, significant=3)
 
 
 def test_float32_dtype_and_scalar_wrappers_are_kept():

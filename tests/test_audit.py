@@ -14,6 +14,8 @@ from harness.errors import BadInput
 from harness.spec.catalogue import resolve
 from harness.testing import assert_gradients_match
 
+pytestmark = pytest.mark.slow  # gradients from the reference, Keras and torch
+
 AUDITS = Path(__file__).resolve().parent.parent / "scenarios" / "keys" / "audits"
 SCENARIO = str(AUDITS / "xor-relu-sigmoid.toml")
 FILE = AUDITS / "backprop_004.py"

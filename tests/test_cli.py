@@ -5,10 +5,12 @@ import json
 import subprocess
 import sys
 
-from harness.run.adapters import ADAPTERS
+import pytest
+
 from harness.commands.cli import main
+from harness.run.adapters import ADAPTERS
 from harness.run.runner import run_scenario
-from tests.conftest import CATALOGUE_BY_NAME
+from harness.spec.catalogue import resolve
 
 
 def test_list_imports_no_framework():
@@ -20,6 +22,7 @@ def test_list_imports_no_framework():
     assert "003_8a82d580fe4d8025.txt" in out
 
 
+@pytest.mark.slow
 def test_run_writes_the_documented_json(tmp_path, capsys):
     out = tmp_path / "run.json"
     assert main(["run", "softmax-classifier", "--json", str(out), "--quiet"]) == 0
@@ -39,9 +42,10 @@ def test_run_writes_the_documented_json(tmp_path, capsys):
     assert "| numpy-keras | float64" in printed and "agree" in printed
 
 
+@pytest.mark.slow
 def test_run_exits_1_when_a_pair_disagrees(tmp_path, capsys):
     """A scenario whose float64 tolerance is set below what the arithmetic allows must be reported."""
-    src = CATALOGUE_BY_NAME["sigmoid-exponential"].path.read_text()
+    src = resolve("sigmoid-exponential").path.read_text()
     path = tmp_path / "too-tight.toml"
     assert src.count("[tolerance]\n") == 1
     path.write_text(src.replace("[tolerance]\n", "[tolerance]\nfloat64 = { rtol = 0.0, atol = 0.0 }\n", 1)
@@ -52,9 +56,10 @@ def test_run_exits_1_when_a_pair_disagrees(tmp_path, capsys):
     assert "DISAGREE" in out and "rtol=0, atol=0" in out
 
 
+@pytest.mark.slow
 def test_missing_framework_is_skipped_and_the_others_run(monkeypatch):
     monkeypatch.setattr(ADAPTERS["torch"], "available", lambda: "torch is not installed")
-    result = run_scenario(CATALOGUE_BY_NAME["softmax-classifier"], frameworks=("numpy", "keras", "torch"),
+    result = run_scenario(resolve("softmax-classifier"), frameworks=("numpy", "keras", "torch"),
                           dtypes=("float64",))
     torch_run = result.runs[("torch", "float64")]
     assert torch_run.status == "skipped" and "not installed" in torch_run.message
@@ -62,17 +67,19 @@ def test_missing_framework_is_skipped_and_the_others_run(monkeypatch):
     assert result.agree
 
 
+@pytest.mark.slow
 def test_crash_is_recorded_not_raised(monkeypatch):
     def boom(plan):
         raise RuntimeError("first line\nthe last line of the error")
     monkeypatch.setattr(ADAPTERS["torch"], "run", boom)
-    result = run_scenario(CATALOGUE_BY_NAME["softmax-classifier"], dtypes=("float64",))
+    result = run_scenario(resolve("softmax-classifier"), dtypes=("float64",))
     run = result.runs[("torch", "float64")]
     assert run.status == "crashed" and run.message == "RuntimeError: the last line of the error"
     assert not result.agree
     assert len(result.comparisons) == 1
 
 
+@pytest.mark.slow
 def test_report_writes_scenario_and_index(tmp_path):
     assert main(["report", "--scenario", "softmax-classifier", "--out", str(tmp_path), "--quiet"]) == 0
     report = (tmp_path / "softmax-classifier.md").read_text()
@@ -81,6 +88,7 @@ def test_report_writes_scenario_and_index(tmp_path):
     assert "| softmax-classifier | agree |" in index
 
 
+@pytest.mark.slow
 def test_bench_json_has_the_documented_fields(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "softmax-classifier", "--repeat", "1", "--json", str(out)]) == 0

@@ -6,12 +6,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.run.adapters import run_framework
 from harness.judge.compare import compare
-from harness.run.plan import make_plan
 from harness.judge.tolerance import Tolerance
+from harness.run.adapters import run_framework
+from harness.run.plan import make_plan
 from harness.run.trajectory import Trajectory
-from tests.conftest import CATALOGUE_BY_NAME
+from harness.spec.catalogue import resolve
 
 TIGHT = Tolerance(rtol=1e-12, atol=1e-14)
 
@@ -21,10 +21,11 @@ def with_learning_rate(scenario, lr):
     return dataclasses.replace(scenario, training=dataclasses.replace(scenario.training, optimizer=optimizer))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["numpy", "torch"])
 def test_wrong_learning_rate_disagrees_at_step_zero(framework):
     """A 0.1% wrong learning rate changes the first update: the first divergent step is 0, in a parameter."""
-    scenario = CATALOGUE_BY_NAME["softmax-classifier"]
+    scenario = resolve("softmax-classifier")
     good = run_framework("numpy", make_plan(scenario, "float64"))
     bad = run_framework(framework, make_plan(with_learning_rate(scenario, 0.1001), "float64"))
     c = compare(good, bad, TIGHT)
@@ -37,9 +38,10 @@ def test_wrong_learning_rate_disagrees_at_step_zero(framework):
         assert part in message
 
 
+@pytest.mark.slow
 def test_perturbed_sample_disagrees_at_the_batch_that_holds_it():
     """minibatch-regression trains on rows 0-2, then 3-5, ...: a perturbed row 4 first shows at step 1."""
-    scenario = CATALOGUE_BY_NAME["minibatch-regression"]
+    scenario = resolve("minibatch-regression")
     plan = make_plan(scenario, "float64")
     y = plan.y.copy()
     y[4, 0] += 1e-6
@@ -76,3 +78,35 @@ def test_tolerance_is_relative_to_the_larger_magnitude():
     base = _trajectory([100.0], [1.0])
     assert compare(base, _trajectory([100.0 + 5e-11], [1.0]), TIGHT).agree
     assert not compare(base, _trajectory([100.0 + 5e-10], [1.0]), TIGHT).agree
+
+
+def test_per_step_series_and_closest_approach_match_a_direct_computation():
+    """The per-step series kept on the Comparison: over the loss, the parameter and the layer
+    outputs (initial ones at step 0, final ones at the last step), max |a - b| and max |a - b| /
+    allowed per step; a nan against a number is infinitely far. Computed here element by element."""
+    a = _trajectory([4.0, 2.0, 1.0, 0.5], [1.0, 0.5, 0.25, 0.125])
+    b = _trajectory([4.0, 2.0 + 3e-12, 1.0, np.nan], [1.0 + 3e-14, 0.5, 0.25, 0.125])
+    a.outputs_initial, b.outputs_initial = [np.array([[1.0, 2.0]])], [np.array([[1.0, 2.0 + 1e-13]])]
+    a.outputs_final, b.outputs_final = [np.array([[3.0, -5.0]])], [np.array([[3.0, -5.0 - 2e-11]])]
+    c = compare(a, b, TIGHT)
+
+    def element(x, y):
+        if x == y or (np.isnan(x) and np.isnan(y)):
+            return 0.0, 0.0
+        diff = abs(x - y) if not (np.isnan(x) or np.isnan(y)) else np.inf
+        scale = max(abs(v) for v in (x, y) if np.isfinite(v))
+        return diff, diff / (TIGHT.atol + TIGHT.rtol * scale)
+
+    values = {s: [(a.losses[s], b.losses[s]), (a.params["w"][s, 0], b.params["w"][s, 0])] for s in range(4)}
+    values[0] += list(zip(a.outputs_initial[0].ravel(), b.outputs_initial[0].ravel()))
+    values[3] += list(zip(a.outputs_final[0].ravel(), b.outputs_final[0].ravel()))
+    expected = [[element(x, y) for x, y in values[s]] for s in range(4)]
+    np.testing.assert_array_equal(c.step_max_abs, [max(d for d, _ in e) for e in expected])
+    np.testing.assert_array_equal(c.step_used, [max(u for _, u in e) for e in expected])
+    assert c.step_max_abs[3] == np.inf and c.step_used[1] == pytest.approx(3e-12 / (1e-14 + 2e-12), rel=1e-3)
+    assert c.closest == (3, "loss", np.inf)
+
+    b.losses[3] = 0.5  # without the nan the final outputs come closest: 2e-11 against 1e-14 + 5e-12 allowed
+    step, quantity, fraction = compare(a, b, TIGHT).closest
+    assert (step, quantity) == (3, "output layers.0 (end)")
+    assert fraction == pytest.approx(2e-11 / (1e-14 + 5e-12), rel=1e-3)

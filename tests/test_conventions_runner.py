@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from harness.commands.cli import main
-from harness.judge.diagnosis import diagnose
 from harness.errors import BadInput
+from harness.judge.diagnosis import diagnose
 from harness.run.runner import run_scenario, with_convention
 from harness.spec.scenario import parse_scenario
-from tests.test_report_diagnosis import SMALL_MLP
+
+pytestmark = pytest.mark.slow  # every test here trains in Keras and torch
 
 # The 3-4-1 tanh network of the diagnosis tests, trained by Adam (shuffled batches of 16, 20 steps).
+SMALL_MLP = (Path(__file__).resolve().parent / "scenarios" / "small-mlp.toml").read_text()
 SMALL_ADAM = SMALL_MLP.replace('name = "small-mlp"', 'name = "small-adam"').replace(
     'optimizer = { name = "sgd", learning_rate = 0.05 }', 'optimizer = { name = "adam", learning_rate = 0.01 }')
 
@@ -80,7 +82,8 @@ def test_adam_in_keras_convention_against_the_reference_in_torch_convention_is_d
     assert c.first_divergent_step == 0 and c.mismatch.quantity.startswith("layers.")
     [d] = diagnose(result)
     assert d.step == 0 and d.cause.name == "optimizer convention"
-    assert d.confirmed_by.control.description == "numpy vs keras (float64) with numpy in the 'keras' optimizer convention"
+    assert d.confirmed_by.control.description == (
+        "numpy vs keras (float64) with numpy in the 'keras' optimizer convention")
     assert d.localisation.appears_at.stage.startswith("updated ")
     assert all(not s.beyond_tolerance for s in d.localisation.stages if s.stage.startswith("gradient "))
 
@@ -96,8 +99,9 @@ def test_a_convention_keras_cannot_express_is_bad_input_before_anything_runs(tmp
     assert main(["run", str(path), "--frameworks", "numpy,torch", "--dtype", "float64", "--quiet"]) == 0
 
 
-def test_accuracy_is_reported_for_every_run_and_split(result_of):
-    result = result_of("xor-perceptron")
+@pytest.mark.parametrize("catalogue_result", ["xor-perceptron"], indirect=True, scope="session")
+def test_accuracy_is_reported_for_every_run_and_split(catalogue_result):
+    result = catalogue_result
     for label in result.frameworks:
         scores = result.accuracy[(label, "float64")]
         assert set(scores) == {"train", "validation", "test"}

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.spec.data import GENERATORS, make_data, make_splits
 from harness.errors import BadInput
 from harness.run.plan import make_plan
+from harness.spec.data import GENERATORS, make_data, make_splits
 from harness.spec.scenario import parse_scenario
 from reference.layers import Dense
 from reference.network import Network

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 
 from harness.errors import BadInput
+from harness.judge.diagnosis import diagnose
+from harness.judge.printed import parse_printed
+from harness.render.report import scenario_files
 from harness.run.runner import run_scenario
 from harness.spec.scenario import load_scenarios, parse_scenario
+
+pytestmark = pytest.mark.slow  # real runs in the reference, Keras and torch
 
 FORWARD = """
 name = "forward"
@@ -85,8 +90,9 @@ def test_a_wrong_forward_pass_in_one_implementation_is_caught_at_its_layer():
     assert c.mismatch.quantity == "output layers.0 (start)"
 
 
-def test_trained_runs_record_outputs_before_and_after_training(result_of):
-    result = result_of("minibatch-regression")
+@pytest.mark.parametrize("catalogue_result", ["minibatch-regression"], indirect=True, scope="session")
+def test_trained_runs_record_outputs_before_and_after_training(catalogue_result):
+    result = catalogue_result
     c = result.comparison("numpy", "torch", "float64")
     assert {"output layers.0 (start)", "output layers.0 (end)"} <= set(c.quantities)
     run = result.runs[("numpy", "float64")]
@@ -132,9 +138,11 @@ decimals = 8
 
 
 @pytest.mark.parametrize("variant, message", [
-    ('name = "x"\nset = { "model.layers.5.units" = 2 }', r"variants\[0\].set.\"model.layers.5.units\": expected an index below 2"),
+    ('name = "x"\nset = { "model.layers.5.units" = 2 }',
+     r"variants\[0\].set.\"model.layers.5.units\": expected an index below 2"),
     ('name = "x"\nset = { "model.nothing.units" = 2 }', r"expected an existing field at 'nothing'"),
-    ('name = "x"\nset = { "model.layers.0.units" = 3 }', r"variants\[0\] \(forward-x\): model.layers\[0\].kernel: expected shape \(2, 3\)"),
+    ('name = "x"\nset = { "model.layers.0.units" = 3 }',
+     r"variants\[0\] \(forward-x\): model.layers\[0\].kernel: expected shape \(2, 3\)"),
     ('set = {}', r"variants\[0\].name: expected a string"),
 ])
 def test_bad_variants_name_the_variant_and_field(tmp_path, variant, message):
@@ -168,10 +176,20 @@ def test_rounded_inputs_widen_the_tolerance_by_the_propagated_uncertainty():
     assert not strict.lab_checks[0].ok
 
 
-def test_a_forward_only_report_shows_the_outputs_and_draws_no_step_plots():
-    from harness.judge.diagnosis import diagnose
-    from harness.render.report import scenario_files
+def test_lab_value_digits_give_the_tolerance_a_printed_key_answer_gets():
+    """One digits-to-tolerance rule: ``significant = 3`` on a lab value and numpy's ``9.82e-01``
+    (3 significant digits) in a key, ``decimals = 2`` and ``0.99``, give the same half units."""
+    printed = "array([[9.82e-01, 1.80e-02],\n[6.14e-06, 1.00e+00]])"
+    lab = FORWARD.replace("value = [[0.7310585786, 0.9241418200], [0.9996646499, 0.6224593312]]\ndecimals = 9",
+                          "value = [[9.82e-01, 1.80e-02], [6.14e-06, 1.00e+00]]\nsignificant = 3")
+    [lab_value] = parse(lab).lab_values
+    np.testing.assert_array_equal(lab_value.tolerance, parse_printed(printed).half_unit)
+    np.testing.assert_array_equal(lab_value.tolerance, [[5e-4, 5e-5], [5e-9, 5e-3]])
+    [fixed] = parse(ROUNDED).lab_values
+    np.testing.assert_array_equal(fixed.tolerance, parse_printed("[[-14.69]]").half_unit)
 
+
+def test_a_forward_only_report_shows_the_outputs_and_draws_no_step_plots():
     result = run_scenario(parse(FORWARD))
     files = scenario_files(result, diagnose(result))
     assert set(files) == {"forward.md"}  # no steps: no loss curves, no per-step differences

@@ -2,17 +2,31 @@
 (each scenario's [[lab_values]], with the tolerance its printed digits imply)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from harness.run.adapters import run_framework
 from harness.judge.lab_values import check_lab_value, check_lab_values
-from harness.run.runner import with_convention
+from harness.run.adapters import run_framework
 from harness.run.plan import make_plan
-from tests.conftest import CATALOGUE, CATALOGUE_BY_NAME
+from harness.run.runner import with_convention
+from harness.spec.catalogue import catalogue_scenarios
+from harness.spec.scenario import LabValue, Scenario
 
-CASES = [pytest.param(s.name, i, id=f"{s.name}[{lab.what}-{lab.param or f'layer{lab.layer}' if lab.layer is not None else lab.param or 'output'}-step{lab.step}-{lab.dtype}-{i}]")
-         for s in CATALOGUE for i, lab in enumerate(s.lab_values)]
+pytestmark = pytest.mark.slow  # every lab value reruns the reference on its catalogue scenario
+
+CATALOGUE_BY_NAME = {s.name: s for s in catalogue_scenarios()}
+
+
+
+def _case_id(scenario: Scenario, index: int, lab: LabValue) -> str:
+    where = lab.param or (f"layer{lab.layer}" if lab.layer is not None else "output")
+    return f"{scenario.name}[{lab.what}-{where}-step{lab.step}-{lab.dtype}-{index}]"
+
+
+CASES = [pytest.param(s.name, i, id=_case_id(s, i, lab))
+         for s in CATALOGUE_BY_NAME.values() for i, lab in enumerate(s.lab_values)]
 
 
 @pytest.mark.parametrize("name, index", CASES)
@@ -53,8 +67,6 @@ def test_minibatch_regression_converges_and_stops_early():
 
 def test_golden_check_catches_a_wrong_printed_value():
     """A lab value one unit off in the last printed decimal is reported as a mismatch."""
-    import dataclasses
-
     scenario = CATALOGUE_BY_NAME["sigmoid-exponential"]
     lab = scenario.lab_values[0]
     wrong = dataclasses.replace(lab, value=lab.value + np.eye(*lab.value.shape) * 1e-8)

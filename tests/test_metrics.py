@@ -2,12 +2,14 @@
 the XOR scenario's trained accuracy."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from harness.run.adapters import adapter
 from harness.judge.metrics import accuracy, evaluate
-from tests.conftest import CATALOGUE_BY_NAME
+from harness.run.adapters import adapter
+from harness.spec.catalogue import resolve
 
 
 def test_binary_accuracy_thresholds_at_one_half():
@@ -36,7 +38,7 @@ def test_accuracy_rejects_what_it_cannot_score(y, p, loss):
 
 
 def test_evaluate_uses_the_reference_forward_pass():
-    s = CATALOGUE_BY_NAME["softmax-classifier"]
+    s = resolve("softmax-classifier")
     X = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     params = {"layers.0.kernel": np.array([[1.0, 3.0], [2.0, 4.0]]), "layers.0.bias": np.array([-10.0, -20.0])}
     # the notes' probabilities: row 0 class 0, rows 1 and 2 class 1
@@ -50,9 +52,10 @@ def test_evaluate_uses_the_reference_forward_pass():
 XOR = "xor-perceptron"
 
 
-def test_xor_reference_learns_xor(result_of):
+@pytest.mark.parametrize("catalogue_result", [XOR], indirect=True, scope="session")
+def test_xor_reference_learns_xor(catalogue_result):
     """Stated in scenarios/xor-perceptron.toml: train 799/800, validation and test 100/100."""
-    result = result_of(XOR)
+    result = catalogue_result
     plan, run = result.plans["float64"], result.runs[("numpy", "float64")]
     scores = evaluate(result.scenario, run.final_params, {"train": (plan.X, plan.y), **plan.splits})
     assert scores["train"] >= 799 / 800 and scores["validation"] == 1.0 and scores["test"] == 1.0, scores
@@ -60,23 +63,23 @@ def test_xor_reference_learns_xor(result_of):
 
 @pytest.mark.parametrize("framework", ["numpy", "keras", "torch"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_xor_every_run_learns_and_the_clip_never_binds(result_of, framework, dtype):
+@pytest.mark.parametrize("catalogue_result", [XOR], indirect=True, scope="session")
+def test_xor_every_run_learns_and_the_clip_never_binds(catalogue_result, framework, dtype):
     """Every implementation reaches >= 99% on each split, and no batch output ever leaves
     [1e-7, 1 - 1e-7], so the choice of cross-entropy clip does not change the run."""
-    result = result_of(XOR)
+    result = catalogue_result
     plan, run = result.plans[dtype], result.runs[(framework, dtype)]
     assert run.status == "ok", run.message
     scores = evaluate(result.scenario, run.final_params, {"train": (plan.X, plan.y), **plan.splits})
     assert min(scores.values()) >= 0.99, scores
     reference = adapter("numpy")
-    outputs = np.concatenate([reference.forward(result.scenario, run.params_before(t), plan.X[plan.batch_indices(t)])[-1]
-                              for t in range(run.steps)])
+    outputs = np.concatenate([
+        reference.forward(result.scenario, run.params_before(t), plan.X[plan.batch_indices(t)])[-1]
+        for t in range(run.steps)])
     assert outputs.min() > 1e-7 and outputs.max() < 1 - 1e-7, (outputs.min(), 1 - outputs.max())
 
 
 def test_evaluate_needs_a_training_loss():
-    import dataclasses
-
-    forward_only = dataclasses.replace(CATALOGUE_BY_NAME["softmax-classifier"], training=None)
+    forward_only = dataclasses.replace(resolve("softmax-classifier"), training=None)
     with pytest.raises(ValueError, match="forward-only"):
         evaluate(forward_only, {}, {})

@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.run.adapters import adapter, check_expressible, keras_tf, numpy_reference, torch_eager
-from harness.spec.conventions import difference, pinned
-from reference.optimizers import CONVENTIONS
 from harness.errors import BadInput
-from harness.run.plan import make_plan
 from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
+from harness.run.adapters import adapter, check_expressible, keras_tf, numpy_reference, torch_eager
+from harness.run.plan import make_plan
+from harness.spec.conventions import difference, pinned
 from harness.spec.scenario import OptimizerSpec, parse_scenario
-from reference.optimizers import DEFAULTS, SGD, Adam, RMSprop, hyperparameters, make_optimizer
+from reference.optimizers import CONVENTIONS, DEFAULTS, SGD, Adam, RMSprop, hyperparameters, make_optimizer
 
 CONFIGS: dict[str, tuple[str, dict]] = {
     "sgd-momentum": ("sgd", {"momentum": 0.9}),
@@ -199,6 +198,7 @@ PARITY = [pytest.param(c, fw, d, id=f"{c}[{fw}-{d}]") for c in CONFIGS for fw in
           for d in ("float64", "float32")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, framework, dtype", PARITY)
 def test_reference_matches_the_framework_in_its_convention(config, framework, dtype):
     spec = spec_of(config)  # omitted options: each convention takes its own framework's defaults
@@ -210,6 +210,7 @@ def test_reference_matches_the_framework_in_its_convention(config, framework, dt
 NEGATIVE = [pytest.param(c, fw, id=f"{c}[{fw}]") for c in CONFIGS for fw in CONVENTIONS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, framework", NEGATIVE)
 def test_the_other_convention_does_not_match_within_five_steps(config, framework):
     """Same hyper-parameters on both sides (epsilon and rho pinned), float64: only the formula
@@ -223,6 +224,7 @@ def test_the_other_convention_does_not_match_within_five_steps(config, framework
     assert first_mismatch(reference, native, TOLERANCES["float64"]) is not None
 
 
+@pytest.mark.slow
 def test_defaults_are_the_installed_frameworks_defaults():
     import torch
 
@@ -277,6 +279,7 @@ ADAPTER_CASES = [pytest.param(c, fw, d, id=f"{c}[{fw}-{d}]")
                  for fw in CONVENTIONS for d in ("float64", "float32")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, framework, dtype", ADAPTER_CASES)
 def test_training_runs_agree_when_the_reference_is_pinned_to_the_framework(config, framework, dtype):
     name, options = CONFIGS[config]
@@ -289,6 +292,7 @@ def test_training_runs_agree_when_the_reference_is_pinned_to_the_framework(confi
     assert first_mismatch(a, b, DEFAULT_TOLERANCES[dtype]) is None  # the gradients' summation order differs too
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework, optimizer", [("keras", "adam"), ("torch", "rmsprop")])
 def test_a_framework_run_rejects_a_convention_it_cannot_express(framework, optimizer):
     other = next(c for c in CONVENTIONS if c != framework)
@@ -300,6 +304,7 @@ def test_a_framework_run_rejects_a_convention_it_cannot_express(framework, optim
     assert f"received '{other}'" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_a_pinned_convention_is_harmless_when_the_conventions_agree():
     plan = make_plan(tiny_scenario({"name": "sgd", "learning_rate": 0.1, "convention": "torch"}), "float64")
     assert keras_tf.build_optimizer(keras_tf.import_keras()[1], plan.scenario.training.optimizer)[1] == "common"

@@ -9,8 +9,6 @@ from reference.layers import Dense
 from reference.losses import LOSSES
 from reference.network import Network
 
-RNG = np.random.default_rng(7)
-
 
 def numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     g = np.zeros_like(x)
@@ -23,10 +21,10 @@ def numeric_grad(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
-def test_activation_derivative_matches_finite_differences(name):
+def test_activation_derivative_matches_finite_differences(name, rng):
     act = ACTIVATIONS[name]
-    z = RNG.normal(size=(4, 3)) + 0.05  # keep relu away from its kink
-    w = RNG.normal(size=(4, 3))  # an arbitrary upstream gradient
+    z = rng.normal(size=(4, 3)) + 0.05  # keep relu away from its kink
+    w = rng.normal(size=(4, 3))  # an arbitrary upstream gradient
     kw = {"axis": -1} if act.takes_axis else {}
     analytic = act.backward(z, act.forward(z, **kw), w, **kw)
     numeric = numeric_grad(lambda zz: float(np.sum(w * act.forward(zz, **kw))), z)
@@ -37,20 +35,20 @@ def test_softmax_over_axis_of_length_one_is_one():
     np.testing.assert_array_equal(softmax(np.array([[1.0], [8.0]]), axis=1), [[1.0], [1.0]])
 
 
-def _targets(name: str, shape) -> np.ndarray:
+def _targets(name: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     if name == "mse":
-        return RNG.normal(size=shape)
+        return rng.normal(size=shape)
     if name == "binary_crossentropy":
-        return RNG.integers(0, 2, size=shape).astype(float)
-    return np.eye(shape[1])[RNG.integers(0, shape[1], size=shape[0])]
+        return rng.integers(0, 2, size=shape).astype(float)
+    return np.eye(shape[1])[rng.integers(0, shape[1], size=shape[0])]
 
 
 @pytest.mark.parametrize("clip", ["none", "keras", "torch"])
 @pytest.mark.parametrize("name", sorted(LOSSES))
-def test_loss_gradient_matches_finite_differences(name, clip):
+def test_loss_gradient_matches_finite_differences(name, clip, rng):
     loss = LOSSES[name]
-    y = _targets(name, (5, 3))
-    p = RNG.uniform(0.05, 0.95, size=(5, 3))
+    y = _targets(name, (5, 3), rng)
+    p = rng.uniform(0.05, 0.95, size=(5, 3))
     if name == "categorical_crossentropy" and clip != "keras":
         p = p / p.sum(axis=1, keepdims=True)
     analytic = loss.gradient(y, p, clip=clip)
@@ -68,12 +66,12 @@ def test_keras_clip_has_zero_gradient_outside_the_interval():
 
 @pytest.mark.parametrize("loss, out_act, units", [
     ("mse", "exponential", 1), ("binary_crossentropy", "sigmoid", 1), ("categorical_crossentropy", "softmax", 3)])
-def test_network_gradients_match_finite_differences(loss, out_act, units):
+def test_network_gradients_match_finite_differences(loss, out_act, units, rng):
     net = Network(layers=(Dense(4, "tanh"), Dense(units, out_act, use_bias=True)))
-    params = {"layers.0.kernel": RNG.normal(size=(3, 4)) * 0.5, "layers.0.bias": RNG.normal(size=4) * 0.1,
-              "layers.1.kernel": RNG.normal(size=(4, units)) * 0.5, "layers.1.bias": RNG.normal(size=units) * 0.1}
-    x = RNG.normal(size=(6, 3))
-    y = _targets(loss, (6, units))
+    params = {"layers.0.kernel": rng.normal(size=(3, 4)) * 0.5, "layers.0.bias": rng.normal(size=4) * 0.1,
+              "layers.1.kernel": rng.normal(size=(4, units)) * 0.5, "layers.1.bias": rng.normal(size=units) * 0.1}
+    x = rng.normal(size=(6, 3))
+    y = _targets(loss, (6, units), rng)
     _, grads = net.loss_and_gradients(x, y, params, loss=loss)
     for name, value in params.items():
         def f(v, name=name):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import replace
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -12,52 +11,15 @@ import pytest
 import harness.render.report
 from harness.commands.cli import main
 from harness.judge.diagnosis import diagnose
-from harness.render.report import index_markdown, read_summary, scenario_files, summary, write_files_atomic
+from harness.render.files import write_files_atomic
+from harness.render.report import index_markdown, read_summary, scenario_files, summary
 from harness.run.runner import run_scenario
 from harness.spec.scenario import parse_scenario
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# Small enough to run in seconds in every framework and dtype; shuffled mini-batches,
-# two layers, and one printed value (the first loss) so the lab columns appear.
-TINY = """
-name = "tiny-mlp"
-title = "Tiny 2-3-1 network on teacher data"
-source = "made up for the report tests"
-description = "Twenty teacher points, shuffled batches of 8."
-[data]
-generator = "teacher"
-n = 20
-seed = 4
-[[data.teacher]]
-kernel = [[0.7], [-0.4]]
-bias = [0.2]
-[model]
-input_dim = 2
-[[model.layers]]
-units = 3
-activation = "sigmoid"
-kernel = [[0.1, -0.2, 0.3], [0.4, 0.2, -0.1]]
-bias = [0.0, 0.1, -0.1]
-[[model.layers]]
-units = 1
-activation = "linear"
-kernel = [[0.3], [-0.2], [0.5]]
-bias = [0.0]
-[training]
-loss = "mse"
-optimizer = { name = "sgd", learning_rate = 0.1 }
-batch_size = 8
-epochs = 4
-shuffle = true
-shuffle_seed = 7
-[[lab_values]]
-what = "params"
-param = "layers.1.bias"
-value = [0.0]
-atol = 10.0
-source = "a deliberately loose check, to show the lab column"
-"""
+TINY = (Path(__file__).resolve().parent / "scenarios" / "tiny-mlp.toml").read_text()
+pytestmark = pytest.mark.slow  # every report here runs Keras and torch
 
 
 @pytest.fixture
@@ -75,10 +37,8 @@ def report(path: Path, out: Path, *extra: str) -> int:
     return main(["report", "--scenario", str(path), "--out", str(out), *extra])
 
 
-@lru_cache(maxsize=None)
-def full_report(folder: str) -> dict[str, bytes]:
-    """The tiny scenario reported once through the CLI (all frameworks, both dtypes)."""
-    out = Path(folder)
+def full_report(out: Path) -> dict[str, bytes]:
+    """The tiny scenario reported through the CLI (all frameworks, both dtypes)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "tiny-mlp.toml").write_text(TINY)
     assert report(out / "tiny-mlp.toml", out / "reports", "--quiet") == 0
@@ -87,7 +47,7 @@ def full_report(folder: str) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, bytes]:
-    return full_report(str(tmp_path_factory.mktemp("tiny")))
+    return full_report(tmp_path_factory.mktemp("tiny"))
 
 
 SECTIONS = ["# Tiny 2-3-1 network on teacher data", "**Verdict: agree**", "## Set-up", "## Runs",
@@ -130,7 +90,7 @@ def test_index_lists_the_scenario(files):
 
 
 def test_report_is_byte_identical_when_run_again(files, tmp_path):
-    again = full_report(str(tmp_path))
+    again = full_report(tmp_path)
     assert sorted(again) == sorted(files)
     for name in again:
         if not name.endswith(".timings.tsv"):  # wall-clock seconds live only there
@@ -147,9 +107,9 @@ def test_markdown_has_no_timings(files):
 def test_progress_lines_and_quiet(tiny_file, tmp_path, capsys):
     assert report(tiny_file, tmp_path / "loud") == 0
     err = capsys.readouterr().err.splitlines()
-    runs = [l for l in err if l.startswith("tiny-mlp x ")]
+    runs = [line for line in err if line.startswith("tiny-mlp x ")]
     assert len(runs) == 6  # 3 frameworks x 2 dtypes
-    assert all(l.rstrip().endswith(" s") for l in runs)
+    assert all(line.rstrip().endswith(" s") for line in runs)
     assert report(tiny_file, tmp_path / "quiet", "--quiet") == 0
     assert capsys.readouterr().err == ""
 
@@ -170,14 +130,6 @@ def test_failed_report_keeps_previous(tiny_file, tmp_path, monkeypatch, capsys):
         capsys.readouterr().err
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert after == before  # no temporary files left either
-
-
-def test_atomic_write_leaves_no_partial_files(tmp_path):
-    (tmp_path / "a.md").write_text("old")
-
-    with pytest.raises(TypeError):
-        write_files_atomic(tmp_path, {"a.md": b"new", "b.png": "not bytes"})  # the second write fails
-    assert (tmp_path / "a.md").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.md"]
 
 
 # --- crashes and diagnoses in the report ------------------------------------------

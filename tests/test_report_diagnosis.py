@@ -3,84 +3,37 @@ only when a control run confirms them. Every run is real (NumPy, Keras, torch); 
 mismatches are provoked by running one side on a variant of the scenario."""
 from __future__ import annotations
 
-import tomllib
 from dataclasses import replace
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.run.adapters import adapter
-from harness.judge.diagnosis import (DRIFT_FRACTION, NO_CAUSE, R_EPSILON, R_THRESHOLD, closest_approach, diagnose,
-                               stage_differences)
-from harness.run.plan import make_plan
-from harness.run.runner import run_scenario
+from harness.judge.diagnosis import (
+    DRIFT_FRACTION,
+    NO_CAUSE,
+    R_EPSILON,
+    R_THRESHOLD,
+    Diagnosis,
+    diagnose,
+    stage_differences,
+)
 from harness.judge.tolerance import Tolerance
-from harness.spec.scenario import Scenario, parse_scenario
+from harness.run.adapters import adapter
+from harness.run.plan import make_plan
+from harness.run.runner import ScenarioResult, run_scenario
 from harness.run.trajectory import trace_stages
+from harness.spec.scenario import Scenario, load_scenarios
 
-# A sigmoid neuron saturated on its first sample (z = -20, p = 2e-9 against y = 1), so the
-# cross-entropy guard matters from step 0: Keras' clip moves p up to 1e-7. (Saturated the
-# other way, p = 1 - 2e-9 against y = 0, log(1 - p) amplifies a one-ulp difference in p
-# between the sigmoids to ~1e-9 relative, beyond the float64 tolerance whatever the guard.)
-SATURATED_BCE = """
-name = "saturated-bce"
-title = "A saturated sigmoid neuron trained on binary cross-entropy"
-[data]
-X = [[-1, -1], [-1, -0.5], [0.5, -0.2], [0.2, 0.1]]
-y = [[1], [0], [1], [1]]
-[model]
-input_dim = 2
-[[model.layers]]
-units = 1
-activation = "sigmoid"
-kernel = [[10.0], [10.0]]
-bias = [0.0]
-[training]
-loss = "binary_crossentropy"
-clip = "none"
-optimizer = { name = "sgd", learning_rate = 0.1 }
-batch_size = "full"
-epochs = 4
-"""
-
-# A small two-layer regression on teacher data, shuffled mini-batches.
-SMALL_MLP = """
-name = "small-mlp"
-title = "A 3-4-1 tanh network on teacher data, shuffled mini-batches"
-[data]
-generator = "teacher"
-n = 64
-seed = 1
-[[data.teacher]]
-kernel = [[0.5], [-0.3], [0.8]]
-bias = [0.1]
-[model]
-input_dim = 3
-[[model.layers]]
-units = 4
-activation = "tanh"
-kernel = [[0.1, -0.2, 0.3, 0.4], [0.5, 0.1, -0.3, 0.2], [-0.4, 0.3, 0.2, -0.1]]
-bias = [0.0, 0.1, -0.1, 0.05]
-[[model.layers]]
-units = 1
-activation = "linear"
-kernel = [[0.3], [-0.2], [0.5], [0.1]]
-bias = [0.0]
-[training]
-loss = "mse"
-optimizer = { name = "sgd", learning_rate = 0.05 }
-batch_size = 16
-epochs = 5
-shuffle = true
-shuffle_seed = 3
-"""
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+pytestmark = pytest.mark.slow  # real Keras and torch runs and their control runs
 
 
-def scenario(text: str) -> Scenario:
-    raw = tomllib.loads(text)
-    return parse_scenario(raw, path=Path(f"tests/{raw['name']}.toml"))
+def scenario(name: str) -> Scenario:
+    """One of the small scenarios in tests/scenarios/ (a sigmoid neuron saturated on binary
+    cross-entropy; a 3-4-1 tanh network on teacher data, shuffled mini-batches)."""
+    [s] = load_scenarios(SCENARIOS / f"{name}.toml")
+    return s
 
 
 def with_training(s: Scenario, **changes) -> Scenario:
@@ -91,10 +44,10 @@ def with_lr(s: Scenario, lr: float) -> Scenario:
     return with_training(s, optimizer=replace(s.training.optimizer, learning_rate=lr))
 
 
-@lru_cache(maxsize=None)
-def diagnosed(case: str):
-    """(result, diagnoses) of each provoked mismatch, run once per session."""
-    bce, mlp = scenario(SATURATED_BCE), scenario(SMALL_MLP)
+@pytest.fixture(scope="module")
+def diagnosed(request: pytest.FixtureRequest) -> tuple[ScenarioResult, list[Diagnosis]]:
+    """(result, diagnoses) of the provoked mismatch ``request.param``, run once per module."""
+    bce, mlp = scenario("saturated-bce"), scenario("small-mlp")
     tight32 = {**mlp.tolerances, "float32": Tolerance(rtol=1e-9, atol=0.0)}
     cases = {
         "clip": dict(scenario=bce, frameworks=("numpy", "torch"), dtypes=("float64",),
@@ -111,7 +64,7 @@ def diagnosed(case: str):
                         sides={"torch": replace(mlp, layers=(replace(mlp.layers[0], activation="sigmoid"),
                                                              *mlp.layers[1:]))}),
     }
-    result = run_scenario(**cases[case])
+    result = run_scenario(**cases[request.param])
     return result, diagnose(result)
 
 
@@ -136,7 +89,7 @@ def test_rate_of_change_flags_the_stage_that_introduces_the_difference():
 
 @pytest.mark.parametrize("framework", ["numpy", "keras", "torch"])
 def test_trace_step_reproduces_the_recorded_step(framework):
-    s = scenario(SMALL_MLP)
+    s = scenario("small-mlp")
     plan = make_plan(s, "float64")
     module = adapter(framework)
     run = module.run(plan)
@@ -161,9 +114,10 @@ EXPECTED = [
 ]
 
 
-@pytest.mark.parametrize("case,pair,step,quantity,stage,cause", EXPECTED, ids=[e[0] for e in EXPECTED])
-def test_provoked_mismatch_is_diagnosed(case, pair, step, quantity, stage, cause):
-    result, diagnoses = diagnosed(case)
+@pytest.mark.parametrize("diagnosed,pair,step,quantity,stage,cause", EXPECTED, ids=[e[0] for e in EXPECTED],
+                         indirect=["diagnosed"], scope="module")
+def test_provoked_mismatch_is_diagnosed(diagnosed, pair, step, quantity, stage, cause):
+    result, diagnoses = diagnosed
     assert len(diagnoses) == 1
     d = diagnoses[0]
     assert d.kind == "disagree" and d.step == step and d.quantity == quantity
@@ -179,8 +133,9 @@ def test_provoked_mismatch_is_diagnosed(case, pair, step, quantity, stage, cause
     assert control.scenario_a.training == control.scenario_b.training
 
 
-def test_float32_rounding_growth_is_confirmed_by_the_float64_run():
-    result, diagnoses = diagnosed("float32")
+@pytest.mark.parametrize("diagnosed", ["float32"], indirect=True, scope="module")
+def test_float32_rounding_growth_is_confirmed_by_the_float64_run(diagnosed):
+    result, diagnoses = diagnosed
     assert [(d.comparison.pair, d.comparison.dtype) for d in diagnoses] == [("numpy-torch", "float32")]
     d = diagnoses[0]
     assert d.cause.name == "float32 rounding growth"
@@ -192,9 +147,10 @@ def test_float32_rounding_growth_is_confirmed_by_the_float64_run():
     assert all(s.max_rel < 1e-5 for s in d.localisation.stages)
 
 
-def test_two_differences_at_once_name_no_cause():
+@pytest.mark.parametrize("diagnosed", ["two-at-once"], indirect=True, scope="module")
+def test_two_differences_at_once_name_no_cause(diagnosed):
     """Each control aligns one setting; with two settings different none agrees, so no cause is named."""
-    _, diagnoses = diagnosed("two-at-once")
+    _, diagnoses = diagnosed
     d = diagnoses[0]
     assert d.cause is None and d.cause_name == NO_CAUSE
     tried = {r.control.description for r in d.controls}
@@ -202,9 +158,10 @@ def test_two_differences_at_once_name_no_cause():
     assert all(r.comparison is not None and not r.comparison.agree for r in d.controls)
 
 
-def test_a_difference_outside_the_registry_names_no_cause():
+@pytest.mark.parametrize("diagnosed", ["unknown"], indirect=True, scope="module")
+def test_a_difference_outside_the_registry_names_no_cause(diagnosed):
     """A wrong activation on one side (tanh against sigmoid): found in the forward pass, no cause named."""
-    _, diagnoses = diagnosed("unknown")
+    _, diagnoses = diagnosed
     d = diagnoses[0]
     assert d.cause is None and d.controls == []
     assert d.comparison.first_divergent_step == 0 and d.comparison.mismatch.quantity == "loss"
@@ -215,10 +172,11 @@ def test_a_difference_outside_the_registry_names_no_cause():
 def test_drifting_float32_pair_is_diagnosed_at_its_closest_step():
     """An agreeing pair whose tolerance is scaled so that it uses 0.75 of it: a drift, in float32,
     explained by float32 rounding (its float64 run uses a tiny fraction of the float64 tolerance)."""
-    mlp = scenario(SMALL_MLP)
+    mlp = scenario("small-mlp")
     first = run_scenario(mlp, frameworks=("numpy", "torch"), dtypes=("float32",))
     tol = mlp.tolerances["float32"]
-    step, quantity, fraction = closest_approach(first.runs[("numpy", "float32")], first.runs[("torch", "float32")], tol)
+    [c] = first.comparisons
+    step, quantity, fraction = c.closest
     assert 0 < fraction < DRIFT_FRACTION  # the default float32 tolerance leaves a wide margin here
     k = fraction / 0.75  # allowed = atol + rtol * scale is linear in (atol, rtol): fraction becomes 0.75
     scaled = replace(mlp, tolerances={**mlp.tolerances, "float32": Tolerance(rtol=tol.rtol * k, atol=tol.atol * k)})
@@ -232,5 +190,5 @@ def test_drifting_float32_pair_is_diagnosed_at_its_closest_step():
 
 
 def test_pairs_far_from_their_tolerance_are_not_diagnosed():
-    result = run_scenario(scenario(SMALL_MLP), frameworks=("numpy", "torch"), dtypes=("float64",))
+    result = run_scenario(scenario("small-mlp"), frameworks=("numpy", "torch"), dtypes=("float64",))
     assert result.agree and diagnose(result) == []

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
 
+from harness.render.plots import beyond_log_axis, differences_png, loss_curves_png
 from harness.run.adapters import FRAMEWORKS, run_framework
 from harness.run.plan import make_plan
+from harness.spec.catalogue import resolve
 from harness.spec.scenario import DTYPES
-from tests.conftest import CATALOGUE_BY_NAME
 
 # --- minibatch-diverging -------------------------------------------------------------
 
@@ -18,8 +20,9 @@ DIVERGES_AT = {"float64": (1880, 3794), "float32": (260, 506)}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_every_implementation_diverges_at_the_same_step(result_of, dtype):
-    result = result_of("minibatch-diverging")
+@pytest.mark.parametrize("catalogue_result", ["minibatch-diverging"], indirect=True, scope="session")
+def test_every_implementation_diverges_at_the_same_step(catalogue_result, dtype):
+    result = catalogue_result
     loss_step, param_step = DIVERGES_AT[dtype]
     for framework in FRAMEWORKS:
         run = result.runs[(framework, dtype)]
@@ -32,16 +35,17 @@ def test_every_implementation_diverges_at_the_same_step(result_of, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_runs_that_diverge_together_agree(result_of, dtype):
+@pytest.mark.parametrize("catalogue_result", ["minibatch-diverging"], indirect=True, scope="session")
+def test_runs_that_diverge_together_agree(catalogue_result, dtype):
     """Both sides nan (or the same inf) count as equal, so the comparison spans all 4000 steps."""
-    result = result_of("minibatch-diverging")
+    result = catalogue_result
     for comparison in (c for c in result.comparisons if c.dtype == dtype):
         assert comparison.agree and comparison.steps_a == comparison.steps_b == 4000, comparison.note
 
 
 def test_the_fixed_order_does_not_diverge():
     """The description's claim: in the data's order, eta = 0.3 converges (the shuffle makes it diverge)."""
-    scenario = CATALOGUE_BY_NAME["minibatch-diverging"]
+    scenario = resolve("minibatch-diverging")
     fixed = dataclasses.replace(scenario, training=dataclasses.replace(scenario.training, shuffle=False))
     run = run_framework("numpy", make_plan(fixed, "float64"))
     assert run.first_nonfinite_step is None and run.stopped_early_at == 127
@@ -54,14 +58,14 @@ WIDTHS = ["one-hidden-layer-width-2", "one-hidden-layer-width-4", "one-hidden-la
           "one-hidden-layer-width-16"]
 
 
-@pytest.mark.parametrize("name", WIDTHS)
-def test_all_ones_hidden_units_stay_identical(result_of, name):
+@pytest.mark.parametrize("catalogue_result", WIDTHS, indirect=True, scope="session")
+def test_all_ones_hidden_units_stay_identical(catalogue_result):
     """Every hidden unit's kernel column, bias and outgoing weight equal the first unit's at every
     step: bit for bit in the reference and Keras, in every dtype. torch's vectorised CPU kernels
     may round the columns of a wide layer differently (measured on an AVX-512 CPU: width 16 in
     float64 parts by 2.5e-14 from step 3, width <= 8 stays bitwise), so torch's units must agree
     within the dtype's parity tolerance instead: symmetric up to rounding, never broken."""
-    result = result_of(name)
+    result = catalogue_result
     for (framework, dtype), run in result.runs.items():
         assert run.status == "ok", run.message
         kernel, bias = run.params["layers.0.kernel"], run.params["layers.0.bias"]
@@ -76,20 +80,19 @@ def test_all_ones_hidden_units_stay_identical(result_of, name):
                 assert np.array_equal(value, first), (framework, dtype)
 
 
-def test_width_does_not_help_a_symmetric_network(result_of):
-    """Final MSE (float64 reference) as stated in the file: 81.63, 80.73, 81.24, 84.04."""
-    finals = [result_of(name).runs[("numpy", "float64")].losses[-1] for name in WIDTHS]
-    np.testing.assert_allclose(finals, [81.63, 80.73, 81.24, 84.04], atol=0.005)
+@pytest.mark.parametrize("catalogue_result, final", zip(WIDTHS, [81.63, 80.73, 81.24, 84.04]),
+                         indirect=["catalogue_result"], scope="session")
+def test_width_does_not_help_a_symmetric_network(catalogue_result, final):
+    """Final MSE (float64 reference) as stated in the file: 81.63, 80.73, 81.24, 84.04 for
+    widths 2, 4, 8, 16."""
+    np.testing.assert_allclose(catalogue_result.runs[("numpy", "float64")].losses[-1], final, atol=0.005)
 
 
-def test_the_report_draws_a_run_that_overflows(result_of):
+@pytest.mark.parametrize("catalogue_result", ["minibatch-diverging"], indirect=True, scope="session")
+def test_the_report_draws_a_run_that_overflows(catalogue_result):
     """Losses and differences near 1e308 are drawn as log10 on a linear axis: matplotlib's log
     axis overflows placing ticks that high (it used to fall back to a [1, 10] axis)."""
-    import warnings
-
-    from harness.render.plots import beyond_log_axis, differences_png, loss_curves_png
-
-    result = result_of("minibatch-diverging")
+    result = catalogue_result
     assert beyond_log_axis([result.runs[("numpy", "float64")].losses])
     assert not beyond_log_axis([result.runs[("numpy", "float32")].losses])
     with warnings.catch_warnings():

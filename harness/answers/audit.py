@@ -13,7 +13,8 @@ labels (``w``/``b``, ``w1``/``b1``/...), or as a tuple in parameter order.
 Each parameter is compared in float64 with the reference (``reference.network``), torch
 autograd and TF ``GradientTape`` (each adapter's ``gradients``) and central finite differences
 of the reference loss, ``(L(p + h) - L(p - h)) / 2h`` with ``h = 1e-6 * max(1, |p|)``.
-The submitted gradient passes when ``|g - reference| <= atol + rtol * |reference|``,
+The submitted gradient passes the project's one agreement rule (``harness.judge.tolerance``),
+``|g - reference| <= atol + rtol * max(|g|, |reference|)``,
 ``rtol = 1e-7``, ``atol = 1e-9``: a correct formula in float64 differs from the reference
 only by summation order (~1e-15 relative); a real mistake (a factor, a missing term) is
 off by far more. A wrong gradient is then compared with ``c * gradient`` of every
@@ -30,8 +31,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.errors import BadInput
+from harness.judge.tolerance import Tolerance, compare_elements
+from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.run.plan import make_plan
 from harness.spec.scenario import Scenario
 from reference.losses import LOSSES
@@ -79,6 +81,8 @@ def load_function(path: str | Path, name: str) -> Backward:
     if not path.is_file():
         raise BadInput(path, "", "an existing Python file", str(path))
     spec = importlib.util.spec_from_file_location(f"audited_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise BadInput(path, "", "a Python source file", str(path))
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -127,7 +131,7 @@ def finite_differences(scenario: Scenario, params: dict[str, np.ndarray], X: np.
     for name, p in work.items():
         g = np.zeros_like(p)
         for index in np.ndindex(p.shape):
-            h = FD_STEP * max(1.0, abs(p[index]))
+            h = FD_STEP * max(1.0, abs(float(p[index])))
             saved = p[index]
             p[index] = saved + h
             up = reference.gradients(scenario, work, X, y)[0]
@@ -149,7 +153,7 @@ def _submitted(fn: Backward, params: dict[str, np.ndarray], X: np.ndarray, y: np
     names, labels = scenario.param_names(), labels_of(scenario)
     if isinstance(returned, dict):
         by_label = {label: name for name, label in labels.items()}
-        return {by_label.get(k, k): v for k, v in returned.items()}, ""
+        return {by_label.get(str(k), str(k)): v for k, v in returned.items()}, ""
     if isinstance(returned, (tuple, list)):
         if len(returned) != len(names):
             return {}, f"the function returned {len(returned)} values for {len(names)} parameters {names}"
@@ -202,7 +206,7 @@ def _audit_param(name: str, label: str, submitted: dict[str, object], error: str
     audit.diffs = {s: float(np.max(np.abs(value - grads[s][name]))) for s in SOURCES}
     scale = np.abs(reference)
     audit.max_rel = float(np.max(np.abs(value - reference) / np.where(scale > 0, scale, 1.0)))
-    if not np.all(np.abs(value - reference) <= atol + rtol * scale):
+    if compare_elements(value, reference, Tolerance(rtol=rtol, atol=atol)).bad.any():
         audit.status = "wrong"
     return audit
 
@@ -212,10 +216,9 @@ def diagnose(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y
     """Which standard loss's gradient (times a constant) the submitted gradients are, if any."""
     if not submitted:
         return ""
-    findings = []
+    training, findings = scenario.training_spec, []
     for loss in LOSSES:
-        _, g = adapter(REFERENCE).gradients(replace(scenario, training=replace(scenario.training, loss=loss)),
-                                            params, X, y)
+        _, g = adapter(REFERENCE).gradients(replace(scenario, training=replace(training, loss=loss)), params, X, y)
         names = [n for n in submitted if n in g]
         if not names or not all(np.all(np.isfinite(g[n])) for n in names):
             continue
@@ -224,12 +227,12 @@ def diagnose(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y
         if not np.any(r):
             continue
         c = float(s @ r / (r @ r))
-        if abs(c) > 0 and np.all(np.abs(s - c * r) <= atol + rtol * np.abs(c * r)):
+        if abs(c) > 0 and not compare_elements(s, c * r, Tolerance(rtol=rtol, atol=atol)).bad.any():
             c_text = f"{c:.6g}"
-            if loss == scenario.training.loss:
+            if loss == training.loss:
                 findings.append(f"{c_text} x the correct gradient ({loss}): a scale error")
             else:
-                findings.append(f"{c_text} x the gradient of {loss} (not of the scenario's {scenario.training.loss}): "
+                findings.append(f"{c_text} x the gradient of {loss} (not of the scenario's {training.loss}): "
                                 f"the backward pass differentiates {loss}")
     if findings:
         return "the submitted gradients equal " + "; ".join(findings)
@@ -251,7 +254,7 @@ def audit_table(result: AuditResult) -> pd.DataFrame:
 def audit_text(result: AuditResult, *, rtol: float = RTOL, atol: float = ATOL) -> str:
     lines = [f"Gradient audit of {result.function} on {result.scenario} (float64, first batch, initial parameters)",
              "", audit_table(result).to_markdown(index=False, disable_numparse=True), "",
-             f"tolerance: |submitted - reference| <= {atol:g} + {rtol:g}*|reference|",
+             f"tolerance: |submitted - reference| <= {atol:g} + {rtol:g}*max(|submitted|, |reference|)",
              "implementations against the reference: " + ", ".join(
                  f"{s} {v:.1e}" for s, v in result.source_spread.items() if s != "reference")]
     wrong = [p for p in result.params if not p.ok]

@@ -2,9 +2,11 @@
 
 Single computations (dense, activation, network, loss) are one forward pass (or one
 loss) through each adapter (``Adapter.forward``, ``Adapter.loss``); an activation of
-``z`` is a bias-free dense layer with the identity kernel (``z @ I = z`` exactly). Gradient, train and scenario answers are training
-runs: an in-memory scenario goes through ``harness.run.plan`` and every adapter
-(``harness.run.runner.run_scenario``), exactly as ``nn-parity run`` does.
+``z`` is a bias-free dense layer with the identity kernel (``z @ I = z`` exactly).
+Gradient, train and scenario answers are training runs: an in-memory scenario goes
+through ``harness.run.plan`` and every adapter (``harness.run.runner.run_scenario``),
+exactly as ``nn-parity run`` does. ``reference_values`` is the reference's answer alone
+(what the propagation from rounded inputs re-computes).
 
 The result of one framework is ``{part: array}`` or an error message (a crash is a
 result to report, not a harness failure).
@@ -15,20 +17,34 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.run.adapters import FRAMEWORKS, adapter, check_expressible
 from harness.answers.questions import (
-    Activation, Dense, Gradient, Loss, Network, Question, ScenarioQuestion, Train, epochs_for, param_labels, parts,
+    Activation,
+    Dense,
+    Gradient,
+    Loss,
+    Network,
+    Question,
+    ScenarioQuestion,
+    Train,
+    epochs_for,
+    param_labels,
+    parts,
 )
-from harness.judge.lab_values import computed_value
-from harness.run.plan import TrainingPlan
 from harness.errors import BadInput
-from harness.run.runner import reference_label, run_scenario
+from harness.judge.lab_values import computed_value
 from harness.judge.tolerance import DEFAULT_TOLERANCES
+from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible
+from harness.run.plan import TrainingPlan
+from harness.run.runner import reference_label, run_scenario
+from harness.run.trajectory import Trajectory
 from harness.spec.data import DataSpec
 from harness.spec.scenario import (
-    LabValue, LayerSpec, OptimizerSpec, Scenario, TrainingSpec,
+    LabValue,
+    LayerSpec,
+    OptimizerSpec,
+    Scenario,
+    TrainingSpec,
 )
-from harness.run.trajectory import Trajectory
 from reference.network import bias_name, kernel_name
 
 Values = dict[str, np.ndarray]
@@ -54,8 +70,10 @@ def identity_layer(units: int, activation: str, axis: int) -> LayerSpec:
 def layer_params(layers: tuple[LayerSpec, ...]) -> dict[str, np.ndarray]:
     params = {}
     for i, layer in enumerate(layers):
+        assert layer.kernel is not None, "an answer's layers carry their kernels"
         params[kernel_name(i)] = layer.kernel
         if layer.use_bias:
+            assert layer.bias is not None, "an answer's layer with a bias carries it"
             params[bias_name(i)] = layer.bias
     return params
 
@@ -76,6 +94,14 @@ def compute_all(question: Question, *, frameworks: tuple[str, ...] = FRAMEWORKS)
         except Exception as exc:  # a framework crash is reported with the answer
             out[framework] = f"crashed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}"
     return out
+
+
+def reference_values(question: Question) -> Values:
+    """The NumPy reference's parts of the answer alone (``ValueError`` when it cannot compute them)."""
+    values = compute_all(question, frameworks=(REFERENCE,))[REFERENCE]
+    if isinstance(values, str):
+        raise ValueError(f"the reference: {values}")
+    return values
 
 
 # --- single forward computations -----------------------------------------------
@@ -119,6 +145,7 @@ def network_answer(q: Network, output: np.ndarray) -> np.ndarray:
     predicted = predictions(output)
     if q.output == "prediction":
         return predicted
+    assert q.y is not None, "an accuracy answer has its targets y (checked by the key loader)"
     return np.asarray(np.mean(predicted == predictions(q.y, labels=True)))
 
 
@@ -155,7 +182,7 @@ def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[
     runnable = []
     for framework in frameworks:  # a framework whose optimizer class cannot compute the pinned convention
         try:
-            if scenario.trains:
+            if scenario.training is not None:
                 check_expressible(adapter(framework), scenario.training.optimizer, file=scenario.path)
             runnable.append(framework)
         except BadInput as exc:
@@ -165,6 +192,7 @@ def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[
     for framework in runnable:
         # an unpinned optimizer whose conventions differ runs the reference as numpy[keras] and numpy[torch]
         label = framework if (framework, DTYPE) in result.runs else reference_label(result, None)
+        assert label is not None, "the reference ran (it is one of the runnable frameworks)"
         run = result.runs[(label, DTYPE)]
         if not run.ok:
             out[framework] = f"{run.status}: {run.message}"
@@ -178,7 +206,7 @@ def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[
 
 def _values_of_run(question: Gradient | Train | ScenarioQuestion, run: Trajectory, plan: TrainingPlan) -> Values:
     layers = plan.scenario.layers
-    labels = param_labels(len(layers), [l.use_bias for l in layers])
+    labels = param_labels(len(layers), [layer.use_bias for layer in layers])
     if isinstance(question, Gradient):
         return {label: run.grads[name][0] for label, name in labels.items()}
     if isinstance(question, Train):

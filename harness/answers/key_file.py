@@ -22,9 +22,17 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.judge.printed import Printed, PrintedError, parse_printed
-from harness.answers.questions import KINDS, Question, ScenarioQuestion, part_shape, parse_question, parts
+from harness.answers.questions import (
+    KINDS,
+    Question,
+    ScenarioQuestion,
+    input_names,
+    parse_question,
+    part_shape,
+    parts,
+)
 from harness.errors import BadInput
+from harness.judge.printed import Printed, PrintedError, parse_printed
 from harness.spec.fields import Table
 
 TOP_KEYS = {"title", "source", "defaults", "answer"}
@@ -137,8 +145,6 @@ def _answer(t: Table, answer_id: str, defaults: Settings, *, key_dir: Path) -> A
         raise t.error("inputs_rounded_to", "no rounding declaration for a scenario answer (its inputs are the "
                       "scenario's own)", t.data["inputs_rounded_to"])
     if isinstance(settings.inputs_rounded_to, dict):
-        from harness.answers.uncertainty import input_names
-
         known = input_names(question)
         for name in settings.inputs_rounded_to:
             if name not in known:

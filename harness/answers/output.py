@@ -5,7 +5,6 @@ implausible, unanswered or harness fault, 2 the key (or one of its answers) is m
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
@@ -14,6 +13,7 @@ import pandas as pd
 from harness.answers.key_file import AnswerKey
 from harness.answers.verdicts import FAILING, MALFORMED, AnswerResult, PartCheck
 from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
+from harness.render.files import json_safe
 
 
 def exit_code(results: list[AnswerResult]) -> int:
@@ -49,7 +49,7 @@ def _diff(p: PartCheck) -> str | None:
 
 
 def _tolerance(p: PartCheck) -> str | None:
-    if p.expected is None:
+    if p.expected is None or p.tolerance is None or p.printed_tol is None:
         return None
     text = f"{float(np.max(p.tolerance)):.2e} (printed {float(np.max(p.printed_tol)):.1e}"
     if p.propagated_tol is not None:
@@ -110,16 +110,6 @@ def markdown_report(key: AnswerKey, results: list[AnswerResult], *, frameworks: 
     return "\n".join(lines)
 
 
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def _parts_json(r: AnswerResult, fn):
     values = {p.part: fn(p) for p in r.parts}
     return values.get("value") if set(values) == {"value"} else values
@@ -145,6 +135,6 @@ def result_json(key: AnswerKey, results: list[AnswerResult], *, frameworks: tupl
             "implementation_spread": r.spread,
             "message": r.message, "warnings": r.warnings, "source": r.source,
         })
-    return _clean({"key": str(key.path), "title": key.title, "frameworks": list(frameworks), "dtype": "float64",
+    return json_safe({"key": str(key.path), "title": key.title, "frameworks": list(frameworks), "dtype": "float64",
                    "summary": dict(Counter(r.verdict for r in results)), "answers": answers})
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.judge.printed import Printed
 from harness.answers.questions import Activation, Dense, Loss, Network, Question, ScenarioQuestion
+from harness.judge.printed import Printed
+from harness.spec.scenario import LayerSpec
 
 _RANGES = {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, np.inf),
            "exponential": (0.0, np.inf)}
@@ -49,10 +50,10 @@ def implausible(question: Question, expected: dict[str, Printed]) -> str | None:
         where = "" if part == "value" else f"{part}: "
         if np.any(np.isnan(printed.values)):
             return f"{where}NaN is not a value of this quantity"
-    printed = expected.get("value")
-    if printed is None:
+    value = expected.get("value")
+    if value is None:
         return None
-    v, h = printed.values, printed.half_unit
+    v, h = value.values, value.half_unit
     if is_accuracy(question) and np.any((v + h < 0) | (v - h > 1)):
         return f"an accuracy of {float(np.max(v)) * 100:g}% is outside [0%, 100%]"
     if is_loss(question) and np.any(v + h < 0):
@@ -78,7 +79,7 @@ def implausible(question: Question, expected: dict[str, Printed]) -> str | None:
 
 def degenerate(question: Question) -> list[str]:
     act = output_activation(question)
-    layers = ()
+    layers: tuple[LayerSpec, ...] = ()
     if isinstance(question, Network):
         layers = question.layers
     elif isinstance(question, ScenarioQuestion):

@@ -21,16 +21,18 @@ Parameters are named as the labs name them: ``w`` and ``b`` for a one-layer mode
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from harness.errors import MISSING, BadInput
-from harness.spec.conventions import difference, pinned
 from harness.spec.catalogue import resolve
-from harness.spec.scenario import LayerSpec, Scenario, parse_optimizer
+from harness.spec.conventions import difference, pinned
+from harness.spec.data import make_data
 from harness.spec.fields import Table
+from harness.spec.scenario import LayerSpec, Scenario, parse_optimizer
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
 
@@ -53,6 +55,7 @@ class Dense:
 
     def unit_bias(self) -> np.ndarray:
         """A per-unit bias as the layer's ``(q,)`` vector (a scalar is broadcast)."""
+        assert self.b is not None, "only a dense answer with a bias has a per-unit bias"
         return np.broadcast_to(self.b.reshape(-1), (self.w.shape[1],)).copy()
 
 
@@ -124,16 +127,69 @@ def param_labels(n_layers: int, use_bias: list[bool]) -> dict[str, str]:
 def parts(question: Question) -> tuple[str, ...]:
     """The names of the answer's parts: ``("value",)`` or the parameter labels."""
     if isinstance(question, (Gradient, Train)):
-        return tuple(param_labels(len(question.layers), [l.use_bias for l in question.layers]))
+        return tuple(param_labels(len(question.layers), [layer.use_bias for layer in question.layers]))
     if isinstance(question, ScenarioQuestion) and question.quantity in ("params", "gradient"):
         layers = question.scenario.layers
-        return tuple(param_labels(len(layers), [l.use_bias for l in layers]))
+        return tuple(param_labels(len(layers), [layer.use_bias for layer in layers]))
     return ("value",)
 
 
-def reference_name(question: Question, label: str) -> str:
+def reference_name(question: Network | Gradient | Train | ScenarioQuestion, label: str) -> str:
     layers = question.scenario.layers if isinstance(question, ScenarioQuestion) else question.layers
-    return param_labels(len(layers), [l.use_bias for l in layers])[label]
+    return param_labels(len(layers), [layer.use_bias for layer in layers])[label]
+
+
+# --- the inputs, by the names ``inputs_rounded_to`` gives them ---------------------
+
+def input_names(question: Question) -> list[str]:
+    """The inputs an ``inputs_rounded_to`` table may name."""
+    return list(input_values(question))
+
+
+def input_values(question: Question) -> dict[str, np.ndarray]:
+    """Each input of the answer by name: the kind's arrays, the parameters by label, the targets
+    (none for a scenario answer: its inputs are the scenario's own)."""
+    if isinstance(question, ScenarioQuestion):
+        return {}
+    if isinstance(question, Dense):
+        values = {"X": question.X, "w": question.w}
+        return values | ({"b": question.b} if question.b is not None else {})
+    if isinstance(question, Activation):
+        return {"z": question.z}
+    if isinstance(question, Loss):
+        return {"y_true": question.y_true, "y_pred": question.y_pred}
+    values = {"X": question.X}
+    for label, name in param_labels(len(question.layers), [layer.use_bias for layer in question.layers]).items():
+        layer = question.layers[int(name.split(".")[1])]
+        param = layer.kernel if name.endswith("kernel") else layer.bias
+        if param is not None:  # a key's layers always carry their values
+            values[label] = param
+    if isinstance(question, (Gradient, Train)):
+        values["y"] = question.y
+    return values
+
+
+def with_inputs(question: Dense | Activation | Network | Loss | Gradient | Train,
+                values: dict[str, np.ndarray]) -> Question:
+    """The same question on other values of some of its inputs (named as ``input_values`` names them)."""
+    if isinstance(question, Dense):
+        return replace(question, X=values.get("X", question.X), w=values.get("w", question.w),
+                       b=values.get("b", question.b))
+    if isinstance(question, Activation):
+        return replace(question, z=values.get("z", question.z))
+    if isinstance(question, Loss):
+        return replace(question, y_true=values.get("y_true", question.y_true),
+                       y_pred=values.get("y_pred", question.y_pred))
+    layers = list(question.layers)
+    for label, name in param_labels(len(layers), [layer.use_bias for layer in layers]).items():
+        if label in values:
+            i = int(name.split(".")[1])
+            layers[i] = replace(layers[i], kernel=values[label]) if name.endswith("kernel") \
+                else replace(layers[i], bias=values[label])
+    X = values.get("X", question.X)
+    if isinstance(question, Network):
+        return replace(question, X=X, layers=tuple(layers))
+    return replace(question, X=X, y=values.get("y", question.y), layers=tuple(layers))
 
 
 # --- field readers --------------------------------------------------------------
@@ -267,7 +323,7 @@ def _scenario(t: Table, key_dir: Path) -> ScenarioQuestion:
     return ScenarioQuestion(scenario=scenario, quantity=quantity, step=step)
 
 
-KINDS = {
+KINDS: dict[str, tuple[Callable[[Table, Path], Question], set[str]]] = {
     "dense": (_dense, {"X", "w", "b", "activation", "axis"}),
     "activation": (_activation, {"function", "z", "axis"}),
     "network": (_network, {"X", "layers", "w", "b", "activation", "axis", "output", "y"}),
@@ -308,8 +364,6 @@ def part_shape(question: Question, part: str) -> tuple[int, ...]:
     if question.quantity in ("params", "gradient"):
         return sc.param_shapes()[reference_name(question, part)]
     if question.quantity == "output":
-        from harness.spec.data import make_data
-
         return (make_data(sc.data)[0].shape[0], sc.layers[-1].units)
     return ()
 

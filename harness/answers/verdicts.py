@@ -16,7 +16,12 @@ Verdicts, in the order they are decided:
       printed    = half a unit in the last printed digit (or atol + rtol*|expected| if the key sets them)
       arithmetic = atol + rtol*|expected| of the float64 implementations (1e-14 + 1e-12*|e|;
                    float32's 1e-7 + 1e-5*|e| when the key printed dtype=float32)
-      propagated = sum_j |d answer / d input_j| * half-unit_j (``inputs_rounded_to``, autograd)
+      propagated = sum_j |d answer / d input_j| * half-unit_j (``inputs_rounded_to``: central
+                   differences of the reference, ``harness.judge.propagation``)
+
+  The difference and the agreement between implementations are ``harness.judge.tolerance``'s
+  (nan == nan, the same inf; nan against a number infinitely far); ``|expected|`` in an
+  allowance is its finite magnitude (an infinite expected value allows nothing extra).
 """
 from __future__ import annotations
 
@@ -25,13 +30,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.answers.compute import Values, compute_all
+from harness.answers.compute import Values, compute_all, reference_values
 from harness.answers.key_file import Answer, Malformed
 from harness.answers.plausibility import degenerate, implausible
-from harness.judge.printed import Printed, format_like, numpy_print
-from harness.answers.questions import ScenarioQuestion
+from harness.answers.questions import Network, ScenarioQuestion, input_names, input_values, with_inputs
+from harness.judge.printed import Printed, format_like, half_unit, numpy_print
+from harness.judge.propagation import propagated
+from harness.judge.tolerance import (
+    DEFAULT_TOLERANCES,
+    Tolerance,
+    compare_elements,
+    difference,
+    exceeds,
+    finite_magnitude,
+)
 from harness.run.adapters import FRAMEWORKS, REFERENCE
-from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
 
 CORRECT, WRONG, UNANSWERED, IMPLAUSIBLE = "correct", "wrong", "unanswered", "implausible"
 HARNESS_FAULT, NOT_REPRODUCIBLE, MALFORMED = "harness-fault", "not-reproducible", "malformed"
@@ -52,22 +65,27 @@ class PartCheck:
     def diff(self) -> np.ndarray | None:
         if self.expected is None:
             return None
-        return np.abs(self.computed.reshape(self.expected.values.shape) - self.expected.values)
+        return difference(self.computed.reshape(self.expected.values.shape), self.expected.values)
 
     @property
     def tolerance(self) -> np.ndarray | None:
-        if self.expected is None:
+        if self.expected is None or self.printed_tol is None or self.arithmetic_tol is None:
             return None
         total = self.printed_tol + self.arithmetic_tol
         return total if self.propagated_tol is None else total + self.propagated_tol.reshape(total.shape)
 
     @property
     def ok(self) -> bool:
-        return self.expected is not None and bool(np.all(self.diff <= self.tolerance))
+        tolerance = self.tolerance
+        if self.expected is None or tolerance is None:
+            return False
+        computed = self.computed.reshape(self.expected.values.shape)
+        return not bool(np.any(exceeds(computed, self.expected.values, tolerance)))
 
     @property
     def max_abs_diff(self) -> float | None:
-        return None if self.expected is None else float(np.max(self.diff, initial=0.0))
+        diff = self.diff
+        return None if diff is None else float(np.max(diff, initial=0.0))
 
     def computed_text(self) -> str:
         """The computed value printed the way the key printed this answer (numpy's style if unanswered)."""
@@ -101,22 +119,22 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
     tol = q.scenario.tolerances["float64"] if isinstance(q, ScenarioQuestion) else DEFAULT_TOLERANCES["float64"]
     result.agreement_tol = tol
     fault = _agreement(result, tol)
-    if fault:
-        result.verdict, result.message = HARNESS_FAULT, fault
+    reference = result.by_framework.get(REFERENCE)
+    if fault or not isinstance(reference, dict):
+        result.verdict, result.message = HARNESS_FAULT, fault or "the reference did not run"
         return result
-    reference = result.by_framework[REFERENCE]
     if entry.expected is None:
         result.parts = [PartCheck(part=p, computed=v) for p, v in reference.items()]
         result.verdict = UNANSWERED
         return result
     why = implausible(q, entry.expected)
-    propagated = _propagated(entry, result)
+    widening = _propagated(entry, reference, result)
     for part, value in reference.items():
         printed = entry.expected.get(part)
         if printed is None:
             result.parts.append(PartCheck(part=part, computed=value))
             continue
-        result.parts.append(_part_check(entry, part, value, printed, propagated.get(part)))
+        result.parts.append(_part_check(entry, part, value, printed, widening.get(part)))
     if why:
         result.verdict, result.message = IMPLAUSIBLE, why
     elif not entry.reproducible:
@@ -146,33 +164,51 @@ def _agreement(result: AnswerResult, tol: Tolerance) -> str:
             x, y = np.asarray(va[part]), np.asarray(vb[part])
             if x.shape != y.shape:
                 return f"{a} and {b} give {part} different shapes {x.shape} and {y.shape}"
-            diff = np.abs(x - y)
-            allowed = tol.atol + tol.rtol * np.maximum(np.abs(x), np.abs(y))
-            same_nonfinite = (x == y) | (np.isnan(x) & np.isnan(y))
-            result.spread = max(result.spread, float(np.nanmax(np.where(same_nonfinite, 0.0, diff), initial=0.0)))
-            if np.any(~same_nonfinite & ~(diff <= allowed)):
-                return (f"{a} and {b} disagree on {part} by {float(np.nanmax(diff)):.3e} "
-                        f"(allowed rtol {tol.rtol:g}, atol {tol.atol:g})")
+            elements = compare_elements(x, y, tol)
+            largest = float(np.max(elements.diff, initial=0.0))
+            result.spread = max(result.spread, largest)
+            if np.any(elements.bad):
+                return f"{a} and {b} disagree on {part} by {largest:.3e} (allowed rtol {tol.rtol:g}, atol {tol.atol:g})"
     return ""
 
 
-def _propagated(entry: Answer, result: AnswerResult) -> dict[str, np.ndarray]:
+def _propagated(entry: Answer, reference: Values, result: AnswerResult) -> Values:
+    """part -> the half-width propagated from the inputs ``inputs_rounded_to`` declares rounded:
+    ``propagated`` over the reference's value of the answer (``reference``) computed from
+    perturbed inputs."""
     rounded = entry.settings.inputs_rounded_to
     if rounded is None:
         return {}
-    from harness.answers.uncertainty import propagated
+    question = entry.question
+    if isinstance(question, ScenarioQuestion):
+        result.warnings.append("no propagated tolerance: a scenario answer's inputs are the scenario's own, "
+                               "not rounded key inputs")
+        return {}
+    if isinstance(question, Network) and question.output != "output":  # piecewise constant: nothing propagates
+        return {part: np.zeros(np.shape(value)) for part, value in reference.items()}
+    decimals = {name: rounded for name in input_names(question)} if isinstance(rounded, int) else dict(rounded)
+
+    def flat_answer(inputs: dict[str, np.ndarray]) -> np.ndarray:  # every part, one flat array
+        values = reference_values(with_inputs(question, inputs))
+        return np.concatenate([np.ravel(values[part]) for part in reference])
 
     try:
-        return propagated(entry.question, rounded)
+        total = propagated(flat_answer, input_values(question), decimals)
     except ValueError as exc:
         result.warnings.append(f"no propagated tolerance: {exc}")
         return {}
+    out, start = {}, 0
+    for part, value in reference.items():
+        size = int(np.size(value))
+        out[part] = total[start:start + size].reshape(np.shape(value))
+        start += size
+    return out
 
 
 def _part_check(entry: Answer, part: str, value: np.ndarray, printed: Printed,
-                propagated: np.ndarray | None) -> PartCheck:
+                widening: np.ndarray | None) -> PartCheck:
     s = entry.settings
-    e = np.abs(printed.values)
+    e = finite_magnitude(printed.values)  # an infinite expected value widens no allowance
     if s.rtol is not None or s.atol is not None:
         rtol, atol = s.rtol or 0.0, s.atol or 0.0
         printed_tol = atol + rtol * e
@@ -181,12 +217,12 @@ def _part_check(entry: Answer, part: str, value: np.ndarray, printed: Printed,
         printed_tol = printed.half_unit
         st = printed.style
         rule = {"integer": "integers: exact",
-                "fixed": f"{st.decimals} decimals printed: ±{0.5 * 10.0 ** -st.decimals:.0e}",
+                "fixed": f"{st.decimals} decimals printed: ±{float(half_unit(0.0, decimals=st.decimals)):.0e}",
                 "scientific": f"{st.decimals + 1} significant digits printed: ±half a unit in the last"}[st.notation]
     arith = DEFAULT_TOLERANCES["float32" if printed.style.dtype == "float32" else "float64"]
     rule += f"; arithmetic atol {arith.atol:g} + rtol {arith.rtol:g}*|e|"
-    if propagated is not None:
-        rule += f"; inputs rounded: +{float(np.max(propagated)):.2e} propagated"
+    if widening is not None:
+        rule += f"; inputs rounded: +{float(np.max(widening)):.2e} propagated"
     return PartCheck(part=part, computed=np.asarray(value, dtype=np.float64), expected=printed,
                      printed_tol=printed_tol, arithmetic_tol=arith.atol + arith.rtol * e,
-                     propagated_tol=propagated, rule=rule)
+                     propagated_tol=widening, rule=rule)

@@ -5,12 +5,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.run.adapters import FRAMEWORKS
 from harness.answers.fill import filled_text
 from harness.answers.key_file import Answer, load_key
 from harness.answers.verdicts import HARNESS_FAULT, MALFORMED, UNANSWERED, AnswerResult, check_entry
 from harness.commands.run import frameworks_arg
 from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
+from harness.render.files import write_text_atomic
+from harness.run.adapters import FRAMEWORKS
 
 
 def register(subparsers) -> None:
@@ -37,11 +38,7 @@ def handle(args: argparse.Namespace) -> int:
         elif result.verdict in (MALFORMED, HARNESS_FAULT):
             print(f"nn-parity: error: {result.id}: not filled: {result.message}", file=sys.stderr)
     text = filled_text(Path(args.key).read_text(), results)
-    try:
-        Path(args.out).write_text(text)
-    except OSError as exc:
-        print(f"nn-parity: error: {args.out}: cannot write the file ({exc.strerror})", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    write_text_atomic(args.out, text)
     if any(r.verdict == MALFORMED for r in results):
         return EXIT_BAD_INPUT
     return EXIT_DISAGREE if any(r.verdict == HARNESS_FAULT for r in results) else EXIT_AGREE

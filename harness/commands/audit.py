@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 
 from harness.answers.audit import ATOL, RTOL, audit_gradients, audit_text, load_function
-from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
+from harness.errors import EXIT_AGREE, EXIT_DISAGREE
+from harness.render.files import write_json
 from harness.spec.catalogue import resolve
 
 
@@ -32,9 +30,5 @@ def handle(args: argparse.Namespace) -> int:
                 "implementation_spread": result.source_spread,
                 "parameters": [{"name": p.name, "label": p.label, "status": p.status, "max_abs_diff": p.diffs,
                                 "max_rel": p.max_rel, "message": p.message} for p in result.params]}
-        try:
-            Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
-        except OSError as exc:
-            print(f"nn-parity: error: {args.json}: cannot write the file ({exc.strerror})", file=sys.stderr)
-            return EXIT_BAD_INPUT
+        write_json(args.json, data, indent=2)
     return EXIT_AGREE if result.ok else EXIT_DISAGREE

@@ -3,14 +3,13 @@ measured in the same run (a benchmark, never a test)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import pandas as pd
 
+from harness.render.files import write_json
 from harness.run.adapters import FRAMEWORKS, adapter
 from harness.run.bench import time_fit_baselines, time_runs
-from harness.render.results_json import write_text_atomic
 from harness.spec.catalogue import resolve
 
 
@@ -35,6 +34,5 @@ def handle(args: argparse.Namespace) -> int:
         ours = next(r["seconds"] for r in results if r["framework"] == framework)
         print(f"\n{framework} model.fit baseline: {seconds:.1f} s = {seconds / ours:.1f}x our {framework} runner")
     if args.json:
-        write_text_atomic(args.json, json.dumps({"scenario": scenario.name, "results": results,
-                                                 "fit_baseline_seconds": fit_seconds}, indent=1) + "\n")
+        write_json(args.json, {"scenario": scenario.name, "results": results, "fit_baseline_seconds": fit_seconds})
     return 0

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from harness.run.adapters import FRAMEWORKS
 from harness.answers.key_file import load_key
 from harness.answers.output import exit_code, markdown_report, result_json, summary_table
 from harness.answers.verdicts import check_entry
 from harness.commands.run import frameworks_arg
-from harness.errors import EXIT_BAD_INPUT
+from harness.render.files import write_json, write_text_atomic
+from harness.run.adapters import FRAMEWORKS
 
 
 def register(subparsers) -> None:
@@ -36,15 +34,8 @@ def handle(args: argparse.Namespace) -> int:
     for r in results:
         if r.verdict == "malformed":
             print(f"nn-parity: error: {r.message}", file=sys.stderr)
-    outputs = []
     if args.markdown:
-        outputs.append((args.markdown, markdown_report(key, results, frameworks=args.frameworks) + "\n"))
+        write_text_atomic(args.markdown, markdown_report(key, results, frameworks=args.frameworks) + "\n")
     if args.json:
-        outputs.append((args.json, json.dumps(result_json(key, results, frameworks=args.frameworks), indent=2) + "\n"))
-    for path, text in outputs:
-        try:
-            Path(path).write_text(text)
-        except OSError as exc:
-            print(f"nn-parity: error: {path}: cannot write the file ({exc.strerror})", file=sys.stderr)
-            return EXIT_BAD_INPUT
+        write_json(args.json, result_json(key, results, frameworks=args.frameworks), indent=2)
     return exit_code(results)

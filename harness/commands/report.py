@@ -7,7 +7,8 @@ from pathlib import Path
 
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import diagnose
-from harness.render.report import index_markdown, read_summary, scenario_files, summary, timings_text, write_files_atomic
+from harness.render.files import write_files_atomic
+from harness.render.report import index_markdown, read_summary, scenario_files, summary, timings_text
 from harness.run.runner import run_scenario
 from harness.spec.catalogue import catalogue_scenarios, resolve_all
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harness.errors import EXIT_AGREE, EXIT_DISAGREE
+from harness.render.results_json import write_json_many, write_result_json
+from harness.render.tables import (
+    accuracy_table,
+    agreement_table,
+    final_params_table,
+    lab_table,
+    markdown,
+    outputs_table,
+    runs_table,
+)
 from harness.run.adapters import FRAMEWORKS
-from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
-from harness.render.results_json import write_json, write_json_many
 from harness.run.runner import run_scenario
 from harness.spec.catalogue import resolve_all
 from harness.spec.scenario import DTYPES
-from harness.render.tables import (accuracy_table, agreement_table, final_params_table, lab_table, markdown, outputs_table,
-                            runs_table)
 
 
 def frameworks_arg(text: str) -> tuple[str, ...]:
@@ -50,14 +57,10 @@ def handle(args: argparse.Namespace) -> int:
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     results = [run_one(s, args, progress) for s in scenarios]
     if args.json:
-        try:
-            if len(results) == 1:
-                write_json(results[0], args.json)
-            else:
-                write_json_many(results, args.json)
-        except OSError as exc:
-            print(f"nn-parity: error: {args.json}: cannot write the JSON file ({exc.strerror})", file=sys.stderr)
-            return EXIT_BAD_INPUT
+        if len(results) == 1:
+            write_result_json(results[0], args.json)
+        else:
+            write_json_many(results, args.json)
     return EXIT_AGREE if all(r.agree and r.lab_ok for r in results) else EXIT_DISAGREE
 
 

@@ -1,6 +1,6 @@
 """Step-by-step comparison of two trajectories of the same scenario and dtype.
 
-Element-wise test, as ``numpy.isclose`` but symmetric in the pair::
+Element by element, the agreement rule of ``harness.judge.tolerance``::
 
     |a - b| <= atol + rtol * max(|a|, |b|)
 
@@ -9,15 +9,19 @@ run that reaches nan/inf in both implementations at the same step agrees).
 The loss, every parameter (after each update) and every layer's outputs on the
 whole data set (with the initial and with the final parameters) decide the
 verdict; gradients are measured and reported alongside. A forward-only scenario
-is compared on its outputs alone.
+is compared on its outputs alone. The same pass keeps, per common step, the
+largest difference and the largest fraction of the tolerance used, and the step
+where the pair comes closest to disagreeing (the report's plots, growth lines and
+drift diagnosis read them).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from harness.judge.tolerance import Tolerance
+from harness.judge.tolerance import ElementDiffs, Tolerance, compare_elements
 from harness.run.trajectory import Trajectory
 
 
@@ -55,6 +59,14 @@ class Comparison:
     max_rel: float
     first_divergent_step: int | None
     agree: bool
+    # Per common step, over the loss, every parameter and the layer outputs (those with the initial
+    # parameters count at step 0, with the final ones at the last common step): max |a - b|, and
+    # max |a - b| / allowed, the fraction of the tolerance used (> 1 disagrees). Empty without steps.
+    step_max_abs: np.ndarray
+    step_used: np.ndarray
+    # (step, quantity, fraction of the tolerance used) where the pair comes closest to disagreeing
+    # (a forward-only pair: its outputs at step 0); None when nothing was compared.
+    closest: tuple[int, str, float] | None
     quantities: dict[str, QuantityDiff] = field(default_factory=dict)
     gradients: dict[str, QuantityDiff] = field(default_factory=dict)
     mismatch: Mismatch | None = None
@@ -92,7 +104,7 @@ class Comparison:
                 f"{self.a}={m.a!r} {self.b}={m.b!r} |diff|={m.diff:.3e} > allowed {m.allowed:.3e} "
                 f"(rtol={self.rtol:g}, atol={self.atol:g}); last step that agreed: {last_ok}. {self.note}".rstrip())
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "a": self.a, "b": self.b, "dtype": self.dtype, "max_abs": self.max_abs, "max_rel": self.max_rel,
             "first_divergent_step": self.first_divergent_step, "rtol": self.rtol, "atol": self.atol,
@@ -106,32 +118,28 @@ class Comparison:
         }
 
 
-def _diffs(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per element: |a - b| (0 where equal incl. nan/inf), relative difference, and the failure mask."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        diff = np.where(same, 0.0, np.abs(a.astype(np.float64) - b.astype(np.float64)))
-        diff = np.where(np.isnan(diff), np.inf, diff)  # nan against a number: infinitely far
-        scale = np.maximum(np.abs(a), np.abs(b)).astype(np.float64)
-        rel = np.where(diff == 0, 0.0, diff / np.where(scale == 0, np.inf, scale))
-        rel = np.where((diff > 0) & (scale == 0), np.inf, rel)
-        bad = diff > tol.atol + tol.rtol * np.where(np.isfinite(scale), scale, 0.0)
-    return diff, rel, bad
-
-
-def _measure(name: str, a: np.ndarray, b: np.ndarray, tol: Tolerance) -> tuple[QuantityDiff, Mismatch | None]:
-    diff, rel, bad = _diffs(a, b, tol)
-    max_abs = float(diff.max()) if diff.size else 0.0
-    max_rel = float(rel.max()) if rel.size else 0.0
+def _measure(name: str, a: np.ndarray, b: np.ndarray,
+             tol: Tolerance) -> tuple[QuantityDiff, Mismatch | None, ElementDiffs]:
+    """One quantity over its steps (axis 0): its maxima, its first mismatch and the per-element differences."""
+    e = compare_elements(a, b, tol)
+    max_abs = float(e.diff.max()) if e.diff.size else 0.0
+    max_rel = float(e.rel.max()) if e.rel.size else 0.0
+    bad = e.bad
     if not bad.any():
-        return QuantityDiff(name, max_abs, max_rel, None), None
+        return QuantityDiff(name, max_abs, max_rel, None), None, e
     flat = np.flatnonzero(bad.reshape(-1))[0]  # row-major: the earliest step comes first
     where = np.unravel_index(flat, bad.shape)
     step, index = int(where[0]), tuple(int(i) for i in where[1:])
-    scale = max(abs(float(a[where])), abs(float(b[where])))
     mismatch = Mismatch(quantity=name, step=step, index=index, a=float(a[where]), b=float(b[where]),
-                        diff=float(diff[where]), allowed=tol.atol + tol.rtol * scale)
-    return QuantityDiff(name, max_abs, max_rel, step), mismatch
+                        diff=float(e.diff[where]), allowed=float(e.allowed[where]))
+    return QuantityDiff(name, max_abs, max_rel, step), mismatch, e
+
+
+def _step_maxima(e: ElementDiffs) -> tuple[np.ndarray, np.ndarray]:
+    """Per step (axis 0): max |a - b| and max |a - b| / allowed."""
+    rows = e.diff.shape[0]
+    return (e.diff.reshape(rows, -1).max(axis=1, initial=0.0),
+            e.used.reshape(rows, -1).max(axis=1, initial=0.0))
 
 
 def output_name(layer: int, moment: str) -> str:
@@ -147,12 +155,17 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
         quantities["loss"] = (ta.losses[:n], tb.losses[:n])
         for name in ta.params:
             quantities[name] = (ta.params[name][:n], tb.params[name][:n])
-    measured, first = {}, None
+    measured, first, closest = {}, None, None
+    step_max_abs, step_used = np.zeros(n), np.zeros(n)
     for name, (a, b) in quantities.items():
-        q, mismatch = _measure(name, a, b, tol)
+        q, mismatch, e = _measure(name, a, b, tol)
         measured[name] = q
         if mismatch is not None and (first is None or mismatch.step < first.step):
             first = mismatch
+        diff, used = _step_maxima(e)
+        step_max_abs, step_used = np.maximum(step_max_abs, diff), np.maximum(step_used, used)
+        if closest is None or used.max() > closest[2]:
+            closest = (int(np.argmax(used)), name, float(used.max()))
     # Outputs with the initial parameters belong to step 0, with the final ones to the last step.
     moments = (("start", ta.outputs_initial, tb.outputs_initial, 0),
                ("end", ta.outputs_final, tb.outputs_final, max(n - 1, 0)))
@@ -161,12 +174,17 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
             continue  # forward-only: the end is the start
         for i, (a, b) in enumerate(zip(outs_a, outs_b)):
             name = output_name(i, moment)
-            q, mismatch = _measure(name, a[None], b[None], tol)
+            q, mismatch, e = _measure(name, a[None], b[None], tol)  # one step: never a (steps x elements) array
             measured[name] = QuantityDiff(name, q.max_abs, q.max_rel, None if mismatch is None else step)
             if mismatch is not None:
                 mismatch.step = step
                 if first is None or step < first.step:
                     first = mismatch
+            (diff,), (used,) = _step_maxima(e)
+            if n:
+                step_max_abs[step], step_used[step] = max(step_max_abs[step], diff), max(step_used[step], used)
+            if closest is None or used > closest[2]:
+                closest = (step, name, float(used))
     gradients = {name: _measure(name, ta.grads[name][:n], tb.grads[name][:n], tol)[0] for name in ta.grads}
     note = ""
     first_step = None if first is None else first.step
@@ -179,6 +197,7 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
         steps_a=ta.steps, steps_b=tb.steps,
         max_abs=max((q.max_abs for q in measured.values()), default=0.0),
         max_rel=max((q.max_rel for q in measured.values()), default=0.0),
-        first_divergent_step=first_step, agree=first_step is None, quantities=measured, gradients=gradients,
-        mismatch=first, note=note,
+        first_divergent_step=first_step, agree=first_step is None,
+        step_max_abs=step_max_abs, step_used=step_used, closest=closest,
+        quantities=measured, gradients=gradients, mismatch=first, note=note,
     )

@@ -16,7 +16,7 @@ For a pair that disagrees, three questions are answered in turn:
    the first stage with ``R_k > R_THRESHOLD``; the first stage whose elements break the
    tolerance is reported beside it.
    A pair that agrees but comes within ``DRIFT_FRACTION`` of its tolerance *drifts* and is
-   diagnosed the same way, at the step where it comes closest.
+   diagnosed the same way, at the step where it comes closest (``Comparison.closest``).
 3. **Why**: a registry of known causes, each with the control run that confirms it
    (``CAUSES``). A cause is named only when its control run, the same pair re-run with
    that one thing aligned, agrees within the tolerance.
@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
+from harness.judge.compare import Comparison, compare
+from harness.judge.tolerance import Tolerance, compare_elements
 from harness.run.adapters import adapter, run_framework
-from harness.judge.compare import Comparison, _diffs, compare, output_name
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.runner import Progress, ScenarioResult, framework_of, reference_in, side_plan, with_convention
-from harness.judge.tolerance import Tolerance
-from harness.spec.scenario import Scenario
 from harness.run.trajectory import Trajectory, trace_stages
+from harness.spec.scenario import Scenario
 
 R_EPSILON = 1e-7
 # Decision: a stage "introduces" the difference when it grows more than tenfold over
@@ -48,58 +48,7 @@ DRIFT_FRACTION = 0.5
 NO_CAUSE = "no known cause confirmed"
 
 
-# --- per-step differences (plots and growth) ---------------------------------
-
-def _per_quantity(ta: Trajectory, tb: Trajectory, tol: Tolerance):
-    """(name, max |a - b| per step, max |a - b| / allowed per step) of the loss, every parameter and
-    every layer's outputs (those with the initial parameters count at step 0, with the final ones at
-    the last step, zero elsewhere; a forward-only pair has the one step 0)."""
-    n = min(ta.steps, tb.steps)
-    pairs = [("loss", ta.losses[:n, None], tb.losses[:n, None])] if n else []
-    pairs += [(k, ta.params[k][:n].reshape(n, -1), tb.params[k][:n].reshape(n, -1)) for k in ta.params if n]
-    for name, a, b in pairs:
-        yield (name, *_step_maxima(a, b, tol))
-    moments = [("start", ta.outputs_initial, tb.outputs_initial, 0)]
-    if n:
-        moments.append(("end", ta.outputs_final, tb.outputs_final, n - 1))
-    for moment, outs_a, outs_b, step in moments:
-        for i, (oa, ob) in enumerate(zip(outs_a, outs_b)):
-            diff, used = np.zeros(max(n, 1)), np.zeros(max(n, 1))
-            d, u = _step_maxima(oa.reshape(1, -1), ob.reshape(1, -1), tol)
-            diff[step], used[step] = d[0], u[0]
-            yield output_name(i, moment), diff, used
-
-
-def _step_maxima(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> tuple[np.ndarray, np.ndarray]:
-    """Per row (step) of two (steps, elements) arrays: max |a - b| and max |a - b| / allowed."""
-    diff, _, _ = _diffs(a, b, tol)
-    with np.errstate(invalid="ignore", over="ignore"):
-        scale = np.maximum(np.abs(a), np.abs(b)).astype(np.float64)
-        allowed = tol.atol + tol.rtol * np.where(np.isfinite(scale), scale, 0.0)
-        used = np.where(diff == 0, 0.0, diff / np.where(allowed == 0, np.inf, allowed))
-    used = np.where((diff > 0) & (allowed == 0), np.inf, used)
-    return diff.max(axis=1, initial=0.0), used.max(axis=1, initial=0.0)
-
-
-def difference_per_step(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> tuple[np.ndarray, np.ndarray]:
-    """Per common step, over the loss and every parameter: ``max |a - b|`` and the same
-    in units of the tolerance, ``max |a - b| / (atol + rtol * max(|a|, |b|))`` (> 1 disagrees)."""
-    n = min(ta.steps, tb.steps)
-    max_abs, ratio = np.zeros(n), np.zeros(n)
-    for _, diff, used in _per_quantity(ta, tb, tol):
-        if diff.shape[0] == n:  # (a forward-only pair has no steps to plot)
-            max_abs, ratio = np.maximum(max_abs, diff), np.maximum(ratio, used)
-    return max_abs, ratio
-
-
-def closest_approach(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> tuple[int, str, float] | None:
-    """(step, quantity, fraction of the tolerance used) where the pair comes closest to disagreeing."""
-    best = None
-    for name, _, used in _per_quantity(ta, tb, tol):
-        if used.size and (best is None or used.max() > best[2]):
-            best = (int(np.argmax(used)), name, float(used.max()))
-    return best
-
+# --- growth over training -----------------------------------------------------
 
 @dataclass
 class Growth:
@@ -116,13 +65,14 @@ class Growth:
                 f"{self.worst:.2e} (step {self.worst_step}); at worst {self.worst_used:.2g} x the tolerance")
 
 
-def growth(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Growth | None:
-    max_abs, ratio = difference_per_step(ta, tb, tol)
-    if max_abs.size == 0:
+def growth(c: Comparison) -> Growth | None:
+    """The pair's per-step differences (``Comparison.step_max_abs``, ``step_used``) summarised;
+    None without steps (a forward-only pair)."""
+    if c.step_max_abs.size == 0:
         return None
-    worst_step = int(np.argmax(max_abs))
-    return Growth(first=float(max_abs[0]), last=float(max_abs[-1]), worst=float(max_abs[worst_step]),
-                  worst_step=worst_step, worst_used=float(ratio.max()))
+    worst_step = int(np.argmax(c.step_max_abs))
+    return Growth(first=float(c.step_max_abs[0]), last=float(c.step_max_abs[-1]),
+                  worst=float(c.step_max_abs[worst_step]), worst_step=worst_step, worst_used=float(c.step_used.max()))
 
 
 # --- localisation within a step ----------------------------------------------
@@ -169,12 +119,12 @@ def stage_differences(trace_a: dict[str, np.ndarray], trace_b: dict[str, np.ndar
     for stage in stages:
         a = np.atleast_1d(np.asarray(trace_a[stage]))
         b = np.atleast_1d(np.asarray(trace_b[stage]))
-        diff, rel, bad = _diffs(a, b, tol)
-        d = float(rel.max()) if rel.size else 0.0
+        e = compare_elements(a, b, tol)
+        d = float(e.rel.max()) if e.rel.size else 0.0
         with np.errstate(invalid="ignore", over="ignore"):
             rate = (d - previous) / (previous + R_EPSILON)
-        out.append(StageDiff(stage=stage, max_abs=float(diff.max()), max_rel=d,
-                             rate=float(np.nan_to_num(rate, nan=0.0)), beyond_tolerance=bool(bad.any())))
+        out.append(StageDiff(stage=stage, max_abs=float(e.diff.max()), max_rel=d,
+                             rate=float(np.nan_to_num(rate, nan=0.0)), beyond_tolerance=bool(e.bad.any())))
         previous = d
     return out
 
@@ -268,12 +218,22 @@ def _align(pair: Pair, what: str, get: Callable[[Scenario], object],
     ]
 
 
-def _with_training(scenario: Scenario, **changes) -> Scenario:
-    return replace(scenario, training=replace(scenario.training, **changes))
+def _with_training(scenario: Scenario, **changes: Any) -> Scenario:
+    return replace(scenario, training=replace(scenario.training_spec, **changes))
 
 
-def _with_optimizer(scenario: Scenario, **changes) -> Scenario:
-    return _with_training(scenario, optimizer=replace(scenario.training.optimizer, **changes))
+def _with_optimizer(scenario: Scenario, **changes: Any) -> Scenario:
+    return _with_training(scenario, optimizer=replace(scenario.training_spec.optimizer, **changes))
+
+
+def _clip_differs(pair: Pair) -> bool:
+    a, b = pair.a.training, pair.b.training
+    return a is not None and b is not None and a.loss in CROSS_ENTROPIES and a.clip != b.clip
+
+
+def _learning_rate_differs(pair: Pair) -> bool:
+    a, b = pair.a.training, pair.b.training
+    return a is not None and b is not None and a.optimizer.learning_rate != b.optimizer.learning_rate
 
 
 def _reference_in(result: ScenarioResult, convention: str) -> Scenario:
@@ -326,15 +286,15 @@ CAUSES: tuple[Cause, ...] = (
         name="cross-entropy clipping",
         explanation="the two sides guard log(p) differently (Keras clips p to [1e-7, 1 - 1e-7], "
                     "torch clamps log p at -100, the labs do not guard)",
-        applies=lambda p: p.a.trains and p.a.training.loss in CROSS_ENTROPIES and p.a.training.clip != p.b.training.clip,
-        controls=lambda p: _align(p, "clip", lambda s: s.training.clip,
+        applies=_clip_differs,
+        controls=lambda p: _align(p, "clip", lambda s: s.training_spec.clip,
                                   lambda s, v: _with_training(s, clip=v)),
     ),
     Cause(
         name="learning rate",
         explanation="the two sides train with different learning rates",
-        applies=lambda p: p.a.trains and p.a.training.optimizer.learning_rate != p.b.training.optimizer.learning_rate,
-        controls=lambda p: _align(p, "learning rate", lambda s: s.training.optimizer.learning_rate,
+        applies=_learning_rate_differs,
+        controls=lambda p: _align(p, "learning rate", lambda s: s.training_spec.optimizer.learning_rate,
                                   lambda s, v: _with_optimizer(s, learning_rate=v)),
     ),
     Cause(
@@ -370,8 +330,9 @@ class ControlRun:
             if not c.agree:
                 verdict = f"still disagree from step {c.first_divergent_step}"
             else:
-                verdict = ("agree" if self.fraction < DRIFT_FRACTION else
-                           "agree (drifting, diagnosed on its own)" if self.control.drift_ok else "agree but still drift")
+                verdict = ("agree" if self.fraction < DRIFT_FRACTION
+                           else "agree (drifting, diagnosed on its own)" if self.control.drift_ok
+                           else "agree but still drift")
             text = (f"{self.control.description}: {verdict} (max |a - b| {c.max_abs:.2e}, at worst "
                     f"{self.fraction:.2g} x the tolerance rtol {c.rtol:g}, atol {c.atol:g})")
         return "; and ".join([text] + [r.describe() for r in self.also])
@@ -402,9 +363,8 @@ def run_control(result: ScenarioResult, control: Control, *, frameworks: tuple[s
     if failed:
         return ControlRun(control, None, message="; ".join(f"{r.framework} {r.status}: {r.message}" for r in failed),
                           also=also)
-    tol = result.scenario.tolerances[control.dtype]
-    closest = closest_approach(runs[0], runs[1], tol)
-    return ControlRun(control, compare(runs[0], runs[1], tol), 0.0 if closest is None else closest[2], also=also)
+    comparison = compare(runs[0], runs[1], result.scenario.tolerances[control.dtype])
+    return ControlRun(control, comparison, 0.0 if comparison.closest is None else comparison.closest[2], also=also)
 
 
 @dataclass
@@ -446,15 +406,15 @@ def name_cause(pair: Pair, *, causes: tuple[Cause, ...] = CAUSES,
 
 def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> list[Diagnosis]:
     """A diagnosis for every pair that disagrees or drifts (uses >= DRIFT_FRACTION of its tolerance)."""
-    out, cache = [], {}
+    out: list[Diagnosis] = []
+    cache: Traces = {}
     for c in result.comparisons:
-        ta, tb = result.runs[(c.a, c.dtype)], result.runs[(c.b, c.dtype)]
-        closest = closest_approach(ta, tb, result.scenario.tolerances[c.dtype])
-        if c.agree and (closest is None or closest[2] < DRIFT_FRACTION):
-            continue
         if c.agree:
-            kind, (step, quantity, fraction) = "drift", closest
+            if c.closest is None or c.closest[2] < DRIFT_FRACTION:
+                continue
+            kind, (step, quantity, fraction) = "drift", c.closest
         else:
+            assert c.first_divergent_step is not None, "a pair that disagrees has a first divergent step"
             kind, step = "disagree", c.first_divergent_step
             quantity = c.mismatch.quantity if c.mismatch else "steps"
             fraction = c.mismatch.diff / c.mismatch.allowed if c.mismatch and c.mismatch.allowed else float("inf")

@@ -1,12 +1,15 @@
 """Check a run against the numbers the lab printed (``[[lab_values]]`` of a scenario).
 
-The tolerance is half a unit in the last printed digit (or what the lab value says).
-When the lab's *inputs* were themselves printed rounded (``inputs_rounded_to = d``),
+The tolerance is half a unit in the last printed digit (``harness.judge.printed.half_unit``,
+the rule answer keys use too) or what the lab value says, and the difference is the
+agreement rule's (``harness.judge.tolerance.difference``: a printed nan is matched by nan
+only). When the lab's *inputs* were themselves printed rounded (``inputs_rounded_to = d``),
 the tolerance widens by the propagated input uncertainty, to first order::
 
     sum over every element x_j of the rounded data arrays of |d value / d x_j| * 0.5e-d
 
-with each derivative taken by central differences of reference re-runs.
+with each derivative taken by central differences of reference re-runs
+(``harness.judge.propagation.propagated``).
 """
 from __future__ import annotations
 
@@ -14,10 +17,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from harness.judge.propagation import propagated
+from harness.judge.tolerance import difference, exceeds
 from harness.run.adapters import REFERENCE, adapter, run_framework
 from harness.run.plan import TrainingPlan, make_plan
-from harness.spec.scenario import LabValue
 from harness.run.trajectory import Trajectory
+from harness.spec.scenario import LabValue
 
 
 @dataclass
@@ -46,7 +51,7 @@ class LabCheck:
                 f"{self.lab.inputs_rounded_to} decimals: "
                 f"±{float(np.max(self.propagated)):.1e} (propagated)")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"what": self.lab.what, "param": self.lab.param, "step": self.lab.step,
                 "expected": self.lab.value.tolist(),
                 "computed": None if self.computed is None else np.asarray(self.computed).tolist(),
@@ -70,13 +75,13 @@ def computed_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) ->
         return step, adapter(REFERENCE).forward(plan.scenario, trajectory.params_before(step), plan.X)[layer]
     if step < 0 or step > final:
         return None, None
-    if lab.what == "params":
+    if lab.what == "params" and lab.param is not None:
         return step, trajectory.params[lab.param][step]
-    if lab.what == "gradient":
+    if lab.what == "gradient" and lab.param is not None:
         return step, trajectory.grads[lab.param][step]
     if lab.what == "loss":
         return step, np.atleast_1d(trajectory.losses[step])
-    raise ValueError(lab.what)
+    raise ValueError(f"{lab.what} (param {lab.param})")
 
 
 def check_lab_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) -> LabCheck:
@@ -85,13 +90,11 @@ def check_lab_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) -
     if value is None:
         return LabCheck(lab, None, None, float("inf"), False)
     value = np.asarray(value, dtype=np.float64).reshape(lab.value.shape)
-    with np.errstate(invalid="ignore"):  # a printed nan (a diverged run) is matched by nan only
-        same = (value == lab.value) | (np.isnan(value) & np.isnan(lab.value))
-        diff = np.where(same, 0.0, np.abs(value - lab.value))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    propagated = None if lab.inputs_rounded_to is None else propagated_uncertainty(lab, plan)
-    allowed = lab.tolerance if propagated is None else lab.tolerance + propagated
-    return LabCheck(lab, step, value, float(np.max(diff)), bool(np.all(diff <= allowed)), propagated)
+    diff = difference(value, lab.value)  # a printed nan (a diverged run) is matched by nan only
+    widening = None if lab.inputs_rounded_to is None else propagated_uncertainty(lab, plan)
+    allowed = lab.tolerance if widening is None else lab.tolerance + widening
+    return LabCheck(lab, step, value, float(np.max(diff)), not bool(np.any(exceeds(value, lab.value, allowed))),
+                    widening)
 
 
 def check_lab_values(trajectory: Trajectory, plan: TrainingPlan) -> list[LabCheck]:
@@ -100,22 +103,18 @@ def check_lab_values(trajectory: Trajectory, plan: TrainingPlan) -> list[LabChec
 
 
 def propagated_uncertainty(lab: LabValue, plan: TrainingPlan) -> np.ndarray:
-    """First-order uncertainty of the quantity from data inputs printed at ``inputs_rounded_to``
-    decimals: sum_j |dq/dx_j| * 0.5e-d over every element of X and y, by central differences."""
-    half_unit = 0.5 * 10.0 ** -lab.inputs_rounded_to
-    scenario = plan.scenario
-    total = np.zeros(lab.value.shape)
-    for field_name in lab.rounded_inputs:
-        base = getattr(scenario.data, field_name)
-        for index in np.ndindex(base.shape):
-            h = 1e-6 * max(1.0, abs(float(base[index])))
-            sides = []
-            for sign in (1.0, -1.0):
-                moved = base.copy()
-                moved[index] += sign * h
-                variant = replace(scenario, data=replace(scenario.data, **{field_name: moved}))
-                side_plan = make_plan(variant, plan.dtype)
-                _, value = computed_value(lab, run_framework(REFERENCE, side_plan), side_plan)
-                sides.append(np.asarray(value, dtype=np.float64).reshape(lab.value.shape))
-            total += np.abs((sides[0] - sides[1]) / (2 * h)) * half_unit
-    return total
+    """First-order uncertainty of the quantity from the data arrays ``lab.rounded_inputs`` printed at
+    ``inputs_rounded_to`` decimals: ``propagated`` with the reference re-run on the data replaced."""
+    scenario, decimals = plan.scenario, lab.inputs_rounded_to
+    if decimals is None:
+        raise ValueError("the lab value declares no inputs_rounded_to")
+
+    def value_from(data: dict[str, np.ndarray]) -> np.ndarray:
+        variant = replace(scenario, data=replace(scenario.data, X=data.get("X", scenario.data.X),
+                                                 y=data.get("y", scenario.data.y)))
+        side_plan = make_plan(variant, plan.dtype)
+        _, value = computed_value(lab, run_framework(REFERENCE, side_plan), side_plan)
+        return np.asarray(value, dtype=np.float64).reshape(lab.value.shape)
+
+    inputs = {name: getattr(scenario.data, name) for name in lab.rounded_inputs}
+    return propagated(value_from, inputs, {name: decimals for name in lab.rounded_inputs})

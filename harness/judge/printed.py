@@ -13,7 +13,8 @@ Accepted styles (pasted as a TOML string, or written as TOML numbers)::
     [0.5265, 0.4735]        a Python list
     [[1], [8]]              integers: exact
 
-Half a unit in the last printed digit, per element:
+Half a unit in the last printed digit, per element (``half_unit``, the one digits-to-tolerance
+rule: the scenario format's ``[[lab_values]]`` ``decimals`` / ``significant`` use it too):
 
 * fixed notation: ``0.5 * 10**-d`` where ``d`` is the array's number of decimals. numpy
   prints every element of one array to the same width and trims trailing zeros, padding
@@ -23,7 +24,9 @@ Half a unit in the last printed digit, per element:
   trimmed (``[[1.], [1.]]``) the print precision is unknown, and the shown digits are used
   (lenient: never a false "wrong"); a key states numpy's setting with ``printed_precision``
   (numpy's default is 8) to make such trimmed elements count at that precision.
-* scientific notation: ``0.5 * 10**(exponent - mantissa decimals)``, per element.
+* scientific notation: ``s`` significant digits (the mantissa's decimals + 1), half a unit in
+  the last per element: ``0.5 * 10**(floor(log10|v|) - s + 1)``, which is
+  ``0.5 * 10**(exponent - mantissa decimals)`` for a normalised mantissa.
 * integers: 0 (exact).
 """
 from __future__ import annotations
@@ -32,6 +35,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 _NUMBER = r"[-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
 _TOKEN = re.compile(rf"\s*(?:(?P<open>\[)|(?P<close>\])|(?P<comma>,)|(?P<num>{_NUMBER})(?P<pad> *))", re.IGNORECASE)
@@ -60,9 +64,24 @@ class Printed:
     style: PrintStyle
     text: str
 
-    @property
-    def is_integer(self) -> bool:
-        return self.style.notation == "integer"
+
+def half_unit(values: npt.ArrayLike, *, decimals: int | None = None, significant: int | None = None) -> np.ndarray:
+    """Half a unit in the last printed digit of each of ``values`` (float64, their shape).
+
+    ``decimals``: fixed notation with that many digits after the point, ``0.5 * 10**-decimals``.
+    ``significant``: that many significant digits per element,
+    ``0.5 * 10**(floor(log10|v|) - significant + 1)`` (a 0 counts as ``10**0``).
+    Neither: integers, exact (0).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if decimals is not None and significant is not None:
+        raise ValueError("decimals or significant digits, not both")
+    if decimals is not None:
+        return np.full(v.shape, 0.5 * 10.0 ** -decimals)
+    if significant is not None:
+        magnitude = np.floor(np.log10(np.where(v == 0, 1.0, np.abs(v))))
+        return 0.5 * 10.0 ** (magnitude - significant + 1)
+    return np.zeros(v.shape)
 
 
 def parse_printed(value: object, *, printed_precision: int | None = None) -> Printed:
@@ -71,8 +90,7 @@ def parse_printed(value: object, *, printed_precision: int | None = None) -> Pri
     body, wrapper, dtype = _unwrap(text.strip())
     tree, notations = _parse_body(body)
     values = np.array(tree, dtype=np.float64)
-    style, half = _precision(notations, values.shape, wrapper=wrapper, dtype=dtype,
-                             printed_precision=printed_precision)
+    style, half = _precision(notations, values, wrapper=wrapper, dtype=dtype, printed_precision=printed_precision)
     return Printed(values=values, half_unit=half, style=style, text=text)
 
 
@@ -96,11 +114,13 @@ def _unwrap(text: str) -> tuple[str, str, str | None]:
     return text, ("list" if "," in text else "plain"), None
 
 
-def _parse_body(body: str) -> tuple[object, list[tuple[str, str]]]:
+def _parse_body(body: str) -> tuple[object, list[tuple[str, int]]]:
     """Nested lists of floats, and (number text, padding) per element in order."""
     if not body:
         raise PrintedError("no number")
-    pos, stack, root, notations = 0, [[]], None, []
+    pos = 0
+    stack: list[list[object]] = [[]]
+    notations: list[tuple[str, int]] = []
     while pos < len(body):
         m = _TOKEN.match(body, pos)
         if m is None or m.end() == pos:
@@ -145,43 +165,40 @@ def _check_rectangular(tree: object) -> None:
             _check_rectangular(t)
 
 
-def _precision(notations: list[tuple[str, str]], shape: tuple[int, ...], *, wrapper: str, dtype: str | None,
+def _precision(notations: list[tuple[str, int]], values: np.ndarray, *, wrapper: str, dtype: str | None,
                printed_precision: int | None) -> tuple[PrintStyle, np.ndarray]:
-    fixed_decimals, mantissa, exps, kinds = 0, 0, [], []
+    """The print style, and half a unit in the last printed digit of each element (``half_unit``)."""
+    fixed_decimals, mantissa, kinds = 0, 0, []
     for num, pad in notations:
         low = num.lower().lstrip("+-")
         if low in ("nan", "inf"):
             kinds.append("special")
-            exps.append(0)
         elif "e" in low:
             kinds.append("scientific")
-            mant, exp = low.split("e")
+            mant = low.split("e")[0]
             mantissa = max(mantissa, len(mant.split(".")[1]) if "." in mant else 0)
-            exps.append(int(exp))
         elif "." in low:
             kinds.append("fixed")
             fixed_decimals = max(fixed_decimals, len(low.split(".")[1]) + pad)
-            exps.append(0)
         else:
             kinds.append("integer")
-            exps.append(0)
     if "fixed" in kinds and printed_precision is not None:
         fixed_decimals = max(fixed_decimals, printed_precision)
     half = []
-    for kind, exp in zip(kinds, exps):
+    for kind, value in zip(kinds, values.reshape(-1)):
         if kind == "fixed":
-            half.append(0.5 * 10.0 ** -fixed_decimals)
+            half.append(float(half_unit(value, decimals=fixed_decimals)))
         elif kind == "scientific":
-            half.append(0.5 * 10.0 ** (exp - mantissa))
+            half.append(float(half_unit(value, significant=mantissa + 1)))
         else:  # integers are exact; nan/inf have no precision
-            half.append(0.0)
+            half.append(float(half_unit(value)))
     if "scientific" in kinds:
         style = PrintStyle("scientific", mantissa, wrapper, dtype)
     elif "fixed" in kinds:
         style = PrintStyle("fixed", fixed_decimals, wrapper, dtype)
     else:
         style = PrintStyle("integer", 0, wrapper, dtype)
-    return style, np.array(half, dtype=np.float64).reshape(shape)
+    return style, np.array(half, dtype=np.float64).reshape(values.shape)
 
 
 def format_like(values: np.ndarray, style: PrintStyle) -> str:
@@ -194,7 +211,9 @@ def format_like(values: np.ndarray, style: PrintStyle) -> str:
     if notation == "integer":
         text = np.array2string(values.astype(np.int64), separator=separator) if values.ndim else str(int(values))
     elif notation == "scientific":
-        fmt = lambda x: np.format_float_scientific(x, precision=decimals, unique=False, exp_digits=2)  # noqa: E731
+        def fmt(x: np.floating | float) -> str:
+            return np.format_float_scientific(x, precision=decimals, unique=False, exp_digits=2)
+
         text = np.array2string(values, separator=separator, formatter={"float_kind": fmt}) if values.ndim \
             else fmt(float(values))
     else:

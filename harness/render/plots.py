@@ -1,4 +1,4 @@
-"""The report's figures, drawn with matplotlib (Agg) into PNG bytes.
+"""The report's figures, drawn with matplotlib's object API (no pyplot state) into PNG bytes.
 
 PNGs are byte-deterministic: no ``Software`` tag, no timestamp (Agg writes none),
 a fixed size and dpi, and every series drawn in a fixed order.
@@ -8,8 +8,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from harness.judge.diagnosis import difference_per_step
 from harness.run.runner import ScenarioResult
 
 FIGSIZE = (9.0, 4.2)  # inches per row of panels; at DPI 100 the PNG is 900 px wide
@@ -32,19 +33,9 @@ def zero_floor(series: list[np.ndarray]) -> float:
     return 10.0 ** (np.floor(np.log10(min(positive))) - 1)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    _pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -68,10 +59,8 @@ def loss_curves_png(result: ScenarioResult) -> bytes | None:
                                               for fw in result.frameworks)]
     if not dtypes:
         return None
-    plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(FIGSIZE[0], FIGSIZE[1]), squeeze=False)
+    fig = Figure(figsize=(FIGSIZE[0], FIGSIZE[1]))
+    axes = fig.subplots(1, len(dtypes), squeeze=False)
     for ax, dtype in zip(axes[0], dtypes):
         runs = [(fw, result.runs[(fw, dtype)]) for fw in result.frameworks]
         runs = [(fw, run) for fw, run in runs if run.ok and run.steps]
@@ -87,7 +76,7 @@ def loss_curves_png(result: ScenarioResult) -> bytes | None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"batch loss per step ({dtype})")
         ax.set_xlabel("step")
-        loss_name = result.scenario.training.loss
+        loss_name = result.scenario.training_spec.loss
         ax.set_ylabel(f"log10 of {loss_name}" if huge
                       else f"{loss_name} (log scale)" if ax.get_yscale() == "log" else loss_name)
         ax.grid(True, alpha=0.3)
@@ -98,24 +87,22 @@ def loss_curves_png(result: ScenarioResult) -> bytes | None:
 
 
 def differences_png(result: ScenarioResult) -> bytes | None:
-    """Per step, each pair's max |a - b| over loss and parameters (top) and the same in units
-    of the tolerance with the tolerance drawn at 1 (bottom); one column per dtype; log scales.
+    """Per step, each pair's max |a - b| over loss, parameters and layer outputs (top) and the same
+    in units of the tolerance with the tolerance drawn at 1 (bottom), as the comparison measured them
+    (``Comparison.step_max_abs``, ``step_used``); one column per dtype; log scales.
     None when nothing was compared step by step (a forward-only scenario has no steps)."""
     dtypes = [d for d in result.dtypes if any(c.dtype == d and min(c.steps_a, c.steps_b) for c in result.comparisons)]
     if not dtypes:
         return None
-    plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes = plt.subplots(2, len(dtypes), figsize=(FIGSIZE[0], 2 * FIGSIZE[1]), squeeze=False, sharex="col")
+    fig = Figure(figsize=(FIGSIZE[0], 2 * FIGSIZE[1]))
+    axes = fig.subplots(2, len(dtypes), squeeze=False, sharex="col")
     pairs = list(dict.fromkeys(c.pair for c in result.comparisons))  # drawing order: widest line first
     colour = {p: PAIR_COLOURS[i % len(PAIR_COLOURS)] for i, p in enumerate(pairs)}
     style = {p: PAIR_STYLES[i % len(PAIR_STYLES)] for i, p in enumerate(pairs)}
     for col, dtype in enumerate(dtypes):
         tol = result.scenario.tolerances[dtype]
         top, bottom = axes[0][col], axes[1][col]
-        series = {c.pair: difference_per_step(result.runs[(c.a, dtype)], result.runs[(c.b, dtype)], tol)
-                  for c in result.comparisons if c.dtype == dtype}
+        series = {c.pair: (c.step_max_abs, c.step_used) for c in result.comparisons if c.dtype == dtype}
         floors = (zero_floor([s[0] for s in series.values()]), zero_floor([s[1] for s in series.values()]))
         huge = beyond_log_axis([s[0] for s in series.values()])
         for pair, (max_abs, ratio) in series.items():

@@ -1,26 +1,12 @@
 """The JSON form of a scenario run (``nn-parity run --json``)."""
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from harness.render.files import json_safe, write_json
 from harness.run.runner import ScenarioResult
-
-
-def _clean(value):
-    """JSON has no nan/inf: they are written as the strings "nan", "inf", "-inf"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _list(arr: np.ndarray) -> list:
@@ -40,7 +26,7 @@ def result_dict(result: ScenarioResult) -> dict:
             **({"outputs": [_list(o) for o in run.outputs_final]} if run.ok and not result.scenario.trains else {}),
         })
     s = result.scenario
-    return _clean({
+    return json_safe({
         "scenario": s.name, "title": s.title, "source": s.source, "file": str(s.path),
         "tolerances": {d: {"rtol": t.rtol, "atol": t.atol} for d, t in s.tolerances.items()},
         "runs": runs,
@@ -50,25 +36,11 @@ def result_dict(result: ScenarioResult) -> dict:
     })
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same folder, then rename: a failure leaves the old file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(result: ScenarioResult, path: str | Path) -> None:
-    write_text_atomic(path, json.dumps(result_dict(result), indent=1) + "\n")
+def write_result_json(result: ScenarioResult, path: str | Path) -> None:
+    write_json(path, result_dict(result))
 
 
 def write_json_many(results: list[ScenarioResult], path: str | Path) -> None:
     """A file with variants: ``{"scenarios": [one result each], "agree": ...}``."""
     payload = {"scenarios": [result_dict(r) for r in results], "agree": all(r.agree for r in results)}
-    write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
+    write_json(path, payload)

@@ -47,7 +47,7 @@ def agreement_table(result: ScenarioResult) -> pd.DataFrame:
     """One row per pair and dtype: max differences of the loss and every parameter, verdict."""
     rows = []
     for c in result.comparisons:
-        row = {"pair": c.pair, "dtype": c.dtype}
+        row: dict[str, object] = {"pair": c.pair, "dtype": c.dtype}
         outputs = [q for name, q in c.quantities.items() if name.startswith("output ")]
         for name, q in c.quantities.items():
             if not name.startswith("output "):
@@ -68,7 +68,7 @@ def final_params_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | Non
     runs = {fw: result.runs[(fw, dtype)] for fw in result.frameworks if result.runs[(fw, dtype)].ok}
     if not runs:
         return None
-    lab = {l.param: l.value for l in result.scenario.lab_values if l.what == "params" and l.step == "final"}
+    lab = {v.param: v.value for v in result.scenario.lab_values if v.what == "params" and v.step == "final"}
     rows = []
     for name in result.scenario.param_names():
         finals = {fw: run.final_params[name] for fw, run in runs.items()}
@@ -92,7 +92,7 @@ def outputs_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | None:
     rows = []
     first = next(iter(runs.values())).outputs_final[-1]
     for i in range(first.shape[0]):
-        row = {"row": i}
+        row: dict[str, object] = {"row": i}
         stack = []
         for fw, run in runs.items():
             row[fw] = values(run.outputs_final[-1][i])

@@ -35,11 +35,13 @@ class TrainingPlan:
     @property
     def max_steps(self) -> int:
         """0 for a forward-only scenario."""
-        return self.scenario.training.epochs * self.batches_per_epoch if self.scenario.trains else 0
+        training = self.scenario.training
+        return 0 if training is None else training.epochs * self.batches_per_epoch
 
     @property
     def early_stop_tol(self) -> float | None:
-        return self.scenario.training.early_stop_tol if self.scenario.trains else None
+        training = self.scenario.training
+        return None if training is None else training.early_stop_tol
 
     @property
     def is_full_batch_in_order(self) -> bool:

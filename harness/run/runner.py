@@ -48,9 +48,9 @@ def convention_of(label: str) -> str | None:
 
 def with_convention(scenario: Scenario, convention: str) -> Scenario:
     """The scenario with its optimizer pinned to ``convention`` (the ``convention`` option)."""
-    optimizer = scenario.training.optimizer
-    pinned_optimizer = replace(optimizer, options={**optimizer.options, "convention": convention})
-    return replace(scenario, training=replace(scenario.training, optimizer=pinned_optimizer))
+    training = scenario.training_spec
+    pinned_optimizer = replace(training.optimizer, options={**training.optimizer.options, "convention": convention})
+    return replace(scenario, training=replace(training, optimizer=pinned_optimizer))
 
 
 def implementations(scenario: Scenario, frameworks: tuple[str, ...]) -> dict[str, Scenario]:
@@ -150,7 +150,7 @@ def run_scenario(
                             sides={**{k: v for k, v in planned.items() if v is not scenario}, **dict(sides or {})})
     for label in result.frameworks:  # a convention a framework's optimizer cannot compute: bad input, before any run
         ran = result.scenario_for(label)
-        if ran.trains:
+        if ran.training is not None:
             check_expressible(adapter(framework_of(label)), ran.training.optimizer, file=ran.path)
     for dtype in dtypes:
         plan = make_plan(scenario, dtype)
@@ -189,7 +189,7 @@ def _accuracy(scenario: Scenario, run: Trajectory, plan: TrainingPlan) -> dict[s
 def _explain_conventions(result: ScenarioResult, dtype: str, *, native: set[str]) -> None:
     """Mark the pairs of different conventions that the harness itself chose (each side in its
     native convention) with the convention difference, and whether the reference explains it."""
-    spec = result.scenario.training.optimizer if result.scenario.trains else None
+    spec = None if result.scenario.training is None else result.scenario.training.optimizer
     for c in result.comparisons:
         if c.dtype != dtype or spec is None or c.a not in native or c.b not in native:
             continue
@@ -221,8 +221,8 @@ def _lab_checks(result: ScenarioResult) -> list[LabCheck]:
     checks = []
     for lab in result.scenario.lab_values:
         label = reference_label(result, lab.convention)
-        run = result.runs.get((label, lab.dtype)) if label else None
-        if run is None or not run.ok:
+        run = None if label is None else result.runs.get((label, lab.dtype))
+        if label is None or run is None or not run.ok:
             continue
         checks.append(check_lab_value(lab, run, side_plan(result.plans[lab.dtype], result.scenario_for(label))))
     return checks

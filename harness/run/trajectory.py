@@ -11,6 +11,7 @@ scenario makes no step and records only those.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,8 @@ class TrajectoryRecorder:
         return trajectory
 
 
-def should_stop(loss: float, previous: float, tol: float | None) -> bool:
+def should_stop(loss: float | np.floating[Any] | np.ndarray, previous: float | np.floating[Any] | np.ndarray,
+                tol: float | None) -> bool:
     """The labs' early stop: before the update, when |batch_loss - previous_batch_loss| < tol."""
     if tol is None:
         return False

@@ -9,6 +9,7 @@ torch adapters only run their own optimizer classes (``keras.optimizers.*``,
 from __future__ import annotations
 
 import re
+
 from harness.spec.scenario import OptimizerSpec
 from reference.optimizers import DEFAULTS
 

@@ -202,19 +202,20 @@ def check_data_spec(t: Table, *, input_dim: int, needs_targets: bool = True) -> 
 def make_data(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) in float64."""
     if spec.generator is None:
+        assert spec.X is not None and spec.y is not None, "inline data has X and y (the loader fills y)"
         return spec.X, spec.y
     return GENERATORS[spec.generator].make(spec.options)
 
 
 def make_splits(spec: DataSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The held-out evaluation splits in float64 (``{}`` when the data has none)."""
-    if spec.generator is None or GENERATORS[spec.generator].held_out is None:
-        return {}
-    return GENERATORS[spec.generator].held_out(spec.options)
+    held_out = None if spec.generator is None else GENERATORS[spec.generator].held_out
+    return {} if held_out is None else held_out(spec.options)
 
 
 def describe_data(spec: DataSpec) -> str:
     if spec.generator is None:
-        targets = f"y {spec.y.shape[0]} x {spec.y.shape[1]}" if spec.y.shape[1] else "no targets"
-        return f"inline, X {spec.X.shape[0]} x {spec.X.shape[1]}, {targets}"
+        X, y = make_data(spec)
+        targets = f"y {y.shape[0]} x {y.shape[1]}" if y.shape[1] else "no targets"
+        return f"inline, X {X.shape[0]} x {X.shape[1]}, {targets}"
     return GENERATORS[spec.generator].describe(spec.options)

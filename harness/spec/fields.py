@@ -122,7 +122,8 @@ def to_array(value: Any, *, file: str, field: str, ndim: int | None = None) -> n
 def _check_numeric(value: Any, *, file: str, field: str) -> None:
     if isinstance(value, list):
         lengths = {len(v) for v in value if isinstance(v, list)}
-        if any(isinstance(v, list) for v in value) and (len(lengths) > 1 or not all(isinstance(v, list) for v in value)):
+        rows = [isinstance(v, list) for v in value]
+        if any(rows) and (len(lengths) > 1 or not all(rows)):
             raise BadInput(file, field, "a rectangular (non-ragged) numeric array", value)
         for v in value:
             _check_numeric(v, file=file, field=field)

@@ -13,13 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import MISSING, BadInput
+from harness.judge.printed import half_unit
 from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
 from harness.spec.data import DataSpec, check_data_spec
-from harness.errors import MISSING, BadInput
 from harness.spec.fields import Table
 from harness.spec.initializers import Initializer, check_initializer
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
+from reference.network import bias_name, kernel_name
 from reference.optimizers import CONVENTIONS
 
 DTYPES = ("float64", "float32")
@@ -69,7 +71,7 @@ class LabValue:
     what: str
     step: int | str
     value: np.ndarray
-    tolerance: np.ndarray
+    tolerance: np.ndarray  # per element: half a unit in the last printed digit (printed.half_unit), or atol
     param: str | None = None
     source: str = ""
     tolerance_rule: str = ""
@@ -98,20 +100,24 @@ class Scenario:
     def trains(self) -> bool:
         return self.training is not None
 
+    @property
+    def training_spec(self) -> TrainingSpec:
+        """The ``[training]`` table, for code that only runs on training scenarios."""
+        if self.training is None:
+            raise ValueError(f"{self.name} is forward-only: it has no [training] table")
+        return self.training
+
     def param_names(self) -> list[str]:
-        names = []
-        for i, layer in enumerate(self.layers):
-            names.append(f"layers.{i}.kernel")
-            if layer.use_bias:
-                names.append(f"layers.{i}.bias")
-        return names
+        return list(self.param_shapes())
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes, n_in = {}, self.input_dim
+        """Every parameter's name (``layers.<i>.kernel``, ``layers.<i>.bias``) and shape, in layer order."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        n_in = self.input_dim
         for i, layer in enumerate(self.layers):
-            shapes[f"layers.{i}.kernel"] = (n_in, layer.units)
+            shapes[kernel_name(i)] = (n_in, layer.units)
             if layer.use_bias:
-                shapes[f"layers.{i}.bias"] = (layer.units,)
+                shapes[bias_name(i)] = (layer.units,)
             n_in = layer.units
         return shapes
 
@@ -210,18 +216,19 @@ def _assign(raw: dict[str, Any], dotted: str, value: Any, *, where: Table) -> No
     keys = dotted.split(".")
     for i, key in enumerate(keys):
         last = i == len(keys) - 1
+        index: int | str = key
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
                 raise where.error(f"set.\"{dotted}\"", f"an index below {len(node)} at {key!r}", key)
-            key = int(key)
+            index = int(key)
         elif not isinstance(node, dict):
             raise where.error(f"set.\"{dotted}\"", "a path through tables and arrays of the file", dotted)
         elif not last and key not in node:
             raise where.error(f"set.\"{dotted}\"", f"an existing field at {key!r}", dotted)
         if last:
-            node[key] = copy.deepcopy(value)
+            node[index] = copy.deepcopy(value)
         else:
-            node = node[key]
+            node = node[index]
 
 
 def parse_scenario(raw: dict[str, Any], *, path: Path, where: str = "") -> Scenario:
@@ -362,12 +369,11 @@ def _lab_value(t: Table, scenario: Scenario) -> LabValue:
                       rules or "none")
     if t.has("decimals"):
         d = t.integer("decimals", minimum=0)
-        tolerance = np.full(value.shape, 0.5 * 10.0 ** -d)
-        rule = f"{d} decimals printed: ±{0.5 * 10.0 ** -d:.1e}"
+        tolerance = half_unit(value, decimals=d)
+        rule = f"{d} decimals printed: ±{float(half_unit(0.0, decimals=d)):.1e}"
     elif t.has("significant"):
         s = t.integer("significant", minimum=1)
-        mag = np.floor(np.log10(np.where(value == 0, 1.0, np.abs(value))))
-        tolerance = 0.5 * 10.0 ** (mag - s + 1)
+        tolerance = half_unit(value, significant=s)
         rule = f"{s} significant digits printed: ±half a unit in the last, per element"
     else:
         a = t.number("atol", minimum=0.0)

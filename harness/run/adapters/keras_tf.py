@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import time
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +47,8 @@ def import_keras():
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ["KERAS_BACKEND"] = "tensorflow"
     with _quiet_stderr():
-        import tensorflow as tf
         import keras
+        import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     tf.config.experimental.enable_op_determinism()
     return tf, keras
@@ -230,8 +230,6 @@ def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan)
         d = tf.abs(loss - previous)
         return tf.logical_or(d >= tol, tf.math.is_nan(d))
 
-    n_vars = len(variables)
-
     def body(step, previous, loss, grads, losses, grads_out, params_out):
         optimizer.apply_gradients(zip(grads, variables))
         t = tf.cast(step, tf.int32)
@@ -265,7 +263,7 @@ def _trace_step(plan: TrainingPlan, step: int) -> Params:
     ``tf.function`` step, so the optimizer state is the run's), then record step ``step`` stage
     by stage, eagerly, as ``harness.run.trajectory.trace_stages`` names them."""
     tf, keras = import_keras()
-    scenario, training, dtype = plan.scenario, plan.scenario.training, plan.dtype
+    scenario, training, dtype = plan.scenario, plan.scenario.training_spec, plan.dtype
     with floatx(keras, dtype):
         model, dense_layers = build_model(keras, scenario, dtype)
         set_params(dense_layers, plan.initial_params)
@@ -301,9 +299,9 @@ def _trace_step(plan: TrainingPlan, step: int) -> Params:
 
 
 class KerasAdapter:
-    name = "keras"
-    conventions = ("keras",)
-    optimizer_module = "keras.optimizers"
+    name: str = "keras"
+    conventions: tuple[str, ...] = ("keras",)
+    optimizer_module: str = "keras.optimizers"
 
     def available(self) -> str | None:
         for module in ("tensorflow", "keras"):

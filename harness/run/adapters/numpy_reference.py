@@ -1,6 +1,8 @@
 """The from-scratch NumPy reference (``reference/``), run over a training plan."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from harness.run.adapters.protocol import Params
@@ -32,9 +34,9 @@ def layer_outputs(network: Network, X: np.ndarray, params: Params) -> list[np.nd
 
 
 class NumpyReference:
-    name = "numpy"
-    conventions = CONVENTIONS
-    optimizer_module = "reference.optimizers"
+    name: str = "numpy"
+    conventions: tuple[str, ...] = CONVENTIONS
+    optimizer_module: str = "reference.optimizers"
 
     def available(self) -> str | None:
         return None
@@ -56,7 +58,7 @@ class NumpyReference:
         trajectory.convention = optimizer.convention
         recorder = TrajectoryRecorder(plan.max_steps, params)
         full = plan.is_full_batch_in_order
-        previous = np.inf
+        previous: float | np.floating[Any] | np.ndarray = np.inf
         with np.errstate(all="ignore"):  # a diverging run reaches inf/nan; that is a result, not an error
             for step in range(plan.max_steps):
                 if full:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,10 +36,9 @@ def _activation(torch, name: str, axis: int):
     if name == "softmax":
         return nn.Softmax(dim=axis)
     if name == "exponential":
-        class Exponential(nn.Module):  # torch has no exponential activation module
-            def forward(self, z):
-                return torch.exp(z)
-        return Exponential()
+        # torch has no exponential activation module: a Module whose forward is torch.exp
+        exponential = type("Exponential", (nn.Module,), {"forward": lambda self, z: torch.exp(z)})
+        return exponential()
     raise ValueError(f"no torch activation for {name!r}")
 
 
@@ -52,7 +52,7 @@ def build_model(torch, scenario, dtype):
     return torch.nn.Sequential(*modules), linears
 
 
-def named_parameters(linears) -> list[tuple[str, object]]:
+def named_parameters(linears) -> list[tuple[str, Any]]:
     out = []
     for i, linear in enumerate(linears):
         out.append((kernel_name(i), linear.weight))
@@ -200,7 +200,7 @@ def _trace_step(plan: TrainingPlan, step: int) -> Params:
 
     torch.use_deterministic_algorithms(True)
     dtype = _dtype(torch, plan.dtype)
-    scenario, training = plan.scenario, plan.scenario.training
+    scenario, training = plan.scenario, plan.scenario.training_spec
     model, linears = build_model(torch, scenario, dtype)
     set_params(torch, linears, plan.initial_params)
     named = named_parameters(linears)
@@ -237,9 +237,9 @@ def _dtype(torch, dtype: str):
 
 
 class TorchAdapter:
-    name = "torch"
-    conventions = ("torch",)
-    optimizer_module = "torch.optim"
+    name: str = "torch"
+    conventions: tuple[str, ...] = ("torch",)
+    optimizer_module: str = "torch.optim"
 
     def available(self) -> str | None:
         return None if importlib.util.find_spec("torch") is not None else "torch is not installed"
