@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from harness.errors import BadInput
-from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
+from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance, compare_elements
 from harness.run.adapters import adapter, check_expressible, keras_tf, numpy_reference, torch_eager
 from harness.run.plan import make_plan
 from harness.spec.conventions import difference, pinned
@@ -182,7 +182,7 @@ FRAMEWORK_STEPS = {"keras": keras_steps, "torch": torch_steps}
 def first_mismatch(a, b, tol: Tolerance) -> str | None:
     for t, (pa, pb) in enumerate(zip(a, b)):
         for k in pa:
-            bad = np.abs(pa[k] - pb[k]) > tol.atol + tol.rtol * np.maximum(np.abs(pa[k]), np.abs(pb[k]))
+            bad = compare_elements(pa[k], pb[k], tol).bad
             if bad.any():
                 i = np.unravel_index(np.argmax(bad), bad.shape)
                 return f"step {t}, {k}{list(i)}: {pa[k][i]!r} vs {pb[k][i]!r} (rtol {tol.rtol}, atol {tol.atol})"

@@ -35,6 +35,7 @@ from harness.spec.fields import Table
 from harness.spec.scenario import LayerSpec, Scenario, parse_optimizer
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
+from reference.network import bias_name, kernel_name
 
 NETWORK_OUTPUTS = ("output", "prediction", "accuracy")
 SCENARIO_QUANTITIES = ("params", "gradient", "loss", "output", "accuracy")
@@ -118,9 +119,9 @@ def param_labels(n_layers: int, use_bias: list[bool]) -> dict[str, str]:
     labels = {}
     for i in range(n_layers):
         suffix = "" if n_layers == 1 else str(i + 1)
-        labels[f"w{suffix}"] = f"layers.{i}.kernel"
+        labels[f"w{suffix}"] = kernel_name(i)
         if use_bias[i]:
-            labels[f"b{suffix}"] = f"layers.{i}.bias"
+            labels[f"b{suffix}"] = bias_name(i)
     return labels
 
 

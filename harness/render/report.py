@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import platform
-import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from harness.render.tables import (
     outputs_table,
     runs_table,
 )
+from harness.run.adapters import gpu_visibility
 from harness.run.runner import ScenarioResult
 from harness.spec.data import describe_data
 
@@ -49,18 +49,10 @@ def environment_lines(result: ScenarioResult) -> list[str]:
     return [
         f"- Python {platform.python_version()}, numpy {version('numpy')}, tensorflow-cpu "
         f"{version('tensorflow-cpu')}, keras {version('keras')}, torch {version('torch')}",
-        f"- Device: CPU ({platform.machine()}); {_gpu()}; Keras on the TensorFlow backend with op "
+        f"- Device: CPU ({platform.machine()}); {gpu_visibility()}; Keras on the TensorFlow backend with op "
         "determinism on, oneDNN off; torch with deterministic algorithms",
         "- dtype policy: each run is entirely in its dtype (data, initial weights, layers, optimizer state)",
     ]
-
-
-def _gpu() -> str:
-    """Whether a GPU was visible to the frameworks this process imported (runs never use one)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return "GPU: not checked (torch not imported)"
-    return f"GPU: {'visible to torch but not used' if torch.cuda.is_available() else 'none visible to torch'}"
 
 
 def verdict(result: ScenarioResult) -> str:

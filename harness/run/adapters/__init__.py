@@ -13,6 +13,7 @@ from harness.run.adapters.keras_tf import ADAPTER as KERAS
 from harness.run.adapters.numpy_reference import ADAPTER as NUMPY
 from harness.run.adapters.protocol import Adapter, Params, check_expressible
 from harness.run.adapters.torch_eager import ADAPTER as TORCH
+from harness.run.adapters.torch_eager import gpu_visibility
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 
@@ -21,7 +22,7 @@ ADAPTERS: dict[str, Adapter] = {NUMPY.name: NUMPY, KERAS.name: KERAS, TORCH.name
 FRAMEWORKS: tuple[str, ...] = tuple(ADAPTERS)
 
 __all__ = ["ADAPTERS", "FRAMEWORKS", "REFERENCE", "Adapter", "Params", "adapter", "check_expressible",
-           "run_framework"]
+           "gpu_visibility", "run_framework"]
 
 
 def adapter(framework: str) -> Adapter:

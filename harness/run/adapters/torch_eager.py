@@ -6,6 +6,7 @@ torch keeps ``Linear.weight`` as ``(n_out, n_in)``; conversions go through
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +231,15 @@ def _trace_step(plan: TrainingPlan, step: int) -> Params:
             trace.update({f"gradient {n}": _ref(n, p.grad).copy() for n, p in named})
             trace.update({f"updated {n}": _ref(n, p).copy() for n, p in named})
     return trace
+
+
+def gpu_visibility() -> str:
+    """Whether a GPU was visible to torch in this process (runs never use one); torch is not
+    imported for the question."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return "GPU: not checked (torch not imported)"
+    return f"GPU: {'visible to torch but not used' if torch.cuda.is_available() else 'none visible to torch'}"
 
 
 def _dtype(torch, dtype: str):
