@@ -73,7 +73,8 @@ def markdown_report(key: AnswerKey, results: list[AnswerResult], *, frameworks: 
                                                                                else ""), "",
              f"Each answer computed in float64 by {', '.join(frameworks)}; the implementations must agree first.",
              "Tolerance per element = half a unit in the last printed digit (or the key's rtol/atol) + float64",
-             "arithmetic (1e-14 + 1e-12*|e|) + the uncertainty propagated from rounded inputs (central differences).", "",
+             "arithmetic (1e-14 + 1e-12*|e|) + the uncertainty propagated from rounded inputs",
+             "(central differences of the reference).", "",
              "Verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())), ""]
     rows = []
     for r in results:

@@ -21,11 +21,9 @@ from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 from harness.spec.conventions import COMMON, difference
 from harness.spec.scenario import OptimizerSpec, Scenario
+from reference.losses import KERAS_EPSILON, TORCH_LOG_FLOOR
 from reference.network import bias_name, kernel_name
 from reference.optimizers import hyperparameters
-
-_KERAS_EPSILON = 1e-7
-_TORCH_LOG_FLOOR = -100.0
 
 
 @contextlib.contextmanager
@@ -131,15 +129,15 @@ def build_loss(keras, loss: str, clip: str):
 
     def log_guarded(p):
         if clip == "keras":
-            return ops.log(ops.clip(p, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON))
+            return ops.log(ops.clip(p, KERAS_EPSILON, 1.0 - KERAS_EPSILON))
         if clip == "torch":
-            return ops.maximum(ops.log(p), _TORCH_LOG_FLOOR)
+            return ops.maximum(ops.log(p), TORCH_LOG_FLOOR)
         return ops.log(p)
 
     if loss == "binary_crossentropy":
         def bce(y, p):
             if clip == "keras":
-                p = ops.clip(p, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON)
+                p = ops.clip(p, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
                 return -ops.mean(y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p))
             return -ops.mean(y * log_guarded(p) + (1.0 - y) * log_guarded(1.0 - p))
         return bce

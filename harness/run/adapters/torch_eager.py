@@ -18,10 +18,9 @@ from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory, TrajectoryRecorder, should_stop
 from harness.spec.conventions import COMMON, difference
 from harness.spec.scenario import OptimizerSpec, Scenario
+from reference.losses import KERAS_EPSILON, TORCH_LOG_FLOOR
 from reference.network import bias_name, kernel_name
 from reference.optimizers import hyperparameters
-
-_KERAS_EPSILON = 1e-7
 
 
 def _activation(torch, name: str, axis: int):
@@ -106,9 +105,9 @@ def build_loss(torch, loss: str, clip: str):
 
     def log_guarded(p):
         if clip == "keras":
-            return torch.log(torch.clamp(p, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON))
+            return torch.log(torch.clamp(p, KERAS_EPSILON, 1.0 - KERAS_EPSILON))
         if clip == "torch":
-            return torch.clamp(torch.log(p), min=-100.0)
+            return torch.clamp(torch.log(p), min=TORCH_LOG_FLOOR)
         return torch.log(p)
 
     if loss == "binary_crossentropy":
@@ -117,7 +116,7 @@ def build_loss(torch, loss: str, clip: str):
 
         def bce(p, y):
             if clip == "keras":
-                p = torch.clamp(p, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON)
+                p = torch.clamp(p, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
                 return -torch.mean(y * torch.log(p) + (1 - y) * torch.log(1 - p))
             return -torch.mean(y * log_guarded(p) + (1 - y) * log_guarded(1 - p))
         return bce
