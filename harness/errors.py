@@ -1,6 +1,7 @@
 """Errors the CLI turns into one-line messages and exit codes."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 EXIT_AGREE = 0
@@ -15,6 +16,10 @@ class _Missing:
 
 MISSING = _Missing()
 
+# Characters that would break the one line (newlines, other control characters, Unicode line
+# separators): shown escaped, as Python writes them in a string literal.
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
 
 class BadInput(Exception):
     """Bad user input: names the file, the field and what was expected."""
@@ -27,9 +32,15 @@ class BadInput(Exception):
         super().__init__(self.one_line())
 
     def one_line(self) -> str:
+        """``file: field: expected ...; received ...``, always one line (control characters escaped)."""
         got = "" if self.received is None else f"; received {_short(self.received)}"
         where = f"{self.file}: {self.field}" if self.field else self.file
-        return f"{where}: expected {self.expected}{got}"
+        return one_line(f"{where}: expected {self.expected}{got}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line-breaking or control character escaped (``\\n``, ``\\x00``, ...)."""
+    return _LINE_BREAKING.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _short(value: object, limit: int = 80) -> str:

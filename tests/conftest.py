@@ -38,22 +38,28 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
+def _scenario(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("catalogue_result")
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test that runs a catalogue scenario is slow (before ``-m`` selects)."""
+    if _scenario(item) is not None:
+        item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering: this order is final
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses ``catalogue_result`` slow, and run those tests last, grouped by
-    scenario (in order of first use, each group in collection order): pytest keeps one value of
-    a session-scoped fixture at a time, so each scenario then runs exactly once."""
-    def scenario(item: pytest.Item) -> str | None:
-        callspec = getattr(item, "callspec", None)
-        return None if callspec is None else callspec.params.get("catalogue_result")
-
+    """Run the tests that use ``catalogue_result`` last, grouped by scenario (in order of first
+    use, each group in collection order): pytest keeps one value of a session-scoped fixture
+    at a time, so each scenario then runs exactly once."""
     first_use: dict[str, int] = {}
     for item in items:
-        name = scenario(item)
+        name = _scenario(item)
         if name is not None:
-            item.add_marker(pytest.mark.slow)
             first_use.setdefault(name, len(first_use))
-    others = [item for item in items if scenario(item) is None]
-    grouped = sorted((item for item in items if scenario(item) is not None),
-                     key=lambda item: first_use[scenario(item) or ""])
+    others = [item for item in items if _scenario(item) is None]
+    grouped = sorted((item for item in items if _scenario(item) is not None),
+                     key=lambda item: first_use[_scenario(item) or ""])
     items[:] = others + grouped

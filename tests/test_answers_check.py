@@ -110,7 +110,6 @@ IMPLAUSIBLE = {
                            '[[0.2, 0.7], [0.27, 0.73]]', "sum to"),
     "accuracy-110%": ('compute = "network"\noutput = "accuracy"\nX = [[0, 0], [1, 1]]\ny = [0, 1]\n'
                       'layers = [{ w = [[1], [1]], b = [-1], activation = "sigmoid" }]', "1.10", "110%"),
-    "nan": ('compute = "activation"\nfunction = "tanh"\nz = [[1]]', '"[[nan]]"', "NaN"),
     "negative-loss": ('compute = "loss"\nloss = "mse"\ny_true = [1.0]\ny_pred = [2.0]', "-1.0", "negative"),
 }
 
@@ -121,6 +120,15 @@ def test_impossible_expected_values_are_implausible(tmp_path, answer_id):
     result = check(tmp_path, key_text({answer_id: f"{fields}\nexpected = {expected}"}))[answer_id]
     assert result.verdict == "implausible"
     assert why in result.message
+
+
+def test_a_printed_nan_is_judged_like_a_lab_value_nan_wrong_against_a_number(tmp_path):
+    """No special case for nan: the one comparison rule (nan matches only nan) judges it, in every
+    implementation, as it judges a scenario's lab value."""
+    fields = 'compute = "activation"\nfunction = "tanh"\nz = [[1]]\nexpected = "[[nan]]"'
+    result = check(tmp_path, key_text({"nan": fields}))["nan"]
+    assert result.verdict == "wrong", result.message
+    assert result.parts[0].max_abs_diff == np.inf and result.parts[0].computed_text() == "[[0.76159416]]"
 
 
 def test_softmax_over_an_axis_of_length_one_warns(tmp_path):

@@ -43,6 +43,16 @@ BROKEN = {
     "wrong-row-count": (("y = [[1.0], [2.0]]", "y = [[1.0], [2.0], [3.0]]"), "data.y"),
     "invalid-toml": (("epochs = 3", "epochs = = 3"), "expected valid TOML"),
     "shuffle-without-seed": (("epochs = 3", "epochs = 3\nshuffle = true"), "training.shuffle_seed"),
+    "shuffle-seed-2**32": (("epochs = 3", "epochs = 3\nshuffle = true\nshuffle_seed = 4294967296"),
+                           "training.shuffle_seed"),
+    "name-path": (('name = "tiny"', 'name = "../../tiny"'), "name"),
+    "name-newline": (('name = "tiny"', 'name = "ti\\nny"'), "name"),
+    "kernel-nan": (("kernel = [[0.5], [0.5]]", "kernel = [[nan], [0.5]]"), "model.layers[0].kernel"),
+    "learning-rate-inf": (("learning_rate = 0.01", "learning_rate = inf"), "training.optimizer.learning_rate"),
+    "y-columns": (("y = [[1.0], [2.0]]", "y = [[1.0, 1.0], [2.0, 2.0]]"), "data.y"),
+    "softmax-axis": (('activation = "linear"', 'activation = "softmax"\naxis = 2'), "model.layers[0].axis"),
+    "lab-value-step": (("epochs = 3", 'epochs = 3\n[[lab_values]]\nwhat = "loss"\nstep = 3\nvalue = 1.0\n'
+                                      "decimals = 2"), "lab_values[0].step"),
 }
 
 

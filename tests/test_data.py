@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import BadInput
 from harness.run.plan import make_plan
-from harness.spec.data import GENERATORS, make_data, make_splits
+from harness.spec.data import GENERATORS, data_rows, make_data, make_splits, target_columns
 from harness.spec.scenario import parse_scenario
 from reference.layers import Dense
 from reference.network import Network
@@ -119,6 +119,8 @@ def test_plan_carries_splits_in_the_plan_dtype():
 
 # --- bad options -----------------------------------------------------------------
 
+TEACHER = {"generator": "teacher", "n": 5, "seed": 0, "teacher": [{"kernel": [[1.0], [1.0]]}]}
+
 BAD = {
     "surface-n-zero": ({**SURFACE, "n": 0}, 2, "data.n"),
     "surface-missing-seed": ({"generator": "sine-surface", "n": 5}, 2, "data.seed"),
@@ -130,6 +132,19 @@ BAD = {
     "xor-float-train": ({**XOR, "n_train": 8.5}, 2, "data.n_train"),
     "xor-three-inputs": (XOR, 3, "data.generator"),
     "unknown-generator": ({"generator": "spiral", "seed": 0}, 2, "data.generator"),
+    # seeds numpy's RandomState refuses (it once raised a traceback when the run drew the data)
+    "surface-seed-2**32": ({**SURFACE, "seed": 2 ** 32}, 2, "data.seed"),
+    "xor-seed-2**32": ({**XOR, "seed": 2 ** 32}, 2, "data.seed"),
+    "xor-seed-negative": ({**XOR, "seed": -1}, 2, "data.seed"),
+    "teacher-seed-2**32": ({**TEACHER, "seed": 2 ** 32}, 2, "data.seed"),
+    # non-finite numbers
+    "xor-margin-nan": ({**XOR, "margin": float("nan")}, 2, "data.margin"),
+    "teacher-kernel-inf": ({**TEACHER, "teacher": [{"kernel": [[float("inf")], [1.0]]}]}, 2, "data.teacher[0].kernel"),
+    "teacher-inline-X-nan": ({"generator": "teacher", "X": [[1.0, float("nan")]], "teacher": TEACHER["teacher"]}, 2,
+                             "data.X"),
+    # y has one column per output of the model (1 here)
+    "teacher-two-outputs": ({**TEACHER, "teacher": [{"kernel": [[1.0, 0.0], [0.0, 1.0]]}]}, 2,
+                            "data.teacher[0].kernel"),
 }
 
 
@@ -142,3 +157,15 @@ def test_bad_generator_options_are_one_line(case):
     message = str(info.value)
     assert len(message.splitlines()) == 1
     assert message.startswith(f"t.toml: {field}: expected"), message
+
+
+def test_every_generator_knows_its_rows_and_target_columns_without_drawing():
+    for data in (SURFACE, XOR, TEACHER):
+        spec = scenario(data, loss="binary_crossentropy" if data is XOR else "mse").data
+        X, y = make_data(spec)
+        assert (data_rows(spec), target_columns(spec)) == (X.shape[0], y.shape[1])
+
+
+def test_the_largest_seed_numpy_takes_is_fine():
+    X, _ = make_data(scenario({**SURFACE, "n": 3, "seed": 2 ** 32 - 1}).data)
+    assert X.shape == (3, 2)

@@ -144,6 +144,9 @@ decimals = 8
     ('name = "x"\nset = { "model.layers.0.units" = 3 }',
      r"variants\[0\] \(forward-x\): model.layers\[0\].kernel: expected shape \(2, 3\)"),
     ('set = {}', r"variants\[0\].name: expected a string"),
+    ('name = "../x"', r"variants\[0\].name: expected lowercase letters, digits and dashes"),
+    ('name = "Wide"', r"variants\[0\].name: expected lowercase letters, digits and dashes"),
+    (f'name = "{"x" * 80}"', r"variants\[0\].name: expected a suffix short enough"),
 ])
 def test_bad_variants_name_the_variant_and_field(tmp_path, variant, message):
     path = tmp_path / "v.toml"

@@ -2,6 +2,7 @@
 atomic writes, progress lines, and byte-for-byte determinism. Real NumPy, Keras and torch runs."""
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import harness.render.report
 from harness.commands.cli import main
 from harness.judge.diagnosis import diagnose
-from harness.render.files import write_files_atomic
+from harness.render.files import content_name, write_files_atomic
 from harness.render.report import index_markdown, read_summary, scenario_files, summary
 from harness.run.runner import run_scenario
 from harness.spec.scenario import parse_scenario
@@ -74,11 +75,15 @@ def test_report_states_set_up_and_results(files, text):
 
 
 def test_report_links_its_plots_and_they_are_pngs(files):
+    """Each plot is named by its content's hash (a new report never overwrites a plot the old
+    markdown shows), and exactly the linked plots are in the folder."""
     md = files["tiny-mlp.md"].decode()
-    for name in ("tiny-mlp-loss.png", "tiny-mlp-differences.png"):
+    pngs = sorted(name for name in files if name.endswith(".png"))
+    assert [re.sub(r"-[0-9a-f]{12}\.png$", "", name) for name in pngs] == ["tiny-mlp-differences", "tiny-mlp-loss"]
+    for name in pngs:
         assert f"![{name}]({name})" in md
         png = files[name]
-        assert png.startswith(PNG_SIGNATURE)
+        assert png.startswith(PNG_SIGNATURE) and name == content_name(name[:-17], png, ".png")
         assert b"Software" not in png and b"tIME" not in png  # nothing that changes between runs
     assert "tiny-mlp.timings.tsv" in files
 

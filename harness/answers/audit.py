@@ -20,10 +20,16 @@ only by summation order (~1e-15 relative); a real mistake (a factor, a missing t
 off by far more. A wrong gradient is then compared with ``c * gradient`` of every
 standard loss (``c`` fitted by least squares): "0.5 x the gradient of mse" names the MSE
 gradient used in place of the cross-entropy's.
+
+A submitted *file* (``audit_file``, ``nn-parity audit``) is executed in its own process,
+confined by ``harness.answers.sandbox`` (timeout, memory cap, temporary working directory);
+whatever way it ends without returning gradients, every parameter is ``crashed`` with the
+reason. A *callable* of the caller's own test suite (``audit_gradients``,
+``harness.testing.assert_gradients_match``) is called in this process. Everything else —
+the batch, the four gradients, the judging — is shared.
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -31,7 +37,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.errors import BadInput
+from harness.answers.sandbox import TIMEOUT, NoSuchFunction, Returned, crash_reason, read_returned, run_submission
+from harness.errors import BadInput, one_line
 from harness.judge.tolerance import Tolerance, compare_elements
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.run.plan import make_plan
@@ -45,6 +52,8 @@ _ADAPTER_OF = {"reference": REFERENCE, **{fw: fw for fw in FRAMEWORKS if fw != R
 SOURCES = (*_ADAPTER_OF, "finite differences")
 
 Backward = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray], object]
+# (params, X, y) -> what the audited function returned, however it was called
+_Submit = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray], Returned]
 
 
 @dataclass
@@ -70,28 +79,11 @@ class AuditResult:
     params: list[ParamAudit]
     source_spread: dict[str, float]  # source -> max |source - reference| over every parameter
     diagnosis: str = ""
+    crash: str = ""  # why the function returned no gradients (every parameter is then "crashed")
 
     @property
     def ok(self) -> bool:
         return all(p.ok for p in self.params)
-
-
-def load_function(path: str | Path, name: str) -> Backward:
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(path, "", "an existing Python file", str(path))
-    spec = importlib.util.spec_from_file_location(f"audited_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise BadInput(path, "", "a Python source file", str(path))
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # the file is user input: its errors are bad input, not a traceback
-        raise BadInput(path, "", "a Python file that imports cleanly", f"{type(exc).__name__}: {exc}") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise BadInput(path, "--function", f"the name of a function defined in {path.name}", name)
-    return fn
 
 
 def labels_of(scenario: Scenario) -> dict[str, str]:
@@ -105,13 +97,17 @@ def labels_of(scenario: Scenario) -> dict[str, str]:
     return out
 
 
-def first_batch(scenario: Scenario) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, dict]]:
-    """Initial parameters, the first batch, and each implementation's gradients on it."""
+def initial_batch(scenario: Scenario) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The scenario's initial parameters (reference layout) and first batch, in float64."""
     plan = make_plan(scenario, "float64")
     idx = plan.batch_indices(0)
-    X, y = plan.X[idx], plan.y[idx]
-    params = {k: v.copy() for k, v in plan.initial_params.items()}
-    grads: dict[str, dict] = {}
+    return {k: v.copy() for k, v in plan.initial_params.items()}, plan.X[idx], plan.y[idx]
+
+
+def independent_gradients(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray,
+                          y: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """source -> each parameter's gradient on the batch: the reference, every framework, finite differences."""
+    grads: dict[str, dict[str, np.ndarray]] = {}
     for source, framework in _ADAPTER_OF.items():
         implementation = adapter(framework)
         reason = implementation.available()
@@ -119,7 +115,7 @@ def first_batch(scenario: Scenario) -> tuple[dict[str, np.ndarray], np.ndarray, 
             raise RuntimeError(f"{framework} could not compute the reference gradient: {reason}")
         grads[source] = implementation.gradients(scenario, params, X, y)[1]
     grads["finite differences"] = finite_differences(scenario, params, X, y)
-    return params, X, y, grads
+    return grads
 
 
 def finite_differences(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray,
@@ -143,55 +139,77 @@ def finite_differences(scenario: Scenario, params: dict[str, np.ndarray], X: np.
     return out
 
 
-def _submitted(fn: Backward, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-               scenario: Scenario) -> tuple[dict[str, object], str]:
-    """name -> what the function returned for it, or the error that stopped it."""
-    try:
-        returned = fn({k: v.copy() for k, v in params.items()}, X.copy(), y.copy())
-    except Exception as exc:
-        return {}, f"the function raised {type(exc).__name__}: {exc}"
-    names, labels = scenario.param_names(), labels_of(scenario)
-    if isinstance(returned, dict):
-        by_label = {label: name for name, label in labels.items()}
-        return {by_label.get(str(k), str(k)): v for k, v in returned.items()}, ""
-    if isinstance(returned, (tuple, list)):
-        if len(returned) != len(names):
-            return {}, f"the function returned {len(returned)} values for {len(names)} parameters {names}"
-        return dict(zip(names, returned)), ""
-    return {}, f"the function returned a {type(returned).__name__}, not a dict or tuple of gradients"
-
-
 def audit_gradients(fn: Backward, scenario: Scenario, *, function_name: str = "backward",
                     rtol: float = RTOL, atol: float = ATOL) -> AuditResult:
-    params, X, y, grads = first_batch(scenario)
+    """``fn`` called in this process: a callable of the caller's own, trusted code (``harness.testing``)."""
+    labels = labels_of(scenario)
+
+    def call(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> Returned:
+        try:
+            returned = fn({k: v.copy() for k, v in params.items()}, X.copy(), y.copy())
+        except Exception as exc:
+            return Returned(error=crash_reason(exc, "the function"))
+        return read_returned(returned, labels)
+
+    return _audit(scenario, function_name, call, rtol=rtol, atol=atol)
+
+
+def audit_file(path: str | Path, function: str, scenario: Scenario, *, timeout: float = TIMEOUT,
+               rtol: float = RTOL, atol: float = ATOL) -> AuditResult:
+    """``function`` of the Python file ``path``, executed in its own confined process
+    (``harness.answers.sandbox.run_submission``); a missing file or function is ``BadInput``."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(path, "", "an existing Python file", str(path))
+    if path.suffix != ".py":
+        raise BadInput(path, "", "a Python source file (.py)", path.name)
+
+    def call(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> Returned:
+        try:
+            return run_submission(path, function, params, X, y, labels=labels_of(scenario), timeout=timeout)
+        except NoSuchFunction:
+            raise BadInput(path, "--function", f"the name of a function defined in {path.name}", function) from None
+
+    return _audit(scenario, function, call, rtol=rtol, atol=atol)
+
+
+def _audit(scenario: Scenario, function_name: str, submit: _Submit, *, rtol: float, atol: float) -> AuditResult:
+    """The submitted gradients on the first batch judged against the independent ones, parameter by parameter."""
+    if not scenario.trains:
+        raise BadInput(scenario.path, "training", "a [training] table (the loss whose gradient is audited); "
+                       "this scenario is forward-only")
+    params, X, y = initial_batch(scenario)
+    returned = submit(params, X, y)  # before the frameworks load: a missing function is reported at once
+    # the submission's words, shown on one line with control characters escaped: it cannot redraw the table
+    returned = Returned(arrays=returned.arrays, unreadable={k: one_line(v) for k, v in returned.unreadable.items()},
+                        error=one_line(returned.error))
+    grads = independent_gradients(scenario, params, X, y)
     reference = grads["reference"]
     spread = {s: max(float(np.max(np.abs(grads[s][n] - reference[n]))) for n in reference) for s in SOURCES}
-    submitted, error = _submitted(fn, params, X, y, scenario)
     labels = labels_of(scenario)
-    audits = []
-    for name in scenario.param_names():
-        audits.append(_audit_param(name, labels[name], submitted, error, reference[name], grads, rtol, atol))
-    result = AuditResult(scenario=scenario.name, function=function_name, params=audits, source_spread=spread)
+    audits = [_audit_param(name, labels[name], returned, reference[name], grads, rtol, atol)
+              for name in scenario.param_names()]
+    result = AuditResult(scenario=scenario.name, function=function_name, params=audits, source_spread=spread,
+                         crash=returned.error)
     if not result.ok:
         result.diagnosis = diagnose(scenario, params, X, y, {p.name: p.submitted for p in audits
                                                            if p.submitted is not None}, rtol=rtol, atol=atol)
     return result
 
 
-def _audit_param(name: str, label: str, submitted: dict[str, object], error: str, reference: np.ndarray,
+def _audit_param(name: str, label: str, returned: Returned, reference: np.ndarray,
                  grads: dict[str, dict[str, np.ndarray]], rtol: float, atol: float) -> ParamAudit:
     audit = ParamAudit(name=name, label=label, status="ok", reference=reference)
-    if error:
-        audit.status, audit.message = "crashed", error
+    if returned.error:
+        audit.status, audit.message = "crashed", returned.error
         return audit
-    if name not in submitted:
+    if name in returned.unreadable:
+        audit.status, audit.message = "wrong shape", returned.unreadable[name]
+        return audit
+    if name not in returned.arrays:
         audit.status, audit.message = "missing", f"no gradient returned for {name} (or {label})"
         return audit
-    try:
-        value = np.asarray(submitted[name], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        audit.status, audit.message = "wrong shape", f"not a numeric array ({exc})"
-        return audit
+    value = returned.arrays[name]
     if np.squeeze(value).shape != np.squeeze(reference).shape:
         audit.status = "wrong shape"
         audit.message = f"shape {value.shape}, expected {reference.shape}"
@@ -262,6 +280,8 @@ def audit_text(result: AuditResult, *, rtol: float = RTOL, atol: float = ATOL) -
         lines.append("wrong: " + ", ".join(f"{p.name} ({p.status}"
                                            + (f", max abs {p.diffs['reference']:.3e}" if p.diffs else "") + ")"
                                            for p in wrong))
+    if result.crash:
+        lines.append(f"crashed: {result.crash}")
     if result.diagnosis:
         lines.append(result.diagnosis)
     return "\n".join(lines)

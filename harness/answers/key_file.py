@@ -12,13 +12,15 @@
     w = [[1], [1]]
     expected = [[3], [3]]       # or numpy's printed text, pasted as a string
 
-A broken TOML file is one error (exit 2). Inside a file that parses, each answer is
-read on its own: a bad answer becomes a ``Malformed`` entry naming its id and field,
-and the others are still checked.
+A file that cannot be read (not a regular UTF-8 text file, not TOML, nested too deep:
+``harness.spec.fields.read_toml``, the scenario files' reader too) is one error (exit 2).
+Inside a file that parses, each answer is read on its own: a bad answer becomes a
+``Malformed`` entry naming its id and field, and the others are still checked. Inputs are
+finite numbers; only ``expected`` may print nan or inf (judged by the one comparison rule:
+nan matches only nan, inf only the same inf).
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,13 +33,14 @@ from harness.answers.questions import (
     part_shape,
     parts,
 )
-from harness.errors import BadInput
+from harness.errors import BadInput, one_line
 from harness.judge.printed import Printed, PrintedError, parse_printed
-from harness.spec.fields import Table
+from harness.spec.fields import Table, read_toml
 
 TOP_KEYS = {"title", "source", "defaults", "answer"}
 SETTINGS = {"rtol", "atol", "printed_precision", "inputs_rounded_to"}
 ANSWER_KEYS = {"id", "compute", "expected", "reproducible", "note", "source", *SETTINGS}
+ID_MAX = 120
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,7 @@ class AnswerKey:
 
 def load_key(path: str | Path) -> AnswerKey:
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInput(path, "", "an existing answer-key file", str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInput(path, "", "valid TOML", str(exc)) from None
+    raw = read_toml(path, what="answer-key file")
     top = Table(raw, file=path)
     top.check_keys(TOP_KEYS)
     top.sub("defaults", required=False).check_keys(SETTINGS)
@@ -103,8 +101,14 @@ def load_key(path: str | Path) -> AnswerKey:
         raw_id = data.get("id")
         answer_id = str(raw_id) if isinstance(raw_id, (str, int, float)) and not isinstance(raw_id, bool) \
             else f"#{index + 1}"
+        printable = one_line(answer_id) == answer_id and "|" not in answer_id and 0 < len(answer_id) <= ID_MAX
+        if not printable:
+            answer_id = f"#{index + 1}"
         t = Table(data, file=path, where=f"answer[{answer_id}]")
         try:
+            if not printable:
+                raise t.error("id", f"one line of at most {ID_MAX} characters, without '|' (ids are table cells)",
+                              raw_id)
             if answer_id.startswith("#"):
                 raise t.error("id", "a string or number naming the answer", raw_id or "nothing (missing)")
             if answer_id in seen:

@@ -30,9 +30,9 @@ import numpy as np
 from harness.errors import MISSING, BadInput
 from harness.spec.catalogue import resolve
 from harness.spec.conventions import difference, pinned
-from harness.spec.data import make_data
+from harness.spec.data import make_data, target_columns
 from harness.spec.fields import Table
-from harness.spec.scenario import LayerSpec, Scenario, parse_optimizer
+from harness.spec.scenario import LayerSpec, Scenario, check_step, layer_axis, parse_optimizer
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
 from reference.network import bias_name, kernel_name
@@ -211,7 +211,7 @@ def _layer(t: Table, n_in: int, *, kernel_key: str = "w", bias_key: str = "b") -
     if b is not None and b.size != units:
         raise t.error(bias_key, f"{units} numbers (one per unit of the layer)", f"shape {b.shape}")
     activation = _activation_name(t, "activation", "linear")
-    return LayerSpec(units=units, activation=activation, use_bias=b is not None, axis=t.integer("axis", -1),
+    return LayerSpec(units=units, activation=activation, use_bias=b is not None, axis=layer_axis(t),
                      kernel=w, bias=None if b is None else b.reshape(units))
 
 
@@ -259,7 +259,7 @@ def _dense(t: Table, key_dir: Path) -> Dense:
         except ValueError:
             raise t.error("b", f"a shape that adds to X @ w, of shape {(X.shape[0], w.shape[1])}",
                           f"shape {b.shape}") from None
-    return Dense(X=X, w=w, b=b, activation=_activation_name(t, "activation", "linear"), axis=t.integer("axis", -1))
+    return Dense(X=X, w=w, b=b, activation=_activation_name(t, "activation", "linear"), axis=layer_axis(t))
 
 
 def _activation(t: Table, key_dir: Path) -> Activation:
@@ -319,8 +319,17 @@ def _scenario(t: Table, key_dir: Path) -> ScenarioQuestion:
         raise t.error("scenario", f"a catalogue scenario or scenario file that loads ({exc.one_line()})",
                       name) from None
     quantity = t.string("quantity", choices=SCENARIO_QUANTITIES)
-    raw_step = t.data.get("step", "final")
-    step: int | str = "final" if raw_step == "final" else t.integer("step", minimum=0)
+    if not scenario.trains and quantity not in ("output", "accuracy"):
+        raise t.error("quantity", f"\"output\" or \"accuracy\" (scenario {scenario.name} is forward-only: no "
+                      "parameters, gradients or losses)", quantity)
+    if quantity == "accuracy" and target_columns(scenario.data) == 0:
+        raise t.error("quantity", f"a quantity other than \"accuracy\" (scenario {scenario.name} has no targets y)",
+                      quantity)
+    total = scenario.max_steps
+    on_outputs = quantity in ("output", "accuracy")  # the outputs before a step: step == total is the final one
+    step = check_step(t, "step", last=total if on_outputs else total - 1,
+                      what=f"scenario {scenario.name} makes {total} steps unless it stops early"
+                           + (f"; step {total} is the final output" if on_outputs else ""))
     return ScenarioQuestion(scenario=scenario, quantity=quantity, step=step)
 
 

@@ -7,7 +7,8 @@ Verdicts, in the order they are decided:
   float64 tolerance: the scenario's, else ``DEFAULT_TOLERANCES["float64"]``); the key is
   not judged on a computation the harness cannot vouch for;
 * ``unanswered``: no ``expected``; the computed value is reported, printed as numpy would;
-* ``implausible``: the expected value is impossible for the quantity (``plausibility``);
+* ``implausible``: the expected value is impossible for the quantity (``plausibility``; a
+  printed nan is not: it is judged below, like a scenario's lab value);
 * ``not-reproducible``: the key says the printed value cannot be reproduced
   (``reproducible = false``, e.g. an unseeded shuffle); the difference is reported, not judged;
 * ``correct`` / ``wrong``: per element ``|computed - expected| <= tolerance`` with::

@@ -8,9 +8,9 @@ from pathlib import Path
 from harness.answers.fill import filled_text
 from harness.answers.key_file import Answer, load_key
 from harness.answers.verdicts import HARNESS_FAULT, MALFORMED, UNANSWERED, AnswerResult, check_entry
-from harness.commands.run import frameworks_arg
+from harness.commands.args import frameworks_arg
 from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
-from harness.render.files import write_text_atomic
+from harness.render.files import check_output_file, write_text_atomic
 from harness.run.adapters import FRAMEWORKS
 
 
@@ -25,6 +25,7 @@ def register(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     key = load_key(args.key)
+    check_output_file(args.out, option="--out")
     results = []
     for entry in key.entries:
         if isinstance(entry, Answer) and entry.expected is not None:

@@ -7,7 +7,8 @@ import sys
 
 import pandas as pd
 
-from harness.render.files import write_json
+from harness.commands.args import positive_int
+from harness.render.files import check_output_file, write_json
 from harness.run.adapters import FRAMEWORKS, adapter
 from harness.run.bench import time_fit_baselines, time_runs
 from harness.spec.catalogue import resolve
@@ -16,7 +17,8 @@ from harness.spec.catalogue import resolve
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="time each adapter against the NumPy reference (float64)")
     p.add_argument("scenario", help="a catalogue name or a scenario .toml file")
-    p.add_argument("--repeat", type=int, default=3, help="timed runs per adapter; the best is kept (default 3)")
+    p.add_argument("--repeat", type=positive_int, default=3,
+                   help="timed runs per adapter; the best is kept (default 3)")
     p.add_argument("--baseline-fit", action="store_true",
                    help="also time the naive Keras model.fit(epochs=N) loop (slow: minutes)")
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
@@ -25,6 +27,8 @@ def register(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     scenario = resolve(args.scenario)
+    if args.json:
+        check_output_file(args.json, option="--json")
     frameworks = tuple(f for f in FRAMEWORKS if adapter(f).available() is None)
     results = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
                         progress=lambda line: print(line, file=sys.stderr, flush=True))

@@ -7,8 +7,8 @@ import sys
 from harness.answers.key_file import load_key
 from harness.answers.output import exit_code, markdown_report, result_json, summary_table
 from harness.answers.verdicts import check_entry
-from harness.commands.run import frameworks_arg
-from harness.render.files import write_json, write_text_atomic
+from harness.commands.args import frameworks_arg
+from harness.render.files import check_output_file, write_json, write_text_atomic
 from harness.run.adapters import FRAMEWORKS
 
 
@@ -24,6 +24,9 @@ def register(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     key = load_key(args.key)
+    for option, path in (("--markdown", args.markdown), ("--json", args.json)):
+        if path:
+            check_output_file(path, option=option)
     results = []
     for entry in key.entries:
         result = check_entry(entry, frameworks=args.frameworks)

@@ -2,7 +2,8 @@
 and exposes ``register(subparsers)``; the handler it sets returns the exit code.
 
 Exit codes: 0 every compared pair agrees (or the command succeeded), 1 some pair
-disagrees or a run crashed, 2 bad input (one line on stderr naming file and field).
+disagrees or a run crashed, 2 bad input (one line on stderr naming file and field),
+130 interrupted (Ctrl-C; one line, nothing half-written).
 """
 from __future__ import annotations
 
@@ -10,14 +11,23 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from harness.errors import EXIT_BAD_INPUT, BadInput
 
 COMMANDS = ("list", "run", "report", "bench", "check", "answers", "audit")
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (``nn-parity run: error: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nn-parity",
         description="Run lab scenarios in a NumPy reference, Keras and PyTorch and compare them step by step.",
     )
@@ -25,8 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         importlib.import_module(f"harness.commands.{name}").register(subparsers)
     return parser
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         print(f"nn-parity: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # Ctrl-C: one line; the file writers have removed their temporary files
+        print("nn-parity: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader (e.g. `| head`) went away: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

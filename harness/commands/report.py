@@ -5,11 +5,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.commands.args import memory_size
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import diagnose
-from harness.render.files import write_files_atomic
-from harness.render.report import index_markdown, read_summary, scenario_files, summary, timings_text
-from harness.run.runner import run_scenario
+from harness.render.files import check_output_folder, write_files_atomic
+from harness.render.report import index_markdown, read_summary, report_set, scenario_files, summary, timings_text
+from harness.run.runner import check_runnable, run_scenario
 from harness.spec.catalogue import catalogue_scenarios, resolve_all
 
 
@@ -19,18 +20,23 @@ def register(subparsers) -> None:
                    help="only this scenario (repeatable); the index still lists every report in --out")
     p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default: reports)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
+                   help="refuse a scenario whose runs would need more memory (e.g. 8G; default: the machine's)")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    check_output_folder(out, option="--out")
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     scenarios = ([s for n in args.scenario for s in resolve_all(n)] if args.scenario
                  else catalogue_scenarios())
+    for scenario in scenarios:  # every scenario must be runnable before the first one runs
+        check_runnable(scenario, max_bytes=args.max_memory)
     summaries, done, all_agree = [], set(), True
     for scenario in scenarios:
         try:
-            result = run_scenario(scenario, progress=progress)
+            result = run_scenario(scenario, progress=progress, max_bytes=args.max_memory)
             diagnoses = diagnose(result, progress=progress)
             files = scenario_files(result, diagnoses)
         except Exception as exc:  # a harness failure: keep the previous report, go on with the others
@@ -38,8 +44,8 @@ def handle(args: argparse.Namespace) -> int:
                   f"({type(exc).__name__}: {exc})", file=sys.stderr)
             all_agree = False
             continue
-        files[f"{scenario.name}.timings.tsv"] = timings_text(result).encode()
-        write_files_atomic(out, files)
+        write_files_atomic(out, files, commit=f"{scenario.name}.md", belongs=report_set(scenario.name))
+        write_files_atomic(out, {f"{scenario.name}.timings.tsv": timings_text(result).encode()})
         summaries.append(summary(result, diagnoses))
         done.add(scenario.name)
         all_agree = all_agree and result.agree

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harness.commands.args import dtypes_arg, frameworks_arg, memory_size
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
+from harness.render.files import check_output_file
 from harness.render.results_json import write_json_many, write_result_json
 from harness.render.tables import (
     accuracy_table,
@@ -22,23 +24,6 @@ from harness.spec.catalogue import resolve_all
 from harness.spec.scenario import DTYPES
 
 
-def frameworks_arg(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in FRAMEWORKS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(FRAMEWORKS)}; "
-                                         f"received {text!r}")
-    return names
-
-
-def dtypes_arg(text: str) -> tuple[str, ...]:
-    if text == "both":
-        return DTYPES
-    if text in DTYPES:
-        return (text,)
-    raise argparse.ArgumentTypeError(f"expected float64, float32 or both; received {text!r}")
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("run", help="run one scenario and compare the implementations")
     p.add_argument("scenario", help="a catalogue name (see `nn-parity list`) or a scenario .toml file "
@@ -49,11 +34,15 @@ def register(subparsers) -> None:
                    help="float64, float32 or both (default: both)")
     p.add_argument("--json", metavar="PATH", help="also write the runs and comparisons as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
+                   help="refuse a scenario whose runs would need more memory (e.g. 8G; default: the machine's)")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     scenarios = resolve_all(args.scenario)  # every variant is validated before anything runs
+    if args.json:
+        check_output_file(args.json, option="--json")
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     results = [run_one(s, args, progress) for s in scenarios]
     if args.json:
@@ -65,7 +54,8 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def run_one(scenario, args: argparse.Namespace, progress):
-    result = run_scenario(scenario, frameworks=args.frameworks, dtypes=args.dtypes, progress=progress)
+    result = run_scenario(scenario, frameworks=args.frameworks, dtypes=args.dtypes, progress=progress,
+                          max_bytes=args.max_memory)
     print(f"# {scenario.name}: {scenario.title}\n")
     print(markdown(runs_table(result)), end="\n\n")
     if result.comparisons:

@@ -5,13 +5,20 @@ Accepted styles (pasted as a TOML string, or written as TOML numbers)::
     [[0.99966465]           numpy print(): rows on lines, elements padded with spaces
      [0.99752738]]
     [1.6 ]                  a trimmed element (zeros dropped, the space keeps the width)
-    array([[0.01],          repr() of an array, commas, optional dtype=float32
+    array([[0.01],          repr() of an array, commas, optional dtype=float32; array(1.5) for 0-d
     [0.73]])
     np.float64(203.1757236001885)    numpy 2 scalar repr
     9.82e-01                scientific notation
     -3.1999999999999993     Python float repr
-    [0.5265, 0.4735]        a Python list
+    [0.5265, 0.4735]        a Python list (its elements may be numpy scalars, np.float64(0.5265))
     [[1], [8]]              integers: exact
+    [[nan]                  nan, inf, -inf (a diverged run)
+     [-inf]]
+
+and nothing else (``PrintedError``): numbers as numpy or Python print them (``1.``, ``0.5``, ``-6``,
+``9.82e-01``, ``1e-05``; not ``.5``, ``1e5``, ``1E+05``, ``007`` or ``NaN``); print() separates elements and
+rows with whitespace only, a list or repr() with exactly one comma (whitespace around it is free), one style
+for the whole text; brackets balanced, no empty array, rows of equal length; nothing before or after.
 
 Half a unit in the last printed digit, per element (``half_unit``, the one digits-to-tolerance
 rule: the scenario format's ``[[lab_values]]`` ``decimals`` / ``significant`` use it too):
@@ -19,8 +26,10 @@ rule: the scenario format's ``[[lab_values]]`` ``decimals`` / ``significant`` us
 * fixed notation: ``0.5 * 10**-d`` where ``d`` is the array's number of decimals. numpy
   prints every element of one array to the same width and trims trailing zeros, padding
   with spaces: ``0.5000211 `` printed among 8-decimal numbers is ``0.50002110``. A trimmed
-  element therefore takes the array's precision: the digits it shows plus its padding,
-  and at least the largest number of decimals shown in the array. When every element is
+  element therefore takes the array's precision: the digits it shows plus its padding (the
+  spaces before the ``]`` or ``,`` that follows it; between two numbers of a print() row the
+  spaces also hold the next element's left padding, ``[12.5   3.25]``, and do not count), and
+  at least the largest number of decimals shown in the array. When every element is
   trimmed (``[[1.], [1.]]``) the print precision is unknown, and the shown digits are used
   (lenient: never a false "wrong"); a key states numpy's setting with ``printed_precision``
   (numpy's default is 8) to make such trimmed elements count at that precision.
@@ -37,10 +46,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-_NUMBER = r"[-+]?(?:nan|inf|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)"
-_TOKEN = re.compile(rf"\s*(?:(?P<open>\[)|(?P<close>\])|(?P<comma>,)|(?P<num>{_NUMBER})(?P<pad> *))", re.IGNORECASE)
-_WRAPPED_SCALAR = re.compile(r"^np\.(?P<dtype>float64|float32|float16|int64|int32)\((?P<body>.*)\)$", re.DOTALL)
-_WRAPPED_ARRAY = re.compile(r"^array\((?P<body>.*?)(?:,\s*dtype=(?P<dtype>\w+))?\)$", re.DOTALL)
+_SPACE = " \t\r\n"
+# A number as numpy or Python prints it: scientific with one digit before the point and a signed exponent of two
+# or more digits (``9.82e-01``, ``1.e+00``, ``1e-05``), fixed (``0.5``, ``1.``, ``-6.``), an integer, ``nan``,
+# ``inf``, ``-inf`` (``+`` with numpy's sign='+'). No leading zeros, no ``.5``, no ``1e5``, no ``NaN``.
+_NUMBER = re.compile(r"[-+]?(?:\d(?:\.\d*)?e[-+]\d{2,}|(?:0|[1-9]\d*)(?:\.\d*)?|inf)|\+?nan")
+_STARTS_NUMBER = frozenset("+-0123456789in")
+_ENDS_NUMBER = frozenset(_SPACE + ",])")
+_SCALAR_DTYPES = "float16|float32|float64|u?int8|u?int16|u?int32|u?int64"
+_SCALAR_OPEN = re.compile(rf"np\.(?P<dtype>{_SCALAR_DTYPES})\(")
+_ARRAY_DTYPE = re.compile(rf",[{_SPACE}]*dtype=(?P<dtype>{_SCALAR_DTYPES}|float128|longdouble)\)")
 
 
 class PrintedError(ValueError):
@@ -87,8 +102,7 @@ def half_unit(values: npt.ArrayLike, *, decimals: int | None = None, significant
 def parse_printed(value: object, *, printed_precision: int | None = None) -> Printed:
     """A TOML string of printed output, or TOML numbers (read as if printed by Python)."""
     text = value if isinstance(value, str) else _toml_to_text(value)
-    body, wrapper, dtype = _unwrap(text.strip())
-    tree, notations = _parse_body(body)
+    tree, notations, wrapper, dtype = _Reader(text.strip()).read()
     values = np.array(tree, dtype=np.float64)
     style, half = _precision(notations, values, wrapper=wrapper, dtype=dtype, printed_precision=printed_precision)
     return Printed(values=values, half_unit=half, style=style, text=text)
@@ -104,51 +118,152 @@ def _toml_to_text(value: object) -> str:
     raise PrintedError(f"numbers or printed text, not {type(value).__name__}")
 
 
-def _unwrap(text: str) -> tuple[str, str, str | None]:
-    m = _WRAPPED_SCALAR.match(text)
-    if m:
-        return m["body"].strip(), "scalar", m["dtype"]
-    m = _WRAPPED_ARRAY.match(text)
-    if m:
-        return m["body"].strip(), "array", m["dtype"]
-    return text, ("list" if "," in text else "plain"), None
+class _Reader:
+    """Reads exactly what numpy or Python prints, one pass, and refuses anything else.
 
+    ``text`` is one of::
 
-def _parse_body(body: str) -> tuple[object, list[tuple[str, int]]]:
-    """Nested lists of floats, and (number text, padding) per element in order."""
-    if not body:
-        raise PrintedError("no number")
-    pos = 0
-    stack: list[list[object]] = [[]]
-    notations: list[tuple[str, int]] = []
-    while pos < len(body):
-        m = _TOKEN.match(body, pos)
-        if m is None or m.end() == pos:
-            rest = body[pos:].strip()
-            if not rest:
-                break
-            raise PrintedError(f"cannot read {rest[:20]!r} as a printed number")
-        pos = m.end()
-        if m["open"]:
-            stack.append([])
-        elif m["close"]:
-            if len(stack) < 2:
-                raise PrintedError("unbalanced ']'")
-            done = stack.pop()
-            stack[-1].append(done)
-        elif m["num"]:
-            stack[-1].append(float(m["num"]))
-            following = body[pos:pos + 1]
-            pad = len(m["pad"]) - (1 if following and following not in "],\n" else 0)
-            notations.append((m["num"], max(pad, 0)))
-    if len(stack) != 1:
-        raise PrintedError("unbalanced '['")
-    items = stack[0]
-    if len(items) != 1:
-        raise PrintedError(f"one number or one array, found {len(items)} items")
-    root = items[0]
-    _check_rectangular(root)
-    return root, notations
+        NUMBER                                   Python float/int repr, str() of a numpy scalar or 0-d array
+        np.DTYPE(NUMBER)                         numpy 2 scalar repr
+        ARRAY                                    print(): elements separated by whitespace, no comma
+        LIST                                     Python list: one comma between elements (and rows); the
+                                                 elements may be numpy scalars, np.float64(0.5)
+        array(ARRAY or LIST or NUMBER[, dtype=DTYPE])    repr(): commas, as a list (`` NUMBER`` with sign=' ')
+
+    Whitespace (spaces, newlines) may surround elements and commas; one style of separator for the
+    whole text; brackets balanced; nothing before or after.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.commas: bool | None = None  # the separator style, once a separator was seen
+        self.in_array_repr = False
+        self.notations: list[tuple[str, int]] = []
+        self.scalar_dtypes: list[str | None] = []  # per element: np.DTYPE(...) or None (bare)
+
+    def read(self) -> tuple[object, list[tuple[str, int]], str, str | None]:
+        """The nested values, (number text, padding) per element, the wrapper and the dtype."""
+        if not self.text:
+            raise PrintedError("no number")
+        scalar = _SCALAR_OPEN.match(self.text)
+        if scalar:
+            self.pos = scalar.end()
+            root: object = self._number()
+            self._expect(")", "a single number in np.DTYPE(...)")
+            wrapper, dtype = "scalar", scalar["dtype"]
+        elif self.text.startswith("array("):
+            self.pos, self.commas, self.in_array_repr = len("array("), True, True
+            if self.text.startswith(" ", self.pos) and _NUMBER.match(self.text, self.pos + 1):
+                self.pos += 1  # a 0-d array with sign=' ': array( 0.5)
+            root = self._value()
+            tail = _ARRAY_DTYPE.match(self.text, self.pos)
+            if tail:
+                self.pos = tail.end()
+            else:
+                self._expect(")", "array(...) to end with ')' or ', dtype=...)'")
+            wrapper, dtype = "array", (tail["dtype"] if tail else None)
+        else:
+            root = self._value()
+            dtypes = set(self.scalar_dtypes)
+            if self.commas is False and dtypes != {None}:
+                raise PrintedError("numpy scalars, np.DTYPE(...), in a list need commas between them")
+            wrapper = "list" if self.commas or dtypes != {None} else "plain"
+            dtype = dtypes.pop() if len(dtypes) == 1 else None
+        if self.text.startswith("]", self.pos):
+            raise PrintedError("unbalanced ']'")
+        if self.pos != len(self.text):
+            raise PrintedError(f"one number or one array, then nothing: found {self._rest()!r} after it")
+        _check_rectangular(root)
+        return root, self.notations, wrapper, dtype
+
+    def _rest(self) -> str:
+        rest = self.text[self.pos:]
+        return rest if len(rest) <= 20 else rest[:20] + "..."
+
+    def _expect(self, char: str, what: str) -> None:
+        if not self.text.startswith(char, self.pos):
+            raise PrintedError(f"expected {what}, found {self._rest()!r}" if self._rest() else f"expected {what}")
+        self.pos += len(char)
+
+    def _skip_space(self) -> bool:
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] in _SPACE:
+            self.pos += 1
+        return self.pos > start
+
+    def _separator(self, comma: bool) -> None:
+        if self.commas is None:
+            self.commas = comma
+        elif self.commas != comma:
+            if self.in_array_repr:
+                raise PrintedError("array(...) separates its elements with commas: found elements without one")
+            raise PrintedError("mixed separators: print() separates elements with whitespace only, a list or "
+                               "repr() with one comma")
+
+    def _value(self) -> object:
+        if self.text.startswith("[", self.pos):
+            return self._array()
+        scalar = _SCALAR_OPEN.match(self.text, self.pos)
+        if scalar and not self.in_array_repr:  # a numpy scalar in a Python list: [np.float64(0.5), ...]
+            self.pos = scalar.end()
+            number = self._number()
+            self._expect(")", "a single number in np.DTYPE(...)")
+            self.scalar_dtypes.append(scalar["dtype"])
+            return number
+        number = self._number()
+        self.scalar_dtypes.append(None)
+        return number
+
+    def _number(self) -> float:
+        m = _NUMBER.match(self.text, self.pos)
+        end = m.end() if m else self.pos
+        if m is None or (end < len(self.text) and self.text[end] not in _ENDS_NUMBER):
+            found = self._rest()
+            if not found or found[0] in "],":
+                raise PrintedError(f"a number expected, found {found!r}" if found else "a number expected")
+            raise PrintedError(f"cannot read {found!r} as a printed number")
+        self.pos = end
+        spaces = end
+        while spaces < len(self.text) and self.text[spaces] == " ":
+            spaces += 1
+        following = self.text[spaces:spaces + 1]
+        # numpy pads a trimmed element on the right to the array's decimals, and the integer part of the next
+        # element on the left to the array's widest: between two numbers (print()) the spaces are the separator
+        # and both paddings, which cannot be told apart; before ']' or ',' (or the end) they are this one's
+        pad = 0 if following in _STARTS_NUMBER else spaces - end
+        self.notations.append((m[0], pad))
+        return float(m[0])
+
+    def _array(self) -> list[object]:
+        self.pos += 1  # '['
+        items: list[object] = []
+        self._skip_space()
+        if self.text.startswith("]", self.pos):
+            raise PrintedError("an empty array: no number")
+        while True:
+            if self.text.startswith(",", self.pos):
+                raise PrintedError("a comma where a number or '[' should be (a doubled comma, or one after '[')")
+            if self.text.startswith("]", self.pos):
+                raise PrintedError("a comma before ']'")
+            if self.pos >= len(self.text):
+                raise PrintedError("unbalanced '['")
+            items.append(self._value())
+            spaced = self._skip_space()
+            if self.pos >= len(self.text):
+                raise PrintedError("unbalanced '['")
+            char = self.text[self.pos]
+            if char == "]":
+                self.pos += 1
+                return items
+            if char == ",":
+                self.pos += 1
+                self._separator(comma=True)
+                self._skip_space()
+            elif spaced:
+                self._separator(comma=False)
+            else:
+                raise PrintedError(f"no space or comma before {self._rest()!r}")
 
 
 def _check_rectangular(tree: object) -> None:

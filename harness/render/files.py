@@ -1,29 +1,55 @@
 """Every file the harness writes goes through here: atomically, and a failure is one line.
 
-Files are written to a temporary name in the target folder, then renamed over the old
-ones, so a failure while writing leaves the previous files in place. A folder or file
-that cannot be written is ``BadInput`` naming the path (exit 2), never a traceback.
-JSON has no nan/inf: they are written as the strings ``"nan"``, ``"inf"``, ``"-inf"``.
+Files are written to a temporary name in the target folder (``.<name>.<random>.tmp``), then
+renamed over the old ones, so a failure while writing leaves the previous files in place,
+and an interrupted run leaves only temporary files, which the next write into the folder
+removes. A set of files that belong together (a report: its markdown and its plots) is
+replaced as a set: the plots have content-addressed names, so renaming a new one never
+changes a file the old markdown shows; the markdown is renamed last (the commit), and only
+then are the set's files it no longer uses removed. A reader therefore sees the complete
+old set or the complete new one. A folder or file that cannot be written is ``BadInput``
+naming the path (exit 2), never a traceback. JSON has no nan/inf: they are written as the
+strings ``"nan"``, ``"inf"``, ``"-inf"``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness.errors import BadInput
 
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")  # mkstemp(prefix=".<name>.", suffix=".tmp")
 
-def write_files_atomic(folder: str | Path, files: dict[str, bytes]) -> None:
-    """Write every file to a temporary name first, then rename them all."""
+
+def content_name(stem: str, data: bytes, suffix: str) -> str:
+    """``<stem>-<12 hex digits of the content's SHA-256><suffix>``: the same bytes, the same name."""
+    return f"{stem}-{hashlib.sha256(data).hexdigest()[:12]}{suffix}"
+
+
+def write_files_atomic(folder: str | Path, files: dict[str, bytes], *, commit: str | None = None,
+                       belongs: Callable[[str], bool] | None = None) -> None:
+    """Write every file to a temporary name first, then rename them all, ``commit`` last; then
+    remove the files of the folder that ``belongs`` to this set but are not in ``files``."""
     folder = Path(folder)
+    for name in files:
+        if name != Path(name).name or name in ("", ".", "..") or name.startswith("."):
+            raise ValueError(f"a file name inside the output folder, not {name!r}")
+    order = sorted(files, key=lambda name: name == commit)  # the commit file last
     temps: list[tuple[str, Path]] = []
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
+        for path in folder.iterdir():  # an interrupted earlier write of one of these files
+            temporary = _TEMPORARY.match(path.name)
+            if temporary and (temporary["name"] in files or (belongs is not None and belongs(temporary["name"]))):
+                path.unlink(missing_ok=True)
+        for name in order:
+            data = files[name]
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
             temps.append((tmp, folder / name))
             with os.fdopen(fd, "wb") as f:
@@ -31,12 +57,34 @@ def write_files_atomic(folder: str | Path, files: dict[str, bytes]) -> None:
             os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are for everyone to read
         for tmp, final in temps:
             os.replace(tmp, final)
+        if belongs is not None:
+            for path in folder.iterdir():
+                if path.name not in files and belongs(path.name):
+                    path.unlink(missing_ok=True)
     except OSError as exc:
         target = temps[-1][1] if temps else folder
         raise BadInput(target, "", "a path where the file can be written", exc.strerror or str(exc)) from None
     finally:
         for tmp, _ in temps:
             Path(tmp).unlink(missing_ok=True)
+
+
+def check_output_folder(path: str | Path, *, option: str) -> None:
+    """Refuse, before any work is done, a folder that is a file or cannot be created and written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BadInput(path, option, "a folder (or a path where one can be created)", "an existing file")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise BadInput(path, option, "a folder that can be created and written", f"{existing} is not writable")
+
+
+def check_output_file(path: str | Path, *, option: str) -> None:
+    """Refuse, before any work is done, a file path that is a folder or cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise BadInput(path, option, "a file path", "an existing folder")
+    check_output_folder(path.parent, option=option)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

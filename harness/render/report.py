@@ -8,10 +8,13 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import platform
+import re
 from dataclasses import fields
 from pathlib import Path
+from typing import Callable
 
 from harness.judge.diagnosis import CAUSES, DRIFT_FRACTION, NO_CAUSE, R_THRESHOLD, Diagnosis, growth
+from harness.render.files import content_name
 from harness.render.plots import differences_png, loss_curves_png
 from harness.render.tables import (
     accuracy_table,
@@ -268,10 +271,17 @@ def index_markdown(summaries: list[dict]) -> str:
 def scenario_files(result: ScenarioResult, diagnoses: list[Diagnosis]) -> dict[str, bytes]:
     """Every file of one scenario's report, by name: the markdown and its PNGs."""
     name = result.scenario.name
-    drawn = {f"{name}-loss.png": loss_curves_png(result), f"{name}-differences.png": differences_png(result)}
-    pngs = {k: v for k, v in drawn.items() if v is not None}
+    drawn = {"loss": loss_curves_png(result), "differences": differences_png(result)}
+    pngs = {content_name(f"{name}-{kind}", png, ".png"): png for kind, png in drawn.items() if png is not None}
     text = scenario_markdown(result, diagnoses, plots=tuple(pngs))
     return {f"{name}.md": text.encode(), **pngs}
+
+
+def report_set(name: str) -> Callable[[str], bool]:
+    """Whether a file name belongs to the report of scenario ``name``: its markdown and plots (the
+    plots of every earlier version too, whose names carry their content's hash)."""
+    pattern = re.compile(rf"{re.escape(name)}(\.md|-(loss|differences)(-[0-9a-f]{{12}})?\.png)")
+    return lambda file_name: pattern.fullmatch(file_name) is not None
 
 
 def timings_text(result: ScenarioResult) -> str:

@@ -23,6 +23,7 @@ from harness.judge.compare import Comparison, compare
 from harness.judge.lab_values import LabCheck, check_lab_value
 from harness.judge.metrics import ACCURACY_LOSSES, evaluate
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_framework
+from harness.run.budget import check_budget
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.trajectory import Trajectory
 from harness.spec.conventions import COMMON, difference, pinned
@@ -141,17 +142,17 @@ def run_scenario(
     dtypes: tuple[str, ...] = DTYPES,
     progress: Progress | None = None,
     sides: Mapping[str, Scenario] | None = None,
+    max_bytes: int | None = None,
 ) -> ScenarioResult:
     """``sides`` runs one implementation on a variant of the scenario (e.g. made with
-    ``dataclasses.replace``) with the same data, initial weights and batch order."""
+    ``dataclasses.replace``) with the same data, initial weights and batch order. A scenario
+    whose runs would need more than ``max_bytes`` (default: the machine's memory) is refused
+    before anything is allocated (``harness.run.budget``)."""
     planned = implementations(scenario, frameworks)
     overridden = set(sides or {})  # implementations the caller runs on a variant of their own
     result = ScenarioResult(scenario=scenario, frameworks=tuple(planned), dtypes=dtypes,
                             sides={**{k: v for k, v in planned.items() if v is not scenario}, **dict(sides or {})})
-    for label in result.frameworks:  # a convention a framework's optimizer cannot compute: bad input, before any run
-        ran = result.scenario_for(label)
-        if ran.training is not None:
-            check_expressible(adapter(framework_of(label)), ran.training.optimizer, file=ran.path)
+    check_runnable(scenario, frameworks=frameworks, dtypes=dtypes, max_bytes=max_bytes, sides=result.sides)
     for dtype in dtypes:
         plan = make_plan(scenario, dtype)
         result.plans[dtype] = plan
@@ -175,6 +176,17 @@ def run_scenario(
         _explain_conventions(result, dtype, native=set(planned) - overridden)
     result.lab_checks = _lab_checks(result)
     return result
+
+
+def check_runnable(scenario: Scenario, *, frameworks: tuple[str, ...] = FRAMEWORKS, dtypes: tuple[str, ...] = DTYPES,
+                   max_bytes: int | None = None, sides: Mapping[str, Scenario] | None = None) -> None:
+    """``BadInput`` before anything runs: a convention a framework's optimizer cannot compute, or
+    runs that would not fit in memory (``harness.run.budget``)."""
+    planned = implementations(scenario, frameworks)
+    for label, ran in {**planned, **dict(sides or {})}.items():
+        if ran.training is not None:
+            check_expressible(adapter(framework_of(label)), ran.training.optimizer, file=ran.path)
+    check_budget(scenario, runs_per_dtype=len(planned), dtypes=dtypes, max_bytes=max_bytes)
 
 
 def _accuracy(scenario: Scenario, run: Trajectory, plan: TrainingPlan) -> dict[str, float]:

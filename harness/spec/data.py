@@ -31,10 +31,15 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class Generator:
+    """``rows`` and ``columns``: the training data's number of rows and of target columns, known
+    from the checked options without drawing anything (the loader checks the model against them)."""
+
     name: str
     check: Callable[[Table, int], dict[str, Any]]
     make: Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]]
     describe: Callable[[dict[str, Any]], str]
+    rows: Callable[[dict[str, Any]], int]
+    columns: Callable[[dict[str, Any]], int]
     held_out: Callable[[dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]]] | None = None
 
 
@@ -53,7 +58,7 @@ def _check_teacher(t: Table, input_dim: int) -> dict[str, Any]:
         opts["X"] = X
     else:
         opts["n"] = t.integer("n", minimum=1)
-        opts["seed"] = t.integer("seed", minimum=0)
+        opts["seed"] = t.seed("seed")
     layers, n_in = [], input_dim
     for lt in t.tables("teacher"):
         lt.check_keys({"kernel", "bias", "activation"})
@@ -83,6 +88,14 @@ def _make_teacher(opts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return X, a
 
 
+def _rows_teacher(opts: dict[str, Any]) -> int:
+    return int(opts["X"].shape[0]) if "X" in opts else int(opts["n"])
+
+
+def _columns_teacher(opts: dict[str, Any]) -> int:
+    return int(opts["teacher"][-1][0].shape[1])
+
+
 def _describe_teacher(opts: dict[str, Any]) -> str:
     acts = " -> ".join(f"{k.shape[1]} {act}{'' if b is None else ' + bias'}" for k, b, act in opts["teacher"])
     if "X" in opts:
@@ -104,7 +117,7 @@ def _check_sine_surface(t: Table, input_dim: int) -> dict[str, Any]:
     if input_dim != 2:
         raise t.error("generator", "model.input_dim = 2 for generator \"sine-surface\" (features x1, x2)",
                       f"input_dim {input_dim}")
-    return {"n": t.integer("n", minimum=1), "seed": t.integer("seed", minimum=0)}
+    return {"n": t.integer("n", minimum=1), "seed": t.seed("seed")}
 
 
 def _make_sine_surface(opts: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +154,7 @@ def _check_xor(t: Table, input_dim: int) -> dict[str, Any]:
     return {"n_train": t.integer("n_train", 800, minimum=1),
             "n_validation": t.integer("n_validation", 100, minimum=0),
             "n_test": t.integer("n_test", 100, minimum=0),
-            "seed": t.integer("seed", minimum=0),
+            "seed": t.seed("seed"),
             "margin": t.number("margin", 0.0, minimum=0.0, below=1.0)}
 
 
@@ -175,10 +188,25 @@ def _describe_xor(opts: dict[str, Any]) -> str:
             f"{opts['n_train']} train, {opts['n_validation']} validation, {opts['n_test']} test points")
 
 
+def _one_column(opts: dict[str, Any]) -> int:
+    return 1
+
+
+def _rows_n(opts: dict[str, Any]) -> int:
+    return int(opts["n"])
+
+
+def _rows_n_train(opts: dict[str, Any]) -> int:
+    return int(opts["n_train"])
+
+
 GENERATORS: dict[str, Generator] = {
-    "teacher": Generator("teacher", _check_teacher, _make_teacher, _describe_teacher),
-    "sine-surface": Generator("sine-surface", _check_sine_surface, _make_sine_surface, _describe_sine_surface),
-    "xor": Generator("xor", _check_xor, _make_xor, _describe_xor, held_out=_held_out_xor),
+    "teacher": Generator("teacher", _check_teacher, _make_teacher, _describe_teacher,
+                         rows=_rows_teacher, columns=_columns_teacher),
+    "sine-surface": Generator("sine-surface", _check_sine_surface, _make_sine_surface, _describe_sine_surface,
+                              rows=_rows_n, columns=_one_column),
+    "xor": Generator("xor", _check_xor, _make_xor, _describe_xor, rows=_rows_n_train,
+                     columns=_one_column, held_out=_held_out_xor),
 }
 
 
@@ -197,6 +225,22 @@ def check_data_spec(t: Table, *, input_dim: int, needs_targets: bool = True) -> 
     if y.shape[0] != X.shape[0]:
         raise t.error("y", f"{X.shape[0]} rows (one per row of X)", f"shape {y.shape}")
     return DataSpec(X=X, y=y)
+
+
+def data_rows(spec: DataSpec) -> int:
+    """The number of training rows (without drawing a generator's data)."""
+    if spec.generator is None:
+        assert spec.X is not None, "inline data has X"
+        return int(spec.X.shape[0])
+    return GENERATORS[spec.generator].rows(spec.options)
+
+
+def target_columns(spec: DataSpec) -> int:
+    """The number of columns of y (0: a forward-only scenario's inline data without targets)."""
+    if spec.generator is None:
+        assert spec.y is not None, "the loader fills y"
+        return int(spec.y.shape[1])
+    return GENERATORS[spec.generator].columns(spec.options)
 
 
 def make_data(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -52,16 +52,26 @@ INITIALIZERS: dict[str, tuple[Callable, set[str], bool]] = {
 
 
 def check_initializer(layer: Table, key: str) -> Initializer:
+    """The initializer table ``key`` of a layer: a known name, a seed in ``[0, 2**32 - 1]`` for a random
+    draw, finite options; ``normal``'s ``stddev`` >= 0 and ``uniform``'s ``minval <= maxval`` with a
+    finite range (what numpy's draws accept)."""
     t = layer.sub(key)
     name = t.string("name", choices=tuple(INITIALIZERS))
     _, options, needs_seed = INITIALIZERS[name]
     t.check_keys({"name", "seed", *options})
-    if needs_seed:
-        t.integer("seed", minimum=0)
-    for opt in options:
+    checked: dict[str, Any] = {}
+    if needs_seed or t.has("seed"):
+        checked["seed"] = t.seed("seed")
+    for opt in sorted(options):
         if t.has(opt):
-            t.number(opt)
-    return Initializer(name=name, options={k: v for k, v in t.data.items() if k != "name"})
+            checked[opt] = t.number(opt, minimum=0.0) if opt == "stddev" else t.number(opt)
+    if name == "uniform":
+        low, high = checked.get("minval", -0.05), checked.get("maxval", 0.05)
+        if not low <= high:
+            raise t.error("minval", f"a number <= maxval ({high:g})", low)
+        if not np.isfinite(high - low):
+            raise t.error("maxval", "maxval - minval within float64's range", f"{high:g} - {low:g}")
+    return Initializer(name=name, options=checked)
 
 
 def draw(init: Initializer, shape: tuple[int, ...]) -> np.ndarray:

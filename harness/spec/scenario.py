@@ -6,7 +6,8 @@ file, the field and what was expected, before any framework runs.
 from __future__ import annotations
 
 import copy
-import tomllib
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ import numpy as np
 from harness.errors import MISSING, BadInput
 from harness.judge.printed import half_unit
 from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
-from harness.spec.data import DataSpec, check_data_spec
-from harness.spec.fields import Table
+from harness.spec.data import DataSpec, check_data_spec, data_rows, target_columns
+from harness.spec.fields import Table, read_toml
 from harness.spec.initializers import Initializer, check_initializer
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
@@ -26,6 +27,12 @@ from reference.optimizers import CONVENTIONS
 
 DTYPES = ("float64", "float32")
 FULL_BATCH = None
+
+# Scenario names become file names (reports/<name>.md) and table cells: identifiers only.
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
+NAME_MAX = 80
+NAME_RULE = f"lowercase letters, digits and dashes, starting with a letter or digit, at most {NAME_MAX} characters"
+LAYER_OUTPUT_AXES = (-2, -1, 0, 1)  # a layer's output is (n, units)
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,11 @@ class Scenario:
         return self.training is not None
 
     @property
+    def max_steps(self) -> int:
+        """The steps a run makes unless it stops early: epochs x batches per epoch (0 forward-only)."""
+        return max_steps(self.training, data_rows(self.data))
+
+    @property
     def training_spec(self) -> TrainingSpec:
         """The ``[training]`` table, for code that only runs on training scenarios."""
         if self.training is None:
@@ -120,6 +132,44 @@ class Scenario:
                 shapes[bias_name(i)] = (layer.units,)
             n_in = layer.units
         return shapes
+
+
+def batch_rows(training: TrainingSpec, rows: int) -> int:
+    """The rows of a full batch on ``rows`` training rows."""
+    return rows if training.batch_size is None else min(training.batch_size, rows)
+
+
+def max_steps(training: TrainingSpec | None, rows: int) -> int:
+    """epochs x batches per epoch on ``rows`` training rows (the last partial batch kept); 0 without training."""
+    return 0 if training is None else training.epochs * math.ceil(rows / batch_rows(training, rows))
+
+
+def check_name(t: Table, key: str = "name") -> str:
+    """A scenario name (or a variant's suffix): ``NAME_RULE``."""
+    name = t.string(key)
+    if len(name) > NAME_MAX or not NAME_PATTERN.fullmatch(name):
+        raise t.error(key, NAME_RULE, name)
+    return name
+
+
+def layer_axis(t: Table, key: str = "axis") -> int:
+    """A softmax axis of a dense layer's output ``(n, units)``: -2, -1 (the default), 0 or 1."""
+    axis = t.integer(key, -1)
+    if axis not in LAYER_OUTPUT_AXES:
+        raise t.error(key, "an axis of the layer's output (n, units): -2, -1, 0 or 1", axis)
+    return axis
+
+
+def check_step(t: Table, key: str, *, last: int, what: str) -> int | str:
+    """``"final"`` (the default) or a step index in ``[0, last]``; ``what`` says what ``last`` is."""
+    raw = t.data.get(key, "final")
+    if raw == "final":
+        return "final"
+    step = t.integer(key, minimum=0)
+    if step > last:
+        raise t.error(key, f"\"final\" or a step in [0, {last}] ({what})" if last >= 0
+                      else "no step: the run makes none", step)
+    return step
 
 
 # --- optimisers: the options each accepts ------------------------------------
@@ -165,12 +215,7 @@ TRAINING_KEYS = {
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except (FileNotFoundError, IsADirectoryError):
-        raise BadInput(path, "", "an existing scenario file or a catalogue name", str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInput(path, "", "valid TOML", str(exc)) from None
+    return read_toml(path, what="scenario file")
 
 
 def load_scenarios(path: str | Path) -> list[Scenario]:
@@ -190,20 +235,25 @@ def expand_variants(raw: dict[str, Any], *, path: Path) -> list[tuple[str, dict[
     of the file (``"model.layers.0.units" = 4``) and may add its own ``[[variants.lab_values]]``
     to the file's. Returns ``(where, raw scenario)`` per variant."""
     top = Table(raw, file=path)
-    base_name = top.string("name")
+    base_name = check_name(top)
     base = {k: v for k, v in raw.items() if k != "variants"}
+    shared = [lab.data for lab in top.tables("lab_values", required=False)]
     out, seen = [], set()
     for t in top.tables("variants"):
         t.check_keys(VARIANT_KEYS)
-        suffix = t.string("name")
+        suffix = check_name(t)
         if suffix in seen:
             raise t.error("name", "a suffix not used by another variant", suffix)
         seen.add(suffix)
+        full = f"{base_name}-{suffix}"
+        if len(full) > NAME_MAX:
+            raise t.error("name", f"a suffix short enough for the scenario name {base_name}-<suffix> to have at "
+                          f"most {NAME_MAX} characters", full)
         variant = copy.deepcopy(base)
         for dotted, value in t.sub("set", required=False).data.items():
             _assign(variant, dotted, value, where=t)
-        variant["name"] = f"{base_name}-{suffix}"
-        variant["lab_values"] = list(base.get("lab_values", [])) + list(t.data.get("lab_values", []))
+        variant["name"] = full
+        variant["lab_values"] = shared + [lab.data for lab in t.tables("lab_values", required=False)]
         out.append((t.where, variant))
     if not out:
         raise top.error("variants", "at least one [[variants]] table", "none")
@@ -244,7 +294,7 @@ def parse_scenario(raw: dict[str, Any], *, path: Path, where: str = "") -> Scena
 def _parse(raw: dict[str, Any], *, path: Path) -> Scenario:
     top = Table(raw, file=path)
     top.check_keys(TOP_KEYS)
-    name = top.string("name")
+    name = check_name(top)
     model = top.sub("model")
     model.check_keys({"input_dim", "layers"})
     input_dim = model.integer("input_dim", minimum=1)
@@ -271,7 +321,7 @@ def _parse(raw: dict[str, Any], *, path: Path) -> Scenario:
         if kernel is not None and k_init is not None:
             raise lt.error("initializer", "either kernel or initializer, not both", "both")
         layers.append(LayerSpec(units=units, activation=activation, use_bias=use_bias,
-                                axis=lt.integer("axis", -1), kernel=kernel, bias=bias,
+                                axis=layer_axis(lt), kernel=kernel, bias=bias,
                                 kernel_initializer=k_init, bias_initializer=b_init))
         n_in = units
     if not layers:
@@ -291,6 +341,7 @@ def _parse(raw: dict[str, Any], *, path: Path) -> Scenario:
                                           atol=t.number("atol", base.atol, minimum=0.0))
 
     data = check_data_spec(top.sub("data"), input_dim=input_dim, needs_targets=training is not None)
+    _check_targets(top, data, layers, trains=training is not None)
     scenario = Scenario(
         name=name, title=top.string("title", name), path=path, source=top.string("source", ""),
         description=top.string("description", ""), data=data,
@@ -298,6 +349,26 @@ def _parse(raw: dict[str, Any], *, path: Path) -> Scenario:
     )
     lab_values = tuple(_lab_value(t, scenario) for t in top.tables("lab_values", required=False))
     return Scenario(**{**scenario.__dict__, "lab_values": lab_values})
+
+
+def _check_targets(top: Table, data: DataSpec, layers: list[LayerSpec], *, trains: bool) -> None:
+    """y has one column per unit of the last layer (a forward-only scenario may give no y at all)."""
+    columns, units, last = target_columns(data), layers[-1].units, len(layers) - 1
+    if columns == units or (columns == 0 and not trains):
+        return
+    outputs = f"model.layers[{last}].units = {units}, the model's outputs"
+    if data.generator is None:
+        raise top.sub("data").error("y", f"{_count(units, 'column')} ({outputs})", _count(columns, "column"))
+    if data.generator == "teacher":
+        teacher = top.sub("data").tables("teacher")[-1]
+        raise teacher.error("kernel", f"{_count(units, 'column')} ({outputs}): the teacher's outputs are y",
+                            _count(columns, "column"))
+    raise top.sub("model").tables("layers")[last].error(
+        "units", f"{columns} (generator {data.generator!r} makes {_count(columns, 'target column')})", units)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _training(tr: Table) -> TrainingSpec:
@@ -313,7 +384,7 @@ def _training(tr: Table) -> TrainingSpec:
     else:
         batch_size = tr.integer("batch_size", minimum=1)
     shuffle = tr.boolean("shuffle", False)
-    shuffle_seed = tr.integer("shuffle_seed", None, minimum=0)
+    shuffle_seed = tr.seed("shuffle_seed", None)
     if shuffle and shuffle_seed is None:
         raise tr.error("shuffle_seed", "an integer seed when shuffle = true (the harness owns the batch order)",
                        MISSING)
@@ -328,6 +399,18 @@ def _training(tr: Table) -> TrainingSpec:
 LAB_WHATS = ("params", "loss", "gradient", "output")
 
 
+def _steps_text(scenario: Scenario, what: str) -> str:
+    """What bounds a lab value's step, for its error message."""
+    training = scenario.training
+    if training is None:
+        return "a forward-only scenario: its output at step 0"
+    rows = data_rows(scenario.data)
+    size = batch_rows(training, rows)
+    count = (f"{training.epochs} epochs x {math.ceil(rows / size)} batches of {size} of the {rows} rows "
+             f"= {scenario.max_steps} steps")
+    return count + (f"; step {scenario.max_steps} is the final output" if what == "output" else "")
+
+
 def _lab_value(t: Table, scenario: Scenario) -> LabValue:
     t.check_keys({"what", "step", "param", "layer", "value", "decimals", "significant", "atol", "source",
                   "dtype", "convention", "inputs_rounded_to", "rounded_inputs"})
@@ -335,8 +418,8 @@ def _lab_value(t: Table, scenario: Scenario) -> LabValue:
     if what != "output" and not scenario.trains:
         raise t.error("what", "\"output\" (a forward-only scenario, without [training], has no "
                       "parameters, gradients or losses to check)", what)
-    step_raw = t.data.get("step", "final")
-    step: int | str = "final" if step_raw == "final" else t.integer("step", minimum=0)
+    last = scenario.max_steps if what == "output" else scenario.max_steps - 1
+    step = check_step(t, "step", last=last, what=_steps_text(scenario, what))
     param = None
     if what in ("params", "gradient"):
         param = t.string("param", choices=tuple(scenario.param_names()))
@@ -347,7 +430,15 @@ def _lab_value(t: Table, scenario: Scenario) -> LabValue:
             raise t.error("layer", f"a layer index below {len(scenario.layers)}", layer)
     elif t.has("layer"):
         raise t.error("layer", "no layer (it selects the activations of what = \"output\")", t.data["layer"])
-    value = np.atleast_1d(t.array("value"))
+    value = np.atleast_1d(t.array("value", allow_nonfinite=True))  # a diverged run prints nan
+    if what == "loss" and value.size != 1:
+        raise t.error("value", "one number (the batch loss)", f"shape {value.shape}")
+    if what == "output":
+        rows = data_rows(scenario.data)
+        units = scenario.layers[len(scenario.layers) - 1 if layer is None else layer].units
+        if value.size != rows * units:
+            raise t.error("value", f"{rows * units} numbers for the outputs of shape ({rows}, {units})",
+                          f"shape {value.shape}")
     if param is not None and value.size != int(np.prod(scenario.param_shapes()[param])):
         raise t.error("value", f"{np.prod(scenario.param_shapes()[param])} numbers for {param} "
                       f"of shape {scenario.param_shapes()[param]}", f"shape {value.shape}")

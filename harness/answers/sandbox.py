@@ -1,0 +1,226 @@
+"""The file ``nn-parity audit`` audits, run in its own process.
+
+``audit`` EXECUTES the submitted code. ``run_submission`` confines it — this is no security
+sandbox: the code can still read every file and use the network the user can:
+
+* its own process: ``python -I -B`` running this file (no ``PYTHON*`` environment variables,
+  no user site-packages, no bytecode written beside the submission), in a new session whose
+  whole process group is killed when the call ends; stdin empty, stdout discarded, stderr
+  kept for the crash reason;
+* a wall-clock timeout (``TIMEOUT`` = 60 s, ``nn-parity audit --timeout``) for the whole
+  process: interpreter start, import and call;
+* a memory cap: ``RLIMIT_AS`` = ``MEMORY_LIMIT`` (4 GiB of address space), soft and hard,
+  set before the file is imported: an allocation beyond it raises ``MemoryError``;
+* a fresh temporary working directory, deleted afterwards; the inputs and results live in a
+  sibling directory, not in the working directory;
+* the submission's own folder first on ``sys.path``, so sibling imports work.
+
+The initial parameters and the batch (float64) go in as an ``.npz`` file; what the function
+returned comes back as float64 arrays in an ``.npz`` read with ``allow_pickle=False`` and a
+JSON status: no object the submission made is unpickled in the harness. Any end other than
+"returned a result" — an exception in the file or the function, ``sys.exit``, ``os._exit``,
+a signal, the timeout, a return value that is not gradients — is ``Returned.error``, one
+line; the audit makes every parameter ``crashed`` with it. ``read_returned`` reads a return
+value the same way for a callable run in process (``harness.answers.audit.audit_gradients``).
+
+Run as a script in the child, this module imports only the standard library and NumPy.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TIMEOUT = 60.0  # seconds of wall clock for the whole child process
+MEMORY_LIMIT = 4 * 2**30  # bytes of address space (RLIMIT_AS) in the child
+
+_REQUEST, _INPUTS, _GRADIENTS, _RESULT, _STDERR = (
+    "request.json", "inputs.npz", "gradients.npz", "result.json", "stderr.txt")
+_RETURNED, _NO_FUNCTION = "returned", "no such function"  # outcomes: a result (or its error), or no function
+_STDERR_TAIL = 65536  # bytes of the child's stderr read for its last line
+_LINE = 300  # characters of a reason kept from the child
+
+
+@dataclass
+class Returned:
+    """What the audited function returned, by reference parameter name (``layers.<i>.kernel``)."""
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # read as float64
+    unreadable: dict[str, str] = field(default_factory=dict)  # name -> why its value is not a numeric array
+    error: str = ""  # why there are no gradients at all: the function (or its process) crashed
+
+
+class NoSuchFunction(Exception):
+    """The submitted file imported, but defines no callable of the name asked for."""
+
+
+def read_returned(returned: object, labels: dict[str, str]) -> Returned:
+    """A return value read as gradients: a dict keyed by reference names or the labs' labels
+    (``labels``: name -> label, in parameter order), or a tuple/list in parameter order."""
+    names = list(labels)
+    if isinstance(returned, dict):
+        by_label = {label: name for name, label in labels.items()}
+        values = {by_label.get(str(k), str(k)): v for k, v in returned.items()}
+    elif isinstance(returned, (tuple, list)):
+        if len(returned) != len(names):
+            return Returned(error=f"the function returned {len(returned)} values for {len(names)} parameters {names}")
+        values = dict(zip(names, returned))
+    else:
+        return Returned(error=f"the function returned a {type(returned).__name__}, not a dict or tuple of gradients")
+    out = Returned()
+    for name in names:
+        if name not in values:
+            continue
+        try:
+            out.arrays[name] = np.asarray(values[name], dtype=np.float64)
+        except Exception as exc:  # whatever the value is, it is not a gradient
+            out.unreadable[name] = f"not a numeric array ({_one_line(str(exc))})"
+    return out
+
+
+def crash_reason(exc: BaseException, where: str) -> str:
+    """``where`` (e.g. "the function") raised ``exc``: its type and the last line of its message."""
+    if isinstance(exc, SystemExit):
+        return f"{where} called sys.exit({exc.code!r})"
+    message = _one_line(str(exc))
+    return f"{where} raised {type(exc).__name__}" + (f": {message}" if message else "")
+
+
+def run_submission(path: Path, function: str, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *,
+                   labels: dict[str, str], timeout: float = TIMEOUT) -> Returned:
+    """``function(params, X, y)`` of the file ``path``, called in a child process (see the module).
+
+    Raises ``NoSuchFunction`` when the file imports but defines no such callable."""
+    with tempfile.TemporaryDirectory(prefix="nn-parity-audit-", ignore_cleanup_errors=True) as tmp:
+        io_dir, work = Path(tmp, "io"), Path(tmp, "work")
+        io_dir.mkdir()
+        work.mkdir()
+        request = {"file": str(path.resolve()), "function": function, "labels": labels}
+        (io_dir / _REQUEST).write_text(json.dumps(request))
+        inputs: dict[str, Any] = {name: np.asarray(params[name], dtype=np.float64) for name in labels}
+        np.savez(io_dir / _INPUTS, X=np.asarray(X, dtype=np.float64), y=np.asarray(y, dtype=np.float64), **inputs)
+        with open(io_dir / _STDERR, "wb") as stderr:
+            child = subprocess.Popen([sys.executable, "-I", "-B", str(Path(__file__).resolve()), str(io_dir)],
+                                     cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                     start_new_session=True)
+            try:
+                code: int | None = child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:  # the child and anything it started, before the directory goes
+                _kill_group(child.pid)
+                child.wait()
+        if code is None:
+            return Returned(error=f"timed out after {timeout:g} s")
+        return _read_result(io_dir, code, function)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # the group is gone
+        pass
+
+
+def _read_result(io_dir: Path, code: int, function: str) -> Returned:
+    if code != 0 or not (io_dir / _RESULT).is_file():
+        return Returned(error=_exit_reason(code, _last_line(io_dir / _STDERR)))
+    try:
+        result = json.loads((io_dir / _RESULT).read_text())
+        if result["outcome"] == _NO_FUNCTION:
+            raise NoSuchFunction(function)
+        if result["outcome"] != _RETURNED:
+            raise ValueError(f"unknown outcome {result['outcome']!r}")
+        with np.load(io_dir / _GRADIENTS, allow_pickle=False) as data:
+            arrays = {name: np.asarray(data[name], dtype=np.float64) for name in data.files}
+        unreadable = {str(k): _one_line(str(v)) for k, v in dict(result["unreadable"]).items()}
+        return Returned(arrays=arrays, unreadable=unreadable, error=_one_line(str(result["reason"])))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Returned(error=f"the child process left an unreadable result ({_one_line(str(exc))})")
+
+
+def _exit_reason(code: int, stderr_line: str) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        reason = f"the process was killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
+    else:
+        reason = f"the process exited with code {code} without returning a result"
+    return reason + (f"; last line of its stderr: {stderr_line}" if stderr_line else "")
+
+
+def _last_line(path: Path) -> str:
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - _STDERR_TAIL))
+        return _one_line(f.read().decode("utf-8", "replace"))
+
+
+def _one_line(text: str) -> str:
+    """The last non-blank line of ``text``, stripped and shortened."""
+    line = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+    return line if len(line) <= _LINE else line[: _LINE - 3] + "..."
+
+
+# --- the child ---------------------------------------------------------------
+
+
+def _child(io_dir: Path) -> None:
+    """Read the request and inputs, cap the memory, import and call the submission, write the result."""
+    request = json.loads((io_dir / _REQUEST).read_text())
+    labels: dict[str, str] = request["labels"]
+    with np.load(io_dir / _INPUTS, allow_pickle=False) as data:
+        inputs = {name: data[name] for name in data.files}
+    # soft and hard: the submission cannot raise it; a tighter limit of the user's own stays
+    cap = min([MEMORY_LIMIT] + [n for n in resource.getrlimit(resource.RLIMIT_AS) if n != resource.RLIM_INFINITY])
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    path = Path(request["file"])
+    sys.path.insert(0, str(path.parent))
+    outcome, returned = _call(path, request["function"], {name: inputs[name] for name in labels},
+                              inputs["X"], inputs["y"], labels=labels, cap=cap)
+    arrays: dict[str, Any] = returned.arrays
+    np.savez(io_dir / _GRADIENTS, **arrays)
+    result = {"outcome": outcome, "reason": returned.error, "unreadable": returned.unreadable}
+    (io_dir / (_RESULT + ".tmp")).write_text(json.dumps(result))
+    os.replace(io_dir / (_RESULT + ".tmp"), io_dir / _RESULT)
+
+
+def _call(path: Path, function: str, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *,
+          labels: dict[str, str], cap: int) -> tuple[str, Returned]:
+    """(outcome, what the function returned or why it did not)."""
+    spec = importlib.util.spec_from_file_location(f"audited_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        return _RETURNED, Returned(error=f"{path.name} cannot be imported as a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: dataclasses and pickling in the file look it up
+    try:
+        spec.loader.exec_module(module)
+        fn = getattr(module, function, None)
+    except BaseException as exc:  # whatever the file does, it is reported, never raised
+        return _RETURNED, Returned(error=_crash(exc, f"importing {path.name}", cap))
+    if not callable(fn):
+        return _NO_FUNCTION, Returned()
+    try:
+        return _RETURNED, read_returned(fn(params, X, y), labels)
+    except BaseException as exc:
+        return _RETURNED, Returned(error=_crash(exc, "the function", cap))
+
+
+def _crash(exc: BaseException, where: str, cap: int) -> str:
+    reason = crash_reason(exc, where)
+    return reason + (f" (the memory cap is {cap / 2**30:g} GiB)" if isinstance(exc, MemoryError) else "")
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]))
+    os._exit(0)  # the result is written: the submission's atexit handlers and threads cannot change the outcome
