@@ -189,6 +189,9 @@ FAULTS = {
                       f"timed out after {TIMEOUT:g} s"),
     "10-GB": ("def backward(params, X, y):\n    return {'w1': bytearray(10**10)}\n",
               "the function raised MemoryError (the memory cap is 4 GiB)"),
+    "fills-the-disk": ("def backward(params, X, y):\n    with open('big', 'wb') as f:\n"
+                       "        while True:\n            f.write(bytes(2**20))\n",
+                       "the function raised OSError: [Errno 27] File too large"),  # RLIMIT_FSIZE
     "killed": ("import os, signal\n\ndef backward(params, X, y):\n    os.kill(os.getpid(), signal.SIGKILL)\n",
                "the process was killed by SIGKILL"),
     "exit-code-and-stderr": ("import os, sys\nsys.stderr.write('loading weights.npy\\nno weights\\n')\n"

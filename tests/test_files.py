@@ -10,7 +10,7 @@ import harness.commands.list
 from harness.commands.cli import main
 from harness.errors import BadInput
 from harness.render.files import json_safe, write_files_atomic, write_json
-from harness.render.report import report_set
+from harness.render.report import read_summary, report_set
 
 
 def test_atomic_write_leaves_no_partial_files(tmp_path):
@@ -97,3 +97,29 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     monkeypatch.setattr(harness.commands.list, "handle", interrupted)
     assert main(["list"]) == 130
     assert capsys.readouterr().err == "nn-parity: interrupted\n"
+
+
+def test_a_scenario_named_like_a_path_cannot_overwrite_a_file_beside_the_output(tmp_path, capsys):
+    victim = tmp_path / "victim.md"
+    victim.write_text("precious")
+    scenario = tmp_path / "hostile.toml"
+    scenario.write_text('name = "/../victim"\n[data]\nX = [[1.0]]\n[model]\ninput_dim = 1\n'
+                        '[[model.layers]]\nunits = 1\nkernel = [[1.0]]\n')
+    assert main(["report", "--scenario", str(scenario), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "hostile.toml: name: expected lowercase letters" in capsys.readouterr().err
+    assert victim.read_text() == "precious" and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("line", [
+    '{"causes": [], "lab": "-", "name": "other", "title": "t", "verdict": "agree", "worst": "-"}',  # not its file
+    '{"causes": ["a | b"], "lab": "-", "name": "x", "title": "t", "verdict": "agree", "worst": "-"}',  # a cell
+    '{"causes": [], "lab": "-", "name": "x", "title": "t", "verdict": "agree"}',  # a field missing
+    '{"name": "x", "oops',  # not JSON
+], ids=["name-of-another-file", "pipe-in-a-cell", "missing-field", "not-json"])
+def test_a_report_in_the_output_folder_that_we_did_not_write_stays_out_of_the_index(tmp_path, line):
+    report = tmp_path / "x.md"
+    report.write_text(f"<!-- generated -->\n<!-- nn-parity-summary: {line} -->\n")
+    assert read_summary(report) is None
+    good = '{"causes": [], "lab": "-", "name": "x", "title": "t | u", "verdict": "agree", "worst": "-"}'
+    report.write_text(f"<!-- generated -->\n<!-- nn-parity-summary: {good} -->\n")
+    assert read_summary(report)["name"] == "x"

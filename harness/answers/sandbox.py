@@ -10,7 +10,8 @@ sandbox: the code can still read every file and use the network the user can:
 * a wall-clock timeout (``TIMEOUT`` = 60 s, ``nn-parity audit --timeout``) for the whole
   process: interpreter start, import and call;
 * a memory cap: ``RLIMIT_AS`` = ``MEMORY_LIMIT`` (4 GiB of address space), soft and hard,
-  set before the file is imported: an allocation beyond it raises ``MemoryError``;
+  set before the file is imported: an allocation beyond it raises ``MemoryError``; and no
+  file the child writes may grow beyond ``FILE_LIMIT`` (256 MiB, ``RLIMIT_FSIZE``);
 * a fresh temporary working directory, deleted afterwards; the inputs and results live in a
   sibling directory, not in the working directory;
 * the submission's own folder first on ``sys.path``, so sibling imports work.
@@ -43,6 +44,7 @@ import numpy as np
 
 TIMEOUT = 60.0  # seconds of wall clock for the whole child process
 MEMORY_LIMIT = 4 * 2**30  # bytes of address space (RLIMIT_AS) in the child
+FILE_LIMIT = 256 * 2**20  # bytes of any one file the child writes (RLIMIT_FSIZE): no filling the disk
 
 _REQUEST, _INPUTS, _GRADIENTS, _RESULT, _STDERR = (
     "request.json", "inputs.npz", "gradients.npz", "result.json", "stderr.txt")
@@ -184,6 +186,7 @@ def _child(io_dir: Path) -> None:
     # soft and hard: the submission cannot raise it; a tighter limit of the user's own stays
     cap = min([MEMORY_LIMIT] + [n for n in resource.getrlimit(resource.RLIMIT_AS) if n != resource.RLIM_INFINITY])
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
     path = Path(request["file"])
     sys.path.insert(0, str(path.parent))
     outcome, returned = _call(path, request["function"], {name: inputs[name] for name in labels},

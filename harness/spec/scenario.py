@@ -144,10 +144,15 @@ def max_steps(training: TrainingSpec | None, rows: int) -> int:
     return 0 if training is None else training.epochs * math.ceil(rows / batch_rows(training, rows))
 
 
+def is_name(name: object) -> bool:
+    """Whether ``name`` follows ``NAME_RULE``."""
+    return isinstance(name, str) and len(name) <= NAME_MAX and NAME_PATTERN.fullmatch(name) is not None
+
+
 def check_name(t: Table, key: str = "name") -> str:
     """A scenario name (or a variant's suffix): ``NAME_RULE``."""
     name = t.string(key)
-    if len(name) > NAME_MAX or not NAME_PATTERN.fullmatch(name):
+    if not is_name(name):
         raise t.error(key, NAME_RULE, name)
     return name
 
