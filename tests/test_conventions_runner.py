@@ -107,3 +107,17 @@ def test_accuracy_is_reported_for_every_run_and_split(catalogue_result):
         assert set(scores) == {"train", "validation", "test"}
         assert scores["train"] > 0.99 and scores["test"] >= 0.97
     assert result.accuracy[("numpy", "float64")] == result.accuracy[("torch", "float32")]
+
+
+def test_a_control_a_framework_cannot_run_is_not_applicable_and_no_path_leaks(tmp_path):
+    """The report says a control that would pin Keras to torch's convention is "not applicable",
+    with the reason, never "crashed", and names no absolute path of this machine."""
+    path = tmp_path / "small-adam.toml"
+    path.write_text(SMALL_ADAM)
+    assert main(["report", "--scenario", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    text = (tmp_path / "out" / "small-adam.md").read_text()
+    assert "with torch in the 'keras' optimizer convention: not applicable (torch.optim.Adam computes the " \
+           "'torch' convention, not 'keras')" in text
+    assert "crashed" not in text
+    for absolute in (str(Path.cwd().resolve()), str(tmp_path), str(Path(__file__).resolve().parent.parent)):
+        assert absolute not in text

@@ -29,11 +29,20 @@ from typing import Any, Callable
 
 import numpy as np
 
+from harness.errors import BadInput
 from harness.judge.compare import Comparison, compare
 from harness.judge.tolerance import Tolerance, compare_elements
 from harness.run.adapters import adapter, run_framework
 from harness.run.plan import TrainingPlan, make_plan
-from harness.run.runner import Progress, ScenarioResult, framework_of, reference_in, side_plan, with_convention
+from harness.run.runner import (
+    Progress,
+    ScenarioResult,
+    check_runnable,
+    framework_of,
+    reference_in,
+    side_plan,
+    with_convention,
+)
 from harness.run.trajectory import Trajectory, trace_stages
 from harness.spec.scenario import Scenario
 
@@ -250,7 +259,7 @@ def _float64_control(pair: Pair) -> list[Control]:
 
 def _convention_control(pair: Pair) -> list[Control]:
     """Give one side the other's convention (a framework runs only its own optimizer classes, so
-    this control is inconclusive for it); then the bridge through the reference: each side
+    this control is not applicable to it); then the bridge through the reference: each side
     against the reference run in its own convention."""
     c = pair.comparison
     ca, cb = pair.run(c.a).convention, pair.run(c.b).convention
@@ -314,6 +323,7 @@ class ControlRun:
     fraction: float = 0.0  # the largest fraction of its tolerance the control pair uses
     message: str = ""  # why the control could not decide (a run crashed or was skipped)
     also: list["ControlRun"] = field(default_factory=list)  # the control's further pairs
+    applicable: bool = True  # False: a side cannot run the control (a convention it cannot compute)
 
     @property
     def agrees(self) -> bool:
@@ -324,7 +334,8 @@ class ControlRun:
 
     def describe(self) -> str:
         if self.comparison is None:
-            text = f"{self.control.description}: inconclusive ({self.message})"
+            state = "inconclusive" if self.applicable else "not applicable"
+            text = f"{self.control.description}: {state} ({self.message})"
         else:
             c = self.comparison
             if not c.agree:
@@ -355,10 +366,16 @@ def _run_side(result: ScenarioResult, label: str, scenario: Scenario, dtype: str
 def run_control(result: ScenarioResult, control: Control, *, frameworks: tuple[str, str],
                 progress: Progress | None = None) -> ControlRun:
     frameworks = control.frameworks or frameworks
+    also = [run_control(result, other, frameworks=frameworks, progress=progress) for other in control.also]
+    for label, scenario in zip(frameworks, (control.scenario_a, control.scenario_b)):
+        try:  # a convention this side's optimizer classes cannot compute: the control does not apply
+            check_runnable(scenario, frameworks=(framework_of(label),), dtypes=(control.dtype,))
+        except BadInput as exc:  # e.g. "... can express (torch.optim.Adam computes the 'torch' convention)"
+            why = exc.expected.split(" (", 1)[-1].rstrip(")")
+            return ControlRun(control, None, message=f"{why}, not {exc.received!r}", also=also, applicable=False)
     plan = result.plans.get(control.dtype) or make_plan(result.scenario, control.dtype)
     runs = [_run_side(result, fw, s, control.dtype, plan, progress)
             for fw, s in zip(frameworks, (control.scenario_a, control.scenario_b))]
-    also = [run_control(result, other, frameworks=frameworks, progress=progress) for other in control.also]
     failed = [r for r in runs if not r.ok]
     if failed:
         return ControlRun(control, None, message="; ".join(f"{r.framework} {r.status}: {r.message}" for r in failed),

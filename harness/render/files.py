@@ -87,6 +87,15 @@ def check_output_file(path: str | Path, *, option: str) -> None:
     check_output_folder(path.parent, option=option)
 
 
+def display_path(path: Path) -> str:
+    """A path as generated files show it: relative to the working directory, else the file's
+    name alone (a generated file never carries an absolute path of the machine that made it)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path.name
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     write_files_atomic(path.parent, {path.name: text.encode()})

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.render.files import json_safe, write_json
+from harness.render.files import display_path, json_safe, write_json
 from harness.run.runner import ScenarioResult
 
 
@@ -27,7 +27,7 @@ def result_dict(result: ScenarioResult) -> dict:
         })
     s = result.scenario
     return json_safe({
-        "scenario": s.name, "title": s.title, "source": s.source, "file": str(s.path),
+        "scenario": s.name, "title": s.title, "source": s.source, "file": display_path(s.path),
         "tolerances": {d: {"rtol": t.rtol, "atol": t.atol} for d, t in s.tolerances.items()},
         "runs": runs,
         "comparisons": [c.as_dict() for c in result.comparisons],
