@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,22 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_nothing_half_written(versions, t
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert after == before or after["tiny-mlp.md"] == (versions["new"] / "tiny-mlp.md").read_bytes()
     assert not list(out.glob(".*.tmp"))
+
+
+def test_ctrl_c_stops_a_long_keras_run_within_seconds(tmp_path):
+    """The compiled Keras loop runs CHUNK_STEPS steps per call into TensorFlow, and Python takes
+    the interrupt between calls: a run of 300,000 steps (about a minute or more) stops within
+    seconds of Ctrl-C instead of at its end."""
+    path = tmp_path / "long.toml"
+    path.write_text(TINY.replace('name = "tiny-mlp"', 'name = "long"').replace("epochs = 4", "epochs = 100000"))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path), "--frameworks", "keras",
+                                "--dtype", "float64"], cwd=ROOT, env=env, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, text=True)
+    time.sleep(10)  # imports (~5 s), then well into the loop
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    assert process.wait(timeout=60) == 130
+    assert time.monotonic() - sent < 15
+    assert process.stderr.read().splitlines()[-1] == "nn-parity: interrupted"

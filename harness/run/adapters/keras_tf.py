@@ -175,23 +175,29 @@ def _run(plan: TrainingPlan) -> Trajectory:
         loss_fn = build_loss(keras, training.loss, training.clip)
         names, variables = zip(*named_variables(dense_layers))
         optimizer.build(list(variables))
-        train = _compiled_loop(tf, model, optimizer, loss_fn, list(variables), plan)
-        steps, losses, grads, params = train()
+        steps, losses, grads, params = _compiled_loop(tf, model, optimizer, loss_fn, list(variables), plan)
         outputs_final = layer_outputs(dense_layers, plan.X)
-    steps = int(steps)
     trajectory = Trajectory(framework=ADAPTER.name, dtype=dtype, convention=convention,
                             initial_params={k: v.copy() for k, v in plan.initial_params.items()},
                             outputs_initial=outputs_initial, outputs_final=outputs_final)
-    trajectory.losses = losses.numpy()[:steps]
-    trajectory.params = {n: p.numpy()[:steps] for n, p in zip(names, params)}
-    trajectory.grads = {n: g.numpy()[:steps] for n, g in zip(names, grads)}
+    trajectory.losses = losses
+    trajectory.params = dict(zip(names, params))
+    trajectory.grads = dict(zip(names, grads))
     if steps < plan.max_steps and plan.early_stop_tol is not None:
         trajectory.stopped_early_at = steps
     return trajectory
 
 
-def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan):
-    """Every training step inside one ``tf.function`` (autograph turns the loop into a while_loop)."""
+CHUNK_STEPS = 1000  # steps per call of the compiled loop: Ctrl-C is honoured between calls
+
+
+def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan
+                   ) -> tuple[int, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Every training step inside a compiled ``tf.while_loop``, run ``CHUNK_STEPS`` steps per call
+    (Python only takes a Ctrl-C between calls into TensorFlow); the loss and gradients of the
+    next step and the previous loss carry over from one call to the next, so the steps are the
+    same computations whatever the chunking. Returns the steps made and, per step, the losses,
+    the gradients and the parameters of each variable."""
     dtype = tf.as_dtype(plan.dtype)
     X = tf.constant(plan.X)
     y = tf.constant(plan.y)
@@ -228,32 +234,51 @@ def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan)
         d = tf.abs(loss - previous)
         return tf.logical_or(d >= tol, tf.math.is_nan(d))
 
-    def body(step, previous, loss, grads, losses, grads_out, params_out):
-        optimizer.apply_gradients(zip(grads, variables))
-        t = tf.cast(step, tf.int32)
-        losses = losses.write(t, loss)
-        grads_out = tuple(ta.write(t, g) for ta, g in zip(grads_out, grads))
-        params_out = tuple(ta.write(t, tf.convert_to_tensor(v)) for ta, v in zip(params_out, variables))
-        next_loss, next_grads = loss_and_grads(step + 1)
-        return step + 1, loss, next_loss, tuple(next_grads), losses, grads_out, params_out
-
-    def cond(step, previous, loss, grads, *_):
-        return tf.logical_and(step < max_steps, keep_going(loss, previous))
+    @tf.function(reduce_retracing=True)
+    def first():
+        loss, grads = loss_and_grads(tf.constant(0, dtype=tf.int64))
+        return loss, tuple(grads)
 
     @tf.function(reduce_retracing=True)
-    def train():
+    def chunk(step, previous, loss, grads, end):
         # The loss and gradients of step t are computed at the end of step t-1, so the
         # early-stop test sits in the loop condition and every write is unconditional.
         def arrays():
             return tuple(tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=v.shape) for v in variables)
-        step = tf.constant(0, dtype=tf.int64)
-        loss, grads = loss_and_grads(step)
-        state = (step, tf.constant(np.inf, dtype=dtype), loss, tuple(grads),
-                 tf.TensorArray(dtype, size=0, dynamic_size=True), arrays(), arrays())
-        step, _, _, _, losses, grads_out, params_out = tf.while_loop(cond, body, state, parallel_iterations=1)
-        return step, losses.stack(), [g.stack() for g in grads_out], [p.stack() for p in params_out]
 
-    return train
+        def body(step, previous, loss, grads, losses, grads_out, params_out):
+            optimizer.apply_gradients(zip(grads, variables))
+            t = tf.cast(step - start, tf.int32)
+            losses = losses.write(t, loss)
+            grads_out = tuple(ta.write(t, g) for ta, g in zip(grads_out, grads))
+            params_out = tuple(ta.write(t, tf.convert_to_tensor(v)) for ta, v in zip(params_out, variables))
+            next_loss, next_grads = loss_and_grads(step + 1)
+            return step + 1, loss, next_loss, tuple(next_grads), losses, grads_out, params_out
+
+        def cond(step, previous, loss, grads, *_):
+            return tf.logical_and(step < end, keep_going(loss, previous))
+
+        start = step
+        state = (step, previous, loss, grads, tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=()),
+                 arrays(), arrays())
+        step, previous, loss, grads, losses, grads_out, params_out = tf.while_loop(
+            cond, body, state, parallel_iterations=1)
+        return (step, previous, loss, grads, losses.stack(), [g.stack() for g in grads_out],
+                [p.stack() for p in params_out])
+
+    loss, grads = first()
+    step, previous = tf.constant(0, dtype=tf.int64), tf.constant(np.inf, dtype=dtype)
+    pieces: list[tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]] = []
+    while True:
+        end = min(int(step) + CHUNK_STEPS, max_steps)
+        step, previous, loss, grads, losses, grads_out, params_out = chunk(
+            step, previous, loss, grads, tf.constant(end, dtype=tf.int64))
+        pieces.append((losses.numpy(), [g.numpy() for g in grads_out], [p.numpy() for p in params_out]))
+        if int(step) < end or int(step) >= max_steps:  # stopped early, or done
+            break
+    return (int(step), np.concatenate([p[0] for p in pieces]),
+            [np.concatenate([p[1][i] for p in pieces]) for i in range(len(variables))],
+            [np.concatenate([p[2][i] for p in pieces]) for i in range(len(variables))])
 
 
 def _trace_step(plan: TrainingPlan, step: int) -> Params:
