@@ -1,8 +1,8 @@
 """Keras 3 on the TensorFlow backend.
 
 The model is real Keras (``keras.layers.Dense``, ``keras.optimizers``); the
-training loop is ours, compiled whole: one ``tf.function`` runs every step with
-a ``tf.GradientTape`` and ``optimizer.apply_gradients``, recording loss,
+training loop is ours, compiled: a ``tf.function`` runs the steps (``CHUNK_STEPS`` per
+call) with a ``tf.GradientTape`` and ``optimizer.apply_gradients``, recording loss,
 gradients and parameters in ``tf.TensorArray``s. ``model.fit`` is never used
 for parity runs (it shuffles on its own and costs ~50 ms per epoch here).
 """
