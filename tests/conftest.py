@@ -24,6 +24,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+pytest_plugins = ["pytester"]  # tests/test_plugin.py runs pytest on scenario folders
+
 from harness.run.runner import ScenarioResult, run_scenario  # noqa: E402
 from harness.spec.catalogue import resolve  # noqa: E402
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +54,10 @@ def test_run_exits_1_when_a_pair_disagrees(tmp_path, capsys):
     code = main(["run", str(path), "--frameworks", "numpy,torch", "--dtype", "float64", "--quiet"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "DISAGREE" in out and "rtol=0, atol=0" in out
+    assert "disagree" in out and "DISAGREE" not in out and "rtol=0, atol=0" in out
+    assert "Verdict: disagree (pairs: 0 agree, 0 differ, explained, 1 disagree)" in out
+    assert "### numpy-torch (float64, disagrees): no known cause confirmed" in out
+    assert "- Suspect: no majority in float64: only two implementations (numpy and torch)" in out
 
 
 @pytest.mark.slow
@@ -98,3 +102,62 @@ def test_bench_json_has_the_documented_fields(tmp_path, capsys):
     numpy_row = next(r for r in data["results"] if r["framework"] == "numpy")
     assert numpy_row["ratio_to_numpy"] == 1.0
     assert all(r["dtype"] == "float64" and r["seconds"] > 0 for r in data["results"])
+
+
+# --- one vocabulary: agree / differ, explained / disagree; "ok" a CI script can trust ---------
+
+SMALL_MLP = (Path(__file__).resolve().parent / "scenarios" / "small-mlp.toml").read_text()
+SGD = 'optimizer = { name = "sgd", learning_rate = 0.05 }'
+ADAM = 'optimizer = { name = "adam", learning_rate = 0.01 }'
+
+
+@pytest.mark.slow
+def test_json_ok_is_true_for_a_pair_that_differs_explained(tmp_path, capsys):
+    """The catalogue's Adam style: Keras and torch differ only by Adam's convention, which the
+    reference explains: each pair agrees or differs, explained, so ok (and exit 0)."""
+    assert SMALL_MLP.count(SGD) == 1
+    path = tmp_path / "small-adam.toml"
+    path.write_text(SMALL_MLP.replace(SGD, ADAM))
+    out = tmp_path / "run.json"
+    assert main(["run", str(path), "--dtype", "float64", "--json", str(out), "--quiet"]) == 0
+    data = json.loads(out.read_text())
+    assert data["ok"] is True and data["agree"] is True and data["state"] == "differ, explained"
+    states = {(c["a"], c["b"]): c["state"] for c in data["comparisons"]}
+    assert states == {("numpy[keras]", "numpy[torch]"): "differ, explained", ("numpy[keras]", "keras"): "agree",
+                      ("numpy[torch]", "torch"): "agree", ("keras", "torch"): "differ, explained"}
+    kt = next(c for c in data["comparisons"] if (c["a"], c["b"]) == ("keras", "torch"))
+    assert (kt["agree"], kt["explained"], kt["ok"]) == (False, True, True)
+    assert kt["verdict"].startswith("differ, explained: Adam epsilon placement")
+    assert kt["diagnosis"]["cause"] == "optimizer convention" and kt["diagnosis"]["suspect"] is None
+    assert kt["diagnosis"]["stage"] == "updated layers.0.kernel" and kt["diagnosis"]["step"] == 0
+    assert "the reference in the 'keras' convention" in kt["diagnosis"]["confirmed_by"]
+    printed = capsys.readouterr().out
+    assert "Verdict: differ, explained (pairs: 2 agree, 2 differ, explained, 0 disagree)" in printed
+    assert "### keras-torch (float64, differ, explained): optimizer convention" in printed
+    assert "disagrees" not in printed and "DISAGREE" not in printed
+
+
+@pytest.mark.slow
+def test_json_ok_covers_every_variant_and_the_lab_values(tmp_path):
+    """A file with variants: "ok" over all of them; a printed lab value the reference misses makes
+    it false although every pair agrees."""
+    variants = """
+[[variants]]
+name = "sgd"
+[[variants]]
+name = "adam"
+set = { "training.optimizer" = { name = "adam", learning_rate = 0.01 } }
+"""
+    path, out = tmp_path / "v.toml", tmp_path / "v.json"
+    path.write_text(SMALL_MLP + variants)
+    assert main(["run", str(path), "--dtype", "float64", "--json", str(out), "--quiet"]) == 0
+    data = json.loads(out.read_text())
+    assert (data["ok"], data["agree"]) == (True, True)
+    assert [(s["scenario"], s["state"], s["ok"]) for s in data["scenarios"]] == [
+        ("small-mlp-sgd", "agree", True), ("small-mlp-adam", "differ, explained", True)]
+    wrong_lab = '\n[[variants.lab_values]]\nwhat = "loss"\nstep = 0\nvalue = 123.0\ndecimals = 2\n'
+    path.write_text(SMALL_MLP + variants.replace('name = "sgd"\n', 'name = "sgd"' + wrong_lab))
+    assert main(["run", str(path), "--dtype", "float64", "--json", str(out), "--quiet"]) == 1
+    data = json.loads(out.read_text())
+    assert (data["ok"], data["agree"]) == (False, True)
+    assert [s["ok"] for s in data["scenarios"]] == [False, True]

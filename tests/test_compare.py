@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.judge.compare import compare
+from harness.judge.compare import STATES, compare, worst_state
 from harness.judge.tolerance import Tolerance
 from harness.run.adapters import run_framework
 from harness.run.plan import make_plan
@@ -110,3 +110,22 @@ def test_per_step_series_and_closest_approach_match_a_direct_computation():
     step, quantity, fraction = compare(a, b, TIGHT).closest
     assert (step, quantity) == (3, "output layers.0 (end)")
     assert fraction == pytest.approx(2e-11 / (1e-14 + 5e-12), rel=1e-3)
+
+
+def test_every_pair_is_in_exactly_one_of_three_states():
+    """agree (within tolerance), differ, explained (only an optimizer convention the reference
+    explains) or disagree; ``ok`` is agree or differ, explained; the JSON carries all three."""
+    agree = compare(_trajectory([1.0], [1.0]), _trajectory([1.0], [1.0]), TIGHT)
+    assert (agree.state, agree.ok, agree.verdict) == ("agree", True, "agree")
+    differ = compare(_trajectory([1.0], [1.0]), _trajectory([1.0], [1.1]), TIGHT)
+    assert (differ.state, differ.ok, differ.verdict) == ("disagree", False, "disagree")
+    differ.expected_difference = "Adam epsilon placement"
+    assert differ.state == "disagree"
+    assert differ.verdict == "disagree: beyond the convention difference (Adam epsilon placement)"
+    differ.explained = True
+    assert (differ.state, differ.ok, differ.agree) == ("differ, explained", True, False)
+    assert differ.verdict == "differ, explained: Adam epsilon placement"
+    d = differ.as_dict()
+    assert (d["state"], d["agree"], d["explained"], d["ok"]) == ("differ, explained", False, True, True)
+    assert worst_state([]) == "agree" and worst_state(["agree", "differ, explained"]) == "differ, explained"
+    assert worst_state(["disagree", "differ, explained", "agree"]) == "disagree" and STATES[0] == "agree"

@@ -46,9 +46,10 @@ def test_keras_and_torch_differ_only_by_the_adam_convention(native):
     assert native.comparison("numpy[torch]", "torch", "float64").agree
     kt = native.comparison("keras", "torch", "float64")
     assert not kt.agree and kt.first_divergent_step == 0
-    assert kt.explained and kt.ok and kt.verdict.startswith("differs by Adam epsilon placement")
+    assert kt.explained and kt.ok and kt.state == "differ, explained"
+    assert kt.verdict.startswith("differ, explained: Adam epsilon placement")
     assert "default epsilon 1e-7 vs 1e-8" in kt.verdict
-    assert native.agree
+    assert native.agree and native.ok and native.state == "differ, explained"
 
 
 def test_the_diagnosis_confirms_the_convention_through_the_reference(native):
@@ -67,8 +68,10 @@ def test_a_difference_beyond_the_convention_is_not_explained():
     wrong = replace(s, training=replace(s.training, optimizer=replace(s.training.optimizer, learning_rate=0.0101)))
     result = run_scenario(s, dtypes=("float64",), sides={"torch": wrong})
     assert not result.comparison("numpy[torch]", "torch", "float64").agree
-    assert not result.comparison("keras", "torch", "float64").ok
-    assert not result.agree
+    kt = result.comparison("keras", "torch", "float64")
+    assert not kt.ok and kt.state == "disagree"
+    assert kt.verdict == "disagree"  # torch runs a variant: its difference is not the convention's alone
+    assert not result.agree and not result.ok and result.state == "disagree"
 
 
 def test_adam_in_keras_convention_against_the_reference_in_torch_convention_is_diagnosed():

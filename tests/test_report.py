@@ -2,12 +2,14 @@
 atomic writes, progress lines, and byte-for-byte determinism. Real NumPy, Keras and torch runs."""
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 import harness.render.report
 from harness.commands.cli import main
@@ -159,7 +161,7 @@ def test_diagnosed_report_names_cause_and_control(tmp_path):
     result = run_scenario(s, frameworks=("numpy", "torch"), dtypes=("float64",), sides={"torch": faster})
     diagnoses = diagnose(result)
     md = scenario_files(result, diagnoses)["tiny-mlp.md"].decode()
-    assert "**Verdict: DISAGREE**" in md
+    assert "**Verdict: disagree** (pairs: 0 agree, 0 differ, explained, 1 disagree)" in md
     assert "### numpy-torch (float64, disagrees): learning rate" in md
     assert "- First divergence: step 0, `layers.0.kernel`" in md
     assert "the difference appears at `updated layers.0.kernel`" in md
@@ -169,4 +171,68 @@ def test_diagnosed_report_names_cause_and_control(tmp_path):
     assert len(table_rows) == 1 and table_rows[0].rstrip().endswith("| yes                |")
     index = index_markdown([summary(result, diagnoses)])
     assert "1 disagree (1 with every divergence's cause confirmed by a control run)" in index
-    assert "| tiny-mlp | DISAGREE | numpy-torch float64: learning rate |" in index
+    assert "| tiny-mlp | disagree | numpy-torch float64: learning rate |" in index
+
+
+# --- one vocabulary: the top verdict, the table, the headings and the index agree ------------
+
+STATES = ("agree", "differ, explained", "disagree")
+
+
+def agreement_states(md: str) -> list[str]:
+    """The state of each row of the agreement table (its verdict cell starts with the state)."""
+    section = md.split("## Agreement, step by step", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("|")]
+    column = rows[0].index("verdict")
+    return [next(s for s in STATES if row[column] == s or row[column].startswith(s + ":")) for row in rows[2:]]
+
+
+def wrong_tanh(self, x):
+    return torch.tanh(x) * (1 + 1e-6)
+
+
+def test_no_report_says_agree_beside_a_pair_that_disagrees(tmp_path, monkeypatch):
+    """Reports of an agreeing, an explained (Adam) and a disagreeing (torch's nn.Tanh made wrong)
+    scenario: the top verdict is the worst state of the table's pairs, a diagnosis heading never says
+    "disagrees" for a pair that agrees or differs, explained, and the index counts the same states."""
+    small = (Path(__file__).resolve().parent / "scenarios" / "small-mlp.toml").read_text()
+    sgd = 'optimizer = { name = "sgd", learning_rate = 0.05 }'
+    texts = {"tiny-mlp": TINY, "small-adam": small.replace('name = "small-mlp"', 'name = "small-adam"').replace(
+        sgd, 'optimizer = { name = "adam", learning_rate = 0.01 }')}
+    out = tmp_path / "reports"
+    for name, text in texts.items():
+        (tmp_path / f"{name}.toml").write_text(text)
+        assert main(["report", "--scenario", str(tmp_path / f"{name}.toml"), "--out", str(out), "--quiet"]) == 0
+    monkeypatch.setattr(torch.nn.Tanh, "forward", wrong_tanh)
+    (tmp_path / "small-mlp.toml").write_text(small)
+    assert report(tmp_path / "small-mlp.toml", out, "--quiet") == 1
+    verdicts = {}
+    for name in ("tiny-mlp", "small-adam", "small-mlp"):
+        md = (out / f"{name}.md").read_text()
+        [top] = re.findall(r"\*\*Verdict: (.+?)\*\*", md)
+        states = agreement_states(md)
+        assert top == max(states, key=STATES.index), name
+        assert not (top == "agree" and "disagree" in states)
+        for heading in re.findall(r"^### (\S+) \((float\d\d), (.+?)\): ", md, flags=re.M):
+            pair, dtype, words = heading
+            assert words in ("disagrees", "differ, explained", "agrees, drifts"), heading
+        verdicts[name] = top
+    assert verdicts == {"tiny-mlp": "agree", "small-adam": "differ, explained", "small-mlp": "disagree"}
+    adam = (out / "small-adam.md").read_text()
+    assert "### keras-torch (float64, differ, explained): optimizer convention" in adam
+    assert "(float64, disagrees)" not in adam
+    index = (out / "README.md").read_text()
+    assert "3 scenarios: 1 agree in every pair and dtype; 1 differ, explained" in index
+    assert "; 1 disagree (" in index
+    assert "| small-adam | differ, explained |" in index and "| small-mlp | disagree |" in index
+
+
+def test_index_reads_the_verdicts_of_earlier_versions_in_todays_words(tmp_path):
+    old = {"name": "old-one", "title": "t", "verdict": "agree (frameworks differ only by optimizer convention)",
+           "lab": "-", "worst": "-", "causes": []}
+    (tmp_path / "old-one.md").write_text(f"x\n<!-- nn-parity-summary: {json.dumps(old)} -->\n")
+    assert read_summary(tmp_path / "old-one.md")["verdict"] == "differ, explained"
+    old["verdict"], old["name"] = "DISAGREE", "old-two"
+    (tmp_path / "old-two.md").write_text(f"x\n<!-- nn-parity-summary: {json.dumps(old)} -->\n")
+    assert read_summary(tmp_path / "old-two.md")["verdict"] == "disagree"

@@ -80,7 +80,7 @@ def test_all_ones_hidden_units_stay_identical(catalogue_result):
                 assert np.array_equal(value, first), (framework, dtype)
 
 
-@pytest.mark.parametrize("catalogue_result, final", zip(WIDTHS, [81.63, 80.73, 81.24, 84.04]),
+@pytest.mark.parametrize("catalogue_result, final", list(zip(WIDTHS, [81.63, 80.73, 81.24, 84.04])),
                          indirect=["catalogue_result"], scope="session")
 def test_width_does_not_help_a_symmetric_network(catalogue_result, final):
     """Final MSE (float64 reference) as stated in the file: 81.63, 80.73, 81.24, 84.04 for

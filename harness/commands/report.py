@@ -48,7 +48,7 @@ def handle(args: argparse.Namespace) -> int:
         write_files_atomic(out, {f"{scenario.name}.timings.tsv": timings_text(result).encode()})
         summaries.append(summary(result, diagnoses))
         done.add(scenario.name)
-        all_agree = all_agree and result.agree
+        all_agree = all_agree and result.ok
     for path in sorted(out.glob("*.md")):  # reports written earlier into --out stay in the index
         if path.stem not in done and path.name != "README.md":
             previous = read_summary(path)

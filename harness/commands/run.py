@@ -1,13 +1,16 @@
-"""``nn-parity run NAME|FILE``: run a scenario (each variant of a file), print the agreement table and the
-final parameters or outputs."""
+"""``nn-parity run NAME|FILE``: run a scenario (each variant of a file), print the agreement table, the
+final parameters or outputs, the verdict and the diagnosis of every pair that does not agree or drifts."""
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Sequence
 
 from harness.commands.args import dtypes_arg, frameworks_arg, memory_size
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
+from harness.judge.diagnosis import Diagnosis, diagnose
 from harness.render.files import check_output_file
+from harness.render.report import diagnosis_lines, state_counts, verdict
 from harness.render.results_json import write_json_many, write_result_json
 from harness.render.tables import (
     accuracy_table,
@@ -19,9 +22,9 @@ from harness.render.tables import (
     runs_table,
 )
 from harness.run.adapters import FRAMEWORKS
-from harness.run.runner import run_scenario
+from harness.run.runner import Progress, ScenarioResult, run_scenario
 from harness.spec.catalogue import resolve_all
-from harness.spec.scenario import DTYPES
+from harness.spec.scenario import DTYPES, Scenario
 
 
 def register(subparsers) -> None:
@@ -47,15 +50,18 @@ def handle(args: argparse.Namespace) -> int:
     results = [run_one(s, args, progress) for s in scenarios]
     if args.json:
         if len(results) == 1:
-            write_result_json(results[0], args.json)
+            write_result_json(results[0][0], args.json, diagnoses=results[0][1])
         else:
             write_json_many(results, args.json)
-    return EXIT_AGREE if all(r.agree and r.lab_ok for r in results) else EXIT_DISAGREE
+    return EXIT_AGREE if all(r.ok for r, _ in results) else EXIT_DISAGREE
 
 
-def run_one(scenario, args: argparse.Namespace, progress):
+def run_one(scenario: Scenario, args: argparse.Namespace,
+            progress: Progress | None) -> tuple[ScenarioResult, Sequence[Diagnosis]]:
+    """Run, print and diagnose one scenario (the diagnosis is the report's, word for word)."""
     result = run_scenario(scenario, frameworks=args.frameworks, dtypes=args.dtypes, progress=progress,
                           max_bytes=args.max_memory)
+    diagnoses = diagnose(result, progress=progress)
     print(f"# {scenario.name}: {scenario.title}\n")
     print(markdown(runs_table(result)), end="\n\n")
     if result.comparisons:
@@ -75,4 +81,10 @@ def run_one(scenario, args: argparse.Namespace, progress):
     for c in result.comparisons:
         if not c.ok:
             print(c.describe_failure(scenario.name))
-    return result
+    print(f"Verdict: {verdict(result)}" + (f" ({state_counts(result)})" if result.comparisons else "")
+          + ("" if result.lab_ok else " — the reference misses a printed lab value"))
+    if diagnoses:
+        print("\n## Divergence diagnosis\n")
+        print("\n".join(diagnosis_lines(result, diagnoses, stage_tables=False)).rstrip())
+    print()
+    return result, diagnoses

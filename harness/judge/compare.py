@@ -17,12 +17,24 @@ drift diagnosis read them).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from harness.judge.tolerance import ElementDiffs, Tolerance, compare_elements
 from harness.run.trajectory import Trajectory
+
+# The three states of a compared pair, used word for word in the agreement table, the report's
+# verdict and index, the terminal and the JSON.
+AGREE = "agree"  # within tolerance at every step
+EXPLAINED = "differ, explained"  # differs only by an optimizer convention the reference explains
+DISAGREE = "disagree"
+STATES = (AGREE, EXPLAINED, DISAGREE)
+
+
+def worst_state(states: Iterable[str]) -> str:
+    """The worst of some pair states (``agree`` when there are none)."""
+    return max(states, key=STATES.index, default=AGREE)
 
 
 @dataclass
@@ -85,13 +97,21 @@ class Comparison:
         return self.agree or (bool(self.expected_difference) and self.explained)
 
     @property
-    def verdict(self) -> str:
+    def state(self) -> str:
+        """The pair's one state (``STATES``): ``agree`` (within tolerance at every step), ``differ,
+        explained`` (differs only by an optimizer convention the reference explains) or ``disagree``."""
         if self.agree:
-            return "agree"
-        if self.expected_difference:
-            return (f"differs by {self.expected_difference}" if self.explained
-                    else f"DISAGREE (beyond the convention difference: {self.expected_difference})")
-        return "DISAGREE"
+            return AGREE
+        return EXPLAINED if self.ok else DISAGREE
+
+    @property
+    def verdict(self) -> str:
+        """The state, with what explains the difference (or what it goes beyond)."""
+        if self.state == EXPLAINED:
+            return f"{EXPLAINED}: {self.expected_difference}"
+        if self.state == DISAGREE and self.expected_difference:
+            return f"{DISAGREE}: beyond the convention difference ({self.expected_difference})"
+        return self.state
 
     def describe_failure(self, scenario: str) -> str:
         """A parity failure message in the style of numpy.testing.assert_allclose."""
@@ -108,7 +128,7 @@ class Comparison:
         return {
             "a": self.a, "b": self.b, "dtype": self.dtype, "max_abs": self.max_abs, "max_rel": self.max_rel,
             "first_divergent_step": self.first_divergent_step, "rtol": self.rtol, "atol": self.atol,
-            "agree": self.agree, "steps_a": self.steps_a, "steps_b": self.steps_b,
+            "state": self.state, "agree": self.agree, "ok": self.ok, "steps_a": self.steps_a, "steps_b": self.steps_b,
             "per_quantity": {k: {"max_abs": q.max_abs, "max_rel": q.max_rel, "first_bad_step": q.first_bad_step}
                              for k, q in self.quantities.items()},
             "gradients": {k: {"max_abs": q.max_abs, "max_rel": q.max_rel} for k, q in self.gradients.items()},

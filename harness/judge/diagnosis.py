@@ -20,17 +20,20 @@ For a pair that disagrees, three questions are answered in turn:
 3. **Why**: a registry of known causes, each with the control run that confirms it
    (``CAUSES``). A cause is named only when its control run, the same pair re-run with
    that one thing aligned, agrees within the tolerance.
+4. **Who**: with three or more implementations in a dtype, the one that disagrees with every
+   other while those agree among themselves is named the *suspect* (``suspect``); a two-way
+   disagreement, or no clear odd one out, names none ("no majority").
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from harness.errors import BadInput
-from harness.judge.compare import Comparison, compare
+from harness.judge.compare import DISAGREE, Comparison, compare
 from harness.judge.tolerance import Tolerance, compare_elements
 from harness.run.adapters import adapter, run_framework
 from harness.run.plan import TrainingPlan, make_plan
@@ -110,6 +113,13 @@ class Localisation:
     def first_beyond(self) -> StageDiff | None:
         """The first stage in data-flow order with an element beyond the tolerance."""
         return next((s for s in self.stages if s.beyond_tolerance), None)
+
+    @property
+    def stage(self) -> str | None:
+        """The stage the difference is localised at: where it appears, else the first beyond the
+        tolerance; None when nothing was traced or no stage differs."""
+        found = self.appears_at or self.first_beyond
+        return None if found is None else found.stage
 
     def describe(self) -> str:
         if self.message:
@@ -398,10 +408,18 @@ class Diagnosis:
     cause: Cause | None = None
     confirmed_by: ControlRun | None = None
     controls: list[ControlRun] = field(default_factory=list)  # every control run tried, in order
+    # Who is suspected in the pair's dtype: set for a disagreeing pair (the odd one out when it is a
+    # side of this pair, else "no majority"); None for a drift or a pair that differs, explained.
+    suspect: Suspect | None = None
 
     @property
     def cause_name(self) -> str:
         return self.cause.name if self.cause else NO_CAUSE
+
+    @property
+    def stage(self) -> str | None:
+        """Where within the step the difference shows first (``Localisation.stage``)."""
+        return self.localisation.stage
 
 
 def name_cause(pair: Pair, *, causes: tuple[Cause, ...] = CAUSES,
@@ -439,4 +457,81 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
         localisation = localise(result, c, step, progress=progress, cache=cache)
         cause, confirmed_by, tried = name_cause(pair, progress=progress)
         out.append(Diagnosis(c, kind, step, quantity, fraction, localisation, cause, confirmed_by, tried))
+    localisations = {id(d.comparison): d.localisation for d in out}
+    for dtype in result.dtypes:
+        found = suspect(result, dtype, localisations=localisations)
+        if found is None:
+            continue
+        for d in out:
+            c = d.comparison
+            if c.dtype == dtype and c.state == DISAGREE and (
+                    found.label is None or found.label in (framework_of(c.a), framework_of(c.b))):
+                d.suspect = found
     return out
+
+
+# --- the odd one out ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Suspect:
+    """Who a disagreement in ``dtype`` points at: ``label`` (an implementation, e.g. ``torch``)
+    when it disagrees with every other implementation and those agree among themselves (states
+    ``agree`` or ``differ, explained``), else None: no majority, and ``reason`` says why."""
+
+    dtype: str
+    label: str | None
+    others: tuple[str, ...]  # the implementations that agree among themselves (empty: no majority)
+    step: int | None  # the suspect's first divergent step against any of the others
+    stage: str | None  # where within that step the difference shows (``Localisation.stage``)
+    reason: str
+
+    def describe(self) -> str:
+        return self.reason
+
+
+def _names(labels: list[str] | tuple[str, ...]) -> str:
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
+def suspect(result: ScenarioResult, dtype: str, *,
+            localisations: Mapping[int, Localisation] | None = None) -> Suspect | None:
+    """The odd one out among the implementations of ``dtype``, or why there is none; None when no
+    pair of ``dtype`` disagrees. Implementations are frameworks: the reference's runs in each
+    optimizer convention (``numpy[keras]``, ``numpy[torch]``) count as one, ``numpy``, whose pair
+    with another framework disagrees when any of their compared runs do. ``localisations`` (by
+    ``id`` of the comparison, as ``diagnose`` makes them) give the stage of the suspect's first
+    divergence."""
+    compared = [c for c in result.comparisons if c.dtype == dtype and framework_of(c.a) != framework_of(c.b)]
+    disagreeing = [c for c in compared if c.state == DISAGREE]
+    if not disagreeing:
+        return None
+    implementations = list(dict.fromkeys(framework_of(label) for label in result.frameworks
+                                         if result.runs.get((label, dtype)) is not None
+                                         and result.runs[(label, dtype)].ok))
+    states: dict[frozenset[str], bool] = {}  # framework pair -> disagrees
+    for c in compared:
+        key = frozenset((framework_of(c.a), framework_of(c.b)))
+        states[key] = states.get(key, False) or c.state == DISAGREE
+    bad = ["-".join(sorted(k, key=implementations.index)) for k, v in states.items() if v]
+    if len(implementations) < 3:
+        return Suspect(dtype, None, (), None, None,
+                       f"no majority in {dtype}: only two implementations ({_names(implementations)}), "
+                       "so their disagreement cannot say which one is wrong")
+    complete = all(frozenset((x, y)) in states for i, x in enumerate(implementations)
+                   for y in implementations[i + 1:])
+    for odd in implementations:
+        others = tuple(x for x in implementations if x != odd)
+        if complete and all(states[frozenset((odd, o))] for o in others) and not any(
+                states[frozenset((x, y))] for i, x in enumerate(others) for y in others[i + 1:]):
+            mine = [c for c in disagreeing if odd in (framework_of(c.a), framework_of(c.b))]
+            first = min(mine, key=lambda c: c.first_divergent_step if c.first_divergent_step is not None else 0)
+            step = first.first_divergent_step
+            loc = (localisations or {}).get(id(first))
+            stage = None if loc is None else loc.stage
+            where = f"from step {step}" + (f" at `{stage}`" if stage else "")
+            return Suspect(dtype, odd, others, step, stage,
+                           f"{odd} differs from {_names(others)}, which agree: suspect {odd}, {where}")
+    why = (f"not every pair of {_names(implementations)} was compared" if not complete else
+           f"no one of {_names(implementations)} differs from every other while those agree")
+    return Suspect(dtype, None, (), None, None,
+                   f"no majority in {dtype}: {why} (disagreeing pairs: {', '.join(bad)})")

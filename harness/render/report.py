@@ -11,8 +11,9 @@ import platform
 import re
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+from harness.judge.compare import AGREE, DISAGREE, EXPLAINED, STATES
 from harness.judge.diagnosis import CAUSES, DRIFT_FRACTION, NO_CAUSE, R_THRESHOLD, Diagnosis, growth
 from harness.render.files import content_name, display_path
 from harness.render.plots import differences_png, loss_curves_png
@@ -53,16 +54,23 @@ def environment_lines(result: ScenarioResult) -> list[str]:
 
 
 def verdict(result: ScenarioResult) -> str:
+    """The scenario's verdict: ``CRASHED: ...`` when a run crashed, ``nothing compared``, else the
+    worst state of its pairs, in the pairs' own words (``agree``, ``differ, explained``, ``disagree``)."""
     crashed = [f"{fw} ({dt})" for (fw, dt), r in result.runs.items() if r.status == "crashed"]
     if crashed:
         return "CRASHED: " + ", ".join(crashed)
     if not result.comparisons:
         return "nothing compared"
-    if not result.agree:
-        return "DISAGREE"
-    if not all(c.agree for c in result.comparisons):
-        return "agree (frameworks differ only by optimizer convention)"
-    return "agree"
+    return result.state
+
+
+def state_counts(result: ScenarioResult) -> str:
+    """How many pairs are in each state: ``pairs: 6 agree, 2 differ, explained, 0 disagree``."""
+    return "pairs: " + ", ".join(f"{sum(c.state == s for c in result.comparisons)} {s}" for s in STATES)
+
+
+# Legacy verdicts in summaries written by earlier versions, in today's words (for the index).
+LEGACY_VERDICTS = {"DISAGREE": DISAGREE, "agree (frameworks differ only by optimizer convention)": EXPLAINED}
 
 
 def worst_difference(result: ScenarioResult) -> str:
@@ -109,11 +117,23 @@ def _growth_lines(result: ScenarioResult) -> list[str]:
     return lines
 
 
-def diagnosis_lines(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list[str]:
+# A diagnosis heading's words for the pair's state (a drift is a pair that agrees: "agrees, drifts").
+HEADING_STATE = {AGREE: "agrees", EXPLAINED: EXPLAINED, DISAGREE: "disagrees"}
+
+
+def heading_state(d: Diagnosis) -> str:
+    """``disagrees``, ``differ, explained`` or ``agrees, drifts``: never a word its state contradicts."""
+    words = HEADING_STATE[d.comparison.state]
+    return f"{words}, drifts" if d.kind == "drift" else words
+
+
+def diagnosis_lines(result: ScenarioResult, diagnoses: Sequence[Diagnosis], *, stage_tables: bool = True) -> list[str]:
+    """The diagnosis of each pair, as the report and ``nn-parity run`` show it (the terminal leaves
+    out the stage-by-stage tables: ``stage_tables=False``)."""
     lines = []
     for d in diagnoses:
         c, m = d.comparison, d.comparison.mismatch
-        lines += [f"### {c.pair} ({c.dtype}, {'drifts' if d.kind == 'drift' else 'disagrees'}): {d.cause_name}", ""]
+        lines += [f"### {c.pair} ({c.dtype}, {heading_state(d)}): {d.cause_name}", ""]
         if d.kind == "drift":
             lines.append(f"- Drift: the pair agrees, but `{d.quantity}` uses {d.fraction:.2g} x the tolerance at "
                          f"step {d.step} (diagnosed when >= {DRIFT_FRACTION:g}).")
@@ -124,6 +144,8 @@ def diagnosis_lines(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list[
         elif c.note:
             lines.append(f"- First divergence: step {c.first_divergent_step} ({c.note}).")
         lines.append(f"- Localisation: {d.localisation.describe()}.")
+        if d.suspect is not None:
+            lines.append(f"- Suspect: {d.suspect.describe()}.")
         if d.cause is not None and d.confirmed_by is not None:
             lines.append(f"- Cause: **{d.cause.name}**: {d.cause.explanation}. Confirmed by the control run "
                          f"{d.confirmed_by.describe()}.")
@@ -133,7 +155,7 @@ def diagnosis_lines(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list[
         if others:
             lines += ["- Other control runs:"] + [f"  - {r.describe()}" for r in others]
         lines.append("")
-        if d.localisation.stages:
+        if stage_tables and d.localisation.stages:
             lines += [f"Step {d.localisation.step}, traced in both implementations (each replays its own run "
                       "up to the step); d is the largest relative difference of the stage.", "",
                       markdown(localisation_table(d.localisation.stages)), ""]
@@ -151,7 +173,8 @@ def scenario_markdown(result: ScenarioResult, diagnoses: list[Diagnosis] | None 
         GENERATED, SUMMARY_PREFIX + json.dumps(summary(result, diagnoses), sort_keys=True) + " -->", "",
         f"# {s.title}", "",
         f"Scenario `{s.name}` ({display_path(s.path)}); source: {s.source or '-'}.", "",
-        f"**Verdict: {verdict(result)}**" + ("" if result.lab_ok else " — the reference misses a printed lab value"),
+        f"**Verdict: {verdict(result)}**" + (f" ({state_counts(result)})" if result.comparisons else "")
+        + ("" if result.lab_ok else " — the reference misses a printed lab value"),
         "", *([s.description.strip(), ""] if s.description.strip() else []),
         "## Set-up", "",
         f"- Model: {s.input_dim} inputs -> {layers}; parameters: "
@@ -172,9 +195,9 @@ def scenario_markdown(result: ScenarioResult, diagnoses: list[Diagnosis] | None 
     if result.comparisons:
         lines += ["## Agreement, step by step", "", markdown(agreement_table(result)), ""]
         failures = [f"- {c.describe_failure(s.name)}" for c in result.comparisons if not c.ok]
-        failures += [f"- {c.a} vs {c.b} ({c.dtype}) differ by {c.expected_difference}: each agrees with the "
-                     "reference run in its own optimizer convention, so the difference is the convention's "
-                     f"(max |a - b| {c.max_abs:.2e})." for c in result.comparisons if c.ok and not c.agree]
+        failures += [f"- {c.a} vs {c.b} ({c.dtype}): {EXPLAINED}, by {c.expected_difference}: each agrees with "
+                     "the reference run in its own optimizer convention, so the difference is the convention's "
+                     f"(max |a - b| {c.max_abs:.2e})." for c in result.comparisons if c.state == EXPLAINED]
         lines += failures + ([""] if failures else [])
         if plots:
             lines += ["## How the difference grows", ""]
@@ -182,7 +205,7 @@ def scenario_markdown(result: ScenarioResult, diagnoses: list[Diagnosis] | None 
             lines += _growth_lines(result) + [""]
     if diagnoses:
         lines += ["## Divergence diagnosis", "",
-                  "Pairs that disagree, or agree but use at least "
+                  f"Pairs that {DISAGREE}, that {EXPLAINED}, or that {AGREE} but use at least "
                   f"{DRIFT_FRACTION:g} x their tolerance at some step (drift). "
                   f"Localisation threshold: a stage introduces the difference when R > {R_THRESHOLD:g}. "
                   "Causes tried, in order, each with its control run: "
@@ -251,6 +274,8 @@ def read_summary(report: Path) -> dict[str, Any] | None:
                     or not is_name(summary["name"]) or summary["name"] != report.stem
                     or not isinstance(summary["causes"], list)):
                 return None
+            if isinstance(summary["verdict"], str):
+                summary["verdict"] = LEGACY_VERDICTS.get(summary["verdict"], summary["verdict"])
             cells = [summary[k] for k in ("verdict", "lab", "worst")] + summary["causes"]
             if not all(isinstance(c, str) and not any(bad in c for bad in "|\n\r") for c in cells):
                 return None
@@ -260,15 +285,17 @@ def read_summary(report: Path) -> dict[str, Any] | None:
 
 def index_markdown(summaries: list[dict[str, Any]]) -> str:
     summaries = sorted(summaries, key=lambda x: x["name"])
-    agree = sum(1 for x in summaries if x["verdict"].startswith("agree"))
+    agree = sum(1 for x in summaries if x["verdict"] == AGREE)
+    differ = sum(1 for x in summaries if x["verdict"] == EXPLAINED)
     crashed = sum(1 for x in summaries if x["verdict"].startswith("CRASHED"))
-    disagree = [x for x in summaries if x["verdict"] == "DISAGREE"]
+    disagree = [x for x in summaries if x["verdict"] == DISAGREE]
     explained = sum(1 for x in disagree
                     if x.get("causes") and not any(c.endswith(NO_CAUSE) for c in x["causes"] if "(drift)" not in c))
     lines = [
         GENERATED, "", "# nn-parity reports", "",
-        f"{len(summaries)} scenario{'' if len(summaries) == 1 else 's'}: {agree} agree in every pair and dtype; "
-        f"{len(disagree)} disagree "
+        f"{len(summaries)} scenario{'' if len(summaries) == 1 else 's'}: {agree} {AGREE} in every pair and dtype; "
+        f"{differ} {EXPLAINED} (some pair differs only by an optimizer convention the reference explains); "
+        f"{len(disagree)} {DISAGREE} "
         f"({explained} with every divergence's cause confirmed by a control run); {crashed} with a crashed run.", "",
         "| scenario | verdict | causes | lab values | worst difference | report |",
         "| --- | --- | --- | --- | --- | --- |",

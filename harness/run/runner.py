@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from harness.judge.compare import Comparison, compare
+from harness.judge.compare import Comparison, compare, worst_state
 from harness.judge.lab_values import LabCheck, check_lab_value
 from harness.judge.metrics import ACCURACY_LOSSES, evaluate
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_framework
@@ -127,6 +127,18 @@ class ScenarioResult:
     @property
     def lab_ok(self) -> bool:
         return all(c.ok for c in self.lab_checks)
+
+    @property
+    def ok(self) -> bool:
+        """What a CI script can trust: every pair agrees or differs, explained; no run crashed; the
+        reference reproduces the lab's printed values."""
+        return self.agree and self.lab_ok
+
+    @property
+    def state(self) -> str:
+        """The worst state of the compared pairs (``harness.judge.compare.STATES``; ``agree`` when
+        nothing was compared)."""
+        return worst_state(c.state for c in self.comparisons)
 
     def comparison(self, a: str, b: str, dtype: str) -> Comparison | None:
         for c in self.comparisons:
