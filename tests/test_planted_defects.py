@@ -12,8 +12,9 @@ in all three implementations in float64 and the harness must
   scenario setting, so no registered cause applies and each says ``NO_CAUSE``: a wrong formula
   is found and localised, not explained.
 
-A defect the harness does not localise as a user would expect is marked ``xfail(strict=True)``
-with the finding, rather than asserting what the harness happens to say.
+A defect only in a run loop is invisible to the separate replay of the step (``trace_step``): the
+harness then says that the carrier's replay does not reproduce its run and names the stage
+``RUN_LOOP``.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import pytest
 import torch
 
 from harness.judge.compare import DISAGREE
-from harness.judge.diagnosis import NO_CAUSE, Diagnosis, diagnose
+from harness.judge.diagnosis import NO_CAUSE, RUN_LOOP, Diagnosis, diagnose
 from harness.run.adapters import keras_tf, torch_eager
 from harness.run.adapters.numpy_reference import NumpyReference
 from harness.run.plan import TrainingPlan
@@ -243,8 +244,9 @@ CASES: list[tuple[Defect, Plant]] = [
             "numpy", 0, G0), plant_reference_tanh_derivative),
     (Defect("numpy-mse-gradient-without-2", "reference.losses.LOSSES['mse'].gradient", MLP,
             "numpy", 0, "gradient layers.1.kernel"), plant_reference_mse_gradient),
+    # only in the run loop: the replay picks the right batch, so the stage is the run loop itself
     (Defect("numpy-batch-order-run-only", "TrainingPlan.batch_indices inside NumpyReference.run", MLP,
-            "numpy", 0, "output layers.0"), plant_reference_batch_order_in_run),
+            "numpy", 0, RUN_LOOP), plant_reference_batch_order_in_run),
     (Defect("numpy-batch-order", "TrainingPlan.batch_indices inside NumpyReference.run and trace_step", MLP,
             "numpy", 0, "output layers.0"), plant_reference_batch_order_in_run_and_trace),
     (Defect("numpy-float32", "NumpyReference.run/trace_step given float32 data and weights", MLP,
@@ -271,43 +273,22 @@ CASES: list[tuple[Defect, Plant]] = [
             "torch", 0, UPDATED), plant_torch_learning_rate_float32),
 ]
 
-XFAIL: dict[str, str] = {
-    "numpy-batch-order-run-only": (
-        "a defect only in NumpyReference.run (its batch selection) is caught and the suspect and step are "
-        "right, but no stage is named (Diagnosis.stage and Suspect.stage are None): trace_step replays the "
-        "step with separate code that picks the right batch, so both replays agree at every stage and the "
-        "diagnosis says 'no stage is beyond the tolerance when both sides replay the step' without noticing "
-        "that the replay did not reproduce the run it is meant to explain"),
-    "numpy-float32": (
-        "a reference fed float32 data and weights is localised at `output layers.0` (R = 17 on near-zero "
-        "tanh outputs) although `params layers.0.kernel` is already beyond the tolerance entering step 0 "
-        "(R = 0.4: a float32 rounding, 4e-8 relative, never reaches R_THRESHOLD by design); the stage "
-        "prefers where R first exceeds 10 over an earlier stage beyond the tolerance, so a difference "
-        "that entered with the parameters is named at a later stage"),
-}
-
 Judged = tuple[ScenarioResult, list[Diagnosis]]
-_JUDGED: dict[str, Judged] = {}
+CASES_BY_ID = {defect.id: (defect, plant) for defect, plant in CASES}
 
 
-def judged(defect: Defect, plant: Plant) -> Judged:
-    """The scenario run with the defect planted, and its diagnoses (made under the same patch: the
-    replayed steps carry the defect too); once per defect, every patch undone on return."""
-    if defect.id not in _JUDGED:
-        with pytest.MonkeyPatch.context() as mp:
-            plant(mp)
-            result = run_scenario(scenario(defect.scenario), dtypes=("float64",))
-            _JUDGED[defect.id] = result, [d for d in diagnose(result) if d.kind == "disagree"]
-    return _JUDGED[defect.id]
+@pytest.fixture(scope="module")
+def judged(request: pytest.FixtureRequest) -> tuple[Defect, Judged]:
+    """The scenario run with the defect ``request.param`` planted, and its diagnoses (made under the
+    same patch: the replayed steps carry the defect too); once per defect, every patch undone."""
+    defect, plant = CASES_BY_ID[request.param]
+    with pytest.MonkeyPatch.context() as mp:
+        plant(mp)
+        result = run_scenario(scenario(defect.scenario), dtypes=("float64",))
+        return defect, (result, [d for d in diagnose(result) if d.kind == "disagree"])
 
 
-def _params(*, stage: bool) -> list[Any]:
-    out = []
-    for defect, plant in CASES:
-        marks = ([pytest.mark.xfail(strict=True, reason=XFAIL[defect.id])]
-                 if stage and defect.id in XFAIL else [])
-        out.append(pytest.param(defect, plant, id=defect.id, marks=marks))
-    return out
+DEFECTS = list(CASES_BY_ID)
 
 
 @pytest.mark.parametrize("name", [MLP, BCE])
@@ -317,9 +298,9 @@ def test_the_unplanted_scenarios_agree(name: str) -> None:
     assert result.ok and all(c.state != DISAGREE for c in result.comparisons)
 
 
-@pytest.mark.parametrize(("defect", "plant"), _params(stage=False))
-def test_a_planted_defect_fails_the_run_and_names_its_carrier(defect: Defect, plant: Plant) -> None:
-    result, diagnoses = judged(defect, plant)
+@pytest.mark.parametrize("judged", DEFECTS, indirect=True, scope="module")
+def test_a_planted_defect_fails_the_run_and_names_its_carrier(judged: tuple[Defect, Judged]) -> None:
+    defect, (result, diagnoses) = judged
     assert all(result.runs[(fw, "float64")].ok for fw in FRAMEWORKS), "a planted defect must not crash a run"
     assert not result.ok
     # exactly the two pairs with the carrier disagree; the other two implementations agree
@@ -334,11 +315,15 @@ def test_a_planted_defect_fails_the_run_and_names_its_carrier(defect: Defect, pl
         assert d.cause_name == defect.cause
 
 
-@pytest.mark.parametrize(("defect", "plant"), _params(stage=True))
-def test_a_planted_defect_is_localised_where_it_acts(defect: Defect, plant: Plant) -> None:
-    _, diagnoses = judged(defect, plant)
+@pytest.mark.parametrize("judged", DEFECTS, indirect=True, scope="module")
+def test_a_planted_defect_is_localised_where_it_acts(judged: tuple[Defect, Judged]) -> None:
+    defect, (_, diagnoses) = judged
     assert diagnoses
     for d in diagnoses:
         assert d.suspect is not None
         assert (d.stage, d.suspect.stage) == (defect.stage, defect.stage)
-        assert d.localisation.first_beyond is not None
+        if defect.stage == RUN_LOOP:  # the replay of the carrier does not reproduce its run: said so
+            assert list(d.localisation.replay_mismatches) == [defect.suspect]
+            assert "does not reproduce its run" in d.localisation.describe()
+        else:
+            assert d.localisation.first_beyond is not None and not d.localisation.replay_mismatches

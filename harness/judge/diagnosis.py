@@ -58,6 +58,7 @@ R_THRESHOLD = 10.0
 # "drifts", and is diagnosed like a disagreement, at that step.
 DRIFT_FRACTION = 0.5
 NO_CAUSE = "no known cause confirmed"
+RUN_LOOP = "the run loop"  # the stage named when a side's replay does not reproduce its own run
 
 
 # --- growth over training -----------------------------------------------------
@@ -103,6 +104,9 @@ class Localisation:
     step: int
     stages: list[StageDiff]
     message: str = ""  # why it could not be done, if it could not
+    # implementations whose replay of the step does not reproduce their own run (the run's loss or
+    # updated parameters), each with what differs: the difference lives in the run loop itself
+    replay_mismatches: dict[str, str] = field(default_factory=dict)
 
     @property
     def appears_at(self) -> StageDiff | None:
@@ -116,10 +120,15 @@ class Localisation:
 
     @property
     def stage(self) -> str | None:
-        """The stage the difference is localised at: where it appears, else the first beyond the
-        tolerance; None when nothing was traced or no stage differs."""
-        found = self.appears_at or self.first_beyond
-        return None if found is None else found.stage
+        """The stage the difference is localised at: the earlier, in data-flow order, of where it
+        appears and the first stage beyond the tolerance (a difference that entered the step with
+        the parameters shows at ``params ...``, even when it grew too slowly for R); else, when a
+        side's replay does not reproduce its own run, that side's run loop (``RUN_LOOP``); None
+        when nothing was traced or no stage differs."""
+        found = [s for s in (self.appears_at, self.first_beyond) if s is not None]
+        if found:
+            return min(found, key=self.stages.index).stage
+        return RUN_LOOP if self.replay_mismatches else None
 
     def describe(self) -> str:
         if self.message:
@@ -129,7 +138,10 @@ class Localisation:
                  if appears else f"no stage's R exceeds {R_THRESHOLD:g}")
         first = f"the first stage beyond the tolerance is `{beyond.stage}`" if beyond else \
             "no stage is beyond the tolerance when both sides replay the step"
-        return f"within step {self.step}, {where}; {first}"
+        replays = "".join(f"; {label}'s replay of the step does not reproduce its run ({what}): the "
+                          "difference is in its run loop, which the replay does not share"
+                          for label, what in self.replay_mismatches.items())
+        return f"within step {self.step}, {where}; {first}{replays}"
 
 
 def stage_differences(trace_a: dict[str, np.ndarray], trace_b: dict[str, np.ndarray], stages: list[str],
@@ -178,7 +190,21 @@ def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Prog
             progress(f"{result.scenario.name} x {fw} ({c.dtype}): traced step {step}, "
                      f"{time.perf_counter() - start:.1f} s")
     stages = trace_stages(result.scenario)
-    return Localisation(step, stage_differences(traces[c.a], traces[c.b], stages, result.scenario.tolerances[c.dtype]))
+    tol = result.scenario.tolerances[c.dtype]
+    mismatches = {fw: what for fw in (c.a, c.b)
+                  if (what := replay_mismatch(traces[fw], result.runs[(fw, c.dtype)], step, tol))}
+    return Localisation(step, stage_differences(traces[c.a], traces[c.b], stages, tol), replay_mismatches=mismatches)
+
+
+def replay_mismatch(trace: dict[str, np.ndarray], run: Trajectory, step: int, tol: Tolerance) -> str:
+    """What the replayed step has that the run did not record at ``step`` (its loss or an updated
+    parameter beyond the tolerance), or "" when the replay reproduces the run."""
+    recorded = {"loss": run.losses[step], **{f"updated {p}": values[step] for p, values in run.params.items()}}
+    for stage, value in recorded.items():
+        e = compare_elements(trace[stage], value, tol)
+        if e.bad.any():
+            return f"`{stage}` differs by {float(e.diff.max()):.3g}"
+    return ""
 
 
 # --- causes and their control runs ---------------------------------------------
