@@ -1,29 +1,13 @@
 """Bad scenario files: one line on stderr naming the file and the field, exit code 2, no traceback."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.commands.cli import main
 
-VALID = """
-name = "tiny"
-title = "tiny"
-[data]
-X = [[1.0, 2.0], [3.0, 4.0]]
-y = [[1.0], [2.0]]
-[model]
-input_dim = 2
-[[model.layers]]
-units = 1
-activation = "linear"
-kernel = [[0.5], [0.5]]
-bias = [0.0]
-[training]
-loss = "mse"
-optimizer = { name = "sgd", learning_rate = 0.01 }
-batch_size = "full"
-epochs = 3
-"""
+VALID = (Path(__file__).resolve().parent / "scenarios" / "tiny-linear.toml").read_text()
 
 BROKEN = {
     "unknown-activation": (('activation = "linear"', 'activation = "swish"'), "model.layers[0].activation"),

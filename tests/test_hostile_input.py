@@ -29,24 +29,7 @@ from harness.spec.catalogue import catalogue_scenarios, resolve
 from harness.spec.scenario import NAME_MAX, NAME_PATTERN, load_scenarios
 
 # 2 rows, full batch, 3 epochs: 3 steps (0, 1, 2); the outputs before step 3 are the final ones
-SCENARIO = """
-name = "tiny"
-[data]
-X = [[1.0, 2.0], [3.0, 4.0]]
-y = [[1.0], [2.0]]
-[model]
-input_dim = 2
-[[model.layers]]
-units = 1
-activation = "linear"
-kernel = [[0.5], [0.5]]
-bias = [0.0]
-[training]
-loss = "mse"
-optimizer = { name = "sgd", learning_rate = 0.01 }
-batch_size = "full"
-epochs = 3
-"""
+SCENARIO = (Path(__file__).resolve().parent / "scenarios" / "tiny-linear.toml").read_text()
 
 FORWARD = """
 name = "forward"
