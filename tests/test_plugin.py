@@ -8,6 +8,8 @@ entry point (``nn_parity`` in ``pytest11``), so the inner runs need no ``-p``.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,7 +103,8 @@ def test_a_missing_path_is_a_usage_error(pytester: pytest.Pytester) -> None:
     assert "nowhere: expected a folder or a scenario .toml file" in "\n".join(result.errlines)
 
 
-def test_missing_framework_skips_with_the_reason(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_framework_skips_with_the_reason(pytester: pytest.Pytester,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ADAPTERS["torch"], "available", lambda: "torch is not installed (patched)")
     _write(pytester, passing=PASSING)
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "--parity", "scenarios", *NUMPY_TORCH_64)
@@ -109,7 +112,8 @@ def test_missing_framework_skips_with_the_reason(pytester: pytest.Pytester, monk
     assert "passing: torch (float64) skipped: torch is not installed (patched)" in _lines(result)
 
 
-def test_crashed_run_fails_its_items(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crashed_run_fails_its_items(pytester: pytest.Pytester,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     def crash(plan: object) -> None:
         raise RuntimeError("out of cheese")
 
@@ -122,12 +126,19 @@ def test_crashed_run_fails_its_items(pytester: pytest.Pytester, monkeypatch: pyt
 
 
 @pytest.mark.slow
-def test_pass_and_fail_with_the_harness_failure_text(pytester: pytest.Pytester) -> None:
-    _write(pytester, passing=PASSING, broken=BROKEN)
-    pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", ".", "--parity", "scenarios", *NUMPY_TORCH_64)
-    result.assert_outcomes(passed=2, failed=1)  # test_plain, passing[numpy-torch-float64]; broken
-    out = _lines(result)
+def test_pass_and_fail_with_the_harness_failure_text(tmp_path: Path) -> None:
+    """A real ``pytest --parity`` process (not pytester: the in-process assert_parity below imports
+    torch's lazy submodules, which pytester's sys.modules snapshot would unload at teardown and
+    break every later torch run), then ``assert_parity`` with the same text."""
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    (folder / "passing.toml").write_text(PASSING)
+    (folder / "broken.toml").write_text(BROKEN)
+    (tmp_path / "test_plain.py").write_text("def test_plain():\n    assert True\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", ".", "--parity", "scenarios",
+                           *NUMPY_TORCH_64], cwd=tmp_path, capture_output=True, text=True)
+    out = done.stdout
+    assert done.returncode == 1 and re.search(r"^=+ 1 failed, 2 passed in ", out, re.MULTILINE), out
     assert "FAILED scenarios/broken.toml::broken[numpy-torch-float64]" in out
     failure = re.search(r"^broken: numpy vs torch \(float64\) disagree at step (\d+), (layers\.\d\.\w+|loss)[^:]*: "
                         r"numpy=\S+ torch=\S+ \|diff\|=\S+ > allowed 0\.000e\+00 \(rtol=0, atol=0\); "
@@ -138,12 +149,10 @@ def test_pass_and_fail_with_the_harness_failure_text(pytester: pytest.Pytester) 
 
     # assert_parity raises with the same text; rtol / atol override the scenario's tolerance
     with pytest.raises(AssertionError) as raised:
-        assert_parity(pytester.path / "scenarios" / "broken.toml", frameworks=("numpy", "torch"),
-                      dtypes=("float64",))
+        assert_parity(folder / "broken.toml", frameworks=("numpy", "torch"), dtypes=("float64",))
     assert str(raised.value).splitlines()[0] == failure.group(0)
     assert str(raised.value).splitlines()[1] in out.splitlines()
-    assert_parity(pytester.path / "scenarios" / "broken.toml", frameworks=("numpy", "torch"),
-                  dtypes=("float64",), rtol=1e-12, atol=1e-14)
+    assert_parity(folder / "broken.toml", frameworks=("numpy", "torch"), dtypes=("float64",), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.slow

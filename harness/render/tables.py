@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.judge.tolerance import difference
 from harness.run.runner import ScenarioResult
+from harness.run.trajectory import Trajectory
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -63,9 +65,19 @@ def agreement_table(result: ScenarioResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _ok_runs(result: ScenarioResult, dtype: str) -> dict[str, Trajectory]:
+    return {fw: result.runs[(fw, dtype)] for fw in result.frameworks if result.runs[(fw, dtype)].ok}
+
+
+def _spread(arrays: list[np.ndarray]) -> float:
+    """The largest difference between any two of the arrays, by the agreement rule's difference
+    (nan against nan and the same inf count as equal)."""
+    return max((float(np.max(difference(a, b), initial=0.0)) for a in arrays for b in arrays), default=0.0)
+
+
 def final_params_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | None:
     """Final parameters side by side, with the lab's printed final values where it printed them."""
-    runs = {fw: result.runs[(fw, dtype)] for fw in result.frameworks if result.runs[(fw, dtype)].ok}
+    runs = _ok_runs(result, dtype)
     if not runs:
         return None
     lab = {v.param: v.value for v in result.scenario.lab_values if v.what == "params" and v.step == "final"}
@@ -77,28 +89,23 @@ def final_params_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | Non
             row[fw] = values(v)
         if dtype == "float64" or name in lab:
             row["lab"] = values(lab.get(name)) if name in lab else "-"
-        stack = [np.asarray(v, dtype=np.float64) for v in finals.values()]
-        spread = max((float(np.max(np.abs(a - b))) for a in stack for b in stack), default=0.0)
-        row["largest difference"] = fmt(spread)
+        row["largest difference"] = fmt(_spread(list(finals.values())))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def outputs_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | None:
     """A forward-only scenario's result: the last layer's outputs, row by row, side by side."""
-    runs = {fw: result.runs[(fw, dtype)] for fw in result.frameworks if result.runs[(fw, dtype)].ok}
+    runs = _ok_runs(result, dtype)
     if not runs:
         return None
     rows = []
     first = next(iter(runs.values())).outputs_final[-1]
     for i in range(first.shape[0]):
         row: dict[str, object] = {"row": i}
-        stack = []
         for fw, run in runs.items():
             row[fw] = values(run.outputs_final[-1][i])
-            stack.append(np.asarray(run.outputs_final[-1][i], dtype=np.float64))
-        row["largest difference"] = fmt(max((float(np.max(np.abs(a - b))) for a in stack for b in stack),
-                                            default=0.0))
+        row["largest difference"] = fmt(_spread([run.outputs_final[-1][i] for run in runs.values()]))
         rows.append(row)
     return pd.DataFrame(rows)
 
