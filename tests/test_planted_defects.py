@@ -8,9 +8,11 @@ in all three implementations in float64 and the harness must
 * name the implementation carrying the defect as the suspect (``Diagnosis.suspect``),
 * give the first divergent step and the stage within it where the difference shows
   (``Diagnosis.step``, ``Diagnosis.stage``, ``Suspect.step``, ``Suspect.stage``),
-* and name the cause when a registered cause applies. None of these code defects changes a
-  scenario setting, so no registered cause applies and each says ``NO_CAUSE``: a wrong formula
-  is found and localised, not explained.
+* and name the cause, confirmed by an exact measurement of what the carrier computed
+  (``harness.judge.findings``: the dtype of its tensors, its batches' rows, accumulated
+  gradients, its effective learning rate, the activation or guard it applied, a constant factor,
+  float32 values in a float64 run), or ``NO_CAUSE`` where no check can confirm one (a wrong
+  derivative formula is found and localised, not explained).
 
 A defect only in a run loop is invisible to the separate replay of the step (``trace_step``): the
 harness then says that the carrier's replay does not reproduce its run and names the stage
@@ -30,6 +32,7 @@ from harness.judge.compare import DISAGREE
 from harness.judge.diagnosis import NO_CAUSE, RUN_LOOP, Diagnosis, diagnose
 from harness.run.adapters import keras_tf, torch_eager
 from harness.run.adapters.numpy_reference import NumpyReference
+from harness.run.adapters.torch_eager import TorchAdapter
 from harness.run.plan import TrainingPlan
 from harness.run.runner import ScenarioResult, run_scenario
 from harness.spec.scenario import Scenario, load_scenarios
@@ -58,6 +61,7 @@ class Defect:
     step: int
     stage: str
     cause: str = NO_CAUSE
+    says: str = ""  # a phrase the confirming measurement must contain
 
 
 # --- the NumPy reference ----------------------------------------------------------
@@ -117,6 +121,26 @@ def plant_reference_batch_order_in_run_and_trace(mp: pytest.MonkeyPatch) -> None
     mp.setattr(NumpyReference, "trace_step", _with_rotated_batches(NumpyReference.trace_step))
 
 
+def _dropping_a_row_of_partial_batches(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` of an adapter, run with the last row of every partial batch dropped."""
+    original = TrainingPlan.batch_indices
+
+    def batch_indices(self: TrainingPlan, step: int) -> np.ndarray:
+        idx = original(self, step)
+        start, end = self.bounds[step % self.batches_per_epoch]
+        return idx[:-1] if end - start < self.bounds[0][1] - self.bounds[0][0] else idx
+
+    def wrapped(self: Any, plan: TrainingPlan, *args: Any) -> Any:
+        with pytest.MonkeyPatch.context() as inner:
+            inner.setattr(TrainingPlan, "batch_indices", batch_indices)
+            return method(self, plan, *args)
+    return wrapped
+
+
+def plant_torch_partial_batch_short(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(TorchAdapter, "run", _dropping_a_row_of_partial_batches(TorchAdapter.run))
+
+
 def _in_float32(method: Callable[..., Any]) -> Callable[..., Any]:
     """The reference handed the data and initial weights as float32 (a float64 run silently
     computed in single precision: every array it then makes is float32)."""
@@ -130,6 +154,21 @@ def _in_float32(method: Callable[..., Any]) -> Callable[..., Any]:
 def plant_reference_float32(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(NumpyReference, "run", _in_float32(NumpyReference.run))
     mp.setattr(NumpyReference, "trace_step", _in_float32(NumpyReference.trace_step))
+
+
+def _in_float64(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A float32 run handed float64 data and weights (and a float64 model): computed in double."""
+    def wrapped(self: Any, plan: TrainingPlan, *args: Any) -> Any:
+        f64 = replace(plan, X=plan.X.astype(np.float64), y=plan.y.astype(np.float64),
+                      initial_params={k: v.astype(np.float64) for k, v in plan.initial_params.items()})
+        return method(self, f64, *args)
+    return wrapped
+
+
+def plant_torch_float32_run_in_float64(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(torch_eager, "_dtype", lambda torch_module, dtype: torch_module.float64)
+    mp.setattr(TorchAdapter, "run", _in_float64(TorchAdapter.run))
+    mp.setattr(TorchAdapter, "trace_step", _in_float64(TorchAdapter.trace_step))
 
 
 # --- the Keras adapter and Keras' own classes ---------------------------------------
@@ -176,6 +215,12 @@ def plant_keras_learning_rate_default(mp: pytest.MonkeyPatch) -> None:
     def build_optimizer(keras: Any, spec: Any, *, file: Any = "<scenario>") -> Any:
         return original(keras, replace(spec, learning_rate=0.01), file=file)
     mp.setattr(keras_tf, "build_optimizer", build_optimizer)
+
+
+def plant_keras_clip_ignored(mp: pytest.MonkeyPatch) -> None:
+    """The adapter's ``build_loss`` drops the declared cross-entropy guard."""
+    original = keras_tf.build_loss
+    mp.setattr(keras_tf, "build_loss", lambda keras, loss, clip: original(keras, loss, "none"))
 
 
 # --- the torch adapter and torch's own classes --------------------------------------
@@ -243,34 +288,49 @@ CASES: list[tuple[Defect, Plant]] = [
     (Defect("numpy-tanh-derivative", "reference.activations.ACTIVATIONS['tanh'].backward", MLP,
             "numpy", 0, G0), plant_reference_tanh_derivative),
     (Defect("numpy-mse-gradient-without-2", "reference.losses.LOSSES['mse'].gradient", MLP,
-            "numpy", 0, "gradient layers.1.kernel"), plant_reference_mse_gradient),
+            "numpy", 0, "gradient layers.1.kernel", "constant factor", "of numpy is 0.5 x"),
+     plant_reference_mse_gradient),
     # only in the run loop: the replay picks the right batch, so the stage is the run loop itself
     (Defect("numpy-batch-order-run-only", "TrainingPlan.batch_indices inside NumpyReference.run", MLP,
-            "numpy", 0, RUN_LOOP), plant_reference_batch_order_in_run),
+            "numpy", 0, RUN_LOOP, "batch contents", "the plan's batch of step 1: batches reordered"),
+     plant_reference_batch_order_in_run),
     (Defect("numpy-batch-order", "TrainingPlan.batch_indices inside NumpyReference.run and trace_step", MLP,
-            "numpy", 0, "output layers.0"), plant_reference_batch_order_in_run_and_trace),
+            "numpy", 0, "output layers.0", "batch contents", "batches reordered within epoch 0"),
+     plant_reference_batch_order_in_run_and_trace),
     (Defect("numpy-float32", "NumpyReference.run/trace_step given float32 data and weights", MLP,
-            "numpy", 0, "params layers.0.kernel"), plant_reference_float32),
+            "numpy", 0, "params layers.0.kernel", "computed in another dtype", "its parameters in float32"),
+     plant_reference_float32),
+    (Defect("torch-partial-batch-short", "TrainingPlan.batch_indices inside TorchAdapter.run", "tiny-mlp",
+            "torch", 2, RUN_LOOP, "batch contents", "dropped"), plant_torch_partial_batch_short),
     (Defect("keras-kernel-reshaped", "harness.run.adapters.keras_tf.set_params", MLP,
-            "keras", 0, "params layers.0.kernel"), plant_keras_kernel_reshaped),
+            "keras", 0, "params layers.0.kernel", "initial parameters", "a reshape where a transpose was meant"),
+     plant_keras_kernel_reshaped),
     (Defect("keras-dense-call-transposed", "keras.layers.Dense.call", MLP,
             "keras", 0, "output layers.0"), plant_keras_dense_call_transposed),
     (Defect("keras-activation-swapped", "harness.run.adapters.keras_tf.build_model", MLP,
-            "keras", 0, "output layers.0"), plant_keras_activation_swapped),
+            "keras", 0, "output layers.0", "activation applied", "applied sigmoid where tanh is declared"),
+     plant_keras_activation_swapped),
     (Defect("keras-learning-rate-default", "harness.run.adapters.keras_tf.build_optimizer", MLP,
-            "keras", 0, UPDATED), plant_keras_learning_rate_default),
+            "keras", 0, UPDATED, "effective learning rate", "effective learning rate 0.01 "),
+     plant_keras_learning_rate_default),
+    (Defect("keras-clip-ignored", "harness.run.adapters.keras_tf.build_loss", "saturated-bce-clipped",
+            "keras", 0, "loss", "cross-entropy guard applied", "where clip 'keras' is declared"),
+     plant_keras_clip_ignored),
     (Defect("torch-tanh-off-1e-6", "torch.nn.Tanh.forward", MLP,
-            "torch", 0, "output layers.0"), plant_torch_tanh),
+            "torch", 0, "output layers.0", "constant factor", "x torch's"), plant_torch_tanh),
     (Defect("torch-sigmoid-off-1e-6", "torch.nn.Sigmoid.forward", BCE,
-            "torch", 0, "output layers.0"), plant_torch_sigmoid),
+            "torch", 0, "output layers.0", "constant factor", "x torch's"), plant_torch_sigmoid),
     (Defect("torch-sgd-step-twice", "torch.optim.SGD.step", MLP,
-            "torch", 0, UPDATED), plant_torch_sgd_twice),
+            "torch", 0, UPDATED, "effective learning rate", "(2 x)"), plant_torch_sgd_twice),
     (Defect("torch-no-zero-grad", "torch.optim.Optimizer.zero_grad", MLP,
-            "torch", 1, "gradient layers.1.kernel"), plant_torch_no_zero_grad),
+            "torch", 1, "gradient layers.1.kernel", "accumulated gradients", "gradients accumulate across steps"),
+     plant_torch_no_zero_grad),
     (Defect("torch-linear-in-float32", "torch.nn.Linear.forward", MLP,
-            "torch", 0, "output layers.0"), plant_torch_linear_float32),
+            "torch", 0, "output layers.0", "computed in float32", "holds only exact float32 numbers"),
+     plant_torch_linear_float32),
     (Defect("torch-learning-rate-via-float32", "harness.run.adapters.torch_eager.build_optimizer", MLP,
-            "torch", 0, UPDATED), plant_torch_learning_rate_float32),
+            "torch", 0, UPDATED, "effective learning rate", "the declared rate rounded to float32"),
+     plant_torch_learning_rate_float32),
 ]
 
 Judged = tuple[ScenarioResult, list[Diagnosis]]
@@ -291,7 +351,7 @@ def judged(request: pytest.FixtureRequest) -> tuple[Defect, Judged]:
 DEFECTS = list(CASES_BY_ID)
 
 
-@pytest.mark.parametrize("name", [MLP, BCE])
+@pytest.mark.parametrize("name", [MLP, BCE, "tiny-mlp", "saturated-bce-clipped"])
 def test_the_unplanted_scenarios_agree(name: str) -> None:
     """The baseline: without a defect, every pair agrees (so each failure below is the defect's)."""
     result = run_scenario(scenario(name), dtypes=("float64",))
@@ -313,6 +373,9 @@ def test_a_planted_defect_fails_the_run_and_names_its_carrier(judged: tuple[Defe
         assert d.suspect is not None
         assert (d.suspect.label, d.suspect.step, d.step) == (defect.suspect, defect.step, defect.step)
         assert d.cause_name == defect.cause
+        if defect.cause != NO_CAUSE:
+            assert d.confirmed_by is not None and defect.says in d.confirmed_by.describe()
+            assert getattr(d.confirmed_by, "side", defect.suspect) in (defect.suspect, None)
 
 
 @pytest.mark.parametrize("judged", DEFECTS, indirect=True, scope="module")
@@ -327,3 +390,19 @@ def test_a_planted_defect_is_localised_where_it_acts(judged: tuple[Defect, Judge
             assert "does not reproduce its run" in d.localisation.describe()
         else:
             assert d.localisation.first_beyond is not None and not d.localisation.replay_mismatches
+
+
+def test_a_float32_run_computed_in_float64_fails_the_run_even_within_the_tolerance() -> None:
+    """A float32 run computed in float64 can agree with the float32 runs within their tolerance;
+    it is still not a float32 run: the result fails and names the run and what it computed in."""
+    with pytest.MonkeyPatch.context() as mp:
+        plant_torch_float32_run_in_float64(mp)
+        result = run_scenario(scenario(MLP), dtypes=("float32",))
+        diagnoses = diagnose(result)
+    assert result.runs[("torch", "float32")].computed_dtypes["parameters"] == "float64"
+    assert not result.ok
+    assert result.dtype_faults == ["torch (float32) computed its parameters in float64, loss in float64, "
+                                   "gradients in float64"]
+    for d in diagnoses:  # a pair that does diverge names the dtype, never "float32 rounding growth"
+        if "torch" in (d.comparison.a, d.comparison.b):
+            assert d.cause_name == "computed in another dtype"

@@ -10,22 +10,30 @@ For a pair that disagrees, three questions are answered in turn:
    ``d_k = max_i |a_i - b_i| / max(|a_i|, |b_i|)`` and its rate of change against the
    previous stage::
 
-       R_k = (d_k - d_{k-1}) / (d_{k-1} + 1e-7)        (d_{-1} = 0)
+       R_k = (d_k - d_{k-1}) / (d_{k-1} + floor)        (d_{-1} = 0)
+
+   with ``floor = r_floor(dtype)``: 1e-7, and never under 256 ulps of the dtype, so a few
+   float32 roundings entering at a stage (d ~ 30 ulps ~ 3.5e-6: R = 35 with a 1e-7 floor) do not
+   count as a difference appearing there.
 
    as differential testers of deep-learning libraries do. The difference *appears* at
    the first stage with ``R_k > R_THRESHOLD``; the first stage whose elements break the
    tolerance is reported beside it.
    A pair that agrees but comes within ``DRIFT_FRACTION`` of its tolerance *drifts* and is
    diagnosed the same way, at the step where it comes closest (``Comparison.closest``).
-3. **Why**: a registry of known causes, each with the control run that confirms it
-   (``CAUSES``). A cause is named only when its control run, the same pair re-run with
-   that one thing aligned, agrees within the tolerance.
+3. **Why**: a registry of known causes (``CAUSES``), each confirmed either by a control run,
+   the same pair re-run with one declared setting aligned, agreeing within the tolerance (for
+   what a scenario declares: a convention, a clip, a learning rate, float32), or by an exact
+   measurement of what one side actually computed (``harness.judge.findings``: the dtype of its
+   tensors, the rows of its batches, accumulated gradients, its effective learning rate, the
+   activation or guard it applied, a constant factor). A cause is named only when confirmed.
 4. **Who**: with three or more implementations in a dtype, the one that disagrees with every
    other while those agree among themselves is named the *suspect* (``suspect``); a two-way
    disagreement, or no clear odd one out, names none ("no majority").
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
@@ -33,8 +41,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from harness.errors import BadInput
+from harness.judge import findings
 from harness.judge.compare import DISAGREE, Comparison, compare
+from harness.judge.findings import Evidence, Finding
 from harness.judge.tolerance import Tolerance, compare_elements
+from harness.judge.tolerance import difference as difference_of
 from harness.run.adapters import adapter, run_framework
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.runner import (
@@ -48,12 +59,21 @@ from harness.run.runner import (
 )
 from harness.run.trajectory import Trajectory, trace_stages
 from harness.spec.scenario import Scenario
+from reference.optimizers import DEFAULTS
 
 R_EPSILON = 1e-7
+R_FLOOR_ULPS = 256
 # Decision: a stage "introduces" the difference when it grows more than tenfold over
-# the previous stage's (plus 1e-7); float64 rounding (~1e-16) never reaches it, a few
-# float32 ulps (~1e-7) do not either, a wrong formula or setting does.
+# the previous stage's (plus the floor); float64 rounding (~1e-16) never reaches it, nor do a
+# few hundred float32 ulps (the floor is 256 ulps in float32: d must pass ~3e-4), a wrong
+# formula or setting does; a smaller defect is still localised by the first stage beyond the
+# tolerance.
 R_THRESHOLD = 10.0
+
+
+def r_floor(dtype: str) -> float:
+    """The floor of R's denominator in ``dtype``: ``max(R_EPSILON, R_FLOOR_ULPS * eps)``."""
+    return max(R_EPSILON, R_FLOOR_ULPS * float(np.finfo(np.dtype(dtype)).eps))
 # Decision: a pair that agrees but at some step uses at least half of its tolerance
 # "drifts", and is diagnosed like a disagreement, at that step.
 DRIFT_FRACTION = 0.5
@@ -145,7 +165,7 @@ class Localisation:
 
 
 def stage_differences(trace_a: dict[str, np.ndarray], trace_b: dict[str, np.ndarray], stages: list[str],
-                      tol: Tolerance) -> list[StageDiff]:
+                      tol: Tolerance, *, floor: float = R_EPSILON) -> list[StageDiff]:
     out, previous = [], 0.0
     for stage in stages:
         a = np.atleast_1d(np.asarray(trace_a[stage]))
@@ -153,7 +173,7 @@ def stage_differences(trace_a: dict[str, np.ndarray], trace_b: dict[str, np.ndar
         e = compare_elements(a, b, tol)
         d = float(e.rel.max()) if e.rel.size else 0.0
         with np.errstate(invalid="ignore", over="ignore"):
-            rate = (d - previous) / (previous + R_EPSILON)
+            rate = (d - previous) / (previous + floor)
         out.append(StageDiff(stage=stage, max_abs=float(e.diff.max()), max_rel=d,
                              rate=float(np.nan_to_num(rate, nan=0.0)), beyond_tolerance=bool(e.bad.any())))
         previous = d
@@ -193,7 +213,8 @@ def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Prog
     tol = result.scenario.tolerances[c.dtype]
     mismatches = {fw: what for fw in (c.a, c.b)
                   if (what := replay_mismatch(traces[fw], result.runs[(fw, c.dtype)], step, tol))}
-    return Localisation(step, stage_differences(traces[c.a], traces[c.b], stages, tol), replay_mismatches=mismatches)
+    return Localisation(step, stage_differences(traces[c.a], traces[c.b], stages, tol, floor=r_floor(c.dtype)),
+                        replay_mismatches=mismatches)
 
 
 def replay_mismatch(trace: dict[str, np.ndarray], run: Trajectory, step: int, tol: Tolerance) -> str:
@@ -244,13 +265,15 @@ class Control:
 
 @dataclass(frozen=True)
 class Cause:
-    """A known cause of divergence: when it may apply, and the controls that would confirm it
-    (tried in order; the cause is named when one of them agrees)."""
+    """A known cause of divergence: when it may apply, and what would confirm it: the controls
+    (tried in order; the cause is named when one of them agrees), or an exact ``check`` of the
+    pair's runs and traces (named when it returns a ``Finding``)."""
 
     name: str
     explanation: str
-    applies: Callable[[Pair], bool]
-    controls: Callable[[Pair], list[Control]]
+    applies: Callable[[Pair], bool] = lambda pair: True
+    controls: Callable[[Pair], list[Control]] = lambda pair: []
+    check: Callable[[Evidence], Finding | None] | None = None
 
 
 def _align(pair: Pair, what: str, get: Callable[[Scenario], object],
@@ -342,6 +365,27 @@ CAUSES: tuple[Cause, ...] = (
         controls=lambda p: _align(p, "learning rate", lambda s: s.training_spec.optimizer.learning_rate,
                                   lambda s, v: _with_optimizer(s, learning_rate=v)),
     ),
+    # measured defects (harness.judge.findings), before float32 growth: a float32 run computed in
+    # float64 agrees with float64 too, and is a defect, not drift
+    Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",
+          check=findings.computed_dtype),
+    Cause(name="initial parameters", explanation="a side did not start from the declared initial parameters",
+          check=findings.initial_parameters),
+    Cause(name="batch contents", explanation="a side trained a step on other rows than the plan's batch",
+          check=findings.batch_rows),
+    Cause(name="accumulated gradients", explanation="a side's gradients are not reset between steps",
+          check=findings.accumulated_gradients),
+    Cause(name="effective learning rate", explanation="a side updates with another learning rate than the "
+                                                      "declared one (measured as update / gradient)",
+          check=findings.effective_learning_rate),
+    Cause(name="activation applied", explanation="a side's layer applies another activation than the declared one",
+          check=findings.activation_applied),
+    Cause(name="cross-entropy guard applied", explanation="a side's loss guards log(p) otherwise than declared",
+          check=findings.clip_applied),
+    Cause(name="computed in float32", explanation="a side computed part of a float64 step in single precision",
+          check=findings.float32_values),
+    Cause(name="constant factor", explanation="one side's values are a constant multiple of the other's",
+          check=findings.constant_factor),
     Cause(
         name="float32 rounding growth",
         explanation="single-precision rounding (eps 1.2e-7) in different operation orders, grown "
@@ -367,6 +411,11 @@ class ControlRun:
         (nor does any of its further pairs)."""
         return (self.comparison is not None and self.comparison.agree
                 and (self.fraction < DRIFT_FRACTION or self.control.drift_ok) and all(r.agrees for r in self.also))
+
+    @property
+    def summary(self) -> str:
+        """What confirmed the cause, in a few words (a ``Finding`` has the same)."""
+        return self.control.description
 
     def describe(self) -> str:
         if self.comparison is None:
@@ -432,11 +481,14 @@ class Diagnosis:
     fraction: float  # of the tolerance used by ``quantity`` at ``step`` (> 1 beyond it)
     localisation: Localisation
     cause: Cause | None = None
-    confirmed_by: ControlRun | None = None
+    confirmed_by: ControlRun | Finding | None = None  # the agreeing control run, or the measurement
     controls: list[ControlRun] = field(default_factory=list)  # every control run tried, in order
     # Who is suspected in the pair's dtype: set for a disagreeing pair (the odd one out when it is a
     # side of this pair, else "no majority"); None for a drift or a pair that differs, explained.
     suspect: Suspect | None = None
+    # for an optimizer convention that bundles a formula with different default options: how
+    # much each part contributes on its own (``contributions``)
+    contributions: list[Contribution] = field(default_factory=list)
 
     @property
     def cause_name(self) -> str:
@@ -448,13 +500,18 @@ class Diagnosis:
         return self.localisation.stage
 
 
-def name_cause(pair: Pair, *, causes: tuple[Cause, ...] = CAUSES,
-               progress: Progress | None = None) -> tuple[Cause | None, ControlRun | None, list[ControlRun]]:
-    """The first applicable cause whose control run agrees, with every control run tried."""
-    c, tried = pair.comparison, []
+def name_cause(pair: Pair, *, evidence: Evidence | None = None, causes: tuple[Cause, ...] = CAUSES,
+               progress: Progress | None = None) -> tuple[Cause | None, ControlRun | Finding | None, list[ControlRun]]:
+    """The first applicable cause confirmed by its check (on ``evidence``) or by an agreeing control
+    run, with every control run tried."""
+    c, tried = pair.comparison, list[ControlRun]()
     for cause in causes:
         if not cause.applies(pair):
             continue
+        if cause.check is not None:
+            found = None if evidence is None else cause.check(evidence)
+            if found is not None:
+                return cause, found, tried
         for control in cause.controls(pair):
             outcome = run_control(pair.result, control, frameworks=(c.a, c.b), progress=progress)
             tried.append(outcome)
@@ -463,6 +520,66 @@ def name_cause(pair: Pair, *, causes: tuple[Cause, ...] = CAUSES,
             # inconclusive, or still disagrees (e.g. an adapter that cannot take the other side's
             # setting): try the cause's next control; when none agrees the cause is not named
     return None, None, tried
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One part of a bundled convention difference, measured alone: the reference run in one
+    convention against the reference changed in only that part."""
+
+    part: str  # e.g. "epsilon placement (the formula)" or "default epsilon 1e-7 vs 1e-8"
+    dtype: str
+    loss_gap: float  # max |a - b| of the loss over the steps
+    params_gap: float  # max |a - b| of the final parameters
+
+    def describe(self) -> str:
+        return (f"{self.part} ({self.dtype}): the loss differs from the Keras convention's by up to "
+                f"{self.loss_gap:.2g}, the final parameters by {self.params_gap:.2g}")
+
+
+def bundled_defaults(scenario: Scenario) -> dict[str, tuple[object, object]]:
+    """The optimizer options the scenario leaves at defaults that differ between the Keras and
+    torch conventions (option -> (keras default, torch default))."""
+    if scenario.training is None:
+        return {}
+    spec = scenario.training.optimizer
+    keras, torch = DEFAULTS[spec.name]["keras"], DEFAULTS[spec.name]["torch"]
+    return {k: (keras[k], torch[k]) for k in keras if k not in spec.options and keras[k] != torch[k]}
+
+
+def contributions(result: ScenarioResult, dtype: str, *, progress: Progress | None = None) -> list[Contribution]:
+    """Separate a convention difference that bundles the formula with default options: the
+    reference in the Keras convention against the reference in the torch convention (the whole
+    difference), the torch formula with Keras' defaults (the formula alone) and the Keras formula
+    with torch's default of each bundled option (that default alone). Empty when nothing is
+    bundled (a scenario that sets the options explicitly differs by the formula only)."""
+    bundled = bundled_defaults(result.scenario)
+    if not bundled:
+        return []
+    plan = result.plans.get(dtype) or make_plan(result.scenario, dtype)
+    keras_side = _reference_in(result, "keras")
+    base = _run_side(result, reference_in("keras"), keras_side, dtype, plan, progress)
+    def number(v: object) -> str:
+        return re.sub(r"e([+-])0", r"e\1", f"{v:g}")  # 1e-07 -> 1e-7
+    torch_side = _reference_in(result, "torch")
+    keras_defaults = ", ".join(f"{k} {number(keras)}" for k, (keras, _) in bundled.items())
+    parts = [("the torch convention (its formula and its defaults)", torch_side),
+             (f"the torch formula with Keras' default {keras_defaults}",
+              _with_optimizer(torch_side, options={**torch_side.training_spec.optimizer.options,
+                                                   **{k: keras for k, (keras, _) in bundled.items()}}))]
+    for k, (keras, torch) in bundled.items():
+        parts.append((f"the Keras formula with torch's default {k} {number(torch)}",
+                      _with_optimizer(keras_side, options={**keras_side.training_spec.optimizer.options, k: torch})))
+    out = []
+    for part, scenario in parts:
+        other = _run_side(result, reference_in("keras"), scenario, dtype, plan, progress)
+        if not (base.ok and other.ok):
+            continue
+        final = max((float(np.max(difference_of(base.final_params[p], other.final_params[p])))
+                     for p in base.final_params), default=0.0)
+        loss = float(np.max(difference_of(base.losses, other.losses))) if base.steps == other.steps else float("inf")
+        out.append(Contribution(part, dtype, loss, final))
+    return out
 
 
 def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> list[Diagnosis]:
@@ -481,8 +598,15 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
             fraction = c.mismatch.diff / c.mismatch.allowed if c.mismatch and c.mismatch.allowed else float("inf")
         pair = Pair(result, c)
         localisation = localise(result, c, step, progress=progress, cache=cache)
-        cause, confirmed_by, tried = name_cause(pair, progress=progress)
+        evidence = _evidence(result, c, step, localisation, cache)
+        cause, confirmed_by, tried = name_cause(pair, evidence=evidence, progress=progress)
         out.append(Diagnosis(c, kind, step, quantity, fraction, localisation, cause, confirmed_by, tried))
+    separated: dict[str, list[Contribution]] = {}
+    for d in out:
+        if d.cause is not None and d.cause.name == "optimizer convention":
+            if d.comparison.dtype not in separated:
+                separated[d.comparison.dtype] = contributions(result, d.comparison.dtype, progress=progress)
+            d.contributions = separated[d.comparison.dtype]
     localisations = {id(d.comparison): d.localisation for d in out}
     for dtype in result.dtypes:
         found = suspect(result, dtype, localisations=localisations)
@@ -494,6 +618,21 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
                     found.label is None or found.label in (framework_of(c.a), framework_of(c.b))):
                 d.suspect = found
     return out
+
+
+def _evidence(result: ScenarioResult, c: Comparison, step: int, localisation: Localisation,
+              traces: Traces) -> Evidence | None:
+    """What the measured causes look at; None for a forward-only scenario or a run that failed."""
+    runs = {label: result.runs.get((label, c.dtype)) for label in (c.a, c.b)}
+    plan = result.plans.get(c.dtype)
+    if plan is None or not result.scenario.trains or any(r is None or not r.ok for r in runs.values()):
+        return None
+    return Evidence(a=c.a, b=c.b, dtype=c.dtype, step=step, stage=localisation.stage,
+                    runs={k: v for k, v in runs.items() if v is not None},
+                    scenarios={label: result.scenario_for(label) for label in (c.a, c.b)},
+                    traces={label: traces[(label, c.dtype, step)] for label in (c.a, c.b)
+                            if (label, c.dtype, step) in traces},
+                    plan=side_plan(plan, result.scenario_for(c.a)), tolerance=result.scenario.tolerances[c.dtype])
 
 
 # --- the odd one out ------------------------------------------------------------

@@ -5,7 +5,8 @@ the runner checks the estimate against a limit (default: the machine's physical 
 ``--max-memory``) and refuses with exit 2, naming the field that dominates and the estimate,
 instead of allocating until the machine swaps or the process is killed. The estimate counts
 what the harness keeps: the data in every dtype, and per run the recorded trajectory (loss,
-every parameter and gradient at every step) and every layer's outputs on the whole data set
+every parameter and gradient at every step), the rows of every batch (one int64 per row per
+epoch; full batches in order share one array) and every layer's outputs on the whole data set
 before and after training; the frameworks' working memory comes on top of it.
 """
 from __future__ import annotations
@@ -77,6 +78,9 @@ def estimate(scenario: Scenario, *, runs_per_dtype: int, dtypes: tuple[str, ...]
                                   else data_field,
                                   runs * 2 * rows * sum(layer.units for layer in scenario.layers) * item),
     }
+    training = scenario.training
+    if training is not None and (training.shuffle or (training.batch_size or rows) < rows):
+        parts["the rows of every batch"] = ("training.epochs", runs * len(dtypes) * training.epochs * rows * 8)
     return Estimate(steps=steps, parts=parts)
 
 

@@ -129,10 +129,19 @@ class ScenarioResult:
         return all(c.ok for c in self.lab_checks)
 
     @property
+    def dtype_faults(self) -> list[str]:
+        """Runs whose own tensors had another dtype than the run's (``Trajectory.computed_dtypes``):
+        a float32 run computed in float64 may agree with float32 runs within their tolerance, and
+        is still not a float32 run."""
+        return [f"{label} ({dtype}) computed its " + ", ".join(f"{kind} in {dt}" for kind, dt in wrong.items())
+                for (label, dtype), run in self.runs.items()
+                if (wrong := {kind: dt for kind, dt in run.computed_dtypes.items() if dt != dtype})]
+
+    @property
     def ok(self) -> bool:
-        """What a CI script can trust: every pair agrees or differs, explained; no run crashed; the
-        reference reproduces the lab's printed values."""
-        return self.agree and self.lab_ok
+        """What a CI script can trust: every pair agrees or differs, explained; no run crashed or
+        computed in another dtype than its own; the reference reproduces the lab's printed values."""
+        return self.agree and self.lab_ok and not self.dtype_faults
 
     @property
     def state(self) -> str:

@@ -7,6 +7,12 @@ Every run also records each layer's activations on the whole data set, computed
 by the implementation's own forward pass, with the initial parameters
 (``outputs_initial``) and the final ones (``outputs_final``); a forward-only
 scenario makes no step and records only those.
+
+Two facts about how the implementation computed are recorded by its own loop, from its own
+tensors, so the diagnosis can measure them instead of assuming them (``harness.judge.findings``):
+``computed_dtypes``, the dtype of each kind of tensor it computed with (a float32 run computed in
+float64 is a defect, not drift), and ``batch_rows``, the rows of the data set each step's batch
+actually held (identified by content, ``RowIds``: reordered, dropped or repeated batches show).
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ class Trajectory:
     outputs_final: list[np.ndarray] = field(default_factory=list)
     stopped_early_at: int | None = None
     seconds: float = 0.0
+    computed_dtypes: dict[str, str] = field(default_factory=dict)  # "parameters"/"loss"/"gradients" -> dtype name
+    batch_rows: list[np.ndarray] = field(default_factory=list)  # per step: the row ids of X the batch held
 
     @property
     def ok(self) -> bool:
@@ -71,6 +79,41 @@ class Trajectory:
     def crashed(cls, framework: str, dtype: str, exc: BaseException) -> "Trajectory":
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
         return cls(framework=framework, dtype=dtype, status=CRASHED, message=f"{type(exc).__name__}: {last}")
+
+
+class RowIds:
+    """Rows of a data set identified by their content: ``ids(batch)`` gives, for each row of
+    ``batch``, the index in ``X`` of the first row with the same bytes (-1 for a row not in ``X``),
+    so a batch's ids say which rows an implementation actually trained on, whatever indices it
+    used to gather them (equal rows share one id: they are interchangeable)."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        self._row = np.dtype((np.void, X.dtype.itemsize * int(np.prod(X.shape[1:], dtype=np.int64))))
+        keys = np.ascontiguousarray(X).view(self._row).ravel()
+        order = np.argsort(keys, kind="stable")  # stable: among equal rows, the first index comes first
+        self._sorted, self._order = keys[order], order
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = self._sorted[1:] != self._sorted[:-1]
+        self._first = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))  # first of each run
+        self._dtype = X.dtype
+
+    def ids(self, batch: np.ndarray) -> np.ndarray:
+        if batch.shape[0] == 0 or self._sorted.size == 0:
+            return np.full(batch.shape[0], -1, dtype=np.int64)
+        keys = np.ascontiguousarray(batch, dtype=self._dtype).view(self._row).ravel()
+        at = np.minimum(np.searchsorted(self._sorted, keys), self._sorted.size - 1)
+        found = self._sorted[at] == keys
+        return np.where(found, self._order[self._first[at]], -1).astype(np.int64)
+
+
+def dtype_names(**tensors: Any) -> dict[str, str]:
+    """``{"parameters": "float64", ...}`` from framework tensors or NumPy arrays (their ``dtype``
+    as NumPy names it: torch's ``torch.float64`` and TensorFlow's ``tf.float64`` both give
+    "float64")."""
+    def name(dtype: Any) -> str:
+        named = getattr(dtype, "name", None)  # NumPy's and TensorFlow's dtypes
+        return named if isinstance(named, str) else str(dtype).rsplit(".", 1)[-1]  # torch.float64
+    return {kind: name(t.dtype) for kind, t in tensors.items()}
 
 
 class TrajectoryRecorder:

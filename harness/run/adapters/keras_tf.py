@@ -18,10 +18,10 @@ import numpy as np
 
 from harness.run.adapters.protocol import Params, check_expressible
 from harness.run.plan import TrainingPlan
-from harness.run.trajectory import Trajectory
+from harness.run.trajectory import RowIds, Trajectory, dtype_names
 from harness.spec.conventions import COMMON, difference
 from harness.spec.scenario import OptimizerSpec, Scenario
-from reference.losses import KERAS_EPSILON, TORCH_LOG_FLOOR
+from reference.losses import KERAS_EPSILON, TORCH_GRAD_FLOOR, TORCH_LOG_FLOOR
 from reference.network import bias_name, kernel_name
 from reference.optimizers import hyperparameters
 
@@ -139,7 +139,14 @@ def build_loss(keras, loss: str, clip: str):
             if clip == "keras":
                 p = ops.clip(p, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
                 return -ops.mean(y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p))
-            return -ops.mean(y * log_guarded(p) + (1.0 - y) * log_guarded(1.0 - p))
+            value = -ops.mean(y * log_guarded(p) + (1.0 - y) * log_guarded(1.0 - p))
+            if clip != "torch":
+                return value
+            # torch's BCELoss backward, dL/dp = (p - y) / max(p (1 - p), 1e-12) / n (reference.losses), not
+            # the clamp's 1/p: the value as computed, plus a term that is exactly 0 with that gradient.
+            coef = ops.stop_gradient((p - y) / ops.maximum(p * (1.0 - p), TORCH_GRAD_FLOOR))
+            surrogate = ops.mean(coef * p)
+            return ops.stop_gradient(value) + (surrogate - ops.stop_gradient(surrogate))
         return bce
 
     if loss == "categorical_crossentropy":
@@ -175,14 +182,19 @@ def _run(plan: TrainingPlan) -> Trajectory:
         loss_fn = build_loss(keras, training.loss, training.clip)
         names, variables = zip(*named_variables(dense_layers))
         optimizer.build(list(variables))
-        steps, losses, grads, params = _compiled_loop(tf, model, optimizer, loss_fn, list(variables), plan)
+        steps, losses, grads, params, batches = _compiled_loop(tf, model, optimizer, loss_fn, list(variables), plan)
         outputs_final = layer_outputs(dense_layers, plan.X)
+        computed = dtype_names(parameters=variables[0], loss=loss_fn(tf.constant(plan.y[:1]), model(plan.X[:1])),
+                               gradients=variables[0])  # tape gradients take their variable's dtype
     trajectory = Trajectory(framework=ADAPTER.name, dtype=dtype, convention=convention,
                             initial_params={k: v.copy() for k, v in plan.initial_params.items()},
                             outputs_initial=outputs_initial, outputs_final=outputs_final)
     trajectory.losses = losses
     trajectory.params = dict(zip(names, params))
     trajectory.grads = dict(zip(names, grads))
+    trajectory.computed_dtypes = computed
+    all_rows = RowIds(plan.X).ids(plan.X)
+    trajectory.batch_rows = [all_rows] * steps if batches is None else [all_rows[b] for b in batches]
     if steps < plan.max_steps and plan.early_stop_tol is not None:
         trajectory.stopped_early_at = steps
     return trajectory
@@ -192,12 +204,13 @@ CHUNK_STEPS = 1000  # steps per call of the compiled loop: Ctrl-C is honoured be
 
 
 def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan
-                   ) -> tuple[int, np.ndarray, list[np.ndarray], list[np.ndarray]]:
+                   ) -> tuple[int, np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]:
     """Every training step inside a compiled ``tf.while_loop``, run ``CHUNK_STEPS`` steps per call
     (Python only takes a Ctrl-C between calls into TensorFlow); the loss and gradients of the
     next step and the previous loss carry over from one call to the next, so the steps are the
     same computations whatever the chunking. Returns the steps made and, per step, the losses,
-    the gradients and the parameters of each variable."""
+    the gradients and the parameters of each variable, and the indices each batch gathered from X
+    (None for full batches in order, which are X itself)."""
     dtype = tf.as_dtype(plan.dtype)
     X = tf.constant(plan.X)
     y = tf.constant(plan.y)
@@ -210,12 +223,15 @@ def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan
     max_steps = plan.max_steps
     tol = plan.early_stop_tol
 
+    def indices(step):
+        order = orders[(step // per_epoch) % n_orders]
+        b = step % per_epoch
+        return order[starts[b]:ends[b]]
+
     def batch(step):
         if full:
             return X, y
-        order = orders[(step // per_epoch) % n_orders]
-        b = step % per_epoch
-        idx = order[starts[b]:ends[b]]
+        idx = indices(step)
         return tf.gather(X, idx), tf.gather(y, idx)
 
     def loss_and_grads(step):
@@ -246,39 +262,52 @@ def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan
         def arrays():
             return tuple(tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=v.shape) for v in variables)
 
-        def body(step, previous, loss, grads, losses, grads_out, params_out):
+        def body(step, previous, loss, grads, losses, grads_out, params_out, rows, sizes):
             optimizer.apply_gradients(zip(grads, variables))
             t = tf.cast(step - start, tf.int32)
             losses = losses.write(t, loss)
+            if not full:  # the rows this step's batch gathered (``batch`` gathers ``indices``)
+                idx = indices(step)
+                rows, sizes = rows.write(t, idx), sizes.write(t, tf.size(idx, out_type=tf.int64))
             grads_out = tuple(ta.write(t, g) for ta, g in zip(grads_out, grads))
             params_out = tuple(ta.write(t, tf.convert_to_tensor(v)) for ta, v in zip(params_out, variables))
             next_loss, next_grads = loss_and_grads(step + 1)
-            return step + 1, loss, next_loss, tuple(next_grads), losses, grads_out, params_out
+            return step + 1, loss, next_loss, tuple(next_grads), losses, grads_out, params_out, rows, sizes
 
         def cond(step, previous, loss, grads, *_):
             return tf.logical_and(step < end, keep_going(loss, previous))
 
         start = step
         state = (step, previous, loss, grads, tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=()),
-                 arrays(), arrays())
-        step, previous, loss, grads, losses, grads_out, params_out = tf.while_loop(
+                 arrays(), arrays(),
+                 tf.TensorArray(tf.int64, size=0, dynamic_size=True, infer_shape=False, element_shape=[None]),
+                 tf.TensorArray(tf.int64, size=0, dynamic_size=True, element_shape=()))
+        step, previous, loss, grads, losses, grads_out, params_out, rows, sizes = tf.while_loop(
             cond, body, state, parallel_iterations=1)
+        if full:
+            rows_out, sizes_out = tf.zeros([0], tf.int64), tf.zeros([0], tf.int64)
+        else:
+            rows_out, sizes_out = rows.concat(), sizes.stack()
         return (step, previous, loss, grads, losses.stack(), [g.stack() for g in grads_out],
-                [p.stack() for p in params_out])
+                [p.stack() for p in params_out], rows_out, sizes_out)
 
     loss, grads = first()
     step, previous = tf.constant(0, dtype=tf.int64), tf.constant(np.inf, dtype=dtype)
     pieces: list[tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]] = []
+    batches: list[np.ndarray] = []
     while True:
         end = min(int(step) + CHUNK_STEPS, max_steps)
-        step, previous, loss, grads, losses, grads_out, params_out = chunk(
+        step, previous, loss, grads, losses, grads_out, params_out, rows, sizes = chunk(
             step, previous, loss, grads, tf.constant(end, dtype=tf.int64))
         pieces.append((losses.numpy(), [g.numpy() for g in grads_out], [p.numpy() for p in params_out]))
+        sizes_np = sizes.numpy()
+        batches += np.split(rows.numpy(), np.cumsum(sizes_np)[:-1]) if sizes_np.size else []
         if int(step) < end or int(step) >= max_steps:  # stopped early, or done
             break
     return (int(step), np.concatenate([p[0] for p in pieces]),
             [np.concatenate([p[1][i] for p in pieces]) for i in range(len(variables))],
-            [np.concatenate([p[2][i] for p in pieces]) for i in range(len(variables))])
+            [np.concatenate([p[2][i] for p in pieces]) for i in range(len(variables))],
+            None if full else batches)
 
 
 def _trace_step(plan: TrainingPlan, step: int) -> Params:

@@ -7,7 +7,7 @@ import numpy as np
 
 from harness.run.adapters.protocol import Params
 from harness.run.plan import TrainingPlan
-from harness.run.trajectory import Trajectory, TrajectoryRecorder, should_stop
+from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype_names, should_stop
 from harness.spec.conventions import COMMON, difference
 from harness.spec.scenario import OptimizerSpec, Scenario
 from reference.layers import Dense
@@ -58,6 +58,8 @@ class NumpyReference:
         trajectory.convention = optimizer.convention
         recorder = TrajectoryRecorder(plan.max_steps, params)
         full = plan.is_full_batch_in_order
+        rows = RowIds(plan.X)
+        all_rows = rows.ids(plan.X)  # the whole data set, in order: one array shared by every full batch
         previous: float | np.floating[Any] | np.ndarray = np.inf
         with np.errstate(all="ignore"):  # a diverging run reaches inf/nan; that is a result, not an error
             for step in range(plan.max_steps):
@@ -67,12 +69,17 @@ class NumpyReference:
                     idx = plan.batch_indices(step)
                     xb, yb = plan.X[idx], plan.y[idx]
                 loss, grads = network.loss_and_gradients(xb, yb, params, loss=training.loss, clip=training.clip)
+                if step == 0:
+                    trajectory.computed_dtypes = dtype_names(parameters=next(iter(params.values())),
+                                                             loss=np.asarray(loss),
+                                                             gradients=next(iter(grads.values())))
                 if should_stop(loss, previous, plan.early_stop_tol):
                     trajectory.stopped_early_at = step
                     break
                 previous = loss
                 optimizer.step(params, grads)
                 recorder.record(loss, grads, params)
+                trajectory.batch_rows.append(all_rows if xb is plan.X else rows.ids(xb))
         trajectory.outputs_final = layer_outputs(network, plan.X, params)
         return recorder.finish(trajectory)
 

@@ -15,7 +15,7 @@ import numpy as np
 from harness.run.adapters.protocol import Params, check_expressible
 from harness.run.layout import from_torch, to_torch
 from harness.run.plan import TrainingPlan
-from harness.run.trajectory import Trajectory, TrajectoryRecorder, should_stop
+from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype_names, should_stop
 from harness.spec.conventions import COMMON, difference
 from harness.spec.scenario import OptimizerSpec, Scenario
 from reference.losses import KERAS_EPSILON, TORCH_LOG_FLOOR
@@ -165,6 +165,8 @@ def _run(plan: TrainingPlan) -> Trajectory:
     loss_fn = build_loss(torch, training.loss, training.clip)
     recorder = TrajectoryRecorder(plan.max_steps, plan.initial_params)
     full = plan.is_full_batch_in_order
+    rows = RowIds(plan.X)
+    all_rows = rows.ids(plan.X)
     previous = np.inf
     for step in range(plan.max_steps):
         if full:
@@ -180,11 +182,15 @@ def _run(plan: TrainingPlan) -> Trajectory:
             break
         previous = loss_value
         loss.backward()
+        if step == 0:
+            first = named[0][1]
+            trajectory.computed_dtypes = dtype_names(parameters=first, loss=loss, gradients=first.grad)
         optimizer.step()
         with torch.no_grad():
             grads = {n: _ref(n, p.grad) for n, p in named}
             params = {n: _ref(n, p) for n, p in named}
         recorder.record(loss_value, grads, params)
+        trajectory.batch_rows.append(all_rows if xb is X else rows.ids(xb.numpy()))
     trajectory.outputs_final = layer_outputs(torch, model, X)
     return recorder.finish(trajectory)
 
