@@ -3,17 +3,22 @@ from __future__ import annotations
 
 import argparse
 
-from harness.run.adapters import FRAMEWORKS
+from harness.run.adapters import ALIASES, ALL_FRAMEWORKS, FRAMEWORKS
 from harness.run.budget import parse_size
 from harness.spec.scenario import DTYPES
 
 
 def frameworks_arg(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in FRAMEWORKS]
+    """A comma-separated subset of the implementations (``keras@tensorflow`` is ``keras``), or
+    ``all``: every implementation, Keras on each backend too (the default set is
+    numpy,keras,torch)."""
+    if text.strip() == "all":
+        return ALL_FRAMEWORKS
+    names = tuple(dict.fromkeys(ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in ALL_FRAMEWORKS]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(FRAMEWORKS)}; "
-                                         f"received {text!r}")
+        raise argparse.ArgumentTypeError(f"expected all or a comma-separated subset of {','.join(ALL_FRAMEWORKS)} "
+                                         f"(default {','.join(FRAMEWORKS)}); received {text!r}")
     return names
 
 

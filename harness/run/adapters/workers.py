@@ -1,0 +1,187 @@
+"""Implementations that run in worker processes of their own.
+
+Keras reads ``KERAS_BACKEND`` once, at import, so Keras on JAX and Keras on torch cannot share a
+process with Keras on TensorFlow. Each such implementation runs in a *spawned* worker (a fresh
+interpreter: nothing imported before it picks its backend), reused for every call of the
+command, so its framework import is paid once per command, not once per scenario. The harness
+still makes the data, the initial weights and the batch order (``TrainingPlan``) and sends them;
+the trajectory comes back (both pickled over a pipe).
+
+A worker that dies (a segfault, a kill, the out-of-memory killer) or does not answer within the
+call's timeout raises ``WorkerCrashed`` with the reason: the signal or exit code and the last
+line the worker wrote on stderr (its stderr goes to a temporary file, removed with the worker).
+``run_framework`` turns it into a ``crashed`` run; the other runs and the report go on, and the
+next call starts a new worker.
+"""
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import signal
+import tempfile
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from harness.run.adapters.keras_backends import ADAPTERS as IN_WORKER
+from harness.run.plan import TrainingPlan
+from harness.run.trajectory import Trajectory
+from harness.spec.scenario import OptimizerSpec, Scenario
+
+Params = dict[str, np.ndarray]
+
+
+class WorkerCrashed(Exception):
+    """The worker process died or did not answer; the message says how."""
+
+
+def _local(implementation: str) -> Any:
+    """The in-process adapter behind a worker (only ever called inside the worker)."""
+    return IN_WORKER[implementation]
+
+
+def _serve(implementation: str, conn: Connection, stderr_path: str) -> None:
+    """The worker's loop: ``(method, args)`` in, ``("ok", value)`` or ``("error", exception)`` out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends the workers
+    with open(stderr_path, "w") as log:
+        os.dup2(log.fileno(), 2)
+    adapter = _local(implementation)
+    while True:
+        try:
+            method, args = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        try:
+            reply: tuple[str, Any] = ("ok", getattr(adapter, method)(*args))
+        except Exception as exc:  # a framework error is the caller's result, not the worker's end
+            reply = ("error", exc)
+        try:
+            conn.send(reply)
+        except Exception as exc:  # an exception that does not pickle: its text
+            conn.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}" if reply[0] == "error"
+                                             else f"the result did not pickle: {exc}")))
+
+
+class Worker:
+    """One spawned process serving one implementation."""
+
+    def __init__(self, implementation: str) -> None:
+        self.implementation = implementation
+        context = multiprocessing.get_context("spawn")
+        handle, self._stderr = tempfile.mkstemp(prefix="nn-parity-worker-", suffix=".log")
+        os.close(handle)
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(implementation, child, self._stderr), daemon=True,
+                                       name=f"nn-parity {implementation}")
+        self.process.start()
+        child.close()
+
+    def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        try:
+            self._conn.send((method, args))
+            if not self._conn.poll(timeout):
+                self.stop()
+                raise WorkerCrashed(f"{self.implementation} did not answer within {timeout:g} s (killed)")
+            status, value = self._conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            raise WorkerCrashed(self._death()) from None
+        if status == "error":
+            raise value
+        return value
+
+    def _death(self) -> str:
+        self.process.join(5)
+        code = self.process.exitcode
+        how = ("still running" if code is None else
+               f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
+        last = ""
+        try:
+            with open(self._stderr, errors="replace") as f:
+                lines = [line.strip() for line in f if line.strip()]
+            last = lines[-1] if lines else ""
+        except OSError:
+            pass
+        self.stop()
+        return f"the {self.implementation} worker process {how}" + (f"; its last words: {last[:300]}" if last else "")
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+        self._conn.close()
+        try:
+            os.unlink(self._stderr)
+        except OSError:
+            pass
+
+
+_WORKERS: dict[str, Worker] = {}
+
+
+def worker(implementation: str) -> Worker:
+    """The command's worker for ``implementation`` (a new one when it has none or it died)."""
+    current = _WORKERS.get(implementation)
+    if current is None or not current.alive:
+        if current is not None:
+            current.stop()
+        current = _WORKERS[implementation] = Worker(implementation)
+    return current
+
+
+@atexit.register
+def stop_all() -> None:
+    """End every worker (at exit, and between tests that want fresh ones)."""
+    for w in list(_WORKERS.values()):
+        w.stop()
+    _WORKERS.clear()
+
+
+class RemoteAdapter:
+    """The ``Adapter`` of an implementation that runs in a worker: the static facts come from the
+    adapter itself (without importing its framework), every computation goes to the worker."""
+
+    def __init__(self, local: Any, *, timeout: float | None = None) -> None:
+        self._local = local
+        self.name: str = local.name
+        self.conventions: tuple[str, ...] = local.conventions
+        self.optimizer_module: str = local.optimizer_module
+        self.timeout = timeout
+
+    def _call(self, method: str, *args: Any) -> Any:
+        return worker(self.name).call(method, *args, timeout=self.timeout)
+
+    def available(self) -> str | None:
+        return str(self._local.available()) if self._local.available() is not None else None
+
+    def native_convention(self, spec: OptimizerSpec) -> str:
+        return str(self._local.native_convention(spec))
+
+    def run(self, plan: TrainingPlan) -> Trajectory:
+        result: Trajectory = self._call("run", plan)
+        return result
+
+    def trace_step(self, plan: TrainingPlan, step: int) -> Params:
+        result: Params = self._call("trace_step", plan, step)
+        return result
+
+    def forward(self, scenario: Scenario, params: Params, X: np.ndarray) -> list[np.ndarray]:
+        result: list[np.ndarray] = self._call("forward", scenario, params, X)
+        return result
+
+    def loss(self, name: str, clip: str, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        result: np.ndarray = self._call("loss", name, clip, y_true, y_pred)
+        return result
+
+    def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
+                  y: np.ndarray) -> tuple[np.ndarray, Params]:
+        result: tuple[np.ndarray, Params] = self._call("gradients", scenario, params, X, y)
+        return result
+
+    def fit_baseline_seconds(self, plan: TrainingPlan) -> float | None:
+        return None

@@ -1,0 +1,89 @@
+"""Keras on JAX and on torch, each in a worker process of its own (``harness.run.adapters.workers``).
+
+Real spawned processes, real Keras backends: a run in a worker matches the same run's numbers
+when it comes back; a worker killed in the middle of a run gives a ``crashed`` run naming the
+signal while the other implementations' runs go on; a run that does not answer within its
+timeout is killed; the next call gets a fresh worker.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.commands.args import frameworks_arg
+from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, adapter, run_framework
+from harness.run.adapters.workers import RemoteAdapter, WorkerCrashed, stop_all, worker
+from harness.run.plan import make_plan
+from harness.run.runner import run_scenario
+from harness.run.trajectory import CRASHED
+from harness.spec.scenario import load_scenarios
+
+pytestmark = pytest.mark.slow  # every test starts Keras in a worker process
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def scenario(name: str):
+    [s] = load_scenarios(SCENARIOS / f"{name}.toml")
+    return s
+
+
+@pytest.fixture(autouse=True)
+def fresh_workers():
+    stop_all()
+    yield
+    stop_all()
+
+
+def test_the_default_set_stays_numpy_keras_torch_and_all_adds_the_backends():
+    assert FRAMEWORKS == ("numpy", "keras", "torch")
+    assert ALL_FRAMEWORKS == ("numpy", "keras", "torch", "keras@jax", "keras@torch")
+    assert frameworks_arg("all") == ALL_FRAMEWORKS
+    assert frameworks_arg("numpy,keras@tensorflow,keras@jax") == ("numpy", "keras", "keras@jax")
+    with pytest.raises(argparse.ArgumentTypeError, match="keras@jax"):
+        frameworks_arg("keras@mxnet")
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_keras_on_a_backend_runs_in_its_own_process_and_trains(backend):
+    s = scenario("tiny-mlp")
+    plan = make_plan(s, "float32")
+    run = run_framework(f"keras@{backend}", plan)
+    assert run.ok, run.message
+    assert run.framework == f"keras@{backend}" and run.steps == plan.max_steps
+    assert worker(f"keras@{backend}").process.pid != os.getpid()
+    reference = run_framework("numpy", plan)
+    np.testing.assert_allclose(run.losses, reference.losses, rtol=1e-5)  # float32: within its tolerance
+    assert run.computed_dtypes["parameters"] == "float32"
+    assert all(np.array_equal(a, b) for a, b in zip(run.batch_rows, reference.batch_rows))
+    # the trace of a step replays the run in the same worker
+    trace = adapter(f"keras@{backend}").trace_step(plan, 2)
+    np.testing.assert_array_equal(trace["loss"], run.losses[2])
+
+
+def test_a_worker_killed_during_a_run_is_a_crashed_run_and_the_others_go_on():
+    s = scenario("tiny-mlp")
+    worker("keras@jax")  # started before the run, killed while it runs (Keras' import alone takes seconds)
+    pid = worker("keras@jax").process.pid
+    threading.Timer(0.5, os.kill, args=(pid, signal.SIGKILL)).start()
+    result = run_scenario(s, frameworks=("numpy", "keras@jax", "torch"), dtypes=("float64",))
+    crashed = result.runs[("keras@jax", "float64")]
+    assert crashed.status == CRASHED
+    assert "keras@jax worker process killed by SIGKILL" in crashed.message
+    assert result.runs[("numpy", "float64")].ok and result.runs[("torch", "float64")].ok
+    assert not result.ok  # a crashed run never passes
+    assert [c.pair for c in result.comparisons] == ["numpy-torch"]
+    again = run_framework("keras@jax", make_plan(s, "float64"))  # a fresh worker takes over
+    assert again.ok and worker("keras@jax").process.pid != pid
+
+
+def test_a_worker_that_does_not_answer_in_time_is_killed():
+    slow = RemoteAdapter(adapter("keras@torch")._local, timeout=0.2)  # Keras' import alone takes longer
+    with pytest.raises(WorkerCrashed, match="did not answer within 0.2 s"):
+        slow.run(make_plan(scenario("tiny-mlp"), "float64"))
