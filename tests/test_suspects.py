@@ -17,7 +17,7 @@ import torch
 
 from harness.commands.cli import main
 from harness.judge.compare import compare
-from harness.judge.diagnosis import Diagnosis, diagnose, suspect
+from harness.judge.diagnosis import Diagnosis, diagnose, suspect, suspects
 from harness.judge.tolerance import Tolerance
 from harness.render.report import diagnosis_lines, scenario_files
 from harness.run.runner import ScenarioResult, run_scenario
@@ -79,8 +79,23 @@ def test_nothing_disagrees_no_suspect():
 def test_two_implementations_that_each_differ_have_no_majority():
     s = suspect(judged({"numpy": GOOD, "keras": OFF_AT_1, "torch": OFF_AT_2}), "float64")
     assert s is not None and s.label is None and s.step is None
-    assert s.reason == ("no majority in float64: no one of numpy, keras and torch differs from every other "
-                        "while those agree (disagreeing pairs: numpy-keras, numpy-torch, keras-torch)")
+    assert s.reason == ("no majority in float64: no group of more than half of numpy, keras and torch agrees "
+                        "among itself while each other one differs from all of its members (disagreeing pairs: "
+                        "numpy-keras, numpy-torch, keras-torch)")
+
+
+def test_two_odd_ones_beside_a_majority_are_both_suspects():
+    """Five implementations, two of which each differ from the three that agree (as keras@jax and
+    keras@torch can): both are named, each with its own first step."""
+    result = judged({"numpy": GOOD, "keras": GOOD, "torch": GOOD, "keras@jax": OFF_AT_1, "keras@torch": OFF_AT_2})
+    found = suspects(result, "float64")
+    assert [(x.label, x.others, x.step) for x in found] == [
+        ("keras@jax", ("numpy", "keras", "torch"), 1), ("keras@torch", ("numpy", "keras", "torch"), 2)]
+    assert found[0].reason == ("keras@jax (as keras@torch) differs from numpy, keras and torch, which agree: "
+                               "suspect keras@jax, from step 1")
+    two_against_two = judged({"numpy": GOOD, "keras": GOOD, "torch": OFF_AT_1, "keras@jax": OFF_AT_1})
+    [none] = suspects(two_against_two, "float64")
+    assert none.label is None and none.reason.startswith("no majority in float64")
 
 
 def test_a_two_way_disagreement_has_no_majority():
@@ -93,7 +108,7 @@ def test_a_two_way_disagreement_has_no_majority():
 # --- faults planted in one real implementation -------------------------------------
 
 def wrong_tanh(self: torch.nn.Tanh, x: torch.Tensor) -> torch.Tensor:
-    return torch.tanh(x) * (1 + 1e-6)
+    return torch.tanh(x * (1 + 1e-6))  # a wrong formula no measurement explains (not a constant factor)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +159,8 @@ def test_two_implementations_that_each_differ_name_no_suspect():
     assert len(diagnoses) == 3
     for d in diagnoses:
         assert d.suspect is not None and d.suspect.label is None
-        assert d.suspect.reason.startswith("no majority in float64: no one of numpy, keras and torch")
+        assert d.suspect.reason.startswith("no majority in float64: no group of more than half of numpy, keras "
+                                           "and torch")
     assert "- Suspect: no majority in float64" in "\n".join(diagnosis_lines(result, diagnoses))
 
 

@@ -33,6 +33,7 @@ For a pair that disagrees, three questions are answered in turn:
 """
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -609,14 +610,19 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
             d.contributions = separated[d.comparison.dtype]
     localisations = {id(d.comparison): d.localisation for d in out}
     for dtype in result.dtypes:
-        found = suspect(result, dtype, localisations=localisations)
-        if found is None:
-            continue
+        found = suspects(result, dtype, localisations=localisations)
+        by_label = {x.label: x for x in found}
         for d in out:
             c = d.comparison
-            if c.dtype == dtype and c.state == DISAGREE and (
-                    found.label is None or found.label in (framework_of(c.a), framework_of(c.b))):
-                d.suspect = found
+            if c.dtype != dtype or c.state != DISAGREE or not found:
+                continue
+            sides = [by_label[fw] for fw in (framework_of(c.a), framework_of(c.b)) if fw in by_label]
+            d.suspect = sides[0] if len(sides) == 1 else by_label.get(None)
+            if len(sides) == 2:  # two suspects against each other: each already differs from the majority
+                d.suspect = Suspect(dtype, None, sides[0].others, None, None,
+                                    f"both {sides[0].label} and {sides[1].label} differ from "
+                                    f"{_names(list(sides[0].others))}, which agree: suspects {sides[0].label} and "
+                                    f"{sides[1].label}")
     return out
 
 
@@ -658,18 +664,23 @@ def _names(labels: list[str] | tuple[str, ...]) -> str:
     return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
 
 
-def suspect(result: ScenarioResult, dtype: str, *,
-            localisations: Mapping[int, Localisation] | None = None) -> Suspect | None:
-    """The odd one out among the implementations of ``dtype``, or why there is none; None when no
-    pair of ``dtype`` disagrees. Implementations are frameworks: the reference's runs in each
-    optimizer convention (``numpy[keras]``, ``numpy[torch]``) count as one, ``numpy``, whose pair
-    with another framework disagrees when any of their compared runs do. ``localisations`` (by
-    ``id`` of the comparison, as ``diagnose`` makes them) give the stage of the suspect's first
-    divergence."""
+def suspects(result: ScenarioResult, dtype: str, *,
+             localisations: Mapping[int, Localisation] | None = None) -> list[Suspect]:
+    """Who the disagreements of ``dtype`` point at; empty when no pair of ``dtype`` disagrees.
+
+    The largest group of implementations that agree among themselves (states ``agree`` or
+    ``differ, explained``) is the majority when it holds more than half of them and every other
+    implementation disagrees with each of its members: each of those others is a suspect (one
+    ``Suspect`` each, e.g. torch; or keras@jax and keras@torch beside numpy, keras and torch).
+    Otherwise one ``Suspect`` with no label says why there is no majority. Implementations are
+    frameworks: the reference's runs in each optimizer convention (``numpy[keras]``,
+    ``numpy[torch]``) count as one, ``numpy``, whose pair with another framework disagrees when
+    any of their compared runs do. ``localisations`` (by ``id`` of the comparison, as
+    ``diagnose`` makes them) give the stage of each suspect's first divergence."""
     compared = [c for c in result.comparisons if c.dtype == dtype and framework_of(c.a) != framework_of(c.b)]
     disagreeing = [c for c in compared if c.state == DISAGREE]
     if not disagreeing:
-        return None
+        return []
     implementations = list(dict.fromkeys(framework_of(label) for label in result.frameworks
                                          if result.runs.get((label, dtype)) is not None
                                          and result.runs[(label, dtype)].ok))
@@ -679,24 +690,48 @@ def suspect(result: ScenarioResult, dtype: str, *,
         states[key] = states.get(key, False) or c.state == DISAGREE
     bad = ["-".join(sorted(k, key=implementations.index)) for k, v in states.items() if v]
     if len(implementations) < 3:
-        return Suspect(dtype, None, (), None, None,
-                       f"no majority in {dtype}: only two implementations ({_names(implementations)}), "
-                       "so their disagreement cannot say which one is wrong")
+        return [Suspect(dtype, None, (), None, None,
+                        f"no majority in {dtype}: only two implementations ({_names(implementations)}), "
+                        "so their disagreement cannot say which one is wrong")]
     complete = all(frozenset((x, y)) in states for i, x in enumerate(implementations)
                    for y in implementations[i + 1:])
-    for odd in implementations:
-        others = tuple(x for x in implementations if x != odd)
-        if complete and all(states[frozenset((odd, o))] for o in others) and not any(
-                states[frozenset((x, y))] for i, x in enumerate(others) for y in others[i + 1:]):
-            mine = [c for c in disagreeing if odd in (framework_of(c.a), framework_of(c.b))]
-            first = min(mine, key=lambda c: c.first_divergent_step if c.first_divergent_step is not None else 0)
-            step = first.first_divergent_step
-            loc = (localisations or {}).get(id(first))
-            stage = None if loc is None else loc.stage
-            where = f"from step {step}" + (f" at `{stage}`" if stage else "")
-            return Suspect(dtype, odd, others, step, stage,
-                           f"{odd} differs from {_names(others)}, which agree: suspect {odd}, {where}")
-    why = (f"not every pair of {_names(implementations)} was compared" if not complete else
-           f"no one of {_names(implementations)} differs from every other while those agree")
-    return Suspect(dtype, None, (), None, None,
-                   f"no majority in {dtype}: {why} (disagreeing pairs: {', '.join(bad)})")
+    majority: tuple[str, ...] = ()
+    if complete:
+        for size in range(len(implementations) - 1, len(implementations) // 2, -1):  # more than half
+            groups = [g for g in itertools.combinations(implementations, size)
+                      if not any(states[frozenset((x, y))] for x, y in itertools.combinations(g, 2))
+                      and all(states[frozenset((o, m))] for o in implementations if o not in g for m in g)]
+            if len(groups) == 1:
+                majority = groups[0]
+                break
+            if groups:  # two equally large groups: no majority
+                break
+    if not majority:
+        why = (f"not every pair of {_names(implementations)} was compared" if not complete else
+               f"no group of more than half of {_names(implementations)} agrees among itself while each "
+               "other one differs from all of its members")
+        return [Suspect(dtype, None, (), None, None,
+                        f"no majority in {dtype}: {why} (disagreeing pairs: {', '.join(bad)})")]
+    out = []
+    odd_ones = [x for x in implementations if x not in majority]
+    for odd in odd_ones:
+        mine = [c for c in disagreeing if {framework_of(c.a), framework_of(c.b)} & {odd}
+                and {framework_of(c.a), framework_of(c.b)} & set(majority)]  # against the majority
+        first = min(mine, key=lambda c: c.first_divergent_step if c.first_divergent_step is not None else 0)
+        step = first.first_divergent_step
+        loc = (localisations or {}).get(id(first))
+        stage = None if loc is None else loc.stage
+        where = f"from step {step}" + (f" at `{stage}`" if stage else "")
+        also = [x for x in odd_ones if x != odd]
+        differs = f"{odd} differs" if not also else f"{odd} (as {_names(also)}) differs"
+        out.append(Suspect(dtype, odd, majority, step, stage,
+                           f"{differs} from {_names(list(majority))}, which agree: suspect {odd}, {where}"))
+    return out
+
+
+def suspect(result: ScenarioResult, dtype: str, *,
+            localisations: Mapping[int, Localisation] | None = None) -> Suspect | None:
+    """The one suspect (or the no-majority reason) of ``dtype`` when there is exactly one
+    (``suspects``); None when nothing disagrees."""
+    found = suspects(result, dtype, localisations=localisations)
+    return found[0] if found else None

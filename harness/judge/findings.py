@@ -241,9 +241,10 @@ def activation_applied(e: Evidence) -> Finding | None:
                 applied = [name for name, act in ACTIVATIONS.items()
                            if _agree(act.forward(z, axis=layer.axis) if act.takes_axis else act.forward(z),
                                      trace[stage], e.tolerance)]
-            if applied and layer.activation not in applied:
+            declared = e.scenarios[side].layers[i].activation  # the side's own scenario (a variant may differ)
+            if applied and declared not in applied:
                 return Finding("activation applied", side,
-                               f"{side}'s layers.{i} applied {' / '.join(applied)} where {layer.activation} is "
+                               f"{side}'s layers.{i} applied {' / '.join(applied)} where {declared} is "
                                f"declared: its output at step {e.step} is {applied[0]}(x W + b) of its own input "
                                "and parameters")
         return None
