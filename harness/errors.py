@@ -31,6 +31,10 @@ class BadInput(Exception):
         self.received = received
         super().__init__(self.one_line())
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, str, object]]:
+        """Pickled with its fields (an error raised in a worker process reaches the harness whole)."""
+        return type(self), (self.file, self.field, self.expected, self.received)
+
     def one_line(self) -> str:
         """``file: field: expected ...; received ...``, always one line (control characters escaped)."""
         got = "" if self.received is None else f"; received {_short(self.received)}"

@@ -43,7 +43,8 @@ def with_tolerance(scenario: Scenario, *, rtol: float | None = None, atol: float
     if rtol is None and atol is None:
         return scenario
     return replace(scenario, tolerances={
-        dtype: Tolerance(rtol=tol.rtol if rtol is None else rtol, atol=tol.atol if atol is None else atol)
+        dtype: Tolerance(rtol=tol.rtol if rtol is None else rtol, atol=tol.atol if atol is None else atol,
+                         ulps=tol.ulps, eps=tol.eps)
         for dtype, tol in scenario.tolerances.items()})
 
 

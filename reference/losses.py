@@ -10,8 +10,10 @@ a named choice (``clip``), never a framework default:
 * ``"keras"`` : ``p`` clipped to ``[1e-7, 1 - 1e-7]`` (Keras' ``epsilon()``), zero
   gradient outside the interval; categorical cross-entropy first renormalises
   each row to sum 1, as Keras does;
-* ``"torch"`` : each ``log`` term clamped below at ``-100`` (``BCELoss``); the
-  gradient uses ``1 / max(p, 1e-12)``.
+* ``"torch"`` : each ``log`` term clamped below at ``-100`` (``BCELoss``), zero
+  gradient where the clamp binds; binary cross-entropy takes ``BCELoss``'s own
+  backward, ``dL/dp = (p - y) / max(p (1 - p), 1e-12) / n`` (ATen's ``EPSILON``,
+  a float ``1e-12``), which differs from the clamp's ``1/p`` once ``p (1 - p) < 1e-12``.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from reference.types import Array, Scalar
 
 KERAS_EPSILON = 1e-7
 TORCH_LOG_FLOOR = -100.0
-TORCH_GRAD_FLOOR = 1e-12
+TORCH_GRAD_FLOOR = float(np.float32(1e-12))  # ATen's binary_cross_entropy_backward EPSILON (a C float)
 CLIP_MODES = ("none", "keras", "torch")
 
 
@@ -48,8 +50,9 @@ def _log_terms(p: Array, clip: str) -> tuple[Array, Array]:
         return np.log(clipped), inside / clipped
     if clip == "torch":
         with np.errstate(divide="ignore"):
-            log_p = np.maximum(np.log(p), dtype.type(TORCH_LOG_FLOOR))
-        return log_p, 1 / np.maximum(p, dtype.type(TORCH_GRAD_FLOOR))
+            raw = np.log(p)
+            log_p = np.maximum(raw, dtype.type(TORCH_LOG_FLOOR))
+            return log_p, np.where(raw >= TORCH_LOG_FLOOR, 1 / p, dtype.type(0))
     with np.errstate(divide="ignore"):
         return np.log(p), 1 / p
 
@@ -66,8 +69,12 @@ def binary_crossentropy(y_true: Array, y_pred: Array, *, clip: str = "none") -> 
 
 
 def binary_crossentropy_grad(y_true: Array, y_pred: Array, *, clip: str = "none") -> Array:
-    """dL/dp = -(y / p - (1 - y) / (1 - p)) / (number of elements)."""
+    """dL/dp = -(y / p - (1 - y) / (1 - p)) / (number of elements); with the torch guard,
+    ``BCELoss``'s backward ``(p - y) / max(p (1 - p), 1e-12)`` / (number of elements)."""
     n = y_pred.dtype.type(y_pred.size)
+    if clip == "torch":
+        floor = y_pred.dtype.type(TORCH_GRAD_FLOOR)
+        return cast(Array, (y_pred - y_true) / np.maximum(y_pred * (1 - y_pred), floor) / n)
     if clip == "keras":
         eps = y_pred.dtype.type(KERAS_EPSILON)
         p = np.clip(y_pred, eps, 1 - eps)

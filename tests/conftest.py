@@ -11,6 +11,9 @@ that use it run last, grouped by scenario, so that each scenario runs exactly on
 one result is held in memory at a time; they are marked ``slow`` (``make test-fast`` leaves
 them out).
 
+``frameworks_in_process``: keras and torch run in the test's process instead of their workers
+(``harness.run.adapters.workers.inline``), so a monkeypatched framework class takes effect.
+
 ``rng``: a NumPy generator seeded from the test's own id, so a test draws the same numbers
 whatever ran before it.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -26,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 pytest_plugins = ["pytester"]  # tests/test_plugin.py runs pytest on scenario folders
 
+from harness.run.adapters.workers import inline  # noqa: E402
 from harness.run.runner import ScenarioResult, run_scenario  # noqa: E402
 from harness.spec.catalogue import resolve  # noqa: E402
 
@@ -33,6 +38,14 @@ from harness.spec.catalogue import resolve  # noqa: E402
 @pytest.fixture(scope="session")
 def catalogue_result(request: pytest.FixtureRequest) -> ScenarioResult:
     return run_scenario(resolve(request.param))
+
+
+@pytest.fixture
+def frameworks_in_process() -> Iterator[None]:
+    """keras and torch run in the test's own process (not in their workers) while the test lasts:
+    for tests that plant a defect by monkeypatching a framework class, which lives in one process."""
+    with inline():
+        yield
 
 
 @pytest.fixture

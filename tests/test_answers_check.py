@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from harness.answers.key_file import load_key
+from harness.answers.output import NOTE_WIDTH, note_text, summary_table
 from harness.answers.verdicts import AnswerResult, _agreement, check_entry
 from harness.commands.cli import main
 from harness.judge.printed import parse_printed
@@ -163,7 +164,8 @@ def test_rounded_inputs_propagate_through_any_optimizer(tmp_path):
               'loss = "mse"\noptimizer = { name = "adam", learning_rate = 0.1, convention = "keras" }\nsteps = 2\n'
               'inputs_rounded_to = { y = 2 }\nexpected = { w = "0.2", b = "0.2" }')
     result = check(tmp_path, key_text({"adam": fields}))["adam"]
-    assert not result.warnings
+    assert result.warnings == ["torch skipped: it cannot compute convention 'keras' (its optimizer class computes "
+                               "'torch')"]  # and no "no propagated tolerance"
     for part, shape in zip(result.parts, ((1, 1), (1,))):
         assert part.propagated_tol.shape == shape and "propagated" in part.rule
         assert np.all(np.isfinite(part.propagated_tol)) and np.all(part.propagated_tol > 0)
@@ -275,11 +277,85 @@ def test_a_scenario_file_is_resolved_relative_to_the_key(tmp_path):
     assert result.verdict == "correct"  # the notes' W, b classify all three points right
 
 
-def test_answers_on_a_complete_key_changes_nothing(tmp_path):
+def test_answers_on_a_complete_key_changes_nothing_and_names_what_it_left_implausible(tmp_path, capsys):
     key = Path(__file__).resolve().parent.parent / "scenarios" / "keys" / "004-homework.toml"
     out = tmp_path / "same.toml"
-    assert main(["answers", str(key), "--out", str(out)]) == 0
+    assert main(["answers", str(key), "--out", str(out)]) == 1  # the homework's 110% accuracy is left as it is
     assert out.read_text() == key.read_text()
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nn-parity:")]
+    assert line.startswith("nn-parity: problem 2 test accuracy: left implausible: an accuracy of 110%")
+
+
+def test_answers_fills_the_missing_and_names_what_it_left_wrong_or_implausible(tmp_path, capsys):
+    path = tmp_path / "key.toml"
+    path.write_text(key_text({
+        "missing": PLANTED["sigmoid"][0],
+        "wrong": PLANTED["sigmoid"][0] + "\nexpected = " + PLANTED["sigmoid"][1],
+        "implausible": IMPLAUSIBLE["negative-loss"][0] + "\nexpected = -1.0",
+        "right": PLANTED["dense"][0] + '\nexpected = "[[3]\\n [3]]"'}))
+    out = tmp_path / "filled.toml"
+    assert main(["answers", str(path), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    reported = [line for line in captured.err.splitlines() if line.startswith("nn-parity:")]
+    assert reported == [
+        "nn-parity: wrong: left wrong: correct value [[0.99966465] [0.99752738]] (differs by 1.03e-07)",
+        "nn-parity: implausible: left implausible: a loss of -1 is negative; every loss here is a mean of "
+        "non-negative terms"]
+    assert "missing: filled: [[0.99966465] [0.99752738]]" in captured.out
+    filled = {e.id: check_entry(e).verdict for e in load_key(out).entries}
+    assert filled == {"missing": "correct", "wrong": "wrong", "implausible": "implausible", "right": "correct"}
+
+
+def test_answers_exits_0_when_everything_is_filled_or_right(tmp_path):
+    path = tmp_path / "key.toml"
+    path.write_text(key_text({"missing": PLANTED["sigmoid"][0],
+                              "right": PLANTED["dense"][0] + '\nexpected = "[[3]\\n [3]]"'}))
+    assert main(["answers", str(path), "--out", str(tmp_path / "filled.toml")]) == 0
+
+
+FILL_PRECISION = {
+    # [defaults], the answer's own fields -> what is written (numpy's print at that precision), and
+    # whether a printed_precision line is added
+    "numpy-default": ("", "", '"""\n[[0.99966465]\n [0.99752738]]\n"""', True),
+    "defaults-4": ("[defaults]\nprinted_precision = 4", "", '"""\n[[0.9997]\n [0.9975]]\n"""', False),
+    "defaults-8": ("[defaults]\nprinted_precision = 8", "", '"""\n[[0.99966465]\n [0.99752738]]\n"""', False),
+    "answer-3": ("", "printed_precision = 3", '"""\n[[1.   ]\n [0.998]]\n"""', False),
+}
+
+
+@pytest.mark.parametrize("case", list(FILL_PRECISION), ids=list(FILL_PRECISION))
+def test_answers_prints_at_the_keys_precision_and_does_not_repeat_a_default(tmp_path, case):
+    defaults, own, written, adds_line = FILL_PRECISION[case]
+    path = tmp_path / "key.toml"
+    path.write_text(key_text({"s": PLANTED["sigmoid"][0] + ("\n" + own if own else "")}, header=defaults))
+    out = tmp_path / "filled.toml"
+    assert main(["answers", str(path), "--out", str(out)]) == 0
+    filled = out.read_text()
+    assert f"expected = {written}" in filled, filled
+    assert filled.count("printed_precision") == (1 if adds_line else int(bool(defaults or own)))
+    [entry] = load_key(out).entries
+    assert check_entry(entry).verdict == "correct"
+
+
+INTEGER_FILLS = {
+    # numpy holds integer inputs through X @ w + b and ReLU as int arrays, and a predicted class as int64
+    "dense-integers": (PLANTED["dense"][0], "[[3]\n [3]]"),
+    "dense-floats": ('compute = "dense"\nX = [[1.0, 2.0], [2.0, 1.0]]\nw = [[1], [1]]\nb = [[0], [0]]',
+                     "[[3.]\n [3.]]"),
+    "relu-integers": ('compute = "activation"\nfunction = "relu"\nz = [[8], [-6]]', "[[8]\n [0]]"),
+    "sigmoid-of-integers": ('compute = "activation"\nfunction = "sigmoid"\nz = [[0], [0]]', "[[0.5]\n [0.5]]"),
+    "prediction": (f'compute = "network"\noutput = "prediction"\n{NETWORK}', "[0]"),
+    "network-integers": ('compute = "network"\nX = [[1, 2]]\nlayers = [{ w = [[1], [2]], b = [1], activation = '
+                         '"relu" }, { w = [[2, -1]], activation = "linear" }]', "[[12 -6]]"),
+}
+
+
+@pytest.mark.parametrize("case", list(INTEGER_FILLS), ids=list(INTEGER_FILLS))
+def test_answers_writes_integers_as_integers(tmp_path, case):
+    fields, written = INTEGER_FILLS[case]
+    [result] = check(tmp_path, key_text({case: fields})).values()
+    assert result.verdict == "unanswered", result.message
+    assert result.parts[0].computed_text() == written
 
 
 ADAM_TRAIN = ('compute = "train"\nX = [[2], [3], [5]]\ny = [[7], [10], [16]]\nw = [[1]]\nb = [0]\nloss = "mse"\n'
@@ -307,3 +383,20 @@ def test_a_train_answer_with_adam_must_pin_a_convention(tmp_path, capsys):
     assert main(["check", str(path)]) == 2
     [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nn-parity: error:")]
     assert "adam" in error and "optimizer.convention" in error and "Adam epsilon placement" in error
+
+
+def test_the_terminal_table_shows_the_correct_value_of_a_wrong_answer(planted):
+    table = summary_table(list(planted.values()))
+    row = table.set_index("id").loc["sigmoid"]
+    assert row["verdict"] == "WRONG" and row["correct value"] == "[[0.99966465] [0.99752738]]"
+    assert table.set_index("id").loc["gradient"]["correct value"] == "w = [[-6. ] [-4.26666667]]; b = -3.2"
+
+
+def test_the_terminal_table_never_cuts_a_note_mid_word():
+    words = [f"word{i:03d}" for i in range(60)]  # 480 characters, no word a prefix of another
+    result = AnswerResult(id="x", kind="dense", verdict="harness-fault", message=" ".join(words))
+    note = summary_table([result]).loc[0, "note"]
+    assert len(note) <= NOTE_WIDTH and note.endswith(" ...")
+    shown = note.removesuffix(" ...").split(" ")
+    assert shown == words[:len(shown)] and len(shown) > 10
+    assert note_text("short note") == "short note"

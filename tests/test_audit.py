@@ -340,3 +340,16 @@ def test_a_sibling_import_passes_through_the_cli(tmp_path):
     assert main(["audit", str(path), "--function", "backward", "--scenario", SCENARIO]) == 0
     sheet = _submit(tmp_path, "from helper import sheet_backward\n", "sheet.py")
     assert main(["audit", str(sheet), "--function", "sheet_backward", "--scenario", SCENARIO]) == 1
+
+
+@pytest.mark.parametrize("name, data, says", [
+    ("answer.txt", b"def backward(params, X, y):\n    return {}\n",
+     "expected a Python file (.py) or a Jupyter notebook (.ipynb); received 'answer.txt'"),
+    ("latin1.py", "# caf\xe9\n".encode("latin-1"), "expected UTF-8 text; received 'the byte 0xe9 at line 1"),
+])
+def test_a_submission_that_is_neither_python_nor_a_notebook_is_bad_input(tmp_path, capsys, name, data, says):
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert main(["audit", str(path), "--function", "backward", "--scenario", SCENARIO]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"nn-parity: error: {path}: ") and says in err

@@ -49,7 +49,7 @@ def test_run_exits_1_when_a_pair_disagrees(tmp_path, capsys):
     src = resolve("sigmoid-exponential").path.read_text()
     path = tmp_path / "too-tight.toml"
     assert src.count("[tolerance]\n") == 1
-    path.write_text(src.replace("[tolerance]\n", "[tolerance]\nfloat64 = { rtol = 0.0, atol = 0.0 }\n", 1)
+    path.write_text(src.replace("[tolerance]\n", "[tolerance]\nfloat64 = { rtol = 0.0, atol = 0.0, ulps = 0 }\n", 1)
                     .replace("epochs = 5000", "epochs = 50"))
     code = main(["run", str(path), "--frameworks", "numpy,torch", "--dtype", "float64", "--quiet"])
     out = capsys.readouterr().out
@@ -72,7 +72,7 @@ def test_missing_framework_is_skipped_and_the_others_run(monkeypatch):
 
 
 @pytest.mark.slow
-def test_crash_is_recorded_not_raised(monkeypatch):
+def test_crash_is_recorded_not_raised(monkeypatch, frameworks_in_process):
     def boom(plan):
         raise RuntimeError("first line\nthe last line of the error")
     monkeypatch.setattr(ADAPTERS["torch"], "run", boom)

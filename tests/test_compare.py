@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from harness.judge.compare import STATES, compare, worst_state
-from harness.judge.tolerance import Tolerance
+from harness.judge.tolerance import DEFAULT_TOLERANCES, EPS32, Tolerance, compare_elements
 from harness.run.adapters import run_framework
 from harness.run.plan import make_plan
+from harness.run.runner import with_convention
 from harness.run.trajectory import Trajectory
 from harness.spec.catalogue import resolve
 
@@ -129,3 +130,81 @@ def test_every_pair_is_in_exactly_one_of_three_states():
     assert (d["state"], d["agree"], d["explained"], d["ok"]) == ("differ, explained", False, True, True)
     assert worst_state([]) == "agree" and worst_state(["agree", "differ, explained"]) == "differ, explained"
     assert worst_state(["disagree", "differ, explained", "agree"]) == "disagree" and STATES[0] == "agree"
+
+
+# --- the magnitude term: a float32 quantity crossing zero (issue 11, item 6) ---------------------------
+
+def test_magnitude_term_judges_a_step_by_the_largest_value_so_far_never_a_later_one():
+    """allowed = atol + rtol*max(|a|,|b|) + ulps*eps*M, M = the quantity's largest |value| up to the step."""
+    tol = DEFAULT_TOLERANCES["float32"]
+    assert (tol.ulps, tol.eps, tol.mtol) == (16.0, EPS32, 16.0 * EPS32)
+    assert tol.describe() == "rtol 1e-05, atol 1e-07 + 16 eps32 x M"
+    assert DEFAULT_TOLERANCES["float64"].describe() == "rtol 1e-12, atol 1e-14 + 16 eps64 x M"
+    # A parameter falls from 1 through 0: 1e-6 apart near zero is 8.4 ulps of the 1 it had reached.
+    a = _trajectory([1.0, 1.0, 1.0], [1.0, 0.5, 1e-3])
+    b = _trajectory([1.0, 1.0, 1.0], [1.0, 0.5, 1e-3 + 1e-6])
+    c = compare(a, b, tol)
+    assert c.agree and c.quantities["w"].magnitude == 1.0
+    assert not compare(a, b, dataclasses.replace(tol, ulps=0.0)).agree  # the plain rule: 1e-6 > 1.1e-7
+    assert c.tolerance == tol.describe() and c.as_dict()["mtol"] == tol.mtol
+    # The same values in the other order: near zero first, large later. Step 0 is judged with M = 1e-3.
+    c = compare(_trajectory([1.0, 1.0], [1e-3, 1.0]), _trajectory([1.0, 1.0], [1e-3 + 1e-6, 1.0]), tol)
+    assert not c.agree and c.first_divergent_step == 0
+    assert c.mismatch.magnitude == pytest.approx(1e-3 + 1e-6)
+    assert "+ 1.91e-06 x M, M = 0.001" in c.describe_failure("x")
+    # One array at one moment (no steps): M is its own largest magnitude.
+    e = compare_elements(np.array([5.0, 1e-9]), np.array([5.0, 1e-9 + 5e-6]), tol)
+    assert e.allowed[1] == pytest.approx(1e-7 + 1e-5 * (1e-9 + 5e-6) + 16 * EPS32 * 5.0)
+    assert not e.bad.any()
+
+
+def _momentum(dtype, lr_factor=1.0):
+    """minibatch-momentum in the torch convention (numpy and torch compute the same arithmetic)."""
+    scenario = with_convention(resolve("minibatch-momentum"), "torch")
+    if lr_factor != 1.0:
+        scenario = with_learning_rate(scenario, scenario.training.optimizer.learning_rate * lr_factor)
+    return make_plan(scenario, dtype)
+
+
+@pytest.mark.slow
+def test_float32_bias_crossing_zero_agrees_and_a_wrong_learning_rate_is_still_caught():
+    """Issue 11, item 6. minibatch-momentum in float32: the bias rises to 0.57, falls through zero
+    (step 27) and settles at 0.1; numpy and torch differ there by a few ulps of 0.57, which the
+    plain atol + rtol test called a disagreement (measured: from step 15, |diff| 4.1e-7, 6.1 ulps
+    of the 0.57 reached). With the magnitude term they agree over all 156 steps; a learning rate
+    off by 0.1%, 0.01% or even 1e-6 relative in torch (the smallest still above float32 noise:
+    1e-7 is caught only by the old false alarm) is still caught, from the first update where it
+    exceeds rounding, and so is a defect of the issue's size planted at the crossing."""
+    tol = DEFAULT_TOLERANCES["float32"]
+    plain = dataclasses.replace(tol, ulps=0.0)
+    reference = run_framework("numpy", _momentum("float32"))
+    torch_run = run_framework("torch", _momentum("float32"))
+    assert reference.steps == torch_run.steps == 156
+    assert compare(reference, torch_run, tol).agree
+    old = compare(reference, torch_run, plain)
+    assert not old.agree and old.mismatch.quantity == "layers.0.bias"  # the false alarm the term removes
+    assert abs(old.mismatch.a) < 0.05 * compare(reference, torch_run, tol).quantities["layers.0.bias"].magnitude
+
+    for factor, first in ((1.001, 0), (1.0001, 0), (1 + 1e-6, 15)):
+        c = compare(reference, run_framework("torch", _momentum("float32", factor)), tol)
+        assert not c.agree, factor
+        assert c.first_divergent_step <= first, (factor, c.first_divergent_step)
+
+    # A defect of the false alarm's own size, planted where the bias is near zero: torch's bias
+    # after step 27 pushed by 30 ulps of its run magnitude (2e-6), as a wrong-signed small gradient
+    # would. The term allows 16 ulps (1.1e-6): caught at that step.
+    planted = dataclasses.replace(torch_run, params={k: v.copy() for k, v in torch_run.params.items()})
+    planted.params["layers.0.bias"][27] += 30 * EPS32 * 0.57
+    c = compare(reference, planted, tol)
+    assert not c.agree and c.first_divergent_step == 27 and c.mismatch.quantity == "layers.0.bias"
+
+
+@pytest.mark.slow
+def test_float64_stays_tight_on_the_same_run():
+    """The term adds 16 eps64 x M (3.6e-15 x M) in float64: numpy and torch agree on minibatch-momentum,
+    and a learning rate 1 + 1e-11 times too large is caught at step 0."""
+    tol = DEFAULT_TOLERANCES["float64"]
+    reference = run_framework("numpy", _momentum("float64"))
+    assert compare(reference, run_framework("torch", _momentum("float64")), tol).agree
+    c = compare(reference, run_framework("torch", _momentum("float64", 1 + 1e-11)), tol)
+    assert not c.agree and c.first_divergent_step == 0

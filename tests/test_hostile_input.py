@@ -182,14 +182,14 @@ def test_report_refuses_a_name_that_escapes_its_output_folder(tmp_path, capsys):
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_the_catalogue_names_fit_the_rule_and_list_shows_40_scenarios(capsys):
+def test_the_catalogue_names_fit_the_rule_and_list_shows_49_scenarios(capsys):
     names = [s.name for s in catalogue_scenarios()]
-    assert len(names) == 40 and len(set(names)) == 40
+    assert len(names) == 49 and len(set(names)) == 49
     assert all(NAME_PATTERN.fullmatch(n) and len(n) <= NAME_MAX for n in names)
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("|") and not line.startswith(("| name", "|:"))]
-    assert len(rows) == 40 and "invalid" not in out
+    assert len(rows) == 49 and "invalid" not in out
 
 
 # --- 2. non-finite numbers ----------------------------------------------------------

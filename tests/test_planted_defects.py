@@ -14,6 +14,9 @@ in all three implementations in float64 and the harness must
   float32 values in a float64 run), or ``NO_CAUSE`` where no check can confirm one (a wrong
   derivative formula is found and localised, not explained).
 
+keras and torch run in this process for these tests (``inline()``), not in their workers: a
+monkeypatch lives in one process.
+
 A defect only in a run loop is invisible to the separate replay of the step (``trace_step``): the
 harness then says that the carrier's replay does not reproduce its run and names the stage
 ``RUN_LOOP``.
@@ -33,6 +36,7 @@ from harness.judge.diagnosis import NO_CAUSE, RUN_LOOP, Diagnosis, diagnose
 from harness.run.adapters import keras_tf, torch_eager
 from harness.run.adapters.numpy_reference import NumpyReference
 from harness.run.adapters.torch_eager import TorchAdapter
+from harness.run.adapters.workers import inline
 from harness.run.plan import TrainingPlan
 from harness.run.runner import ScenarioResult, run_scenario
 from harness.spec.scenario import Scenario, load_scenarios
@@ -342,7 +346,7 @@ def judged(request: pytest.FixtureRequest) -> tuple[Defect, Judged]:
     """The scenario run with the defect ``request.param`` planted, and its diagnoses (made under the
     same patch: the replayed steps carry the defect too); once per defect, every patch undone."""
     defect, plant = CASES_BY_ID[request.param]
-    with pytest.MonkeyPatch.context() as mp:
+    with inline(), pytest.MonkeyPatch.context() as mp:  # keras and torch in this process: the patch reaches them
         plant(mp)
         result = run_scenario(scenario(defect.scenario), dtypes=("float64",))
         return defect, (result, [d for d in diagnose(result) if d.kind == "disagree"])
@@ -354,7 +358,8 @@ DEFECTS = list(CASES_BY_ID)
 @pytest.mark.parametrize("name", [MLP, BCE, "tiny-mlp", "saturated-bce-clipped"])
 def test_the_unplanted_scenarios_agree(name: str) -> None:
     """The baseline: without a defect, every pair agrees (so each failure below is the defect's)."""
-    result = run_scenario(scenario(name), dtypes=("float64",))
+    with inline():
+        result = run_scenario(scenario(name), dtypes=("float64",))
     assert result.ok and all(c.state != DISAGREE for c in result.comparisons)
 
 
@@ -395,7 +400,7 @@ def test_a_planted_defect_is_localised_where_it_acts(judged: tuple[Defect, Judge
 def test_a_float32_run_computed_in_float64_fails_the_run_even_within_the_tolerance() -> None:
     """A float32 run computed in float64 can agree with the float32 runs within their tolerance;
     it is still not a float32 run: the result fails and names the run and what it computed in."""
-    with pytest.MonkeyPatch.context() as mp:
+    with inline(), pytest.MonkeyPatch.context() as mp:
         plant_torch_float32_run_in_float64(mp)
         result = run_scenario(scenario(MLP), dtypes=("float32",))
         diagnoses = diagnose(result)

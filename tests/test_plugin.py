@@ -24,9 +24,9 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 SMALL_MLP = (SCENARIOS / "small-mlp.toml").read_text().replace("epochs = 5", "epochs = 1")
 
 PASSING = SMALL_MLP.replace('name = "small-mlp"', 'name = "passing"')
-# rtol = atol = 0 in float64: any difference in the last bits fails (deliberately broken)
+# rtol = atol = ulps = 0 in float64: any difference in the last bits fails (deliberately broken)
 BROKEN = SMALL_MLP.replace('name = "small-mlp"', 'name = "broken"') + \
-    '\n[tolerance]\nfloat64 = { rtol = 0.0, atol = 0.0 }  # nothing may differ: meant to fail\n'
+    '\n[tolerance]\nfloat64 = { rtol = 0.0, atol = 0.0, ulps = 0 }  # nothing may differ: meant to fail\n'
 ADAM = SMALL_MLP.replace('name = "small-mlp"', 'name = "adam"').replace(
     'optimizer = { name = "sgd", learning_rate = 0.05 }', 'optimizer = { name = "adam", learning_rate = 0.01 }')
 VARIANTS = SMALL_MLP.replace('name = "small-mlp"', 'name = "rates"') + \
@@ -112,8 +112,8 @@ def test_missing_framework_skips_with_the_reason(pytester: pytest.Pytester,
     assert "passing: torch (float64) skipped: torch is not installed (patched)" in _lines(result)
 
 
-def test_crashed_run_fails_its_items(pytester: pytest.Pytester,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crashed_run_fails_its_items(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                     frameworks_in_process: None) -> None:
     def crash(plan: object) -> None:
         raise RuntimeError("out of cheese")
 

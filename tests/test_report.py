@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import tempfile
 import tomllib
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
 import harness.render.report
 from harness.commands.cli import main
+from harness.judge.compare import compare
 from harness.judge.diagnosis import diagnose
-from harness.render.files import content_name, write_files_atomic
+from harness.judge.tolerance import Tolerance
+from harness.render.files import content_name, without_machine_paths, write_files_atomic
+from harness.render.plots import pair_series
 from harness.render.report import index_markdown, read_summary, scenario_files, summary
 from harness.run.runner import run_scenario
+from harness.run.trajectory import Trajectory
 from harness.spec.scenario import parse_scenario
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -93,7 +101,46 @@ def test_report_links_its_plots_and_they_are_pngs(files):
 def test_index_lists_the_scenario(files):
     index = files["README.md"].decode()
     assert "1 scenario: 1 agree" in index
-    assert "| tiny-mlp | agree | - | all match |" in index and "[tiny-mlp.md](tiny-mlp.md)" in index
+    assert "| tiny-mlp | agree | 6 pairs: 6 agree | all match |" in index and "[tiny-mlp.md](tiny-mlp.md)" in index
+
+
+def test_index_worst_difference_is_the_fraction_of_the_tolerance_the_verdict_tests(files):
+    """The index's worst difference is |a - b| / allowed (the verdict's quantity), so an agreeing
+    scenario shows at most 1, whatever the magnitude of its values."""
+    row = next(line for line in files["README.md"].decode().splitlines() if line.startswith("| tiny-mlp |"))
+    worst = row.split("|")[5].strip()
+    number, where = worst.split(" ", 1)
+    assert 0 < float(number) <= 1 and re.fullmatch(r"\((numpy|keras|torch)-(keras|torch), float(64|32)\)", where)
+    md = files["tiny-mlp.md"].decode()
+    assert f"uses {number} of the tolerance" in md  # the summary quotes the same number
+
+
+# --- a summary first, the rest below the fold -----------------------------------------
+
+def test_report_opens_with_a_plain_summary(files):
+    """Right under the verdict: one paragraph that says what was compared, the verdict, the closest
+    call (pair, quantity, step, fraction of the tolerance) and the lab's printed values."""
+    lines = files["tiny-mlp.md"].decode().splitlines()
+    verdict = next(i for i, line in enumerate(lines) if line.startswith("**Verdict: "))
+    paragraph = lines[verdict + 2]
+    for text in ("The NumPy reference (numpy), keras and torch each trained the same network",
+                 "for 12 training steps, in float64 and float32", "All 6 pairs agree within the tolerance",
+                 "The closest call is ", "of the tolerance (|a - b| / allowed, the quantity the verdict tests) at step",
+                 "The reference reproduces the value the lab printed"):
+        assert text in paragraph, text
+
+
+def test_a_report_that_agrees_everywhere_fits_on_one_screen(files):
+    """Everything long (set-up, the full agreement table, final parameters, lab table, environment)
+    is in <details> blocks; what comes before the first one fits in 40 lines."""
+    md = files["tiny-mlp.md"].decode()
+    above, below = md.split("<details>", 1)
+    assert len(above.splitlines()) <= 40
+    assert "| pair " in above and "![tiny-mlp-differences-" in above  # the pairs and the plots stay above
+    for section in ("## Set-up", "## Agreement, step by step", "## Final parameters (float64)",
+                    "## The lab's printed values", "## Environment"):
+        assert section not in above and section in below
+    assert md.count("<details>") == md.count("</details>") >= 5
 
 
 def test_report_is_byte_identical_when_run_again(files, tmp_path):
@@ -171,7 +218,11 @@ def test_diagnosed_report_names_cause_and_control(tmp_path):
     assert len(table_rows) == 1 and table_rows[0].rstrip().endswith("| yes                |")
     index = index_markdown([summary(result, diagnoses)])
     assert "1 disagree (1 with every divergence's cause confirmed by a control run)" in index
-    assert "| tiny-mlp | disagree | numpy-torch float64: learning rate |" in index
+    assert "| tiny-mlp | disagree | 1 pair: 1 disagree; cause: learning rate |" in index
+    paragraph = md.split("**Verdict: disagree**", 1)[1].split("\n\n", 2)[1]
+    assert "The one pair: 1 disagree (numpy-torch in float64 from step 0)." in paragraph
+    assert "numpy-torch (float64) first breaks the tolerance at step 0 in `layers.0.kernel`" in paragraph
+    assert "Cause: learning rate for numpy-torch (float64), confirmed by a control run." in paragraph
 
 
 # --- one vocabulary: the top verdict, the table, the headings and the index agree ------------
@@ -192,7 +243,7 @@ def wrong_tanh(self, x):
     return torch.tanh(x) * (1 + 1e-6)
 
 
-def test_no_report_says_agree_beside_a_pair_that_disagrees(tmp_path, monkeypatch):
+def test_no_report_says_agree_beside_a_pair_that_disagrees(tmp_path, monkeypatch, frameworks_in_process):
     """Reports of an agreeing, an explained (Adam) and a disagreeing (torch's nn.Tanh made wrong)
     scenario: the top verdict is the worst state of the table's pairs, a diagnosis heading never says
     "disagrees" for a pair that agrees or differs, explained, and the index counts the same states."""
@@ -222,10 +273,39 @@ def test_no_report_says_agree_beside_a_pair_that_disagrees(tmp_path, monkeypatch
     adam = (out / "small-adam.md").read_text()
     assert "### keras-torch (float64, differ, explained): optimizer convention" in adam
     assert "(float64, disagrees)" not in adam
+    assert "differ, explained by the optimizer convention, Adam epsilon placement" in adam
+    assert re.search(r"The convention's gap peaks at \S+ in `[^`]+` around step \d+ \(\S+, float\d\d\), while the "
+                     r"final weights differ by \S+ \(relative \S+\): the same final parameters to \d+ "
+                     r"significant digits\.", adam)
+    assert_one_vocabulary(out)
     index = (out / "README.md").read_text()
     assert "3 scenarios: 1 agree in every pair and dtype; 1 differ, explained" in index
     assert "; 1 disagree (" in index
     assert "| small-adam | differ, explained |" in index and "| small-mlp | disagree |" in index
+
+
+def assert_one_vocabulary(folder: Path) -> None:
+    """Every report in ``folder``: a top verdict of agree never stands beside a pair called
+    "disagrees" (or a row in the disagree state), a control run that could not run is "not
+    applicable", never "crashed", and a fraction of the tolerance above 1 is never next to "agree"."""
+    reports = [p for p in sorted(folder.glob("*.md")) if p.name != "README.md"]
+    assert reports
+    for path in reports:
+        md = path.read_text()
+        [top] = re.findall(r"\*\*Verdict: (.+?)\*\*", md)
+        if top == "agree":
+            assert "disagrees" not in md and "| disagree" not in md, path.name
+        controls = [line for line in md.splitlines() if line.startswith("  - ")]
+        assert not any("crashed" in line for line in controls), path.name
+        for line in md.splitlines():
+            if re.search(r"(: |\(float\d\d, )agree(?!s?, drifts)", line) and "disagree" not in line:
+                fractions = re.findall(r"(\d[\d.e+-]*) (?:x|of) (?:the|its) tolerance", line)
+                assert all(float(f) <= 1 for f in fractions), line
+
+
+def test_committed_reports_use_one_vocabulary():
+    """The same checks over the reports committed in reports/ (the lead regenerates them)."""
+    assert_one_vocabulary(Path(__file__).resolve().parent.parent / "reports")
 
 
 def test_index_reads_the_verdicts_of_earlier_versions_in_todays_words(tmp_path):
@@ -236,3 +316,61 @@ def test_index_reads_the_verdicts_of_earlier_versions_in_todays_words(tmp_path):
     old["verdict"], old["name"] = "DISAGREE", "old-two"
     (tmp_path / "old-two.md").write_text(f"x\n<!-- nn-parity-summary: {json.dumps(old)} -->\n")
     assert read_summary(tmp_path / "old-two.md")["verdict"] == "disagree"
+
+
+# --- no path of this machine in any generated file ------------------------------------
+
+def machine_paths() -> list[str]:
+    return [str(Path(__file__).resolve().parent.parent), str(Path.home()), str(Path.cwd().resolve())]
+
+
+def test_no_generated_file_holds_a_path_of_this_machine(tmp_path, capsys):
+    """Reports (markdown, PNG, HTML, index) and the run's JSON, from a scenario file outside the
+    repository into a folder outside it: no absolute path of the machine in any of them."""
+    (tmp_path / "tiny-mlp.toml").write_text(TINY)
+    out = tmp_path / "out"
+    assert main(["report", "--scenario", str(tmp_path / "tiny-mlp.toml"), "--out", str(out), "--html",
+                 "--quiet"]) == 0
+    assert main(["run", str(tmp_path / "tiny-mlp.toml"), "--json", str(out / "run.json"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    names = sorted(p.name for p in out.iterdir())
+    assert {"tiny-mlp.md", "tiny-mlp.html", "README.md", "index.html", "run.json"} <= set(names)
+    for path in out.iterdir():
+        data = path.read_bytes()
+        for forbidden in [str(tmp_path), *machine_paths()]:
+            assert forbidden.encode() not in data, (path.name, forbidden)
+    for forbidden in [str(tmp_path / "out"), str(Path.home())]:
+        assert forbidden not in printed.split("Verdict: ")[1]  # the terminal's summary, below the verdict
+    payload = json.loads((out / "run.json").read_text())
+    assert payload["file"] == "tiny-mlp.toml" and payload["summary"].startswith("The NumPy reference (numpy)")
+    assert payload["worst"]["used"] <= 1 and payload["worst"]["state"] == "agree"
+
+
+def test_text_from_anywhere_loses_the_machine_paths():
+    """A crash message or a control run naming a file: the working directory becomes ".", the home
+    folder "~", the Python installation "(python)" and the temporary folder "(tmp)"."""
+    text = (f"ValueError: {Path.cwd().resolve()}/scenarios/x.toml and {Path.home()}/lab.toml, "
+            f"{sys.prefix}/lib/site.py, {tempfile.gettempdir()}/pytest-0/y.toml")
+    cleaned = without_machine_paths(text)
+    assert all(p not in cleaned for p in [str(Path.cwd().resolve()), str(Path.home()), sys.prefix])
+    assert "./scenarios/x.toml" in cleaned and "(python)/lib/site.py" in cleaned and "(tmp)/pytest-0/y.toml" in cleaned
+
+
+# --- plots: gaps where both runs hold inf/nan -------------------------------------------
+
+def test_nonfinite_steps_are_a_gap_and_their_first_step_is_known():
+    """Two runs that overflow together: their difference is 0 only because nan == nan; the series
+    the plots draw is nan (a gap) there, not an exact 0, and the first such step is reported."""
+    losses = np.array([1.0, 2.0, np.inf, np.nan, np.nan])
+    params = np.array([[1.0], [2.0], [3.0], [np.nan], [np.nan]])
+    a = Trajectory("numpy", "float64", losses=losses, params={"w": params})
+    b = Trajectory("torch", "float64", losses=losses.copy(), params={"w": params + np.array([[0], [1e-15], [0], [0],
+                                                                                               [0]])})
+    c = compare(a, b, Tolerance(rtol=1e-12, atol=1e-14))
+    assert c.agree and list(c.step_max_abs[3:]) == [0.0, 0.0]
+    result = SimpleNamespace(runs={("numpy", "float64"): a, ("torch", "float64"): b})
+    max_abs, used, first = pair_series(result, c)
+    assert first == 2
+    assert np.isnan(max_abs[3:]).all() and np.isnan(used[3:]).all()
+    assert max_abs[1] == pytest.approx(1e-15, rel=0.2) and max_abs[0] == 0.0  # finite zeros are drawn
+    assert np.isnan(max_abs[2])  # step 2: the loss inf on both sides, the parameters equal: no finite difference

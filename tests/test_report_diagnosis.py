@@ -178,8 +178,9 @@ def test_drifting_float32_pair_is_diagnosed_at_its_closest_step():
     [c] = first.comparisons
     step, quantity, fraction = c.closest
     assert 0 < fraction < DRIFT_FRACTION  # the default float32 tolerance leaves a wide margin here
-    k = fraction / 0.75  # allowed = atol + rtol * scale is linear in (atol, rtol): fraction becomes 0.75
-    scaled = replace(mlp, tolerances={**mlp.tolerances, "float32": Tolerance(rtol=tol.rtol * k, atol=tol.atol * k)})
+    k = fraction / 0.75  # allowed = atol + rtol * scale + ulps * eps * M is linear in (atol, rtol, ulps)
+    scaled = replace(mlp, tolerances={**mlp.tolerances, "float32": replace(tol, rtol=tol.rtol * k, atol=tol.atol * k,
+                                                                           ulps=tol.ulps * k)})
     result = run_scenario(scaled, frameworks=("numpy", "torch"), dtypes=("float32", "float64"))
     assert result.agree
     [d] = diagnose(result)

@@ -134,7 +134,7 @@ def test_a_wrong_learning_rate_in_torch_names_torch(torch_on_another_learning_ra
 
 
 @pytest.mark.slow
-def test_a_wrong_activation_inside_torch_names_torch_at_the_layer(monkeypatch):
+def test_a_wrong_activation_inside_torch_names_torch_at_the_layer(monkeypatch, frameworks_in_process):
     """torch's own nn.Tanh made wrong by 1e-6 (relative): the runs, the replayed step and every
     control run use it, as a bug in the framework would."""
     monkeypatch.setattr(torch.nn.Tanh, "forward", wrong_tanh)
@@ -165,7 +165,7 @@ def test_two_implementations_that_each_differ_name_no_suspect():
 
 
 @pytest.mark.slow
-def test_run_prints_the_suspect_and_writes_it_in_the_json(monkeypatch, tmp_path, capsys):
+def test_run_prints_the_suspect_and_writes_it_in_the_json(monkeypatch, tmp_path, capsys, frameworks_in_process):
     monkeypatch.setattr(torch.nn.Tanh, "forward", wrong_tanh)
     path = tmp_path / "small-mlp.toml"
     path.write_text((SCENARIOS / "small-mlp.toml").read_text())

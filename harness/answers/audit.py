@@ -24,12 +24,18 @@ gradient used in place of the cross-entropy's.
 A submitted *file* (``audit_file``, ``nn-parity audit``) is executed in its own process,
 confined by ``harness.answers.sandbox`` (timeout, memory cap, temporary working directory);
 whatever way it ends without returning gradients, every parameter is ``crashed`` with the
-reason. A *callable* of the caller's own test suite (``audit_gradients``,
-``harness.testing.assert_gradients_match``) is called in this process. Everything else —
-the batch, the four gradients, the judging — is shared.
+reason. The file is a Python file, imported, or a Jupyter notebook, whose definitions are run
+(``harness.answers.notebook.select_code``: which statements, and why the others are not).
+An *adapter* (the instructor's code, run after the submission in its namespace) can wrap a
+student's class in the ``(params, X, y)`` interface. A *callable* of the caller's own test
+suite (``audit_gradients``, ``harness.testing.assert_gradients_match``) is called in this
+process. Everything else — the batch, the four gradients (``independent``: computed once for
+any number of submissions, ``harness.answers.batch``), the judging (``judge``) — is shared.
 """
 from __future__ import annotations
 
+import ast
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -37,11 +43,23 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.answers.sandbox import TIMEOUT, NoSuchFunction, Returned, crash_reason, read_returned, run_submission
+from harness.answers.notebook import read_notebook, select_code
+from harness.answers.sandbox import (
+    TIMEOUT,
+    Adapter,
+    Cell,
+    NoSuchFunction,
+    Returned,
+    crash_reason,
+    read_returned,
+    run_submission,
+)
 from harness.errors import BadInput, one_line
 from harness.judge.tolerance import Tolerance, compare_elements
+from harness.render.files import display_path
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.run.plan import make_plan
+from harness.spec.fields import read_text
 from harness.spec.scenario import Scenario
 from reference.losses import LOSSES
 
@@ -80,10 +98,75 @@ class AuditResult:
     source_spread: dict[str, float]  # source -> max |source - reference| over every parameter
     diagnosis: str = ""
     crash: str = ""  # why the function returned no gradients (every parameter is then "crashed")
+    file: str = ""  # the submission as generated files show it (relative, never absolute)
+    skipped: list[str] = field(default_factory=list)  # a notebook's code not run, one line per cell
+    notes: list[str] = field(default_factory=list)  # a notebook's imports that failed (the run went on)
+    seconds: float = 0.0  # wall clock of the submission's process and the judging
 
     @property
     def ok(self) -> bool:
         return all(p.ok for p in self.params)
+
+    @property
+    def verdict(self) -> str:
+        """``correct`` (every gradient agrees), ``crashed`` (no gradients returned) or ``wrong``."""
+        return "correct" if self.ok else "crashed" if self.crash else "wrong"
+
+    @property
+    def mistake(self) -> str:
+        """One line: why a submission is not correct (the named mistake, the crash, or what is wrong)."""
+        if self.ok:
+            return ""
+        if self.crash:
+            return self.crash
+        if self.diagnosis:
+            return self.diagnosis.removeprefix("the submitted gradients equal ")
+        return "; ".join(f"{p.label}: {p.status}" + (f" ({p.message})" if p.message else "")
+                         for p in self.params if not p.ok)
+
+
+@dataclass
+class Independent:
+    """The first batch at the initial parameters and its gradient from every independent source."""
+    params: dict[str, np.ndarray]
+    X: np.ndarray
+    y: np.ndarray
+    grads: dict[str, dict[str, np.ndarray]]  # source -> parameter -> gradient
+    spread: dict[str, float]  # source -> max |source - reference| over every parameter
+
+
+@dataclass
+class Submission:
+    """A submitted file, ready to run: a Python file, or the code ``select_code`` chose from a notebook."""
+    path: Path
+    cells: list[Cell] | None = None  # a notebook's code; None: a Python file, imported
+    skipped: list[str] = field(default_factory=list)  # a notebook's code not run, one line per cell
+
+
+def load_submission(path: str | Path) -> Submission:
+    """``path`` read as a submission: a ``.py`` file (a regular UTF-8 file) or a ``.ipynb`` notebook
+    (``read_notebook``); anything else is ``BadInput`` naming the file."""
+    path = Path(path)
+    if path.suffix == ".ipynb":
+        selection = select_code(read_notebook(path))
+        return Submission(path, selection.cells, selection.skipped)
+    if path.suffix != ".py":
+        raise BadInput(path, "", "a Python file (.py) or a Jupyter notebook (.ipynb)", path.name)
+    read_text(path, what="Python file")
+    return Submission(path)
+
+
+def load_adapter(path: str | Path) -> Adapter:
+    """The instructor's adapter file: valid Python, run after each submission in its namespace."""
+    path = Path(path)
+    source = read_text(path, what="Python file (--adapter)")
+    try:
+        ast.parse(source, path.name)
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None)
+        raise BadInput(path, "--adapter" + (f" line {line}" if line else ""), "valid Python",
+                       getattr(exc, "msg", str(exc))) from None
+    return Adapter(name=path.name, source=source)
 
 
 def labels_of(scenario: Scenario) -> dict[str, str]:
@@ -155,45 +238,86 @@ def audit_gradients(fn: Backward, scenario: Scenario, *, function_name: str = "b
 
 
 def audit_file(path: str | Path, function: str, scenario: Scenario, *, timeout: float = TIMEOUT,
-               rtol: float = RTOL, atol: float = ATOL) -> AuditResult:
-    """``function`` of the Python file ``path``, executed in its own confined process
-    (``harness.answers.sandbox.run_submission``); a missing file or function is ``BadInput``."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(path, "", "an existing Python file", str(path))
-    if path.suffix != ".py":
-        raise BadInput(path, "", "a Python source file (.py)", path.name)
+               rtol: float = RTOL, atol: float = ATOL, adapter: Adapter | None = None) -> AuditResult:
+    """``function`` of the Python file or notebook ``path``, executed in its own confined process
+    (``harness.answers.sandbox.run_submission``); an unreadable file or a missing function is ``BadInput``."""
+    start = time.monotonic()
+    submission = load_submission(path)
 
     def call(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> Returned:
         try:
-            return run_submission(path, function, params, X, y, labels=labels_of(scenario), timeout=timeout)
+            return submit(submission, function, scenario, (params, X, y), timeout=timeout, adapter=adapter)
         except NoSuchFunction:
-            raise BadInput(path, "--function", f"the name of a function defined in {path.name}", function) from None
+            raise no_such_function(submission, function) from None
 
-    return _audit(scenario, function, call, rtol=rtol, atol=atol)
+    result = _audit(scenario, function, call, rtol=rtol, atol=atol)
+    result.file, result.skipped = display_path(submission.path), submission.skipped
+    result.seconds = time.monotonic() - start
+    return result
 
 
-def _audit(scenario: Scenario, function_name: str, submit: _Submit, *, rtol: float, atol: float) -> AuditResult:
-    """The submitted gradients on the first batch judged against the independent ones, parameter by parameter."""
+def submit(submission: Submission, function: str, scenario: Scenario,
+           batch: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray], *, timeout: float = TIMEOUT,
+           adapter: Adapter | None = None) -> Returned:
+    """What ``function`` of the submission returned on ``batch`` (params, X, y), run in its own process.
+    Raises ``NoSuchFunction`` when the submission (and the adapter) define no such callable."""
+    params, X, y = batch
+    return run_submission(submission.path, function, params, X, y, labels=labels_of(scenario), timeout=timeout,
+                          cells=submission.cells, adapter=adapter)
+
+
+def no_such_function(submission: Submission, function: str) -> BadInput:
+    """``--function`` names nothing callable in the submission: which cells of a notebook were not run."""
+    name = submission.path.name
+    if submission.cells is None:
+        return BadInput(submission.path, "--function", f"the name of a function defined in {name}", function)
+    not_run = [line.split(":", 1)[0] for line in submission.skipped if ": skipped" in line]
+    hint = f" (not run: {', '.join(not_run[:4])}{', ...' if len(not_run) > 4 else ''})" if not_run else ""
+    return BadInput(submission.path, "--function",
+                    f"the name of a function defined by the code cells of {name}{hint}", function)
+
+
+def check_trains(scenario: Scenario) -> None:
+    """A forward-only scenario has no loss to differentiate: ``BadInput``."""
     if not scenario.trains:
         raise BadInput(scenario.path, "training", "a [training] table (the loss whose gradient is audited); "
                        "this scenario is forward-only")
-    params, X, y = initial_batch(scenario)
-    returned = submit(params, X, y)  # before the frameworks load: a missing function is reported at once
-    # the submission's words, shown on one line with control characters escaped: it cannot redraw the table
-    returned = Returned(arrays=returned.arrays, unreadable={k: one_line(v) for k, v in returned.unreadable.items()},
-                        error=one_line(returned.error))
+
+
+def independent(scenario: Scenario, batch: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]) -> Independent:
+    """The gradient of every independent source on ``batch`` (``initial_batch``), and their spread."""
+    params, X, y = batch
     grads = independent_gradients(scenario, params, X, y)
     reference = grads["reference"]
     spread = {s: max(float(np.max(np.abs(grads[s][n] - reference[n]))) for n in reference) for s in SOURCES}
+    return Independent(params=params, X=X, y=y, grads=grads, spread=spread)
+
+
+def _audit(scenario: Scenario, function_name: str, call: _Submit, *, rtol: float, atol: float) -> AuditResult:
+    """The submitted gradients on the first batch judged against the independent ones, parameter by parameter."""
+    check_trains(scenario)
+    batch = initial_batch(scenario)
+    returned = call(*batch)  # before the frameworks load: a missing function is reported at once
+    return judge(scenario, function_name, returned, independent(scenario, batch), rtol=rtol, atol=atol)
+
+
+def judge(scenario: Scenario, function_name: str, returned: Returned, expected: Independent, *,
+          rtol: float = RTOL, atol: float = ATOL) -> AuditResult:
+    """What the submission returned against the independent gradients, parameter by parameter, and
+    (when something is wrong) which standard loss's gradient it computed instead."""
+    # the submission's words, shown on one line with control characters escaped: it cannot redraw the table
+    returned = Returned(arrays=returned.arrays, unreadable={k: one_line(v) for k, v in returned.unreadable.items()},
+                        error=one_line(returned.error), notes=[one_line(n) for n in returned.notes])
+    grads = expected.grads
     labels = labels_of(scenario)
-    audits = [_audit_param(name, labels[name], returned, reference[name], grads, rtol, atol)
+    audits = [_audit_param(name, labels[name], returned, grads["reference"][name], grads, rtol, atol)
               for name in scenario.param_names()]
-    result = AuditResult(scenario=scenario.name, function=function_name, params=audits, source_spread=spread,
-                         crash=returned.error)
+    result = AuditResult(scenario=scenario.name, function=function_name, params=audits,
+                         source_spread=expected.spread, crash=returned.error, notes=returned.notes)
     if not result.ok:
-        result.diagnosis = diagnose(scenario, params, X, y, {p.name: p.submitted for p in audits
-                                                           if p.submitted is not None}, rtol=rtol, atol=atol)
+        result.diagnosis = diagnose(scenario, expected.params, expected.X, expected.y,
+                                    {p.name: p.submitted for p in audits if p.submitted is not None},
+                                    rtol=rtol, atol=atol)
     return result
 
 
@@ -284,4 +408,7 @@ def audit_text(result: AuditResult, *, rtol: float = RTOL, atol: float = ATOL) -
         lines.append(f"crashed: {result.crash}")
     if result.diagnosis:
         lines.append(result.diagnosis)
+    if result.skipped or result.notes:
+        lines += ["", f"not run from {result.file or 'the notebook'} (how cells are chosen: docs/audit.md):"]
+        lines += [f"  {line}" for line in [*result.skipped, *result.notes]]
     return "\n".join(lines)

@@ -1,4 +1,6 @@
-"""Each answer computed in float64 by the reference, Keras and PyTorch, through their adapters.
+"""Each answer computed by the reference, Keras and PyTorch, through their adapters: in float64, or
+in the ``dtype`` a scenario answer pins (and in its pinned optimizer convention: a framework whose
+optimizer class cannot compute it is skipped for that answer, with the reason).
 
 Single computations (dense, activation, network, loss) are one forward pass (or one
 loss) through each adapter (``Adapter.forward``, ``Adapter.loss``); an activation of
@@ -181,19 +183,25 @@ def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[
     out: dict[str, Values | str] = {}
     runnable = []
     for framework in frameworks:  # a framework whose optimizer class cannot compute the pinned convention
+        spec = None if scenario.training is None else scenario.training.optimizer
         try:
-            if scenario.training is not None:
-                check_expressible(adapter(framework), scenario.training.optimizer, file=scenario.path)
+            if spec is not None:
+                check_expressible(adapter(framework), spec, file=scenario.path)
             runnable.append(framework)
         except BadInput as exc:
-            out[framework] = f"skipped: it cannot compute convention {exc.received!r} ({exc.expected})"
-    result = run_scenario(scenario, frameworks=tuple(runnable), dtypes=(DTYPE,))
-    plan = result.plans[DTYPE]
+            assert spec is not None, "only a pinned optimizer convention is refused"
+            out[framework] = f"skipped: it cannot compute convention {exc.received!r} (its optimizer class " \
+                             f"computes {adapter(framework).native_convention(spec)!r})"
+    dtype = question.dtype if isinstance(question, ScenarioQuestion) else DTYPE
+    result = run_scenario(scenario, frameworks=tuple(runnable), dtypes=(dtype,))
+    plan = result.plans[dtype]
     for framework in runnable:
-        # an unpinned optimizer whose conventions differ runs the reference as numpy[keras] and numpy[torch]
-        label = framework if (framework, DTYPE) in result.runs else reference_label(result, None)
+        # an unpinned optimizer whose conventions differ runs the reference as numpy[keras] and numpy[torch];
+        # a scenario answer that depends on the convention pins one (questions._convention), so the two
+        # reference runs only differ where the answer does not (step 0's loss, gradients or outputs)
+        label = framework if (framework, dtype) in result.runs else reference_label(result, None)
         assert label is not None, "the reference ran (it is one of the runnable frameworks)"
-        run = result.runs[(label, DTYPE)]
+        run = result.runs[(label, dtype)]
         if not run.ok:
             out[framework] = f"{run.status}: {run.message}"
             continue

@@ -3,10 +3,12 @@
 The file is edited as text, so comments, order and formatting stay as they were. Each
 unanswered ``[[answer]]`` gets, after its last field and before any ``[answer.sub]``
 table of its own, ``expected = `` with a multi-line string holding numpy's ``print``
-output of the computed value, and ``printed_precision = 8`` (the precision numpy printed
-it with) unless the answer sets its own. Table-valued answers (gradients, parameters)
-get an inline table ``expected = { w = ..., b = ... }`` of such strings. Answers that are
-malformed or where the implementations disagree are left empty.
+output of the computed value as numpy holds it (``verdicts.numpy_text``: integers as
+integers, a float32 answer as float32) at the key's print precision (the answer's or
+``[defaults]``' ``printed_precision``; numpy's default 8 otherwise, then written as
+``printed_precision = 8`` so that its trimmed zeros count). Table-valued answers
+(gradients, parameters) get an inline table ``expected = { w = ..., b = ... }`` of such
+strings. Answers that are malformed or where the implementations disagree are left empty.
 """
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from harness.answers.verdicts import UNANSWERED, AnswerResult
 
 _ANSWER_HEADER = re.compile(r"^\s*\[\[\s*answer\s*\]\]\s*(#.*)?$")
 _TABLE_HEADER = re.compile(r"^\s*\[")
-_PRECISION = re.compile(r"^\s*printed_precision\s*=")
 
 
 def expected_toml(result: AnswerResult) -> str:
@@ -53,7 +54,8 @@ def filled_text(text: str, results: list[AnswerResult]) -> str:
             if stripped and not stripped.startswith("#"):
                 last = i
         block = "# filled by nn-parity answers\n" + expected_toml(result)
-        if not any(_PRECISION.match(line) for line in lines[start:end]):
+        # neither the answer nor [defaults] sets a precision, and a trimmed decimal could need one
+        if result.printed_precision is None and any("." in p.computed_text() for p in result.parts):
             block += "\nprinted_precision = 8  # numpy's print precision: trimmed zeros are significant"
         insertions.append((last + 1, block))
     for index, block in reversed(insertions):

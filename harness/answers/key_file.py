@@ -10,7 +10,8 @@
     compute = "dense"           # see harness.answers.questions
     X = [[1, 2], [2, 1]]
     w = [[1], [1]]
-    expected = [[3], [3]]       # or numpy's printed text, pasted as a string
+    expected = [[3], [3]]       # or numpy's printed text, pasted as a string, or a notebook's saved
+                                # output: { notebook = "lab.ipynb", cell = 12 } (or id = "...", tag = "...")
 
 A file that cannot be read (not a regular UTF-8 text file, not TOML, nested too deep:
 ``harness.spec.fields.read_toml``, the scenario files' reader too) is one error (exit 2).
@@ -18,12 +19,21 @@ Inside a file that parses, each answer is read on its own: a bad answer becomes 
 ``Malformed`` entry naming its id and field, and the others are still checked. Inputs are
 finite numbers; only ``expected`` may print nan or inf (judged by the one comparison rule:
 nan matches only nan, inf only the same inf).
+
+A notebook's saved output is read by ``harness.answers.notebook`` (the notebook path is relative
+to the key's folder and stays inside it; each notebook is read once per key) and then by the same
+strict printed-array reader as a pasted string. A cell without output, a missing cell or a
+notebook that cannot be read makes the answer ``Malformed``, naming the key, the field and the
+notebook.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
+
+from harness.answers.notebook import cell_output, read_notebook
 from harness.answers.questions import (
     KINDS,
     Question,
@@ -33,7 +43,7 @@ from harness.answers.questions import (
     part_shape,
     parts,
 )
-from harness.errors import BadInput, one_line
+from harness.errors import MISSING, BadInput, one_line
 from harness.judge.printed import Printed, PrintedError, parse_printed
 from harness.spec.fields import Table, read_toml
 
@@ -41,6 +51,9 @@ TOP_KEYS = {"title", "source", "defaults", "answer"}
 SETTINGS = {"rtol", "atol", "printed_precision", "inputs_rounded_to"}
 ANSWER_KEYS = {"id", "compute", "expected", "reproducible", "note", "source", *SETTINGS}
 ID_MAX = 120
+NOTEBOOK_KEYS = {"notebook", "cell", "id", "tag"}
+_SELECTORS = ("cell", "id", "tag")  # a cell by execution count (In [n]), cell id or tag
+Notebooks = dict[Path, "nbformat.NotebookNode | BadInput"]  # each notebook read once per key
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ class Answer:
     reproducible: bool = True
     note: str = ""
     source: str = ""
+    expected_from: dict[str, str] = field(default_factory=dict)  # part -> "lab.ipynb, In [12]"
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,7 @@ def load_key(path: str | Path) -> AnswerKey:
         raise top.error("answer", "at least one [[answer]] table", "none")
     entries: list[Answer | Malformed] = []
     seen: set[str] = set()
+    notebooks: Notebooks = {}
     for index, data in enumerate(raw_answers):
         raw_id = data.get("id")
         answer_id = str(raw_id) if isinstance(raw_id, (str, int, float)) and not isinstance(raw_id, bool) \
@@ -114,7 +129,7 @@ def load_key(path: str | Path) -> AnswerKey:
             if answer_id in seen:
                 raise t.error("id", "a unique id", answer_id)
             seen.add(answer_id)
-            entries.append(_answer(t, answer_id, defaults, key_dir=path.parent))
+            entries.append(_answer(t, answer_id, defaults, key_dir=path.parent, notebooks=notebooks))
         except BadInput as exc:
             entries.append(Malformed(id=answer_id, error=exc))
     return AnswerKey(path=path, title=top.string("title", path.stem), source=top.string("source", ""),
@@ -138,7 +153,7 @@ def _settings(t: Table, base: Settings) -> Settings:
     )
 
 
-def _answer(t: Table, answer_id: str, defaults: Settings, *, key_dir: Path) -> Answer:
+def _answer(t: Table, answer_id: str, defaults: Settings, *, key_dir: Path, notebooks: Notebooks) -> Answer:
     kind = t.string("compute", choices=tuple(KINDS))
     _, fields = KINDS[kind]
     t.check_keys(ANSWER_KEYS | fields)
@@ -153,36 +168,104 @@ def _answer(t: Table, answer_id: str, defaults: Settings, *, key_dir: Path) -> A
         for name in settings.inputs_rounded_to:
             if name not in known:
                 raise t.error(f"inputs_rounded_to.{name}", f"one of the answer's inputs {known}", name)
-    return Answer(id=answer_id, kind=kind, question=question, expected=_expected(t, question, settings),
+    sources: dict[str, str] = {}
+    expected = _expected(t, question, settings, key_dir=key_dir, notebooks=notebooks, sources=sources)
+    return Answer(id=answer_id, kind=kind, question=question, expected=expected,
                   settings=settings, reproducible=t.boolean("reproducible", True), note=t.string("note", ""),
-                  source=t.string("source", ""))
+                  source=t.string("source", ""), expected_from=sources)
 
 
-def _expected(t: Table, question: Question, settings: Settings) -> dict[str, Printed] | None:
+def _expected(t: Table, question: Question, settings: Settings, *, key_dir: Path, notebooks: Notebooks,
+              sources: dict[str, str]) -> dict[str, Printed] | None:
+    """part -> the printed value (pasted, or a notebook cell's saved output, whose cell ``sources`` records)."""
     if not t.has("expected"):
         return None
     names = parts(question)
     raw = t.data["expected"]
+
+    def printed(field: str, value: object, part: str) -> Printed:
+        where = ""
+        if isinstance(value, dict):  # { notebook = "lab.ipynb", cell = 12 }
+            value, where = _notebook_output(Table(value, file=t.file, where=t.field(field)), key_dir=key_dir,
+                                            notebooks=notebooks)
+            sources[part] = where
+        return _printed(t, field, value, question, part, settings, where=where)
+
     if names == ("value",):
-        return {"value": _printed(t, "expected", raw, question, "value", settings)}
+        return {"value": printed("expected", raw, "value")}
     if not isinstance(raw, dict):
         raise t.error("expected", f"a table of parameters {{ {', '.join(f'{n} = ...' for n in names)} }}", raw)
+    if "notebook" in raw:
+        raise t.error("expected.notebook", f"one printed value per parameter: {{ {names[0]} = {{ notebook = ..., "
+                      "cell = ... }, ... }, each cell printing one array", raw["notebook"])
     for name in raw:
         if name not in names:
             raise t.error(f"expected.{name}", f"one of the parameters {list(names)}", name)
-    return {name: _printed(t, f"expected.{name}", raw[name], question, name, settings) for name in names
-            if name in raw}
+    return {name: printed(f"expected.{name}", raw[name], name) for name in names if name in raw}
 
 
-def _printed(t: Table, field: str, raw: object, question: Question, part: str, settings: Settings) -> Printed:
+def _notebook_output(ref: Table, *, key_dir: Path, notebooks: Notebooks) -> tuple[str, str]:
+    """The saved output text of the cell ``ref`` names, and where it is (``lab.ipynb, In [12]``)."""
+    ref.check_keys(NOTEBOOK_KEYS)
+    name = ref.string("notebook")
+    chosen = [key for key in _SELECTORS if ref.has(key)]
+    if len(chosen) != 1:
+        raise ref.error("cell", "exactly one of cell = <execution count, In [n]>, id = \"<cell id>\" or "
+                                "tag = \"<cell tag>\"", ", ".join(chosen) or MISSING)
+    key = chosen[0]
+    count = ref.integer("cell", minimum=0) if key == "cell" else None
+    cell_id = ref.string("id") if key == "id" else None
+    tag = ref.string("tag") if key == "tag" else None
+    path = _notebook_path(ref, name, key_dir)
+    if path not in notebooks:
+        try:
+            notebooks[path] = read_notebook(path)
+        except BadInput as exc:
+            notebooks[path] = exc
+    nb = notebooks[path]
+    if isinstance(nb, BadInput):
+        raise ref.error("notebook", f"a notebook that can be read ({nb.one_line()})", name)
+    where = f"{name}, " + (f"In [{count}]" if key == "cell" else f"cell {key} {cell_id or tag!r}")
+    try:
+        text = cell_output(nb, file=path, execution_count=count, cell_id=cell_id, tag=tag)
+    except BadInput as exc:
+        raise ref.error(key, f"{exc.expected}: {where}", exc.received) from None
+    if text is None:
+        raise ref.error(key, f"a cell with a saved output ({where} has none: run the notebook and save it with "
+                             "its outputs)", "a cell without output")
+    return text, where
+
+
+def _notebook_path(ref: Table, name: str, key_dir: Path) -> Path:
+    """``name`` relative to the key's folder, refused when absolute or when it leads out of that folder
+    (``..``, or a symbolic link pointing elsewhere): a key checks notebooks that travel with it."""
+    relative = Path(name)
+    if not name or relative.is_absolute() or relative.suffix != ".ipynb":
+        raise ref.error("notebook", "a .ipynb path relative to the key's folder", name)
+    path = key_dir / relative
+    try:
+        inside = path.resolve().is_relative_to(key_dir.resolve())
+    except (OSError, RuntimeError):  # a symbolic link loop
+        inside = False
+    if not inside:
+        raise ref.error("notebook", "a notebook inside the key's folder (no '..' or link out of it)", name)
+    return path
+
+
+def _printed(t: Table, field: str, raw: object, question: Question, part: str, settings: Settings, *,
+             where: str = "") -> Printed:
     try:
         printed = parse_printed(raw, printed_precision=settings.printed_precision)
     except PrintedError as exc:
-        raise t.error(field, f"a number, an array or numpy's printed output ({exc})", raw) from None
+        if where:
+            raise t.error(field, f"numpy's printed output in {where} ({exc})", raw) from None
+        raise t.error(field, f"a number, an array, numpy's printed output or {{ notebook = ..., cell = ... }} "
+                             f"({exc})", raw) from None
     shape = part_shape(question, part)
     size = 1
     for n in shape:
         size *= n
     if printed.values.size != size:
-        raise t.error(field, f"{size} numbers (the answer has shape {shape})", f"shape {printed.values.shape}")
+        suffix = f" in {where}" if where else ""
+        raise t.error(field, f"{size} numbers (the answer has shape {shape})", f"shape {printed.values.shape}{suffix}")
     return printed

@@ -5,13 +5,14 @@ implausible, unanswered or harness fault, 2 the key (or one of its answers) is m
 """
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from harness.answers.key_file import AnswerKey
-from harness.answers.verdicts import FAILING, MALFORMED, AnswerResult, PartCheck
+from harness.answers.verdicts import FAILING, IMPLAUSIBLE, MALFORMED, UNANSWERED, WRONG, AnswerResult, PartCheck
 from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
 from harness.render.files import json_safe
 
@@ -22,8 +23,17 @@ def exit_code(results: list[AnswerResult]) -> int:
     return EXIT_DISAGREE if any(r.verdict in FAILING for r in results) else EXIT_AGREE
 
 
+NOTE_WIDTH = 120  # the terminal table's note column; longer notes end at a word, with " ..."
+SHOWS_COMPUTED = (WRONG, IMPLAUSIBLE, UNANSWERED)  # verdicts whose terminal row shows the correct value
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def note_text(text: str, *, width: int = NOTE_WIDTH) -> str:
+    """``text`` on one line, shortened at a word boundary (never mid-word) to at most ``width`` characters."""
+    return textwrap.shorten(text, width=width, placeholder=" ...") if text.strip() else ""
 
 
 def _by_part(result: AnswerResult, text) -> str:
@@ -61,9 +71,10 @@ def summary_table(results: list[AnswerResult]) -> pd.DataFrame:
     rows = []
     for r in results:
         rows.append({"id": r.id, "kind": r.kind, "verdict": r.verdict.upper() if r.verdict in FAILING or
-                     r.verdict == MALFORMED else r.verdict, "max abs diff": _by_part(r, _diff),
-                     "tolerance": _by_part(r, _tolerance),
-                     "note": _one_line(r.message or "; ".join(r.warnings))[:90]})
+                     r.verdict == MALFORMED else r.verdict,
+                     "correct value": _by_part(r, _computed) if r.verdict in SHOWS_COMPUTED else "-",
+                     "max abs diff": _by_part(r, _diff), "tolerance": _by_part(r, _tolerance),
+                     "note": note_text(r.message or "; ".join(r.warnings))})
     return pd.DataFrame(rows)
 
 
@@ -71,10 +82,11 @@ def markdown_report(key: AnswerKey, results: list[AnswerResult], *, frameworks: 
     counts = Counter(r.verdict for r in results)
     lines = [f"# Answer key: {key.title}", "", f"Key file: `{key.path}`" + (f"; source: {key.source}" if key.source
                                                                                else ""), "",
-             f"Each answer computed in float64 by {', '.join(frameworks)}; the implementations must agree first.",
-             "Tolerance per element = half a unit in the last printed digit (or the key's rtol/atol) + float64",
-             "arithmetic (1e-14 + 1e-12*|e|) + the uncertainty propagated from rounded inputs",
-             "(central differences of the reference).", "",
+             f"Each answer computed in float64 (or the dtype a scenario answer pins) by {', '.join(frameworks)}; "
+             "the implementations must agree first.",
+             "Tolerance per element = half a unit in the last printed digit (or the key's rtol/atol) + the",
+             "arithmetic of its dtype (float64 1e-14 + 1e-12*|e|, float32 1e-7 + 1e-5*|e|) + the uncertainty",
+             "propagated from rounded inputs (central differences of the reference).", "",
              "Verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())), ""]
     rows = []
     for r in results:
@@ -82,7 +94,7 @@ def markdown_report(key: AnswerKey, results: list[AnswerResult], *, frameworks: 
                      "computed": _by_part(r, _computed), "difference": _by_part(r, _diff),
                      "tolerance": _by_part(r, _tolerance), "verdict": r.verdict})
     lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
-    details = [r for r in results if r.verdict != "correct" or r.warnings]
+    details = [r for r in results if r.verdict != "correct" or r.warnings or r.expected_from]
     if details:
         lines += ["## Details", ""]
     for r in details:
@@ -108,6 +120,8 @@ def markdown_report(key: AnswerKey, results: list[AnswerResult], *, frameworks: 
                 ""]
         if r.source:
             lines += [f"source: {r.source}", ""]
+        for part, where in r.expected_from.items():
+            lines += [f"expected{'' if part == 'value' else f' ({part})'} read from {where}", ""]
     return "\n".join(lines)
 
 
@@ -121,7 +135,7 @@ def result_json(key: AnswerKey, results: list[AnswerResult], *, frameworks: tupl
     for r in results:
         diffs = [p.max_abs_diff for p in r.parts if p.max_abs_diff is not None]
         answers.append({
-            "id": r.id, "kind": r.kind, "verdict": r.verdict,
+            "id": r.id, "kind": r.kind, "verdict": r.verdict, "dtype": r.dtype,
             "expected": _parts_json(r, lambda p: None if p.expected is None else p.expected.values.tolist()),
             "expected_text": _parts_json(r, lambda p: None if p.expected is None else p.expected.text),
             "computed": _parts_json(r, lambda p: p.computed.tolist()),
@@ -135,6 +149,7 @@ def result_json(key: AnswerKey, results: list[AnswerResult], *, frameworks: tupl
             "implementations": {fw: (v if isinstance(v, str) else "ok") for fw, v in r.by_framework.items()},
             "implementation_spread": r.spread,
             "message": r.message, "warnings": r.warnings, "source": r.source,
+            "expected_from": _parts_json(r, lambda p: r.expected_from.get(p.part)),
         })
     return json_safe({"key": str(key.path), "title": key.title, "frameworks": list(frameworks), "dtype": "float64",
                    "summary": dict(Counter(r.verdict for r in results)), "answers": answers})

@@ -12,8 +12,12 @@ network        X, layers = [{w, b, activation}], output = output|prediction|accu
 loss           loss, y_true, y_pred, clip -> the batch-mean loss
 gradient       X, y, layers (or w, b, activation), loss, clip -> dL/d(every parameter)
 train          the same plus optimizer, batch_size, steps -> parameters after the steps
-scenario       scenario (catalogue name or file), quantity, step -> a value of its run
+scenario       scenario (catalogue name or file), quantity, step, convention, dtype -> a value
+               of its run in that optimizer convention and dtype (float64 by default)
 =============  ==========================================================================
+
+``integer_answer`` says when numpy itself would hold the answer as integers (the lab's
+``X @ w + b`` on integer arrays, a predicted class), so that it is printed as integers.
 
 Parameters are named as the labs name them: ``w`` and ``b`` for a one-layer model,
 ``w1, b1, w2, b2, ...`` for deeper ones (``layers.<i>.kernel|bias`` is accepted too).
@@ -28,17 +32,20 @@ from typing import Callable
 import numpy as np
 
 from harness.errors import MISSING, BadInput
+from harness.run.runner import with_convention
 from harness.spec.catalogue import resolve
 from harness.spec.conventions import difference, pinned
 from harness.spec.data import make_data, target_columns
 from harness.spec.fields import Table
-from harness.spec.scenario import LayerSpec, Scenario, check_step, layer_axis, parse_optimizer
+from harness.spec.scenario import DTYPES, LayerSpec, Scenario, check_step, layer_axis, parse_optimizer
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
 from reference.network import bias_name, kernel_name
 
 NETWORK_OUTPUTS = ("output", "prediction", "accuracy")
 SCENARIO_QUANTITIES = ("params", "gradient", "loss", "output", "accuracy")
+CONVENTIONS = ("keras", "torch")
+INTEGER_ACTIVATIONS = ("linear", "relu")  # keep numpy's integer arrays integer (np.maximum(0, z))
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class Dense:
     b: np.ndarray | None
     activation: str
     axis: int
+    integers: bool = False  # X, w and b are integers in the key (numpy would hold them as int arrays)
 
     @property
     def bias_per_row(self) -> bool:
@@ -65,6 +73,7 @@ class Activation:
     function: str
     z: np.ndarray
     axis: int
+    integers: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class Network:
     layers: tuple[LayerSpec, ...]
     output: str
     y: np.ndarray | None
+    integers: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,9 +116,11 @@ class Train:
 
 @dataclass(frozen=True)
 class ScenarioQuestion:
-    scenario: Scenario
+    scenario: Scenario  # with its optimizer pinned to ``convention`` when the answer sets one
     quantity: str
     step: int | str
+    dtype: str = "float64"
+    convention: str | None = None
 
 
 Question = Dense | Activation | Network | Loss | Gradient | Train | ScenarioQuestion
@@ -259,7 +271,8 @@ def _dense(t: Table, key_dir: Path) -> Dense:
         except ValueError:
             raise t.error("b", f"a shape that adds to X @ w, of shape {(X.shape[0], w.shape[1])}",
                           f"shape {b.shape}") from None
-    return Dense(X=X, w=w, b=b, activation=_activation_name(t, "activation", "linear"), axis=layer_axis(t))
+    return Dense(X=X, w=w, b=b, activation=_activation_name(t, "activation", "linear"), axis=layer_axis(t),
+                 integers=_integers(t, "X", "w", "b"))
 
 
 def _activation(t: Table, key_dir: Path) -> Activation:
@@ -269,7 +282,7 @@ def _activation(t: Table, key_dir: Path) -> Activation:
     axis = t.integer("axis", -1)
     if not -z.ndim <= axis < z.ndim:
         raise t.error("axis", f"an axis of z (shape {z.shape})", axis)
-    return Activation(function=_activation_name(t, "function"), z=z, axis=axis)
+    return Activation(function=_activation_name(t, "function"), z=z, axis=axis, integers=_integers(t, "z"))
 
 
 def _network(t: Table, key_dir: Path) -> Network:
@@ -277,7 +290,11 @@ def _network(t: Table, key_dir: Path) -> Network:
     layers = _layers(t, X.shape[1])
     output = t.string("output", "output", choices=NETWORK_OUTPUTS)
     y = _targets(t, "y", X.shape[0], layers[-1].units) if output == "accuracy" or t.has("y") else None
-    return Network(X=X, layers=layers, output=output, y=y)
+    if t.has("layers"):
+        integers = _integers(t, "X") and all(_integers(lt, "w", "b") for lt in t.tables("layers"))
+    else:
+        integers = _integers(t, "X", "w", "b")
+    return Network(X=X, layers=layers, output=output, y=y, integers=integers)
 
 
 def _loss(t: Table, key_dir: Path) -> Loss:
@@ -330,7 +347,62 @@ def _scenario(t: Table, key_dir: Path) -> ScenarioQuestion:
     step = check_step(t, "step", last=total if on_outputs else total - 1,
                       what=f"scenario {scenario.name} makes {total} steps unless it stops early"
                            + (f"; step {total} is the final output" if on_outputs else ""))
-    return ScenarioQuestion(scenario=scenario, quantity=quantity, step=step)
+    dtype = t.string("dtype", "float64", choices=DTYPES)
+    convention = _convention(t, scenario, quantity, step)
+    if convention is not None:
+        scenario = with_convention(scenario, convention)
+    return ScenarioQuestion(scenario=scenario, quantity=quantity, step=step, dtype=dtype, convention=convention)
+
+
+def _convention(t: Table, scenario: Scenario, quantity: str, step: int | str) -> str | None:
+    """The optimizer convention the answer pins (``convention``), required when the answer depends on it:
+    the Keras and torch arithmetic differ (``difference``), the scenario pins none, and the value is one the
+    optimizer has touched (parameters, or anything after step 0)."""
+    spec = None if scenario.training is None else scenario.training.optimizer
+    if not t.has("convention"):
+        if spec is not None and difference(spec) is not None and pinned(spec) is None and (
+                quantity == "params" or step != 0):
+            raise t.error("convention", f"convention = \"keras\" or \"torch\": scenario {scenario.name}'s answer "
+                                        f"depends on it ({difference(spec)})", MISSING)
+        return None
+    convention = t.string("convention", choices=CONVENTIONS)
+    if spec is None:
+        raise t.error("convention", f"no convention (scenario {scenario.name} is forward-only: no optimizer)",
+                      convention)
+    own = pinned(spec)
+    if own is not None and own != convention and difference(spec) is not None:
+        raise t.error("convention", f"the scenario's own convention {own!r} (scenario {scenario.name} pins it in "
+                                    "training.optimizer.convention)", convention)
+    return convention
+
+
+def _integers(t: Table, *keys: str) -> bool:
+    """Every number of these fields (those present) is written as a TOML integer."""
+    def whole(value: object) -> bool:
+        if isinstance(value, list):
+            return all(whole(v) for v in value)
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    return all(whole(t.data[key]) for key in keys if t.has(key))
+
+
+def integer_answer(question: Question) -> bool:
+    """numpy would hold this answer as integers: a predicted class (``argmax``), or integer inputs through
+    integer-preserving arithmetic (``X @ w + b``, ReLU) on int arrays."""
+    if isinstance(question, Network) and question.output == "prediction":
+        return True
+    if isinstance(question, Dense):
+        return question.integers and question.activation in INTEGER_ACTIVATIONS
+    if isinstance(question, Activation):
+        return question.integers and question.function in INTEGER_ACTIVATIONS
+    if isinstance(question, Network) and question.output == "output":
+        return question.integers and all(layer.activation in INTEGER_ACTIVATIONS for layer in question.layers)
+    return False
+
+
+def answer_dtype(question: Question) -> str:
+    """The dtype the answer is computed in: a scenario answer's ``dtype``, else float64."""
+    return question.dtype if isinstance(question, ScenarioQuestion) else "float64"
 
 
 KINDS: dict[str, tuple[Callable[[Table, Path], Question], set[str]]] = {
@@ -341,7 +413,7 @@ KINDS: dict[str, tuple[Callable[[Table, Path], Question], set[str]]] = {
     "gradient": (_gradient, {"X", "y", "layers", "w", "b", "activation", "axis", "loss", "clip"}),
     "train": (_train, {"X", "y", "layers", "w", "b", "activation", "axis", "loss", "clip", "optimizer",
                        "batch_size", "steps"}),
-    "scenario": (_scenario, {"scenario", "quantity", "step"}),
+    "scenario": (_scenario, {"scenario", "quantity", "step", "convention", "dtype"}),
 }
 
 

@@ -16,6 +16,15 @@ sandbox: the code can still read every file and use the network the user can:
   sibling directory, not in the working directory;
 * the submission's own folder first on ``sys.path``, so sibling imports work.
 
+A ``.py`` submission is imported as a module. A notebook's code (``cells``: the statements
+``harness.answers.notebook.select_code`` chose) is run statement by statement, cell after
+cell, in one fresh module's namespace, each compiled under the name ``<notebook> cell N (In
+[k])`` so that a traceback names the cell; an ``import`` that fails (a plotting or data
+library the grading machine lacks) is noted in ``Returned.notes`` and the run goes on — if
+the function needs the name, calling it fails with a ``NameError``, which is a crash, never a
+pass. An ``adapter`` (the instructor's own code, e.g. a function wrapping a student's class
+in the ``(params, X, y)`` interface) runs last in the same namespace.
+
 The initial parameters and the batch (float64) go in as an ``.npz`` file; what the function
 returned comes back as float64 arrays in an ``.npz`` read with ``allow_pickle=False`` and a
 JSON status: no object the submission made is unpickled in the harness. Any end other than
@@ -28,6 +37,7 @@ Run as a script in the child, this module imports only the standard library and 
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -36,8 +46,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -51,6 +63,8 @@ _REQUEST, _INPUTS, _GRADIENTS, _RESULT, _STDERR = (
 _RETURNED, _NO_FUNCTION = "returned", "no such function"  # outcomes: a result (or its error), or no function
 _STDERR_TAIL = 65536  # bytes of the child's stderr read for its last line
 _LINE = 300  # characters of a reason kept from the child
+_RUNNING: set[int] = set()  # process groups of the submissions running now (a batch runs several)
+_RUNNING_LOCK = threading.Lock()
 
 
 @dataclass
@@ -59,6 +73,23 @@ class Returned:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # read as float64
     unreadable: dict[str, str] = field(default_factory=dict)  # name -> why its value is not a numeric array
     error: str = ""  # why there are no gradients at all: the function (or its process) crashed
+    notes: list[str] = field(default_factory=list)  # imports of a notebook that failed, and the run went on
+
+
+@dataclass
+class Cell:
+    """One notebook code cell as the child runs it: its source and the indices of the top-level
+    statements to run (``None``: every one)."""
+    label: str  # "cell 7 (In [34])": in tracebacks and crash reasons
+    source: str
+    keep: list[int] | None = None
+
+
+@dataclass
+class Adapter:
+    """Code run after the submission in its namespace (``nn-parity audit --adapter``)."""
+    name: str  # the adapter file's name, in tracebacks and crash reasons
+    source: str
 
 
 class NoSuchFunction(Exception):
@@ -98,15 +129,20 @@ def crash_reason(exc: BaseException, where: str) -> str:
 
 
 def run_submission(path: Path, function: str, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *,
-                   labels: dict[str, str], timeout: float = TIMEOUT) -> Returned:
-    """``function(params, X, y)`` of the file ``path``, called in a child process (see the module).
+                   labels: dict[str, str], timeout: float = TIMEOUT, cells: list[Cell] | None = None,
+                   adapter: Adapter | None = None) -> Returned:
+    """``function(params, X, y)`` of the file ``path``, called in a child process (see the module):
+    the Python file ``path`` imported, or, with ``cells``, those cells of the notebook ``path`` run;
+    then ``adapter``.
 
     Raises ``NoSuchFunction`` when the file imports but defines no such callable."""
     with tempfile.TemporaryDirectory(prefix="nn-parity-audit-", ignore_cleanup_errors=True) as tmp:
         io_dir, work = Path(tmp, "io"), Path(tmp, "work")
         io_dir.mkdir()
         work.mkdir()
-        request = {"file": str(path.resolve()), "function": function, "labels": labels}
+        request = {"file": str(path.resolve()), "function": function, "labels": labels,
+                   "cells": None if cells is None else [vars(cell) for cell in cells],
+                   "adapter": None if adapter is None else vars(adapter)}
         (io_dir / _REQUEST).write_text(json.dumps(request))
         inputs: dict[str, Any] = {name: np.asarray(params[name], dtype=np.float64) for name in labels}
         np.savez(io_dir / _INPUTS, X=np.asarray(X, dtype=np.float64), y=np.asarray(y, dtype=np.float64), **inputs)
@@ -114,16 +150,29 @@ def run_submission(path: Path, function: str, params: dict[str, np.ndarray], X: 
             child = subprocess.Popen([sys.executable, "-I", "-B", str(Path(__file__).resolve()), str(io_dir)],
                                      cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
                                      start_new_session=True)
+            with _RUNNING_LOCK:
+                _RUNNING.add(child.pid)
             try:
                 code: int | None = child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 code = None
             finally:  # the child and anything it started, before the directory goes
                 _kill_group(child.pid)
+                with _RUNNING_LOCK:  # before the pid is reaped (and could be reused): stop_all never kills a stranger
+                    _RUNNING.discard(child.pid)
                 child.wait()
         if code is None:
             return Returned(error=f"timed out after {timeout:g} s")
         return _read_result(io_dir, code, function)
+
+
+def stop_all() -> None:
+    """Kill every submission's process group still running (a batch interrupted by Ctrl-C): each
+    ``run_submission`` waiting on one then returns at once."""
+    with _RUNNING_LOCK:
+        groups = list(_RUNNING)
+    for pgid in groups:
+        _kill_group(pgid)
 
 
 def _kill_group(pgid: int) -> None:
@@ -145,7 +194,8 @@ def _read_result(io_dir: Path, code: int, function: str) -> Returned:
         with np.load(io_dir / _GRADIENTS, allow_pickle=False) as data:
             arrays = {name: np.asarray(data[name], dtype=np.float64) for name in data.files}
         unreadable = {str(k): _one_line(str(v)) for k, v in dict(result["unreadable"]).items()}
-        return Returned(arrays=arrays, unreadable=unreadable, error=_one_line(str(result["reason"])))
+        notes = [_one_line(str(note)) for note in list(result["notes"])]
+        return Returned(arrays=arrays, unreadable=unreadable, error=_one_line(str(result["reason"])), notes=notes)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return Returned(error=f"the child process left an unreadable result ({_one_line(str(exc))})")
 
@@ -189,34 +239,68 @@ def _child(io_dir: Path) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
     path = Path(request["file"])
     sys.path.insert(0, str(path.parent))
+    cells = None if request["cells"] is None else [Cell(**cell) for cell in request["cells"]]
+    adapter = None if request["adapter"] is None else Adapter(**request["adapter"])
     outcome, returned = _call(path, request["function"], {name: inputs[name] for name in labels},
-                              inputs["X"], inputs["y"], labels=labels, cap=cap)
+                              inputs["X"], inputs["y"], labels=labels, cap=cap, cells=cells, adapter=adapter)
     arrays: dict[str, Any] = returned.arrays
     np.savez(io_dir / _GRADIENTS, **arrays)
-    result = {"outcome": outcome, "reason": returned.error, "unreadable": returned.unreadable}
+    result = {"outcome": outcome, "reason": returned.error, "unreadable": returned.unreadable,
+              "notes": returned.notes}
     (io_dir / (_RESULT + ".tmp")).write_text(json.dumps(result))
     os.replace(io_dir / (_RESULT + ".tmp"), io_dir / _RESULT)
 
 
 def _call(path: Path, function: str, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *,
-          labels: dict[str, str], cap: int) -> tuple[str, Returned]:
+          labels: dict[str, str], cap: int, cells: list[Cell] | None,
+          adapter: Adapter | None) -> tuple[str, Returned]:
     """(outcome, what the function returned or why it did not)."""
-    spec = importlib.util.spec_from_file_location(f"audited_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        return _RETURNED, Returned(error=f"{path.name} cannot be imported as a Python source file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # as an import would: dataclasses and pickling in the file look it up
+    module = ModuleType(f"audited_{path.stem}")
+    module.__file__ = str(path)
+    sys.modules[module.__name__] = module  # as an import would: dataclasses and pickling in the file look it up
+    notes: list[str] = []
+    where = f"importing {path.name}"
     try:
-        spec.loader.exec_module(module)
+        if cells is None:
+            spec = importlib.util.spec_from_file_location(module.__name__, path)
+            if spec is None or spec.loader is None:
+                return _RETURNED, Returned(error=f"{path.name} cannot be imported as a Python source file")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        for cell in cells or []:
+            where = f"running {path.name} {cell.label}"
+            _run_cell(cell, f"{path.name} {cell.label}", module, notes)
+        if adapter is not None:
+            where = f"running the adapter {adapter.name}"
+            exec(compile(adapter.source, adapter.name, "exec"), module.__dict__)
         fn = getattr(module, function, None)
     except BaseException as exc:  # whatever the file does, it is reported, never raised
-        return _RETURNED, Returned(error=_crash(exc, f"importing {path.name}", cap))
+        return _RETURNED, Returned(error=_crash(exc, where, cap), notes=notes)
     if not callable(fn):
-        return _NO_FUNCTION, Returned()
+        return _NO_FUNCTION, Returned(notes=notes)
     try:
-        return _RETURNED, read_returned(fn(params, X, y), labels)
+        returned = read_returned(fn(params, X, y), labels)
     except BaseException as exc:
-        return _RETURNED, Returned(error=_crash(exc, "the function", cap))
+        return _RETURNED, Returned(error=_crash(exc, "the function", cap), notes=notes)
+    returned.notes = notes
+    return _RETURNED, returned
+
+
+def _run_cell(cell: Cell, filename: str, module: ModuleType, notes: list[str]) -> None:
+    """The cell's chosen statements, one at a time in ``module``'s namespace; a failed import is noted."""
+    tree = ast.parse(cell.source, filename)
+    for index, stmt in enumerate(tree.body):
+        if cell.keep is not None and index not in cell.keep:
+            continue
+        code = compile(ast.Module(body=[stmt], type_ignores=[]), filename, "exec")
+        try:
+            exec(code, module.__dict__)
+        except ImportError as exc:
+            if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                raise
+            notes.append(f"{cell.label}, line {stmt.lineno}: {crash_reason(exc, 'the import')}; "
+                         "the notebook ran on without it")
 
 
 def _crash(exc: BaseException, where: str, cap: int) -> str:

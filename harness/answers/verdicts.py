@@ -3,9 +3,10 @@
 Verdicts, in the order they are decided:
 
 * ``malformed``: the answer could not be read (its one-line error is reported);
-* ``harness-fault``: an implementation crashed or the implementations disagree (their
-  float64 tolerance: the scenario's, else ``DEFAULT_TOLERANCES["float64"]``); the key is
-  not judged on a computation the harness cannot vouch for;
+* ``harness-fault``: an implementation crashed or the implementations disagree (the
+  tolerance of the answer's dtype: the scenario's, else ``DEFAULT_TOLERANCES["float64"]``);
+  the key is not judged on a computation the harness cannot vouch for (a framework that
+  cannot compute the answer's pinned optimizer convention is skipped, with a warning);
 * ``unanswered``: no ``expected``; the computed value is reported, printed as numpy would;
 * ``implausible``: the expected value is impossible for the quantity (``plausibility``; a
   printed nan is not: it is judged below, like a scenario's lab value);
@@ -16,7 +17,8 @@ Verdicts, in the order they are decided:
       tolerance = printed + arithmetic + propagated
       printed    = half a unit in the last printed digit (or atol + rtol*|expected| if the key sets them)
       arithmetic = atol + rtol*|expected| of the float64 implementations (1e-14 + 1e-12*|e|;
-                   float32's 1e-7 + 1e-5*|e| when the key printed dtype=float32)
+                   float32's 1e-7 + 1e-5*|e| when the key printed dtype=float32 or a scenario
+                   answer is computed in dtype = "float32")
       propagated = sum_j |d answer / d input_j| * half-unit_j (``inputs_rounded_to``: central
                    differences of the reference, ``harness.judge.propagation``)
 
@@ -34,8 +36,16 @@ import numpy as np
 from harness.answers.compute import Values, compute_all, reference_values
 from harness.answers.key_file import Answer, Malformed
 from harness.answers.plausibility import degenerate, implausible
-from harness.answers.questions import Network, ScenarioQuestion, input_names, input_values, with_inputs
-from harness.judge.printed import Printed, format_like, half_unit, numpy_print
+from harness.answers.questions import (
+    Network,
+    ScenarioQuestion,
+    answer_dtype,
+    input_names,
+    input_values,
+    integer_answer,
+    with_inputs,
+)
+from harness.judge.printed import Printed, format_like, half_unit
 from harness.judge.propagation import propagated
 from harness.judge.tolerance import (
     DEFAULT_TOLERANCES,
@@ -50,6 +60,22 @@ from harness.run.adapters import FRAMEWORKS, REFERENCE
 CORRECT, WRONG, UNANSWERED, IMPLAUSIBLE = "correct", "wrong", "unanswered", "implausible"
 HARNESS_FAULT, NOT_REPRODUCIBLE, MALFORMED = "harness-fault", "not-reproducible", "malformed"
 FAILING = (WRONG, UNANSWERED, IMPLAUSIBLE, HARNESS_FAULT)
+NUMPY_PRECISION = 8  # numpy's default print precision
+
+
+def numpy_text(values: np.ndarray, *, dtype: str = "float64", integers: bool = False,
+               precision: int = NUMPY_PRECISION) -> str:
+    """What ``print(value)`` shows when numpy holds the value as ``dtype`` (or as integers: ``[[3]\n [3]]``,
+    not ``[[3.]\n [3.]]``) at print precision ``precision`` (floatmode maxprec: trailing zeros trimmed).
+    A 0-d value prints as numpy prints a scalar, in full (``0.31999999999999995``, float32 ``0.0103``)."""
+    v = np.asarray(values, dtype=np.float64)
+    if integers and bool(np.all(np.isfinite(v))) and bool(np.all(v == np.round(v))):
+        return str(int(v)) if v.ndim == 0 else str(v.astype(np.int64))
+    held = v.astype(np.float32) if dtype == "float32" else v
+    if held.ndim == 0:
+        return str(held[()]) if dtype == "float32" else repr(float(held))
+    with np.printoptions(precision=precision, floatmode="maxprec", suppress=False):
+        return str(held)
 
 
 @dataclass
@@ -61,6 +87,9 @@ class PartCheck:
     arithmetic_tol: np.ndarray | None = None
     propagated_tol: np.ndarray | None = None
     rule: str = ""
+    dtype: str = "float64"  # what the answer was computed in, and how an unanswered one is printed
+    integers: bool = False  # numpy holds the answer as integers (questions.integer_answer)
+    precision: int = NUMPY_PRECISION  # the print precision of an unanswered one
 
     @property
     def diff(self) -> np.ndarray | None:
@@ -91,7 +120,7 @@ class PartCheck:
     def computed_text(self) -> str:
         """The computed value printed the way the key printed this answer (numpy's style if unanswered)."""
         if self.expected is None:
-            return numpy_print(self.computed)
+            return numpy_text(self.computed, dtype=self.dtype, integers=self.integers, precision=self.precision)
         return format_like(self.computed.reshape(self.expected.values.shape), self.expected.style)
 
 
@@ -108,6 +137,9 @@ class AnswerResult:
     warnings: list[str] = field(default_factory=list)
     source: str = ""
     note: str = ""
+    printed_precision: int | None = None  # the answer's (or [defaults]') printed_precision, if set
+    dtype: str = "float64"  # what the implementations computed the answer in
+    expected_from: dict[str, str] = field(default_factory=dict)  # part -> "lab.ipynb, cell 12"
 
 
 def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAMEWORKS) -> AnswerResult:
@@ -115,17 +147,23 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
         return AnswerResult(id=entry.id, kind="-", verdict=MALFORMED, message=entry.error.one_line())
     q = entry.question
     result = AnswerResult(id=entry.id, kind=entry.kind, verdict=CORRECT, source=entry.source, note=entry.note,
-                          warnings=degenerate(q))
+                          warnings=degenerate(q), printed_precision=entry.settings.printed_precision,
+                          expected_from=dict(entry.expected_from))
     result.by_framework = compute_all(q, frameworks=frameworks)
-    tol = q.scenario.tolerances["float64"] if isinstance(q, ScenarioQuestion) else DEFAULT_TOLERANCES["float64"]
+    dtype = result.dtype = answer_dtype(q)
+    tol = q.scenario.tolerances[dtype] if isinstance(q, ScenarioQuestion) else DEFAULT_TOLERANCES[dtype]
     result.agreement_tol = tol
+    result.warnings += [f"{fw} {values}" for fw, values in result.by_framework.items()
+                        if isinstance(values, str) and values.startswith("skipped")]
     fault = _agreement(result, tol)
     reference = result.by_framework.get(REFERENCE)
     if fault or not isinstance(reference, dict):
         result.verdict, result.message = HARNESS_FAULT, fault or "the reference did not run"
         return result
     if entry.expected is None:
-        result.parts = [PartCheck(part=p, computed=v) for p, v in reference.items()]
+        result.parts = [PartCheck(part=p, computed=v, dtype=dtype, integers=integer_answer(q),
+                                  precision=entry.settings.printed_precision or NUMPY_PRECISION)
+                        for p, v in reference.items()]
         result.verdict = UNANSWERED
         return result
     why = implausible(q, entry.expected)
@@ -133,7 +171,7 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
     for part, value in reference.items():
         printed = entry.expected.get(part)
         if printed is None:
-            result.parts.append(PartCheck(part=part, computed=value))
+            result.parts.append(PartCheck(part=part, computed=value, dtype=dtype, integers=integer_answer(q)))
             continue
         result.parts.append(_part_check(entry, part, value, printed, widening.get(part)))
     if why:
@@ -147,7 +185,10 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
         missing = [p.part for p in result.parts if p.expected is None]
         if missing:
             result.warnings.append(f"no expected value for {', '.join(missing)} (computed values reported)")
-    if any(p.expected is not None and p.expected.style.dtype == "float32" for p in result.parts):
+    if dtype == "float32":
+        result.warnings.append(f"computed in float32 (the implementations agree within rtol {tol.rtol:g}, atol "
+                               f"{tol.atol:g}): the arithmetic allowance is float32's (1e-7 + 1e-5*|e|)")
+    elif any(p.expected is not None and p.expected.style.dtype == "float32" for p in result.parts):
         result.warnings.append("printed as float32: the arithmetic allowance is float32's (1e-7 + 1e-5*|e|)")
     return result
 
@@ -220,10 +261,11 @@ def _part_check(entry: Answer, part: str, value: np.ndarray, printed: Printed,
         rule = {"integer": "integers: exact",
                 "fixed": f"{st.decimals} decimals printed: ±{float(half_unit(0.0, decimals=st.decimals)):.0e}",
                 "scientific": f"{st.decimals + 1} significant digits printed: ±half a unit in the last"}[st.notation]
-    arith = DEFAULT_TOLERANCES["float32" if printed.style.dtype == "float32" else "float64"]
+    computed_in = answer_dtype(entry.question)
+    arith = DEFAULT_TOLERANCES["float32" if "float32" in (printed.style.dtype, computed_in) else "float64"]
     rule += f"; arithmetic atol {arith.atol:g} + rtol {arith.rtol:g}*|e|"
     if widening is not None:
         rule += f"; inputs rounded: +{float(np.max(widening)):.2e} propagated"
     return PartCheck(part=part, computed=np.asarray(value, dtype=np.float64), expected=printed,
                      printed_tol=printed_tol, arithmetic_tol=arith.atol + arith.rtol * e,
-                     propagated_tol=widening, rule=rule)
+                     propagated_tol=widening, rule=rule, dtype=computed_in, integers=integer_answer(entry.question))

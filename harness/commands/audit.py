@@ -1,31 +1,58 @@
-"""``nn-parity audit FILE.py --function NAME --scenario NAME|FILE``: a hand-written backward pass audited."""
+"""``nn-parity audit SUBMISSION... --function NAME --scenario NAME|FILE``: hand-written backward
+passes audited, one file or a whole class (``docs/audit.md``)."""
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
+from pathlib import Path
 
-from harness.answers.audit import ATOL, RTOL, audit_file, audit_text
-from harness.answers.sandbox import MEMORY_LIMIT, TIMEOUT
-from harness.errors import EXIT_AGREE, EXIT_DISAGREE
-from harness.render.files import write_json
+from harness.answers.audit import AuditResult, audit_file, audit_text, load_adapter
+from harness.answers.batch import (
+    audit_batch,
+    batch_csv,
+    batch_json,
+    batch_text,
+    collect,
+    crashed,
+    gradescope,
+    is_batch,
+    result_json,
+)
+from harness.answers.sandbox import MEMORY_LIMIT, TIMEOUT, Adapter
+from harness.commands.args import positive_int
+from harness.errors import EXIT_AGREE, EXIT_DISAGREE, BadInput
+from harness.render.files import check_output_file, display_path, write_json, write_text_atomic
 from harness.spec.catalogue import resolve
+from harness.spec.scenario import Scenario
 
 DESCRIPTION = """\
 Compare a hand-written backward pass with the reference, torch autograd, TF GradientTape
-and central finite differences, on the scenario's first batch and initial parameters."""
+and central finite differences, on the scenario's first batch and initial parameters.
+A submission is a Python file or a Jupyter notebook (its definitions are run: see
+docs/audit.md); several files, a folder or a glob pattern audit a whole class at once."""
 
 EPILOG = f"""\
-audit EXECUTES the code in FILE. It runs in its own process (python -I), in a new process
-group killed when the audit ends, with a wall-clock timeout ({TIMEOUT:g} s; --timeout), a memory
-cap (RLIMIT_AS: {MEMORY_LIMIT / 2**30:g} GiB of address space) and a fresh temporary working directory,
-deleted afterwards. FILE's folder is on sys.path (sibling imports work); its output is not
-shown. Any end other than returning gradients (an exception, sys.exit, os._exit, a signal,
-the timeout, a return value that is not gradients) is "crashed" for every parameter, with
-the reason, and exit 1. This is not a security sandbox: the code can still read every file
-and use the network that you can. Audit only code you would run.
+audit EXECUTES the submitted code. Each submission runs in its own process (python -I), in a
+new process group killed when its audit ends, with a wall-clock timeout ({TIMEOUT:g} s; --timeout),
+a memory cap (RLIMIT_AS: {MEMORY_LIMIT / 2**30:g} GiB of address space) and a fresh temporary working
+directory, deleted afterwards. The file's folder is on sys.path (sibling imports work); its
+output is not shown. Any end other than returning gradients (an exception, sys.exit, os._exit,
+a signal, the timeout, a return value that is not gradients) is "crashed" for every parameter,
+with the reason, and exit 1. This is not a security sandbox: the code can still read every
+file and use the network that you can. Audit only code you would run.
 
-exit codes: 0 every gradient agrees, 1 some gradient is wrong, missing, not finite or the
-function crashed, 2 bad input (no such file or function, a forward-only scenario)."""
+A notebook: from each code cell, in order, the statements that define names (import, def,
+class, assignments of constants) run; loading data, training, plotting, printing do not, nor
+cells tagged skip-audit (a cell tagged audit runs whole); what is not run is listed.
+
+A batch (several files, a folder, a glob): one row per submission, sorted; a broken, crashing
+or hanging submission is a row ("crashed"), never the end of the batch.
+
+exit codes: 0 every gradient of every submission agrees, 1 some gradient is wrong, missing,
+not finite or a submission crashed, 2 bad input (no such file or function, a file that is no
+notebook (one submission), a forward-only scenario, an output that cannot be written)."""
 
 
 def _seconds(text: str) -> float:
@@ -40,28 +67,72 @@ def _seconds(text: str) -> float:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "audit", help="run a hand-written gradient function (in its own process) and compare it with autograd "
+        "audit", help="run hand-written gradient functions (each in its own process) and compare them with autograd "
                       "and finite differences",
         description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", help="a Python file defining the function; it is executed (see below)")
+    p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                   help="a .py file or .ipynb notebook defining the function (it is executed, see below); "
+                        "several, a folder or a glob pattern for a batch")
     p.add_argument("--function", required=True, help="the function: (params, X, y) -> gradients")
     p.add_argument("--scenario", required=True,
                    help="a catalogue name or scenario .toml file with a [training] table (model, loss, data)")
+    p.add_argument("--adapter", metavar="FILE.py",
+                   help="your Python file, run after each submission in its namespace: e.g. a --function "
+                        "wrapping the students' class in (params, X, y) -> gradients")
     p.add_argument("--timeout", type=_seconds, default=TIMEOUT, metavar="SECONDS",
-                   help=f"wall-clock limit for the submitted code's process (default {TIMEOUT:g})")
+                   help=f"wall-clock limit for each submission's process (default {TIMEOUT:g})")
+    p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                   help="submissions audited at once (default: the number of cores)")
     p.add_argument("--json", metavar="PATH", help="also write the audit as JSON")
+    p.add_argument("--csv", metavar="PATH", help="also write one row per submission: file, verdict, score, "
+                                                 "max_score, diagnosis")
+    p.add_argument("--gradescope", metavar="PATH",
+                   help="also write Gradescope's autograder results.json (one submission)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is no terminal)")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    for option in ("json", "csv", "gradescope"):
+        if getattr(args, option):
+            check_output_file(getattr(args, option), option=f"--{option}")
+    batch = is_batch(args.submissions)
+    if batch and args.gradescope:
+        raise BadInput(", ".join(args.submissions), "--gradescope", "one submission (Gradescope grades one "
+                       "student's files at a time)", "a batch")
+    adapter = load_adapter(args.adapter) if args.adapter else None
     scenario = resolve(args.scenario)
-    result = audit_file(args.file, args.function, scenario, timeout=args.timeout)
+    if batch:
+        return _batch(args, scenario, adapter)
+    try:
+        result = audit_file(args.submissions[0], args.function, scenario, timeout=args.timeout, adapter=adapter)
+    except BadInput as exc:
+        if args.gradescope and exc.field in ("", "--function", "nbformat"):  # the submission's fault: say why
+            reason = BadInput(display_path(Path(exc.file)), exc.field, exc.expected, exc.received).one_line()
+            write_json(args.gradescope, gradescope(crashed(scenario, args.function, reason,
+                                                           file=display_path(Path(args.submissions[0])))), indent=2)
+        raise
     print(audit_text(result))
-    if args.json:
-        data = {"scenario": result.scenario, "function": result.function, "ok": result.ok,
-                "tolerance": {"rtol": RTOL, "atol": ATOL}, "diagnosis": result.diagnosis, "crash": result.crash,
-                "implementation_spread": result.source_spread,
-                "parameters": [{"name": p.name, "label": p.label, "status": p.status, "max_abs_diff": p.diffs,
-                                "max_rel": p.max_rel, "message": p.message} for p in result.params]}
-        write_json(args.json, data, indent=2)
+    _write(args, [result], scenario, single=True)
     return EXIT_AGREE if result.ok else EXIT_DISAGREE
+
+
+def _batch(args: argparse.Namespace, scenario: Scenario, adapter: Adapter | None) -> int:
+    paths = collect(args.submissions)
+    progress = not args.quiet and sys.stderr.isatty()
+    results = audit_batch(paths, args.function, scenario, jobs=args.jobs, timeout=args.timeout, adapter=adapter,
+                          progress=progress)
+    print(batch_text(results, scenario, args.function))
+    _write(args, results, scenario, single=False)
+    return EXIT_AGREE if all(r.ok for r in results) else EXIT_DISAGREE
+
+
+def _write(args: argparse.Namespace, results: list[AuditResult], scenario: Scenario, *, single: bool) -> None:
+    if args.json:
+        data = result_json(results[0]) if single else batch_json(results, scenario, args.function)
+        write_json(args.json, data, indent=2)
+    if args.csv:
+        write_text_atomic(args.csv, batch_csv(results))
+    if args.gradescope:
+        write_json(args.gradescope, gradescope(results[0]), indent=2)
+

@@ -1,4 +1,5 @@
-"""``nn-parity report``: run every catalogue scenario and write the markdown reports."""
+"""``nn-parity report``: run every catalogue scenario and write the markdown reports (``--html``: also
+self-contained HTML pages and ``index.html``)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,19 @@ from harness.commands.args import memory_size
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import diagnose
 from harness.render.files import check_output_folder, write_files_atomic
-from harness.render.report import index_markdown, read_summary, report_set, scenario_files, summary, timings_text
+from harness.render.html import index_page
+from harness.render.report import (
+    INDEX_HEADER,
+    WORST_NOTE,
+    index_counts,
+    index_markdown,
+    index_rows,
+    read_summary,
+    report_set,
+    scenario_files,
+    summary,
+    timings_text,
+)
 from harness.run.runner import check_runnable, run_scenario
 from harness.spec.catalogue import catalogue_scenarios, resolve_all
 
@@ -20,6 +33,9 @@ def register(subparsers) -> None:
                    help="only this scenario (repeatable); the index still lists every report in --out")
     p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default: reports)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--html", action="store_true",
+                   help="also write a self-contained page per scenario (<scenario>.html, interactive plots, no "
+                        "network needed to view it) and index.html")
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
                    help="refuse a scenario whose runs would need more memory (e.g. 8G; default: the machine's)")
     p.set_defaults(handler=handle)
@@ -38,7 +54,7 @@ def handle(args: argparse.Namespace) -> int:
         try:
             result = run_scenario(scenario, progress=progress, max_bytes=args.max_memory)
             diagnoses = diagnose(result, progress=progress)
-            files = scenario_files(result, diagnoses)
+            files = scenario_files(result, diagnoses, html=args.html)
         except Exception as exc:  # a harness failure: keep the previous report, go on with the others
             print(f"nn-parity: error: {scenario.name}: report not written, the previous one is kept "
                   f"({type(exc).__name__}: {exc})", file=sys.stderr)
@@ -54,7 +70,13 @@ def handle(args: argparse.Namespace) -> int:
             previous = read_summary(path)
             if previous is not None:
                 summaries.append(previous)
-    write_files_atomic(out, {"README.md": index_markdown(summaries).encode()})
+    index = {"README.md": index_markdown(summaries).encode()}
+    if args.html or (out / "index.html").is_file():  # it lists the scenarios that have a page in --out (a
+        # report regenerated without --html removes its stale page)
+        pages = [x for x in summaries if (out / f"{x['name']}.html").is_file()]
+        index["index.html"] = index_page(index_counts(pages), WORST_NOTE, INDEX_HEADER,
+                                         index_rows(pages, suffix=".html")).encode()
+    write_files_atomic(out, index)
     if progress:
         progress(f"wrote {len(done)} report(s) and {out / 'README.md'}")
     return EXIT_AGREE if all_agree else EXIT_DISAGREE

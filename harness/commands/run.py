@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Sequence
 
 from harness.commands.args import dtypes_arg, frameworks_arg, memory_size
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import Diagnosis, diagnose
 from harness.render.files import check_output_file
-from harness.render.report import diagnosis_lines, state_counts, verdict
+from harness.render.report import diagnosis_lines, summary_paragraph, verdict_line
 from harness.render.results_json import write_json_many, write_result_json
 from harness.render.tables import (
     accuracy_table,
@@ -81,8 +82,8 @@ def run_one(scenario: Scenario, args: argparse.Namespace,
     for c in result.comparisons:
         if not c.ok:
             print(c.describe_failure(scenario.name))
-    print(f"Verdict: {verdict(result)}" + (f" ({state_counts(result)})" if result.comparisons else "")
-          + ("" if result.lab_ok else " — the reference misses a printed lab value"))
+    print(verdict_line(result))
+    print("\n" + textwrap.fill(summary_paragraph(result, diagnoses), width=100, break_on_hyphens=False))
     if diagnoses:
         print("\n## Divergence diagnosis\n")
         print("\n".join(diagnosis_lines(result, diagnoses, stage_tables=False)).rstrip())

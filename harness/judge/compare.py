@@ -2,9 +2,10 @@
 
 Element by element, the agreement rule of ``harness.judge.tolerance``::
 
-    |a - b| <= atol + rtol * max(|a|, |b|)
+    |a - b| <= atol + rtol * max(|a|, |b|) + ulps * eps * M
 
-with nan == nan and inf == inf of the same sign counted as equal (a diverging
+(``M``: the largest magnitude the quantity reached up to that step, on either side) with
+nan == nan and inf == inf of the same sign counted as equal (a diverging
 run that reaches nan/inf in both implementations at the same step agrees).
 The loss, every parameter (after each update) and every layer's outputs on the
 whole data set (with the initial and with the final parameters) decide the
@@ -21,7 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from harness.judge.tolerance import ElementDiffs, Tolerance, compare_elements
+from harness.judge.tolerance import ElementDiffs, Tolerance, compare_elements, magnitude_so_far
 from harness.run.trajectory import Trajectory
 
 # The three states of a compared pair, used word for word in the agreement table, the report's
@@ -48,6 +49,7 @@ class Mismatch:
     b: float
     diff: float
     allowed: float
+    magnitude: float = 0.0  # M: the quantity's largest |value| up to that step (the tolerance's ulps term)
 
 
 @dataclass
@@ -56,6 +58,7 @@ class QuantityDiff:
     max_abs: float
     max_rel: float
     first_bad_step: int | None
+    magnitude: float = 0.0  # M over the whole comparison: the quantity's largest finite |value|
 
 
 @dataclass
@@ -86,6 +89,10 @@ class Comparison:
     # Set by the runner for a pair whose sides run different optimizer conventions:
     expected_difference: str = ""  # how the conventions differ, e.g. "Adam epsilon placement"
     explained: bool = False  # each side agrees with the reference run in its own convention
+    # The tolerance's magnitude term (harness.judge.tolerance): allowed += mtol * M, mtol = ulps * eps.
+    ulps: float = 0.0
+    mtol: float = 0.0
+    tolerance: str = ""  # Tolerance.describe(): "rtol 1e-05, atol 1e-07 + 16 eps32 x M"
 
     @property
     def pair(self) -> str:
@@ -120,16 +127,20 @@ class Comparison:
             return f"{head}: {self.note}"
         m = self.mismatch
         last_ok = "none" if m.step == 0 else str(m.step - 1)
+        scaled = f" + {self.mtol:.3g} x M, M = {m.magnitude:.3g}" if self.mtol else ""
         return (f"{head} at step {m.step}, {m.quantity}{list(m.index) if m.index else ''}: "
                 f"{self.a}={m.a!r} {self.b}={m.b!r} |diff|={m.diff:.3e} > allowed {m.allowed:.3e} "
-                f"(rtol={self.rtol:g}, atol={self.atol:g}); last step that agreed: {last_ok}. {self.note}".rstrip())
+                f"(rtol={self.rtol:g}, atol={self.atol:g}{scaled}); last step that agreed: {last_ok}. "
+                f"{self.note}".rstrip())
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "a": self.a, "b": self.b, "dtype": self.dtype, "max_abs": self.max_abs, "max_rel": self.max_rel,
             "first_divergent_step": self.first_divergent_step, "rtol": self.rtol, "atol": self.atol,
+            "ulps": self.ulps, "mtol": self.mtol, "tolerance": self.tolerance,
             "state": self.state, "agree": self.agree, "ok": self.ok, "steps_a": self.steps_a, "steps_b": self.steps_b,
-            "per_quantity": {k: {"max_abs": q.max_abs, "max_rel": q.max_rel, "first_bad_step": q.first_bad_step}
+            "per_quantity": {k: {"max_abs": q.max_abs, "max_rel": q.max_rel, "first_bad_step": q.first_bad_step,
+                                 "magnitude": q.magnitude}
                              for k, q in self.quantities.items()},
             "gradients": {k: {"max_abs": q.max_abs, "max_rel": q.max_rel} for k, q in self.gradients.items()},
             "mismatch": None if self.mismatch is None else self.mismatch.__dict__,
@@ -140,19 +151,23 @@ class Comparison:
 
 def _measure(name: str, a: np.ndarray, b: np.ndarray,
              tol: Tolerance) -> tuple[QuantityDiff, Mismatch | None, ElementDiffs]:
-    """One quantity over its steps (axis 0): its maxima, its first mismatch and the per-element differences."""
-    e = compare_elements(a, b, tol)
+    """One quantity over its steps (axis 0): its maxima, its first mismatch and the per-element differences,
+    each step judged with ``M`` = the quantity's largest magnitude up to that step."""
+    magnitude = magnitude_so_far(a, b)
+    e = compare_elements(a, b, tol, magnitude=magnitude)
     max_abs = float(e.diff.max()) if e.diff.size else 0.0
     max_rel = float(e.rel.max()) if e.rel.size else 0.0
+    largest = float(magnitude.max(initial=0.0))
     bad = e.bad
     if not bad.any():
-        return QuantityDiff(name, max_abs, max_rel, None), None, e
+        return QuantityDiff(name, max_abs, max_rel, None, largest), None, e
     flat = np.flatnonzero(bad.reshape(-1))[0]  # row-major: the earliest step comes first
     where = np.unravel_index(flat, bad.shape)
     step, index = int(where[0]), tuple(int(i) for i in where[1:])
     mismatch = Mismatch(quantity=name, step=step, index=index, a=float(a[where]), b=float(b[where]),
-                        diff=float(e.diff[where]), allowed=float(e.allowed[where]))
-    return QuantityDiff(name, max_abs, max_rel, step), mismatch, e
+                        diff=float(e.diff[where]), allowed=float(e.allowed[where]),
+                        magnitude=float(magnitude.reshape(-1)[step] if magnitude.ndim else magnitude))
+    return QuantityDiff(name, max_abs, max_rel, step, largest), mismatch, e
 
 
 def _step_maxima(e: ElementDiffs) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +210,8 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
         for i, (a, b) in enumerate(zip(outs_a, outs_b)):
             name = output_name(i, moment)
             q, mismatch, e = _measure(name, a[None], b[None], tol)  # one step: never a (steps x elements) array
-            measured[name] = QuantityDiff(name, q.max_abs, q.max_rel, None if mismatch is None else step)
+            measured[name] = QuantityDiff(name, q.max_abs, q.max_rel, None if mismatch is None else step,
+                                          q.magnitude)
             if mismatch is not None:
                 mismatch.step = step
                 if first is None or step < first.step:
@@ -220,4 +236,5 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
         first_divergent_step=first_step, agree=first_step is None,
         step_max_abs=step_max_abs, step_used=step_used, closest=closest,
         quantities=measured, gradients=gradients, mismatch=first, note=note,
+        ulps=tol.ulps, mtol=tol.mtol, tolerance=tol.describe(),
     )

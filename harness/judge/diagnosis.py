@@ -573,7 +573,8 @@ def contributions(result: ScenarioResult, dtype: str, *, progress: Progress | No
                       _with_optimizer(keras_side, options={**keras_side.training_spec.optimizer.options, k: torch})))
     out = []
     for part, scenario in parts:
-        other = _run_side(result, reference_in("keras"), scenario, dtype, plan, progress)
+        label = reference_in("torch") if scenario is torch_side else reference_in("keras")  # reuse the run made
+        other = _run_side(result, label, scenario, dtype, plan, progress)
         if not (base.ok and other.ok):
             continue
         final = max((float(np.max(difference_of(base.final_params[p], other.final_params[p])))

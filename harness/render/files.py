@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -114,3 +115,25 @@ def json_safe(value: Any) -> Any:
 
 def write_json(path: str | Path, value: Any, *, indent: int = 1) -> None:
     write_text_atomic(path, json.dumps(json_safe(value), indent=indent) + "\n")
+
+
+def machine_folders(*extra: str | Path) -> list[tuple[str, str]]:
+    """Absolute folders of this machine that generated text may name (the working directory, the
+    home folder, the Python installation, the temporary folder, and ``extra``), each with what
+    replaces it: longest first, so the most specific folder wins."""
+    roots = {str(Path.cwd().resolve()): ".", str(Path.home()): "~", sys.prefix: "(python)",
+             sys.base_prefix: "(python)", tempfile.gettempdir(): "(tmp)"}
+    for folder in extra:
+        path = Path(folder)
+        if path.is_absolute():
+            roots.setdefault(str(path.resolve()), ".")
+            roots.setdefault(str(path), ".")
+    return sorted(((r, s) for r, s in roots.items() if len(Path(r).parts) > 1), key=lambda x: -len(x[0]))
+
+
+def without_machine_paths(text: str, *folders: str | Path) -> str:
+    """``text`` with every absolute folder of ``machine_folders`` replaced (``./...``, ``~/...``,
+    ``(python)/...``, ``(tmp)/...``): what a generated file writes instead of a path of this machine."""
+    for root, stand_in in machine_folders(*folders):
+        text = text.replace(root, stand_in)
+    return text

@@ -1,31 +1,41 @@
 """Markdown reports: ``reports/<scenario>.md`` per scenario and ``reports/README.md`` as the index.
 
 Reports are generated, never edited by hand, and deterministic: the same
-inputs give the same bytes (no timings, no dates, no absolute paths).
+inputs give the same bytes (no timings, no dates, no absolute paths). A report
+opens with a plain-language summary and a compact table of the pairs (one screen
+for a scenario that agrees everywhere); every longer block is below the fold, in
+``<details>``. Every number the summary, the index and the terminal quote comes
+from ``facts`` (the judge's own measures: ``Comparison.closest``, ``step_max_abs``
+and the agreement rule's ``difference``), never recomputed another way.
 """
 from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import math
 import platform
 import re
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.judge.compare import AGREE, DISAGREE, EXPLAINED, STATES
-from harness.judge.diagnosis import CAUSES, DRIFT_FRACTION, NO_CAUSE, R_THRESHOLD, Diagnosis, growth
-from harness.render.files import content_name, display_path
+import numpy as np
+
+from harness.judge.compare import AGREE, DISAGREE, EXPLAINED, STATES, Comparison
+from harness.judge.diagnosis import CAUSES, DRIFT_FRACTION, NO_CAUSE, R_THRESHOLD, ControlRun, Diagnosis, growth
+from harness.judge.tolerance import compare_elements
+from harness.render.files import content_name, display_path, without_machine_paths
+from harness.render.html import scenario_page
 from harness.render.plots import differences_png, loss_curves_png
 from harness.render.tables import (
     accuracy_table,
     agreement_table,
     final_params_table,
-    fmt,
     lab_table,
     localisation_table,
     markdown,
     outputs_table,
+    pairs_table,
     runs_table,
 )
 from harness.run.adapters import gpu_visibility
@@ -69,16 +79,289 @@ def state_counts(result: ScenarioResult) -> str:
     return "pairs: " + ", ".join(f"{sum(c.state == s for c in result.comparisons)} {s}" for s in STATES)
 
 
+def verdict_line(result: ScenarioResult, *, bold: bool = False) -> str:
+    """``Verdict: <verdict> (pairs: ...)``, as the terminal prints it (the report: ``bold``)."""
+    head = f"**Verdict: {verdict(result)}**" if bold else f"Verdict: {verdict(result)}"
+    return (head + (f" ({state_counts(result)})" if result.comparisons else "")
+            + ("" if result.lab_ok else " — the reference misses a printed lab value"))
+
+
 # Legacy verdicts in summaries written by earlier versions, in today's words (for the index).
 LEGACY_VERDICTS = {"DISAGREE": DISAGREE, "agree (frameworks differ only by optimizer convention)": EXPLAINED}
 
 
-def worst_difference(result: ScenarioResult) -> str:
-    if not result.comparisons:
-        return "-"
-    worst = max(result.comparisons, key=lambda c: c.max_abs / max(c.atol, 1e-300))
-    return f"{fmt(worst.max_abs)} ({worst.pair}, {worst.dtype})"
+# --- the numbers every summary quotes, computed once --------------------------------
 
+def used(c: Comparison) -> float:
+    """The largest fraction of its tolerance a pair uses at any step: max |a - b| / allowed, the
+    quantity the verdict tests (> 1 is beyond the tolerance); 0 when nothing was compared."""
+    return 0.0 if c.closest is None else c.closest[2]
+
+
+def fraction_text(fraction: float) -> str:
+    """``0.025 of the tolerance`` or ``3.1e+07 x the tolerance``: a fraction of the allowed difference."""
+    if not math.isfinite(fraction):
+        return "beyond the tolerance (inf/nan against a number)"
+    return f"{fraction:.2g} of the tolerance" if fraction <= 1 else f"{fraction:.2g} x the tolerance"
+
+
+@dataclass(frozen=True)
+class FinalGap:
+    """How far apart a pair's final parameters are, by the agreement rule's difference."""
+
+    max_abs: float
+    max_rel: float
+    used: float  # of the pair's tolerance
+
+    def digits(self) -> str:
+        """``the same final parameters to 7 significant digits`` (or bit for bit)."""
+        if self.max_abs == 0:
+            return "identical final parameters, bit for bit"
+        if not math.isfinite(self.max_rel) or self.max_rel >= 0.1:
+            return "final parameters that differ in their leading digit"
+        digits = int(math.floor(-math.log10(self.max_rel)))
+        return f"the same final parameters to {digits} significant digit{'' if digits == 1 else 's'}"
+
+
+def final_gap(result: ScenarioResult, c: Comparison) -> FinalGap | None:
+    """The pair's final parameters compared (None for a forward-only scenario or a failed run)."""
+    ra, rb = result.runs.get((c.a, c.dtype)), result.runs.get((c.b, c.dtype))
+    if not result.scenario.trains or ra is None or rb is None or not (ra.ok and rb.ok):
+        return None
+    tol = result.scenario.tolerances[c.dtype]
+    diffs = [compare_elements(ra.final_params[n], rb.final_params[n], tol) for n in ra.final_params]
+    if not diffs:
+        return None
+    return FinalGap(max_abs=max(float(np.max(e.diff, initial=0.0)) for e in diffs),
+                    max_rel=max(float(np.max(e.rel, initial=0.0)) for e in diffs),
+                    used=max(float(np.max(e.used, initial=0.0)) for e in diffs))
+
+
+@dataclass(frozen=True)
+class Peak:
+    """Where a pair's absolute difference is largest: the quantity holding it and the step."""
+
+    value: float
+    quantity: str
+    step: int | None  # None for a forward-only pair
+
+
+def peak(c: Comparison) -> Peak:
+    quantity = max(c.quantities.values(), key=lambda q: q.max_abs, default=None)
+    step = int(np.argmax(c.step_max_abs)) if c.step_max_abs.size else None
+    return Peak(c.max_abs, "-" if quantity is None else quantity.quantity, step)
+
+
+def decisive(result: ScenarioResult) -> list[Comparison]:
+    """The pairs judged by their own tolerance: all but those that differ, explained (judged
+    through the reference, by the pairs that compare each side with it)."""
+    return [c for c in result.comparisons if c.state != EXPLAINED]
+
+
+def worst_pair(result: ScenarioResult) -> Comparison | None:
+    """The pair closest to (or farthest beyond) its tolerance, among the decisive pairs."""
+    return max(decisive(result), key=used, default=None)
+
+
+def worst_difference(result: ScenarioResult) -> str:
+    """The index's worst difference, in the quantity the verdict tests: |a - b| / allowed."""
+    c = worst_pair(result)
+    if c is None:
+        return "-"
+    return f"{used(c):.2g} ({c.pair}, {c.dtype})"
+
+
+def _names(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _nonfinite_sentence(result: ScenarioResult) -> str:
+    parts = []
+    for dtype in result.dtypes:
+        steps = {fw: result.runs[(fw, dtype)].first_nonfinite_step for fw in result.frameworks
+                 if result.runs[(fw, dtype)].ok}
+        hits = {fw: s for fw, s in steps.items() if s is not None}
+        if not hits:
+            continue
+        if len(set(hits.values())) == 1 and len(hits) == len(steps):
+            parts.append(f"every run reaches inf/nan at step {next(iter(hits.values()))} in {dtype}")
+        else:
+            parts.append(f"in {dtype} " + ", ".join(
+                f"{fw} reaches inf/nan at step {s}" if s is not None else f"{fw} stays finite"
+                for fw, s in steps.items()))
+    if not parts:
+        return ""
+    return ("The training blows up: " + "; ".join(parts)
+            + " (nan against nan and the same inf count as equal, so runs that overflow together agree).")
+
+
+def _lab_sentence(result: ScenarioResult) -> str:
+    checks = result.lab_checks
+    if not checks:
+        return "The lab prints no value for this scenario to check."
+    missed = [c.label for c in checks if not c.ok]
+    if not missed:
+        every = {1: "the value", 2: "both values"}.get(len(checks), f"all {len(checks)} values")
+        return f"The reference reproduces {every} the lab printed, to the printed digits."
+    return f"The reference misses {len(missed)} of the {len(checks)} values the lab printed: {'; '.join(missed)}."
+
+
+def _runs_sentence(result: ScenarioResult) -> str:
+    s = result.scenario
+    labels = list(result.frameworks)
+    references = [x for x in labels if x.startswith("numpy[")]
+    words = [x for x in labels if x not in references and x != "numpy"]
+    if references:
+        words.insert(0, f"The NumPy reference (as {_names(references)}, one run per optimizer convention)")
+    elif "numpy" in labels:
+        words.insert(0, "The NumPy reference (numpy)")
+    steps = sorted({r.steps for r in result.runs.values() if r.ok})
+    if not s.trains:
+        what = "computed the forward pass (every layer's outputs) on the same inputs"
+    else:
+        span = f"{steps[-1]} training steps" if len(steps) == 1 else f"up to {steps[-1] if steps else 0} steps"
+        what = f"trained the same network from the same weights on the same batches for {span}"
+    compared = ("the loss, every parameter and every layer's outputs, at every step" if s.trains
+                else "every layer's outputs")
+    text = (f"{_names(words)} each {what}, in {_names(result.dtypes)}; every pair of runs was compared on "
+            f"{compared}.")
+    return text[0].upper() + text[1:]
+
+
+def _state_sentence(result: ScenarioResult) -> str:
+    cs = result.comparisons
+    if not cs:
+        return "Nothing could be compared."
+    counts = {s: [c for c in cs if c.state == s] for s in STATES}
+    when = " at every step" if result.scenario.trains else ""
+    if len(counts[AGREE]) == len(cs):
+        return f"{'Both' if len(cs) == 2 else 'The' if len(cs) == 1 else f'All {len(cs)}'} pair" \
+               f"{'' if len(cs) == 1 else 's'} agree within the tolerance{when}."
+    parts = []
+    if counts[AGREE]:
+        parts.append(f"{len(counts[AGREE])} agree within the tolerance{when}")
+    if counts[EXPLAINED]:
+        how = sorted({c.expected_difference for c in counts[EXPLAINED]})
+        parts.append(f"{len(counts[EXPLAINED])} differ, explained by the optimizer convention, "
+                     f"{'; '.join(how)}: each side agrees with the reference run in its own convention")
+    if counts[DISAGREE]:
+        parts.append(f"{len(counts[DISAGREE])} disagree ("
+                     + ", ".join(f"{c.pair} in {c.dtype} from step {c.first_divergent_step}"
+                                 for c in counts[DISAGREE]) + ")")
+    head = "The one pair: " if len(cs) == 1 else f"Of the {len(cs)} pairs, "
+    return head + "; ".join(parts) + "."
+
+
+def _explained_sentence(result: ScenarioResult) -> str:
+    """How big the explained gap gets, and whether it matters for the final weights."""
+    explained = [c for c in result.comparisons if c.state == EXPLAINED]
+    if not explained:
+        return ""
+    c = max(explained, key=lambda x: x.max_abs)
+    p, gap = peak(c), final_gap(result, c)
+    where = f"in `{p.quantity}`" + ("" if p.step is None else f" around step {p.step}")
+    text = f"The convention's gap peaks at {p.value:.2g} {where} ({c.pair}, {c.dtype})"
+    if gap is not None:
+        text += (f", while the final weights differ by {gap.max_abs:.2g} (relative {gap.max_rel:.2g}): "
+                 f"{gap.digits()}")
+    return text + "."
+
+
+def _closest_sentence(result: ScenarioResult) -> str:
+    c = worst_pair(result)
+    if c is None or c.closest is None:
+        return ""
+    if all(x.max_abs == 0 for x in decisive(result)) and c.state == AGREE:
+        return "Every pair computed identical numbers, bit for bit."
+    step, quantity, fraction = c.closest
+    if c.state == AGREE:
+        head = (f"The closest call is {c.pair} ({c.dtype}): `{quantity}` uses {fraction_text(fraction)} "
+                f"(|a - b| / allowed, the quantity the verdict tests)" + (f" at step {step}" if c.step_max_abs.size
+                                                                           else ""))
+    else:
+        m = c.mismatch
+        head = (f"{c.pair} ({c.dtype}) first breaks the tolerance at step {c.first_divergent_step}"
+                + (f" in `{m.quantity}` (|a - b| {m.diff:.2g} > allowed {m.allowed:.2g})" if m else f" ({c.note})")
+                + f"; at worst it uses {fraction_text(fraction)}")
+    p, gap = peak(c), final_gap(result, c)
+    if p.value > 0:
+        head += f"; its largest |a - b| is {p.value:.2g}, in `{p.quantity}`" + (
+            "" if p.step is None else f" at step {p.step}")
+    if gap is not None and c.state == DISAGREE:
+        head += f"; the final weights differ by {gap.max_abs:.2g} (relative {gap.max_rel:.2g})"
+    return head + "."
+
+
+def _cause_sentence(diagnoses: Sequence[Diagnosis]) -> str:
+    if not diagnoses:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for d in diagnoses:
+        c = d.comparison
+        what = f"{c.pair} ({c.dtype}{', which still agrees: a drift' if d.kind == 'drift' else ''})"
+        groups.setdefault(d.cause_name, []).append(what)
+    parts = []
+    for cause, pairs in groups.items():
+        if cause == NO_CAUSE:
+            parts.append(f"no known cause is confirmed for {_names(pairs)}")
+        else:
+            parts.append(f"{cause} for {_names(pairs)}, confirmed by a control run")
+    suspects = sorted({d.suspect.describe() for d in diagnoses if d.suspect is not None})
+    text = "Cause: " + "; ".join(parts) + "."
+    separated = list(dict.fromkeys(f"{p.part} ({p.dtype}): loss up to {p.loss_gap:.2g}, final parameters "
+                                   f"{p.params_gap:.2g}" for d in diagnoses for p in getattr(d, "contributions", [])))
+    if separated:
+        text += " Each part of the convention alone, against the Keras convention: " + "; ".join(separated) + "."
+    return text + (" " + " ".join(s[0].upper() + s[1:] + "." for s in suspects) if suspects else "")
+
+
+def _crash_sentence(result: ScenarioResult) -> str:
+    crashed = [f"{fw} ({dt}: {r.message})" for (fw, dt), r in result.runs.items() if r.status == "crashed"]
+    skipped = [f"{fw} ({dt}: {r.message})" for (fw, dt), r in result.runs.items() if r.status == "skipped"]
+    text = ""
+    if crashed:
+        text += f"Crashed: {'; '.join(crashed)}; the runs that worked are still compared. "
+    if skipped:
+        text += f"Skipped: {'; '.join(skipped)}. "
+    return text.strip()
+
+
+def summary_paragraph(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = ()) -> str:
+    """What was compared, the verdict, the largest difference (where and when), the cause and
+    whether it matters for the final weights, and the lab's printed values: for a student who
+    reads nothing else."""
+    parts = [_runs_sentence(result), _crash_sentence(result), _state_sentence(result), _closest_sentence(result),
+             _explained_sentence(result), _nonfinite_sentence(result), _cause_sentence(diagnoses),
+             _lab_sentence(result)]
+    return " ".join(p for p in parts if p)
+
+
+def one_line(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = ()) -> str:
+    """The index's line (its own column has the worst difference): the state counts, the convention's gap
+    and how far apart it leaves the final weights, the causes, the first inf/nan steps."""
+    cs = result.comparisons
+    if not cs:
+        return "nothing compared"
+    counts = ", ".join(f"{n} {s}" for s in STATES if (n := sum(c.state == s for c in cs)))
+    text = f"{len(cs)} pair{'' if len(cs) == 1 else 's'}: {counts}"
+    explained = [x for x in cs if x.state == EXPLAINED]
+    if explained:
+        e = max(explained, key=lambda x: x.max_abs)
+        gap = final_gap(result, e)
+        text += f"; convention gap up to {e.max_abs:.2g}" + (
+            "" if gap is None else f", final weights within {gap.max_abs:.2g}")
+    causes = sorted({d.cause_name for d in diagnoses if d.kind != "drift" and d.comparison.state != AGREE})
+    if causes:
+        text += "; cause: " + ", ".join(causes)
+    blowups = sorted({(dt, r.first_nonfinite_step) for (_, dt), r in result.runs.items()
+                      if r.ok and r.first_nonfinite_step is not None})
+    if blowups:
+        text += "; inf/nan from step " + ", ".join(f"{s} ({dt})" for dt, s in blowups)
+    return text
+
+
+# --- the report -------------------------------------------------------------------
 
 def _setting_changes(base, side) -> list[str]:
     """What a side variant changes in the training set-up, as ``field value (instead of value)``."""
@@ -108,12 +391,25 @@ def crash_lines(result: ScenarioResult) -> list[str]:
             if run.status == "crashed"]
 
 
-def _growth_lines(result: ScenarioResult) -> list[str]:
+def tolerance_text(c: Comparison) -> str:
+    """The pair's tolerance as the judge describes it (``rtol 1e-05, atol 1e-07``, and any M term)."""
+    return c.tolerance or f"rtol {c.rtol:g}, atol {c.atol:g}"
+
+
+def growth_lines(result: ScenarioResult) -> list[str]:
+    """Per pair, how its difference evolves; the fraction of the tolerance is named as such, and an
+    explained pair's is said to be the convention's (it is judged through the reference)."""
     lines = []
     for c in result.comparisons:
         g = growth(c)
-        if g is not None:
-            lines.append(f"- {c.pair} ({c.dtype}): {g.describe()}")
+        if g is None:
+            continue
+        fraction = fraction_text(g.worst_used)
+        judged = (f"{EXPLAINED}: the difference is the convention's, judged through the reference"
+                  if c.state == EXPLAINED else c.state)
+        lines.append(f"- {c.pair} ({c.dtype}, {judged}): max |a - b| {g.first:.2e} at step 0, {g.last:.2e} at the "
+                     f"last step, largest {g.worst:.2e} (step {g.worst_step}); |a - b| / allowed at worst "
+                     f"{g.worst_used:.2g} ({fraction}: {tolerance_text(c)})")
     return lines
 
 
@@ -127,16 +423,25 @@ def heading_state(d: Diagnosis) -> str:
     return f"{words}, drifts" if d.kind == "drift" else words
 
 
-def diagnosis_lines(result: ScenarioResult, diagnoses: Sequence[Diagnosis], *, stage_tables: bool = True) -> list[str]:
+def diagnosis_heading(d: Diagnosis) -> str:
+    c = d.comparison
+    return f"{c.pair} ({c.dtype}, {heading_state(d)}): {d.cause_name}"
+
+
+def diagnosis_lines(result: ScenarioResult, diagnoses: Sequence[Diagnosis], *, stage_tables: bool = True,
+                    folded: bool = False) -> list[str]:
     """The diagnosis of each pair, as the report and ``nn-parity run`` show it (the terminal leaves
-    out the stage-by-stage tables: ``stage_tables=False``)."""
+    out the stage-by-stage tables: ``stage_tables=False``; the report folds each pair's block
+    into ``<details>``: ``folded=True``)."""
     lines = []
     for d in diagnoses:
         c, m = d.comparison, d.comparison.mismatch
-        lines += [f"### {c.pair} ({c.dtype}, {heading_state(d)}): {d.cause_name}", ""]
+        if folded:
+            lines += ["<details>", f"<summary>{_html_text(diagnosis_heading(d))}</summary>", ""]
+        lines += [f"### {diagnosis_heading(d)}", ""]
         if d.kind == "drift":
-            lines.append(f"- Drift: the pair agrees, but `{d.quantity}` uses {d.fraction:.2g} x the tolerance at "
-                         f"step {d.step} (diagnosed when >= {DRIFT_FRACTION:g}).")
+            lines.append(f"- Drift: the pair agrees, but `{d.quantity}` uses {fraction_text(d.fraction)} at "
+                         f"step {d.step} (diagnosed when it uses >= {DRIFT_FRACTION:g} of it).")
         elif m is not None:
             lines.append(f"- First divergence: step {m.step}, `{m.quantity}`{list(m.index) if m.index else ''}: "
                          f"{c.a} {m.a!r}, {c.b} {m.b!r}, |a - b| {m.diff:.3e} > allowed {m.allowed:.3e} "
@@ -147,10 +452,14 @@ def diagnosis_lines(result: ScenarioResult, diagnoses: Sequence[Diagnosis], *, s
         if d.suspect is not None:
             lines.append(f"- Suspect: {d.suspect.describe()}.")
         if d.cause is not None and d.confirmed_by is not None:
-            lines.append(f"- Cause: **{d.cause.name}**: {d.cause.explanation}. Confirmed by the control run "
+            how = "the control run" if isinstance(d.confirmed_by, ControlRun) else "measurement:"
+            lines.append(f"- Cause: **{d.cause.name}**: {d.cause.explanation}. Confirmed by {how} "
                          f"{d.confirmed_by.describe()}.")
         else:
             lines.append("- Cause: no known cause confirmed (a cause is named only when its control run agrees).")
+        parts = getattr(d, "contributions", [])  # a bundled convention difference, one part at a time
+        if parts:
+            lines += ["- Each part of the difference alone:"] + [f"  - {p.describe()}" for p in parts]
         others = [r for r in d.controls if r is not d.confirmed_by]
         if others:
             lines += ["- Other control runs:"] + [f"  - {r.describe()}" for r in others]
@@ -159,7 +468,27 @@ def diagnosis_lines(result: ScenarioResult, diagnoses: Sequence[Diagnosis], *, s
             lines += [f"Step {d.localisation.step}, traced in both implementations (each replays its own run "
                       "up to the step); d is the largest relative difference of the stage.", "",
                       markdown(localisation_table(d.localisation.stages)), ""]
+        if folded:
+            lines += ["</details>", ""]
     return lines
+
+
+def diagnosis_digest(d: Diagnosis) -> str:
+    """One line per diagnosed pair, above the fold: state, step, stage, cause."""
+    c = d.comparison
+    where = f"step {d.step}" + (f" at `{d.stage}`" if d.stage else "")
+    what = (f"comes within {fraction_text(d.fraction)} at {where}" if d.kind == "drift"
+            else f"first beyond the tolerance at {where}")
+    return f"- {c.pair} ({c.dtype}, {heading_state(d)}): {what}; cause: {d.cause_name}."
+
+
+def _html_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def folded(title: str, body: list[str]) -> list[str]:
+    """A block below the fold: ``<details>`` with its ``## title`` heading inside."""
+    return ["<details>", f"<summary>{_html_text(title)}</summary>", "", f"## {title}", "", *body, "</details>", ""]
 
 
 def scenario_markdown(result: ScenarioResult, diagnoses: list[Diagnosis] | None = None,
@@ -167,67 +496,85 @@ def scenario_markdown(result: ScenarioResult, diagnoses: list[Diagnosis] | None 
     """The report of one scenario; ``plots`` are the PNG file names written next to it."""
     diagnoses = diagnoses or []
     s = result.scenario
-    layers = ", ".join(
-        f"{layer.units} {layer.activation}{'' if layer.use_bias else ' (no bias)'}" for layer in s.layers)
     lines = [
         GENERATED, SUMMARY_PREFIX + json.dumps(summary(result, diagnoses), sort_keys=True) + " -->", "",
         f"# {s.title}", "",
         f"Scenario `{s.name}` ({display_path(s.path)}); source: {s.source or '-'}.", "",
-        f"**Verdict: {verdict(result)}**" + (f" ({state_counts(result)})" if result.comparisons else "")
-        + ("" if result.lab_ok else " — the reference misses a printed lab value"),
-        "", *([s.description.strip(), ""] if s.description.strip() else []),
-        "## Set-up", "",
-        f"- Model: {s.input_dim} inputs -> {layers}; parameters: "
-        + ", ".join(f"`{n}` {shape}" for n, shape in s.param_shapes().items()),
-        f"- Data: {describe_data(s.data)}",
-        training_line(result),
-        "- Tolerances (|a - b| <= atol + rtol * max(|a|, |b|), every step, loss and every parameter): "
-        + "; ".join(f"{d}: rtol {t.rtol:g}, atol {t.atol:g}" for d, t in s.tolerances.items() if d in result.dtypes),
+        verdict_line(result, bold=True), "",
+        summary_paragraph(result, diagnoses), "",
     ]
-    for fw in result.frameworks if s.trains else ():
-        changes = _setting_changes(s, result.scenario_for(fw))
-        if changes:
-            lines.append(f"- Variant: {fw} runs this scenario with " + ", ".join(changes))
-    lines += ["", "## Runs", "", markdown(runs_table(result)), ""]
     crashes = crash_lines(result)
     if crashes:
         lines += crashes + [""]
     if result.comparisons:
-        lines += ["## Agreement, step by step", "", markdown(agreement_table(result)), ""]
+        lines += [markdown(pairs_table(result)), ""]
+    if diagnoses:
+        lines += [diagnosis_digest(d) for d in diagnoses] + [""]
+    if plots:
+        lines += ["## How the difference grows", ""]
+        lines += [f"![{name}]({name})" for name in plots] + [""]
+    lines += details_markdown(result, diagnoses)
+    return "\n".join(lines)
+
+
+def details_markdown(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list[str]:
+    """Everything below the fold, each section in its own ``<details>`` block."""
+    s = result.scenario
+    layers = ", ".join(
+        f"{layer.units} {layer.activation}{'' if layer.use_bias else ' (no bias)'}" for layer in s.layers)
+    setup = [
+        *([s.description.strip(), ""] if s.description.strip() else []),
+        f"- Model: {s.input_dim} inputs -> {layers}; parameters: "
+        + ", ".join(f"`{n}` {shape}" for n, shape in s.param_shapes().items()),
+        f"- Data: {describe_data(s.data)}",
+        training_line(result),
+        "- Tolerances (|a - b| <= atol + rtol * max(|a|, |b|)"
+        + (" + ulps * eps * M, M the quantity's largest |value| so far" if any(
+            t.mtol for d, t in s.tolerances.items() if d in result.dtypes) else "")
+        + ", every step, loss and every parameter): "
+        + "; ".join(f"{d}: {t.describe()}" for d, t in s.tolerances.items() if d in result.dtypes),
+    ]
+    for fw in result.frameworks if s.trains else ():
+        changes = _setting_changes(s, result.scenario_for(fw))
+        if changes:
+            setup.append(f"- Variant: {fw} runs this scenario with " + ", ".join(changes))
+    setup += ["", "### Runs", "", markdown(runs_table(result)), ""]
+    lines = folded("Set-up", setup)
+    if result.comparisons:
+        body = [markdown(agreement_table(result)), ""]
         failures = [f"- {c.describe_failure(s.name)}" for c in result.comparisons if not c.ok]
         failures += [f"- {c.a} vs {c.b} ({c.dtype}): {EXPLAINED}, by {c.expected_difference}: each agrees with "
                      "the reference run in its own optimizer convention, so the difference is the convention's "
                      f"(max |a - b| {c.max_abs:.2e})." for c in result.comparisons if c.state == EXPLAINED]
-        lines += failures + ([""] if failures else [])
-        if plots:
-            lines += ["## How the difference grows", ""]
-            lines += [f"![{name}]({name})" for name in plots] + [""]
-            lines += _growth_lines(result) + [""]
+        body += failures + ([""] if failures else [])
+        growths = growth_lines(result)
+        if growths:
+            body += ["Per step (the plots' numbers):", "", *growths, ""]
+        lines += folded("Agreement, step by step", body)
     if diagnoses:
-        lines += ["## Divergence diagnosis", "",
-                  f"Pairs that {DISAGREE}, that {EXPLAINED}, or that {AGREE} but use at least "
-                  f"{DRIFT_FRACTION:g} x their tolerance at some step (drift). "
-                  f"Localisation threshold: a stage introduces the difference when R > {R_THRESHOLD:g}. "
-                  "Causes tried, in order, each with its control run: "
-                  + "; ".join(f"{c.name}" for c in CAUSES) + ".", ""]
-        lines += diagnosis_lines(result, diagnoses)
+        lines += folded("Divergence diagnosis", [
+            f"Pairs that {DISAGREE}, that {EXPLAINED}, or that {AGREE} but use at least "
+            f"{DRIFT_FRACTION:g} of their tolerance at some step (drift). "
+            f"Localisation threshold: a stage introduces the difference when R > {R_THRESHOLD:g}. "
+            "Causes tried, in order, each with its control run: " + "; ".join(f"{c.name}" for c in CAUSES) + ".",
+            "", *diagnosis_lines(result, diagnoses, folded=True)])
     for dtype in result.dtypes:
         table = final_params_table(result, dtype) if s.trains else outputs_table(result, dtype)
         if table is not None:
             title = "Final parameters" if s.trains else "Outputs of the last layer"
-            lines += [f"## {title} ({dtype})", "", markdown(table), ""]
+            lines += folded(f"{title} ({dtype})", [markdown(table), ""])
     accuracy = accuracy_table(result)
     if accuracy is not None:
-        lines += ["## Accuracy", "", "Each run's final parameters classify the training data and every held-out "
-                  "split (class 1 when p > 0.5 for one sigmoid output, else the argmax), scored by the reference's "
-                  "forward pass.", "", markdown(accuracy), ""]
+        lines += folded("Accuracy", [
+            "Each run's final parameters classify the training data and every held-out split (class 1 when "
+            "p > 0.5 for one sigmoid output, else the argmax), scored by the reference's forward pass.", "",
+            markdown(accuracy), ""])
     if result.lab_checks:
-        lines += ["## The lab's printed values", "",
-                  "Each number the lab printed, against the reference run (float64 unless the row says "
-                  "otherwise).", "",
-                  markdown(lab_table(result)), ""]
-    lines += ["## Environment", "", *environment_lines(result), ""]
-    return "\n".join(lines)
+        lines += folded("The lab's printed values", [
+            "Each number the lab printed, against the reference run (float64 unless the row says otherwise).", "",
+            markdown(lab_table(result)), ""])
+    lines += folded("Environment", [*environment_lines(result), ""])
+    return lines
 
 
 def training_line(result: ScenarioResult) -> str:
@@ -244,16 +591,20 @@ def training_line(result: ScenarioResult) -> str:
                else ", no early stopping"))
 
 
+# --- the index ----------------------------------------------------------------------
+
 def summary(result: ScenarioResult, diagnoses: list[Diagnosis] | None = None) -> dict[str, Any]:
     """The line the index is built from, embedded in each scenario report."""
     lab = "-" if not result.lab_checks else ("all match" if result.lab_ok else "MISMATCH")
     causes = [f"{d.comparison.pair} {d.comparison.dtype}{' (drift)' if d.kind == 'drift' else ''}: {d.cause_name}"
               for d in diagnoses or []]
     return {"name": result.scenario.name, "title": result.scenario.title, "verdict": verdict(result),
-            "lab": lab, "worst": worst_difference(result), "causes": causes}
+            "lab": lab, "worst": worst_difference(result), "causes": causes,
+            "line": one_line(result, diagnoses or []).replace("|", "/")}
 
 
-SUMMARY_FIELDS = ("name", "title", "verdict", "lab", "worst", "causes")
+SUMMARY_FIELDS = ("name", "title", "verdict", "lab", "worst", "causes", "line")
+OPTIONAL_FIELDS = ("line",)  # absent from summaries written by earlier versions
 
 
 def read_summary(report: Path) -> dict[str, Any] | None:
@@ -270,58 +621,79 @@ def read_summary(report: Path) -> dict[str, Any] | None:
                 summary = json.loads(line[len(SUMMARY_PREFIX):-4])
             except ValueError:
                 return None
-            if (not isinstance(summary, dict) or sorted(summary) != sorted(SUMMARY_FIELDS)
+            required = sorted(set(SUMMARY_FIELDS) - set(OPTIONAL_FIELDS))
+            if (not isinstance(summary, dict)
+                    or sorted(set(summary) - set(OPTIONAL_FIELDS)) != required
+                    or not set(summary) <= set(SUMMARY_FIELDS)
                     or not is_name(summary["name"]) or summary["name"] != report.stem
                     or not isinstance(summary["causes"], list)):
                 return None
             if isinstance(summary["verdict"], str):
                 summary["verdict"] = LEGACY_VERDICTS.get(summary["verdict"], summary["verdict"])
-            cells = [summary[k] for k in ("verdict", "lab", "worst")] + summary["causes"]
+            summary.setdefault("line", "; ".join(c for c in summary["causes"] if isinstance(c, str)) or "-")
+            cells = [summary[k] for k in ("verdict", "lab", "worst", "line")] + summary["causes"]
             if not all(isinstance(c, str) and not any(bad in c for bad in "|\n\r") for c in cells):
                 return None
             return summary
     return None
 
 
-def index_markdown(summaries: list[dict[str, Any]]) -> str:
-    summaries = sorted(summaries, key=lambda x: x["name"])
+def index_counts(summaries: list[dict[str, Any]]) -> str:
+    """The index's first line: scenarios counted by the same words as the pairs."""
     agree = sum(1 for x in summaries if x["verdict"] == AGREE)
     differ = sum(1 for x in summaries if x["verdict"] == EXPLAINED)
     crashed = sum(1 for x in summaries if x["verdict"].startswith("CRASHED"))
     disagree = [x for x in summaries if x["verdict"] == DISAGREE]
     explained = sum(1 for x in disagree
                     if x.get("causes") and not any(c.endswith(NO_CAUSE) for c in x["causes"] if "(drift)" not in c))
-    lines = [
-        GENERATED, "", "# nn-parity reports", "",
-        f"{len(summaries)} scenario{'' if len(summaries) == 1 else 's'}: {agree} {AGREE} in every pair and dtype; "
-        f"{differ} {EXPLAINED} (some pair differs only by an optimizer convention the reference explains); "
-        f"{len(disagree)} {DISAGREE} "
-        f"({explained} with every divergence's cause confirmed by a control run); {crashed} with a crashed run.", "",
-        "| scenario | verdict | causes | lab values | worst difference | report |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for x in summaries:
-        causes = "; ".join(x.get("causes", [])) or "-"
-        lines.append(f"| {x['name']} | {x['verdict']} | {causes} | {x['lab']} | {x['worst']} "
-                     f"| [{x['name']}.md]({x['name']}.md) |")
+    return (f"{len(summaries)} scenario{'' if len(summaries) == 1 else 's'}: {agree} {AGREE} in every pair and "
+            f"dtype; {differ} {EXPLAINED} (some pair differs only by an optimizer convention the reference "
+            f"explains); {len(disagree)} {DISAGREE} ({explained} with every divergence's cause confirmed by a "
+            f"control run); {crashed} with a crashed run.")
+
+
+INDEX_HEADER = ("scenario", "verdict", "in one line", "lab values", "worst diff / allowed (> 1: beyond)",
+                "report")
+WORST_NOTE = ("worst diff / allowed: max |a - b| / (atol + rtol * max(|a|, |b|)), the largest fraction of its "
+              "tolerance any pair uses at any step, the quantity the verdict tests (a pair that differs, explained, "
+              "is judged through the reference and left out here).")
+
+
+def index_rows(summaries: list[dict[str, Any]], *, suffix: str = ".md") -> list[list[str]]:
+    """One row per scenario, sorted by name: the index's table cells (the link to ``<name><suffix>``)."""
+    return [[x["name"], x["verdict"], x.get("line") or "-", x["lab"], x["worst"], f"{x['name']}{suffix}"]
+            for x in sorted(summaries, key=lambda x: x["name"])]
+
+
+def index_markdown(summaries: list[dict[str, Any]]) -> str:
+    lines = [GENERATED, "", "# nn-parity reports", "", index_counts(summaries), "", WORST_NOTE, "",
+             "| " + " | ".join(INDEX_HEADER) + " |", "| " + " | ".join("---" for _ in INDEX_HEADER) + " |"]
+    for name, state, line, lab, worst, link in index_rows(summaries):
+        lines.append(f"| {name} | {state} | {line} | {lab} | {worst} | [{link}]({link}) |")
     return "\n".join(lines) + "\n"
 
 
 # --- files --------------------------------------------------------------------
 
-def scenario_files(result: ScenarioResult, diagnoses: list[Diagnosis]) -> dict[str, bytes]:
-    """Every file of one scenario's report, by name: the markdown and its PNGs."""
+def scenario_files(result: ScenarioResult, diagnoses: list[Diagnosis], *,
+                   html: bool = False) -> dict[str, bytes]:
+    """Every file of one scenario's report, by name: the markdown and its PNGs (and, with ``html``,
+    the self-contained page ``<name>.html``). No file carries a path of this machine."""
+    from_folders = (result.scenario.path.parent,)  # besides the working directory, home, python, tmp
     name = result.scenario.name
     drawn = {"loss": loss_curves_png(result), "differences": differences_png(result)}
     pngs = {content_name(f"{name}-{kind}", png, ".png"): png for kind, png in drawn.items() if png is not None}
-    text = scenario_markdown(result, diagnoses, plots=tuple(pngs))
-    return {f"{name}.md": text.encode(), **pngs}
+    text = without_machine_paths(scenario_markdown(result, diagnoses, plots=tuple(pngs)), *from_folders)
+    files = {f"{name}.md": text.encode(), **pngs}
+    if html:
+        files[f"{name}.html"] = scenario_page(result, text, pngs).encode()  # text: already without paths
+    return files
 
 
 def report_set(name: str) -> Callable[[str], bool]:
-    """Whether a file name belongs to the report of scenario ``name``: its markdown and plots (the
-    plots of every earlier version too, whose names carry their content's hash)."""
-    pattern = re.compile(rf"{re.escape(name)}(\.md|-(loss|differences)(-[0-9a-f]{{12}})?\.png)")
+    """Whether a file name belongs to the report of scenario ``name``: its markdown, its page and plots
+    (the plots of every earlier version too, whose names carry their content's hash)."""
+    pattern = re.compile(rf"{re.escape(name)}(\.md|\.html|-(loss|differences)(-[0-9a-f]{{12}})?\.png)")
     return lambda file_name: pattern.fullmatch(file_name) is not None
 
 

@@ -1,4 +1,5 @@
-"""The JSON form of a scenario run (``nn-parity run --json``)."""
+"""The JSON form of a scenario run (``nn-parity run --json``): the same states, summary and worst pair
+as the report (``harness.render.report``), and no path of this machine in any string."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.judge.diagnosis import Diagnosis
-from harness.render.files import display_path, json_safe, write_json
+from harness.render.files import display_path, json_safe, without_machine_paths, write_json
+from harness.render.report import summary_paragraph, used, worst_pair
 from harness.run.runner import ScenarioResult
 
 
@@ -20,11 +22,12 @@ def diagnosis_dict(d: Diagnosis) -> dict[str, Any]:
     within it the difference shows), ``suspect`` (the odd one out, or None), ``cause`` (None when no
     cause is confirmed) and ``confirmed_by`` (the control run that confirmed it)."""
     return {
-        "drift": d.kind == "drift", "step": d.step, "quantity": d.quantity, "stage": d.stage,
+        "state": d.comparison.state, "drift": d.kind == "drift", "step": d.step, "quantity": d.quantity,
+        "stage": d.stage,
         "suspect": None if d.suspect is None else d.suspect.label,
         "suspect_reason": None if d.suspect is None else d.suspect.reason,
         "cause": None if d.cause is None else d.cause.name,
-        "confirmed_by": None if d.confirmed_by is None else d.confirmed_by.control.description,
+        "confirmed_by": None if d.confirmed_by is None else d.confirmed_by.summary,
     }
 
 
@@ -48,7 +51,8 @@ def result_dict(result: ScenarioResult, *, diagnoses: Sequence[Diagnosis]) -> di
         d = by_pair.get(id(c))
         comparisons.append({**c.as_dict(), "diagnosis": None if d is None else diagnosis_dict(d)})
     s = result.scenario
-    return dict(json_safe({
+    worst = worst_pair(result)
+    return dict(_without_paths(json_safe({
         "scenario": s.name, "title": s.title, "source": s.source, "file": display_path(s.path),
         "tolerances": {d: {"rtol": t.rtol, "atol": t.atol} for d, t in s.tolerances.items()},
         "runs": runs,
@@ -57,7 +61,21 @@ def result_dict(result: ScenarioResult, *, diagnoses: Sequence[Diagnosis]) -> di
         "state": result.state,
         "agree": result.agree,
         "ok": result.ok,
-    }))
+        "summary": summary_paragraph(result, diagnoses),
+        "worst": None if worst is None else {"a": worst.a, "b": worst.b, "dtype": worst.dtype, "state": worst.state,
+                                             "used": used(worst)},
+    }), s.path.parent))
+
+
+def _without_paths(value: Any, folder: Path) -> Any:
+    """Every string of ``value`` without a path of this machine (``without_machine_paths``)."""
+    if isinstance(value, str):
+        return without_machine_paths(value, folder)
+    if isinstance(value, dict):
+        return {k: _without_paths(v, folder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_paths(v, folder) for v in value]
+    return value
 
 
 def write_result_json(result: ScenarioResult, path: str | Path, *, diagnoses: Sequence[Diagnosis]) -> None:

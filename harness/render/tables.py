@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.judge.compare import EXPLAINED, Comparison
 from harness.judge.tolerance import difference
 from harness.run.runner import ScenarioResult
 from harness.run.trajectory import Trajectory
@@ -58,10 +59,32 @@ def agreement_table(result: ScenarioResult) -> pd.DataFrame:
         if outputs:  # every layer's outputs, with the initial and the final parameters
             row["outputs max abs"] = fmt(max(q.max_abs for q in outputs))
             row["outputs max rel"] = fmt(max(q.max_rel for q in outputs))
-        row["tolerance"] = f"rtol {c.rtol:g}, atol {c.atol:g}"
+        row["tolerance"] = c.tolerance or f"rtol {c.rtol:g}, atol {c.atol:g}"
         row["first divergent step"] = "none" if c.first_divergent_step is None else c.first_divergent_step
         row["verdict"] = c.verdict
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def short_verdict(c: Comparison) -> str:
+    """The pair's state with its cause in a few words (``differ, explained: Adam epsilon placement``)."""
+    return c.verdict.split(" (", 1)[0]
+
+
+def pairs_table(result: ScenarioResult) -> pd.DataFrame:
+    """The report's compact table, above the fold: one row per pair and dtype with its state and the
+    quantity the verdict tests, |a - b| / allowed, at its worst step (``Comparison.closest``)."""
+    rows = []
+    for c in result.comparisons:
+        step, quantity, fraction = c.closest if c.closest is not None else (None, "-", 0.0)
+        ratio = f"{fraction:.2g}" + (" (the convention's)" if c.state == EXPLAINED else "")
+        rows.append({
+            "pair": c.pair, "dtype": c.dtype, "state": short_verdict(c),
+            "worst diff / allowed": ratio,
+            "where": quantity if step is None or not c.step_max_abs.size else f"{quantity}, step {step}",
+            "largest abs diff": fmt(c.max_abs),
+            "first divergent step": "none" if c.first_divergent_step is None else c.first_divergent_step,
+        })
     return pd.DataFrame(rows)
 
 

@@ -13,7 +13,6 @@ convention's, and its verdict says so instead of "disagree".
 from __future__ import annotations
 
 import itertools
-import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
@@ -22,7 +21,7 @@ import numpy as np
 from harness.judge.compare import Comparison, compare, worst_state
 from harness.judge.lab_values import LabCheck, check_lab_value
 from harness.judge.metrics import ACCURACY_LOSSES, evaluate
-from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_framework
+from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_all
 from harness.run.budget import check_budget
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.trajectory import Trajectory
@@ -174,18 +173,26 @@ def run_scenario(
     result = ScenarioResult(scenario=scenario, frameworks=tuple(planned), dtypes=dtypes,
                             sides={**{k: v for k, v in planned.items() if v is not scenario}, **dict(sides or {})})
     check_runnable(scenario, frameworks=frameworks, dtypes=dtypes, max_bytes=max_bytes, sides=result.sides)
+    cells = [(label, dtype) for dtype in dtypes for label in result.frameworks]
     for dtype in dtypes:
-        plan = make_plan(scenario, dtype)
-        result.plans[dtype] = plan
+        result.plans[dtype] = make_plan(scenario, dtype)
+
+    def done(i: int, run: Trajectory) -> None:
+        label, dtype = cells[i]
+        run.framework = label
+        if progress is not None:
+            extra = f" ({run.message})" if run.message else ""
+            progress(f"{scenario.name} x {label} ({dtype}): {run.status}, {run.steps} steps, "
+                     f"{run.seconds:.1f} s{extra}")
+
+    # every cell at once: the frameworks' workers compute while the reference runs here
+    runs = run_all([(framework_of(label), side_plan(result.plans[dtype], result.scenario_for(label)))
+                    for label, dtype in cells], done=done)
+    result.runs = dict(zip(cells, runs))
+    for dtype in dtypes:
+        plan = result.plans[dtype]
         for label in result.frameworks:
-            start = time.perf_counter()
-            run = run_framework(framework_of(label), side_plan(plan, result.scenario_for(label)))
-            run.framework = label
-            result.runs[(label, dtype)] = run
-            if progress is not None:
-                extra = f" ({run.message})" if run.message else ""
-                progress(f"{scenario.name} x {label} ({dtype}): {run.status}, "
-                         f"{run.steps} steps, {time.perf_counter() - start:.1f} s{extra}")
+            run = result.runs[(label, dtype)]
             if run.ok:
                 result.accuracy[(label, dtype)] = _accuracy(scenario, run, plan)
         tol = scenario.tolerances[dtype]
@@ -212,8 +219,11 @@ def check_runnable(scenario: Scenario, *, frameworks: tuple[str, ...] = FRAMEWOR
 
 def _accuracy(scenario: Scenario, run: Trajectory, plan: TrainingPlan) -> dict[str, float]:
     """Classification accuracy of a run's final parameters on the training data and every
-    held-out split (empty unless the scenario trains on a cross-entropy)."""
+    held-out split (empty unless the scenario trains on a cross-entropy; binary: one output column,
+    a multi-label output has no single class to score)."""
     if scenario.training is None or scenario.training.loss not in ACCURACY_LOSSES:
+        return {}
+    if scenario.training.loss == "binary_crossentropy" and scenario.layers[-1].units != 1:
         return {}
     with np.errstate(all="ignore"):
         return evaluate(scenario, run.final_params, {"train": (plan.X, plan.y), **plan.splits})

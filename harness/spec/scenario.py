@@ -340,10 +340,11 @@ def _parse(raw: dict[str, Any], *, path: Path) -> Scenario:
     for dtype in DTYPES:
         if tol_table.has(dtype):
             t = tol_table.sub(dtype)
-            t.check_keys({"rtol", "atol"})
+            t.check_keys({"rtol", "atol", "ulps"})
             base = tolerances[dtype]
             tolerances[dtype] = Tolerance(rtol=t.number("rtol", base.rtol, minimum=0.0),
-                                          atol=t.number("atol", base.atol, minimum=0.0))
+                                          atol=t.number("atol", base.atol, minimum=0.0),
+                                          ulps=t.number("ulps", base.ulps, minimum=0.0), eps=base.eps)
 
     data = check_data_spec(top.sub("data"), input_dim=input_dim, needs_targets=training is not None)
     _check_targets(top, data, layers, trains=training is not None)

@@ -297,5 +297,8 @@ class TorchAdapter:
     def fit_baseline_seconds(self, plan: TrainingPlan) -> float | None:
         return None
 
+    def gpu_visibility(self) -> str:
+        return gpu_visibility()
+
 
 ADAPTER = TorchAdapter()

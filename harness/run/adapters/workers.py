@@ -1,11 +1,18 @@
-"""Implementations that run in worker processes of their own.
+"""Every framework runs in a worker process of its own; the NumPy reference runs in the harness.
 
 Keras reads ``KERAS_BACKEND`` once, at import, so Keras on JAX and Keras on torch cannot share a
-process with Keras on TensorFlow. Each such implementation runs in a *spawned* worker (a fresh
-interpreter: nothing imported before it picks its backend), reused for every call of the
-command, so its framework import is paid once per command, not once per scenario. The harness
-still makes the data, the initial weights and the batch order (``TrainingPlan``) and sends them;
-the trajectory comes back (both pickled over a pipe).
+process with Keras on TensorFlow; and a segfault or an out-of-memory kill in one framework must
+not end the report. Each framework implementation (keras, torch, keras@jax, keras@torch) runs in
+a *spawned* worker (a fresh interpreter: nothing imported before it picks its backend), reused
+for every call of the command, so its framework import is paid once per command, not once per
+scenario. The harness still makes the data, the initial weights and the batch order
+(``TrainingPlan``) and sends them; the trajectory comes back (both pickled over a pipe). Workers
+of different implementations compute at the same time (``submit``; ``harness.run.runner`` keeps
+each busy while the reference runs in the harness's own process).
+
+``inline()`` runs keras and torch in the harness's process instead, for tests that plant a
+defect by monkeypatching a framework class (a patch lives in one process); Keras on the other
+backends always runs in a worker.
 
 A worker that dies (a segfault, a kill, the out-of-memory killer) or does not answer within the
 call's timeout raises ``WorkerCrashed`` with the reason: the signal or exit code and the last
@@ -16,16 +23,21 @@ next call starts a new worker.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import os
+import pickle
 import signal
 import tempfile
+import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from harness.run.adapters.keras_backends import ADAPTERS as IN_WORKER
+from harness.run.adapters.keras_backends import ADAPTERS as KERAS_BACKENDS
+from harness.run.adapters.keras_tf import ADAPTER as KERAS
+from harness.run.adapters.torch_eager import ADAPTER as TORCH
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import OptimizerSpec, Scenario
@@ -35,6 +47,21 @@ Params = dict[str, np.ndarray]
 
 class WorkerCrashed(Exception):
     """The worker process died or did not answer; the message says how."""
+
+
+IN_WORKER: dict[str, Any] = {KERAS.name: KERAS, TORCH.name: TORCH, **KERAS_BACKENDS}
+_INLINE = {"on": False}
+
+
+@contextlib.contextmanager
+def inline() -> Iterator[None]:
+    """Run keras and torch in this process while the context lasts (see the module docstring)."""
+    previous = _INLINE["on"]
+    _INLINE["on"] = True
+    try:
+        yield
+    finally:
+        _INLINE["on"] = previous
 
 
 def _local(implementation: str) -> Any:
@@ -53,11 +80,17 @@ def _serve(implementation: str, conn: Connection, stderr_path: str) -> None:
             method, args = conn.recv()
         except EOFError:  # the parent is gone
             return
+        start = time.perf_counter()
         try:
-            reply: tuple[str, Any] = ("ok", getattr(adapter, method)(*args))
+            value = getattr(adapter, method)(*args)
+            if isinstance(value, Trajectory):
+                value.seconds = time.perf_counter() - start  # the run's own time, not the wait for it
+            reply: tuple[str, Any] = ("ok", value)
         except Exception as exc:  # a framework error is the caller's result, not the worker's end
             reply = ("error", exc)
         try:
+            if reply[0] == "error":
+                pickle.loads(pickle.dumps(reply[1]))  # it must come back whole, or as its text
             conn.send(reply)
         except Exception as exc:  # an exception that does not pickle: its text
             conn.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}" if reply[0] == "error"
@@ -79,17 +112,35 @@ class Worker:
         child.close()
 
     def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
+        self.submit(method, *args)
+        return self.receive(timeout=timeout)
+
+    def submit(self, method: str, *args: Any) -> None:
+        """Send one request (one at a time: ``receive`` its answer before the next)."""
         try:
             self._conn.send((method, args))
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            raise WorkerCrashed(self._death()) from None
+
+    def ready(self) -> bool:
+        """The answer (or the worker's death) can be received without waiting."""
+        return self._conn.poll(0)
+
+    def receive(self, *, timeout: float | None = None) -> Any:
+        try:
             if not self._conn.poll(timeout):
                 self.stop()
-                raise WorkerCrashed(f"{self.implementation} did not answer within {timeout:g} s (killed)")
+                raise WorkerCrashed(f"the {self.implementation} worker did not answer within {timeout:g} s (killed)")
             status, value = self._conn.recv()
-        except (EOFError, BrokenPipeError, ConnectionResetError):
+        except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             raise WorkerCrashed(self._death()) from None
         if status == "error":
             raise value
         return value
+
+    @property
+    def connection(self) -> Connection:
+        return self._conn
 
     def _death(self) -> str:
         self.process.join(5)
@@ -134,6 +185,12 @@ def worker(implementation: str) -> Worker:
     return current
 
 
+def has_worker(implementation: str) -> bool:
+    """Whether ``implementation`` has a live worker in this command."""
+    current = _WORKERS.get(implementation)
+    return current is not None and current.alive
+
+
 @atexit.register
 def stop_all() -> None:
     """End every worker (at exit, and between tests that want fresh ones)."""
@@ -144,17 +201,38 @@ def stop_all() -> None:
 
 class RemoteAdapter:
     """The ``Adapter`` of an implementation that runs in a worker: the static facts come from the
-    adapter itself (without importing its framework), every computation goes to the worker."""
+    adapter itself (without importing its framework), every computation goes to the worker
+    (``in_process_ok``: or to the adapter itself under ``inline()``)."""
 
-    def __init__(self, local: Any, *, timeout: float | None = None) -> None:
+    def __init__(self, local: Any, *, timeout: float | None = None, in_process_ok: bool = False) -> None:
         self._local = local
         self.name: str = local.name
         self.conventions: tuple[str, ...] = local.conventions
         self.optimizer_module: str = local.optimizer_module
         self.timeout = timeout
+        self.in_process_ok = in_process_ok
+
+    @property
+    def in_process(self) -> bool:
+        return self.in_process_ok and _INLINE["on"]
 
     def _call(self, method: str, *args: Any) -> Any:
+        if self.in_process:
+            return getattr(self._local, method)(*args)
         return worker(self.name).call(method, *args, timeout=self.timeout)
+
+    def start(self, method: str, *args: Any) -> Worker | None:
+        """Send ``method`` to the worker and return it, to ``receive`` the answer later; None under
+        ``inline()`` (then call the method itself)."""
+        if self.in_process:
+            return None
+        w = worker(self.name)
+        w.submit(method, *args)
+        return w
+
+    def gpu_visibility(self) -> str:
+        result: str = self._call("gpu_visibility")
+        return result
 
     def available(self) -> str | None:
         return str(self._local.available()) if self._local.available() is not None else None

@@ -1,0 +1,262 @@
+"""A whole class audited at once (``nn-parity audit SUBMISSIONS... --function NAME``), and the
+files an audit writes: JSON, a gradebook CSV and Gradescope's ``results.json``.
+
+``collect`` turns the command line's arguments into submissions: a file is one (whatever it
+holds: a broken file is a row of its own), a folder gives the ``.py`` and ``.ipynb`` files
+directly in it, a glob pattern (``subs/*.ipynb``, ``subs/**/*.py``) the ``.py`` and ``.ipynb``
+files it matches; a missing file, an empty folder or a pattern matching nothing is
+``BadInput``. ``audit_batch`` runs each submission in its own sandboxed process
+(``harness.answers.sandbox``), ``jobs`` at a time, computes the independent gradients once,
+and judges every submission against them. A submission that cannot be read, defines no such
+function, crashes or hangs is a ``crashed`` row with the reason, never the end of the batch.
+Rows are sorted by the submission's path as shown (relative to the working directory, else
+to the submissions' common folder: never an absolute path), so any ``jobs`` gives the same
+rows in the same order; only ``seconds`` differ.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs; pinned in constraints.txt
+
+from harness.answers.audit import (
+    ATOL,
+    RTOL,
+    SOURCES,
+    AuditResult,
+    ParamAudit,
+    check_trains,
+    independent,
+    initial_batch,
+    judge,
+    labels_of,
+    load_submission,
+    no_such_function,
+    submit,
+)
+from harness.answers.sandbox import TIMEOUT, Adapter, NoSuchFunction, Returned, stop_all
+from harness.errors import BadInput
+from harness.spec.scenario import Scenario
+
+SUFFIXES = (".py", ".ipynb")
+_PATTERN = ("*", "?", "[")
+
+
+def is_batch(arguments: list[str]) -> bool:
+    """Several arguments, or one folder or glob pattern: a batch (one file: a single audit)."""
+    return len(arguments) > 1 or any(_is_pattern(a) or Path(a).is_dir() for a in arguments)
+
+
+def collect(arguments: list[str]) -> list[Path]:
+    """The submission files the arguments name (see the module), each once, in argument order."""
+    found: dict[Path, Path] = {}
+    for argument in arguments:
+        if _is_pattern(argument):
+            files = [Path(m) for m in sorted(glob.glob(argument, recursive=True)) if _submission_file(Path(m))]
+            if not files:
+                raise BadInput(argument, "", "a pattern matching .py or .ipynb files", "no match")
+        elif Path(argument).is_dir():
+            files = sorted(p for p in Path(argument).iterdir() if _submission_file(p))
+            if not files:
+                raise BadInput(argument, "", "a folder holding .py or .ipynb files", "none in it")
+        elif os.path.lexists(argument):
+            files = [Path(argument)]
+        else:
+            raise BadInput(argument, "", "an existing file, a folder or a glob pattern", "no such file")
+        for path in files:
+            found.setdefault(path.resolve(), path)
+    return list(found.values())
+
+
+def display_names(paths: list[Path]) -> dict[Path, str]:
+    """Each path as generated files show it: relative to the working directory, else to the
+    submissions' common folder (so ``alice/hw.ipynb`` and ``bob/hw.ipynb`` stay apart)."""
+    cwd = Path.cwd().resolve()
+    resolved = {path: path.resolve() for path in paths}
+    common = Path(os.path.commonpath([r.parent for r in resolved.values()])) if paths else cwd
+    names = {}
+    for path, full in resolved.items():
+        try:
+            names[path] = full.relative_to(cwd).as_posix()
+        except ValueError:
+            names[path] = full.relative_to(common).as_posix()
+    return names
+
+
+def audit_batch(paths: list[Path], function: str, scenario: Scenario, *, jobs: int, timeout: float = TIMEOUT,
+                adapter: Adapter | None = None, progress: bool = False, rtol: float = RTOL,
+                atol: float = ATOL) -> list[AuditResult]:
+    """Every submission audited (each in its own process, ``jobs`` at a time), sorted by file."""
+    check_trains(scenario)
+    batch = initial_batch(scenario)
+    names = display_names(paths)
+
+    def run(path: Path) -> tuple[Returned | AuditResult, list[str], float]:
+        start = time.monotonic()
+        try:
+            submission = load_submission(path)
+        except BadInput as exc:
+            reason = BadInput(names[path], exc.field, exc.expected, exc.received).one_line()
+            return crashed(scenario, function, reason, file=names[path]), [], time.monotonic() - start
+        try:
+            returned = submit(submission, function, scenario, batch, timeout=timeout, adapter=adapter)
+        except NoSuchFunction:
+            missing = no_such_function(submission, function)
+            returned = Returned(error=BadInput(names[path], missing.field, missing.expected,
+                                               missing.received).one_line())
+        return returned, submission.skipped, time.monotonic() - start
+
+    outcomes: dict[Path, tuple[Returned | AuditResult, list[str], float]] = {}
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = {pool.submit(run, path): path for path in paths}
+        with tqdm(total=len(paths), unit="submission", disable=not progress) as bar:
+            for future in as_completed(futures):
+                outcomes[futures[future]] = future.result()
+                bar.update(1)
+    except BaseException:  # Ctrl-C: nothing more starts, and what runs is killed before the threads are joined
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    expected = independent(scenario, batch)
+    results = []
+    for path in sorted(paths, key=lambda p: names[p]):
+        outcome, skipped, seconds = outcomes[path]
+        start = time.monotonic()
+        if isinstance(outcome, AuditResult):
+            result = outcome
+        else:
+            result = judge(scenario, function, outcome, expected, rtol=rtol, atol=atol)
+        result.file, result.skipped = names[path], skipped
+        result.seconds = seconds + time.monotonic() - start
+        results.append(result)
+    return results
+
+
+def crashed(scenario: Scenario, function: str, reason: str, *, file: str) -> AuditResult:
+    """A submission that returned no gradients at all (unreadable, or no such function): every parameter crashed."""
+    labels = labels_of(scenario)
+    params = [ParamAudit(name=name, label=labels[name], status="crashed", message=reason)
+              for name in scenario.param_names()]
+    return AuditResult(scenario=scenario.name, function=function, params=params, source_spread={}, crash=reason,
+                       file=file)
+
+
+# --- what an audit writes -----------------------------------------------------------------
+
+
+def result_json(result: AuditResult, *, rtol: float = RTOL, atol: float = ATOL) -> dict[str, Any]:
+    """One submission's audit: the object ``nn-parity audit FILE --json`` writes."""
+    return {"scenario": result.scenario, "function": result.function, "file": result.file, "ok": result.ok,
+            "verdict": result.verdict, "tolerance": {"rtol": rtol, "atol": atol}, "diagnosis": result.diagnosis,
+            "crash": result.crash, "implementation_spread": result.source_spread,
+            "parameters": _parameters(result), "skipped": result.skipped, "notes": result.notes,
+            "seconds": round(result.seconds, 3)}
+
+
+def batch_json(results: list[AuditResult], scenario: Scenario, function: str, *, rtol: float = RTOL,
+               atol: float = ATOL) -> dict[str, Any]:
+    """Several submissions: ``ok`` (every one correct) and one entry per submission, sorted by file."""
+    return {"scenario": scenario.name, "function": function, "tolerance": {"rtol": rtol, "atol": atol},
+            "ok": all(r.ok for r in results),
+            "submissions": [{"file": r.file, "verdict": r.verdict, "diagnosis": r.mistake, "score": score(r),
+                             "max_score": len(r.params), "parameters": _parameters(r), "skipped": r.skipped,
+                             "notes": r.notes, "seconds": round(r.seconds, 3)} for r in results]}
+
+
+def batch_csv(results: list[AuditResult]) -> str:
+    """One row per submission for a gradebook: file, verdict, score, max_score, diagnosis."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["file", "verdict", "score", "max_score", "diagnosis"])
+    for r in results:
+        writer.writerow([r.file, r.verdict, score(r), len(r.params), r.mistake])
+    return out.getvalue()
+
+
+def gradescope(result: AuditResult, *, rtol: float = RTOL, atol: float = ATOL) -> dict[str, Any]:
+    """Gradescope's autograder ``results.json``: one test per parameter's gradient, one point each.
+
+    Format (https://gradescope-autograders.readthedocs.io/en/latest/specs/): top-level ``score``
+    (overrides the tests' total), ``execution_time`` (seconds), ``output`` (shown to the student)
+    and ``tests``, each with ``name``, ``number``, ``score``, ``max_score``, ``status``
+    (``passed``/``failed``) and ``output``."""
+    tests = [{"name": f"gradient of {p.label} ({p.name})", "number": str(i), "score": 1.0 if p.ok else 0.0,
+              "max_score": 1.0, "status": "passed" if p.ok else "failed",
+              "output": _param_output(p, rtol=rtol, atol=atol)} for i, p in enumerate(result.params, 1)]
+    lines = [f"Gradient audit of {result.function} on {result.scenario}: {result.verdict} "
+             f"({score(result)} of {len(result.params)} gradients correct)"]
+    if result.mistake:
+        lines.append(result.mistake)
+    if result.skipped or result.notes:
+        lines += ["", "not run from the notebook:", *result.skipped, *result.notes]
+    return {"score": float(score(result)), "execution_time": round(result.seconds), "output": "\n".join(lines),
+            "tests": tests}
+
+
+def batch_text(results: list[AuditResult], scenario: Scenario, function: str) -> str:
+    """The terminal table: submission, verdict, each parameter's status, the named mistake, seconds."""
+    labels = labels_of(scenario)
+    counts = {v: sum(r.verdict == v for r in results) for v in ("correct", "wrong", "crashed")}
+    rows = []
+    for r in results:
+        row = {"submission": r.file, "verdict": r.verdict}
+        for p in r.params:
+            row[labels[p.name]] = "ok" if p.ok else p.status.upper()
+        row["mistake"] = r.mistake
+        row["seconds"] = f"{r.seconds:.1f}"
+        rows.append(row)
+    lines = [f"Gradient audit of {function} on {scenario.name} (float64, first batch, initial parameters): "
+             f"{len(results)} submissions, " + ", ".join(f"{n} {v}" for v, n in counts.items()), "",
+             pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)]
+    not_run = [r for r in results if r.skipped or r.notes]
+    if not_run:
+        lines += ["", "not run from notebooks (docs/audit.md: how cells are chosen; every line in --json):"]
+        lines += [f"  {r.file}: " + "; ".join(_short(line) for line in [*r.skipped, *r.notes]) for r in not_run]
+    return "\n".join(lines)
+
+
+def score(result: AuditResult) -> int:
+    """Parameters whose gradient is correct: one point each."""
+    return sum(p.ok for p in result.params)
+
+
+def _parameters(result: AuditResult) -> list[dict[str, Any]]:
+    return [{"name": p.name, "label": p.label, "status": p.status, "max_abs_diff": p.diffs, "max_rel": p.max_rel,
+             "message": p.message} for p in result.params]
+
+
+def _param_output(p: ParamAudit, *, rtol: float, atol: float) -> str:
+    if p.ok:
+        return (f"correct: within {atol:g} + {rtol:g} x max(|yours|, |reference|) of the reference, torch, "
+                f"Keras and finite differences (max abs difference {p.diffs['reference']:.2e})")
+    if p.diffs:
+        others = ", ".join(f"{s} {p.diffs[s]:.2e}" for s in SOURCES)
+        return f"{p.status}: max abs difference from {others}" + (f"; {p.message}" if p.message else "")
+    return f"{p.status}: {p.message}"
+
+
+def _short(line: str) -> str:
+    """``cell 4 (In [14]): skipped (reads files)`` as ``cell 4 (In [14]): reads files``."""
+    where, _, what = line.partition(": ")
+    if what.startswith("skipped (") and what.endswith(")"):
+        what = what[len("skipped ("):-1]
+    return f"{where}: {what}"
+
+
+def _is_pattern(argument: str) -> bool:
+    return any(c in argument for c in _PATTERN)
+
+
+def _submission_file(path: Path) -> bool:
+    return path.suffix in SUFFIXES and not path.name.startswith(".") and path.is_file()
