@@ -282,6 +282,11 @@ def test_no_report_says_agree_beside_a_pair_that_disagrees(tmp_path, monkeypatch
     assert "3 scenarios: 1 agree in every pair and dtype; 1 differ, explained" in index
     assert "; 1 disagree (" in index
     assert "| small-adam | differ, explained |" in index and "| small-mlp | disagree |" in index
+    # the catalogue's coverage closes the index, every cell covered
+    coverage = index[index.index("## Coverage"):]
+    assert re.search(r"^(\d+) of \1 features of the scenario format are exercised", coverage, re.MULTILINE)
+    assert "| optimizer | sgd momentum | `minibatch-momentum`, `minibatch-nesterov` |" in coverage
+    assert "**not covered**" not in coverage
 
 
 def assert_one_vocabulary(folder: Path) -> None:

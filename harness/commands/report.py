@@ -25,6 +25,7 @@ from harness.render.report import (
 )
 from harness.run.runner import check_runnable, run_scenario
 from harness.spec.catalogue import catalogue_scenarios, resolve_all
+from harness.spec.coverage import coverage_markdown
 
 
 def register(subparsers) -> None:
@@ -70,7 +71,7 @@ def handle(args: argparse.Namespace) -> int:
             previous = read_summary(path)
             if previous is not None:
                 summaries.append(previous)
-    index = {"README.md": index_markdown(summaries).encode()}
+    index = {"README.md": index_markdown(summaries, coverage=coverage_markdown()).encode()}
     if args.html or (out / "index.html").is_file():  # it lists the scenarios that have a page in --out (a
         # report regenerated without --html removes its stale page)
         pages = [x for x in summaries if (out / f"{x['name']}.html").is_file()]

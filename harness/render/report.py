@@ -665,12 +665,14 @@ def index_rows(summaries: list[dict[str, Any]], *, suffix: str = ".md") -> list[
             for x in sorted(summaries, key=lambda x: x["name"])]
 
 
-def index_markdown(summaries: list[dict[str, Any]]) -> str:
+def index_markdown(summaries: list[dict[str, Any]], *, coverage: str = "") -> str:
+    """The index: one row per scenario, then ``coverage`` (the catalogue's coverage section,
+    ``harness.spec.coverage.coverage_markdown``)."""
     lines = [GENERATED, "", "# nn-parity reports", "", index_counts(summaries), "", WORST_NOTE, "",
              "| " + " | ".join(INDEX_HEADER) + " |", "| " + " | ".join("---" for _ in INDEX_HEADER) + " |"]
     for name, state, line, lab, worst, link in index_rows(summaries):
         lines.append(f"| {name} | {state} | {line} | {lab} | {worst} | [{link}]({link}) |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + (f"\n{coverage}" if coverage else "")
 
 
 # --- files --------------------------------------------------------------------
