@@ -217,7 +217,7 @@ def test_diagnosed_report_names_cause_and_control(tmp_path):
     table_rows = [line for line in md.splitlines() if line.startswith("| updated layers.0.kernel ")]
     assert len(table_rows) == 1 and table_rows[0].rstrip().endswith("| yes                |")
     index = index_markdown([summary(result, diagnoses)])
-    assert "1 disagree (1 with every divergence's cause confirmed by a control run)" in index
+    assert "1 disagree (1 with every divergence's cause confirmed by a control run or a measurement)" in index
     assert "| tiny-mlp | disagree | 1 pair: 1 disagree; cause: learning rate |" in index
     paragraph = md.split("**Verdict: disagree**", 1)[1].split("\n\n", 2)[1]
     assert "The one pair: 1 disagree (numpy-torch in float64 from step 0)." in paragraph

@@ -10,4 +10,9 @@
                   differences of the reference), as for a scenario's lab values
 ``output``        terminal table, markdown report, JSON
 ``fill``          the key written back with every missing answer filled in
+``notebook``      Jupyter notebooks read directly: a cell's saved output (keys' ``expected``), the
+                  definitions an audit runs
+``audit``         a hand-written backward pass judged against the reference, the frameworks and
+                  finite differences; ``sandbox`` runs the submitted code in its own process
+``batch``         a whole class audited at once: one row per submission, in parallel
 """

@@ -23,6 +23,7 @@ import numpy as np
 
 from harness.judge.compare import AGREE, DISAGREE, EXPLAINED, STATES, Comparison
 from harness.judge.diagnosis import CAUSES, DRIFT_FRACTION, NO_CAUSE, R_THRESHOLD, ControlRun, Diagnosis, growth
+from harness.judge.findings import Finding
 from harness.judge.tolerance import compare_elements
 from harness.render.files import content_name, display_path, without_machine_paths
 from harness.render.html import scenario_page
@@ -301,12 +302,14 @@ def _cause_sentence(diagnoses: Sequence[Diagnosis]) -> str:
         c = d.comparison
         what = f"{c.pair} ({c.dtype}{', which still agrees: a drift' if d.kind == 'drift' else ''})"
         groups.setdefault(d.cause_name, []).append(what)
+    how = {d.cause_name: "a measurement" if isinstance(d.confirmed_by, Finding) else "a control run"
+           for d in diagnoses}
     parts = []
     for cause, pairs in groups.items():
         if cause == NO_CAUSE:
             parts.append(f"no known cause is confirmed for {_names(pairs)}")
         else:
-            parts.append(f"{cause} for {_names(pairs)}, confirmed by a control run")
+            parts.append(f"{cause} for {_names(pairs)}, confirmed by {how[cause]}")
     suspects = sorted({d.suspect.describe() for d in diagnoses if d.suspect is not None})
     text = "Cause: " + "; ".join(parts) + "."
     separated = list(dict.fromkeys(f"{p.part} ({p.dtype}): loss up to {p.loss_gap:.2g}, final parameters "
@@ -556,7 +559,8 @@ def details_markdown(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list
             f"Pairs that {DISAGREE}, that {EXPLAINED}, or that {AGREE} but use at least "
             f"{DRIFT_FRACTION:g} of their tolerance at some step (drift). "
             f"Localisation threshold: a stage introduces the difference when R > {R_THRESHOLD:g}. "
-            "Causes tried, in order, each with its control run: " + "; ".join(f"{c.name}" for c in CAUSES) + ".",
+            "Causes tried, in order, each confirmed by its control run or its measurement: "
+            + "; ".join(f"{c.name}" for c in CAUSES) + ".",
             "", *diagnosis_lines(result, diagnoses, folded=True)])
     for dtype in result.dtypes:
         table = final_params_table(result, dtype) if s.trains else outputs_table(result, dtype)
@@ -649,7 +653,7 @@ def index_counts(summaries: list[dict[str, Any]]) -> str:
     return (f"{len(summaries)} scenario{'' if len(summaries) == 1 else 's'}: {agree} {AGREE} in every pair and "
             f"dtype; {differ} {EXPLAINED} (some pair differs only by an optimizer convention the reference "
             f"explains); {len(disagree)} {DISAGREE} ({explained} with every divergence's cause confirmed by a "
-            f"control run); {crashed} with a crashed run.")
+            f"control run or a measurement); {crashed} with a crashed run.")
 
 
 INDEX_HEADER = ("scenario", "verdict", "in one line", "lab values", "worst diff / allowed (> 1: beyond)",

@@ -262,4 +262,5 @@ class RemoteAdapter:
         return result
 
     def fit_baseline_seconds(self, plan: TrainingPlan) -> float | None:
-        return None
+        result: float | None = self._call("fit_baseline_seconds", plan)
+        return result
