@@ -14,14 +14,18 @@ them out).
 ``frameworks_in_process``: keras and torch run in the test's process instead of their workers
 (``harness.run.adapters.workers.inline``), so a monkeypatched framework class takes effect.
 
+``gone``: waits for a process to end (a killed submission's children end with it).
+
 ``rng``: a NumPy generator seeded from the test's own id, so a test draws the same numbers
 whatever ran before it.
 """
 from __future__ import annotations
 
 import os
+import time
 import zlib
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -46,6 +50,27 @@ def frameworks_in_process() -> Iterator[None]:
     for tests that plant a defect by monkeypatching a framework class, which lives in one process."""
     with inline():
         yield
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie lingers where nothing reaps it, e.g. in a container)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.fixture
+def gone() -> Callable[[int, float], bool]:
+    """``gone(pid, seconds)``: whether the process ends within ``seconds`` (a killed submission's
+    own children must end with it)."""
+    def wait(pid: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and _running(pid):
+            time.sleep(0.05)
+        return not _running(pid)
+    return wait
 
 
 @pytest.fixture

@@ -305,7 +305,7 @@ def test_a_sibling_import_works(tmp_path, scenario, batch):
         np.testing.assert_array_equal(returned.arrays[name], expected[label])
 
 
-def test_what_the_submission_started_is_killed_with_it(tmp_path, scenario, batch):
+def test_what_the_submission_started_is_killed_with_it(tmp_path, scenario, batch, gone):
     pid_file = tmp_path / "grandchild.pid"
     path = _submit(tmp_path, f"""import pathlib, subprocess
 child = subprocess.Popen(["sleep", "600"])
@@ -316,20 +316,8 @@ def backward(params, X, y):
         pass
 """)
     assert "timed out" in _run(path, scenario, batch).error
-    pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _running(pid):
-        time.sleep(0.05)
-    assert not _running(pid)
+    assert gone(int(pid_file.read_text()), 5)
 
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan's zombie lingers where nothing reaps it, e.g. in a container)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
 
 
 @pytest.mark.slow

@@ -274,7 +274,7 @@ def test_a_progress_bar_with_an_eta_on_a_terminal_and_none_with_quiet(workspace,
     assert seen[True] == ""
 
 
-def test_ctrl_c_stops_the_batch_and_every_submission(workspace, tmp_path):
+def test_ctrl_c_stops_the_batch_and_every_submission(workspace, tmp_path, gone):
     pids = tmp_path / "pids"
     pids.mkdir()
     folder = tmp_path / "class"
@@ -293,17 +293,6 @@ def test_ctrl_c_stops_the_batch_and_every_submission(workspace, tmp_path):
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130 and err.decode().strip() == "nn-parity: interrupted"
     for pid_file in pids.iterdir():
-        pid = int(pid_file.read_text())
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _running(pid):
-            time.sleep(0.05)
-        assert not _running(pid)
+        assert gone(int(pid_file.read_text()), 10)
     assert not (tmp_path / "audit.json").exists()
 
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
