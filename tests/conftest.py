@@ -21,7 +21,10 @@ whatever ran before it.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -31,6 +34,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The commands' run cache (harness.run.cache), for the tests that call them: one folder per
+# session, removed at its end (never the repository's .nn-parity-cache/).
+_CACHE = tempfile.mkdtemp(prefix="nn-parity-test-cache-")
+os.environ["NN_PARITY_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 pytest_plugins = ["pytester"]  # tests/test_plugin.py runs pytest on scenario folders
 

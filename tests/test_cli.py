@@ -161,3 +161,9 @@ set = { "training.optimizer" = { name = "adam", learning_rate = 0.01 } }
     data = json.loads(out.read_text())
     assert (data["ok"], data["agree"]) == (False, True)
     assert [s["ok"] for s in data["scenarios"]] == [False, True]
+
+
+@pytest.mark.parametrize("argv", [["bench"], ["bench", "tiny-mlp", "--catalogue"]])
+def test_bench_takes_a_scenario_or_the_catalogue(argv, capsys):
+    assert main(argv) == 2
+    assert "scenario: expected a scenario name or file, or --catalogue (not both)" in capsys.readouterr().err

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +90,52 @@ def test_a_worker_that_does_not_answer_in_time_is_killed():
     slow = RemoteAdapter(adapter("keras@torch")._local, timeout=0.2)  # Keras' import alone takes longer
     with pytest.raises(WorkerCrashed, match="did not answer within 0.2 s"):
         slow.run(make_plan(scenario("tiny-mlp"), "float64"))
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path):
+    """Spawned workers must not re-run the user's script (multiprocessing re-imports ``__main__``
+    in a spawned child unless told otherwise)."""
+    script = tmp_path / "mine.py"
+    script.write_text("from pathlib import Path\n"
+                      "from harness.run.runner import run_scenario\n"
+                      "from harness.spec.scenario import load_scenarios\n"
+                      f"[s] = load_scenarios({str(SCENARIOS / 'tiny-mlp.toml')!r})\n"
+                      "print('top-level ran', flush=True)\n"
+                      "print('ok' if run_scenario(s, dtypes=('float32',)).ok else 'not ok', flush=True)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["top-level ran", "ok"]
+
+
+def test_ctrl_c_during_the_runs_ends_the_workers(tmp_path):
+    """SIGINT while keras and torch compute in their workers: exit 130 with one line, and no worker
+    process is left behind."""
+    child = subprocess.Popen([sys.executable, "-m", "harness", "run", "sigmoid-exponential-adam", "--no-cache"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        time.sleep(0.2)
+        workers = _children(child.pid)
+    assert len(workers) >= 2, "keras and torch run in worker processes"
+    time.sleep(1.0)  # into the runs
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and err.decode().strip().splitlines()[-1] == "nn-parity: interrupted"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.1)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from harness.run.adapters import ALIASES, ALL_FRAMEWORKS, FRAMEWORKS
 from harness.run.budget import parse_size
+from harness.run.cache import DEFAULT_FOLDER
 from harness.spec.scenario import DTYPES
 
 
@@ -45,3 +47,14 @@ def memory_size(text: str) -> int:
         return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_execution_options(p: argparse.ArgumentParser) -> None:
+    """``--jobs``, ``--cache``, ``--no-cache``: how the runs are made (``cli.main`` applies them)."""
+    p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                   help="implementations computing at the same time (default: the number of cores; 1: one run "
+                        "at a time); the results are the same whatever N is")
+    p.add_argument("--cache", metavar="DIR", default=DEFAULT_FOLDER,
+                   help=f"where finished runs are kept, keyed by everything they depend on (default {DEFAULT_FOLDER}; "
+                        "delete it at any time)")
+    p.add_argument("--no-cache", action="store_true", help="run everything again, and keep nothing")

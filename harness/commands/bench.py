@@ -3,20 +3,28 @@ measured in the same run (a benchmark, never a test)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import pandas as pd
 
 from harness.commands.args import positive_int
+from harness.errors import BadInput
 from harness.render.files import check_output_file, write_json
 from harness.run.adapters import FRAMEWORKS, adapter
-from harness.run.bench import time_fit_baselines, time_runs
-from harness.spec.catalogue import resolve
+from harness.run.bench import time_catalogue, time_fit_baselines, time_runs
+from harness.spec.catalogue import catalogue_scenarios, resolve
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="time each adapter against the NumPy reference (float64)")
-    p.add_argument("scenario", help="a catalogue name or a scenario .toml file")
+    p = subparsers.add_parser("bench", help="time each adapter against the NumPy reference (float64), or the "
+                                            "whole catalogue serially, in parallel and from the cache")
+    p.add_argument("scenario", nargs="?", help="a catalogue name or a scenario .toml file")
+    p.add_argument("--catalogue", action="store_true",
+                   help="time the whole catalogue (numpy, keras, torch, both dtypes): one run at a time, with "
+                        "--jobs, and from the cache")
+    p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                   help="with --catalogue: implementations computing at once in the parallel pass (default: cores)")
     p.add_argument("--repeat", type=positive_int, default=3,
                    help="timed runs per adapter; the best is kept (default 3)")
     p.add_argument("--baseline-fit", action="store_true",
@@ -26,9 +34,14 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    scenario = resolve(args.scenario)
     if args.json:
         check_output_file(args.json, option="--json")
+    if args.catalogue == (args.scenario is not None):
+        raise BadInput("nn-parity bench", "scenario", "a scenario name or file, or --catalogue (not both)",
+                       args.scenario or "neither")
+    if args.catalogue:
+        return catalogue(args)
+    scenario = resolve(args.scenario)
     frameworks = tuple(f for f in FRAMEWORKS if adapter(f).available() is None)
     results = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
                         progress=lambda line: print(line, file=sys.stderr, flush=True))
@@ -40,3 +53,16 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, {"scenario": scenario.name, "results": results, "fit_baseline_seconds": fit_seconds})
     return 0
+
+
+def catalogue(args: argparse.Namespace) -> int:
+    figures = time_catalogue(catalogue_scenarios(), jobs=args.jobs,
+                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"{figures['scenarios']} scenarios, numpy/keras/torch x float64/float32:")
+    print(f"- one run at a time: {figures['serial_seconds']:.1f} s")
+    print(f"- --jobs {figures['jobs']}: {figures['parallel_seconds']:.1f} s ({figures['parallel_ratio']:.2f} x)")
+    print(f"- from the cache: {figures['cached_seconds']:.1f} s ({figures['cached_ratio']:.3f} x)")
+    print(f"- same verdicts in the three passes: {'yes' if figures['same_results'] else 'NO'}")
+    if args.json:
+        write_json(args.json, figures)
+    return 0 if figures["same_results"] else 1

@@ -7,7 +7,7 @@ import sys
 from harness.answers.key_file import load_key
 from harness.answers.output import exit_code, markdown_report, result_json, summary_table
 from harness.answers.verdicts import check_entry
-from harness.commands.args import frameworks_arg
+from harness.commands.args import add_execution_options, frameworks_arg
 from harness.render.files import check_output_file, write_json, write_text_atomic
 from harness.run.adapters import FRAMEWORKS
 
@@ -19,6 +19,7 @@ def register(subparsers) -> None:
                    help="comma-separated subset of numpy,keras,torch (default: all)")
     p.add_argument("--json", metavar="PATH", help="also write the verdicts as JSON")
     p.add_argument("--markdown", metavar="PATH", help="also write a markdown report")
+    add_execution_options(p)
     p.set_defaults(handler=handle)
 
 

@@ -8,12 +8,15 @@ disagrees or a run crashed, 2 bad input (one line on stderr naming file and fiel
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
-from typing import NoReturn
+from typing import Iterator, NoReturn
 
 from harness.errors import EXIT_BAD_INPUT, BadInput
+from harness.run.adapters import use_jobs
+from harness.run.cache import use_cache
 
 COMMANDS = ("list", "run", "report", "bench", "check", "answers", "audit")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -37,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def execution(args: argparse.Namespace) -> Iterator[None]:
+    """The command's ``--jobs`` and run cache (``harness.commands.args.add_execution_options``);
+    commands without them run with the defaults and no cache."""
+    folder = None if getattr(args, "no_cache", True) else getattr(args, "cache", None)
+    with use_cache(folder), use_jobs(getattr(args, "jobs", None) or os.cpu_count() or 1):
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -44,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
         return int(exc.code or 0)
     try:
-        return int(args.handler(args))
+        with execution(args):
+            return int(args.handler(args))
     except BadInput as exc:
         print(f"nn-parity: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT

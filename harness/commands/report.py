@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.commands.args import memory_size
+from harness.commands.args import add_execution_options, memory_size
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import diagnose
 from harness.render.files import check_output_folder, write_files_atomic
@@ -23,7 +23,7 @@ from harness.render.report import (
     summary,
     timings_text,
 )
-from harness.run.runner import check_runnable, run_scenario
+from harness.run.runner import prepare, run_scenarios
 from harness.spec.catalogue import catalogue_scenarios, resolve_all
 from harness.spec.coverage import coverage_markdown
 
@@ -39,6 +39,7 @@ def register(subparsers) -> None:
                         "network needed to view it) and index.html")
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
                    help="refuse a scenario whose runs would need more memory (e.g. 8G; default: the machine's)")
+    add_execution_options(p)
     p.set_defaults(handler=handle)
 
 
@@ -48,12 +49,13 @@ def handle(args: argparse.Namespace) -> int:
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     scenarios = ([s for n in args.scenario for s in resolve_all(n)] if args.scenario
                  else catalogue_scenarios())
-    for scenario in scenarios:  # every scenario must be runnable before the first one runs
-        check_runnable(scenario, max_bytes=args.max_memory)
+    # every scenario must be runnable before the first one runs; then all the runs at once (the
+    # frameworks' workers go on to the next scenario while the reference computes), then each report
+    prepared = [prepare(scenario, max_bytes=args.max_memory) for scenario in scenarios]
+    results = run_scenarios(prepared, progress=progress)
     summaries, done, all_agree = [], set(), True
-    for scenario in scenarios:
+    for scenario, result in zip(scenarios, results):
         try:
-            result = run_scenario(scenario, progress=progress, max_bytes=args.max_memory)
             diagnoses = diagnose(result, progress=progress)
             files = scenario_files(result, diagnoses, html=args.html)
         except Exception as exc:  # a harness failure: keep the previous report, go on with the others

@@ -7,7 +7,7 @@ import sys
 import textwrap
 from typing import Sequence
 
-from harness.commands.args import dtypes_arg, frameworks_arg, memory_size
+from harness.commands.args import add_execution_options, dtypes_arg, frameworks_arg, memory_size
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import Diagnosis, diagnose
 from harness.render.files import check_output_file
@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
                    help="refuse a scenario whose runs would need more memory (e.g. 8G; default: the machine's)")
+    add_execution_options(p)
     p.set_defaults(handler=handle)
 
 

@@ -47,7 +47,7 @@ from harness.judge.compare import DISAGREE, Comparison, compare
 from harness.judge.findings import Evidence, Finding
 from harness.judge.tolerance import Tolerance, compare_elements
 from harness.judge.tolerance import difference as difference_of
-from harness.run.adapters import adapter, run_framework
+from harness.run.adapters import run_framework, trace_framework
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.runner import (
     Progress,
@@ -202,7 +202,7 @@ def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Prog
             continue
         start = time.perf_counter()
         try:
-            traces[fw] = adapter(framework_of(fw)).trace_step(side_plan(plan, result.scenario_for(fw)), step)
+            traces[fw] = trace_framework(framework_of(fw), side_plan(plan, result.scenario_for(fw)), step)
         except Exception as exc:  # a crash while tracing is reported, not raised
             last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
             return Localisation(step, [], message=f"{fw} raised {type(exc).__name__}: {last}")

@@ -22,7 +22,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from harness.judge.compare import AGREE, DISAGREE, EXPLAINED, STATES, Comparison
-from harness.judge.diagnosis import CAUSES, DRIFT_FRACTION, NO_CAUSE, R_THRESHOLD, ControlRun, Diagnosis, growth
+from harness.judge.diagnosis import (
+    CAUSES,
+    DRIFT_FRACTION,
+    NO_CAUSE,
+    R_THRESHOLD,
+    ControlRun,
+    Diagnosis,
+    growth,
+    r_floor,
+)
 from harness.judge.findings import Finding
 from harness.judge.tolerance import compare_elements
 from harness.render.files import content_name, display_path, without_machine_paths
@@ -39,7 +48,6 @@ from harness.render.tables import (
     pairs_table,
     runs_table,
 )
-from harness.run.adapters import gpu_visibility
 from harness.run.runner import ScenarioResult
 from harness.spec.data import describe_data
 from harness.spec.scenario import is_name
@@ -58,10 +66,17 @@ def environment_lines(result: ScenarioResult) -> list[str]:
     return [
         f"- Python {platform.python_version()}, numpy {version('numpy')}, tensorflow-cpu "
         f"{version('tensorflow-cpu')}, keras {version('keras')}, torch {version('torch')}",
-        f"- Device: CPU ({platform.machine()}); {gpu_visibility()}; Keras on the TensorFlow backend with op "
+        f"- Device: CPU ({platform.machine()}); {devices(result)}; Keras on the TensorFlow backend with op "
         "determinism on, oneDNN off; torch with deterministic algorithms",
         "- dtype policy: each run is entirely in its dtype (data, initial weights, layers, optimizer state)",
     ]
+
+
+def devices(result: ScenarioResult) -> str:
+    """What the runs saw of the machine's accelerators (recorded by each run, so a cached run says
+    the same); "not checked" when no run records it."""
+    seen = sorted({run.device for run in result.runs.values() if run.device})
+    return "; ".join(seen) if seen else "GPU: not checked (torch did not run)"
 
 
 def verdict(result: ScenarioResult) -> str:
@@ -470,7 +485,7 @@ def diagnosis_lines(result: ScenarioResult, diagnoses: Sequence[Diagnosis], *, s
         if stage_tables and d.localisation.stages:
             lines += [f"Step {d.localisation.step}, traced in both implementations (each replays its own run "
                       "up to the step); d is the largest relative difference of the stage.", "",
-                      markdown(localisation_table(d.localisation.stages)), ""]
+                      markdown(localisation_table(d.localisation.stages, floor=r_floor(d.comparison.dtype))), ""]
         if folded:
             lines += ["</details>", ""]
     return lines

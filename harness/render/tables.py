@@ -156,9 +156,11 @@ def lab_table(result: ScenarioResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def localisation_table(stages) -> pd.DataFrame:
-    """One row per traced stage of a step, in data-flow order (``harness.judge.diagnosis.StageDiff``)."""
+def localisation_table(stages, *, floor: float) -> pd.DataFrame:
+    """One row per traced stage of a step, in data-flow order (``harness.judge.diagnosis.StageDiff``);
+    ``floor``: R's floor in the pair's dtype (``harness.judge.diagnosis.r_floor``)."""
     return pd.DataFrame([{
         "stage (data-flow order)": s.stage, "max abs diff": fmt(s.max_abs), "max rel diff d": fmt(s.max_rel),
-        "R = (d - d_prev) / (d_prev + 1e-7)": fmt(s.rate), "beyond tolerance": "yes" if s.beyond_tolerance else "no",
+        f"R = (d - d_prev) / (d_prev + {floor:.2g})".replace("e-0", "e-"): fmt(s.rate),
+        "beyond tolerance": "yes" if s.beyond_tolerance else "no",
     } for s in stages])

@@ -168,28 +168,60 @@ def run_scenario(
     ``dataclasses.replace``) with the same data, initial weights and batch order. A scenario
     whose runs would need more than ``max_bytes`` (default: the machine's memory) is refused
     before anything is allocated (``harness.run.budget``)."""
+    [result] = run_scenarios([prepare(scenario, frameworks=frameworks, dtypes=dtypes, sides=sides,
+                                      max_bytes=max_bytes)], progress=progress)
+    return result
+
+
+@dataclass
+class Prepared:
+    """A scenario checked and planned, its runs not made yet (``prepare``)."""
+
+    result: ScenarioResult
+    native: set[str]  # the implementations in their native convention (not a caller's variant)
+
+    @property
+    def cells(self) -> list[tuple[str, str]]:
+        return [(label, dtype) for dtype in self.result.dtypes for label in self.result.frameworks]
+
+
+def prepare(scenario: Scenario, *, frameworks: tuple[str, ...] = FRAMEWORKS, dtypes: tuple[str, ...] = DTYPES,
+            sides: Mapping[str, Scenario] | None = None, max_bytes: int | None = None) -> Prepared:
+    """Check that the scenario can run (``check_runnable``: ``BadInput`` otherwise) and make its plans."""
     planned = implementations(scenario, frameworks)
-    overridden = set(sides or {})  # implementations the caller runs on a variant of their own
     result = ScenarioResult(scenario=scenario, frameworks=tuple(planned), dtypes=dtypes,
                             sides={**{k: v for k, v in planned.items() if v is not scenario}, **dict(sides or {})})
     check_runnable(scenario, frameworks=frameworks, dtypes=dtypes, max_bytes=max_bytes, sides=result.sides)
-    cells = [(label, dtype) for dtype in dtypes for label in result.frameworks]
     for dtype in dtypes:
         result.plans[dtype] = make_plan(scenario, dtype)
+    return Prepared(result, native=set(planned) - set(sides or {}))
+
+
+def run_scenarios(prepared: list[Prepared], *, progress: Progress | None = None) -> list[ScenarioResult]:
+    """Every run of every prepared scenario in one ``run_all``: the frameworks' workers go on to
+    the next scenario's runs while the reference computes (no wait between scenarios); then each
+    scenario's pairs are compared. The results are the same as one scenario at a time."""
+    owners = [(p, cell) for p in prepared for cell in p.cells]
 
     def done(i: int, run: Trajectory) -> None:
-        label, dtype = cells[i]
+        p, (label, dtype) = owners[i]
         run.framework = label
         if progress is not None:
             extra = f" ({run.message})" if run.message else ""
-            progress(f"{scenario.name} x {label} ({dtype}): {run.status}, {run.steps} steps, "
+            progress(f"{p.result.scenario.name} x {label} ({dtype}): {run.status}, {run.steps} steps, "
                      f"{run.seconds:.1f} s{extra}")
 
-    # every cell at once: the frameworks' workers compute while the reference runs here
-    runs = run_all([(framework_of(label), side_plan(result.plans[dtype], result.scenario_for(label)))
-                    for label, dtype in cells], done=done)
-    result.runs = dict(zip(cells, runs))
-    for dtype in dtypes:
+    runs = run_all([(framework_of(label), side_plan(p.result.plans[dtype], p.result.scenario_for(label)))
+                    for p, (label, dtype) in owners], done=done)
+    for (p, cell), run in zip(owners, runs):
+        p.result.runs[cell] = run
+    return [_judge(p) for p in prepared]
+
+
+def _judge(p: Prepared) -> ScenarioResult:
+    """Accuracy, the pairs compared, conventions explained and the lab's printed values checked."""
+    result, scenario = p.result, p.result.scenario
+    for dtype in result.dtypes:
         plan = result.plans[dtype]
         for label in result.frameworks:
             run = result.runs[(label, dtype)]
@@ -201,7 +233,7 @@ def run_scenario(
             ra, rb = result.runs[(a, dtype)], result.runs[(b, dtype)]
             if ra.ok and rb.ok:
                 result.comparisons.append(compare(ra, rb, tol))
-        _explain_conventions(result, dtype, native=set(planned) - overridden)
+        _explain_conventions(result, dtype, native=p.native)
     result.lab_checks = _lab_checks(result)
     return result
 

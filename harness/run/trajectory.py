@@ -41,6 +41,7 @@ class Trajectory:
     seconds: float = 0.0
     computed_dtypes: dict[str, str] = field(default_factory=dict)  # "parameters"/"loss"/"gradients" -> dtype name
     batch_rows: list[np.ndarray] = field(default_factory=list)  # per step: the row ids of X the batch held
+    device: str = ""  # what the implementation saw of the machine's accelerators (runs use none)
 
     @property
     def ok(self) -> bool:

@@ -9,17 +9,22 @@ TensorFlow or torch. Nothing outside this package imports a framework.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
-from multiprocessing.connection import wait
-from typing import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator
 
 from harness.run.adapters.keras_backends import ADAPTERS as KERAS_BACKENDS
 from harness.run.adapters.keras_tf import ADAPTER as KERAS
 from harness.run.adapters.numpy_reference import ADAPTER as NUMPY
 from harness.run.adapters.protocol import Adapter, Params, check_expressible
 from harness.run.adapters.torch_eager import ADAPTER as TORCH
-from harness.run.adapters.torch_eager import gpu_visibility as torch_gpu_visibility
-from harness.run.adapters.workers import RemoteAdapter, Worker, WorkerCrashed, has_worker
+from harness.run.adapters.workers import RemoteAdapter, WorkerCrashed, inline_active, stop_all
+from harness.run.cache import RunCache
+from harness.run.cache import current as current_cache
+from harness.run.cache import key as cache_key
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import CRASHED, Trajectory
 
@@ -35,15 +40,27 @@ ALL_FRAMEWORKS: tuple[str, ...] = tuple(ADAPTERS)  # `--frameworks all`
 ALIASES = {"keras@tensorflow": KERAS.name}  # Keras' default backend: the same implementation
 
 __all__ = ["ADAPTERS", "ALIASES", "ALL_FRAMEWORKS", "FRAMEWORKS", "REFERENCE", "Adapter", "Params", "adapter",
-           "check_expressible", "gpu_visibility", "run_all", "run_framework"]
+           "check_expressible", "run_all", "run_framework", "trace_framework", "use_jobs"]
 
 
 def adapter(framework: str) -> Adapter:
     return ADAPTERS[framework]
 
 
+def _cache() -> RunCache | None:
+    """The command's run cache, unless a framework may be monkeypatched here (``inline()``)."""
+    return None if inline_active() else current_cache()
+
+
 def run_framework(framework: str, plan: TrainingPlan) -> Trajectory:
-    """Run one implementation; a missing framework is skipped, a crash is recorded, never raised."""
+    """Run one implementation; a missing framework is skipped, a crash is recorded, never raised.
+    A run found in the command's cache (``harness.run.cache``) is not made again."""
+    return run_all([(framework, plan)], parallel=1)[0]
+
+
+def _run(framework: str, plan: TrainingPlan) -> Trajectory:
+    """One run, made (no cache): skipped when the framework is missing, crashed when it raises or
+    its worker dies."""
     implementation = adapter(framework)
     reason = implementation.available()
     if reason is not None:
@@ -59,76 +76,90 @@ def run_framework(framework: str, plan: TrainingPlan) -> Trajectory:
     return trajectory
 
 
-def run_all(jobs: list[tuple[str, TrainingPlan]], *,
+def trace_framework(framework: str, plan: TrainingPlan, step: int) -> Params:
+    """``Adapter.trace_step``, through the command's cache."""
+    cache = _cache()
+    k = None if cache is None else cache_key(framework, "trace_step", plan, step)
+    if cache is not None and k is not None and isinstance(found := cache.get(k), dict):
+        return found
+    trace = adapter(framework).trace_step(plan, step)
+    if cache is not None and k is not None:
+        cache.put(k, trace)
+    return trace
+
+
+_JOBS = {"parallel": os.cpu_count() or 1}
+
+
+@contextlib.contextmanager
+def use_jobs(n: int) -> Iterator[None]:
+    """``run_all``'s default ``parallel`` while the context lasts (the commands' ``--jobs``)."""
+    previous = _JOBS["parallel"]
+    _JOBS["parallel"] = n
+    try:
+        yield
+    finally:
+        _JOBS["parallel"] = previous
+
+
+def run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int | None = None,
             done: Callable[[int, Trajectory], None] | None = None) -> list[Trajectory]:
-    """``run_framework`` for every ``(framework, plan)``, the workers of different implementations
-    computing at the same time while the reference runs here (each worker takes one job at a
-    time, in the order given); results in the order of ``jobs``, whatever finishes first.
-    ``done(i, trajectory)`` is called as each job finishes."""
+    """Every ``(framework, plan)`` run (``_run``); results in the order of ``jobs``, the same whatever
+    ``parallel`` is. ``parallel`` 1: one run at a time, in order; more: up to ``parallel``
+    implementations' workers compute at the same time (each its own runs, in the order given, fed
+    by a thread of this process, so a worker never waits for the reference) while the reference
+    runs here. A run found in the command's cache is not made again; a finished ``ok`` run is
+    stored in it. ``done(i, trajectory)`` is called as each run finishes. Ctrl-C ends the workers."""
+    parallel = _JOBS["parallel"] if parallel is None else parallel
     results: list[Trajectory | None] = [None] * len(jobs)
-    queues: dict[str, list[int]] = {}
-    here: list[int] = []
-    for i, (framework, _) in enumerate(jobs):
-        implementation = adapter(framework)
-        remote = isinstance(implementation, RemoteAdapter) and not implementation.in_process
-        if remote and implementation.available() is None:
-            queues.setdefault(framework, []).append(i)
-        else:
-            here.append(i)
-    busy: dict[str, tuple[int, Worker]] = {}
+    cache = _cache()
+    lock = threading.Lock()
 
-    def finish(i: int, trajectory: Trajectory) -> None:
-        results[i] = trajectory
-        if done is not None:
-            done(i, trajectory)
+    def finish(i: int, trajectory: Trajectory, k: str | None) -> None:
+        with lock:
+            results[i] = trajectory
+            if cache is not None and k is not None and trajectory.ok:
+                cache.put(k, trajectory)
+            if done is not None:
+                done(i, trajectory)
 
-    def feed() -> None:
-        for framework, queue in queues.items():
-            while framework not in busy and queue:
-                i = queue.pop(0)
-                implementation = adapter(framework)
-                assert isinstance(implementation, RemoteAdapter)
-                try:
-                    w = implementation.start("run", jobs[i][1])
-                except WorkerCrashed as exc:
-                    finish(i, Trajectory(framework=framework, dtype=jobs[i][1].dtype, status=CRASHED, message=str(exc)))
-                    continue
-                assert w is not None, "a remote implementation outside inline() has a worker"
-                busy[framework] = (i, w)
+    queues: dict[str, list[tuple[int, str | None]]] = {}
+    for i, (framework, plan) in enumerate(jobs):
+        k = None
+        if cache is not None and adapter(framework).available() is None:
+            k = cache_key(framework, "run", plan)
+            if isinstance(found := cache.get(k), Trajectory):
+                finish(i, found, None)
+                continue
+        queues.setdefault(framework, []).append((i, k))
 
-    def collect(framework: str) -> None:
-        i, w = busy.pop(framework)
-        dtype = jobs[i][1].dtype
+    cancelled = threading.Event()
+
+    def drain(framework: str) -> None:
+        for i, k in queues[framework]:
+            if cancelled.is_set():  # Ctrl-C: start nothing more (a new worker would run to the end)
+                return
+            finish(i, _run(*jobs[i]), k)
+
+    remote = [f for f, implementation in ((f, adapter(f)) for f in queues)
+              if isinstance(implementation, RemoteAdapter) and not implementation.in_process]
+    if parallel <= 1 or not remote:
+        for i, k in sorted(item for queue in queues.values() for item in queue):
+            finish(i, _run(*jobs[i]), k)
+    else:
+        pool = ThreadPoolExecutor(max_workers=min(parallel, len(remote)), thread_name_prefix="nn-parity-feed")
         try:
-            trajectory = w.receive()
-        except WorkerCrashed as exc:
-            trajectory = Trajectory(framework=framework, dtype=dtype, status=CRASHED, message=str(exc))
-        except Exception as exc:  # the framework raised: a result, as in run_framework
-            trajectory = Trajectory.crashed(framework, dtype, exc)
-        finish(i, trajectory)
-
-    feed()
-    for i in here:
-        finish(i, run_framework(*jobs[i]))
-        for framework in [f for f, (_, w) in busy.items() if w.ready()]:
-            collect(framework)
-        feed()
-    while busy:
-        ready = wait([w.connection for _, w in busy.values()])
-        for framework in [f for f, (_, w) in busy.items() if w.connection in ready]:
-            collect(framework)
-        feed()
+            futures = [pool.submit(drain, f) for f in remote]
+            for f in queues:
+                if f not in remote:
+                    drain(f)
+            for future in futures:
+                future.result()
+        except BaseException:  # Ctrl-C (or a harness error): end the workers, whose feeders then return
+            cancelled.set()
+            stop_all()
+            raise
+        finally:
+            pool.shutdown(wait=True)
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
-
-
-def gpu_visibility() -> str:
-    """Whether torch saw a GPU (runs never use one), asked where torch runs: its worker, or this
-    process under ``inline()``; "not checked" when torch did not run."""
-    torch = ADAPTERS[TORCH.name]
-    assert isinstance(torch, RemoteAdapter)
-    if torch.in_process:
-        return torch_gpu_visibility()
-    if not has_worker(TORCH.name):
-        return "GPU: not checked (torch did not run)"
-    return torch.gpu_visibility()

@@ -49,7 +49,18 @@ def import_keras():
         import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     tf.config.experimental.enable_op_determinism()
+    if not _THREADS_SET:  # one thread, as torch: these models are tiny, and the runs of the other
+        # implementations compute at the same time (settable only before TensorFlow's first op)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow already ran an op in this process: keep its threads
+            pass
+        _THREADS_SET.append(True)
     return tf, keras
+
+
+_THREADS_SET: list[bool] = []
 
 
 @contextlib.contextmanager

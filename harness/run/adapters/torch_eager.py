@@ -156,7 +156,7 @@ def _run(plan: TrainingPlan) -> Trajectory:
     X, y = torch.from_numpy(plan.X), torch.from_numpy(plan.y)
     trajectory = Trajectory(framework=ADAPTER.name, dtype=plan.dtype,
                             initial_params={k: v.copy() for k, v in plan.initial_params.items()},
-                            outputs_initial=layer_outputs(torch, model, X))
+                            outputs_initial=layer_outputs(torch, model, X), device=gpu_visibility())
     if training is None:
         trajectory.outputs_final = trajectory.outputs_initial
         return trajectory
@@ -296,9 +296,6 @@ class TorchAdapter:
 
     def fit_baseline_seconds(self, plan: TrainingPlan) -> float | None:
         return None
-
-    def gpu_visibility(self) -> str:
-        return gpu_visibility()
 
 
 ADAPTER = TorchAdapter()

@@ -7,8 +7,8 @@ a *spawned* worker (a fresh interpreter: nothing imported before it picks its ba
 for every call of the command, so its framework import is paid once per command, not once per
 scenario. The harness still makes the data, the initial weights and the batch order
 (``TrainingPlan``) and sends them; the trajectory comes back (both pickled over a pipe). Workers
-of different implementations compute at the same time (``submit``; ``harness.run.runner`` keeps
-each busy while the reference runs in the harness's own process).
+of different implementations compute at the same time (``harness.run.adapters.run_all`` feeds
+each from a thread of the harness while the reference runs in the harness's own process).
 
 ``inline()`` runs keras and torch in the harness's process instead, for tests that plant a
 defect by monkeypatching a framework class (a patch lives in one process); Keras on the other
@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
@@ -64,6 +65,11 @@ def inline() -> Iterator[None]:
         _INLINE["on"] = previous
 
 
+def inline_active() -> bool:
+    """Whether ``inline()`` is in force (a monkeypatched framework may be running here)."""
+    return _INLINE["on"]
+
+
 def _local(implementation: str) -> Any:
     """The in-process adapter behind a worker (only ever called inside the worker)."""
     return IN_WORKER[implementation]
@@ -97,6 +103,23 @@ def _serve(implementation: str, conn: Connection, stderr_path: str) -> None:
                                              else f"the result did not pickle: {exc}")))
 
 
+@contextlib.contextmanager
+def _main_not_reimported() -> Iterator[None]:
+    """A spawned child normally re-imports the parent's ``__main__`` (its top-level code runs again
+    in the worker: a user's script without an ``if __name__ == "__main__"`` guard would run twice);
+    the worker needs only ``_serve``'s module, so ``__main__`` is hidden while the child starts."""
+    main = sys.modules["__main__"]
+    saved = {name: getattr(main, name) for name in ("__spec__", "__file__") if hasattr(main, name)}
+    main.__spec__ = None
+    if hasattr(main, "__file__"):
+        del main.__file__
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
+
+
 class Worker:
     """One spawned process serving one implementation."""
 
@@ -108,7 +131,8 @@ class Worker:
         self._conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(implementation, child, self._stderr), daemon=True,
                                        name=f"nn-parity {implementation}")
-        self.process.start()
+        with _main_not_reimported():
+            self.process.start()
         child.close()
 
     def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
@@ -122,10 +146,6 @@ class Worker:
         except (BrokenPipeError, ConnectionResetError, OSError):
             raise WorkerCrashed(self._death()) from None
 
-    def ready(self) -> bool:
-        """The answer (or the worker's death) can be received without waiting."""
-        return self._conn.poll(0)
-
     def receive(self, *, timeout: float | None = None) -> Any:
         try:
             if not self._conn.poll(timeout):
@@ -137,10 +157,6 @@ class Worker:
         if status == "error":
             raise value
         return value
-
-    @property
-    def connection(self) -> Connection:
-        return self._conn
 
     def _death(self) -> str:
         self.process.join(5)
@@ -220,19 +236,6 @@ class RemoteAdapter:
         if self.in_process:
             return getattr(self._local, method)(*args)
         return worker(self.name).call(method, *args, timeout=self.timeout)
-
-    def start(self, method: str, *args: Any) -> Worker | None:
-        """Send ``method`` to the worker and return it, to ``receive`` the answer later; None under
-        ``inline()`` (then call the method itself)."""
-        if self.in_process:
-            return None
-        w = worker(self.name)
-        w.submit(method, *args)
-        return w
-
-    def gpu_visibility(self) -> str:
-        result: str = self._call("gpu_visibility")
-        return result
 
     def available(self) -> str | None:
         return str(self._local.available()) if self._local.available() is not None else None
