@@ -30,6 +30,7 @@ import pickle
 import signal
 import sys
 import tempfile
+import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any, Iterator
@@ -108,16 +109,20 @@ def _main_not_reimported() -> Iterator[None]:
     """A spawned child normally re-imports the parent's ``__main__`` (its top-level code runs again
     in the worker: a user's script without an ``if __name__ == "__main__"`` guard would run twice);
     the worker needs only ``_serve``'s module, so ``__main__`` is hidden while the child starts."""
-    main = sys.modules["__main__"]
-    saved = {name: getattr(main, name) for name in ("__spec__", "__file__") if hasattr(main, name)}
-    main.__spec__ = None
-    if hasattr(main, "__file__"):
-        del main.__file__
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(main, name, value)
+    with _STARTING:  # workers start from several feeder threads: one hides and restores at a time
+        main = sys.modules["__main__"]
+        saved = {name: getattr(main, name) for name in ("__spec__", "__file__") if hasattr(main, name)}
+        main.__spec__ = None
+        if hasattr(main, "__file__"):
+            del main.__file__
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(main, name, value)
+
+
+_STARTING = threading.Lock()
 
 
 class Worker:
