@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from harness.run.adapters.keras_backends import ADAPTERS as KERAS_BACKENDS
 from harness.run.adapters.keras_tf import ADAPTER as KERAS
@@ -40,7 +40,7 @@ ALL_FRAMEWORKS: tuple[str, ...] = tuple(ADAPTERS)  # `--frameworks all`
 ALIASES = {"keras@tensorflow": KERAS.name}  # Keras' default backend: the same implementation
 
 __all__ = ["ADAPTERS", "ALIASES", "ALL_FRAMEWORKS", "FRAMEWORKS", "REFERENCE", "Adapter", "Params", "adapter",
-           "check_expressible", "run_all", "run_framework", "trace_framework", "use_jobs"]
+           "Executor", "check_expressible", "run_all", "run_framework", "trace_framework", "use_executor", "use_jobs"]
 
 
 def adapter(framework: str) -> Adapter:
@@ -89,6 +89,29 @@ def trace_framework(framework: str, plan: TrainingPlan, step: int) -> Params:
 
 
 _JOBS = {"parallel": os.cpu_count() or 1}
+
+
+class Executor(Protocol):
+    """Where runs are made when not in this machine's worker processes (``use_executor``)."""
+
+    def run_many(self, jobs: list[tuple[int, tuple[str, TrainingPlan]]],
+                 finish: Callable[[int, Trajectory], None]) -> None:
+        """Make every ``(i, (framework, plan))`` run (as ``_run`` does: a crash is a ``crashed``
+        trajectory, never raised) and call ``finish(i, trajectory)`` for each, in any order."""
+
+
+_EXECUTOR: dict[str, Executor | None] = {"executor": None}
+
+
+@contextlib.contextmanager
+def use_executor(executor: Executor | None) -> Iterator[None]:
+    """``run_all`` hands its runs to ``executor`` while the context lasts (None: the local workers)."""
+    previous = _EXECUTOR["executor"]
+    _EXECUTOR["executor"] = executor
+    try:
+        yield
+    finally:
+        _EXECUTOR["executor"] = previous
 
 
 @contextlib.contextmanager
@@ -143,7 +166,12 @@ def run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int | None = None
 
     remote = [f for f, implementation in ((f, adapter(f)) for f in queues)
               if isinstance(implementation, RemoteAdapter) and not implementation.in_process]
-    if parallel <= 1 or not remote:
+    executor = _EXECUTOR["executor"]
+    if executor is not None and not inline_active():  # e.g. Ray: each run one task, results alike
+        pending = sorted(item for queue in queues.values() for item in queue)
+        keys = dict(pending)
+        executor.run_many([(j, jobs[j]) for j, _ in pending], lambda j, t: finish(j, t, keys[j]))
+    elif parallel <= 1 or not remote:
         for i, k in sorted(item for queue in queues.values() for item in queue):
             finish(i, _run(*jobs[i]), k)
     else:
