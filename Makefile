@@ -29,8 +29,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check harness reference tests
 	$(BIN)/mypy
 
+# pytest-xdist: one worker per core; --dist loadgroup keeps the tests of one catalogue scenario on
+# one worker (tests/conftest.py groups them), so each scenario still runs once per session
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 # the edit loop: everything but the tests marked slow (whole catalogue scenarios, real training runs)
 test-fast: $(STAMP)

@@ -9,7 +9,8 @@ session. Tests ask for it by name with indirect parametrization::
 Parametrize with ``scope="session"`` (else pytest scopes the value to the test). The tests
 that use it run last, grouped by scenario, so that each scenario runs exactly once and only
 one result is held in memory at a time; they are marked ``slow`` (``make test-fast`` leaves
-them out).
+them out). Under pytest-xdist (``make test``: ``-n auto --dist loadgroup``) the tests of one
+scenario form one ``xdist_group``: they all go to one worker, so the scenario still runs once.
 
 ``frameworks_in_process``: keras and torch run in the test's process instead of their workers
 (``harness.run.adapters.workers.inline``), so a monkeypatched framework class takes effect.
@@ -92,16 +93,23 @@ def _scenario(item: pytest.Item) -> str | None:
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Every test that runs a catalogue scenario is slow (before ``-m`` selects)."""
-    if _scenario(item) is not None:
+    """Every test that runs a catalogue scenario is slow (before ``-m`` selects), and the tests of
+    one scenario are one xdist group: with ``--dist loadgroup`` they all run on the same worker,
+    one after the other, so the session fixture computes the scenario once. (The group is set
+    here, during collection: xdist reads it in its own ``pytest_collection_modifyitems``, which
+    runs before this module's.)"""
+    name = _scenario(item)
+    if name is not None:
         item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(name=f"catalogue:{name}"))
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering: this order is final
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the tests that use ``catalogue_result`` last, grouped by scenario (in order of first
     use, each group in collection order): pytest keeps one value of a session-scoped fixture
-    at a time, so each scenario then runs exactly once."""
+    at a time, so each scenario then runs exactly once. Under xdist this is each worker's order;
+    the ``xdist_group`` above keeps a scenario's tests together on one worker."""
     first_use: dict[str, int] = {}
     for item in items:
         name = _scenario(item)

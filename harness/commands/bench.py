@@ -1,5 +1,6 @@
 """``nn-parity bench NAME``: wall seconds of each adapter, as ratios to the NumPy reference
-measured in the same run (a benchmark, never a test)."""
+measured in the same run, and the reference's own ratio to a hand-written NumPy loop doing the same
+maths (``harness.run.hand_loop``, where it is defined) (a benchmark, never a test)."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ import pandas as pd
 from harness.commands.args import positive_int
 from harness.errors import BadInput
 from harness.render.files import check_output_file, write_json
-from harness.run.adapters import FRAMEWORKS, adapter
+from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.run.bench import time_catalogue, time_fit_baselines, time_runs
+from harness.run.hand_loop import not_defined
 from harness.spec.catalogue import catalogue_scenarios, resolve
 
 
@@ -43,15 +45,23 @@ def handle(args: argparse.Namespace) -> int:
         return catalogue(args)
     scenario = resolve(args.scenario)
     frameworks = tuple(f for f in FRAMEWORKS if adapter(f).available() is None)
-    results = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
-                        progress=lambda line: print(line, file=sys.stderr, flush=True))
+    results, hand_seconds = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
+                                      progress=lambda line: print(line, file=sys.stderr, flush=True))
     fit_seconds = time_fit_baselines(scenario, frameworks=frameworks, dtype="float64") if args.baseline_fit else None
     print(pd.DataFrame(results).to_markdown(index=False, floatfmt=".3f"))
+    reference = next(r["seconds"] for r in results if r["framework"] == REFERENCE)
+    hand_ratio = None if hand_seconds is None else reference / hand_seconds
+    if hand_seconds is None:
+        print(f"\nhand-written NumPy loop: not defined ({not_defined(scenario)})")
+    else:
+        print(f"\nhand-written NumPy loop: {hand_seconds:.3f} s; the {REFERENCE} reference takes {hand_ratio:.2f}x "
+              "its time")
     for framework, seconds in (fit_seconds or {}).items():
         ours = next(r["seconds"] for r in results if r["framework"] == framework)
         print(f"\n{framework} model.fit baseline: {seconds:.1f} s = {seconds / ours:.1f}x our {framework} runner")
     if args.json:
-        write_json(args.json, {"scenario": scenario.name, "results": results, "fit_baseline_seconds": fit_seconds})
+        write_json(args.json, {"scenario": scenario.name, "results": results, "hand_loop_seconds": hand_seconds,
+                               "reference_to_hand_loop": hand_ratio, "fit_baseline_seconds": fit_seconds})
     return 0
 
 

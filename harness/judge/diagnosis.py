@@ -368,6 +368,9 @@ CAUSES: tuple[Cause, ...] = (
     ),
     # measured defects (harness.judge.findings), before float32 growth: a float32 run computed in
     # float64 agrees with float64 too, and is a defect, not drift
+    Cause(name="backend dtype rule", explanation="a side's framework returns another dtype from some operations "
+                                                 "than their inputs' (its dtype rules), so part of the run leaves its "
+                                                 "dtype", check=findings.backend_dtype_rule),
     Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",
           check=findings.computed_dtype),
     Cause(name="initial parameters", explanation="a side did not start from the declared initial parameters",

@@ -2,7 +2,9 @@
 
 Each adapter is run once untimed (imports, graph tracing), then ``repeat``
 times; the best wall time is kept, so ratios compare steady-state speed.
-The ``model.fit`` baseline is the naive loop the labs use (Keras only).
+The ``model.fit`` baseline is the naive loop the labs use (Keras only). The hand-written NumPy loop
+(``harness.run.hand_loop``, where it is defined) is the reference's own baseline: the same maths,
+written as a plain loop, timed in turn with the reference.
 
 ``time_catalogue`` times every catalogue scenario's runs (numpy, keras, torch, both dtypes)
 three ways in one command: one run at a time, with ``jobs`` implementations computing at once,
@@ -18,28 +20,41 @@ from typing import Any, Callable
 from harness.run.adapters import REFERENCE, adapter, use_jobs
 from harness.run.adapters.workers import stop_all
 from harness.run.cache import use_cache
-from harness.run.plan import make_plan
+from harness.run.hand_loop import hand_loop, not_defined
+from harness.run.plan import TrainingPlan, make_plan
 from harness.run.runner import prepare, run_scenarios
 from harness.spec.scenario import Scenario
 
+HAND_LOOP = "hand loop"
+
 
 def time_runs(scenario: Scenario, *, frameworks: tuple[str, ...], dtype: str, repeat: int,
-              progress: Callable[[str], None]) -> list[dict]:
+              progress: Callable[[str], None]) -> tuple[list[dict], float | None]:
+    """Each framework's best wall seconds, as a ratio to the reference's, and the hand-written loop's
+    (``harness.run.hand_loop``; None where it is not defined), timed alternately with the reference
+    so that both see the same load."""
     plan = make_plan(scenario, dtype)
     best: dict[str, float] = {}
     for framework in frameworks:
-        run = adapter(framework).run
-        run(plan)  # warm-up: imports and tracing are not the loop's cost
-        times = []
+        timed: dict[str, Callable[[TrainingPlan], object]] = {framework: adapter(framework).run}
+        if framework == REFERENCE and not_defined(scenario) is None:
+            timed[HAND_LOOP] = hand_loop
+        for run in timed.values():
+            run(plan)  # warm-up: imports and tracing are not the loop's cost
+        times: dict[str, list[float]] = {name: [] for name in timed}
         for _ in range(repeat):
-            start = time.perf_counter()
-            run(plan)
-            times.append(time.perf_counter() - start)
-        best[framework] = min(times)
-        progress(f"{scenario.name} x {framework} ({dtype}): best of {repeat}: {best[framework]:.3f} s")
+            for name, run in timed.items():
+                start = time.perf_counter()
+                run(plan)
+                times[name].append(time.perf_counter() - start)
+        for name, seconds in times.items():
+            best[name] = min(seconds)
+            progress(f"{scenario.name} x {name} ({dtype}): best of {repeat}: {best[name]:.3f} s")
+    hand = best.pop(HAND_LOOP, None)
     base = best.get(REFERENCE)
-    return [{"framework": f, "dtype": dtype, "seconds": s, "ratio_to_numpy": None if base is None else s / base}
-            for f, s in best.items()]
+    results = [{"framework": f, "dtype": dtype, "seconds": s, "ratio_to_numpy": None if base is None else s / base}
+               for f, s in best.items()]
+    return results, hand
 
 
 def time_fit_baselines(scenario: Scenario, *, frameworks: tuple[str, ...], dtype: str) -> dict[str, float]:

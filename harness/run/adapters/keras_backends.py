@@ -61,6 +61,18 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.array(x)
 
 
+def _computed_in(result: Any) -> str:
+    """The dtype of an operation's result, or "float32 values in float64" for a float64 result whose
+    values (not all integers) are all exact float32 numbers: computed in float32 and cast back."""
+    name = dtype_names(t=result)["t"]
+    if name != "float64":
+        return name
+    values = _to_numpy(result).astype(np.float64).ravel()
+    values = values[np.isfinite(values)]
+    single = values.size > 0 and bool(np.all(values.astype(np.float32).astype(np.float64) == values))
+    return "float32 values in float64" if single and not np.all(values == np.round(values)) else name
+
+
 class _Model:
     """The scenario's Keras model, optimizer and loss, with one training step in the backend's way."""
 
@@ -143,6 +155,33 @@ class _Model:
             self.optimizer.apply(grads, self.variables)
         return loss, grads
 
+    def probe_dtypes(self, xb: np.ndarray, yb: np.ndarray) -> dict[str, str]:
+        """The dtype each Keras operation of this model returns on this backend, called alone on the
+        run's own first batch in the run's dtype (a one-operation control run): ``"keras.ops.matmul"``,
+        ``"activation tanh"``, ``"loss mse"``... -> dtype name. Keras' dtype rules differ between
+        backends; an operation that returns another dtype than its inputs' is where a run leaves its
+        dtype."""
+        ops, out = self.keras.ops, dict[str, str]()
+
+        def seen(name: str, result: Any) -> None:
+            out.setdefault(name, _computed_in(result))
+
+        x = ops.convert_to_tensor(xb)
+        seen("keras.ops.convert_to_tensor", x)
+        a = x
+        for i, layer in enumerate(self.layers):
+            z = ops.matmul(a, layer.kernel)
+            seen("keras.ops.matmul", z)
+            if layer.use_bias:
+                z = ops.add(z, layer.bias)
+                seen("keras.ops.add", z)
+            a = layer.activation(ops.cast(z, self.plan.dtype))
+            seen(f"activation {self.plan.scenario.layers[i].activation}", a)
+            a = ops.cast(a, self.plan.dtype)
+        if self.plan.scenario.training is not None:
+            seen(f"loss {self.plan.scenario.training.loss}", self.loss_fn(ops.convert_to_tensor(yb), a))
+        return out
+
     def params(self) -> Params:
         return {n: _to_numpy(v.value) for n, v in zip(self.names, self.variables)}
 
@@ -198,6 +237,7 @@ class KerasOnBackend:
                     previous = loss_now
                 loss, grads = m.train_step(xb, yb)
                 if step == 0:
+                    trajectory.op_dtypes = m.probe_dtypes(xb, yb)
                     trajectory.computed_dtypes = dtype_names(parameters=m.variables[0].value, loss=loss,
                                                              gradients=grads[0])
                 recorder.record(_to_numpy(loss)[()], {n: _to_numpy(g) for n, g in zip(m.names, grads)}, m.params())
