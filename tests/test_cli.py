@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import harness.commands.cli
 from harness.commands.cli import main
 from harness.run.adapters import ADAPTERS
 from harness.run.runner import run_scenario
@@ -167,3 +168,11 @@ set = { "training.optimizer" = { name = "adam", learning_rate = 0.01 } }
 def test_bench_takes_a_scenario_or_the_catalogue(argv, capsys):
     assert main(argv) == 2
     assert "scenario: expected a scenario name or file, or --catalogue (not both)" in capsys.readouterr().err
+
+
+def test_executor_ray_without_the_extra_is_bad_input(monkeypatch, capsys):
+    reason = "ray is not installed (pip install 'nn-parity[ray]')"
+    monkeypatch.setattr(harness.commands.cli, "ray_missing", lambda: reason)
+    assert main(["run", "tiny-mlp", "--executor", "ray"]) == 2
+    assert ("--executor: expected an installed executor; received \"ray, but ray is not installed (pip install "
+            "'nn-parity[ray]')\"") in capsys.readouterr().err

@@ -50,7 +50,8 @@ def memory_size(text: str) -> int:
 
 
 def add_execution_options(p: argparse.ArgumentParser) -> None:
-    """``--jobs``, ``--cache``, ``--no-cache``: how the runs are made (``cli.main`` applies them)."""
+    """``--jobs``, ``--cache``, ``--no-cache``, ``--executor``, ``--address``: how the runs are made
+    (``cli.execution`` applies them)."""
     p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                    help="implementations computing at the same time (default: the number of cores; 1: one run "
                         "at a time); the results are the same whatever N is")
@@ -58,3 +59,8 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
                    help=f"where finished runs are kept, keyed by everything they depend on (default {DEFAULT_FOLDER}; "
                         "delete it at any time)")
     p.add_argument("--no-cache", action="store_true", help="run everything again, and keep nothing")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where the runs are made: this machine's worker processes (default), or Ray tasks, one CPU "
+                        "each (the optional extra: pip install 'nn-parity[ray]')")
+    p.add_argument("--address", metavar="ADDR",
+                   help="with --executor ray: the Ray cluster (default: start a local one)")

@@ -15,7 +15,9 @@ import sys
 from typing import Iterator, NoReturn
 
 from harness.errors import EXIT_BAD_INPUT, BadInput
-from harness.run.adapters import use_jobs
+from harness.run.adapters import use_executor, use_jobs
+from harness.run.adapters.ray_executor import RayExecutor
+from harness.run.adapters.ray_executor import missing as ray_missing
 from harness.run.cache import use_cache
 
 COMMANDS = ("list", "run", "report", "bench", "check", "answers", "audit")
@@ -42,10 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def execution(args: argparse.Namespace) -> Iterator[None]:
-    """The command's ``--jobs`` and run cache (``harness.commands.args.add_execution_options``);
-    commands without them run with the defaults and no cache."""
+    """The command's ``--jobs``, run cache and executor (``harness.commands.args.add_execution_options``);
+    commands without them run with the defaults, no cache, on this machine's workers."""
     folder = None if getattr(args, "no_cache", True) else getattr(args, "cache", None)
-    with use_cache(folder), use_jobs(getattr(args, "jobs", None) or os.cpu_count() or 1):
+    executor = None
+    if getattr(args, "executor", "local") == "ray":
+        reason = ray_missing()
+        if reason is not None:
+            raise BadInput("nn-parity", "--executor", "an installed executor", f"ray, but {reason}")
+        executor = RayExecutor(address=args.address, num_cpus=getattr(args, "jobs", None))
+    elif getattr(args, "address", None):
+        raise BadInput("nn-parity", "--address", "--executor ray with it", args.address)
+    with use_cache(folder), use_jobs(getattr(args, "jobs", None) or os.cpu_count() or 1), use_executor(executor):
         yield
 
 
