@@ -176,3 +176,17 @@ def test_executor_ray_without_the_extra_is_bad_input(monkeypatch, capsys):
     assert main(["run", "tiny-mlp", "--executor", "ray"]) == 2
     assert ("--executor: expected an installed executor; received \"ray, but ray is not installed (pip install "
             "'nn-parity[ray]')\"") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["list"],
+                                  ["check", "scenarios/keys/001-lecture-notes.toml", "--frameworks", "numpy"]])
+def test_commands_that_need_no_framework_import_none(argv):
+    """`list` and a numpy-only `check` load no framework and no plotting library (a command's module
+    is imported only when it runs), so they start fast."""
+    code = ("import sys\nfrom harness.commands.cli import main\n"
+            f"code = main({argv!r})\n"
+            "heavy = ['matplotlib', 'plotly', 'tensorflow', 'keras', 'torch', 'jax']\n"
+            "print(code, [m for m in heavy if m in sys.modules])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr

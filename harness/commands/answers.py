@@ -23,6 +23,7 @@ from harness.answers.verdicts import (
     check_entry,
 )
 from harness.commands.args import frameworks_arg
+from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
 from harness.render.files import check_output_file, write_text_atomic
 from harness.run.adapters import FRAMEWORKS
@@ -31,7 +32,7 @@ LEFT = (WRONG, IMPLAUSIBLE, HARNESS_FAULT)  # answered, but not right: reported,
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("answers", help="fill in an answer key's missing answers")
+    p = subparsers.add_parser("answers", help=COMMANDS["answers"])
     p.add_argument("key", help="an answer-key .toml file")
     p.add_argument("--out", required=True, metavar="PATH", help="where to write the filled key (may be KEY itself)")
     p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,

@@ -22,6 +22,7 @@ from harness.answers.batch import (
 )
 from harness.answers.sandbox import MEMORY_LIMIT, TIMEOUT, Adapter
 from harness.commands.args import positive_int
+from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE, BadInput
 from harness.render.files import check_output_file, display_path, write_json, write_text_atomic
 from harness.spec.catalogue import resolve
@@ -66,10 +67,8 @@ def _seconds(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "audit", help="run hand-written gradient functions (each in its own process) and compare them with autograd "
-                      "and finite differences",
-        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser("audit", help=COMMANDS["audit"], description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                    help="a .py file or .ipynb notebook defining the function (it is executed, see below); "
                         "several, a folder or a glob pattern for a batch")

@@ -8,12 +8,13 @@ from harness.answers.key_file import load_key
 from harness.answers.output import exit_code, markdown_report, result_json, summary_table
 from harness.answers.verdicts import check_entry
 from harness.commands.args import add_execution_options, frameworks_arg
+from harness.commands.cli import COMMANDS
 from harness.render.files import check_output_file, write_json, write_text_atomic
 from harness.run.adapters import FRAMEWORKS
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("check", help="check an answer key's printed answers in every implementation")
+    p = subparsers.add_parser("check", help=COMMANDS["check"])
     p.add_argument("key", help="an answer-key .toml file (see docs/answer-keys.md)")
     p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
                    help="comma-separated subset of numpy,keras,torch (default: all)")

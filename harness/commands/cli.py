@@ -20,7 +20,19 @@ from harness.run.adapters.ray_executor import RayExecutor
 from harness.run.adapters.ray_executor import missing as ray_missing
 from harness.run.cache import use_cache
 
-COMMANDS = ("list", "run", "report", "bench", "check", "answers", "audit")
+# Each command, with its one-line help; a command's module is imported only when it runs (the
+# others' imports, e.g. matplotlib for the reports, are not paid: `list` and `check` start fast).
+COMMANDS = {
+    "list": "list the catalogue's scenarios",
+    "run": "run one scenario and compare the implementations",
+    "report": "run the catalogue and write reports/<scenario>.md and the index",
+    "bench": "time each adapter against the NumPy reference (float64), or the whole catalogue serially, in "
+             "parallel and from the cache",
+    "check": "check an answer key's printed answers in every implementation",
+    "answers": "fill in an answer key's missing answers",
+    "audit": "run hand-written gradient functions (each in its own process) and compare them with autograd and "
+             "finite differences",
+}
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
@@ -31,14 +43,19 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported and its options defined (every command when
+    None), the others are listed with their help."""
     parser = Parser(
         prog="nn-parity",
         description="Run lab scenarios in a NumPy reference, Keras and PyTorch and compare them step by step.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"harness.commands.{name}").register(subparsers)
+    for name, summary in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(f"harness.commands.{name}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary)
     return parser
 
 
@@ -60,7 +77,9 @@ def execution(args: argparse.Namespace) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    first = next((a for a in argv if not a.startswith("-")), None)  # the command (None: --help alone)
+    parser = build_parser(first if first in COMMANDS else None)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help

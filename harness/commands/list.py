@@ -5,13 +5,14 @@ import argparse
 
 import pandas as pd
 
+from harness.commands.cli import COMMANDS
 from harness.errors import BadInput
 from harness.spec.catalogue import catalogue
 from harness.spec.scenario import load_scenarios
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("list", help="list the catalogue's scenarios")
+    p = subparsers.add_parser("list", help=COMMANDS["list"])
     p.set_defaults(handler=handle)
 
 

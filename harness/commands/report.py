@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.commands.args import add_execution_options, memory_size
+from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import diagnose
 from harness.render.files import check_output_folder, write_files_atomic
@@ -29,7 +30,7 @@ from harness.spec.coverage import coverage_markdown
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("report", help="run the catalogue and write reports/<scenario>.md and the index")
+    p = subparsers.add_parser("report", help=COMMANDS["report"])
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="only this scenario (repeatable); the index still lists every report in --out")
     p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default: reports)")

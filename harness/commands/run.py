@@ -8,6 +8,7 @@ import textwrap
 from typing import Sequence
 
 from harness.commands.args import add_execution_options, dtypes_arg, frameworks_arg, memory_size
+from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import Diagnosis, diagnose
 from harness.render.files import check_output_file
@@ -29,7 +30,7 @@ from harness.spec.scenario import DTYPES, Scenario
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", help="run one scenario and compare the implementations")
+    p = subparsers.add_parser("run", help=COMMANDS["run"])
     p.add_argument("scenario", help="a catalogue name (see `nn-parity list`) or a scenario .toml file "
                                     "(a file with [[variants]] runs each variant)")
     p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
