@@ -40,13 +40,14 @@ class Dense:
         return a, DenseCache(x=x, z=z, a=a)
 
     def backward(
-        self, grad_a: Array, kernel: Array, cache: DenseCache
-    ) -> tuple[Array, Array, Array | None]:
+        self, grad_a: Array, kernel: Array, cache: DenseCache, *, input_gradient: bool = True
+    ) -> tuple[Array | None, Array, Array | None]:
         """Chain rule through the layer.
 
         delta = dL/dz = activation'(z) * dL/da;  dL/dW = x.T @ delta;
         dL/db = sum over the batch of delta;     dL/dx = delta @ W.T.
-        Returns ``(grad_x, grad_kernel, grad_bias)``.
+        Returns ``(grad_x, grad_kernel, grad_bias)``; ``grad_x`` is None with
+        ``input_gradient=False`` (the first layer's input is the data: nothing to pass it to).
         """
         act = get_activation(self.activation)
         if act.takes_axis:
@@ -55,5 +56,5 @@ class Dense:
             delta = act.backward(cache.z, cache.a, grad_a)
         grad_kernel = cache.x.T @ delta
         grad_bias = np.sum(delta, axis=0) if self.use_bias else None
-        grad_x = delta @ kernel.T
+        grad_x = delta @ kernel.T if input_gradient else None
         return grad_x, grad_kernel, grad_bias

@@ -40,14 +40,17 @@ class Network:
     def loss_and_gradients(
         self, x: Array, y: Array, params: dict[str, Array], *, loss: str, clip: str = "none"
     ) -> tuple[Scalar, dict[str, Array]]:
-        """Forward pass, batch-mean loss, then backpropagation from the output layer down."""
+        """Forward pass, batch-mean loss, then backpropagation from the output layer down
+        (the gradient with respect to the data itself is not needed, so not computed)."""
         loss_fn = get_loss(loss)
         y_pred, caches = self.forward(x, params)
         value = loss_fn.value(y, y_pred, clip=clip)
-        grad_a = loss_fn.gradient(y, y_pred, clip=clip)
+        grad_a: Array | None = loss_fn.gradient(y, y_pred, clip=clip)
         grads: dict[str, Array] = {}
         for i in reversed(range(len(self.layers))):
-            grad_a, grad_kernel, grad_bias = self.layers[i].backward(grad_a, params[kernel_name(i)], caches[i])
+            assert grad_a is not None  # every layer above the first passes its input's gradient down
+            grad_a, grad_kernel, grad_bias = self.layers[i].backward(
+                grad_a, params[kernel_name(i)], caches[i], input_gradient=i > 0)
             grads[kernel_name(i)] = grad_kernel
             if grad_bias is not None:
                 grads[bias_name(i)] = grad_bias

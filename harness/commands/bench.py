@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 
 from harness.commands.args import positive_int
+from harness.commands.cli import COMMANDS
 from harness.errors import BadInput
 from harness.render.files import check_output_file, write_json
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
@@ -19,8 +20,7 @@ from harness.spec.catalogue import catalogue_scenarios, resolve
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="time each adapter against the NumPy reference (float64), or the "
-                                            "whole catalogue serially, in parallel and from the cache")
+    p = subparsers.add_parser("bench", help=COMMANDS["bench"])
     p.add_argument("scenario", nargs="?", help="a catalogue name or a scenario .toml file")
     p.add_argument("--catalogue", action="store_true",
                    help="time the whole catalogue (numpy, keras, torch, both dtypes): one run at a time, with "
@@ -49,11 +49,11 @@ def handle(args: argparse.Namespace) -> int:
                                       progress=lambda line: print(line, file=sys.stderr, flush=True))
     fit_seconds = time_fit_baselines(scenario, frameworks=frameworks, dtype="float64") if args.baseline_fit else None
     print(pd.DataFrame(results).to_markdown(index=False, floatfmt=".3f"))
-    reference = next(r["seconds"] for r in results if r["framework"] == REFERENCE)
-    hand_ratio = None if hand_seconds is None else reference / hand_seconds
+    hand_ratio = None
     if hand_seconds is None:
         print(f"\nhand-written NumPy loop: not defined ({not_defined(scenario)})")
     else:
+        hand_ratio = next(r["seconds"] for r in results if r["framework"] == REFERENCE) / hand_seconds
         print(f"\nhand-written NumPy loop: {hand_seconds:.3f} s; the {REFERENCE} reference takes {hand_ratio:.2f}x "
               "its time")
     for framework, seconds in (fit_seconds or {}).items():
