@@ -18,7 +18,7 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
 	touch $(STAMP)
 
 report: $(STAMP)
@@ -29,14 +29,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check harness reference tests
 	$(BIN)/mypy
 
-# pytest-xdist: one worker per core; --dist loadgroup keeps the tests of one catalogue scenario on
-# one worker (tests/conftest.py groups them), so each scenario still runs once per session
-test: lint
-	$(BIN)/python -m pytest -n auto --dist loadgroup
+# pytest-xdist: one worker per core; --dist loadgroup sends the tests that share an expensive fixture
+# (a catalogue scenario, a module-scoped fixture) to one worker (tests/conftest.py groups them), so
+# each catalogue scenario still runs once per session
+XDIST := -n auto --dist loadgroup
 
-# the edit loop: everything but the tests marked slow (whole catalogue scenarios, real training runs)
+test: lint
+	$(BIN)/python -m pytest $(XDIST)
+
+# the edit loop: everything but the tests marked slow (whole catalogue scenarios, real training runs);
+# also on every core (measured: 14 s instead of 19 s)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(XDIST)
 
 bench: $(STAMP)
 	$(BIN)/nn-parity bench sigmoid-exponential --baseline-fit

@@ -10,7 +10,8 @@ Parametrize with ``scope="session"`` (else pytest scopes the value to the test).
 that use it run last, grouped by scenario, so that each scenario runs exactly once and only
 one result is held in memory at a time; they are marked ``slow`` (``make test-fast`` leaves
 them out). Under pytest-xdist (``make test``: ``-n auto --dist loadgroup``) the tests of one
-scenario form one ``xdist_group``: they all go to one worker, so the scenario still runs once.
+scenario form one ``xdist_group``: they all go to one worker, so the scenario still runs once;
+so do the tests that share a module-scoped fixture (``_group``).
 
 ``frameworks_in_process``: keras and torch run in the test's process instead of their workers
 (``harness.run.adapters.workers.inline``), so a monkeypatched framework class takes effect.
@@ -33,6 +34,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pytest
+from _pytest.nodeid import NodeId
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The commands' run cache (harness.run.cache), for the tests that call them: one folder per
@@ -84,7 +86,10 @@ def gone() -> Callable[[int, float], bool]:
 
 @pytest.fixture
 def rng(request: pytest.FixtureRequest) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+    nodeid, group = request.node.nodeid, _group(request.node)
+    if group is not None:  # the same numbers under xdist, whose group suffix the id then carries
+        nodeid = nodeid.removesuffix(f"@{group}")
+    return np.random.default_rng(zlib.crc32(nodeid.encode()))
 
 
 def _scenario(item: pytest.Item) -> str | None:
@@ -92,24 +97,41 @@ def _scenario(item: pytest.Item) -> str | None:
     return None if callspec is None else callspec.params.get("catalogue_result")
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    """Every test that runs a catalogue scenario is slow (before ``-m`` selects), and the tests of
-    one scenario are one xdist group: with ``--dist loadgroup`` they all run on the same worker,
-    one after the other, so the session fixture computes the scenario once. (The group is set
-    here, during collection: xdist reads it in its own ``pytest_collection_modifyitems``, which
-    runs before this module's.)"""
+def _group(item: pytest.Item) -> str | None:
+    """The xdist group of a test: the tests that share an expensive fixture run on one worker, so
+    that it is computed once, not once per worker. A catalogue scenario's tests are one group
+    (``catalogue_result``, session-scoped); otherwise the tests of a module that use a
+    module-scoped fixture are one group, run in their module's order (a module's report, audit or
+    planted defects are made once, and a test that finds the fixture as an earlier test of its
+    module left it still does); any other test goes to whichever worker is free."""
     name = _scenario(item)
     if name is not None:
+        return f"catalogue:{name}"
+    info = getattr(item, "_fixtureinfo", None)
+    # a module-scoped fixture of a test module or conftest (baseid '' is a parametrize argument)
+    if info is not None and any(definitions and definitions[-1].scope == "module" and definitions[-1].baseid
+                                for definitions in info.name2fixturedefs.values()):
+        # no "@" or "]" in the name: xdist finds the group after the last "@" that follows the last "]"
+        return f"module:{item.path.name}".replace("@", "_").replace("]", "_")
+    return None
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test that runs a catalogue scenario is slow (before ``-m`` selects); every test with
+    a group (``_group``) is marked with it (see ``_keep_groups_together``)."""
+    if _scenario(item) is not None:
         item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group(name=f"catalogue:{name}"))
+    group = _group(item)
+    if group is not None:
+        item.add_marker(pytest.mark.xdist_group(name=group))
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own reordering: this order is final
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the tests that use ``catalogue_result`` last, grouped by scenario (in order of first
     use, each group in collection order): pytest keeps one value of a session-scoped fixture
-    at a time, so each scenario then runs exactly once. Under xdist this is each worker's order;
-    the ``xdist_group`` above keeps a scenario's tests together on one worker."""
+    at a time, so each scenario then runs exactly once. Under xdist this is each worker's order,
+    and a scenario's tests all go to one worker (``_keep_groups_together``)."""
     first_use: dict[str, int] = {}
     for item in items:
         name = _scenario(item)
@@ -119,3 +141,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     grouped = sorted((item for item in items if _scenario(item) is not None),
                      key=lambda item: first_use[_scenario(item) or ""])
     items[:] = others + grouped
+    _keep_groups_together(config, items)
+
+
+def _keep_groups_together(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker under ``--dist loadgroup`` (``make test``), give each grouped test the
+    ``@group`` suffix on its node id that the loadgroup scheduler groups by, so that every test of
+    a group is sent to the same worker (and a catalogue scenario runs once, not once per worker).
+
+    xdist 3.8.0 adds that suffix itself from the ``xdist_group`` mark, but by assigning the old
+    ``item._nodeid``, which pytest 9.2 no longer reads (its node ids are structured ``NodeId``s):
+    the groups are then silently ignored (pytest-dev/pytest-xdist#1386, open; the fix proposed in
+    #1388 sets the structured id, as here). Where xdist did add the suffix, nothing changes; if
+    the suffix does not take (a pytest or xdist upgrade), this stops the run instead of letting
+    every worker compute every scenario."""
+    if not getattr(config.option, "loadgroup", False):  # set in xdist's workers only
+        return
+    for item in items:
+        group = _group(item)
+        if group is None:
+            continue
+        suffix = f"@{group}"
+        if not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)
+        if not item.nodeid.endswith(suffix):
+            raise pytest.UsageError(f"tests/conftest.py could not put {item.nodeid} in its xdist group {group}: "
+                                    "check the pytest-xdist / pytest versions (pytest-dev/pytest-xdist#1386)")

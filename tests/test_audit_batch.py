@@ -236,8 +236,11 @@ def test_bad_input_is_one_line_and_exit_2(workspace, tmp_path, monkeypatch, caps
     monkeypatch.chdir(workspace)
     (workspace / "empty").mkdir(exist_ok=True)
     start = time.monotonic()
-    code = main(["audit", *arguments, "--function", "backward", "--scenario", SCENARIO, "--quiet"]
-                if "--scenario" not in arguments else ["audit", *arguments, "--function", "backward"])
+    try:
+        code = main(["audit", *arguments, "--function", "backward", "--scenario", SCENARIO, "--quiet"]
+                    if "--scenario" not in arguments else ["audit", *arguments, "--function", "backward"])
+    finally:  # the shared workspace is as the other tests expect it, whatever order they run in
+        (workspace / "empty").rmdir()
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and says in err, err
     assert time.monotonic() - start < 60  # refused before any submission runs

@@ -81,6 +81,8 @@ def _serve(implementation: str, conn: Connection, stderr_path: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends the workers
     with open(stderr_path, "w") as log:
         os.dup2(log.fileno(), 2)
+    with contextlib.suppress(OSError):  # the parent reads it through its own open handle: no file is
+        os.unlink(stderr_path)  # left behind, even when the parent is killed
     adapter = _local(implementation)
     while True:
         try:
@@ -132,7 +134,7 @@ class Worker:
         self.implementation = implementation
         context = multiprocessing.get_context("spawn")
         handle, self._stderr = tempfile.mkstemp(prefix="nn-parity-worker-", suffix=".log")
-        os.close(handle)
+        self._log = os.fdopen(handle, "rb")  # the worker's stderr, read through this handle (it unlinks the path)
         self._conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(implementation, child, self._stderr), daemon=True,
                                        name=f"nn-parity {implementation}")
@@ -169,12 +171,10 @@ class Worker:
         how = ("still running" if code is None else
                f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
         last = ""
-        try:
-            with open(self._stderr, errors="replace") as f:
-                lines = [line.strip() for line in f if line.strip()]
+        with contextlib.suppress(OSError, ValueError):
+            self._log.seek(0)
+            lines = [line.strip() for line in self._log.read().decode(errors="replace").splitlines() if line.strip()]
             last = lines[-1] if lines else ""
-        except OSError:
-            pass
         self.stop()
         return f"the {self.implementation} worker process {how}" + (f"; its last words: {last[:300]}" if last else "")
 
@@ -187,10 +187,9 @@ class Worker:
             self.process.kill()
             self.process.join(5)
         self._conn.close()
-        try:
+        self._log.close()
+        with contextlib.suppress(OSError):  # a worker that died before unlinking it
             os.unlink(self._stderr)
-        except OSError:
-            pass
 
 
 _WORKERS: dict[str, Worker] = {}
