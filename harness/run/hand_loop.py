@@ -48,11 +48,7 @@ def hand_loop(plan: TrainingPlan) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     steps, full = 0, plan.is_full_batch_in_order
     with np.errstate(all="ignore"):
         for step in range(plan.max_steps):
-            if full:
-                x, y = plan.X, plan.y
-            else:
-                idx = plan.batch_indices(step)
-                x, y = plan.X[idx], plan.y[idx]
+            x, y = plan.batch(step, full=full)
 
             # forward: z = a @ W + b, a = activation(z); keep each layer's input, z and a
             inputs, zs, outputs = [], [], []

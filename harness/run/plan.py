@@ -55,6 +55,14 @@ class TrainingPlan:
         start, end = self.bounds[batch]
         return order[start:end]
 
+    def batch(self, step: int, *, full: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Step ``step``'s rows of ``X`` and ``y``: the arrays themselves (no copy) when every step is
+        the whole data set in order (``full``: that test, when the caller already made it)."""
+        if self.is_full_batch_in_order if full is None else full:
+            return self.X, self.y
+        idx = self.batch_indices(step)
+        return self.X[idx], self.y[idx]
+
 
 def make_plan(scenario: Scenario, dtype: str) -> TrainingPlan:
     X, y = make_data(scenario.data)

@@ -227,8 +227,7 @@ class KerasOnBackend:
             full = plan.is_full_batch_in_order
             previous: Any = np.inf
             for step in range(plan.max_steps):
-                idx = None if full else plan.batch_indices(step)
-                xb, yb = (plan.X, plan.y) if idx is None else (plan.X[idx], plan.y[idx])
+                xb, yb = plan.batch(step, full=full)
                 if plan.early_stop_tol is not None:  # the labs' early stop, before the update
                     loss_now = _to_numpy(m.loss_and_grads(xb, yb)[0])[()]
                     if should_stop(loss_now, previous, plan.early_stop_tol):
@@ -241,7 +240,7 @@ class KerasOnBackend:
                     trajectory.computed_dtypes = dtype_names(parameters=m.variables[0].value, loss=loss,
                                                              gradients=grads[0])
                 recorder.record(_to_numpy(loss)[()], {n: _to_numpy(g) for n, g in zip(m.names, grads)}, m.params())
-                trajectory.batch_rows.append(all_rows if idx is None else rows.ids(xb))
+                trajectory.batch_rows.append(all_rows if xb is plan.X else rows.ids(xb))
             trajectory.outputs_final = m.outputs(plan.X)
             return recorder.finish(trajectory)
         finally:
@@ -251,10 +250,8 @@ class KerasOnBackend:
         m = _Model(self.backend, plan)
         try:
             for t in range(step):
-                idx = plan.batch_indices(t)
-                m.train_step(plan.X[idx], plan.y[idx])
-            idx = plan.batch_indices(step)
-            xb, yb = plan.X[idx], plan.y[idx]
+                m.train_step(*plan.batch(t, full=False))
+            xb, yb = plan.batch(step, full=False)
             trace: Params = {f"params {n}": v for n, v in m.params().items()}
             trace.update({f"output layers.{i}": a for i, a in enumerate(m.outputs(xb))})
             loss, grads = m.train_step(xb, yb)

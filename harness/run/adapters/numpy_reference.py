@@ -88,11 +88,7 @@ class NumpyReference:
         previous: float | np.floating[Any] | np.ndarray = np.inf
         with np.errstate(all="ignore"):  # a diverging run reaches inf/nan; that is a result, not an error
             for step in range(plan.max_steps):
-                if full:
-                    xb, yb = plan.X, plan.y
-                else:
-                    idx = plan.batch_indices(step)
-                    xb, yb = plan.X[idx], plan.y[idx]
+                xb, yb = plan.batch(step, full=full)
                 loss, grads = network.loss_and_gradients(xb, yb, params, loss=training.loss, clip=training.clip)
                 if step == 0:
                     trajectory.computed_dtypes = dtype_names(parameters=next(iter(params.values())),
