@@ -8,6 +8,7 @@ timeout is killed; the next call gets a fresh worker.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from harness.commands.args import frameworks_arg
+from harness.commands.cli import main
 from harness.judge.diagnosis import diagnose
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, adapter, run_framework
 from harness.run.adapters.workers import RemoteAdapter, WorkerCrashed, stop_all, worker
@@ -161,3 +163,17 @@ def test_the_backends_dtype_rules_are_found_and_named():
     assert jax.confirmed_by.side == "keras@jax" and "activation tanh -> float32" in jax.confirmed_by.describe()
     assert torch_backend.confirmed_by.side == "keras@torch"
     assert "keras.ops.matmul -> float32" in torch_backend.confirmed_by.describe()
+
+
+def test_a_run_over_the_timeout_is_crashed_and_the_others_go_on(tmp_path, capsys):
+    """`--timeout`: a framework run that takes longer is killed (its worker with it) and reported as
+    crashed with the reason; the reference's run is compared with nothing but still made."""
+    out = tmp_path / "run.json"
+    assert main(["run", str(SCENARIOS / "tiny-mlp.toml"), "--dtype", "float64", "--timeout", "0.3", "--no-cache",
+                 "--quiet", "--json", str(out)]) == 1  # Keras' import alone takes longer than 0.3 s
+    capsys.readouterr()
+    runs = {r["framework"]: r for r in json.loads(out.read_text())["runs"]}
+    assert runs["numpy"]["status"] == "ok"
+    for framework in ("keras", "torch"):
+        assert runs[framework]["status"] == "crashed"
+        assert f"the {framework} worker did not answer within 0.3 s (killed)" in runs[framework]["message"]

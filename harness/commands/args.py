@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from harness.run.adapters import ALIASES, ALL_FRAMEWORKS, FRAMEWORKS
@@ -42,6 +43,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds (``--timeout``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds; received {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds; received {text!r}")
+    return value
+
+
 def memory_size(text: str) -> int:
     try:
         return parse_size(text)
@@ -59,6 +71,8 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
                    help=f"where finished runs are kept, keyed by everything they depend on (default {DEFAULT_FOLDER}; "
                         "delete it at any time)")
     p.add_argument("--no-cache", action="store_true", help="run everything again, and keep nothing")
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS",
+                   help="a framework run that takes longer is killed and reported as crashed (default: no limit)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where the runs are made: this machine's worker processes (default), or Ray tasks, one CPU "
                         "each (the optional extra: pip install 'nn-parity[ray]')")

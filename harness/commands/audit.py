@@ -3,7 +3,6 @@ passes audited, one file or a whole class (``docs/audit.md``)."""
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from harness.answers.batch import (
     result_json,
 )
 from harness.answers.sandbox import MEMORY_LIMIT, TIMEOUT, Adapter
-from harness.commands.args import positive_int
+from harness.commands.args import positive_int, seconds
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE, BadInput
 from harness.render.files import check_output_file, display_path, write_json, write_text_atomic
@@ -56,16 +55,6 @@ not finite or a submission crashed, 2 bad input (no such file or function, a fil
 notebook (one submission), a forward-only scenario, an output that cannot be written)."""
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds; received {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds; received {text!r}")
-    return value
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser("audit", help=COMMANDS["audit"], description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,7 +67,7 @@ def register(subparsers) -> None:
     p.add_argument("--adapter", metavar="FILE.py",
                    help="your Python file, run after each submission in its namespace: e.g. a --function "
                         "wrapping the students' class in (params, X, y) -> gradients")
-    p.add_argument("--timeout", type=_seconds, default=TIMEOUT, metavar="SECONDS",
+    p.add_argument("--timeout", type=seconds, default=TIMEOUT, metavar="SECONDS",
                    help=f"wall-clock limit for each submission's process (default {TIMEOUT:g})")
     p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                    help="submissions audited at once (default: the number of cores)")

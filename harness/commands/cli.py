@@ -18,6 +18,7 @@ from harness.errors import EXIT_BAD_INPUT, BadInput
 from harness.run.adapters import use_executor, use_jobs
 from harness.run.adapters.ray_executor import RayExecutor
 from harness.run.adapters.ray_executor import missing as ray_missing
+from harness.run.adapters.workers import run_timeout
 from harness.run.cache import use_cache
 
 # Each command, with its one-line help; a command's module is imported only when it runs (the
@@ -72,7 +73,8 @@ def execution(args: argparse.Namespace) -> Iterator[None]:
         executor = RayExecutor(address=args.address, num_cpus=getattr(args, "jobs", None))
     elif getattr(args, "address", None):
         raise BadInput("nn-parity", "--address", "--executor ray with it", args.address)
-    with use_cache(folder), use_jobs(getattr(args, "jobs", None) or os.cpu_count() or 1), use_executor(executor):
+    with use_cache(folder), use_jobs(getattr(args, "jobs", None) or os.cpu_count() or 1), use_executor(executor), \
+            run_timeout(getattr(args, "timeout", None) if hasattr(args, "executor") else None):
         yield
 
 

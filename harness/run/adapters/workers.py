@@ -193,6 +193,19 @@ class Worker:
 
 
 _WORKERS: dict[str, Worker] = {}
+_TIMEOUT: dict[str, float | None] = {"seconds": None}
+
+
+@contextlib.contextmanager
+def run_timeout(seconds: float | None) -> Iterator[None]:
+    """Every call into a worker (a run, a traced step) answers within ``seconds`` or its worker is
+    killed and the run is ``crashed`` (None: no limit), while the context lasts (``--timeout``)."""
+    previous = _TIMEOUT["seconds"]
+    _TIMEOUT["seconds"] = seconds
+    try:
+        yield
+    finally:
+        _TIMEOUT["seconds"] = previous
 
 
 def worker(implementation: str) -> Worker:
@@ -239,7 +252,8 @@ class RemoteAdapter:
     def _call(self, method: str, *args: Any) -> Any:
         if self.in_process:
             return getattr(self._local, method)(*args)
-        return worker(self.name).call(method, *args, timeout=self.timeout)
+        timeout = self.timeout if self.timeout is not None else _TIMEOUT["seconds"]
+        return worker(self.name).call(method, *args, timeout=timeout)
 
     def available(self) -> str | None:
         return str(self._local.available()) if self._local.available() is not None else None
