@@ -379,3 +379,14 @@ def test_nonfinite_steps_are_a_gap_and_their_first_step_is_known():
     assert np.isnan(max_abs[3:]).all() and np.isnan(used[3:]).all()
     assert max_abs[1] == pytest.approx(1e-15, rel=0.2) and max_abs[0] == 0.0  # finite zeros are drawn
     assert np.isnan(max_abs[2])  # step 2: the loss inf on both sides, the parameters equal: no finite difference
+
+
+@pytest.mark.slow
+def test_report_takes_the_implementations_to_compare(tiny_file, tmp_path):
+    """`report --frameworks`: the report compares those implementations only (here numpy and torch;
+    `all` adds Keras on its other backends)."""
+    out = tmp_path / "reports"
+    assert report(tiny_file, out, "--quiet", "--frameworks", "numpy,torch", "--no-cache") == 0
+    md = (out / "tiny-mlp.md").read_text()
+    assert "| numpy-torch | float64 |" in md and "| numpy-torch | float32 |" in md
+    assert "numpy-keras" not in md and "keras-torch" not in md

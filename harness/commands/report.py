@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.commands.args import add_execution_options, memory_size
+from harness.commands.args import add_execution_options, frameworks_arg, memory_size
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import diagnose
@@ -24,6 +24,7 @@ from harness.render.report import (
     summary,
     timings_text,
 )
+from harness.run.adapters import FRAMEWORKS
 from harness.run.runner import prepare, run_scenarios
 from harness.spec.catalogue import catalogue_scenarios, resolve_all
 from harness.spec.coverage import coverage_markdown
@@ -34,6 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="only this scenario (repeatable); the index still lists every report in --out")
     p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default: reports)")
+    p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
+                   help="comma-separated implementations (default numpy,keras,torch; all adds keras@jax and "
+                        "keras@torch)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--html", action="store_true",
                    help="also write a self-contained page per scenario (<scenario>.html, interactive plots, no "
@@ -52,7 +56,7 @@ def handle(args: argparse.Namespace) -> int:
                  else catalogue_scenarios())
     # every scenario must be runnable before the first one runs; then all the runs at once (the
     # frameworks' workers go on to the next scenario while the reference computes), then each report
-    prepared = [prepare(scenario, max_bytes=args.max_memory) for scenario in scenarios]
+    prepared = [prepare(scenario, frameworks=args.frameworks, max_bytes=args.max_memory) for scenario in scenarios]
     results = run_scenarios(prepared, progress=progress)
     summaries, done, all_agree = [], set(), True
     for scenario, result in zip(scenarios, results):
