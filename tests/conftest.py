@@ -24,13 +24,14 @@ whatever ran before it.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
 import time
 import zlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -82,6 +83,19 @@ def gone() -> Callable[[int, float], bool]:
             time.sleep(0.05)
         return not _running(pid)
     return wait
+
+
+def _without_seconds(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _without_seconds(v) for k, v in data.items() if k != "seconds"}
+    return [_without_seconds(v) for v in data] if isinstance(data, list) else data
+
+
+@pytest.fixture
+def json_without_timings() -> Callable[[Path], Any]:
+    """``read(path)``: a JSON file's content without its ``seconds`` fields (the only part that may
+    differ between runs made with other --jobs, executors or a cache)."""
+    return lambda path: _without_seconds(json.loads(Path(path).read_text()))
 
 
 @pytest.fixture

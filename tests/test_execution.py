@@ -7,7 +7,6 @@ corrupt entry or a monkeypatched process never gets a stale result.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,19 +27,11 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 TINY = SCENARIOS / "tiny-mlp.toml"
 
 
-def without_seconds(data):
-    if isinstance(data, dict):
-        return {k: without_seconds(v) for k, v in data.items() if k != "seconds"}
-    if isinstance(data, list):
-        return [without_seconds(v) for v in data]
-    return data
-
-
 def report_files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.endswith(".timings.tsv")}
 
 
-def test_jobs_and_the_cache_give_the_same_bytes(tmp_path, capsys):
+def test_jobs_and_the_cache_give_the_same_bytes(tmp_path, capsys, json_without_timings):
     cache = tmp_path / "cache"
     outs = {}
     for name, options in {"serial": ["--jobs", "1", "--no-cache"], "parallel": ["--jobs", "2", "--no-cache"],
@@ -57,7 +48,7 @@ def test_jobs_and_the_cache_give_the_same_bytes(tmp_path, capsys):
     capsys.readouterr()
     assert outs["serial"] == outs["parallel"] == outs["cold"] == outs["warm"]
     assert len(outs["serial"]) >= 4  # the report, its two plots, the index
-    runs = {name: without_seconds(json.loads((tmp_path / f"{name}.json").read_text())) for name in outs}
+    runs = {name: json_without_timings(tmp_path / f"{name}.json") for name in outs}
     assert runs["serial"] == runs["parallel"] == runs["cold"] == runs["warm"]
     assert list(cache.rglob("*.pickle"))  # --cache DIR holds the runs
 

@@ -3,7 +3,6 @@ the test starts itself (``ray.init(num_cpus=2)``, no outside cluster); the resul
 executor's, exactly. Without the extra these tests are skipped, naming the reason."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -44,17 +43,13 @@ def test_runs_made_as_ray_tasks_are_the_local_runs(local_ray):
     assert [c.state for c in on_ray.comparisons] == [c.state for c in local.comparisons]
 
 
-def test_the_cli_runs_on_ray_with_the_same_json(local_ray, tmp_path, capsys):
+def test_the_cli_runs_on_ray_with_the_same_json(local_ray, tmp_path, capsys, json_without_timings):
     for executor in ("local", "ray"):
         assert main(["run", str(TINY), "--no-cache", "--executor", executor, "--quiet",
                      "--json", str(tmp_path / f"{executor}.json")]) == 0
     capsys.readouterr()
 
-    def without_seconds(data):
-        if isinstance(data, dict):
-            return {k: without_seconds(v) for k, v in data.items() if k != "seconds"}
-        return [without_seconds(v) for v in data] if isinstance(data, list) else data
-    local, on_ray = (without_seconds(json.loads((tmp_path / f"{e}.json").read_text())) for e in ("local", "ray"))
+    local, on_ray = (json_without_timings(tmp_path / f"{e}.json") for e in ("local", "ray"))
     assert local == on_ray
 
 

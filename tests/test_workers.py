@@ -24,7 +24,7 @@ from harness.commands.args import frameworks_arg
 from harness.commands.cli import main
 from harness.judge.diagnosis import diagnose
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, adapter, run_framework
-from harness.run.adapters.workers import RemoteAdapter, WorkerCrashed, stop_all, worker
+from harness.run.adapters.workers import WorkerCrashed, run_timeout, stop_all, worker
 from harness.run.plan import make_plan
 from harness.run.runner import run_scenario
 from harness.run.trajectory import CRASHED
@@ -90,9 +90,8 @@ def test_a_worker_killed_during_a_run_is_a_crashed_run_and_the_others_go_on():
 
 
 def test_a_worker_that_does_not_answer_in_time_is_killed():
-    slow = RemoteAdapter(adapter("keras@torch")._local, timeout=0.2)  # Keras' import alone takes longer
-    with pytest.raises(WorkerCrashed, match="did not answer within 0.2 s"):
-        slow.run(make_plan(scenario("tiny-mlp"), "float64"))
+    with run_timeout(0.2), pytest.raises(WorkerCrashed, match="did not answer within 0.2 s"):
+        adapter("keras@torch").run(make_plan(scenario("tiny-mlp"), "float64"))  # Keras' import alone takes longer
 
 
 def test_a_script_without_a_main_guard_runs_once(tmp_path):

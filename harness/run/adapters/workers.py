@@ -143,18 +143,9 @@ class Worker:
         child.close()
 
     def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
-        self.submit(method, *args)
-        return self.receive(timeout=timeout)
-
-    def submit(self, method: str, *args: Any) -> None:
-        """Send one request (one at a time: ``receive`` its answer before the next)."""
+        """``method(*args)`` in the worker; ``WorkerCrashed`` when it dies or exceeds ``timeout``."""
         try:
             self._conn.send((method, args))
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            raise WorkerCrashed(self._death()) from None
-
-    def receive(self, *, timeout: float | None = None) -> Any:
-        try:
             if not self._conn.poll(timeout):
                 self.stop()
                 raise WorkerCrashed(f"the {self.implementation} worker did not answer within {timeout:g} s (killed)")
@@ -237,12 +228,11 @@ class RemoteAdapter:
     adapter itself (without importing its framework), every computation goes to the worker
     (``in_process_ok``: or to the adapter itself under ``inline()``)."""
 
-    def __init__(self, local: Any, *, timeout: float | None = None, in_process_ok: bool = False) -> None:
+    def __init__(self, local: Any, *, in_process_ok: bool = False) -> None:
         self._local = local
         self.name: str = local.name
         self.conventions: tuple[str, ...] = local.conventions
         self.optimizer_module: str = local.optimizer_module
-        self.timeout = timeout
         self.in_process_ok = in_process_ok
 
     @property
@@ -252,8 +242,7 @@ class RemoteAdapter:
     def _call(self, method: str, *args: Any) -> Any:
         if self.in_process:
             return getattr(self._local, method)(*args)
-        timeout = self.timeout if self.timeout is not None else _TIMEOUT["seconds"]
-        return worker(self.name).call(method, *args, timeout=timeout)
+        return worker(self.name).call(method, *args, timeout=_TIMEOUT["seconds"])
 
     def available(self) -> str | None:
         return str(self._local.available()) if self._local.available() is not None else None
