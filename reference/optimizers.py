@@ -5,19 +5,29 @@ arrays, changed in place) from ``grads`` (a dict with the same names). State
 (velocities, moments) starts at zero unless the rule says otherwise.
 
 Keras and torch give the same names to different arithmetic, so every optimiser
-takes ``convention="keras"`` or ``convention="torch"`` and computes that
-framework's formula literally, in its operation order (as read in
-``keras/src/optimizers/*.py`` 3.15 and ``torch/optim/*.py`` 2.13, single-tensor
-path). ``.convention`` is ``"common"`` when the two formulas are the same for the
-given hyper-parameters (plain SGD), otherwise the convention computed.
+takes a ``convention`` and computes that framework's formula literally, in its
+operation order (as read in ``keras/src/optimizers/*.py`` 3.15 and
+``torch/optim/*.py`` 2.13, single-tensor path). There are three conventions and two
+formula families (``formulas``):
+
+- ``"keras"``: Keras' formulas as Keras on TensorFlow computes them, with SGD's
+  ``momentum`` and Adam's ``beta``s in ``beta**t`` rounded to float32 first (``_cast``);
+- ``"keras-unrounded"``: Keras' formulas with every hyper-parameter cast exactly to the
+  run's dtype, as Keras on its JAX and torch backends computes them;
+- ``"torch"``: torch's formulas.
+
+``.convention`` is ``"common"`` when the formulas are the same for the given
+hyper-parameters (plain SGD), otherwise the convention computed.
 
 Dtypes: each step runs in the parameters' dtype, every hyper-parameter cast to it,
-as both frameworks do, with two exceptions mirrored here: torch computes
+as the frameworks do, with two exceptions mirrored here: torch computes
 ``1 - beta**t``, ``lr / (1 - beta_1**t)`` and the ``1 - beta`` weights in Python
 doubles (rounded to the parameter dtype only where they meet a tensor), and Keras'
 ``ops.cast(python_float, dtype)`` on the TensorFlow backend goes through a float32
-tensor, so SGD's ``momentum`` and Adam's ``beta``s in ``beta**t`` are rounded to
-float32 even in a float64 run (``_keras_cast``).
+tensor, so there SGD's ``momentum`` and Adam's ``beta``s in ``beta**t`` are rounded to
+float32 even in a float64 run (measured on keras 3.15: ``ops.cast(0.9, "float64")`` is
+``float64(float32(0.9))`` on TensorFlow, exactly 0.9 on JAX and torch). In float32 runs
+``"keras"`` and ``"keras-unrounded"`` are the same arithmetic.
 
 Rounding: torch's CPU kernels fuse some multiply-adds (``add_(x, alpha=a)``,
 ``addcmul_``, ``lerp_`` compute ``p + a*x`` with one rounding on an FMA-capable
@@ -36,10 +46,11 @@ import numpy as np
 
 from reference.types import Array, Scalar
 
-CONVENTIONS = ("keras", "torch")
+CONVENTIONS = ("keras", "keras-unrounded", "torch")
 
-# Each framework's own defaults (keras.optimizers.*, torch.optim.*), under Keras'
-# option names (torch's ``alpha`` is RMSprop ``rho``, ``eps`` is ``epsilon``).
+# Each framework's own defaults (keras.optimizers.*, torch.optim.*) by formula family (both
+# Keras conventions take Keras'), under Keras' option names (torch's ``alpha`` is RMSprop
+# ``rho``, ``eps`` is ``epsilon``).
 DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "sgd": {
         "keras": {"momentum": 0.0, "nesterov": False},
@@ -56,9 +67,12 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _check_convention(convention: str) -> None:
+def formulas(convention: str) -> str:
+    """The formula family ``convention`` computes, a key of ``DEFAULTS``: "keras" for both Keras
+    conventions (they differ only in how hyper-parameters are cast, ``_cast``), "torch" for torch's."""
     if convention not in CONVENTIONS:
         raise ValueError(f"`convention` must be one of {CONVENTIONS}. Received: convention={convention!r}")
+    return "torch" if convention == "torch" else "keras"
 
 
 def _check_learning_rate(learning_rate: float) -> None:
@@ -76,10 +90,12 @@ def _check_epsilon(epsilon: float) -> None:
         raise ValueError(f"`epsilon` must be >= 0. Received: epsilon={epsilon}")
 
 
-def _keras_cast(value: float, dtype: type[Scalar]) -> Scalar:
-    """Keras' ``ops.cast(value, dtype)`` of a Python float on the TensorFlow backend:
-    ``tf.cast`` makes a float32 tensor first, so a float64 run gets ``float64(float32(value))``."""
-    return dtype(np.float32(value))
+def _cast(value: float, dtype: type[Scalar], convention: str) -> Scalar:
+    """A hyper-parameter in the run's dtype as ``convention`` casts it. "keras" is Keras'
+    ``ops.cast(value, dtype)`` of a Python float on the TensorFlow backend: ``tf.cast`` makes a
+    float32 tensor first, so a float64 run gets ``float64(float32(value))``. Every other
+    convention (Keras on JAX and torch, torch itself) casts exactly: ``dtype(value)``."""
+    return dtype(np.float32(value)) if convention == "keras" else dtype(value)
 
 
 def _lerp(start: Array, end: Array, weight: Scalar) -> Array:
@@ -97,7 +113,8 @@ class SGD:
         w = w - learning_rate * g
 
     ``convention="keras"`` (``keras.optimizers.SGD``; ``v`` starts at 0; ``momentum``
-    rounded to float32 first, see ``_keras_cast``)::
+    rounded to float32 first, see ``_cast``; ``"keras-unrounded"``: the same, ``momentum``
+    exact)::
 
         v = v * momentum - g * learning_rate
         w = w + v                                     # nesterov=False
@@ -119,7 +136,7 @@ class SGD:
     def __init__(self, *, learning_rate: float, momentum: float, nesterov: bool, convention: str) -> None:
         _check_learning_rate(learning_rate)
         _check_fraction("momentum", momentum)
-        _check_convention(convention)
+        self._formulas = formulas(convention)
         if nesterov and momentum == 0:
             raise ValueError(f"`nesterov=True` needs momentum > 0. Received: momentum={momentum}")
         self.learning_rate, self.momentum, self.nesterov = learning_rate, momentum, nesterov
@@ -129,11 +146,10 @@ class SGD:
     def step(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         for name, p in params.items():
             g, dtype = grads[name], p.dtype.type
-            lr, mu = dtype(self.learning_rate), dtype(self.momentum)
+            lr, mu = dtype(self.learning_rate), _cast(self.momentum, dtype, self.convention)
             if self.convention == "common":
                 p -= lr * g
-            elif self.convention == "keras":
-                mu = _keras_cast(self.momentum, dtype)
+            elif self._formulas == "keras":
                 v = self.velocity.setdefault(name, np.zeros_like(p))
                 v[...] = v * mu - g * lr
                 p += v * mu - g * lr if self.nesterov else v
@@ -151,7 +167,8 @@ class Adam:
 
     ``convention="keras"`` (``keras.optimizers.Adam``; ``epsilon`` is the paper's
     "epsilon hat", added before the bias correction; ``beta**t`` in the parameter dtype,
-    from the ``beta``s rounded to float32 first, see ``_keras_cast``)::
+    from the ``beta``s rounded to float32 first, see ``_cast``; ``"keras-unrounded"``: the
+    same from the exact ``beta``s)::
 
         alpha = learning_rate * sqrt(1 - beta_2**t) / (1 - beta_1**t)
         m = m + (g - m) * (1 - beta_1)
@@ -181,7 +198,7 @@ class Adam:
         _check_fraction("beta_1", beta_1)
         _check_fraction("beta_2", beta_2)
         _check_epsilon(epsilon)
-        _check_convention(convention)
+        self._formulas = formulas(convention)
         self.learning_rate, self.beta_1, self.beta_2 = learning_rate, beta_1, beta_2
         self.epsilon, self.amsgrad, self.convention = epsilon, amsgrad, convention
         self.t = 0
@@ -195,7 +212,7 @@ class Adam:
             g = grads[name]
             m = self.m.setdefault(name, np.zeros_like(p))
             v = self.v.setdefault(name, np.zeros_like(p))
-            if self.convention == "keras":
+            if self._formulas == "keras":
                 self._keras(p, g, m, v, name)
             else:
                 self._torch(p, g, m, v, name)
@@ -203,8 +220,8 @@ class Adam:
     def _keras(self, p: Array, g: Array, m: Array, v: Array, name: str) -> None:
         dtype = p.dtype.type
         t, lr, eps = dtype(self.t), dtype(self.learning_rate), dtype(self.epsilon)
-        beta_1_power = _keras_cast(self.beta_1, dtype) ** t
-        beta_2_power = _keras_cast(self.beta_2, dtype) ** t
+        beta_1_power = _cast(self.beta_1, dtype, self.convention) ** t
+        beta_2_power = _cast(self.beta_2, dtype, self.convention) ** t
         alpha = lr * np.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         m += (g - m) * dtype(1 - self.beta_1)
         v += (g * g - v) * dtype(1 - self.beta_2)
@@ -235,7 +252,8 @@ class RMSprop:
     """RMSprop, optionally with momentum and centred. ``v``, ``a``, ``buf`` start at 0.
 
     ``rho`` is torch's ``alpha``. ``convention="keras"`` (``keras.optimizers.RMSprop``;
-    epsilon *inside* the square root)::
+    epsilon *inside* the square root; ``"keras-unrounded"`` is the same arithmetic, Keras
+    rounds no RMSprop hyper-parameter to float32)::
 
         v = rho * v + (1 - rho) * (g * g)
         a = rho * a + (1 - rho) * g                   # centered=True
@@ -262,7 +280,7 @@ class RMSprop:
         _check_fraction("rho", rho)
         _check_fraction("momentum", momentum)
         _check_epsilon(epsilon)
-        _check_convention(convention)
+        self._formulas = formulas(convention)
         self.learning_rate, self.rho, self.momentum = learning_rate, rho, momentum
         self.epsilon, self.centered, self.convention = epsilon, centered, convention
         self.v: dict[str, Array] = {}
@@ -277,7 +295,7 @@ class RMSprop:
             v = self.v.setdefault(name, np.zeros_like(p))
             a = self.a.setdefault(name, np.zeros_like(p)) if self.centered else None
             buf = self.buf.setdefault(name, np.zeros_like(p)) if self.momentum > 0 else None
-            if self.convention == "keras":
+            if self._formulas == "keras":
                 v[...] = rho * v + one_minus_rho * (g * g)
                 if self.centered:
                     assert a is not None
@@ -325,12 +343,13 @@ class OptimizerSpecLike(Protocol):
 def hyperparameters(spec: OptimizerSpecLike, *, convention: str) -> dict[str, Any]:
     """Every hyper-parameter of ``spec`` (an ``OptimizerSpec``: ``name``, ``learning_rate``,
     ``options``), the omitted ones at ``convention``'s defaults, under Keras' names; numbers
-    as Python floats (Keras rejects an integer momentum), flags as bools, anything else a ValueError."""
-    _check_convention(convention)
+    as Python floats (Keras rejects an integer momentum), flags as bools, anything else a ValueError.
+    Both Keras conventions take Keras' defaults."""
+    family = formulas(convention)
     if spec.name not in OPTIMIZERS:
         raise ValueError(f"`name` must be one of {tuple(OPTIMIZERS)}. Received: name={spec.name!r}")
     values = {"learning_rate": spec.learning_rate,
-              **{k: spec.options.get(k, default) for k, default in DEFAULTS[spec.name][convention].items()}}
+              **{k: spec.options.get(k, default) for k, default in DEFAULTS[spec.name][family].items()}}
     for k, value in values.items():
         flag = k in ("nesterov", "amsgrad", "centered")
         if isinstance(value, bool) != flag or not isinstance(value, (bool, int, float)):

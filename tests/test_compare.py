@@ -120,9 +120,9 @@ def test_every_pair_is_in_exactly_one_of_three_states():
     assert (agree.state, agree.ok, agree.verdict) == ("agree", True, "agree")
     differ = compare(_trajectory([1.0], [1.0]), _trajectory([1.0], [1.1]), TIGHT)
     assert (differ.state, differ.ok, differ.verdict) == ("disagree", False, "disagree")
-    differ.expected_difference = "Adam epsilon placement"
+    differ.differences = ["Adam epsilon placement"]
     assert differ.state == "disagree"
-    assert differ.verdict == "disagree: beyond the convention difference (Adam epsilon placement)"
+    assert differ.verdict == "disagree: beyond the known difference (Adam epsilon placement)"
     differ.explained = True
     assert (differ.state, differ.ok, differ.agree) == ("differ, explained", True, False)
     assert differ.verdict == "differ, explained: Adam epsilon placement"

@@ -21,7 +21,7 @@ from harness.judge.findings import Evidence
 from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
 from harness.run.adapters import adapter
 from harness.run.runner import framework_of, run_scenario, side_plan
-from harness.run.trajectory import RowIds, Trajectory, trace_stages
+from harness.run.trajectory import RowIds, trace_stages
 from harness.spec.scenario import OptimizerSpec, Scenario, load_scenarios
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -117,14 +117,3 @@ def test_a_bundled_convention_difference_is_separated_into_its_parts():
     assert contributions(pinned, "float64") == []  # nothing bundled: the formula is the whole difference
 
 
-def test_a_probed_operation_leaving_the_dtype_is_the_backend_dtype_rule():
-    plan = run_scenario(load_scenarios(SCENARIOS / "tiny-linear.toml")[0], frameworks=("numpy",),
-                        dtypes=("float64",)).plans["float64"]
-    runs = {"x": Trajectory("x", "float64", op_dtypes={"keras.ops.matmul": "float64", "activation tanh": "float64"}),
-            "y": Trajectory("y", "float64", op_dtypes={"keras.ops.matmul": "float32", "activation tanh": "float64"})}
-    evidence = Evidence(a="x", b="y", dtype="float64", step=0, stage=None, runs=runs, scenarios={}, traces={},
-                        plan=plan, tolerance=Tolerance(1e-12, 1e-14))
-    found = findings.backend_dtype_rule(evidence)
-    assert found is not None and found.side == "y" and "keras.ops.matmul -> float32" in found.describe()
-    runs["y"].op_dtypes["keras.ops.matmul"] = "float64"
-    assert findings.backend_dtype_rule(evidence) is None

@@ -166,4 +166,27 @@ def test_explained_convention_difference_passes_and_says_so(pytester: pytest.Pyt
     assert len(explained) == 1 and explained[0].startswith("PASSED (") and "Adam epsilon placement" in explained[0]
     assert "PASSED scenarios/adam.toml::adam[numpy[keras]-keras-float64]" in out
     assert re.search(r"^adam: keras-torch \(float64\): .*Adam epsilon placement.*each side agrees with the "
-                     r"reference in its own convention$", out, re.MULTILINE)
+                     r"reference run in its own optimizer convention, or", out, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_keras_on_jax_items_pass_as_explained_by_its_dtype_rule(pytester: pytest.Pytester) -> None:
+    """`--parity-frameworks` takes Keras' other backends (item ids `numpy-keras@jax`); their float64
+    difference, Keras' 64-to-32-bit rule confirmed by the control run, passes and says so."""
+    _write(pytester, passing=PASSING)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", "--parity", "scenarios",
+                                           "--parity-frameworks", "numpy,keras@jax")
+    result.assert_outcomes(passed=2)  # the pair in each dtype
+    out = _lines(result)
+    assert "PASSED scenarios/passing.toml::passing[numpy-keras@jax-float32]" in out
+    explained = [line for line in result.outlines if line.endswith("passing.toml::passing[numpy-keras@jax-float64]")]
+    assert len(explained) == 1 and explained[0].startswith("PASSED (differ, explained: keras@jax: Keras' rule"), out
+    assert re.search(r"^passing: numpy-keras@jax \(float64\): differ, explained: .*with it off, keras@jax\[64-bit\] "
+                     r"agrees with numpy\).*its control run with that rule off does$", out, re.MULTILINE), out
+
+
+def test_an_unknown_framework_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    _write(pytester, passing=PASSING)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--parity", "scenarios", "--parity-frameworks", "numpy,jax")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--parity-frameworks: expected all or a comma-separated subset of" in "\n".join(result.errlines)

@@ -273,8 +273,8 @@ def test_no_report_says_agree_beside_a_pair_that_disagrees(tmp_path, monkeypatch
     adam = (out / "small-adam.md").read_text()
     assert "### keras-torch (float64, differ, explained): optimizer convention" in adam
     assert "(float64, disagrees)" not in adam
-    assert "differ, explained by the optimizer convention, Adam epsilon placement" in adam
-    assert re.search(r"The convention's gap peaks at \S+ in `[^`]+` around step \d+ \(\S+, float\d\d\), while the "
+    assert "differ, explained by Adam epsilon placement" in adam
+    assert re.search(r"The explained gap peaks at \S+ in `[^`]+` around step \d+ \(\S+, float\d\d\), while the "
                      r"final weights differ by \S+ \(relative \S+\): the same final parameters to \d+ "
                      r"significant digits\.", adam)
     assert_one_vocabulary(out)

@@ -22,7 +22,6 @@ import pytest
 
 from harness.commands.args import frameworks_arg
 from harness.commands.cli import main
-from harness.judge.diagnosis import diagnose
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, adapter, run_framework
 from harness.run.adapters.workers import WorkerCrashed, run_timeout, stop_all, worker
 from harness.run.plan import make_plan
@@ -145,23 +144,6 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
-
-
-def test_the_backends_dtype_rules_are_found_and_named():
-    """Measured on the pinned versions (keras 3.15, jax 0.10.2, torch 2.13): in a float64 run, Keras
-    on JAX returns float32 from its tanh activation and Keras on torch from keras.ops.matmul and its
-    mse loss; each run records the dtype every operation of its model returns alone, and the
-    diagnosis names that rule as the cause, on the right side."""
-    result = run_scenario(scenario("small-mlp"), frameworks=("numpy", "keras@jax", "keras@torch"),
-                          dtypes=("float64",))
-    assert result.runs[("keras@jax", "float64")].op_dtypes["activation tanh"] == "float32"
-    assert result.runs[("keras@torch", "float64")].op_dtypes["keras.ops.matmul"] == "float32"
-    diagnoses = {d.comparison.pair: d for d in diagnose(result)}
-    jax, torch_backend = diagnoses["numpy-keras@jax"], diagnoses["numpy-keras@torch"]
-    assert jax.cause_name == torch_backend.cause_name == "backend dtype rule"
-    assert jax.confirmed_by.side == "keras@jax" and "activation tanh -> float32" in jax.confirmed_by.describe()
-    assert torch_backend.confirmed_by.side == "keras@torch"
-    assert "keras.ops.matmul -> float32" in torch_backend.confirmed_by.describe()
 
 
 def test_a_run_over_the_timeout_is_crashed_and_the_others_go_on(tmp_path, capsys):

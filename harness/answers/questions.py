@@ -34,17 +34,18 @@ import numpy as np
 from harness.errors import MISSING, BadInput
 from harness.run.runner import with_convention
 from harness.spec.catalogue import resolve
-from harness.spec.conventions import difference, pinned
+from harness.spec.conventions import difference, native, pinned
 from harness.spec.data import make_data, target_columns
 from harness.spec.fields import Table
 from harness.spec.scenario import DTYPES, LayerSpec, Scenario, check_step, layer_axis, parse_optimizer
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
 from reference.network import bias_name, kernel_name
+from reference.optimizers import CONVENTIONS
 
 NETWORK_OUTPUTS = ("output", "prediction", "accuracy")
 SCENARIO_QUANTITIES = ("params", "gradient", "loss", "output", "accuracy")
-CONVENTIONS = ("keras", "torch")
+PIN_CONVENTION = "convention = " + " or ".join(f'"{c}"' for c in CONVENTIONS)
 INTEGER_ACTIVATIONS = ("linear", "relu")  # keep numpy's integer arrays integer (np.maximum(0, z))
 
 
@@ -318,8 +319,7 @@ def _train(t: Table, key_dir: Path) -> Train:
     opt = t.sub("optimizer")
     spec = parse_optimizer(opt)
     if difference(spec) is not None and pinned(spec) is None:
-        raise opt.error("convention", f"convention = \"keras\" or \"torch\": the answer depends on it "
-                                      f"({difference(spec)})", MISSING)
+        raise opt.error("convention", f"{PIN_CONVENTION}: the answer depends on it ({difference(spec)})", MISSING)
     raw_batch = t.data.get("batch_size", "full")
     batch_size = None if raw_batch == "full" else t.integer("batch_size", minimum=1)
     return Train(X=g.X, y=g.y, layers=g.layers, loss=g.loss, clip=g.clip, optimizer=dict(opt.data),
@@ -356,21 +356,22 @@ def _scenario(t: Table, key_dir: Path) -> ScenarioQuestion:
 
 def _convention(t: Table, scenario: Scenario, quantity: str, step: int | str) -> str | None:
     """The optimizer convention the answer pins (``convention``), required when the answer depends on it:
-    the Keras and torch arithmetic differ (``difference``), the scenario pins none, and the value is one the
-    optimizer has touched (parameters, or anything after step 0)."""
+    the conventions' arithmetic differs (``difference``), the scenario pins none, and the value is one the
+    optimizer has touched (parameters, or anything after step 0). It may differ from the scenario's own pin
+    only where the two compute the same arithmetic (``native``)."""
     spec = None if scenario.training is None else scenario.training.optimizer
     if not t.has("convention"):
         if spec is not None and difference(spec) is not None and pinned(spec) is None and (
                 quantity == "params" or step != 0):
-            raise t.error("convention", f"convention = \"keras\" or \"torch\": scenario {scenario.name}'s answer "
-                                        f"depends on it ({difference(spec)})", MISSING)
+            raise t.error("convention", f"{PIN_CONVENTION}: scenario {scenario.name}'s answer depends on it "
+                                        f"({difference(spec)})", MISSING)
         return None
     convention = t.string("convention", choices=CONVENTIONS)
     if spec is None:
         raise t.error("convention", f"no convention (scenario {scenario.name} is forward-only: no optimizer)",
                       convention)
     own = pinned(spec)
-    if own is not None and own != convention and difference(spec) is not None:
+    if own is not None and native(spec, own) != native(spec, convention):
         raise t.error("convention", f"the scenario's own convention {own!r} (scenario {scenario.name} pins it in "
                                     "training.optimizer.convention)", convention)
     return convention

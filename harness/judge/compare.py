@@ -28,7 +28,10 @@ from harness.run.trajectory import Trajectory
 # The three states of a compared pair, used word for word in the agreement table, the report's
 # verdict and index, the terminal and the JSON.
 AGREE = "agree"  # within tolerance at every step
-EXPLAINED = "differ, explained"  # differs only by an optimizer convention the reference explains
+EXPLAINED = "differ, explained"  # differs only by what the reference accounts for (a convention, a dtype rule)
+# why a pair that differs, explained, is ok (``harness.run.runner._explain``)
+ACCOUNTED = ("each side agrees with the reference run in its own optimizer convention, or, where a side's "
+             "framework has a dtype rule, its control run with that rule off does")
 DISAGREE = "disagree"
 STATES = (AGREE, EXPLAINED, DISAGREE)
 
@@ -86,9 +89,11 @@ class Comparison:
     gradients: dict[str, QuantityDiff] = field(default_factory=dict)
     mismatch: Mismatch | None = None
     note: str = ""
-    # Set by the runner for a pair whose sides run different optimizer conventions:
-    expected_difference: str = ""  # how the conventions differ, e.g. "Adam epsilon placement"
-    explained: bool = False  # each side agrees with the reference run in its own convention
+    # Set by the runner (``harness.run.runner._explain``): what the pair's sides are known to compute
+    # differently, each a phrase: their optimizer conventions ("Adam epsilon placement (...)"), a
+    # side's dtype rule ("keras@jax: Keras' rule that returns 32-bit results ... (in ...)")
+    differences: list[str] = field(default_factory=list)
+    explained: bool = False  # each side agrees with the reference in its convention (or its control run does)
     # The tolerance's magnitude term (harness.judge.tolerance): allowed += mtol * M, mtol = ulps * eps.
     ulps: float = 0.0
     mtol: float = 0.0
@@ -99,14 +104,19 @@ class Comparison:
         return f"{self.a}-{self.b}"
 
     @property
+    def expected_difference(self) -> str:
+        """``differences`` in one phrase ("" when none)."""
+        return "; ".join(self.differences)
+
+    @property
     def ok(self) -> bool:
-        """Agrees, or differs only by an optimizer convention that the reference explains."""
+        """Agrees, or differs only by what the reference accounts for (``differences``, ``explained``)."""
         return self.agree or (bool(self.expected_difference) and self.explained)
 
     @property
     def state(self) -> str:
         """The pair's one state (``STATES``): ``agree`` (within tolerance at every step), ``differ,
-        explained`` (differs only by an optimizer convention the reference explains) or ``disagree``."""
+        explained`` (differs only by ``differences``, which the reference accounts for) or ``disagree``."""
         if self.agree:
             return AGREE
         return EXPLAINED if self.ok else DISAGREE
@@ -117,7 +127,7 @@ class Comparison:
         if self.state == EXPLAINED:
             return f"{EXPLAINED}: {self.expected_difference}"
         if self.state == DISAGREE and self.expected_difference:
-            return f"{DISAGREE}: beyond the convention difference ({self.expected_difference})"
+            return f"{DISAGREE}: beyond the known difference ({self.expected_difference})"
         return self.state
 
     def describe_failure(self, scenario: str) -> str:

@@ -47,13 +47,16 @@ from harness.judge.compare import DISAGREE, Comparison, compare
 from harness.judge.findings import Evidence, Finding
 from harness.judge.tolerance import Tolerance, compare_elements
 from harness.judge.tolerance import difference as difference_of
-from harness.run.adapters import run_framework, trace_framework
+from harness.run.adapters import REFERENCE, adapter, run_framework, trace_framework
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.runner import (
     Progress,
     ScenarioResult,
+    bridge_of,
     check_runnable,
+    control_label,
     framework_of,
+    narrowed,
     reference_in,
     side_plan,
     with_convention,
@@ -339,6 +342,35 @@ def _convention_control(pair: Pair) -> list[Control]:
     ]
 
 
+def _narrowed_sides(pair: Pair) -> list[str]:
+    """The sides whose framework has a narrowing rule and whose run narrowed operations."""
+    c = pair.comparison
+    return [label for label in (c.a, c.b) if narrowed(label, pair.run(label))]
+
+
+def _rule_control(pair: Pair) -> list[Control]:
+    """The bridge with each narrowing side's rule turned off: that side's control run (the runner's,
+    ``control_label``, reused when it ran) against the reference in its convention, and the other
+    side against the reference in its own (both must agree: then the rule, with any convention
+    difference the reference computes, is the whole difference)."""
+    c, result = pair.comparison, pair.result
+    narrowing = _narrowed_sides(pair)
+    bridges = []
+    # a narrowing side first: the first control's description is the diagnosis' summary
+    for label, scenario in sorted(((c.a, pair.a), (c.b, pair.b)), key=lambda side: side[0] not in narrowing):
+        if framework_of(label) == REFERENCE:
+            continue
+        reference = bridge_of(result, label, c.dtype)
+        side, what = label, label
+        if label in narrowing:
+            side, what = control_label(label), f"{label} with {adapter(framework_of(label)).narrowing_rule} off"
+            scenario = result.sides.get(side) or replace(scenario, keep_64_bit=True)
+        bridges.append(Control(f"{what} vs {reference} ({c.dtype})", c.dtype, scenario, result.scenario_for(reference),
+                               frameworks=(side, reference), drift_ok=True))
+    first, *others = bridges
+    return [replace(first, also=tuple(others))]
+
+
 CROSS_ENTROPIES = ("binary_crossentropy", "categorical_crossentropy")
 
 CAUSES: tuple[Cause, ...] = (
@@ -368,9 +400,10 @@ CAUSES: tuple[Cause, ...] = (
     ),
     # measured defects (harness.judge.findings), before float32 growth: a float32 run computed in
     # float64 agrees with float64 too, and is a defect, not drift
-    Cause(name="backend dtype rule", explanation="a side's framework returns another dtype from some operations "
-                                                 "than their inputs' (its dtype rules), so part of the run leaves its "
-                                                 "dtype", check=findings.backend_dtype_rule),
+    Cause(name="backend dtype rule", explanation="a side's framework returns 32-bit results from some 64-bit "
+                                                 "operations (its dtype rule), so part of a float64 run is computed "
+                                                 "in float32", applies=lambda p: bool(_narrowed_sides(p)),
+          controls=_rule_control),
     Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",
           check=findings.computed_dtype),
     Cause(name="initial parameters", explanation="a side did not start from the declared initial parameters",

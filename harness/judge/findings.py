@@ -10,8 +10,6 @@ enters); otherwise None, and "no known cause" stays honest.
 
 Checks, in the order the diagnosis tries them (``harness.judge.diagnosis.CAUSES``):
 
-* ``backend_dtype_rule``: a framework operation that, probed alone in the run's dtype, returns
-  another dtype (Keras' dtype rules on its JAX and torch backends);
 * ``computed_dtype``: a side whose own tensors had another dtype than the run's;
 * ``initial_parameters``: a side that did not start from the declared parameters (the same
   values in another order: a reshape where a transpose was meant);
@@ -103,20 +101,6 @@ def _ids(values: npt.ArrayLike, limit: int = 8) -> str:
 
 
 # --- the checks ------------------------------------------------------------------
-
-def backend_dtype_rule(e: Evidence) -> Finding | None:
-    """A side whose framework operations, each probed alone on the run's first batch in the run's
-    dtype (``Trajectory.op_dtypes``, recorded by Keras on its other backends), return another dtype:
-    the framework's own dtype rule takes the run out of its dtype there."""
-    for side, _ in e.sides:
-        wrong = {op: dt for op, dt in e.runs[side].op_dtypes.items() if dt != e.dtype}
-        if wrong:
-            ops = ", ".join(f"{op} -> {dt}" for op, dt in wrong.items())
-            return Finding("backend dtype rule", side,
-                           f"{side}'s framework returns another dtype than its {e.dtype} inputs' from {ops} (each "
-                           "operation probed alone on the run's first batch): those stages are computed in it")
-    return None
-
 
 def computed_dtype(e: Evidence) -> Finding | None:
     """A side whose own tensors (parameters, loss, gradients: recorded by its loop) had another

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from harness.judge.compare import AGREE, DISAGREE, EXPLAINED, STATES, Comparison
+from harness.judge.compare import ACCOUNTED, AGREE, DISAGREE, EXPLAINED, STATES, Comparison
 from harness.judge.diagnosis import (
     CAUSES,
     DRIFT_FRACTION,
@@ -258,9 +258,8 @@ def _state_sentence(result: ScenarioResult) -> str:
     if counts[AGREE]:
         parts.append(f"{len(counts[AGREE])} agree within the tolerance{when}")
     if counts[EXPLAINED]:
-        how = sorted({c.expected_difference for c in counts[EXPLAINED]})
-        parts.append(f"{len(counts[EXPLAINED])} differ, explained by the optimizer convention, "
-                     f"{'; '.join(how)}: each side agrees with the reference run in its own convention")
+        how = list(dict.fromkeys(d for c in counts[EXPLAINED] for d in c.differences))
+        parts.append(f"{len(counts[EXPLAINED])} differ, explained by {'; '.join(how)}: {ACCOUNTED}")
     if counts[DISAGREE]:
         parts.append(f"{len(counts[DISAGREE])} disagree ("
                      + ", ".join(f"{c.pair} in {c.dtype} from step {c.first_divergent_step}"
@@ -277,7 +276,7 @@ def _explained_sentence(result: ScenarioResult) -> str:
     c = max(explained, key=lambda x: x.max_abs)
     p, gap = peak(c), final_gap(result, c)
     where = f"in `{p.quantity}`" + ("" if p.step is None else f" around step {p.step}")
-    text = f"The convention's gap peaks at {p.value:.2g} {where} ({c.pair}, {c.dtype})"
+    text = f"The explained gap peaks at {p.value:.2g} {where} ({c.pair}, {c.dtype})"
     if gap is not None:
         text += (f", while the final weights differ by {gap.max_abs:.2g} (relative {gap.max_rel:.2g}): "
                  f"{gap.digits()}")
@@ -356,7 +355,7 @@ def summary_paragraph(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = (
 
 
 def one_line(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = ()) -> str:
-    """The index's line (its own column has the worst difference): the state counts, the convention's gap
+    """The index's line (its own column has the worst difference): the state counts, the explained gap
     and how far apart it leaves the final weights, the causes, the first inf/nan steps."""
     cs = result.comparisons
     if not cs:
@@ -367,7 +366,7 @@ def one_line(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = ()) -> str
     if explained:
         e = max(explained, key=lambda x: x.max_abs)
         gap = final_gap(result, e)
-        text += f"; convention gap up to {e.max_abs:.2g}" + (
+        text += f"; explained gap up to {e.max_abs:.2g}" + (
             "" if gap is None else f", final weights within {gap.max_abs:.2g}")
     causes = sorted({d.cause_name for d in diagnoses if d.kind != "drift" and d.comparison.state != AGREE})
     if causes:
@@ -416,14 +415,14 @@ def tolerance_text(c: Comparison) -> str:
 
 def growth_lines(result: ScenarioResult) -> list[str]:
     """Per pair, how its difference evolves; the fraction of the tolerance is named as such, and an
-    explained pair's is said to be the convention's (it is judged through the reference)."""
+    explained pair's is said to be explained (it is judged through the reference)."""
     lines = []
     for c in result.comparisons:
         g = growth(c)
         if g is None:
             continue
         fraction = fraction_text(g.worst_used)
-        judged = (f"{EXPLAINED}: the difference is the convention's, judged through the reference"
+        judged = (f"{EXPLAINED}: judged through the reference"
                   if c.state == EXPLAINED else c.state)
         lines.append(f"- {c.pair} ({c.dtype}, {judged}): max |a - b| {g.first:.2e} at step 0, {g.last:.2e} at the "
                      f"last step, largest {g.worst:.2e} (step {g.worst_step}); |a - b| / allowed at worst "
@@ -561,8 +560,7 @@ def details_markdown(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list
     if result.comparisons:
         body = [markdown(agreement_table(result)), ""]
         failures = [f"- {c.describe_failure(s.name)}" for c in result.comparisons if not c.ok]
-        failures += [f"- {c.a} vs {c.b} ({c.dtype}): {EXPLAINED}, by {c.expected_difference}: each agrees with "
-                     "the reference run in its own optimizer convention, so the difference is the convention's "
+        failures += [f"- {c.a} vs {c.b} ({c.dtype}): {EXPLAINED}, by {c.expected_difference}: {ACCOUNTED} "
                      f"(max |a - b| {c.max_abs:.2e})." for c in result.comparisons if c.state == EXPLAINED]
         body += failures + ([""] if failures else [])
         growths = growth_lines(result)
@@ -666,8 +664,9 @@ def index_counts(summaries: list[dict[str, Any]]) -> str:
     explained = sum(1 for x in disagree
                     if x.get("causes") and not any(c.endswith(NO_CAUSE) for c in x["causes"] if "(drift)" not in c))
     return (f"{len(summaries)} scenario{'' if len(summaries) == 1 else 's'}: {agree} {AGREE} in every pair and "
-            f"dtype; {differ} {EXPLAINED} (some pair differs only by an optimizer convention the reference "
-            f"explains); {len(disagree)} {DISAGREE} ({explained} with every divergence's cause confirmed by a "
+            f"dtype; {differ} {EXPLAINED} (some pair differs only by an optimizer convention or a framework's "
+            f"dtype rule, each confirmed by the reference); {len(disagree)} {DISAGREE} ({explained} with every "
+            f"divergence's cause confirmed by a "
             f"control run or a measurement); {crashed} with a crashed run.")
 
 

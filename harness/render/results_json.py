@@ -41,7 +41,7 @@ def result_dict(result: ScenarioResult, *, diagnoses: Sequence[Diagnosis]) -> di
             "framework": framework, "dtype": dtype, "status": run.status, "message": run.message,
             "convention": run.convention, "steps": run.steps, "stopped_early_at": run.stopped_early_at,
             "first_nonfinite_step": run.first_nonfinite_step if run.ok else None,
-            "seconds": run.seconds, "losses": _list(run.losses),
+            "seconds": run.seconds, "losses": _list(run.losses), "narrowed_ops": run.narrowed_ops,
             "final_params": {k: _list(v) for k, v in run.final_params.items()} if run.ok else {},
             "accuracy": result.accuracy.get((framework, dtype), {}),
             **({"outputs": [_list(o) for o in run.outputs_final]} if run.ok and not result.scenario.trains else {}),

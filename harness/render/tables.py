@@ -41,7 +41,8 @@ def runs_table(result: ScenarioResult) -> pd.DataFrame:
             "stopped early at": "-" if run.stopped_early_at is None else run.stopped_early_at,
             "first inf/nan step": "-" if nonfinite is None else nonfinite,
             "final loss": fmt(float(run.losses[-1])) if run.ok and run.steps else "-",
-            "note": run.message or "",
+            "note": run.message or ("32-bit results from 64-bit inputs in " + ", ".join(run.narrowed_ops)
+                                    if run.narrowed_ops else ""),
         })
     return pd.DataFrame(rows)
 
@@ -77,7 +78,7 @@ def pairs_table(result: ScenarioResult) -> pd.DataFrame:
     rows = []
     for c in result.comparisons:
         step, quantity, fraction = c.closest if c.closest is not None else (None, "-", 0.0)
-        ratio = f"{fraction:.2g}" + (" (the convention's)" if c.state == EXPLAINED else "")
+        ratio = f"{fraction:.2g}" + (" (explained)" if c.state == EXPLAINED else "")
         rows.append({
             "pair": c.pair, "dtype": c.dtype, "state": short_verdict(c),
             "worst diff / allowed": ratio,

@@ -72,7 +72,7 @@ def _scenario_part(plan: TrainingPlan) -> str:
     training = None if t is None else (t.loss, t.clip, t.optimizer.name, repr(t.optimizer.learning_rate),
                                        sorted((k, repr(v)) for k, v in t.optimizer.options.items()), t.epochs,
                                        t.batch_size, t.shuffle, t.shuffle_seed, repr(t.early_stop_tol))
-    return repr((s.input_dim, layers, training))
+    return repr((s.input_dim, layers, training, s.keep_64_bit))
 
 
 def key(implementation: str, method: str, plan: TrainingPlan, *extra: Any) -> str:

@@ -9,6 +9,15 @@ convention, the two reference runs (what the convention alone changes), and the
 frameworks against each other. A pair of different conventions is *explained* when each
 side agrees with the reference run in its own convention: its difference is the
 convention's, and its verdict says so instead of "disagree".
+
+Some frameworks also have a dtype rule of their own (``Adapter.narrowing_rule``: Keras on JAX and
+torch return 32-bit results from some 64-bit operations). When a run of one narrowed operations
+(``Trajectory.narrowed_ops``) and disagrees with the reference, the runner makes a *control run*,
+labelled ``<label>[64-bit]`` (``control_label``): the same implementation with that one rule turned
+off (``Scenario.keep_64_bit``), compared with the reference in its convention. When the control
+agrees, the rule is the whole of the run's difference: the run is accounted for, and its pairs
+differ, explained, naming the rule and the operations it narrowed. Control runs are kept in
+``runs``/``sides``, not in ``frameworks``; only their pair with the reference is compared.
 """
 from __future__ import annotations
 
@@ -29,6 +38,14 @@ from harness.spec.conventions import COMMON, difference, pinned
 from harness.spec.scenario import DTYPES, Scenario
 
 Progress = Callable[[str], None]
+
+
+CONTROL = "64-bit"  # the control run's tag: the implementation with its narrowing rule turned off
+
+
+def control_label(label: str) -> str:
+    """``keras@jax`` -> ``keras@jax[64-bit]``: its control run with its narrowing rule off."""
+    return f"{label}[{CONTROL}]"
 
 
 def framework_of(label: str) -> str:
@@ -62,7 +79,9 @@ def implementations(scenario: Scenario, frameworks: tuple[str, ...]) -> dict[str
     if pinned(spec) is not None or difference(spec) is None:
         return labels
     others = [adapter(fw).native_convention(spec) for fw in frameworks if fw != REFERENCE]
-    conventions = list(dict.fromkeys(others)) or list(adapter(REFERENCE).conventions)
+    # the reference alone: the conventions of the default frameworks (Keras on TensorFlow and torch)
+    conventions = list(dict.fromkeys(others or (adapter(fw).native_convention(spec) for fw in FRAMEWORKS
+                                                if fw != REFERENCE)))
     out = {}
     for fw in frameworks:
         if fw == REFERENCE:
@@ -109,6 +128,9 @@ class ScenarioResult:
     comparisons: list[Comparison] = field(default_factory=list)
     lab_checks: list[LabCheck] = field(default_factory=list)  # the reference against the lab
     sides: dict[str, Scenario] = field(default_factory=dict)  # label -> the variant it ran instead
+    # (label, dtype) -> how a control run accounts for a run that differs from the reference: the
+    # framework's narrowing rule and the operations it narrowed (``_account``)
+    rules: dict[tuple[str, str], str] = field(default_factory=dict)
     # (label, dtype) -> accuracy per split of the run's final parameters (classifiers only)
     accuracy: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
 
@@ -131,10 +153,12 @@ class ScenarioResult:
     def dtype_faults(self) -> list[str]:
         """Runs whose own tensors had another dtype than the run's (``Trajectory.computed_dtypes``):
         a float32 run computed in float64 may agree with float32 runs within their tolerance, and
-        is still not a float32 run."""
+        is still not a float32 run. A run whose framework's narrowing rule its control run confirms
+        (``rules``) is that framework's behaviour, reported as explained, not a fault."""
         return [f"{label} ({dtype}) computed its " + ", ".join(f"{kind} in {dt}" for kind, dt in wrong.items())
                 for (label, dtype), run in self.runs.items()
-                if (wrong := {kind: dt for kind, dt in run.computed_dtypes.items() if dt != dtype})]
+                if (wrong := {kind: dt for kind, dt in run.computed_dtypes.items() if dt != dtype})
+                and (label, dtype) not in self.rules]  # a framework's own rule, confirmed by its control run
 
     @property
     def ok(self) -> bool:
@@ -215,11 +239,63 @@ def run_scenarios(prepared: list[Prepared], *, progress: Progress | None = None)
                     for p, (label, dtype) in owners], done=done)
     for (p, cell), run in zip(owners, runs):
         p.result.runs[cell] = run
-    return [_judge(p) for p in prepared]
+    for p in prepared:
+        _judge(p)
+    # the control runs the first runs call for, all in one second ``run_all``
+    needed = [(p, label, dtype) for p in prepared for label, dtype in _controls_needed(p.result)]
+    owners = [(p, (control_label(label), dtype)) for p, label, dtype in needed]  # what ``done`` reports
+    for p, label, _ in needed:
+        p.result.sides[control_label(label)] = replace(p.result.scenario_for(label), keep_64_bit=True)
+    runs = run_all([(framework_of(label), side_plan(p.result.plans[dtype], p.result.scenario_for(control_label(label))))
+                    for p, label, dtype in needed], done=done)
+    for (p, label, dtype), run in zip(needed, runs):
+        p.result.runs[(control_label(label), dtype)] = run
+        reference = p.result.runs[(bridge_of(p.result, label, dtype), dtype)]
+        if run.ok and reference.ok:
+            p.result.comparisons.append(compare(reference, run, p.result.scenario.tolerances[dtype]))
+    for p in prepared:
+        for dtype in p.result.dtypes:
+            _explain(p.result, dtype, native=p.native)
+    return [p.result for p in prepared]
+
+
+def bridge_of(result: ScenarioResult, label: str, dtype: str) -> str:
+    """The reference run ``label``'s run is checked against: the reference in its convention."""
+    run = result.runs.get((label, dtype))
+    convention = None if run is None or run.convention in ("", COMMON) else run.convention
+    found = reference_label(result, convention)
+    assert found is not None, "a scenario with a framework run also runs the reference"
+    return found
+
+
+def narrowed(label: str, run: Trajectory) -> bool:
+    """A run whose framework has a narrowing rule (``Adapter.narrowing_rule``) and that narrowed
+    operations (``Trajectory.narrowed_ops``): a control run with the rule off can tell its share."""
+    return run.ok and bool(run.narrowed_ops) and adapter(framework_of(label)).narrowing_rule is not None
+
+
+def _controls_needed(result: ScenarioResult) -> list[tuple[str, str]]:
+    """(label, dtype) of every run whose framework has a narrowing rule, that narrowed operations
+    and disagrees with the reference in its convention: each gets a control run with the rule off."""
+    out = []
+    for dtype in result.dtypes:
+        for label in result.frameworks:
+            if not narrowed(label, result.runs[(label, dtype)]) or REFERENCE not in map(framework_of,
+                                                                                     result.frameworks):
+                continue
+            bridge = _pair(result, label, bridge_of(result, label, dtype), dtype)
+            if bridge is not None and not bridge.agree:
+                out.append((label, dtype))
+    return out
+
+
+def _pair(result: ScenarioResult, a: str, b: str, dtype: str) -> Comparison | None:
+    return result.comparison(a, b, dtype) or result.comparison(b, a, dtype)
 
 
 def _judge(p: Prepared) -> ScenarioResult:
-    """Accuracy, the pairs compared, conventions explained and the lab's printed values checked."""
+    """Accuracy, the pairs compared and the lab's printed values checked (explained in ``_explain``,
+    once the control runs are made)."""
     result, scenario = p.result, p.result.scenario
     for dtype in result.dtypes:
         plan = result.plans[dtype]
@@ -233,7 +309,6 @@ def _judge(p: Prepared) -> ScenarioResult:
             ra, rb = result.runs[(a, dtype)], result.runs[(b, dtype)]
             if ra.ok and rb.ok:
                 result.comparisons.append(compare(ra, rb, tol))
-        _explain_conventions(result, dtype, native=p.native)
     result.lab_checks = _lab_checks(result)
     return result
 
@@ -261,26 +336,45 @@ def _accuracy(scenario: Scenario, run: Trajectory, plan: TrainingPlan) -> dict[s
         return evaluate(scenario, run.final_params, {"train": (plan.X, plan.y), **plan.splits})
 
 
-def _explain_conventions(result: ScenarioResult, dtype: str, *, native: set[str]) -> None:
-    """Mark the pairs of different conventions that the harness itself chose (each side in its
-    native convention) with the convention difference, and whether the reference explains it."""
+def _explain(result: ScenarioResult, dtype: str, *, native: set[str]) -> None:
+    """Mark each pair the harness itself chose (both sides native, not a caller's variant) that
+    differs only by what the reference accounts for: the optimizer conventions of its sides (each
+    side agreeing with the reference in its own convention) and a framework's narrowing rule (a
+    side whose control run agrees with it, ``_account``). ``differences`` names them."""
     spec = None if result.scenario.training is None else result.scenario.training.optimizer
+    accounted = {label: _account(result, label, dtype) for label in result.frameworks}
+    for label, (ok, rule) in accounted.items():
+        if ok and rule:
+            result.rules[(label, dtype)] = rule
     for c in result.comparisons:
-        if c.dtype != dtype or spec is None or c.a not in native or c.b not in native:
+        if c.dtype != dtype or c.a not in native or c.b not in native:
             continue
         ca, cb = result.runs[(c.a, dtype)].convention, result.runs[(c.b, dtype)].convention
-        if COMMON in (ca, cb) or not ca or not cb or ca == cb:
-            continue
-        c.expected_difference = difference(spec) or ""
-        c.explained = all(_agrees_with_reference(result, side, conv, dtype) for side, conv in ((c.a, ca), (c.b, cb)))
+        parts = []
+        if spec is not None and COMMON not in (ca, cb) and ca and cb and ca != cb:
+            parts.append(difference(spec, ca, cb) or "")
+        parts += [accounted[side][1] for side in (c.a, c.b) if accounted[side][1]]
+        c.differences = [p for p in parts if p]
+        c.explained = bool(c.differences) and accounted[c.a][0] and accounted[c.b][0]
 
 
-def _agrees_with_reference(result: ScenarioResult, label: str, convention: str, dtype: str) -> bool:
-    reference = reference_in(convention)
-    if label == reference:
-        return True
-    bridge = result.comparison(reference, label, dtype) or result.comparison(label, reference, dtype)
-    return bridge is not None and bridge.agree
+def _account(result: ScenarioResult, label: str, dtype: str) -> tuple[bool, str]:
+    """Whether the reference accounts for ``label``'s run: (True, "") when it is the reference or
+    agrees with the reference in its convention; (True, the rule) when its control run with its
+    framework's narrowing rule off agrees with it instead; else (False, "")."""
+    if framework_of(label) == REFERENCE:
+        return True, ""
+    reference = bridge_of(result, label, dtype)
+    direct = _pair(result, label, reference, dtype)
+    if direct is not None and direct.agree:
+        return True, ""
+    control = _pair(result, control_label(label), reference, dtype)
+    if control is None or not control.agree:
+        return False, ""
+    narrowed = result.runs[(label, dtype)].narrowed_ops
+    ops = ", ".join(op if dt == "float32" else f"{op} (to {dt})" for op, dt in narrowed.items())
+    rule = adapter(framework_of(label)).narrowing_rule
+    return True, f"{label}: {rule} (in {ops}; with it off, {control_label(label)} agrees with {reference})"
 
 
 def reference_label(result: ScenarioResult, convention: str | None) -> str | None:

@@ -42,9 +42,10 @@ class Trajectory:
     computed_dtypes: dict[str, str] = field(default_factory=dict)  # "parameters"/"loss"/"gradients" -> dtype name
     batch_rows: list[np.ndarray] = field(default_factory=list)  # per step: the row ids of X the batch held
     device: str = ""  # what the implementation saw of the machine's accelerators (runs use none)
-    # the dtype each framework operation of the model returns alone, on the run's first batch (Keras
-    # on its other backends: their dtype rules differ); empty where not probed
-    op_dtypes: dict[str, str] = field(default_factory=dict)
+    # the framework functions that returned a narrower float than their float64 inputs in the run's
+    # forward pass or first step (Keras on JAX and torch: their dtype rules) -> that dtype; empty
+    # where none did or where not watched
+    narrowed_ops: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

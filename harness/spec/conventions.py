@@ -1,17 +1,20 @@
 """Optimizer conventions: which arithmetic each implementation computes, and how they differ.
 
 Keras and torch give the same names to different formulas (``reference.optimizers``
-states both as code). A scenario may pin one with ``convention = "keras" | "torch"``
-in its optimizer table; the NumPy reference computes either, while the Keras and
-torch adapters only run their own optimizer classes (``keras.optimizers.*``,
-``torch.optim.*``), which compute their own convention. Imports no framework.
+states both as code), and Keras computes its own formulas in two ways: on TensorFlow
+("keras") SGD's momentum and Adam's betas in ``beta**t`` are rounded to float32 even in
+float64 runs, on JAX and torch ("keras-unrounded") they are exact. A scenario may pin
+one with ``convention = "keras" | "keras-unrounded" | "torch"`` in its optimizer
+table; the NumPy reference computes each, while the framework adapters only run
+their own optimizer classes (``keras.optimizers.*``, ``torch.optim.*``), which
+compute their own convention (``native``). Imports no framework.
 """
 from __future__ import annotations
 
 import re
 
 from harness.spec.scenario import OptimizerSpec
-from reference.optimizers import DEFAULTS
+from reference.optimizers import DEFAULTS, formulas
 
 COMMON = "common"
 FIELD = "training.optimizer.convention"
@@ -31,9 +34,8 @@ def _defaults_differ(spec: OptimizerSpec, options: tuple[str, ...]) -> str:
     return f" and default {', '.join(items)}" if items else ""
 
 
-def difference(spec: OptimizerSpec) -> str | None:
-    """How the Keras and torch conventions differ for this optimizer spec, in a short
-    phrase for report tables; None when they compute the same arithmetic."""
+def _formulas_difference(spec: OptimizerSpec) -> str | None:
+    """How Keras' and torch's formulas differ for this optimizer spec."""
     options = spec.options
     if spec.name == "sgd":
         if not options.get("momentum", 0.0):
@@ -49,6 +51,44 @@ def difference(spec: OptimizerSpec) -> str | None:
     if spec.name == "rmsprop":
         return "RMSprop epsilon inside vs outside the square root" + _defaults_differ(spec, ("rho", "epsilon"))
     raise ValueError(f"no optimizer {spec.name!r}")
+
+
+def _rounding_difference(spec: OptimizerSpec) -> str | None:
+    """How "keras" and "keras-unrounded" differ for this optimizer spec: the hyper-parameters
+    Keras on TensorFlow rounds to float32 (``reference.optimizers._cast``)."""
+    rounded = "rounded to float32{} in float64 runs (Keras on TensorFlow) vs exact (Keras on JAX and torch)"
+    if spec.name == "sgd":
+        return "momentum " + rounded.format("") if spec.options.get("momentum", 0.0) else None
+    if spec.name == "adam":
+        return "beta_1 and beta_2 " + rounded.format(" in beta**t")
+    if spec.name == "rmsprop":
+        return None
+    raise ValueError(f"no optimizer {spec.name!r}")
+
+
+def difference(spec: OptimizerSpec, a: str = "keras", b: str = "torch") -> str | None:
+    """How conventions ``a`` and ``b`` differ for this optimizer spec, in a short phrase for
+    report tables (the same phrase in either order); None when they compute the same arithmetic.
+
+    Keras' formulas against torch's (from either Keras convention) differ in the formulas;
+    "keras" against "keras-unrounded" in the hyper-parameters Keras on TensorFlow rounds. With
+    the defaults it is None exactly when all three conventions compute the same (plain SGD):
+    the two Keras conventions differ only where Keras' and torch's formulas differ too.
+    """
+    if formulas(a) != formulas(b):
+        return _formulas_difference(spec)
+    return None if a == b else _rounding_difference(spec)
+
+
+def native(spec: OptimizerSpec, convention: str) -> str:
+    """The convention label of an implementation computing ``convention`` for this spec:
+    "common" when all three conventions agree; "keras" for "keras-unrounded" where the two
+    Keras conventions agree (so no second Keras reference run is needed); else ``convention``."""
+    if difference(spec) is None:
+        return COMMON
+    if convention == "keras-unrounded" and difference(spec, "keras", convention) is None:
+        return "keras"
+    return convention
 
 
 def pinned(spec: OptimizerSpec) -> str | None:

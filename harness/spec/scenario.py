@@ -102,6 +102,9 @@ class Scenario:
     training: TrainingSpec | None  # None: a forward-only scenario (no [training] table)
     tolerances: dict[str, Tolerance]
     lab_values: tuple[LabValue, ...] = ()
+    # A control setting, never read from a file: run with the framework's rule that returns 32-bit
+    # results from 64-bit inputs turned off (``Adapter.narrowing_rule``; Keras on JAX and torch).
+    keep_64_bit: bool = False
 
     @property
     def trains(self) -> bool:

@@ -14,12 +14,23 @@ loop for each backend:
 Keras reads ``KERAS_BACKEND`` once, at import: one backend per process. These adapters therefore
 run only in a worker process of their own (``harness.run.workers``), which sets the backend
 before anything imports Keras; in any other process ``import_keras_on`` refuses to run.
+
+Dtypes (measured on the pinned versions): on these backends Keras' type promotion
+(``keras.backend.result_type``) maps every 64-bit result type to 32 bits, so some operations of
+a float64 run (``keras.ops.mean`` in a loss on JAX, ``keras.ops.matmul`` on torch...) compute in
+float32. Each float64 run records where (``Trajectory.narrowed_ops``, from every operation of its
+first step: the jaxpr on JAX, a ``TorchFunctionMode`` on torch). A scenario with ``keep_64_bit``
+(a control run the runner makes, ``harness.run.runner``) runs with that one rule turned off.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-from typing import Any
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -27,10 +38,11 @@ from harness.run.adapters import keras_tf
 from harness.run.adapters.protocol import Params
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype_names, should_stop
-from harness.spec.conventions import COMMON, difference
+from harness.spec.conventions import native
 from harness.spec.scenario import OptimizerSpec, Scenario
 
 BACKENDS = ("jax", "torch")
+NARROWING_RULE = "Keras' rule that returns 32-bit results from 64-bit inputs"
 
 
 def import_keras_on(backend: str) -> Any:
@@ -55,22 +67,97 @@ def import_keras_on(backend: str) -> Any:
     return keras
 
 
+@contextlib.contextmanager
+def keep_64_bit() -> Iterator[None]:
+    """Turn off ``NARROWING_RULE`` while the block runs: Keras' promotion table
+    ``BIT64_TO_BIT32_DTYPE`` (``keras.src.backend.common.dtypes``, read at each call) emptied, then
+    restored. A control setting: the run computes every operation in 64 bits, which shows whether that
+    rule is the whole of a float64 run's difference."""
+    from keras.src.backend.common import dtypes
+
+    saved = dict(dtypes.BIT64_TO_BIT32_DTYPE)
+    dtypes.BIT64_TO_BIT32_DTYPE.clear()
+    try:
+        yield
+    finally:
+        dtypes.BIT64_TO_BIT32_DTYPE.update(saved)
+
+
+def _keras_function(frames: list[tuple[str, str]]) -> str:
+    """The innermost Keras function among ``(file, function)`` frames (innermost first) outside the
+    backend's ``core`` module (``cast``, ``convert_to_tensor``: called by the operation), as a dotted
+    name (``keras.src.backend.jax.numpy.mean``); "" when no frame is Keras'."""
+    names = []
+    for file, function in frames:
+        parts = Path(file).with_suffix("").parts
+        if "keras" in parts and "src" in parts:
+            start = len(parts) - 1 - parts[::-1].index("keras")
+            names.append(".".join((*parts[start:], function.split(".")[-1])))
+    # the operation that asked for the narrowing, not the backend's conversion helpers it called
+    return next((n for n in names if ".core." not in n), names[0] if names else "")
+
+
+def _narrowed_in_jaxpr(jaxpr: Any, out: dict[str, str]) -> None:
+    """Every equation (sub-jaxprs included) with a float64 input and a narrower float result."""
+    for eqn in jaxpr.eqns:
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(inner, "jaxpr", inner)
+                if hasattr(inner, "eqns"):
+                    _narrowed_in_jaxpr(inner, out)
+        ins = {str(getattr(v.aval, "dtype", "")) for v in eqn.invars if hasattr(v, "aval")}
+        narrow = [str(v.aval.dtype) for v in eqn.outvars if str(getattr(v.aval, "dtype", "")) in ("float32", "float16",
+                                                                                              "bfloat16")]
+        if "float64" in ins and narrow:
+            frames = [(f.file_name, f.function_name) for f in eqn.source_info.traceback.frames]
+            out.setdefault(_keras_function(frames) or eqn.primitive.name, narrow[0])
+
+
+@contextlib.contextmanager
+def _watch_torch() -> Iterator["_NarrowedOps"]:
+    """A ``TorchFunctionMode`` that records what ``_NarrowedOps`` finds while the block runs."""
+    from torch.overrides import TorchFunctionMode
+
+    watch = _NarrowedOps()
+
+    class Mode(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
+            return watch(func, args, kwargs or {})
+
+    with Mode():
+        yield watch
+
+
+class _NarrowedOps:
+    """A ``torch.overrides.TorchFunctionMode`` body: each torch function called with a float64 tensor
+    that returns a narrower float tensor, named by the innermost Keras function calling it."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, str] = {}
+
+    def __call__(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        import torch
+
+        result = func(*args, **kwargs)
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        results = result if isinstance(result, (tuple, list)) else (result,)
+        narrow = [str(r.dtype).removeprefix("torch.") for r in results
+                  if isinstance(r, torch.Tensor) and r.dtype in (torch.float32, torch.float16, torch.bfloat16)]
+        if narrow and any(t.dtype == torch.float64 for t in tensors):
+            frame: FrameType | None = sys._getframe(1)
+            frames = []
+            while frame is not None:
+                frames.append((frame.f_code.co_filename, frame.f_code.co_name))
+                frame = frame.f_back
+            self.found.setdefault(_keras_function(frames) or str(getattr(func, "__name__", func)), narrow[0])
+        return result
+
+
 def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):  # a torch tensor
         x = x.detach().cpu()
     return np.array(x)
-
-
-def _computed_in(result: Any) -> str:
-    """The dtype of an operation's result, or "float32 values in float64" for a float64 result whose
-    values (not all integers) are all exact float32 numbers: computed in float32 and cast back."""
-    name = dtype_names(t=result)["t"]
-    if name != "float64":
-        return name
-    values = _to_numpy(result).astype(np.float64).ravel()
-    values = values[np.isfinite(values)]
-    single = values.size > 0 and bool(np.all(values.astype(np.float32).astype(np.float64) == values))
-    return "float32 values in float64" if single and not np.all(values == np.round(values)) else name
 
 
 class _Model:
@@ -80,22 +167,25 @@ class _Model:
         self.backend, self.plan = backend, plan
         self.keras = keras = import_keras_on(backend)
         scenario, dtype = plan.scenario, plan.dtype
-        self._floatx = keras_tf.floatx(keras, dtype)
-        self._floatx.__enter__()
+        self._settings = contextlib.ExitStack()  # left in ``close``
+        self._settings.enter_context(keras_tf.floatx(keras, dtype))
+        if scenario.keep_64_bit:
+            self._settings.enter_context(keep_64_bit())
         self.model, self.layers = keras_tf.build_model(keras, scenario, dtype)
         keras_tf.set_params(self.layers, plan.initial_params)
         self.names, self.variables = (list(x) for x in zip(*keras_tf.named_variables(self.layers)))
         self.convention = ""
         if scenario.training is not None:
             training = scenario.training
-            self.optimizer, self.convention = keras_tf.build_optimizer(keras, training.optimizer, file=scenario.path)
+            self.optimizer, self.convention = keras_tf.build_optimizer(keras, training.optimizer, file=scenario.path,
+                                                                      adapter=ADAPTERS[f"keras@{backend}"])
             self.loss_fn = keras_tf.build_loss(keras, training.loss, training.clip)
             self.optimizer.build(self.variables)
             if backend == "jax":
                 self._jax_step = self._make_jax_step()
 
     def close(self) -> None:
-        self._floatx.__exit__(None, None, None)
+        self._settings.close()
 
     # --- one step -------------------------------------------------------------
     def _make_jax_step(self) -> Any:
@@ -155,32 +245,34 @@ class _Model:
             self.optimizer.apply(grads, self.variables)
         return loss, grads
 
-    def probe_dtypes(self, xb: np.ndarray, yb: np.ndarray) -> dict[str, str]:
-        """The dtype each Keras operation of this model returns on this backend, called alone on the
-        run's own first batch in the run's dtype (a one-operation control run): ``"keras.ops.matmul"``,
-        ``"activation tanh"``, ``"loss mse"``... -> dtype name. Keras' dtype rules differ between
-        backends; an operation that returns another dtype than its inputs' is where a run leaves its
-        dtype."""
-        ops, out = self.keras.ops, dict[str, str]()
+    def first_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[Any, list[Any], dict[str, str]]:
+        """``train_step``, and every operation of it that returned a narrower float than its float64
+        inputs (Keras function -> dtype): from the step's jaxpr on JAX, watched on torch."""
+        if self.backend == "jax":
+            import jax
 
-        def seen(name: str, result: Any) -> None:
-            out.setdefault(name, _computed_in(result))
+            trainable = [v.value for v in self.model.trainable_variables]
+            opt_vars = [v.value for v in self.optimizer.variables]
+            narrowed: dict[str, str] = {}
+            _narrowed_in_jaxpr(jax.make_jaxpr(self._jax_step)(trainable, opt_vars, xb, yb).jaxpr, narrowed)
+            return (*self.train_step(xb, yb), narrowed)
+        with _watch_torch() as watch:
+            loss, grads = self.train_step(xb, yb)
+        return loss, grads, watch.found
 
-        x = ops.convert_to_tensor(xb)
-        seen("keras.ops.convert_to_tensor", x)
-        a = x
-        for i, layer in enumerate(self.layers):
-            z = ops.matmul(a, layer.kernel)
-            seen("keras.ops.matmul", z)
-            if layer.use_bias:
-                z = ops.add(z, layer.bias)
-                seen("keras.ops.add", z)
-            a = layer.activation(ops.cast(z, self.plan.dtype))
-            seen(f"activation {self.plan.scenario.layers[i].activation}", a)
-            a = ops.cast(a, self.plan.dtype)
-        if self.plan.scenario.training is not None:
-            seen(f"loss {self.plan.scenario.training.loss}", self.loss_fn(ops.convert_to_tensor(yb), a))
-        return out
+    def first_outputs(self, X: np.ndarray) -> tuple[list[np.ndarray], dict[str, str]]:
+        """``outputs``, and the operations of the forward pass that narrowed (as ``first_step``)."""
+        if self.backend == "jax":
+            import jax
+
+            narrowed: dict[str, str] = {}
+            trainable = [v.value for v in self.model.trainable_variables]
+            _narrowed_in_jaxpr(jax.make_jaxpr(lambda t: self.model.stateless_call(
+                t, [v.value for v in self.model.non_trainable_variables], X)[0])(trainable).jaxpr, narrowed)
+            return self.outputs(X), narrowed
+        with _watch_torch() as watch:
+            outputs = self.outputs(X)
+        return outputs, watch.found
 
     def params(self) -> Params:
         return {n: _to_numpy(v.value) for n, v in zip(self.names, self.variables)}
@@ -194,10 +286,13 @@ class _Model:
 
 
 class KerasOnBackend:
-    """``keras@jax`` or ``keras@torch``: computes the Keras optimizer convention, like ``keras``."""
+    """``keras@jax`` or ``keras@torch``: computes Keras' optimizer formulas with exact hyper-parameters,
+    the "keras-unrounded" convention (measured: ``keras.ops.cast(0.9, "float64")`` is exactly 0.9 on
+    these backends, float32-rounded on TensorFlow)."""
 
-    conventions: tuple[str, ...] = ("keras",)
+    conventions: tuple[str, ...] = ("keras-unrounded",)
     optimizer_module: str = "keras.optimizers"
+    narrowing_rule: str | None = NARROWING_RULE
 
     def __init__(self, backend: str) -> None:
         self.backend = backend
@@ -210,14 +305,15 @@ class KerasOnBackend:
         return None
 
     def native_convention(self, spec: OptimizerSpec) -> str:
-        return COMMON if difference(spec) is None else "keras"
+        return native(spec, "keras-unrounded")
 
     def run(self, plan: TrainingPlan) -> Trajectory:
         m = _Model(self.backend, plan)
         try:
+            outputs, narrowed = m.first_outputs(plan.X)
             trajectory = Trajectory(framework=self.name, dtype=plan.dtype, convention=m.convention,
                                     initial_params={k: v.copy() for k, v in plan.initial_params.items()},
-                                    outputs_initial=m.outputs(plan.X))
+                                    outputs_initial=outputs, narrowed_ops=narrowed)
             if plan.scenario.training is None:
                 trajectory.outputs_final = trajectory.outputs_initial
                 return trajectory
@@ -234,11 +330,13 @@ class KerasOnBackend:
                         trajectory.stopped_early_at = step
                         break
                     previous = loss_now
-                loss, grads = m.train_step(xb, yb)
                 if step == 0:
-                    trajectory.op_dtypes = m.probe_dtypes(xb, yb)
+                    loss, grads, narrowed = m.first_step(xb, yb)
+                    trajectory.narrowed_ops.update(narrowed)
                     trajectory.computed_dtypes = dtype_names(parameters=m.variables[0].value, loss=loss,
                                                              gradients=grads[0])
+                else:
+                    loss, grads = m.train_step(xb, yb)
                 recorder.record(_to_numpy(loss)[()], {n: _to_numpy(g) for n, g in zip(m.names, grads)}, m.params())
                 trajectory.batch_rows.append(all_rows if xb is plan.X else rows.ids(xb))
             trajectory.outputs_final = m.outputs(plan.X)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.run.adapters.protocol import Params, check_expressible
+from harness.run.adapters.protocol import Adapter, Params, check_expressible
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import RowIds, Trajectory, dtype_names
-from harness.spec.conventions import COMMON, difference
+from harness.spec.conventions import native
 from harness.spec.scenario import OptimizerSpec, Scenario
 from reference.losses import KERAS_EPSILON, TORCH_GRAD_FLOOR, TORCH_LOG_FLOOR
 from reference.network import bias_name, kernel_name
@@ -111,20 +111,23 @@ _KERAS_OPTIMIZER_OFF = dict(weight_decay=None, clipnorm=None, clipvalue=None, gl
                             loss_scale_factor=None, gradient_accumulation_steps=None)
 
 
-def build_optimizer(keras, spec: OptimizerSpec, *, file: str | Path = "<scenario>"):
+def build_optimizer(keras, spec: OptimizerSpec, *, file: str | Path = "<scenario>",
+                    adapter: Adapter | None = None):
     """Keras' own optimizer class with every hyper-parameter explicit (omitted options at Keras'
-    defaults), and the convention it computes. A spec pinning the torch convention where it
-    differs is a ``BadInput``: Keras only runs ``keras.optimizers.*``.
+    defaults), and the convention ``adapter`` (default: Keras on TensorFlow) computes with it. A
+    spec pinning another convention where it differs is a ``BadInput``: Keras only runs
+    ``keras.optimizers.*``.
 
     Build it under ``floatx(keras, dtype)``: its learning-rate variable takes floatx's dtype.
     """
     classes = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}
     if spec.name not in classes:
         raise ValueError(f"no Keras optimizer for {spec.name!r}")
-    check_expressible(ADAPTER, spec, file=file)
+    adapter = adapter or ADAPTER
+    check_expressible(adapter, spec, file=file)
     h = hyperparameters(spec, convention="keras")  # Keras' option names, each one explicit
     optimizer = classes[spec.name](**h, **_KERAS_OPTIMIZER_OFF)
-    return optimizer, ADAPTER.native_convention(spec)
+    return optimizer, adapter.native_convention(spec)
 
 
 def build_loss(keras, loss: str, clip: str):
@@ -365,6 +368,7 @@ class KerasAdapter:
     name: str = "keras"
     conventions: tuple[str, ...] = ("keras",)
     optimizer_module: str = "keras.optimizers"
+    narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
 
     def available(self) -> str | None:
         for module in ("tensorflow", "keras"):
@@ -373,7 +377,7 @@ class KerasAdapter:
         return None
 
     def native_convention(self, spec: OptimizerSpec) -> str:
-        return COMMON if difference(spec) is None else self.name
+        return native(spec, "keras")
 
     def run(self, plan: TrainingPlan) -> Trajectory:
         return _run(plan)

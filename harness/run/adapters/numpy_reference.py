@@ -10,7 +10,7 @@ import numpy as np
 from harness.run.adapters.protocol import Params
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype_names, should_stop
-from harness.spec.conventions import COMMON, difference
+from harness.spec.conventions import native, pinned
 from harness.spec.scenario import OptimizerSpec, Scenario
 from reference.layers import Dense
 from reference.losses import get_loss
@@ -26,8 +26,8 @@ def build_network(scenario: Scenario) -> Network:
 
 def build_optimizer(spec: OptimizerSpec) -> SGD | Adam | RMSprop:
     """The reference optimizer in the convention the spec pins (``options["convention"]``),
-    "keras" when it pins none; its ``.convention`` is "common" when the two agree."""
-    return make_optimizer(spec, convention=spec.options.get("convention", "keras"))
+    "keras" when it pins none; its ``.convention`` is "common" when the conventions agree."""
+    return make_optimizer(spec, convention=pinned(spec) or "keras")
 
 
 # glibc's mallopt parameters (malloc.h) and the values its own dynamic rule reaches once it has
@@ -61,12 +61,13 @@ class NumpyReference:
     name: str = "numpy"
     conventions: tuple[str, ...] = CONVENTIONS
     optimizer_module: str = "reference.optimizers"
+    narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
 
     def available(self) -> str | None:
         return None
 
     def native_convention(self, spec: OptimizerSpec) -> str:
-        return COMMON if difference(spec) is None else str(spec.options.get("convention", "keras"))
+        return native(spec, pinned(spec) or "keras")
 
     def run(self, plan: TrainingPlan) -> Trajectory:
         keep_freed_memory()
@@ -80,7 +81,8 @@ class NumpyReference:
             trajectory.outputs_final = trajectory.outputs_initial
             return trajectory
         optimizer = build_optimizer(training.optimizer)
-        trajectory.convention = optimizer.convention
+        # the label, not the pin: "keras" for an RMSprop pinned to "keras-unrounded" (the same arithmetic)
+        trajectory.convention = self.native_convention(training.optimizer)
         recorder = TrajectoryRecorder(plan.max_steps, params)
         full = plan.is_full_batch_in_order
         rows = RowIds(plan.X)

@@ -17,7 +17,7 @@ import numpy as np
 from harness.errors import BadInput
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
-from harness.spec.conventions import FIELD, difference, optimizer_class, pinned
+from harness.spec.conventions import FIELD, native, optimizer_class, pinned
 from harness.spec.scenario import OptimizerSpec, Scenario
 
 Params = dict[str, np.ndarray]
@@ -27,12 +27,16 @@ class Adapter(Protocol):
     name: str  # the implementation's label: numpy, keras, torch
     conventions: tuple[str, ...]  # the optimizer conventions it can compute
     optimizer_module: str  # where its optimizer classes live, for messages
+    # the name of its dtype rule that returns 32-bit results from some 64-bit operations, which a
+    # scenario's ``keep_64_bit`` turns off (a control run); None when it has none
+    narrowing_rule: str | None
 
     def available(self) -> str | None:
         """None, or why it cannot run here (a framework that is not installed)."""
 
     def native_convention(self, spec: OptimizerSpec) -> str:
-        """The convention it computes for ``spec``: "common" when Keras' and torch's agree."""
+        """The convention it computes for ``spec``, as ``harness.spec.conventions.native`` labels it
+        ("common" when all conventions agree)."""
 
     def run(self, plan: TrainingPlan) -> Trajectory:
         """Train (or, forward-only, evaluate) the plan and record every step."""
@@ -57,9 +61,11 @@ class Adapter(Protocol):
 
 def check_expressible(adapter: Adapter, spec: OptimizerSpec, *, file: str | Path, field: str = FIELD) -> None:
     """Raise ``BadInput`` when the spec pins a convention the adapter cannot compute (Keras and
-    torch run only their own optimizer classes; where the conventions agree any pin is fine)."""
+    torch run only their own optimizer classes). A pin is fine when it computes the same arithmetic
+    for this spec as one of the adapter's conventions (``native``): any pin where all agree,
+    "keras" and "keras-unrounded" alike where Keras on TensorFlow rounds nothing."""
     wanted = pinned(spec)
-    if wanted is None or difference(spec) is None or wanted in adapter.conventions:
+    if wanted is None or any(native(spec, wanted) == native(spec, c) for c in adapter.conventions):
         return
     cls = f"{adapter.optimizer_module}.{optimizer_class(spec)}"
     raise BadInput(file, field, f"a convention {adapter.name} can express ({cls} computes the "

@@ -16,7 +16,7 @@ from harness.run.adapters.protocol import Params, check_expressible
 from harness.run.layout import from_torch, to_torch
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype_names, should_stop
-from harness.spec.conventions import COMMON, difference
+from harness.spec.conventions import native
 from harness.spec.scenario import OptimizerSpec, Scenario
 from reference.losses import KERAS_EPSILON, TORCH_LOG_FLOOR
 from reference.network import bias_name, kernel_name
@@ -255,12 +255,13 @@ class TorchAdapter:
     name: str = "torch"
     conventions: tuple[str, ...] = ("torch",)
     optimizer_module: str = "torch.optim"
+    narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
 
     def available(self) -> str | None:
         return None if importlib.util.find_spec("torch") is not None else "torch is not installed"
 
     def native_convention(self, spec: OptimizerSpec) -> str:
-        return COMMON if difference(spec) is None else self.name
+        return native(spec, "torch")
 
     def run(self, plan: TrainingPlan) -> Trajectory:
         return _run(plan)

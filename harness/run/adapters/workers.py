@@ -233,6 +233,7 @@ class RemoteAdapter:
         self.name: str = local.name
         self.conventions: tuple[str, ...] = local.conventions
         self.optimizer_module: str = local.optimizer_module
+        self.narrowing_rule: str | None = local.narrowing_rule
         self.in_process_ok = in_process_ok
 
     @property
