@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
 	touch $(STAMP)
 
+# the catalogue in the default frameworks, then with Keras on every backend (reports/backends/)
 report: $(STAMP)
 	$(BIN)/nn-parity report
+	$(BIN)/nn-parity report --frameworks all --out reports/backends
 
 # lint (ruff: pycodestyle, pyflakes, import order) and types (mypy, strict on harness/judge and reference)
 lint: $(STAMP)
