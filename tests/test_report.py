@@ -308,9 +308,11 @@ def assert_one_vocabulary(folder: Path) -> None:
                 assert all(float(f) <= 1 for f in fractions), line
 
 
-def test_committed_reports_use_one_vocabulary():
-    """The same checks over the reports committed in reports/ (the lead regenerates them)."""
-    assert_one_vocabulary(Path(__file__).resolve().parent.parent / "reports")
+@pytest.mark.parametrize("folder", ["reports", "reports/backends"])
+def test_committed_reports_use_one_vocabulary(folder):
+    """The same checks over the reports committed in reports/ and reports/backends/ (the lead
+    regenerates them)."""
+    assert_one_vocabulary(Path(__file__).resolve().parent.parent / folder)
 
 
 def test_index_reads_the_verdicts_of_earlier_versions_in_todays_words(tmp_path):
