@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.answers import verdicts
+from harness.answers.key_file import load_key
+from harness.answers.verdicts import HARNESS_FAULT, UNANSWERED, check_entry
 from harness.judge.compare import AGREE, DISAGREE, EXPLAINED, compare
 from harness.judge.diagnosis import ControlRun, diagnose
 from harness.run import runner
@@ -122,3 +125,67 @@ def test_a_run_that_agrees_gets_no_control_run():
     result = run_scenario(forward, frameworks=("numpy", "keras@jax"), dtypes=("float64",))
     assert result.state == AGREE
     assert all("[64-bit]" not in label for label, _ in result.runs)
+
+
+# --- answer keys: the same control for each answer ----------------------------------
+
+RULE_KEY = '''title = "backend rules"
+
+[[answer]]
+id = "tanh"
+compute = "activation"
+function = "tanh"
+z = [[0.5, -1.25], [2.0, 0.1]]
+
+[[answer]]
+id = "loss"
+compute = "loss"
+loss = "mse"
+y_true = [1.0, 2.0, 0.3]
+y_pred = [1.5, 2.5, 0.7]
+
+[[answer]]
+id = "gradient"
+compute = "gradient"
+X = [[1, 2], [3, 1], [1, 1]]
+y = [[4.6], [6.1], [3.1]]
+w = [[0.3], [0.7]]
+b = [0.1]
+loss = "mse"
+'''
+
+
+def _key_entries(tmp_path):
+    path = tmp_path / "key.toml"
+    path.write_text(RULE_KEY)
+    return load_key(path).entries
+
+
+def test_answers_cross_checked_by_keras_on_jax_and_torch_with_their_rule_off(tmp_path):
+    """Each float64 answer where a backend's rule moves its value is computed again with the rule
+    off; that control agrees with the reference and stands in for it, and the warning says so."""
+    for entry in _key_entries(tmp_path):
+        result = check_entry(entry, frameworks=("numpy", "keras@jax", "keras@torch"))
+        assert result.verdict == UNANSWERED, (entry.id, result.message)  # computed, no harness fault
+        notes = [w for w in result.warnings if "with that rule off it agrees" in w]
+        assert notes, (entry.id, result.warnings)
+        assert all(w.split(" differs")[0] in ("keras@jax", "keras@torch") for w in notes)
+
+
+def test_an_answer_a_backend_gets_wrong_beside_its_rule_is_a_harness_fault(tmp_path, monkeypatch):
+    """Planted: keras@jax's values off by 1e-9 relative, with its rule on and off alike (a defect of
+    the implementation): the control disagrees too, so the cross-check fails, naming keras@jax."""
+    real = verdicts.compute_all
+
+    def faulty(question, *, frameworks, keep_64_bit=False):
+        out = real(question, frameworks=frameworks, keep_64_bit=keep_64_bit)
+        if isinstance(out.get("keras@jax"), dict):
+            out["keras@jax"] = {part: value * (1 + 1e-9) for part, value in out["keras@jax"].items()}
+        return out
+
+    monkeypatch.setattr(verdicts, "compute_all", faulty)
+    [tanh, *_] = _key_entries(tmp_path)
+    result = check_entry(tanh, frameworks=("numpy", "keras@jax"))
+    assert result.verdict == HARNESS_FAULT
+    assert result.message.startswith("numpy and keras@jax disagree on value by")
+    assert not any("with that rule off it agrees" in w for w in result.warnings)

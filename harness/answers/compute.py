@@ -3,7 +3,9 @@ in the ``dtype`` a scenario answer pins (and in its pinned optimizer convention:
 optimizer class cannot compute it is skipped for that answer, with the reason).
 
 Single computations (dense, activation, network, loss) are one forward pass (or one
-loss) through each adapter (``Adapter.forward``, ``Adapter.loss``); an activation of
+loss) through each adapter (``Adapter.forward``, ``Adapter.loss``); ``keep_64_bit`` computes
+them, and the runs, with a framework's dtype rule turned off (``Scenario.keep_64_bit``: the
+control the answer checks make for Keras on JAX and torch, ``harness.answers.verdicts``); an activation of
 ``z`` is a bias-free dense layer with the identity kernel (``z @ I = z`` exactly).
 Gradient, train and scenario answers are training runs: an in-memory scenario goes
 through ``harness.run.plan`` and every adapter (``harness.run.runner.run_scenario``),
@@ -15,6 +17,7 @@ result to report, not a harness failure).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,14 +58,14 @@ DTYPE = "float64"
 
 def in_memory_scenario(*, input_dim: int, layers: tuple[LayerSpec, ...], X: np.ndarray, y: np.ndarray | None,
                        loss: str = "mse", clip: str = "none", optimizer: OptimizerSpec | None = None,
-                       batch_size: int | None = None, epochs: int = 1) -> Scenario:
+                       batch_size: int | None = None, epochs: int = 1, keep_64_bit: bool = False) -> Scenario:
     """A scenario made from an answer's inputs (no file); data in the order given, never shuffled."""
     y = np.zeros((X.shape[0], layers[-1].units)) if y is None else y
     training = TrainingSpec(loss=loss, optimizer=optimizer or OptimizerSpec("sgd", 0.0), epochs=epochs,
                             batch_size=batch_size, clip=clip)
     return Scenario(name="answer", title="answer", path=Path("<answer>"), source="", description="",
                     data=DataSpec(X=X, y=y), input_dim=input_dim, layers=layers, training=training,
-                    tolerances=dict(DEFAULT_TOLERANCES))
+                    tolerances=dict(DEFAULT_TOLERANCES), keep_64_bit=keep_64_bit)
 
 
 def identity_layer(units: int, activation: str, axis: int) -> LayerSpec:
@@ -80,10 +83,12 @@ def layer_params(layers: tuple[LayerSpec, ...]) -> dict[str, np.ndarray]:
     return params
 
 
-def compute_all(question: Question, *, frameworks: tuple[str, ...] = FRAMEWORKS) -> dict[str, Values | str]:
-    """framework -> the answer's parts, or why it could not be computed."""
+def compute_all(question: Question, *, frameworks: tuple[str, ...] = FRAMEWORKS,
+                keep_64_bit: bool = False) -> dict[str, Values | str]:
+    """framework -> the answer's parts, or why it could not be computed (``keep_64_bit``: with the
+    frameworks' dtype rules turned off)."""
     if isinstance(question, (Gradient, Train, ScenarioQuestion)):
-        return _from_runs(question, frameworks)
+        return _from_runs(question, frameworks, keep_64_bit)
     out: dict[str, Values | str] = {}
     for framework in frameworks:
         module = adapter(framework)
@@ -92,7 +97,7 @@ def compute_all(question: Question, *, frameworks: tuple[str, ...] = FRAMEWORKS)
             out[framework] = f"skipped: {reason}"
             continue
         try:
-            out[framework] = {"value": np.asarray(_single(question, framework), dtype=np.float64)}
+            out[framework] = {"value": np.asarray(_single(question, framework, keep_64_bit), dtype=np.float64)}
         except Exception as exc:  # a framework crash is reported with the answer
             out[framework] = f"crashed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}"
     return out
@@ -108,36 +113,37 @@ def reference_values(question: Question) -> Values:
 
 # --- single forward computations -----------------------------------------------
 
-def forward(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray) -> np.ndarray:
+def forward(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray, keep_64_bit: bool = False) -> np.ndarray:
     """The network's output in one framework, through its adapter."""
-    scenario = in_memory_scenario(input_dim=X.shape[1], layers=layers, X=X, y=None)
+    scenario = in_memory_scenario(input_dim=X.shape[1], layers=layers, X=X, y=None, keep_64_bit=keep_64_bit)
     return adapter(framework).forward(scenario, layer_params(layers), X)[-1]
 
 
-def _single(question: Question, framework: str) -> np.ndarray:
+def _single(question: Question, framework: str, keep_64_bit: bool) -> np.ndarray:
     if isinstance(question, Dense):
-        return _dense(question, framework)
+        return _dense(question, framework, keep_64_bit)
     if isinstance(question, Activation):
         z = question.z if question.z.ndim == 2 else question.z.reshape(1, -1)
         axis = question.axis if question.z.ndim == 2 else -1
-        return forward(framework, (identity_layer(z.shape[1], question.function, axis),), z).reshape(question.z.shape)
+        layer = identity_layer(z.shape[1], question.function, axis)
+        return forward(framework, (layer,), z, keep_64_bit).reshape(question.z.shape)
     if isinstance(question, Network):
-        return network_answer(question, forward(framework, question.layers, question.X))
+        return network_answer(question, forward(framework, question.layers, question.X, keep_64_bit))
     if isinstance(question, Loss):
-        return _loss(question, framework)
+        return _loss(question, framework, keep_64_bit)
     raise TypeError(question)
 
 
-def _dense(q: Dense, framework: str) -> np.ndarray:
+def _dense(q: Dense, framework: str, keep_64_bit: bool) -> np.ndarray:
     units = q.w.shape[1]
     if not q.bias_per_row:
         bias = None if q.b is None else q.unit_bias()
         layer = LayerSpec(units=units, activation=q.activation, use_bias=bias is not None, axis=q.axis,
                           kernel=q.w, bias=bias)
-        return forward(framework, (layer,), q.X)
+        return forward(framework, (layer,), q.X, keep_64_bit)
     # The lab's n x q bias, one per observation: z = X @ w (the framework) + b, then the activation.
-    z = forward(framework, (LayerSpec(units=units, use_bias=False, kernel=q.w),), q.X) + q.b
-    return forward(framework, (identity_layer(units, q.activation, q.axis),), z)
+    z = forward(framework, (LayerSpec(units=units, use_bias=False, kernel=q.w),), q.X, keep_64_bit) + q.b
+    return forward(framework, (identity_layer(units, q.activation, q.axis),), z, keep_64_bit)
 
 
 def network_answer(q: Network, output: np.ndarray) -> np.ndarray:
@@ -158,8 +164,14 @@ def predictions(values: np.ndarray, *, labels: bool = False) -> np.ndarray:
     return np.argmax(values, axis=-1).astype(np.float64)
 
 
-def _loss(q: Loss, framework: str) -> np.ndarray:
-    return adapter(framework).loss(q.loss, q.clip, q.y_true, q.y_pred)
+def _loss(q: Loss, framework: str, keep_64_bit: bool) -> np.ndarray:
+    """The loss of ``y_pred`` through a scenario that carries the loss and its guard (its one
+    identity layer is not computed)."""
+    units = q.y_pred.shape[-1] if q.y_pred.ndim else 1
+    scenario = in_memory_scenario(input_dim=units, layers=(identity_layer(units, "linear", -1),),
+                                  X=np.zeros((1, units)), y=np.zeros((1, units)), loss=q.loss, clip=q.clip,
+                                  keep_64_bit=keep_64_bit)
+    return adapter(framework).loss(scenario, q.y_true, q.y_pred)
 
 
 # --- training runs ----------------------------------------------------------------
@@ -178,8 +190,9 @@ def run_scenario_of(question: Gradient | Train | ScenarioQuestion) -> Scenario:
                               batch_size=question.batch_size, epochs=epochs_for(question))
 
 
-def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[str, ...]) -> dict[str, Values | str]:
-    scenario = run_scenario_of(question)
+def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[str, ...],
+               keep_64_bit: bool) -> dict[str, Values | str]:
+    scenario = replace(run_scenario_of(question), keep_64_bit=keep_64_bit)
     out: dict[str, Values | str] = {}
     runnable = []
     for framework in frameworks:  # a framework whose optimizer class cannot compute the pinned convention

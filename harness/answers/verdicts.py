@@ -38,6 +38,7 @@ from harness.answers.key_file import Answer, Malformed
 from harness.answers.plausibility import degenerate, implausible
 from harness.answers.questions import (
     Network,
+    Question,
     ScenarioQuestion,
     answer_dtype,
     input_names,
@@ -55,7 +56,7 @@ from harness.judge.tolerance import (
     exceeds,
     finite_magnitude,
 )
-from harness.run.adapters import FRAMEWORKS, REFERENCE
+from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 
 CORRECT, WRONG, UNANSWERED, IMPLAUSIBLE = "correct", "wrong", "unanswered", "implausible"
 HARNESS_FAULT, NOT_REPRODUCIBLE, MALFORMED = "harness-fault", "not-reproducible", "malformed"
@@ -155,6 +156,7 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
     result.agreement_tol = tol
     result.warnings += [f"{fw} {values}" for fw, values in result.by_framework.items()
                         if isinstance(values, str) and values.startswith("skipped")]
+    result.warnings += _with_rules_off(q, result, tol)
     fault = _agreement(result, tol)
     reference = result.by_framework.get(REFERENCE)
     if fault or not isinstance(reference, dict):
@@ -202,16 +204,49 @@ def _agreement(result: AnswerResult, tol: Tolerance) -> str:
     if REFERENCE not in ok:
         return "the reference did not run"
     for (a, va), (b, vb) in itertools.combinations(ok.items(), 2):
-        for part in va:
-            x, y = np.asarray(va[part]), np.asarray(vb[part])
-            if x.shape != y.shape:
-                return f"{a} and {b} give {part} different shapes {x.shape} and {y.shape}"
-            elements = compare_elements(x, y, tol)
-            largest = float(np.max(elements.diff, initial=0.0))
-            result.spread = max(result.spread, largest)
-            if np.any(elements.bad):
-                return f"{a} and {b} disagree on {part} by {largest:.3e} (allowed rtol {tol.rtol:g}, atol {tol.atol:g})"
+        why, largest = _disagreement(a, va, b, vb, tol)
+        result.spread = max(result.spread, largest)
+        if why:
+            return why
     return ""
+
+
+def _disagreement(a: str, va: Values, b: str, vb: Values, tol: Tolerance) -> tuple[str, float]:
+    """Why ``a``'s parts and ``b``'s disagree ('' when they agree), and their largest difference."""
+    largest = 0.0
+    for part in va:
+        x, y = np.asarray(va[part]), np.asarray(vb[part])
+        if x.shape != y.shape:
+            return f"{a} and {b} give {part} different shapes {x.shape} and {y.shape}", largest
+        elements = compare_elements(x, y, tol)
+        largest = max(largest, float(np.max(elements.diff, initial=0.0)))
+        if np.any(elements.bad):
+            return (f"{a} and {b} disagree on {part} by {largest:.3e} (allowed rtol {tol.rtol:g}, atol {tol.atol:g})",
+                    largest)
+    return "", largest
+
+
+def _with_rules_off(q: Question, result: AnswerResult, tol: Tolerance) -> list[str]:
+    """A framework with a dtype rule (``Adapter.narrowing_rule``: Keras on JAX and torch narrow some
+    64-bit results to 32 bits) whose float64 answer disagrees with the reference's is computed again
+    with that rule off, its control, as the runner does for runs. When the control agrees, it stands
+    in for the framework in the cross-check, and a warning says so; otherwise the disagreement stays
+    (a harness fault). Returns the warnings."""
+    reference = result.by_framework.get(REFERENCE)
+    if result.dtype != "float64" or not isinstance(reference, dict):
+        return []
+    notes = []
+    for fw, values in list(result.by_framework.items()):
+        rule = adapter(fw).narrowing_rule
+        if rule is None or isinstance(values, str) or not _disagreement(fw, values, REFERENCE, reference, tol)[0]:
+            continue
+        control = compute_all(q, frameworks=(fw,), keep_64_bit=True)[fw]
+        if isinstance(control, dict) and not _disagreement(fw, control, REFERENCE, reference, tol)[0]:
+            gap = max(float(np.max(difference(values[p], reference[p]), initial=0.0)) for p in reference)
+            result.by_framework[fw] = control
+            notes.append(f"{fw} differs from the reference by {gap:.2g}: {rule}; with that rule off it agrees, "
+                         "and is cross-checked so")
+    return notes
 
 
 def _propagated(entry: Answer, reference: Values, result: AnswerResult) -> Values:

@@ -361,6 +361,8 @@ def _rule_control(pair: Pair) -> list[Control]:
         if framework_of(label) == REFERENCE:
             continue
         reference = bridge_of(result, label, c.dtype)
+        if reference is None:  # the reference did not run: no bridge
+            return []
         side, what = label, label
         if label in narrowing:
             side, what = control_label(label), f"{label} with {adapter(framework_of(label)).narrowing_rule} off"

@@ -242,30 +242,29 @@ def run_scenarios(prepared: list[Prepared], *, progress: Progress | None = None)
     for p in prepared:
         _judge(p)
     # the control runs the first runs call for, all in one second ``run_all``
-    needed = [(p, label, dtype) for p in prepared for label, dtype in _controls_needed(p.result)]
-    owners = [(p, (control_label(label), dtype)) for p, label, dtype in needed]  # what ``done`` reports
-    for p, label, _ in needed:
+    needed = [(p, label, dtype, reference) for p in prepared for label, dtype, reference in _controls_needed(p.result)]
+    owners = [(p, (control_label(label), dtype)) for p, label, dtype, _ in needed]  # what ``done`` reports
+    for p, label, _, _ in needed:
         p.result.sides[control_label(label)] = replace(p.result.scenario_for(label), keep_64_bit=True)
     runs = run_all([(framework_of(label), side_plan(p.result.plans[dtype], p.result.scenario_for(control_label(label))))
-                    for p, label, dtype in needed], done=done)
-    for (p, label, dtype), run in zip(needed, runs):
+                    for p, label, dtype, _ in needed], done=done)
+    for (p, label, dtype, reference), run in zip(needed, runs):
         p.result.runs[(control_label(label), dtype)] = run
-        reference = p.result.runs[(bridge_of(p.result, label, dtype), dtype)]
-        if run.ok and reference.ok:
-            p.result.comparisons.append(compare(reference, run, p.result.scenario.tolerances[dtype]))
+        if run.ok and p.result.runs[(reference, dtype)].ok:
+            p.result.comparisons.append(compare(p.result.runs[(reference, dtype)], run,
+                                                p.result.scenario.tolerances[dtype]))
     for p in prepared:
         for dtype in p.result.dtypes:
             _explain(p.result, dtype, native=p.native)
     return [p.result for p in prepared]
 
 
-def bridge_of(result: ScenarioResult, label: str, dtype: str) -> str:
-    """The reference run ``label``'s run is checked against: the reference in its convention."""
+def bridge_of(result: ScenarioResult, label: str, dtype: str) -> str | None:
+    """The reference run ``label``'s run is checked against: the reference in its convention (None
+    when the reference did not run)."""
     run = result.runs.get((label, dtype))
     convention = None if run is None or run.convention in ("", COMMON) else run.convention
-    found = reference_label(result, convention)
-    assert found is not None, "a scenario with a framework run also runs the reference"
-    return found
+    return reference_label(result, convention)
 
 
 def narrowed(label: str, run: Trajectory) -> bool:
@@ -274,18 +273,19 @@ def narrowed(label: str, run: Trajectory) -> bool:
     return run.ok and bool(run.narrowed_ops) and adapter(framework_of(label)).narrowing_rule is not None
 
 
-def _controls_needed(result: ScenarioResult) -> list[tuple[str, str]]:
-    """(label, dtype) of every run whose framework has a narrowing rule, that narrowed operations
-    and disagrees with the reference in its convention: each gets a control run with the rule off."""
+def _controls_needed(result: ScenarioResult) -> list[tuple[str, str, str]]:
+    """(label, dtype, reference) of every run whose framework has a narrowing rule, that narrowed
+    operations and disagrees with ``reference``, the reference in its convention: each gets a control
+    run with the rule off."""
     out = []
     for dtype in result.dtypes:
         for label in result.frameworks:
-            if not narrowed(label, result.runs[(label, dtype)]) or REFERENCE not in map(framework_of,
-                                                                                     result.frameworks):
+            reference = bridge_of(result, label, dtype)
+            if not narrowed(label, result.runs[(label, dtype)]) or reference is None:
                 continue
-            bridge = _pair(result, label, bridge_of(result, label, dtype), dtype)
+            bridge = _pair(result, label, reference, dtype)
             if bridge is not None and not bridge.agree:
-                out.append((label, dtype))
+                out.append((label, dtype, reference))
     return out
 
 
@@ -365,6 +365,8 @@ def _account(result: ScenarioResult, label: str, dtype: str) -> tuple[bool, str]
     if framework_of(label) == REFERENCE:
         return True, ""
     reference = bridge_of(result, label, dtype)
+    if reference is None:
+        return False, ""
     direct = _pair(result, label, reference, dtype)
     if direct is not None and direct.agree:
         return True, ""

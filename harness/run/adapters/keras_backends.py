@@ -367,10 +367,11 @@ class KerasOnBackend:
         finally:
             m.close()
 
-    def loss(self, name: str, clip: str, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        keras = import_keras_on(self.backend)
-        with keras_tf.floatx(keras, y_pred.dtype.name):
-            return _to_numpy(keras_tf.build_loss(keras, name, clip)(y_true, y_pred))
+    def loss(self, scenario: Scenario, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        keras, training = import_keras_on(self.backend), scenario.training_spec
+        with keras_tf.floatx(keras, y_pred.dtype.name), keep_64_bit() if scenario.keep_64_bit \
+                else contextlib.nullcontext():
+            return _to_numpy(keras_tf.build_loss(keras, training.loss, training.clip)(y_true, y_pred))
 
     def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
                   y: np.ndarray) -> tuple[np.ndarray, Params]:

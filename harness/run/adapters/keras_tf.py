@@ -393,10 +393,12 @@ class KerasAdapter:
             set_params(dense_layers, params)
             return layer_outputs(dense_layers, X)
 
-    def loss(self, name: str, clip: str, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    def loss(self, scenario: Scenario, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         tf, keras = import_keras()
+        training = scenario.training_spec
         with floatx(keras, y_pred.dtype.name):
-            return np.asarray(build_loss(keras, name, clip)(tf.constant(y_true), tf.constant(y_pred)))
+            return np.asarray(build_loss(keras, training.loss, training.clip)(tf.constant(y_true),
+                                                                               tf.constant(y_pred)))
 
     def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
                   y: np.ndarray) -> tuple[np.ndarray, Params]:

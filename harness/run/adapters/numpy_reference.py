@@ -133,9 +133,10 @@ class NumpyReference:
     def forward(self, scenario: Scenario, params: Params, X: np.ndarray) -> list[np.ndarray]:
         return layer_outputs(build_network(scenario), X, params)
 
-    def loss(self, name: str, clip: str, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    def loss(self, scenario: Scenario, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        training = scenario.training_spec
         with np.errstate(all="ignore"):
-            return np.asarray(get_loss(name).value(y_true, y_pred, clip=clip))
+            return np.asarray(get_loss(training.loss).value(y_true, y_pred, clip=training.clip))
 
     def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
                   y: np.ndarray) -> tuple[np.ndarray, Params]:

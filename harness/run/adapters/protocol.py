@@ -47,8 +47,8 @@ class Adapter(Protocol):
     def forward(self, scenario: Scenario, params: Params, X: np.ndarray) -> list[np.ndarray]:
         """Every layer's activations on ``X`` (in ``X``'s dtype) with ``params``."""
 
-    def loss(self, name: str, clip: str, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        """The batch-mean loss ``name`` with the cross-entropy guard ``clip``."""
+    def loss(self, scenario: Scenario, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """The batch-mean loss of the scenario's training (its ``loss`` and cross-entropy guard ``clip``)."""
 
     def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
                   y: np.ndarray) -> tuple[np.ndarray, Params]:

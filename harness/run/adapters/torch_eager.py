@@ -276,11 +276,13 @@ class TorchAdapter:
         set_params(torch, linears, params)
         return layer_outputs(torch, model, torch.from_numpy(X))
 
-    def loss(self, name: str, clip: str, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    def loss(self, scenario: Scenario, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         import torch
 
+        training = scenario.training_spec
         with torch.no_grad():
-            return build_loss(torch, name, clip)(torch.from_numpy(y_pred), torch.from_numpy(y_true)).numpy()
+            return build_loss(torch, training.loss, training.clip)(torch.from_numpy(y_pred),
+                                                                   torch.from_numpy(y_true)).numpy()
 
     def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
                   y: np.ndarray) -> tuple[np.ndarray, Params]:

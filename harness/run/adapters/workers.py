@@ -263,8 +263,8 @@ class RemoteAdapter:
         result: list[np.ndarray] = self._call("forward", scenario, params, X)
         return result
 
-    def loss(self, name: str, clip: str, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        result: np.ndarray = self._call("loss", name, clip, y_true, y_pred)
+    def loss(self, scenario: Scenario, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        result: np.ndarray = self._call("loss", scenario, y_true, y_pred)
         return result
 
     def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
