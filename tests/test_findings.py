@@ -107,13 +107,22 @@ def test_a_bundled_convention_difference_is_separated_into_its_parts():
     parts = contributions(result, "float64")
     assert [p.part for p in parts] == ["the torch convention (its formula and its defaults)",
                                        "the torch formula with Keras' default epsilon 1e-7",
-                                       "the Keras formula with torch's default epsilon 1e-8"]
-    whole, formula, default = parts
+                                       "the Keras formula with torch's default epsilon 1e-8",
+                                       "the Keras formula unrounded (keras-unrounded: beta_1 and beta_2 rounded to "
+                                       "float32 in beta**t in float64 runs (Keras on TensorFlow) vs exact (Keras on "
+                                       "JAX and torch))"]
+    whole, formula, default, rounding = parts
     assert whole.loss_gap > 0 and formula.loss_gap > 0 and default.loss_gap > 0
     assert whole.loss_gap != formula.loss_gap  # the default epsilon moves the result too
     # the parts account for the whole to first order: neither alone exceeds it by far
     assert max(formula.loss_gap, default.loss_gap) <= 2 * whole.loss_gap
-    pinned = run_scenario(_adam({"epsilon": 1e-7}), frameworks=("numpy",), dtypes=("float64",))
-    assert contributions(pinned, "float64") == []  # nothing bundled: the formula is the whole difference
+    assert 0 < rounding.loss_gap < whole.loss_gap  # the betas rounded to float32: a part of its own
+    assert [p.part for p in contributions(result, "float32")] == [p.part for p in parts[:3]]  # no rounding there
+    pinned = run_scenario(_adam({"epsilon": 1e-7}), frameworks=("numpy",), dtypes=("float64", "float32"))
+    # nothing bundled: the formula is the whole difference, beside the rounding in float64
+    assert [p.part for p in contributions(pinned, "float64")] == [parts[0].part, parts[3].part]
+    assert contributions(pinned, "float32") == []
+    sgd = replace(_adam({}), training=replace(_adam({}).training_spec, optimizer=OptimizerSpec("sgd", 0.1)))
+    assert contributions(run_scenario(sgd, frameworks=("numpy",), dtypes=("float64",)), "float64") == []
 
 

@@ -34,7 +34,6 @@ For a pair that disagrees, three questions are answered in turn:
 from __future__ import annotations
 
 import itertools
-import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
@@ -62,6 +61,7 @@ from harness.run.runner import (
     with_convention,
 )
 from harness.run.trajectory import Trajectory, trace_stages
+from harness.spec.conventions import difference, number
 from harness.spec.scenario import Scenario
 from reference.optimizers import DEFAULTS
 
@@ -576,7 +576,7 @@ class Contribution:
                 f"{self.loss_gap:.2g}, the final parameters by {self.params_gap:.2g}")
 
 
-def bundled_defaults(scenario: Scenario) -> dict[str, tuple[object, object]]:
+def bundled_defaults(scenario: Scenario) -> dict[str, tuple[float, float]]:
     """The optimizer options the scenario leaves at defaults that differ between the Keras and
     torch conventions (option -> (keras default, torch default))."""
     if scenario.training is None:
@@ -587,31 +587,38 @@ def bundled_defaults(scenario: Scenario) -> dict[str, tuple[object, object]]:
 
 
 def contributions(result: ScenarioResult, dtype: str, *, progress: Progress | None = None) -> list[Contribution]:
-    """Separate a convention difference that bundles the formula with default options: the
-    reference in the Keras convention against the reference in the torch convention (the whole
-    difference), the torch formula with Keras' defaults (the formula alone) and the Keras formula
-    with torch's default of each bundled option (that default alone). Empty when nothing is
-    bundled (a scenario that sets the options explicitly differs by the formula only)."""
+    """Separate a convention difference into its parts, each against the reference in the Keras
+    convention: the torch convention (the whole difference); where it bundles the formula with
+    default options, the torch formula with Keras' defaults (the formula alone) and the Keras formula
+    with torch's default of each bundled option (that default alone); and in float64, where Keras on
+    TensorFlow rounds a hyper-parameter to float32 (SGD's momentum, Adam's betas), the Keras formula
+    unrounded (the ``keras-unrounded`` convention: what that rounding alone costs). Empty when
+    there is nothing to separate (the formula is the whole difference)."""
     bundled = bundled_defaults(result.scenario)
-    if not bundled:
+    rounding = None if dtype != "float64" else difference(result.scenario.training_spec.optimizer, "keras",
+                                                          "keras-unrounded")
+    if not bundled and rounding is None:
         return []
     plan = result.plans.get(dtype) or make_plan(result.scenario, dtype)
-    keras_side = _reference_in(result, "keras")
+    keras_side, torch_side = _reference_in(result, "keras"), _reference_in(result, "torch")
     base = _run_side(result, reference_in("keras"), keras_side, dtype, plan, progress)
-    def number(v: object) -> str:
-        return re.sub(r"e([+-])0", r"e\1", f"{v:g}")  # 1e-07 -> 1e-7
-    torch_side = _reference_in(result, "torch")
     keras_defaults = ", ".join(f"{k} {number(keras)}" for k, (keras, _) in bundled.items())
-    parts = [("the torch convention (its formula and its defaults)", torch_side),
-             (f"the torch formula with Keras' default {keras_defaults}",
-              _with_optimizer(torch_side, options={**torch_side.training_spec.optimizer.options,
-                                                   **{k: keras for k, (keras, _) in bundled.items()}}))]
-    for k, (keras, torch) in bundled.items():
-        parts.append((f"the Keras formula with torch's default {k} {number(torch)}",
-                      _with_optimizer(keras_side, options={**keras_side.training_spec.optimizer.options, k: torch})))
+    keras, torch = reference_in("keras"), reference_in("torch")  # labels: a run already made is reused
+    parts = [("the torch convention (its formula and its defaults)", torch, torch_side)]
+    if bundled:
+        parts.append((f"the torch formula with Keras' default {keras_defaults}", torch,
+                      _with_optimizer(torch_side, options={**torch_side.training_spec.optimizer.options,
+                                                           **{k: keras for k, (keras, _) in bundled.items()}})))
+    for k, (_, torch_default) in bundled.items():
+        parts.append((f"the Keras formula with torch's default {k} {number(torch_default)}", keras,
+                      _with_optimizer(keras_side, options={**keras_side.training_spec.optimizer.options,
+                                                           k: torch_default})))
+    if rounding is not None:
+        unrounded = reference_in("keras-unrounded")
+        parts.append((f"the Keras formula unrounded (keras-unrounded: {rounding})", unrounded,
+                      _reference_in(result, "keras-unrounded")))
     out = []
-    for part, scenario in parts:
-        label = reference_in("torch") if scenario is torch_side else reference_in("keras")  # reuse the run made
+    for part, label, scenario in parts:
         other = _run_side(result, label, scenario, dtype, plan, progress)
         if not (base.ok and other.ok):
             continue

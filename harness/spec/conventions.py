@@ -21,7 +21,8 @@ FIELD = "training.optimizer.convention"
 _CLASS_NAMES = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
 
 
-def _number(x: float) -> str:
+def number(x: float) -> str:
+    """A number as the reports write it: ``1e-7``, not ``1e-07``."""
     return re.sub(r"e([+-])0", r"e\1", f"{x:g}")  # 1e-07 -> 1e-7
 
 
@@ -29,7 +30,7 @@ def _defaults_differ(spec: OptimizerSpec, options: tuple[str, ...]) -> str:
     """' and default <option> <keras> vs <torch>, ...' over the omitted options whose defaults differ."""
     keras, torch = DEFAULTS[spec.name]["keras"], DEFAULTS[spec.name]["torch"]
     torch_name = {"rho": "alpha "}
-    items = [f"{k} {_number(keras[k])} vs {torch_name.get(k, '')}{_number(torch[k])}"
+    items = [f"{k} {number(keras[k])} vs {torch_name.get(k, '')}{number(torch[k])}"
              for k in options if k not in spec.options and keras[k] != torch[k]]
     return f" and default {', '.join(items)}" if items else ""
 
