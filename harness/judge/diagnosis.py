@@ -563,16 +563,17 @@ def name_cause(pair: Pair, *, evidence: Evidence | None = None, causes: tuple[Ca
 
 @dataclass(frozen=True)
 class Contribution:
-    """One part of a bundled convention difference, measured alone: the reference run in one
-    convention against the reference changed in only that part."""
+    """One part of a convention difference, measured alone: a reference run against the reference
+    changed in only that part."""
 
-    part: str  # e.g. "epsilon placement (the formula)" or "default epsilon 1e-7 vs 1e-8"
+    part: str  # e.g. "the torch formula with Keras' default epsilon 1e-7"
     dtype: str
     loss_gap: float  # max |a - b| of the loss over the steps
     params_gap: float  # max |a - b| of the final parameters
+    against: str = "the Keras convention's"  # the reference run it is measured against
 
     def describe(self) -> str:
-        return (f"{self.part} ({self.dtype}): the loss differs from the Keras convention's by up to "
+        return (f"{self.part} ({self.dtype}): the loss differs from {self.against} by up to "
                 f"{self.loss_gap:.2g}, the final parameters by {self.params_gap:.2g}")
 
 
@@ -587,45 +588,62 @@ def bundled_defaults(scenario: Scenario) -> dict[str, tuple[float, float]]:
 
 
 def contributions(result: ScenarioResult, dtype: str, *, progress: Progress | None = None) -> list[Contribution]:
-    """Separate a convention difference into its parts, each against the reference in the Keras
-    convention: the torch convention (the whole difference); where it bundles the formula with
-    default options, the torch formula with Keras' defaults (the formula alone) and the Keras formula
-    with torch's default of each bundled option (that default alone); and in float64, where Keras on
-    TensorFlow rounds a hyper-parameter to float32 (SGD's momentum, Adam's betas), the Keras formula
-    unrounded (the ``keras-unrounded`` convention: what that rounding alone costs). Empty when
-    there is nothing to separate (the formula is the whole difference)."""
+    """Separate a convention difference into its parts, each changed alone:
+
+    * the whole: the reference in the torch convention against the Keras convention's;
+    * in float64, where Keras on TensorFlow rounds a hyper-parameter to float32 (SGD's momentum,
+      Adam's betas): the Keras formula unrounded (``keras-unrounded``) against the Keras
+      convention's, what that rounding alone costs; the parts below are then measured against the
+      unrounded Keras formula, so that none of them carries the rounding;
+    * the torch formula (with Keras' defaults, when the convention bundles other defaults), the
+      formula alone;
+    * the Keras formula with torch's default of each bundled option, that default alone.
+
+    Empty when there is nothing to separate (the formula is the whole difference)."""
     bundled = bundled_defaults(result.scenario)
     rounding = None if dtype != "float64" else difference(result.scenario.training_spec.optimizer, "keras",
                                                           "keras-unrounded")
     if not bundled and rounding is None:
         return []
     plan = result.plans.get(dtype) or make_plan(result.scenario, dtype)
-    keras_side, torch_side = _reference_in(result, "keras"), _reference_in(result, "torch")
-    base = _run_side(result, reference_in("keras"), keras_side, dtype, plan, progress)
-    keras_defaults = ", ".join(f"{k} {number(keras)}" for k, (keras, _) in bundled.items())
-    keras, torch = reference_in("keras"), reference_in("torch")  # labels: a run already made is reused
-    parts = [("the torch convention (its formula and its defaults)", torch, torch_side)]
-    if bundled:
-        parts.append((f"the torch formula with Keras' default {keras_defaults}", torch,
-                      _with_optimizer(torch_side, options={**torch_side.training_spec.optimizer.options,
-                                                           **{k: keras for k, (keras, _) in bundled.items()}})))
-    for k, (_, torch_default) in bundled.items():
-        parts.append((f"the Keras formula with torch's default {k} {number(torch_default)}", keras,
-                      _with_optimizer(keras_side, options={**keras_side.training_spec.optimizer.options,
-                                                           k: torch_default})))
+
+    def run(convention: str, scenario: Scenario | None = None) -> Trajectory:
+        """The reference run in ``convention`` (reused when it ran), or ``scenario`` labelled so."""
+        return _run_side(result, reference_in(convention), scenario or _reference_in(result, convention), dtype,
+                         plan, progress)
+
+    def changed(convention: str, options: dict[str, float]) -> Trajectory:
+        """The reference run in ``convention`` with some options changed (the run itself: none)."""
+        if not options:
+            return run(convention)
+        side = _reference_in(result, convention)
+        return run(convention, _with_optimizer(side, options={**side.training_spec.optimizer.options, **options}))
+
+    keras_run = run("keras")
+    parts = [("the torch convention (its formula and its defaults)", run("torch"), keras_run,
+              "the Keras convention's")]
+    base_convention, against = ("keras", "the Keras convention's") if rounding is None else \
+        ("keras-unrounded", "the Keras formula unrounded")
+    base = run(base_convention)
     if rounding is not None:
-        unrounded = reference_in("keras-unrounded")
-        parts.append((f"the Keras formula unrounded (keras-unrounded: {rounding})", unrounded,
-                      _reference_in(result, "keras-unrounded")))
+        parts.append((f"the Keras formula unrounded (keras-unrounded: {rounding})", base, keras_run,
+                      "the Keras convention's"))
+    keras_defaults = {k: keras for k, (keras, _) in bundled.items()}
+    defaults = ", ".join(f"{k} {number(v)}" for k, v in keras_defaults.items())
+    parts.append((f"the torch formula with Keras' default {defaults}" if bundled else "the torch formula",
+                  changed("torch", keras_defaults), base, against))
+    for k, (_, torch_default) in bundled.items():
+        parts.append((f"the Keras formula with torch's default {k} {number(torch_default)}",
+                      changed(base_convention, {k: torch_default}), base, against))
     out = []
-    for part, label, scenario in parts:
-        other = _run_side(result, label, scenario, dtype, plan, progress)
-        if not (base.ok and other.ok):
+    for part, other, reference, name in parts:
+        if not (reference.ok and other.ok):
             continue
-        final = max((float(np.max(difference_of(base.final_params[p], other.final_params[p])))
-                     for p in base.final_params), default=0.0)
-        loss = float(np.max(difference_of(base.losses, other.losses))) if base.steps == other.steps else float("inf")
-        out.append(Contribution(part, dtype, loss, final))
+        final = max((float(np.max(difference_of(reference.final_params[p], other.final_params[p])))
+                     for p in reference.final_params), default=0.0)
+        loss = (float(np.max(difference_of(reference.losses, other.losses))) if reference.steps == other.steps
+                else float("inf"))
+        out.append(Contribution(part, dtype, loss, final, name))
     return out
 
 

@@ -326,10 +326,11 @@ def _cause_sentence(diagnoses: Sequence[Diagnosis]) -> str:
             parts.append(f"{cause} for {_names(pairs)}, confirmed by {how[cause]}")
     suspects = sorted({d.suspect.describe() for d in diagnoses if d.suspect is not None})
     text = "Cause: " + "; ".join(parts) + "."
-    separated = list(dict.fromkeys(f"{p.part} ({p.dtype}): loss up to {p.loss_gap:.2g}, final parameters "
-                                   f"{p.params_gap:.2g}" for d in diagnoses for p in getattr(d, "contributions", [])))
+    separated = list(dict.fromkeys(f"{p.part} ({p.dtype}, against {p.against}): loss up to {p.loss_gap:.2g}, "
+                                   f"final parameters {p.params_gap:.2g}"
+                                   for d in diagnoses for p in getattr(d, "contributions", [])))
     if separated:
-        text += " Each part of the convention alone, against the Keras convention: " + "; ".join(separated) + "."
+        text += " Each part of the convention alone: " + "; ".join(separated) + "."
     return text + (" " + " ".join(s[0].upper() + s[1:] + "." for s in suspects) if suspects else "")
 
 
