@@ -107,7 +107,7 @@ def test_a_bundled_convention_difference_is_separated_into_its_parts():
     result = run_scenario(_adam({}), frameworks=("numpy",), dtypes=("float64", "float32"))
     parts = contributions(result, "float64")
     rounding_part = ("the Keras formula unrounded (keras-unrounded: beta_1 and beta_2 rounded to float32 in beta**t "
-                     "in float64 runs (Keras on TensorFlow) vs exact (Keras on JAX and torch))")
+                     "in float64 runs by Keras on TensorFlow (exact on JAX and torch))")
     assert [(p.part, p.against) for p in parts] == [
         ("the torch convention (its formula and its defaults)", "the Keras convention's"),
         (rounding_part, "the Keras convention's"),
