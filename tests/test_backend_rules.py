@@ -20,6 +20,7 @@ from harness.judge.compare import AGREE, DISAGREE, EXPLAINED, compare
 from harness.judge.diagnosis import ControlRun, diagnose
 from harness.run import runner
 from harness.run.runner import control_label, run_scenario
+from harness.run.trajectory import Trajectory
 from harness.spec.scenario import Scenario, load_scenarios
 
 pytestmark = pytest.mark.slow  # Keras on two more backends, each in a worker process
@@ -189,3 +190,22 @@ def test_an_answer_a_backend_gets_wrong_beside_its_rule_is_a_harness_fault(tmp_p
     assert result.verdict == HARNESS_FAULT
     assert result.message.startswith("numpy and keras@jax disagree on value by")
     assert not any("with that rule off it agrees" in w for w in result.warnings)
+
+
+def test_a_control_run_that_crashes_explains_nothing(monkeypatch):
+    """Planted: the control run crashes (as it would if a Keras release dropped the promotion table
+    it turns off). Nothing is explained: the pair disagrees and the result is not ok."""
+    real = runner.run_all
+
+    def crashing(jobs, **kwargs):
+        runs = real(jobs, **kwargs)
+        return [Trajectory.crashed(framework, plan.dtype, AttributeError("no BIT64_TO_BIT32_DTYPE"))
+                if plan.scenario.keep_64_bit else run for (framework, plan), run in zip(jobs, runs)]
+
+    monkeypatch.setattr(runner, "run_all", crashing)
+    [s] = load_scenarios(SCENARIOS / "tiny-mlp.toml")
+    result = run_scenario(s, frameworks=("numpy", "keras@jax"), dtypes=("float64",))
+    control = result.runs[(control_label("keras@jax"), "float64")]
+    assert control.status == "crashed" and "BIT64_TO_BIT32_DTYPE" in control.message
+    pair = result.comparison("numpy", "keras@jax", "float64")
+    assert pair.state == DISAGREE and not result.ok and result.rules == {}
