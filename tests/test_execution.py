@@ -61,6 +61,7 @@ def test_the_cache_key_sees_every_change_and_a_bad_entry_is_not_served(tmp_path)
     k = key("torch", "run", plan)
     assert k != key("keras", "run", plan) and k != key("torch", "run", make_plan(s, "float32"))
     assert k != key("torch", "run", other_lr) and k != key("torch", "trace_step", plan, 1)
+    assert k != key("torch", "run", replace(plan, scenario=replace(s, keep_64_bit=True)))  # a control run
     with use_cache(tmp_path) as cache:
         assert isinstance(cache, RunCache)
         first = run_framework("torch", plan)

@@ -224,32 +224,21 @@ def prepare(scenario: Scenario, *, frameworks: tuple[str, ...] = FRAMEWORKS, dty
 def run_scenarios(prepared: list[Prepared], *, progress: Progress | None = None) -> list[ScenarioResult]:
     """Every run of every prepared scenario in one ``run_all``: the frameworks' workers go on to
     the next scenario's runs while the reference computes (no wait between scenarios); then each
-    scenario's pairs are compared. The results are the same as one scenario at a time."""
-    owners = [(p, cell) for p in prepared for cell in p.cells]
-
-    def done(i: int, run: Trajectory) -> None:
-        p, (label, dtype) = owners[i]
-        run.framework = label
-        if progress is not None:
-            extra = f" ({run.message})" if run.message else ""
-            progress(f"{p.result.scenario.name} x {label} ({dtype}): {run.status}, {run.steps} steps, "
-                     f"{run.seconds:.1f} s{extra}")
-
-    runs = run_all([(framework_of(label), side_plan(p.result.plans[dtype], p.result.scenario_for(label)))
-                    for p, (label, dtype) in owners], done=done)
-    for (p, cell), run in zip(owners, runs):
-        p.result.runs[cell] = run
+    scenario's pairs are compared; then the control runs those runs call for (``_controls_needed``)
+    are made, again all in one ``run_all``, and compared with the reference; then the pairs are
+    explained (``_explain``). The results are the same as one scenario at a time."""
+    cells = [(p, label, dtype, p.result.scenario_for(label)) for p in prepared for label, dtype in p.cells]
+    for (p, label, dtype, _), run in zip(cells, _make(cells, progress)):
+        p.result.runs[(label, dtype)] = run
     for p in prepared:
         _judge(p)
-    # the control runs the first runs call for, all in one second ``run_all``
     needed = [(p, label, dtype, reference) for p in prepared for label, dtype, reference in _controls_needed(p.result)]
-    owners = [(p, (control_label(label), dtype)) for p, label, dtype, _ in needed]  # what ``done`` reports
-    for p, label, _, _ in needed:
+    controls = []
+    for p, label, dtype, _ in needed:
         p.result.sides[control_label(label)] = replace(p.result.scenario_for(label), keep_64_bit=True)
-    runs = run_all([(framework_of(label), side_plan(p.result.plans[dtype], p.result.scenario_for(control_label(label))))
-                    for p, label, dtype, _ in needed], done=done)
-    for (p, label, dtype, reference), run in zip(needed, runs):
-        p.result.runs[(control_label(label), dtype)] = run
+        controls.append((p, control_label(label), dtype, p.result.sides[control_label(label)]))
+    for (p, control, dtype, _), (_, _, _, reference), run in zip(controls, needed, _make(controls, progress)):
+        p.result.runs[(control, dtype)] = run
         if run.ok and p.result.runs[(reference, dtype)].ok:
             p.result.comparisons.append(compare(p.result.runs[(reference, dtype)], run,
                                                 p.result.scenario.tolerances[dtype]))
@@ -257,6 +246,21 @@ def run_scenarios(prepared: list[Prepared], *, progress: Progress | None = None)
         for dtype in p.result.dtypes:
             _explain(p.result, dtype, native=p.native)
     return [p.result for p in prepared]
+
+
+def _make(cells: list[tuple[Prepared, str, str, Scenario]], progress: Progress | None) -> list[Trajectory]:
+    """Each cell's run (``label`` running ``scenario`` on its scenario's plan for ``dtype``), all
+    in one ``run_all``, each reported to ``progress`` as it finishes."""
+    def done(i: int, run: Trajectory) -> None:
+        p, label, dtype, _ = cells[i]
+        run.framework = label
+        if progress is not None:
+            extra = f" ({run.message})" if run.message else ""
+            progress(f"{p.result.scenario.name} x {label} ({dtype}): {run.status}, {run.steps} steps, "
+                     f"{run.seconds:.1f} s{extra}")
+
+    return run_all([(framework_of(label), side_plan(p.result.plans[dtype], scenario))
+                    for p, label, dtype, scenario in cells], done=done)
 
 
 def bridge_of(result: ScenarioResult, label: str, dtype: str) -> str | None:
