@@ -154,7 +154,8 @@ class Comparison:
                              for k, q in self.quantities.items()},
             "gradients": {k: {"max_abs": q.max_abs, "max_rel": q.max_rel} for k, q in self.gradients.items()},
             "mismatch": None if self.mismatch is None else self.mismatch.__dict__,
-            "note": self.note, "expected_difference": self.expected_difference, "explained": self.explained,
+            "note": self.note, "expected_difference": self.expected_difference, "differences": self.differences,
+            "explained": self.explained,
             "verdict": self.verdict,
         }
 
