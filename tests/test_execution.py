@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from harness.commands.cli import main
+from harness.render.plots import drawn
 from harness.run.adapters import run_framework
 from harness.run.adapters.workers import has_worker, inline, stop_all
 from harness.run.cache import RunCache, key, use_cache
@@ -84,3 +85,22 @@ def test_a_monkeypatched_process_never_reads_or_writes_the_cache(tmp_path, monke
             patched = run_scenario(s, dtypes=("float64",))
         assert not patched.ok  # the patched torch really ran: a cached clean run would pass
         assert sorted(tmp_path.rglob("*.pickle")) == entries
+
+
+def test_a_figure_is_drawn_once_for_the_same_numbers(tmp_path):
+    """The report's figures come from the run cache when every number they show is the same; a
+    changed number, or no cache, draws again."""
+    result = run_scenario(load_scenarios(TINY)[0], frameworks=("numpy",), dtypes=("float64",))
+    calls = []
+
+    def loss_curves_png(r):
+        calls.append(r)
+        return b"png %d" % len(calls)
+
+    with use_cache(tmp_path):
+        assert drawn(loss_curves_png, result) == drawn(loss_curves_png, result) == b"png 1"
+        assert len(calls) == 1
+        run = result.runs[("numpy", "float64")]
+        changed = replace(result, runs={("numpy", "float64"): replace(run, losses=run.losses * (1 + 1e-15))})
+        assert drawn(loss_curves_png, changed) == b"png 2"
+    assert drawn(loss_curves_png, result) == b"png 3"  # without a cache: drawn

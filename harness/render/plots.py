@@ -14,7 +14,10 @@ the first such step marked.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import pickle
+from typing import Callable
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -22,6 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from harness.judge.compare import Comparison
+from harness.run.cache import current as current_cache
+from harness.run.cache import stamp
 from harness.run.runner import ScenarioResult
 from harness.run.trajectory import Trajectory
 
@@ -38,6 +43,33 @@ PAIR_COLOURS = ("tab:purple", "tab:orange", "tab:brown", "tab:gray", "tab:olive"
 PAIR_STYLES = (("-", 3.5, "o"), ("--", 2.4, "s"), (":", 1.8, "^"), ("-.", 1.5, "v"), ((0, (1, 1)), 1.2, "D"),
                ("--", 1.0, "x"))
 MARKS = 12  # markers per series
+
+
+def drawn(draw: Callable[[ScenarioResult], bytes | None], result: ScenarioResult) -> bytes | None:
+    """``draw(result)``, or the PNG the same drawing gave before for the same numbers, kept in the
+    command's run cache (``harness.run.cache``; none: drawn every time). The key is a SHA-256 of
+    the harness's code and the package versions (``stamp``), the drawing, the scenario, the
+    implementations and every run's status and numbers: anything a figure shows changes it."""
+    cache = current_cache()
+    if cache is None:
+        return draw(result)
+    h = hashlib.sha256(f"{stamp()}\nfigure {draw.__name__}\n".encode())
+    h.update(pickle.dumps((result.scenario, result.frameworks, result.dtypes, sorted(result.sides.items()))))
+    for (label, dtype), run in sorted(result.runs.items()):
+        h.update(f"{label} {dtype} {run.status} {run.message!r} {run.convention} {run.stopped_early_at}\n".encode())
+        arrays = [run.losses, *(run.params[k] for k in sorted(run.params)), *(run.grads[k] for k in sorted(run.grads)),
+                  *run.outputs_initial, *run.outputs_final]
+        for array in arrays:
+            a = np.ascontiguousarray(array)
+            h.update(f"{a.dtype.str} {a.shape}\n".encode())
+            h.update(a.tobytes())
+    key = h.hexdigest()
+    found = cache.get(key)
+    if found is None:
+        found = (draw(result),)  # a tuple: a figure that is not drawn (None) is kept too
+        cache.put(key, found)
+    png: bytes | None = found[0]
+    return png
 
 
 def _png(fig: Figure) -> bytes:

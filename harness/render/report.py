@@ -36,7 +36,7 @@ from harness.judge.findings import Finding
 from harness.judge.tolerance import compare_elements
 from harness.render.files import content_name, display_path, without_machine_paths
 from harness.render.html import scenario_page
-from harness.render.plots import differences_png, loss_curves_png
+from harness.render.plots import differences_png, drawn, loss_curves_png
 from harness.render.tables import (
     accuracy_table,
     agreement_table,
@@ -702,8 +702,8 @@ def scenario_files(result: ScenarioResult, diagnoses: list[Diagnosis], *,
     the self-contained page ``<name>.html``). No file carries a path of this machine."""
     from_folders = (result.scenario.path.parent,)  # besides the working directory, home, python, tmp
     name = result.scenario.name
-    drawn = {"loss": loss_curves_png(result), "differences": differences_png(result)}
-    pngs = {content_name(f"{name}-{kind}", png, ".png"): png for kind, png in drawn.items() if png is not None}
+    figures = {"loss": drawn(loss_curves_png, result), "differences": drawn(differences_png, result)}
+    pngs = {content_name(f"{name}-{kind}", png, ".png"): png for kind, png in figures.items() if png is not None}
     text = without_machine_paths(scenario_markdown(result, diagnoses, plots=tuple(pngs)), *from_folders)
     files = {f"{name}.md": text.encode(), **pngs}
     if html:

@@ -6,6 +6,8 @@ the scenario says about the network and its training, the versions of the packag
 it, and the harness's own code. The key is a SHA-256 over all of them (``key``); the value is the
 pickled result. Any change to a scenario, a package or a line of ``harness/`` or ``reference/``
 gives another key, so a stale entry can never be served; only finished, ``ok`` runs are stored.
+The report's figures are kept here too (``harness.render.plots.drawn``), keyed by the same stamp
+and every number they show.
 
 The commands use the folder ``.nn-parity-cache/`` in the working directory (or ``$NN_PARITY_CACHE``;
 ``--cache DIR`` elsewhere, ``--no-cache`` to bypass it); it can be deleted at any time. Library calls (the pytest
@@ -30,7 +32,7 @@ from harness.run.plan import TrainingPlan
 
 DEFAULT_FOLDER = os.environ.get("NN_PARITY_CACHE", ".nn-parity-cache")  # the commands' default
 FORMAT = "nn-parity-cache 1"
-PACKAGES = ("numpy", "tensorflow-cpu", "tensorflow", "keras", "torch", "jax", "jaxlib")
+PACKAGES = ("numpy", "tensorflow-cpu", "tensorflow", "keras", "torch", "jax", "jaxlib", "matplotlib")
 _SOURCES = (Path(__file__).resolve().parents[2] / "harness", Path(__file__).resolve().parents[2] / "reference")
 
 
