@@ -23,6 +23,7 @@ import pytest
 from harness.commands.args import frameworks_arg
 from harness.commands.cli import main
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, adapter, run_framework
+from harness.run.adapters.protocol import missing
 from harness.run.adapters.workers import WorkerCrashed, run_timeout, stop_all, worker
 from harness.run.plan import make_plan
 from harness.run.runner import run_scenario
@@ -158,3 +159,10 @@ def test_a_run_over_the_timeout_is_crashed_and_the_others_go_on(tmp_path, capsys
     for framework in ("keras", "torch"):
         assert runs[framework]["status"] == "crashed"
         assert f"the {framework} worker did not answer within 0.3 s (killed)" in runs[framework]["message"]
+
+
+def test_an_adapter_names_the_first_module_it_lacks():
+    from_adapters = [adapter(name).available() for name in ALL_FRAMEWORKS]
+    assert from_adapters == [None] * len(ALL_FRAMEWORKS)  # make installs every framework
+    assert missing("numpy", "no_such_framework_here", "neither_this") == "no_such_framework_here is not installed"
+    assert missing("numpy") is None

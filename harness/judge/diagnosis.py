@@ -400,12 +400,13 @@ CAUSES: tuple[Cause, ...] = (
         controls=lambda p: _align(p, "learning rate", lambda s: s.training_spec.optimizer.learning_rate,
                                   lambda s, v: _with_optimizer(s, learning_rate=v)),
     ),
-    # measured defects (harness.judge.findings), before float32 growth: a float32 run computed in
-    # float64 agrees with float64 too, and is a defect, not drift
+    # a framework's own dtype rule, confirmed by its control run with the rule off
     Cause(name="backend dtype rule", explanation="a side's framework returns 32-bit results from some 64-bit "
                                                  "operations (its dtype rule), so part of a float64 run is computed "
                                                  "in float32", applies=lambda p: bool(_narrowed_sides(p)),
           controls=_rule_control),
+    # measured defects (harness.judge.findings), before float32 growth: a float32 run computed in
+    # float64 agrees with float64 too, and is a defect, not drift
     Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",
           check=findings.computed_dtype),
     Cause(name="initial parameters", explanation="a side did not start from the declared initial parameters",

@@ -25,7 +25,6 @@ first step: the jaxpr on JAX, a ``TorchFunctionMode`` on torch). A scenario with
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from harness.run.adapters import keras_tf
-from harness.run.adapters.protocol import Params
+from harness.run.adapters.protocol import Params, missing
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype_names, should_stop
 from harness.spec.conventions import native
@@ -299,10 +298,7 @@ class KerasOnBackend:
         self.name = f"keras@{backend}"
 
     def available(self) -> str | None:
-        for module in ("keras", self.backend):
-            if importlib.util.find_spec(module) is None:
-                return f"{module} is not installed"
-        return None
+        return missing("keras", self.backend)
 
     def native_convention(self, spec: OptimizerSpec) -> str:
         return native(spec, "keras-unrounded")

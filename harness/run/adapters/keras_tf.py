@@ -9,14 +9,13 @@ for parity runs (it shuffles on its own and costs ~50 ms per epoch here).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from harness.run.adapters.protocol import Adapter, Params, check_expressible
+from harness.run.adapters.protocol import Adapter, Params, check_expressible, missing
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import RowIds, Trajectory, dtype_names
 from harness.spec.conventions import native
@@ -371,10 +370,7 @@ class KerasAdapter:
     narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
 
     def available(self) -> str | None:
-        for module in ("tensorflow", "keras"):
-            if importlib.util.find_spec(module) is None:
-                return f"{module} is not installed"
-        return None
+        return missing("tensorflow", "keras")
 
     def native_convention(self, spec: OptimizerSpec) -> str:
         return native(spec, "keras")

@@ -9,6 +9,7 @@ arrays of the run's dtype. Framework imports happen inside the methods only.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Protocol
 
@@ -57,6 +58,13 @@ class Adapter(Protocol):
     def fit_baseline_seconds(self, plan: TrainingPlan) -> float | None:
         """Seconds of the framework's own high-level training loop on the plan (Keras'
         ``model.fit``), None when it has none."""
+
+
+def missing(*modules: str) -> str | None:
+    """``Adapter.available`` for an adapter that needs ``modules``: the first one not installed, said
+    so ("torch is not installed"), else None. Finds the modules without importing them."""
+    absent = next((m for m in modules if importlib.util.find_spec(m) is None), None)
+    return None if absent is None else f"{absent} is not installed"
 
 
 def check_expressible(adapter: Adapter, spec: OptimizerSpec, *, file: str | Path, field: str = FIELD) -> None:

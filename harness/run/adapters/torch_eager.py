@@ -5,14 +5,13 @@ torch keeps ``Linear.weight`` as ``(n_out, n_in)``; conversions go through
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.run.adapters.protocol import Params, check_expressible
+from harness.run.adapters.protocol import Params, check_expressible, missing
 from harness.run.layout import from_torch, to_torch
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype_names, should_stop
@@ -258,7 +257,7 @@ class TorchAdapter:
     narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
 
     def available(self) -> str | None:
-        return None if importlib.util.find_spec("torch") is not None else "torch is not installed"
+        return missing("torch")
 
     def native_convention(self, spec: OptimizerSpec) -> str:
         return native(spec, "torch")
