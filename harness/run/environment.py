@@ -1,0 +1,179 @@
+"""What of the machine and the interpreter can change a run's numbers without changing a scenario.
+
+Two uses, one description: the run cache's key (``harness.run.cache``: a run made under another
+environment is never served) and the stamp each report carries (where it was made).
+
+- ``numeric_variables()``: the environment variables that numpy/OpenBLAS/MKL/oneDNN/OpenMP,
+  TensorFlow, torch, JAX/XLA and Keras read to choose kernels, threads or precision.
+- ``startup_customisations()``: what the interpreter runs before any harness code
+  (``sitecustomize``/``usercustomize`` modules, ``.pth`` files, ``PYTHONPATH``, ``PYTHONSTARTUP``),
+  each named with a hash of its bytes, so a patched framework is seen.
+- ``blas()``: the BLAS library numpy calls, its version, the kernel it picked (OpenBLAS'
+  ``architecture``, which ``OPENBLAS_CORETYPE`` overrides) and its thread count (threadpoolctl).
+- ``cpu_model()``, ``versions()``, ``installed_files()``: the processor, the framework package
+  versions, and a fingerprint of each framework's installed files (path, size and mtime of every
+  file its distribution records: an edited file is seen without reading every byte).
+
+Everything is computed once per process (``describe``/``fingerprint``); nothing here imports a
+framework.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import site
+import sys
+from pathlib import Path
+
+import numpy  # noqa: F401  (its BLAS must be loaded for threadpoolctl to describe it)
+import threadpoolctl
+
+PACKAGES = ("numpy", "tensorflow-cpu", "tensorflow", "keras", "torch", "jax", "jaxlib", "matplotlib")
+# prefixes of the environment variables that select kernels, threads or precision
+# (TensorFlow's are listed one family at a time: other tools, Terraform among them, also use TF_)
+NUMERIC_PREFIXES = ("OPENBLAS_", "GOTO_", "MKL_", "OMP_", "KMP_", "GOMP_", "DNNL_", "ONEDNN_", "XLA_", "JAX_",
+                    "KERAS_", "TORCH_", "PYTORCH_", "ATEN_", "NPY_", "NUMPY_", "BLIS_", "VECLIB_", "CUDA_", "NVIDIA_",
+                    "TPU_", "TF_ENABLE_", "TF_NUM_", "TF_XLA", "TF_DETERMINISTIC", "TF_INTRA_", "TF_INTER_", "TF_USE_",
+                    "TF_MKL", "TF_ONEDNN", "TF_CUDNN", "TF_GPU", "TF_FORCE_", "TF_DISABLE_", "TF_FP", "TF_FLOAT")
+NUMERIC_EXACT = ("NN_PARITY_THREADS",)
+NOT_NUMERIC = ("KMP_DUPLICATE_LIB_OK",)  # lets two OpenMP runtimes load; computes nothing
+STARTUP_VARIABLES = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE")
+
+
+def numeric_variables() -> dict[str, str]:
+    """The set numeric environment variables, by name."""
+    return {name: value for name, value in sorted(os.environ.items())
+            if (name.startswith(NUMERIC_PREFIXES) or name in NUMERIC_EXACT) and name not in NOT_NUMERIC}
+
+
+def _digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError as exc:
+        return f"unreadable ({type(exc).__name__})"
+
+
+def _site_folders() -> list[Path]:
+    folders = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        folders.append(site.getusersitepackages())
+    return [Path(f) for f in dict.fromkeys(folders) if Path(f).is_dir()]
+
+
+def startup_customisations() -> dict[str, str]:
+    """What the interpreter runs or puts on the path before the harness: name -> content hash."""
+    found: dict[str, str] = {name: os.environ[name] for name in STARTUP_VARIABLES if name in os.environ}
+    for module in ("sitecustomize", "usercustomize"):
+        origin = _origin(module)
+        if origin is not None:
+            found[module] = f"{origin}: {_digest(Path(origin))}"
+    for folder in _site_folders():
+        for pth in sorted(folder.glob("*.pth")):
+            found[f"pth {pth.name}"] = _digest(pth)
+    if "PYTHONSTARTUP" in os.environ:
+        found["PYTHONSTARTUP file"] = _digest(Path(os.environ["PYTHONSTARTUP"]))
+    return found
+
+
+def _origin(module: str) -> str | None:
+    """The file ``module`` was (or would be) imported from; None when there is none."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.origin not in (None, "built-in", "frozen") else None
+
+
+def blas() -> list[dict[str, str]]:
+    """Each BLAS library loaded in this process (numpy's, at least): its implementation, version,
+    kernel and threads. OpenMP runtimes that a framework loads later are left out, so the answer
+    does not depend on what was imported first."""
+    keep = ("internal_api", "version", "architecture", "num_threads", "threading_layer")
+    return [{k: str(info[k]) for k in keep if info.get(k) is not None}
+            for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
+
+
+def cores() -> int:
+    """The cores this process may run on (what the frameworks size their thread pools by)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``; elsewhere what ``platform`` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def installed_files(package: str) -> str:
+    """A hash of the path, size and mtime of every file ``package``'s distribution installed
+    ("absent" when it is not installed)."""
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+    h = hashlib.sha256()
+    for record in sorted(dist.files or [], key=str):
+        path = Path(str(dist.locate_file(record)))
+        try:
+            st = path.stat()
+        except OSError:
+            h.update(f"{record} missing\n".encode())
+            continue
+        h.update(f"{record} {st.st_size} {st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+@functools.cache
+def describe() -> dict[str, object]:
+    """The machine and interpreter as a report names them (no paths, no file hashes)."""
+    return {"cpu": cpu_model(), "machine": platform.machine(), "system": platform.system(), "cores": cores(),
+            "blas": blas(),
+            "versions": versions(), "variables": numeric_variables()}
+
+
+def one_line() -> str:
+    """``describe()`` as one line of text, for a report's header."""
+    d = describe()
+    versions_text = ", ".join(f"{k} {v}" for k, v in d["versions"].items())  # type: ignore[attr-defined]
+    libraries = "; ".join(
+        f"{lib.get('internal_api', lib.get('user_api', '?'))} {lib.get('version', '')}".strip()
+        + (f" ({lib['architecture']} kernel)" if "architecture" in lib else "")
+        + f", {lib.get('num_threads', '?')} threads"
+        for lib in d["blas"])  # type: ignore[attr-defined]
+    variables = ", ".join(f"{k}={v}" for k, v in d["variables"].items())  # type: ignore[attr-defined]
+    text = f"{d['cpu']} ({d['machine']}, {d['cores']} cores); {libraries or 'no BLAS loaded'}; {versions_text}"
+    return text + (f"; {variables}" if variables else "")
+
+
+@functools.cache
+def fingerprint() -> str:
+    """A SHA-256 of everything above that can change a run's numbers, including the startup
+    customisations' hashes and each framework's installed files (walked once per process)."""
+    h = hashlib.sha256()
+    h.update(repr(sorted(describe().items(), key=lambda kv: kv[0])).encode())
+    h.update(repr(sorted(startup_customisations().items())).encode())
+    for package in PACKAGES:
+        h.update(f"{package} {installed_files(package)}\n".encode())
+    return h.hexdigest()
