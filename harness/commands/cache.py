@@ -36,9 +36,14 @@ def register(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     folder, where = (args.cache, "--cache") if args.cache is not None else default_folder()
-    if folder and not os.path.lexists(folder):
-        print(f"folder: {folder} (none: no entries)")
-        return EXIT_AGREE
+    try:
+        os.stat(folder)
+    except FileNotFoundError:
+        if folder:  # nothing to show, verify or clear (and nothing made)
+            print(f"folder: {folder} (none: no entries)")
+            return EXIT_AGREE
+    except OSError:
+        pass  # open_folder says what is wrong
     cache = open_folder(folder, where)
     return {"info": info, "verify": verify, "clear": clear}[args.action](cache)
 
