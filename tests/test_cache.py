@@ -268,12 +268,14 @@ def _same(a: object, b: object) -> bool:
 
 def test_entries_round_trip_bitwise(tmp_path):
     run = run_framework("numpy", make_plan(resolve("minibatch-bad-init"), "float32"))
+    rows = np.arange(10_000, dtype=np.int64)
     assert run.ok and run.batch_rows and run.stopped_early_at is not None
     odd = {"nan payload": np.array([np.nan, -0.0, np.inf], dtype=np.float64).view(np.uint64) | np.uint64(1),
            "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)), "empty": np.zeros((0, 3), np.float32),
            "0-d": np.array(2.5, dtype=np.float32), "scalar": np.float32(0.1), "bools": np.array([True, False]),
            "ints": np.array([-(2 ** 62)], dtype=np.int64), "text": "é\n", "none": None, "big int": 2 ** 70,
-           "float": -0.0, "list": [np.ones(2), None, (1, "a")], "nested": {"b": {"a": [1.5e-320]}}}
+           "float": -0.0, "list": [np.ones(2), None, (1, "a")], "nested": {"b": {"a": [1.5e-320]}},
+           "packed": [rows, rows, rows[:3], np.zeros(0, np.int64)], "not packed": [np.ones((2, 2), order="F"), rows]}
     values = {"run": run, "trace": {"params layers.0.kernel": np.ones((2, 3)), "loss": np.array(0.25)},
               "figure": (b"\x89PNG\r\n\x00",), "no figure": (None,), "odd": odd,
               "no steps": replace(run, losses=np.zeros(0, np.float32), params={}, grads={}, batch_rows=[],
@@ -283,6 +285,9 @@ def test_entries_round_trip_bitwise(tmp_path):
         cache.put(f"{i:064x}", value)
     for i, (name, value) in enumerate(values.items()):
         assert _same(cache.get(f"{i:064x}"), value), name
+    packed = cache.get(f"{list(values).index('odd'):064x}")["packed"]
+    assert packed[0] is packed[1]  # one array repeated (a full-batch run's rows at every step) stays one
+    assert cache._path(f"{list(values).index('odd'):064x}").stat().st_size < 3 * rows.nbytes
     assert not list(tmp_path.rglob("*.pickle")) and not list(tmp_path.rglob("*.tmp"))
     with pytest.raises(TypeError):  # only data: an object the cache does not know is refused, never pickled
         cache.put("f" * 64, {"x": object()})

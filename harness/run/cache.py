@@ -195,8 +195,34 @@ def key(implementation: str, method: str, plan: TrainingPlan, *extra: Any) -> st
 
 # ---- values as data: a JSON tree whose arrays are .npy members ----
 
-def _encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
-    """``value`` as a JSON tree; each array becomes ``{"array": name}`` with the array in ``arrays``."""
+class _Members:
+    """The arrays of an entry being written, one ``.npy`` member each; an array met twice (the
+    same object: a run's ``batch_rows`` repeats one array per step) is kept once."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self._names: dict[int, str] = {}
+        self._keep: list[np.ndarray] = []  # the ids stay valid while the entry is written
+
+    def add(self, array: np.ndarray) -> str:
+        name = self._names.get(id(array))
+        if name is None:
+            name = self._names[id(array)] = f"a{len(self.arrays)}"
+            self.arrays[name] = array
+            self._keep.append(array)
+        return name
+
+
+def _packable(values: list[Any]) -> bool:
+    """A list of plain C-ordered arrays of one dtype (a run's ``batch_rows``, its layer outputs):
+    kept as one member, not one per array."""
+    return len(values) > 1 and all(isinstance(v, np.ndarray) for v in values) and all(
+        v.dtype == values[0].dtype and v.dtype.isnative and v.dtype.kind in "biufc" and v.flags.c_contiguous
+        for v in values)
+
+
+def _encode(value: Any, members: _Members) -> Any:
+    """``value`` as a JSON tree; each array becomes ``{"array": name}`` with the array in ``members``."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -204,20 +230,23 @@ def _encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, float):
         return {"float": value.hex()}
     if isinstance(value, np.ndarray) and value.dtype.kind in "biufcSUVMm":
-        name = f"a{len(arrays)}"
-        arrays[name] = value
-        return {"array": name}
+        return {"array": members.add(value)}
     if isinstance(value, np.generic):
-        return {"scalar": _encode(np.asarray(value), arrays)}
+        return {"scalar": _encode(np.asarray(value), members)}
     if isinstance(value, bytes):
-        return {"bytes": _encode(np.frombuffer(value, dtype=np.uint8), arrays)}
+        return {"bytes": _encode(np.frombuffer(value, dtype=np.uint8), members)}
+    if isinstance(value, list) and _packable(value):
+        unique = {id(v): v for v in value}
+        index = {i: n for n, i in enumerate(unique)}
+        data = np.concatenate([v.ravel() for v in unique.values()])
+        return {"arrays": [members.add(data), [list(v.shape) for v in unique.values()], [index[id(v)] for v in value]]}
     if isinstance(value, (list, tuple)):
-        return {"list" if isinstance(value, list) else "tuple": [_encode(v, arrays) for v in value]}
+        return {"list" if isinstance(value, list) else "tuple": [_encode(v, members) for v in value]}
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {"dict": [[k, _encode(v, arrays)] for k, v in value.items()]}
+        return {"dict": [[k, _encode(v, members)] for k, v in value.items()]}
     if dataclasses.is_dataclass(value) and _TYPES.get(type(value).__name__) is type(value):
         return {"object": type(value).__name__,
-                "fields": {f.name: _encode(getattr(value, f.name), arrays) for f in dataclasses.fields(value)}}
+                "fields": {f.name: _encode(getattr(value, f.name), members) for f in dataclasses.fields(value)}}
     raise TypeError(f"the run cache keeps data only, not {type(value).__name__}")
 
 
@@ -238,6 +267,16 @@ def _decode(node: Any, arrays: Callable[[str], np.ndarray]) -> Any:
         return _decode(inner, arrays)[()]
     if tag == "bytes":
         return _decode(inner, arrays).tobytes()
+    if tag == "arrays" and isinstance(inner, list) and len(inner) == 3:
+        name, shapes, order = inner
+        data, parts, start = arrays(name), [], 0
+        for shape in shapes:
+            size = int(np.prod(shape, dtype=np.int64))
+            parts.append(data[start:start + size].reshape(shape))
+            start += size
+        if start != data.size:
+            raise ValueError("packed arrays of another size")
+        return [parts[i] for i in order]
     if tag in ("list", "tuple") and isinstance(inner, list):
         items = [_decode(v, arrays) for v in inner]
         return items if tag == "list" else tuple(items)
@@ -304,12 +343,17 @@ def _parse(data: bytes, k: str) -> Entry:
             raise ValueError("another format or another key")
         names = {i.filename for i in infos} - {META}
 
+        loaded: dict[str, np.ndarray] = {}
+
         def array(name: str) -> np.ndarray:
-            member = f"{name}.npy"
-            if member not in names:
-                raise ValueError(f"no member {member}")
-            with archive.open(member) as f:
-                return np.lib.format.read_array(f, allow_pickle=False)
+            """Member ``name`` (read once: an array kept once is one object again)."""
+            if name not in loaded:
+                member = f"{name}.npy"
+                if member not in names:
+                    raise ValueError(f"no member {member}")
+                with archive.open(member) as f:
+                    loaded[name] = np.lib.format.read_array(f, allow_pickle=False)
+            return loaded[name]
 
         value = _decode(meta["value"], array)
         about = meta.get("about") or {}
@@ -387,15 +431,15 @@ class RunCache:
         keeps nothing; the command goes on."""
         if not self.writable:
             return
-        arrays: dict[str, np.ndarray] = {}
+        members = _Members()
         about: dict[str, Any] = {"environment": environment.one_line(), "fingerprint": environment.fingerprint()[:16]}
         if made is not None:
             implementation, method, plan, extra = made
             fields, plan_arrays = describe_plan(plan)
-            about.update(implementation=implementation, method=method, extra=_encode(list(extra), arrays),
+            about.update(implementation=implementation, method=method, extra=_encode(list(extra), members),
                          scenario=plan.scenario.name, plan=fields, plan_arrays=list(plan_arrays))
-            arrays.update({f"plan {n}": a for n, a in plan_arrays.items()})
-        meta = {"format": FORMAT, "key": k, "value": _encode(value, arrays), "about": about}
+        meta = {"format": FORMAT, "key": k, "value": _encode(value, members), "about": about}
+        arrays = {**members.arrays, **({} if made is None else {f"plan {n}": a for n, a in plan_arrays.items()})}
         path = self._path(k)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
