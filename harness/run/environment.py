@@ -178,6 +178,15 @@ def one_line() -> str:
     return text + (f"; {variables}" if variables else "")
 
 
+MODULES = ("numpy", "tensorflow", "keras", "torch", "jax", "jaxlib", "matplotlib")
+
+
+def module_origins() -> dict[str, str | None]:
+    """Where each framework would be imported from (a copy on ``PYTHONPATH`` shadowing the installed
+    one, an editable install: not the files ``installed_files`` walked). Nothing is imported."""
+    return {module: _origin(module) for module in MODULES}
+
+
 @functools.cache
 def fingerprint() -> str:
     """A SHA-256 of everything above that can change a run's numbers, including the startup
@@ -185,6 +194,7 @@ def fingerprint() -> str:
     h = hashlib.sha256()
     h.update(repr(sorted(describe().items(), key=lambda kv: kv[0])).encode())
     h.update(repr(sorted(startup_customisations().items())).encode())
+    h.update(repr(module_origins()).encode())
     for package in PACKAGES:
         h.update(f"{package} {installed_files(package)}\n".encode())
     return h.hexdigest()
