@@ -25,6 +25,7 @@ import torch
 
 from harness.commands.cli import main
 from harness.render.plots import drawn
+from harness.run import environment
 from harness.run.adapters import run_framework
 from harness.run.adapters.workers import inline
 from harness.run.cache import META, RunCache, describe_plan, key, plan_from, use_cache
@@ -425,3 +426,32 @@ def test_a_figure_is_drawn_once_for_the_same_numbers(tmp_path):
         changed = replace(result, runs={("numpy", "float64"): replace(run, losses=run.losses * (1 + 1e-15))})
         assert drawn(loss_curves_png, changed) == b"png 2"
     assert drawn(loss_curves_png, result) == b"png 3"  # without a cache: drawn
+
+
+def test_the_installed_files_fingerprint_sees_an_edited_file_but_not_a_header(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    (site / "fakefw").mkdir(parents=True)
+    (site / "fakefw" / "__init__.py").write_text("SCALE = 1.0\n")
+    (site / "fakefw" / "ops.h").write_text("// header\n")
+    info = site / "fakefw-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakefw\nVersion: 1.0\n")
+    (info / "RECORD").write_text("fakefw/__init__.py,,\nfakefw/ops.h,,\nfakefw-1.0.dist-info/METADATA,,\n")
+    monkeypatch.syspath_prepend(str(site))
+    before = environment.installed_files("fakefw")
+    (site / "fakefw" / "ops.h").write_text("// another header\n")
+    assert environment.installed_files("fakefw") == before
+    (site / "fakefw" / "__init__.py").write_text("SCALE = 2.0\n")  # the same size: its mtime tells
+    os.utime(site / "fakefw" / "__init__.py", ns=(1, 1))
+    assert environment.installed_files("fakefw") != before
+    assert environment.installed_files("not-installed-anywhere") == "absent"
+
+
+def test_a_framework_shadowed_on_pythonpath_is_seen(tmp_path):
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("")
+    code = "from harness.run.environment import module_origins; print(module_origins()['torch'])"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                          timeout=120)
+    assert done.stdout.strip() == str(tmp_path / "torch" / "__init__.py")
