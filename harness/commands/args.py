@@ -7,7 +7,7 @@ import os
 
 from harness.run.adapters import ALIASES, ALL_FRAMEWORKS, FRAMEWORKS
 from harness.run.budget import parse_size
-from harness.run.cache import DEFAULT_FOLDER
+from harness.run.cache import FOLDER, VARIABLE
 from harness.spec.scenario import DTYPES
 
 
@@ -62,15 +62,16 @@ def memory_size(text: str) -> int:
 
 
 def add_execution_options(p: argparse.ArgumentParser) -> None:
-    """``--jobs``, ``--cache``, ``--no-cache``, ``--executor``, ``--address``: how the runs are made
-    (``cli.execution`` applies them)."""
+    """``--jobs``, ``--cache``, ``--no-cache``, ``--verify-cache``, ``--executor``, ``--address``: how
+    the runs are made (``cli.execution`` applies them)."""
     p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                    help="implementations computing at the same time (default: the number of cores; 1: one run "
                         "at a time); the results are the same whatever N is")
-    p.add_argument("--cache", metavar="DIR", default=DEFAULT_FOLDER,
-                   help=f"where finished runs are kept, keyed by everything they depend on (default {DEFAULT_FOLDER}; "
-                        "delete it at any time)")
+    add_cache_option(p)
     p.add_argument("--no-cache", action="store_true", help="run everything again, and keep nothing")
+    p.add_argument("--verify-cache", action="store_true",
+                   help="before a cached run is used, make its first steps again and compare them bitwise; a run "
+                        "that no longer reproduces is evicted, said, and made again")
     p.add_argument("--timeout", type=seconds, metavar="SECONDS",
                    help="a framework run that takes longer is killed and reported as crashed (default: no limit)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -78,3 +79,10 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
                         "each (the optional extra: pip install 'nn-parity[ray]')")
     p.add_argument("--address", metavar="ADDR",
                    help="with --executor ray: the Ray cluster (default: start a local one)")
+
+
+def add_cache_option(p: argparse.ArgumentParser) -> None:
+    """``--cache DIR`` (``cli.cache_folder`` checks it)."""
+    p.add_argument("--cache", metavar="DIR", default=None,
+                   help=f"where finished runs are kept, as data, keyed by everything they depend on (default "
+                        f"${VARIABLE}, else {FOLDER}; delete it at any time)")

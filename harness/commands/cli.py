@@ -19,7 +19,7 @@ from harness.run.adapters import use_executor, use_jobs
 from harness.run.adapters.ray_executor import RayExecutor
 from harness.run.adapters.ray_executor import missing as ray_missing
 from harness.run.adapters.workers import run_timeout
-from harness.run.cache import use_cache
+from harness.run.cache import RunCache, default_folder, open_folder, use_cache
 
 # Each command, with its one-line help; a command's module is imported only when it runs (the
 # others' imports, e.g. matplotlib for the reports, are not paid: `list` and `check` start fast).
@@ -31,6 +31,7 @@ COMMANDS = {
              "parallel and from the cache",
     "check": "check an answer key's printed answers in every implementation",
     "answers": "fill in an answer key's missing answers",
+    "cache": "show, spot-check or clear the run cache (info, verify, clear)",
     "audit": "run hand-written gradient functions (each in its own process) and compare them with autograd and "
              "finite differences",
 }
@@ -64,7 +65,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def execution(args: argparse.Namespace) -> Iterator[None]:
     """The command's ``--jobs``, run cache and executor (``harness.commands.args.add_execution_options``);
     commands without them run with the defaults, no cache, on this machine's workers."""
-    folder = None if getattr(args, "no_cache", True) else getattr(args, "cache", None)
     executor = None
     if getattr(args, "executor", "local") == "ray":
         reason = ray_missing()
@@ -73,9 +73,20 @@ def execution(args: argparse.Namespace) -> Iterator[None]:
         executor = RayExecutor(address=args.address, num_cpus=getattr(args, "jobs", None))
     elif getattr(args, "address", None):
         raise BadInput("nn-parity", "--address", "--executor ray with it", args.address)
-    with use_cache(folder), use_jobs(getattr(args, "jobs", None) or os.cpu_count() or 1), use_executor(executor), \
+    cache = run_cache(args)
+    with use_cache(cache), use_jobs(getattr(args, "jobs", None) or os.cpu_count() or 1), use_executor(executor), \
             run_timeout(getattr(args, "timeout", None) if hasattr(args, "executor") else None):
         yield
+
+
+def run_cache(args: argparse.Namespace) -> RunCache | None:
+    """The command's run cache: ``--cache DIR``, else ``$NN_PARITY_CACHE``, else ``.nn-parity-cache``
+    (checked: ``harness.run.cache.open_folder``); None with ``--no-cache`` or for a command without
+    the option."""
+    if getattr(args, "no_cache", True):
+        return None
+    folder, where = (args.cache, "--cache") if args.cache is not None else default_folder()
+    return open_folder(folder, where, verify=getattr(args, "verify_cache", False))
 
 
 def main(argv: list[str] | None = None) -> int:

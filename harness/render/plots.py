@@ -48,7 +48,7 @@ MARKS = 12  # markers per series
 def drawn(draw: Callable[[ScenarioResult], bytes | None], result: ScenarioResult) -> bytes | None:
     """``draw(result)``, or the PNG the same drawing gave before for the same numbers, kept in the
     command's run cache (``harness.run.cache``; none: drawn every time). The key is a SHA-256 of
-    the harness's code and the package versions (``stamp``), the drawing, the scenario, the
+    the harness's code and the environment (``stamp``), the drawing, the scenario, the
     implementations and every run's status and numbers: anything a figure shows changes it."""
     cache = current_cache()
     if cache is None:
@@ -65,7 +65,7 @@ def drawn(draw: Callable[[ScenarioResult], bytes | None], result: ScenarioResult
             h.update(a.tobytes())
     key = h.hexdigest()
     found = cache.get(key)
-    if found is None:
+    if not (isinstance(found, tuple) and len(found) == 1 and isinstance(found[0], (bytes, type(None)))):
         found = (draw(result),)  # a tuple: a figure that is not drawn (None) is kept too
         cache.put(key, found)
     png: bytes | None = found[0]

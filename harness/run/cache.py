@@ -1,49 +1,115 @@
-"""A cache of runs, keyed by the content of everything a run depends on.
+"""A cache of runs, keyed by the content of everything a run depends on, stored as data.
 
 A run (``Adapter.run``) or a traced step (``Adapter.trace_step``) is a pure function of: the
 implementation, the plan (the data, the initial weights, the batch order, the dtype) and what
-the scenario says about the network and its training, the versions of the packages that compute
-it, and the harness's own code. The key is a SHA-256 over all of them (``key``); the value is the
-pickled result. Any change to a scenario, a package or a line of ``harness/`` or ``reference/``
-gives another key, so a stale entry can never be served; only finished, ``ok`` runs are stored.
+the scenario says about the network and its training (``describe_plan``), the harness's own code,
+and the environment that computes it: package versions, each framework's installed files, the
+interpreter's start-up customisations, the numeric environment variables, the BLAS library and
+its kernel and threads, the CPU (``harness.run.environment.fingerprint``). The key is a SHA-256
+over all of them (``key``). Any change to a scenario, a package, a file of a framework, a
+``sitecustomize.py``, ``OPENBLAS_CORETYPE`` or a line of ``harness/`` or ``reference/`` gives
+another key, so an entry made elsewhere is never served; only finished, ``ok`` runs are stored.
 The report's figures are kept here too (``harness.render.plots.drawn``), keyed by the same stamp
 and every number they show.
 
+Entries are data, never pickles: one ``<key>.npz`` file each (a zip archive written whole, then
+renamed into place), holding ``meta.json`` (the value's structure, its scalars and strings, and
+what the entry was made from: the implementation, the plan's description, the environment) and
+one ``.npy`` member per array (read with ``allow_pickle=False``). A file that is not a regular
+file is never opened; one that is truncated, corrupt, of another format or for another key is
+not an entry: it is ignored (and replaced when the run is made again), never served.
+
+``RunCache.verify``: the live spot check (``harness.run.spot_check``). Before a cached run is
+used, its first steps are made again and compared bitwise with the cached ones; a mismatch evicts
+the entry, is said on stderr, and the run is made again.
+
 The commands use the folder ``.nn-parity-cache/`` in the working directory (or ``$NN_PARITY_CACHE``;
-``--cache DIR`` elsewhere, ``--no-cache`` to bypass it); it can be deleted at any time. Library calls (the pytest
+``--cache DIR`` elsewhere, ``--no-cache`` to bypass it, ``--verify-cache`` for the spot check,
+``nn-parity cache info|verify|clear``); it can be deleted at any time. Library calls (the pytest
 plugin, ``run_scenario`` from Python) use no cache unless ``use_cache`` sets one; runs made under
 ``workers.inline()`` (a test that monkeypatched a framework) never read or write it.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
-import importlib.metadata
+import io
+import json
 import os
-import pickle
+import re
+import stat
 import sys
 import tempfile
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from harness.errors import BadInput
+from harness.judge.tolerance import DEFAULT_TOLERANCES
+from harness.run import environment
 from harness.run.plan import TrainingPlan
+from harness.run.trajectory import Trajectory
+from harness.spec.data import DataSpec
+from harness.spec.scenario import LayerSpec, OptimizerSpec, Scenario, TrainingSpec
 
-DEFAULT_FOLDER = os.environ.get("NN_PARITY_CACHE", ".nn-parity-cache")  # the commands' default
-FORMAT = "nn-parity-cache 1"
-PACKAGES = ("numpy", "tensorflow-cpu", "tensorflow", "keras", "torch", "jax", "jaxlib", "matplotlib")
+FOLDER = ".nn-parity-cache"  # the commands' default, in the working directory
+VARIABLE = "NN_PARITY_CACHE"  # ... unless this environment variable names another
+FORMAT = "nn-parity-cache 2"
+META = "meta.json"
+ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.npz")
+OLD_ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.pickle")  # format 1 (pickles): never read, removed by `clear`
+TEMP_NAME = re.compile(r"\.[^/]*\.tmp")
+MAX_ENTRY_BYTES = 1 << 31  # a file larger than this is not one of ours
 _SOURCES = (Path(__file__).resolve().parents[2] / "harness", Path(__file__).resolve().parents[2] / "reference")
+_TYPES: dict[str, type] = {"Trajectory": Trajectory}  # the dataclasses an entry may hold
 
 
-def _versions() -> str:
-    found = []
-    for name in PACKAGES:
+def default_folder() -> tuple[str, str]:
+    """The commands' cache folder and where it was named (``$NN_PARITY_CACHE`` or the default)."""
+    if VARIABLE in os.environ:
+        return os.environ[VARIABLE], f"${VARIABLE}"
+    return FOLDER, "--cache"
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a folder"
+
+
+def open_folder(folder: str, where: str, *, verify: bool = False) -> RunCache:
+    """The cache in ``folder`` (named by ``where``: ``--cache`` or ``$NN_PARITY_CACHE``), created if
+    missing. BadInput (one line, exit 2) for an empty name, a file, a device, a folder that cannot
+    be created or read; a folder that can be read but not written is used read-only (its runs are
+    served, new ones not kept), said on stderr."""
+    expected = "a folder to keep runs in (or --no-cache)"
+    if folder == "":
+        raise BadInput(where, "", expected, "an empty name")
+    path = Path(folder)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
         try:
-            found.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            found.append(f"{name} absent")
-    return f"python {sys.version.split()[0]}; " + "; ".join(found)
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"{where} {folder}", "", "a folder that can be created", exc.strerror or str(exc)) from None
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise BadInput(f"{where} {folder}", "", expected, exc.strerror or str(exc)) from None
+    if not stat.S_ISDIR(mode):
+        raise BadInput(f"{where} {folder}", "", expected, _kind(mode))
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise BadInput(f"{where} {folder}", "", "a folder that can be read", "one without read permission")
+    writable = os.access(path, os.W_OK)
+    if not writable:
+        _warn(f"the cache folder {folder} ({where}) cannot be written: its runs are used, new runs are not kept")
+    return RunCache(path, verify=verify, writable=writable)
 
 
 def _code_hash() -> str:
@@ -60,30 +126,61 @@ _STAMP: dict[str, str] = {}
 
 
 def stamp() -> str:
-    """The versions and the code hash, computed once per process."""
+    """The format, the harness's code and the environment (``environment.fingerprint``: versions,
+    installed files, start-up customisations, numeric variables, BLAS kernel and threads, CPU),
+    computed once per process."""
     if "stamp" not in _STAMP:
-        _STAMP["stamp"] = f"{FORMAT}\n{_versions()}\n{_code_hash()}"
+        _STAMP["stamp"] = f"{FORMAT}\n{_code_hash()}\n{environment.fingerprint()}"
     return _STAMP["stamp"]
 
 
-def _scenario_part(plan: TrainingPlan) -> str:
-    """What the scenario says that the plan's arrays do not: the layers and the training."""
-    s = plan.scenario
-    layers = [(layer.units, layer.activation, layer.use_bias, layer.axis) for layer in s.layers]
-    t = s.training
-    training = None if t is None else (t.loss, t.clip, t.optimizer.name, repr(t.optimizer.learning_rate),
-                                       sorted((k, repr(v)) for k, v in t.optimizer.options.items()), t.epochs,
-                                       t.batch_size, t.shuffle, t.shuffle_seed, repr(t.early_stop_tol))
-    return repr((s.input_dim, layers, training, s.keep_64_bit))
+# ---- what a run is made from: the plan, as data ----
 
-
-def key(implementation: str, method: str, plan: TrainingPlan, *extra: Any) -> str:
-    """The SHA-256 of everything ``implementation.method(plan, *extra)`` depends on."""
-    h = hashlib.sha256()
-    h.update(f"{stamp()}\n{implementation}\n{method}\n{plan.dtype}\n{extra!r}\n{_scenario_part(plan)}\n".encode())
+def describe_plan(plan: TrainingPlan) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Everything ``plan`` gives an implementation, as JSON-able fields and named arrays: the
+    network, the training, the dtype, the control setting, the step limit, the data, the initial
+    parameters and the batch order (``plan_from`` rebuilds the plan from them)."""
+    s, t = plan.scenario, plan.scenario.training
+    fields = {
+        "dtype": plan.dtype, "input_dim": s.input_dim, "keep_64_bit": s.keep_64_bit, "step_limit": plan.step_limit,
+        "layers": [{"units": x.units, "activation": x.activation, "use_bias": x.use_bias, "axis": x.axis}
+                   for x in s.layers],
+        "training": None if t is None else {
+            "loss": t.loss, "clip": t.clip, "epochs": t.epochs, "batch_size": t.batch_size, "shuffle": t.shuffle,
+            "shuffle_seed": t.shuffle_seed, "early_stop_tol": t.early_stop_tol,
+            "optimizer": {"name": t.optimizer.name, "learning_rate": t.optimizer.learning_rate,
+                          "options": {k: t.optimizer.options[k] for k in sorted(t.optimizer.options)}}},
+    }
     arrays = {"X": plan.X, "y": plan.y, "orders": plan.orders,
               "bounds": np.asarray(plan.bounds, dtype=np.int64).reshape(-1, 2),
-              **{f"init {k}": v for k, v in sorted(plan.initial_params.items())}}
+              **{f"init {k}": v for k, v in plan.initial_params.items()}}
+    return fields, arrays
+
+
+def plan_from(fields: dict[str, Any], arrays: dict[str, np.ndarray], *, name: str = "cached") -> TrainingPlan:
+    """The plan ``describe_plan`` described (its scenario holds what the implementations read)."""
+    t = fields["training"]
+    training = None if t is None else TrainingSpec(
+        loss=t["loss"], clip=t["clip"], epochs=t["epochs"], batch_size=t["batch_size"], shuffle=t["shuffle"],
+        shuffle_seed=t["shuffle_seed"], early_stop_tol=t["early_stop_tol"],
+        optimizer=OptimizerSpec(name=t["optimizer"]["name"], learning_rate=t["optimizer"]["learning_rate"],
+                                options=dict(t["optimizer"]["options"])))
+    X, y = arrays["X"], arrays["y"]
+    scenario = Scenario(name=name, title=name, path=Path(f"{name}.toml"), source="", description="",
+                        data=DataSpec(X=X, y=y), input_dim=fields["input_dim"],
+                        layers=tuple(LayerSpec(**layer) for layer in fields["layers"]), training=training,
+                        tolerances=dict(DEFAULT_TOLERANCES), keep_64_bit=fields["keep_64_bit"])
+    return TrainingPlan(scenario=scenario, dtype=fields["dtype"], X=X, y=y,
+                        initial_params={k.removeprefix("init "): v for k, v in arrays.items() if k.startswith("init ")},
+                        orders=arrays["orders"], bounds=tuple((int(a), int(b)) for a, b in arrays["bounds"]),
+                        step_limit=fields["step_limit"])
+
+
+def _key(implementation: str, method: str, fields: dict[str, Any], arrays: dict[str, np.ndarray],
+         extra: tuple[Any, ...]) -> str:
+    h = hashlib.sha256()
+    text = json.dumps([implementation, method, list(extra), fields], sort_keys=True, allow_nan=True, default=repr)
+    h.update(f"{stamp()}\n{text}\n".encode())
     for name, array in arrays.items():
         a = np.ascontiguousarray(array)
         h.update(f"{name} {a.dtype.str} {a.shape}\n".encode())
@@ -91,39 +188,303 @@ def key(implementation: str, method: str, plan: TrainingPlan, *extra: Any) -> st
     return h.hexdigest()
 
 
-class RunCache:
-    """Pickled results in ``folder``, one file per key (written atomically)."""
+def key(implementation: str, method: str, plan: TrainingPlan, *extra: Any) -> str:
+    """The SHA-256 of everything ``implementation.method(plan, *extra)`` depends on."""
+    return _key(implementation, method, *describe_plan(plan), extra)
 
-    def __init__(self, folder: str | Path) -> None:
+
+# ---- values as data: a JSON tree whose arrays are .npy members ----
+
+class _Members:
+    """The arrays of an entry being written, one ``.npy`` member each; an array met twice (the
+    same object: a run's ``batch_rows`` repeats one array per step) is kept once."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self._names: dict[int, str] = {}
+        self._keep: list[np.ndarray] = []  # the ids stay valid while the entry is written
+
+    def add(self, array: np.ndarray) -> str:
+        name = self._names.get(id(array))
+        if name is None:
+            name = self._names[id(array)] = f"a{len(self.arrays)}"
+            self.arrays[name] = array
+            self._keep.append(array)
+        return name
+
+
+def _packable(values: list[Any]) -> bool:
+    """A list of plain C-ordered arrays of one dtype (a run's ``batch_rows``, its layer outputs):
+    kept as one member, not one per array."""
+    return len(values) > 1 and all(isinstance(v, np.ndarray) for v in values) and all(
+        v.dtype == values[0].dtype and v.dtype.isnative and v.dtype.kind in "biufc" and v.flags.c_contiguous
+        for v in values)
+
+
+def _encode(value: Any, members: _Members) -> Any:
+    """``value`` as a JSON tree; each array becomes ``{"array": name}`` with the array in ``members``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return {"int": str(value)}
+    if isinstance(value, float):
+        return {"float": value.hex()}
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufcSUVMm":
+        return {"array": members.add(value)}
+    if isinstance(value, np.generic):
+        return {"scalar": _encode(np.asarray(value), members)}
+    if isinstance(value, bytes):
+        return {"bytes": _encode(np.frombuffer(value, dtype=np.uint8), members)}
+    if isinstance(value, list) and _packable(value):
+        unique = {id(v): v for v in value}
+        index = {i: n for n, i in enumerate(unique)}
+        data = np.concatenate([v.ravel() for v in unique.values()])
+        return {"arrays": [members.add(data), [list(v.shape) for v in unique.values()], [index[id(v)] for v in value]]}
+    if isinstance(value, (list, tuple)):
+        return {"list" if isinstance(value, list) else "tuple": [_encode(v, members) for v in value]}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"dict": [[k, _encode(v, members)] for k, v in value.items()]}
+    if dataclasses.is_dataclass(value) and _TYPES.get(type(value).__name__) is type(value):
+        return {"object": type(value).__name__,
+                "fields": {f.name: _encode(getattr(value, f.name), members) for f in dataclasses.fields(value)}}
+    raise TypeError(f"the run cache keeps data only, not {type(value).__name__}")
+
+
+def _decode(node: Any, arrays: Callable[[str], np.ndarray]) -> Any:
+    """The value ``_encode`` described; ValueError for anything it never writes."""
+    if node is None or isinstance(node, (bool, str)):
+        return node
+    if not isinstance(node, dict) or len(node) != (2 if "object" in node else 1):
+        raise ValueError("not an encoded value")
+    tag, inner = next(iter(node.items()))
+    if tag == "int":
+        return int(inner)
+    if tag == "float":
+        return float.fromhex(inner)
+    if tag == "array":
+        return arrays(inner)
+    if tag == "scalar":
+        return _decode(inner, arrays)[()]
+    if tag == "bytes":
+        return _decode(inner, arrays).tobytes()
+    if tag == "arrays" and isinstance(inner, list) and len(inner) == 3:
+        name, shapes, order = inner
+        data, parts, start = arrays(name), [], 0
+        for shape in shapes:
+            size = int(np.prod(shape, dtype=np.int64))
+            parts.append(data[start:start + size].reshape(shape))
+            start += size
+        if start != data.size:
+            raise ValueError("packed arrays of another size")
+        return [parts[i] for i in order]
+    if tag in ("list", "tuple") and isinstance(inner, list):
+        items = [_decode(v, arrays) for v in inner]
+        return items if tag == "list" else tuple(items)
+    if tag == "dict" and isinstance(inner, list):
+        return {str(k): _decode(v, arrays) for k, v in inner}
+    if tag == "object" and inner in _TYPES:
+        cls = _TYPES[inner]
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields = node["fields"]
+        if not isinstance(fields, dict) or set(fields) != names:
+            raise ValueError(f"not the fields of {inner}")
+        return cls(**{k: _decode(v, arrays) for k, v in fields.items()})
+    raise ValueError(f"not an encoded value: {tag}")
+
+
+@dataclass
+class Entry:
+    """One entry as read: its value and what it was made from (``about``; ``plan``: None for a figure)."""
+
+    key: str
+    value: Any
+    about: dict[str, Any]
+    plan: TrainingPlan | None
+    extra: tuple[Any, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """``run``, ``trace_step`` or ``figure``."""
+        return str(self.about.get("method", "figure"))
+
+    def rebuilt_key(self) -> str | None:
+        """The key this entry's run has in this process (None for a figure): the entry's own key
+        when it was made here (the same code and environment) and its plan was rebuilt whole."""
+        if self.plan is None:
+            return None
+        return key(str(self.about.get("implementation")), self.kind, self.plan, *self.extra)
+
+
+def _open_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file of a sane size; None otherwise (a directory, a
+    FIFO, a device, a link is never opened; nothing blocks)."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_BYTES:
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ENTRY_BYTES:
+            return None
+        return f.read()
+
+
+def _parse(data: bytes, k: str) -> Entry:
+    """An entry's bytes as an ``Entry``; ValueError (or a zip/npy error) if they are not one."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        infos = archive.infolist()
+        if any(i.compress_type != zipfile.ZIP_STORED for i in infos):  # ours are stored: no unpacking bomb
+            raise ValueError("compressed members")
+        meta = json.loads(archive.read(META))
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("key") != k:
+            raise ValueError("another format or another key")
+        names = {i.filename for i in infos} - {META}
+
+        loaded: dict[str, np.ndarray] = {}
+
+        def array(name: str) -> np.ndarray:
+            """Member ``name`` (read once: an array kept once is one object again)."""
+            if name not in loaded:
+                member = f"{name}.npy"
+                if member not in names:
+                    raise ValueError(f"no member {member}")
+                with archive.open(member) as f:
+                    loaded[name] = np.lib.format.read_array(f, allow_pickle=False)
+            return loaded[name]
+
+        value = _decode(meta["value"], array)
+        about = meta.get("about") or {}
+        plan_fields = about.get("plan")
+        plan, extra = None, ()
+        if plan_fields is not None:
+            plan_arrays = {str(n): array(f"plan {n}") for n in about.get("plan_arrays", [])}
+            plan = plan_from(plan_fields, plan_arrays, name=str(about.get("scenario", "cached")))
+            extra = tuple(_decode(about.get("extra"), array))
+    return Entry(key=k, value=value, about=about, plan=plan, extra=extra)
+
+
+def read_about(path: Path) -> dict[str, Any] | None:
+    """What an entry file says it was made from (its ``meta.json`` without the value), or None when
+    the file is not an entry (``nn-parity cache info``)."""
+    data = _open_regular(path)
+    if data is None:
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            meta = json.loads(archive.read(META))
+    except Exception:
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("key") != path.stem:
+        return None
+    about = meta.get("about")
+    return about if isinstance(about, dict) else {}
+
+
+def _warn(message: str) -> None:
+    print(f"nn-parity: {message}", file=sys.stderr)
+
+
+class RunCache:
+    """Entries in ``folder``, one ``.npz`` file per key, written atomically. ``verify``: the commands'
+    ``--verify-cache`` (``run_all`` spot-checks every cached run before using it); ``writable``
+    False: entries are read, none written (a read-only folder)."""
+
+    def __init__(self, folder: str | Path, *, verify: bool = False, writable: bool = True,
+                 warn: Callable[[str], None] = _warn) -> None:
         self.folder = Path(folder)
+        self.verify = verify
+        self.writable = writable
+        self.warn = warn
 
     def _path(self, k: str) -> Path:
-        return self.folder / k[:2] / f"{k}.pickle"
+        return self.folder / k[:2] / f"{k}.npz"
+
+    def read(self, k: str) -> Entry | None:
+        """The entry of key ``k``; None when there is none, or the file there is not one (a file
+        that is no entry is removed when it is a regular file, so the run made again replaces it)."""
+        path = self._path(k)
+        data = _open_regular(path)
+        if data is None:
+            return None
+        try:
+            return _parse(data, k)
+        except Exception:  # truncated, corrupt, foreign: not an entry; forget it
+            self.evict(k)
+            return None
 
     def get(self, k: str) -> Any | None:
-        path = self._path(k)
-        try:
-            with open(path, "rb") as f:
-                return pickle.load(f)
-        except FileNotFoundError:
-            return None
-        except Exception:  # a truncated or foreign file: not an entry; forget it
-            with contextlib.suppress(OSError):
-                path.unlink()
-            return None
+        entry = self.read(k)
+        return None if entry is None else entry.value
 
-    def put(self, k: str, value: Any) -> None:
+    def evict(self, k: str) -> None:
         path = self._path(k)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                path.unlink()
+
+    def put(self, k: str, value: Any, *, made: tuple[str, str, TrainingPlan, tuple[Any, ...]] | None = None) -> None:
+        """Keep ``value`` under ``k``; ``made``: (implementation, method, plan, extra) it was made from
+        (kept so that ``nn-parity cache verify`` can make it again). A folder that cannot be written
+        keeps nothing; the command goes on."""
+        if not self.writable:
+            return
+        members = _Members()
+        about: dict[str, Any] = {"environment": environment.one_line(), "fingerprint": environment.fingerprint()[:16]}
+        if made is not None:
+            implementation, method, plan, extra = made
+            fields, plan_arrays = describe_plan(plan)
+            about.update(implementation=implementation, method=method, extra=_encode(list(extra), members),
+                         scenario=plan.scenario.name, plan=fields, plan_arrays=list(plan_arrays))
+        meta = {"format": FORMAT, "key": k, "value": _encode(value, members), "about": about}
+        arrays = {**members.arrays, **({} if made is None else {f"plan {n}": a for n, a in plan_arrays.items()})}
+        path = self._path(k)
         try:
-            with os.fdopen(handle, "wb") as f:
-                pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        except OSError:
+            return
+        try:
+            with os.fdopen(handle, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
+                archive.writestr(META, json.dumps(meta, allow_nan=True))
+                for name, array in arrays.items():
+                    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
             os.replace(temp, path)
+        except OSError:  # the disk is full, the path is a folder...: nothing kept
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
+
+    def files(self) -> Iterator[tuple[Path, str]]:
+        """Every file this cache writes that is in the folder: (path, kind), kind ``entry``,
+        ``old`` (a format-1 pickle, never read) or ``temp`` (an interrupted write). Nothing else."""
+        try:
+            subfolders = sorted(p for p in self.folder.iterdir() if re.fullmatch(r"[0-9a-f]{2}", p.name))
+        except OSError:
+            return
+        for sub in subfolders:
+            try:
+                if not stat.S_ISDIR(os.lstat(sub).st_mode):
+                    continue
+                paths = sorted(sub.iterdir())
+            except OSError:
+                continue
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    if not stat.S_ISREG(os.lstat(path).st_mode):
+                        continue
+                    if ENTRY_NAME.fullmatch(path.name) and path.name.startswith(sub.name):
+                        yield path, "entry"
+                    elif OLD_ENTRY_NAME.fullmatch(path.name) and path.name.startswith(sub.name):
+                        yield path, "old"
+                    elif TEMP_NAME.fullmatch(path.name):
+                        yield path, "temp"
 
 
 _CURRENT: dict[str, RunCache | None] = {"cache": None}
@@ -134,10 +495,10 @@ def current() -> RunCache | None:
 
 
 @contextlib.contextmanager
-def use_cache(folder: str | Path | None) -> Iterator[RunCache | None]:
+def use_cache(folder: str | Path | RunCache | None, *, verify: bool = False) -> Iterator[RunCache | None]:
     """Runs made while the context lasts read and write the cache in ``folder`` (None: none)."""
     previous = _CURRENT["cache"]
-    _CURRENT["cache"] = None if folder is None else RunCache(folder)
+    _CURRENT["cache"] = folder if isinstance(folder, RunCache) or folder is None else RunCache(folder, verify=verify)
     try:
         yield _CURRENT["cache"]
     finally:

@@ -7,7 +7,7 @@ metrics; no framework trains on them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,6 +27,7 @@ class TrainingPlan:
     orders: np.ndarray  # (epochs, N) when shuffling, else (1, N): the row order of each epoch
     bounds: tuple[tuple[int, int], ...]  # (start, end) of each batch within an epoch's order
     splits: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (X, y), held out
+    step_limit: int | None = None  # the run stops after this many steps (``first_steps``); None: it trains to the end
 
     @property
     def batches_per_epoch(self) -> int:
@@ -36,7 +37,13 @@ class TrainingPlan:
     def max_steps(self) -> int:
         """0 for a forward-only scenario."""
         training = self.scenario.training
-        return 0 if training is None else training.epochs * self.batches_per_epoch
+        steps = 0 if training is None else training.epochs * self.batches_per_epoch
+        return steps if self.step_limit is None else min(steps, self.step_limit)
+
+    def first_steps(self, n: int) -> "TrainingPlan":
+        """The same plan cut after ``n`` steps: its run makes the same first steps as the whole plan's
+        (the run cache's spot check, ``harness.run.cache``)."""
+        return replace(self, step_limit=n)
 
     @property
     def early_stop_tol(self) -> float | None:

@@ -26,6 +26,7 @@ from harness.run.cache import RunCache
 from harness.run.cache import current as current_cache
 from harness.run.cache import key as cache_key
 from harness.run.plan import TrainingPlan
+from harness.run.spot_check import check_plan, run_difference, trace_difference
 from harness.run.trajectory import CRASHED, Trajectory
 
 REFERENCE = NUMPY.name  # the implementation every other one is checked against
@@ -77,14 +78,23 @@ def _run(framework: str, plan: TrainingPlan) -> Trajectory:
 
 
 def trace_framework(framework: str, plan: TrainingPlan, step: int) -> Params:
-    """``Adapter.trace_step``, through the command's cache."""
+    """``Adapter.trace_step``, through the command's cache (under ``--verify-cache`` a cached trace
+    is made again and compared bitwise: a trace is one step)."""
     cache = _cache()
-    k = None if cache is None else cache_key(framework, "trace_step", plan, step)
-    if cache is not None and k is not None and isinstance(found := cache.get(k), dict):
+    if cache is None:
+        return adapter(framework).trace_step(plan, step)
+    k = cache_key(framework, "trace_step", plan, step)
+    found = cache.get(k)
+    if isinstance(found, dict) and not cache.verify:
         return found
     trace = adapter(framework).trace_step(plan, step)
-    if cache is not None and k is not None:
-        cache.put(k, trace)
+    if isinstance(found, dict):
+        difference = trace_difference(found, trace)
+        if difference is None:
+            return found
+        cache.warn(f"cached trace of {framework} ({plan.scenario.name}, {plan.dtype}, step {step}) no longer "
+                   f"reproduces: {difference}; recomputed")
+    cache.put(k, trace, made=(framework, "trace_step", plan, (step,)))
     return trace
 
 
@@ -131,30 +141,55 @@ def run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int | None = None
     ``parallel`` is. ``parallel`` 1: one run at a time, in order; more: up to ``parallel``
     implementations' workers compute at the same time (each its own runs, in the order given, fed
     by a thread of this process, so a worker never waits for the reference) while the reference
-    runs here. A run found in the command's cache is not made again; a finished ``ok`` run is
-    stored in it. ``done(i, trajectory)`` is called as each run finishes. Ctrl-C ends the workers."""
-    parallel = _JOBS["parallel"] if parallel is None else parallel
+    runs here. A run found in the command's cache is not made again (under ``--verify-cache`` its
+    first steps are, and a run that no longer reproduces is evicted, said, and made again:
+    ``harness.run.spot_check``); a finished ``ok`` run is stored in it. ``done(i, trajectory)`` is
+    called as each run finishes. Ctrl-C ends the workers."""
+    return _run_all(jobs, parallel=_JOBS["parallel"] if parallel is None else parallel, done=done, cache=_cache())
+
+
+def _run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int,
+             done: Callable[[int, Trajectory], None] | None, cache: RunCache | None) -> list[Trajectory]:
     results: list[Trajectory | None] = [None] * len(jobs)
-    cache = _cache()
     lock = threading.Lock()
 
     def finish(i: int, trajectory: Trajectory, k: str | None) -> None:
         with lock:
             results[i] = trajectory
             if cache is not None and k is not None and trajectory.ok:
-                cache.put(k, trajectory)
+                framework, plan = jobs[i]
+                cache.put(k, trajectory, made=(framework, "run", plan, ()))
             if done is not None:
                 done(i, trajectory)
 
-    queues: dict[str, list[tuple[int, str | None]]] = {}
+    keys: dict[int, str | None] = {}
+    to_check: dict[int, Trajectory] = {}
     for i, (framework, plan) in enumerate(jobs):
-        k = None
+        keys[i] = None
         if cache is not None and adapter(framework).available() is None:
-            k = cache_key(framework, "run", plan)
-            if isinstance(found := cache.get(k), Trajectory):
-                finish(i, found, None)
+            found_key = keys[i] = cache_key(framework, "run", plan)
+            if isinstance(found := cache.get(found_key), Trajectory):
+                if cache.verify:
+                    to_check[i] = found
+                else:
+                    finish(i, found, None)
+    if cache is not None and to_check:  # the spot check: each cached run's first steps, made again
+        order = sorted(to_check)
+        checks = _run_all([(jobs[i][0], check_plan(jobs[i][1])) for i in order], parallel=parallel, done=None,
+                          cache=None)
+        for i, check in zip(order, checks):
+            difference = run_difference(to_check[i], check)
+            if difference is None:
+                finish(i, to_check[i], None)
                 continue
-        queues.setdefault(framework, []).append((i, k))
+            framework, plan = jobs[i]
+            cache.warn(f"cached run of {framework} ({plan.scenario.name}, {plan.dtype}) no longer reproduces: "
+                       f"{difference}; recomputed")
+            cache.evict(keys[i] or "")
+    queues: dict[str, list[tuple[int, str | None]]] = {}
+    for i, (framework, _) in enumerate(jobs):
+        if results[i] is None:
+            queues.setdefault(framework, []).append((i, keys[i]))
 
     cancelled = threading.Event()
 
@@ -169,11 +204,11 @@ def run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int | None = None
     executor = _EXECUTOR["executor"]
     if executor is not None and not inline_active():  # e.g. Ray: each run one task, results alike
         pending = sorted(item for queue in queues.values() for item in queue)
-        keys = dict(pending)
-        executor.run_many([(j, jobs[j]) for j, _ in pending], lambda j, t: finish(j, t, keys[j]))
+        pending_keys = dict(pending)
+        executor.run_many([(j, jobs[j]) for j, _ in pending], lambda j, t: finish(j, t, pending_keys[j]))
     elif parallel <= 1 or not remote:
-        for i, k in sorted(item for queue in queues.values() for item in queue):
-            finish(i, _run(*jobs[i]), k)
+        for i, pending_key in sorted(item for queue in queues.values() for item in queue):
+            finish(i, _run(*jobs[i]), pending_key)
     else:
         pool = ThreadPoolExecutor(max_workers=min(parallel, len(remote)), thread_name_prefix="nn-parity-feed")
         try:
