@@ -59,8 +59,9 @@ def _order_faults(plan: TrainingPlan) -> list[str]:
     out = []
     expected = training.epochs if training.shuffle else 1
     if orders.ndim != 2 or orders.shape != (expected, rows):
-        return [f"the row orders have shape {orders.shape}, where {'one order per epoch' if training.shuffle else 'one order'}"
-                f" of {rows} rows, ({expected}, {rows}), is declared"]
+        what = "one order per epoch" if training.shuffle else "one order"
+        return [f"the row orders have shape {orders.shape}, where {what} of {rows} rows, ({expected}, {rows}), "
+                "is declared"]
     every = np.arange(rows)
     for epoch, order in enumerate(orders):
         if not np.array_equal(np.sort(order), every):
@@ -152,7 +153,8 @@ def _parameter_faults(plan: TrainingPlan) -> list[str]:
             declared[f"layers.{i}.bias"] = ((layer.units,), layer.bias, layer.bias_initializer or zeros)
         n_in = layer.units
     if set(plan.initial_params) != set(declared):
-        return [f"the initial parameters are {sorted(plan.initial_params)}, where the model declares {sorted(declared)}"]
+        return [f"the initial parameters are {sorted(plan.initial_params)}, where the model declares "
+                f"{sorted(declared)}"]
     for name, (shape, given, init) in declared.items():
         values = plan.initial_params[name]
         if values.shape != shape or values.dtype != np.dtype(plan.dtype):
@@ -192,12 +194,14 @@ def plan_notes(plan: TrainingPlan) -> list[str]:
     independence test."""
     s, out = plan.scenario, []
     for i, layer in enumerate(s.layers):
-        for name, init in ((f"layers.{i}.kernel", layer.kernel_initializer), (f"layers.{i}.bias", layer.bias_initializer)):
+        for name, init in ((f"layers.{i}.kernel", layer.kernel_initializer),
+                           (f"layers.{i}.bias", layer.bias_initializer)):
             values = plan.initial_params.get(name)
             if init is not None and values is not None and init.name in ("normal", "uniform", "glorot_uniform") \
                     and values.size < MIN_SAMPLE:
+                how = "finite only" if init.name == "normal" else "by its bounds only"
                 out.append(f"`{name}` ({init.name}): {values.size} values, too few for a statistical check "
-                           f"(< {MIN_SAMPLE}); checked " + ("finite only" if init.name == "normal" else "by its bounds only"))
+                           f"(< {MIN_SAMPLE}); checked {how}")
     tr = s.training
     rows = plan.X.shape[0]
     if tr is not None and tr.shuffle and tr.epochs > 1 and not _distinct_epochs_expected(rows, tr.epochs):
