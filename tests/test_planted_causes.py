@@ -17,22 +17,29 @@ keras and torch run in this process (``inline()``): a monkeypatch lives in one p
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
+import torch
 
+from harness.judge import findings
 from harness.judge.compare import DISAGREE
+from harness.judge.diagnosis import RUN_LOOP, Diagnosis, diagnose
+from harness.judge.findings import Evidence
 from harness.judge.plan_checks import plan_faults, plan_notes
 from harness.render.report import verdict
 from harness.run import runner
+from harness.run.adapters import adapter, keras_tf
 from harness.run.adapters.workers import inline
 from harness.run.plan import TrainingPlan, make_plan
-from harness.run.runner import run_scenario
+from harness.run.runner import ScenarioResult, run_scenario
 from harness.spec.catalogue import resolve
 from harness.spec.initializers import Initializer
 from harness.spec.scenario import Scenario, load_scenarios
+from reference import activations, layers, losses
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 CATALOGUE = Path(__file__).resolve().parent.parent / "scenarios"
@@ -144,3 +151,164 @@ def test_one_permutation_reused_every_epoch_is_a_harness_fault() -> None:
     assert verdict(result) == f"HARNESS FAULT: {fault}"
 
 
+
+
+# --- defects planted in one implementation, each with its cause -----------------------
+
+def _record_written_before_the_update(mp: pytest.MonkeyPatch) -> None:
+    """Keras' loop writes each step's parameters to the record before ``apply_gradients``: the
+    record after step t holds the parameters before it (the training itself is untouched)."""
+    original = keras_tf._compiled_loop
+
+    def compiled_loop(tf: Any, model: Any, optimizer: Any, loss_fn: Any, variables: Any, plan: TrainingPlan) -> Any:
+        initial = [np.array(v.numpy()) for v in variables]
+        steps, losses, grads, params, batches = original(tf, model, optimizer, loss_fn, variables, plan)
+        late = [np.concatenate([first[None], p[:-1]]) for first, p in zip(initial, params)]
+        return steps, losses, grads, late, batches
+    mp.setattr(keras_tf, "_compiled_loop", compiled_loop)
+
+
+def _sgd_with_weight_decay(mp: pytest.MonkeyPatch) -> None:
+    """torch.optim.SGD built with weight_decay 0.01 whatever it is asked for."""
+    original = torch.optim.SGD.__init__
+
+    def init(self: torch.optim.SGD, params: Any, **options: Any) -> None:
+        original(self, params, **{**options, "weight_decay": 0.01})
+    mp.setattr(torch.optim.SGD, "__init__", init)
+
+
+class _TanhDerivativeAtOutput(torch.autograd.Function):
+    """tanh whose backward evaluates the derivative at the output: 1 - tanh(a)^2 for 1 - tanh(z)^2."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor) -> torch.Tensor:
+        a = torch.tanh(z)
+        ctx.save_for_backward(a)
+        return a
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (a,) = ctx.saved_tensors
+        return grad * (1 - torch.tanh(a) ** 2)
+
+
+def _tanh_derivative_at_output(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(torch.nn.Tanh, "forward", lambda self, z: _TanhDerivativeAtOutput.apply(z))
+
+
+def _mse_gradient_without_2(mp: pytest.MonkeyPatch) -> None:
+    def gradient(y_true: np.ndarray, y_pred: np.ndarray, *, clip: str = "none") -> np.ndarray:
+        return (y_pred - y_true) / y_pred.dtype.type(y_pred.size)  # the factor 2 dropped
+    mp.setitem(losses.LOSSES, "mse", replace(losses.LOSSES["mse"], gradient=gradient))
+
+
+def _learning_rate_on_the_gradient(mp: pytest.MonkeyPatch) -> None:
+    """torch.optim.SGD.step scales each gradient by the learning rate, then steps with it."""
+    original = torch.optim.SGD.step
+
+    def step(self: torch.optim.SGD, closure: Any = None) -> Any:
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.grad.mul_(group["lr"])
+        return original(self)
+    mp.setattr(torch.optim.SGD, "step", step)
+
+
+def _two_element_kernel() -> Scenario:
+    """tiny-linear without its bias (the kernel's 2 elements are every parameter), 4 full-batch steps."""
+    s = scenario("tiny-linear")
+    return replace(s, layers=(replace(s.layers[0], use_bias=False, bias=None),),
+                   training=replace(s.training_spec, epochs=4))
+
+
+@dataclass(frozen=True)
+class Planted:
+    id: str
+    plant: Callable[[pytest.MonkeyPatch], None]
+    scenario: Callable[[], Scenario]
+    suspect: str
+    step: int
+    stage: str
+    cause: str
+    says: str
+
+
+MLP = lambda: scenario("small-mlp")  # noqa: E731
+PLANTED = [
+    Planted("keras-record-one-step-late", _record_written_before_the_update, MLP, "keras", 0, RUN_LOOP,
+            "record one step late", "wrote its parameters to the record before its update (the record one step late)"),
+    Planted("torch-weight-decay", _sgd_with_weight_decay, MLP, "torch", 0, "updated layers.0.kernel",
+            "weight decay", "with lambda = 0.01, the same for all"),
+    Planted("torch-tanh-derivative-at-output", _tanh_derivative_at_output, MLP, "torch", 0,
+            "gradient layers.0.kernel", "activation derivative",
+            "layers.0's tanh derivative taken as 1 - tanh(a)^2 (the derivative evaluated at the output a = tanh(z)), "
+            "not 1 - a^2"),
+    Planted("numpy-mse-gradient-without-2-on-2-elements", _mse_gradient_without_2, _two_element_kernel, "numpy", 0,
+            "gradient layers.0.kernel", "constant factor",
+            "computed at the same parameters and batch at steps 0..3"),
+    Planted("torch-learning-rate-on-the-gradient", _learning_rate_on_the_gradient, MLP, "torch", 0,
+            "gradient layers.1.kernel", "rate applied to the gradient",
+            "the declared learning rate 0.05 applied to the gradient itself before the step; its update / recorded "
+            "gradient is 0.05, the declared rate, on the scaled record"),
+]
+PLANTED_BY_ID = {p.id: p for p in PLANTED}
+
+
+@pytest.fixture(scope="module")
+def planted(request: pytest.FixtureRequest) -> tuple[Planted, ScenarioResult, list[Diagnosis]]:
+    case = PLANTED_BY_ID[request.param]
+    with inline(), pytest.MonkeyPatch.context() as mp:
+        case.plant(mp)
+        result = run_scenario(case.scenario(), dtypes=("float64",))
+        return case, result, [d for d in diagnose(result) if d.kind == "disagree"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("planted", list(PLANTED_BY_ID), indirect=True, scope="module")
+def test_a_planted_defect_names_its_carrier_step_stage_and_cause(
+        planted: tuple[Planted, ScenarioResult, list[Diagnosis]]) -> None:
+    case, result, diagnoses = planted
+    assert all(r.ok for r in result.runs.values()) and not result.ok
+    assert {c.pair for c in result.comparisons if c.state == DISAGREE} == {
+        f"{a}-{b}" for a, b in (("numpy", "keras"), ("numpy", "torch"), ("keras", "torch")) if case.suspect in (a, b)}
+    assert diagnoses
+    for d in diagnoses:
+        assert d.suspect is not None
+        assert (d.suspect.label, d.suspect.step, d.suspect.stage) == (case.suspect, case.step, case.stage)
+        assert (d.step, d.stage) == (case.step, case.stage)
+        assert d.cause_name == case.cause, d.confirmed_by.describe() if d.confirmed_by else None
+        assert d.confirmed_by is not None and case.says in d.confirmed_by.describe(), d.confirmed_by.describe()
+        assert getattr(d.confirmed_by, "side", None) in (case.suspect, None)
+
+
+@pytest.mark.slow
+def test_a_record_one_step_late_is_not_an_effective_learning_rate() -> None:
+    """The premise of the effective learning rate (the record's update is the side's update at the
+    step, as its replay of the step shows) fails for a record one step late: no rate is measured."""
+    with inline(), pytest.MonkeyPatch.context() as mp:
+        _record_written_before_the_update(mp)
+        result = run_scenario(scenario("small-mlp"), dtypes=("float64",))
+        traces = {label: adapter(label).trace_step(result.plans["float64"], 0) for label in ("numpy", "keras")}
+    evidence = Evidence(a="numpy", b="keras", dtype="float64", step=0, stage=RUN_LOOP,
+                        runs={x: result.runs[(x, "float64")] for x in traces},
+                        scenarios={x: result.scenario for x in traces}, traces=traces, plan=result.plans["float64"],
+                        tolerance=result.scenario.tolerances["float64"])
+    assert findings.effective_learning_rate(evidence) is None
+    without_premise = replace(evidence, traces={})  # not replayed: nothing confirms the record is the update
+    assert findings.effective_learning_rate(without_premise) is None
+
+
+def test_a_crash_in_the_reference_is_named_with_its_file_line_and_function() -> None:
+    """tanh's backward replaced by its forward (called with three arguments): the reference
+    crashes inside its dense layer's backward pass, and the run says where."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(activations.ACTIVATIONS, "tanh", replace(activations.ACTIVATIONS["tanh"], backward=activations.tanh))
+        result = run_scenario(scenario("small-mlp"), frameworks=("numpy",), dtypes=("float64",))
+    run = result.runs[("numpy", "float64")]
+    line = next(n for n, text in enumerate(Path(layers.__file__).read_text().splitlines(), 1)
+                if "delta = act.backward(cache.z, cache.a, grad_a)" in text)
+    assert run.status == "crashed"
+    assert run.message == ("TypeError: tanh() takes 1 positional argument but 3 were given "
+                           f"(at reference/layers.py:{line} in Dense.backward)")
+    assert verdict(result) == "CRASHED: numpy (float64)"
