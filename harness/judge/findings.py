@@ -371,7 +371,7 @@ def _factor(a: np.ndarray, b: np.ndarray, dtype: str) -> tuple[float, int] | Non
     ulps; None otherwise, or with fewer than 2 elements to compare (one number is always some
     multiple of another)."""
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    ok = np.isfinite(a) & np.isfinite(b) & (np.abs(b) > 0) & (np.abs(a) > 0)
+    ok = np.isfinite(a) & np.isfinite(b) & (a != 0) & (b != 0)
     if ok.sum() < 2 or np.any(((a == 0) != (b == 0)) & np.isfinite(a) & np.isfinite(b)):
         return None
     ratio = a[ok] / b[ok]
@@ -379,6 +379,12 @@ def _factor(a: np.ndarray, b: np.ndarray, dtype: str) -> tuple[float, int] | Non
     if np.all(np.abs(ratio - r) <= noise * abs(r)) and abs(r - 1) > 16 * noise:
         return r, int(ok.sum())
     return None
+
+
+def _compared(a: np.ndarray, b: np.ndarray) -> int:
+    """How many elements ``_factor`` can compare: finite and non-zero on both sides."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    return int((np.isfinite(a) & np.isfinite(b) & (a != 0) & (b != 0)).sum())
 
 
 def _same_point(e: Evidence, quantity: str, steps: range) -> tuple[np.ndarray, np.ndarray] | None:
@@ -409,8 +415,8 @@ def constant_factor(e: Evidence) -> Finding | None:
     """One side's values are one constant multiple of the other's: at the localised stage of the
     step (at least 3 elements); else on every stage of its kind in the step (every gradient, every
     layer output: at least 3 elements in all); else, for a loss or gradient, recomputed by both
-    sides at the same parameters and batch at steps t..t+3 (``_same_point``: a 2-element kernel
-    over 4 steps gives 8 ratios)."""
+    sides at the same parameters and batch at steps t..t+3 when the stage has fewer than 3
+    elements to compare (``_same_point``: a 2-element kernel over 4 steps gives 8 ratios)."""
     ta, tb = e.traces.get(e.a), e.traces.get(e.b)
     stage = e.stage
     if stage is None or ta is None or tb is None or stage not in ta or stage not in tb:
@@ -432,7 +438,8 @@ def constant_factor(e: Evidence) -> Finding | None:
                            f"every `{kind} ...` of {e.a} ({', '.join(x.split(' ', 1)[1] for x in stages)}) is "
                            f"{r:.8g} x {e.b}'s at step {e.step}, the same factor for all {n} elements (a dropped or "
                            "extra factor, a mean over another count, a scaled function)")
-    if kind not in ("gradient", "loss") or e.a not in e.runs or e.scenarios[e.a].training is None:
+    if kind not in ("gradient", "loss") or e.a not in e.runs or e.scenarios[e.a].training is None \
+            or _compared(ta[stage], tb[stage]) >= 3:  # enough elements at the step: its verdict stands
         return None
     steps = range(e.step, min(e.step + FACTOR_STEPS, e.runs[e.a].steps))
     measured = _same_point(e, stage, steps) if len(steps) > 1 else None
@@ -481,9 +488,9 @@ def weight_decay(e: Evidence) -> Finding | None:
                 np.max(bound)):
             return Finding("weight decay", side,
                            f"{side}'s update at steps {steps.start}..{steps.stop - 1} is -lr (gradient + lambda w) "
-                           f"with lambda = {lam:.6g}, the same for all {w.size} elements and steps (lr {lr:g} "
-                           "declared): an extra term proportional to the weights (weight decay, an L2 penalty) "
-                           "where none is declared")
+                           f"with lambda = {lam:.6g}, the same for all {w.size // len(steps)} elements at each of "
+                           f"the {len(steps)} steps (lr {lr:g} declared): an extra term proportional to the weights "
+                           "(weight decay, an L2 penalty) where none is declared")
     return None
 
 
