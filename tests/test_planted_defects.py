@@ -12,8 +12,7 @@ in all three implementations in float64 and the harness must
   (``harness.judge.findings``: the dtype of its tensors, its batches' rows, accumulated
   gradients, its effective learning rate, the activation or guard it applied, a constant factor,
   float32 values in a float64 run, an activation derivative reproduced with a known slip), or
-  ``NO_CAUSE`` where no check can confirm one (a kernel read transposed is found and localised,
-  not explained).
+  ``NO_CAUSE`` where no check can confirm one.
 
 keras and torch run in this process for these tests (``inline()``), not in their workers: a
 monkeypatch lives in one process.
@@ -313,7 +312,8 @@ CASES: list[tuple[Defect, Plant]] = [
             "keras", 0, "params layers.0.kernel", "initial parameters", "a reshape where a transpose was meant"),
      plant_keras_kernel_reshaped),
     (Defect("keras-dense-call-transposed", "keras.layers.Dense.call", MLP,
-            "keras", 0, "output layers.0"), plant_keras_dense_call_transposed),
+            "keras", 0, "output layers.0", "kernel layout", "a reshape where a transpose was meant"),
+     plant_keras_dense_call_transposed),
     (Defect("keras-activation-swapped", "harness.run.adapters.keras_tf.build_model", MLP,
             "keras", 0, "output layers.0", "activation applied", "applied sigmoid where tanh is declared"),
      plant_keras_activation_swapped),

@@ -424,6 +424,8 @@ CAUSES: tuple[Cause, ...] = (
           check=findings.weight_decay),
     Cause(name="activation applied", explanation="a side's layer applies another activation than the declared one",
           check=findings.activation_applied),
+    Cause(name="kernel layout", explanation="a side's layer reads its kernel in another layout than it holds",
+          check=findings.kernel_layout),
     Cause(name="activation derivative", explanation="a side's backpropagation takes an activation's derivative "
                                                     "at the wrong point or in a wrong form",
           check=findings.activation_derivative),

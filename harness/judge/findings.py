@@ -23,6 +23,7 @@ Checks, in the order the diagnosis tries them (``harness.judge.diagnosis.CAUSES`
   the declared learning rate (with momentum: at step 0);
 * ``weight_decay``: plain SGD whose update is -lr (gradient + lambda w), lambda measured;
 * ``activation_applied``: a layer whose output is another activation of its own inputs;
+* ``kernel_layout``: a layer whose output is computed with its kernel read in another layout;
 * ``activation_derivative``: gradients reproduced by the reference's backpropagation with one
   activation's derivative swapped for a known slip (evaluated at the wrong point, ...);
 * ``clip_applied``: a cross-entropy whose value is another guard's than the declared one;
@@ -317,6 +318,50 @@ def activation_applied(e: Evidence) -> Finding | None:
                                f"{side}'s layers.{i} applied {' / '.join(applied)} where {declared} is "
                                f"declared: its output at step {e.step} is {applied[0]}(x W + b) of its own input "
                                "and parameters")
+        return None
+    return None
+
+
+def _layouts(kernel: np.ndarray) -> dict[str, np.ndarray]:
+    """The kernel in the other layouts a slip reads it in (each different from the kernel)."""
+    out = {"its transpose read in row-major order (a reshape where a transpose was meant)":
+           np.ascontiguousarray(kernel.T).reshape(kernel.shape)}
+    if kernel.shape[0] == kernel.shape[1]:
+        out["transposed"] = kernel.T
+    return {how: k for how, k in out.items() if not np.array_equal(k, kernel)}
+
+
+def kernel_layout(e: Evidence) -> Finding | None:
+    """A layer whose output, at the first output stage beyond the tolerance, is its declared
+    activation of its own input times its own kernel read in another layout (``_layouts``), while
+    the parameters it holds are the kernel as laid out."""
+    layers = e.scenarios[e.a].layers
+    for i, layer in enumerate(layers):
+        stage = f"output layers.{i}"
+        ta, tb = e.traces.get(e.a), e.traces.get(e.b)
+        if ta is None or tb is None or stage not in ta or stage not in tb:
+            return None
+        if _agree(ta[stage], tb[stage], e.tolerance):
+            continue
+        for side, _ in e.sides:
+            trace = e.traces[side]
+            x = e.plan.X[e.plan.batch_indices(e.step)] if i == 0 else trace[f"output layers.{i - 1}"]
+            act = ACTIVATIONS[e.scenarios[side].layers[i].activation]
+            bias = trace.get(f"params {bias_name(i)}")
+
+            def output(kernel: np.ndarray) -> np.ndarray:
+                z = x @ kernel if bias is None else x @ kernel + bias
+                return act.forward(z, axis=layer.axis) if act.takes_axis else act.forward(z)
+            kernel = trace[f"params {kernel_name(i)}"]
+            with np.errstate(all="ignore"):
+                if _agree(output(kernel), trace[stage], e.tolerance):
+                    continue
+                for how, read in _layouts(kernel).items():
+                    if _agree(output(read), trace[stage], e.tolerance):
+                        return Finding("kernel layout", side,
+                                       f"{side}'s layers.{i} computed its output at step {e.step} with its kernel "
+                                       f"{how}: its output is {act.name}(x K' + b) of its own input and parameters, "
+                                       "while the kernel it holds is laid out as declared")
         return None
     return None
 
