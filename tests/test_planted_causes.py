@@ -31,6 +31,7 @@ from harness.judge.diagnosis import RUN_LOOP, Diagnosis, diagnose
 from harness.judge.findings import Evidence
 from harness.judge.plan_checks import plan_faults, plan_notes
 from harness.render.report import verdict
+from harness.render.results_json import result_dict
 from harness.run import runner
 from harness.run.adapters import adapter, keras_tf
 from harness.run.adapters.workers import inline
@@ -149,6 +150,9 @@ def test_one_permutation_reused_every_epoch_is_a_harness_fault() -> None:
              "independent shuffles of the 64 rows (probability (1/64!)^4 by chance)")
     assert result.plan_faults == [fault]
     assert verdict(result) == f"HARNESS FAULT: {fault}"
+    data = result_dict(result, diagnoses=diagnose(result))
+    assert data["ok"] is False and data["plan_faults"] == [fault]
+    assert f"Harness fault, {fault} (every implementation trained on it" in data["summary"]
 
 
 
