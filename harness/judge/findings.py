@@ -215,15 +215,16 @@ def _record_is_the_update(e: Evidence, side: str) -> bool:
 
 
 def record_late(e: Evidence) -> Finding | None:
-    """A side whose recorded parameters after each step k of steps t..t+2 are the other side's
-    parameters *before* step k (and not after it), while the two sides' gradients agree at those
-    steps: it trained as the other did, and wrote its parameters to the record before its update."""
+    """A side whose recorded parameters after each step k of steps t..t+2 (at least two of them)
+    are the other side's parameters *before* step k (and not after it), while the two sides'
+    gradients agree at those steps: it trained as the other did, and wrote its parameters to the
+    record before its update."""
     t = e.step
     for side, other in e.sides:
         mine, theirs = e.runs[side], e.runs[other]
         names = [p for p in mine.params if p in theirs.params and p in mine.grads and p in theirs.grads]
         steps = range(t, min(t + 3, mine.steps, theirs.steps))
-        if not names or not steps:
+        if not names or len(steps) < 2:  # one step alone: a record late and a side that did not move look alike
             continue
         if all(all(_agree(mine.params[p][k], theirs.params_before(k)[p], e.tolerance)
                    and _agree(mine.grads[p][k], theirs.grads[p][k], e.tolerance) for p in names)
