@@ -11,8 +11,8 @@ in all three implementations in float64 and the harness must
 * and name the cause, confirmed by an exact measurement of what the carrier computed
   (``harness.judge.findings``: the dtype of its tensors, its batches' rows, accumulated
   gradients, its effective learning rate, the activation or guard it applied, a constant factor,
-  float32 values in a float64 run), or ``NO_CAUSE`` where no check can confirm one (a wrong
-  derivative formula is found and localised, not explained).
+  float32 values in a float64 run, an activation derivative reproduced with a known slip), or
+  ``NO_CAUSE`` where no check can confirm one.
 
 keras and torch run in this process for these tests (``inline()``), not in their workers: a
 monkeypatch lives in one process.
@@ -288,9 +288,11 @@ G0, UPDATED = "gradient layers.0.kernel", "updated layers.0.kernel"
 
 CASES: list[tuple[Defect, Plant]] = [
     (Defect("numpy-sigmoid-derivative", "reference.activations.ACTIVATIONS['sigmoid'].backward", BCE,
-            "numpy", 0, G0), plant_reference_sigmoid_derivative),
+            "numpy", 0, G0, "activation derivative", "layers.0's sigmoid derivative taken as 1 - a^2 (tanh's)"),
+     plant_reference_sigmoid_derivative),
     (Defect("numpy-tanh-derivative", "reference.activations.ACTIVATIONS['tanh'].backward", MLP,
-            "numpy", 0, G0), plant_reference_tanh_derivative),
+            "numpy", 0, G0, "activation derivative", "layers.0's tanh derivative taken as 1 - a (the square dropped)"),
+     plant_reference_tanh_derivative),
     (Defect("numpy-mse-gradient-without-2", "reference.losses.LOSSES['mse'].gradient", MLP,
             "numpy", 0, "gradient layers.1.kernel", "constant factor", "of numpy is 0.5 x"),
      plant_reference_mse_gradient),
@@ -310,7 +312,8 @@ CASES: list[tuple[Defect, Plant]] = [
             "keras", 0, "params layers.0.kernel", "initial parameters", "a reshape where a transpose was meant"),
      plant_keras_kernel_reshaped),
     (Defect("keras-dense-call-transposed", "keras.layers.Dense.call", MLP,
-            "keras", 0, "output layers.0"), plant_keras_dense_call_transposed),
+            "keras", 0, "output layers.0", "kernel layout", "a reshape where a transpose was meant"),
+     plant_keras_dense_call_transposed),
     (Defect("keras-activation-swapped", "harness.run.adapters.keras_tf.build_model", MLP,
             "keras", 0, "output layers.0", "activation applied", "applied sigmoid where tanh is declared"),
      plant_keras_activation_swapped),

@@ -415,15 +415,27 @@ CAUSES: tuple[Cause, ...] = (
           check=findings.batch_rows),
     Cause(name="accumulated gradients", explanation="a side's gradients are not reset between steps",
           check=findings.accumulated_gradients),
+    Cause(name="record one step late", explanation="a side writes its parameters to the record before its update",
+          check=findings.record_late),
     Cause(name="effective learning rate", explanation="a side updates with another learning rate than the "
                                                       "declared one (measured as update / gradient)",
           check=findings.effective_learning_rate),
+    Cause(name="weight decay", explanation="a side's update has an extra term proportional to the weights",
+          check=findings.weight_decay),
     Cause(name="activation applied", explanation="a side's layer applies another activation than the declared one",
           check=findings.activation_applied),
+    Cause(name="kernel layout", explanation="a side's layer reads its kernel in another layout than it holds",
+          check=findings.kernel_layout),
+    Cause(name="activation derivative", explanation="a side's backpropagation takes an activation's derivative "
+                                                    "at the wrong point or in a wrong form",
+          check=findings.activation_derivative),
     Cause(name="cross-entropy guard applied", explanation="a side's loss guards log(p) otherwise than declared",
           check=findings.clip_applied),
     Cause(name="computed in float32", explanation="a side computed part of a float64 step in single precision",
           check=findings.float32_values),
+    Cause(name="rate applied to the gradient", explanation="a side scales its gradient by the learning rate (or "
+                                                           "momentum) before the step",
+          check=findings.gradient_scaled),
     Cause(name="constant factor", explanation="one side's values are a constant multiple of the other's",
           check=findings.constant_factor),
     Cause(

@@ -85,6 +85,8 @@ def verdict(result: ScenarioResult) -> str:
     crashed = [f"{fw} ({dt})" for (fw, dt), r in result.runs.items() if r.status == "crashed"]
     if crashed:
         return "CRASHED: " + ", ".join(crashed)
+    if result.plan_faults:  # every implementation trained on it: their agreement says nothing
+        return "HARNESS FAULT: " + "; ".join(result.plan_faults)
     if not result.comparisons:
         return "nothing compared"
     return result.state
@@ -337,7 +339,8 @@ def _cause_sentence(diagnoses: Sequence[Diagnosis]) -> str:
 def _crash_sentence(result: ScenarioResult) -> str:
     crashed = [f"{fw} ({dt}: {r.message})" for (fw, dt), r in result.runs.items() if r.status == "crashed"]
     skipped = [f"{fw} ({dt}: {r.message})" for (fw, dt), r in result.runs.items() if r.status == "skipped"]
-    text = ""
+    text = "".join(f"Harness fault, {fault} (every implementation trained on it, so their agreement does not "
+                   "count). " for fault in result.plan_faults)
     if crashed:
         text += f"Crashed: {'; '.join(crashed)}; the runs that worked are still compared. "
     if skipped:

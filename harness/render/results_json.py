@@ -61,6 +61,7 @@ def result_dict(result: ScenarioResult, *, diagnoses: Sequence[Diagnosis]) -> di
         "state": result.state,
         "agree": result.agree,
         "ok": result.ok,
+        "plan_faults": result.plan_faults,
         "summary": summary_paragraph(result, diagnoses),
         "worst": None if worst is None else {"a": worst.a, "b": worst.b, "dtype": worst.dtype, "state": worst.state,
                                              "used": used(worst)},

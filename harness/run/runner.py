@@ -30,6 +30,7 @@ import numpy as np
 from harness.judge.compare import Comparison, compare, worst_state
 from harness.judge.lab_values import LabCheck, check_lab_value
 from harness.judge.metrics import ACCURACY_LOSSES, evaluate
+from harness.judge.plan_checks import plan_faults
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_all
 from harness.run.budget import check_budget
 from harness.run.plan import TrainingPlan, make_plan
@@ -133,6 +134,9 @@ class ScenarioResult:
     rules: dict[tuple[str, str], str] = field(default_factory=dict)
     # (label, dtype) -> accuracy per split of the run's final parameters (classifiers only)
     accuracy: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    # the plans' breaks of the scenario's declaration (``harness.judge.plan_checks``): a fault of the
+    # harness every implementation shares, which no pair can show
+    plan_faults: list[str] = field(default_factory=list)
 
     def scenario_for(self, framework: str) -> Scenario:
         """The scenario one implementation ran: its side variant, else the scenario itself."""
@@ -141,9 +145,10 @@ class ScenarioResult:
     @property
     def agree(self) -> bool:
         """Every compared pair agrees (or differs only by an explained optimizer convention) and
-        no run crashed (skipped frameworks do not count)."""
+        no run crashed (skipped frameworks do not count) and the shared plan is what the scenario
+        declares (``plan_faults``)."""
         crashed = any(r.status == "crashed" for r in self.runs.values())
-        return not crashed and all(c.ok for c in self.comparisons)
+        return not crashed and not self.plan_faults and all(c.ok for c in self.comparisons)
 
     @property
     def lab_ok(self) -> bool:
@@ -218,6 +223,7 @@ def prepare(scenario: Scenario, *, frameworks: tuple[str, ...] = FRAMEWORKS, dty
     check_runnable(scenario, frameworks=frameworks, dtypes=dtypes, max_bytes=max_bytes, sides=result.sides)
     for dtype in dtypes:
         result.plans[dtype] = make_plan(scenario, dtype)
+        result.plan_faults += plan_faults(result.plans[dtype])
     return Prepared(result, native=set(planned) - set(sides or {}))
 
 

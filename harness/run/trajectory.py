@@ -16,7 +16,9 @@ actually held (identified by content, ``RowIds``: reordered, dropped or repeated
 """
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,8 +84,31 @@ class Trajectory:
 
     @classmethod
     def crashed(cls, framework: str, dtype: str, exc: BaseException) -> "Trajectory":
+        """The exception's type and last line, and where in an implementation's code it was raised
+        (``crash_site``), e.g. ``TypeError: ... (at reference/layers.py:54 in Dense.backward)``."""
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-        return cls(framework=framework, dtype=dtype, status=CRASHED, message=f"{type(exc).__name__}: {last}")
+        site = crash_site(exc)
+        return cls(framework=framework, dtype=dtype, status=CRASHED,
+                   message=f"{type(exc).__name__}: {last}" + (f" (at {site})" if site else ""))
+
+
+PROJECT = Path(__file__).resolve().parents[2]
+DISPATCH = (PROJECT / "harness" / "run" / "adapters" / "__init__.py", PROJECT / "harness" / "run" / "adapters" /
+            "workers.py")  # they call an implementation; the crash is in what they call
+
+
+def crash_site(exc: BaseException) -> str:
+    """``file:line in function`` of the innermost frame of ``exc``'s traceback in an
+    implementation's code (the reference, ``reference/``, or the harness, ``harness/``, but not
+    the code that dispatches runs), the file relative to the project; "" when no frame is (e.g. an
+    exception that crossed from a worker process without its traceback)."""
+    site = ""
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        path = Path(frame.f_code.co_filename).resolve()
+        if path in DISPATCH or not any(path.is_relative_to(PROJECT / part) for part in ("reference", "harness")):
+            continue
+        site = f"{path.relative_to(PROJECT).as_posix()}:{line} in {frame.f_code.co_qualname}"
+    return site
 
 
 class RowIds:
