@@ -621,7 +621,8 @@ def summary(result: ScenarioResult, diagnoses: list[Diagnosis] | None = None) ->
               for d in diagnoses or []]
     return {"name": result.scenario.name, "title": result.scenario.title, "verdict": verdict(result),
             "lab": lab, "worst": worst_difference(result), "causes": causes,
-            "line": one_line(result, diagnoses or []).replace("|", "/"), "environment": environment.one_line()}
+            "line": one_line(result, diagnoses or []).replace("|", "/"),
+            "environment": environment.one_line().replace("|", "/")}
 
 
 SUMMARY_FIELDS = ("name", "title", "verdict", "lab", "worst", "causes", "line", "environment")

@@ -159,7 +159,8 @@ def installed_files(package: str) -> str:
 
 @functools.cache
 def describe() -> dict[str, object]:
-    """The machine and interpreter as a report names them (no paths, no file hashes)."""
+    """The machine and interpreter, for the cache's key and (as ``public()``, without the paths a
+    variable may hold) for the reports; no file hashes."""
     return {"cpu": cpu_model(), "machine": platform.machine(), "system": platform.system(), "cores": cores(),
             "blas": blas(), "framework_threads": FRAMEWORK_THREADS,
             "versions": versions(), "variables": numeric_variables()}
