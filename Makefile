@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install report test test-fast lint bench clean
+.PHONY: install report publish test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -21,10 +21,19 @@ $(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,ray]'
 	touch $(STAMP)
 
-# the catalogue in the default frameworks, then with Keras on every backend (reports/backends/)
+# the catalogue in the default frameworks, then with Keras on every backend (<folder>/backends/), into
+# build/reports/ (git-ignored: a fresh clone's `make report` leaves `git status` clean on any machine,
+# whose BLAS kernel may change float32's last digits)
+REPORTS := build/reports
+
 report: $(STAMP)
-	$(BIN)/nn-parity report
-	$(BIN)/nn-parity report --frameworks all --out reports/backends
+	$(BIN)/nn-parity report --out $(REPORTS)
+	$(BIN)/nn-parity report --frameworks all --out $(REPORTS)/backends
+
+# maintainers: refresh the committed catalogue (reports/, reports/backends/) on purpose; each report
+# and index names the machine that made it (CPU, BLAS kernel, threads, versions)
+publish: $(STAMP)
+	$(MAKE) report REPORTS=reports
 
 # lint (ruff: pycodestyle, pyflakes, import order) and types (mypy, strict on harness/judge and reference)
 lint: $(STAMP)

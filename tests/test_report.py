@@ -76,7 +76,7 @@ SET_UP = ["Model: 2 inputs -> 3 sigmoid, 1 linear", "`layers.0.kernel` (2, 3)",
           "convention: numpy common, keras common, torch common", "batches of 8", "4 epochs",
           "shuffled each epoch (seed 7)", "no early stopping", "float64: rtol 1e-12, atol 1e-14",
           "float32: rtol 1e-05, atol 1e-07", "source: made up for the report tests",
-          "numpy-keras | float64", "keras-torch | float32", "Python ", "torch ", "dtype policy"]
+          "numpy-keras | float64", "keras-torch | float32", "python 3.", "torch ", "dtype policy"]
 
 
 @pytest.mark.parametrize("text", SET_UP)

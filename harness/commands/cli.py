@@ -26,7 +26,7 @@ from harness.run.cache import RunCache, default_folder, open_folder, use_cache
 COMMANDS = {
     "list": "list the catalogue's scenarios",
     "run": "run one scenario and compare the implementations",
-    "report": "run the catalogue and write reports/<scenario>.md and the index",
+    "report": "run the catalogue and write build/reports/<scenario>.md and the index",
     "bench": "time each adapter against the NumPy reference (float64), or the whole catalogue serially, in "
              "parallel and from the cache",
     "check": "check an answer key's printed answers in every implementation",

@@ -1,5 +1,7 @@
 """``nn-parity report``: run every catalogue scenario and write the markdown reports (``--html``: also
-self-contained HTML pages and ``index.html``)."""
+self-contained HTML pages and ``index.html``), by default into ``build/reports/`` (git-ignored: a
+report made on another machine differs in float32's last digits; the committed catalogue in
+``reports/`` is refreshed on purpose, by ``make publish``)."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +18,7 @@ from harness.render.report import (
     INDEX_HEADER,
     WORST_NOTE,
     index_counts,
+    index_environment,
     index_markdown,
     index_rows,
     read_summary,
@@ -29,12 +32,15 @@ from harness.run.runner import prepare, run_scenarios
 from harness.spec.catalogue import catalogue_scenarios, resolve_all
 from harness.spec.coverage import coverage_markdown
 
+DEFAULT_OUT = "build/reports"  # git-ignored; the published catalogue (reports/) only by --out
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("report", help=COMMANDS["report"])
     p.add_argument("--scenario", action="append", metavar="NAME",
                    help="only this scenario (repeatable); the index still lists every report in --out")
-    p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default: reports)")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                   help=f"output folder (default: {DEFAULT_OUT}; `make publish` writes the committed reports/)")
     p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
                    help="comma-separated implementations (default numpy,keras,torch; all adds keras@jax and "
                         "keras@torch)")
@@ -83,7 +89,8 @@ def handle(args: argparse.Namespace) -> int:
         # report regenerated without --html removes its stale page)
         pages = [x for x in summaries if (out / f"{x['name']}.html").is_file()]
         index["index.html"] = index_page(index_counts(pages), WORST_NOTE, INDEX_HEADER,
-                                         index_rows(pages, suffix=".html")).encode()
+                                         index_rows(pages, suffix=".html"),
+                                         environment=index_environment(pages)).encode()
     write_files_atomic(out, index)
     if progress:
         progress(f"wrote {len(done)} report(s) and {out / 'README.md'}")

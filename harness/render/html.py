@@ -203,10 +203,15 @@ def scenario_page(result: ScenarioResult, text: str, pngs: dict[str, bytes]) -> 
     return _page(result.scenario.title, markdown_to_html(text, images=images))
 
 
-def index_page(counts: str, note: str, header: tuple[str, ...], rows: list[list[str]]) -> str:
-    """The index: the counts, then one row per scenario linking to its page (the last cell)."""
+def index_page(counts: str, note: str, header: tuple[str, ...], rows: list[list[str]], *,
+               environment: tuple[str, list[str]]) -> str:
+    """The index: the counts, the environment the reports were made in (a line and, for several, one
+    item each: ``harness.render.report.index_environment``), then one row per scenario linking to its
+    page (the last cell)."""
+    where, each = environment
+    items = f"<ul>{''.join(f'<li>{html.escape(item)}</li>' for item in each)}</ul>\n" if each else ""
     head = "".join(f"<th>{html.escape(h.replace(chr(92), ''))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row[:-1])
                    + f'<td><a href="{html.escape(row[-1])}">{html.escape(row[-1])}</a></td></tr>' for row in rows)
     return _page("nn-parity reports", f"<h1>nn-parity reports</h1>\n<p>{html.escape(counts)}</p>\n"
-                 f"<p>{_inline(note)}</p>\n<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                 f"<p>{html.escape(where)}</p>\n{items}<p>{_inline(note)}</p>\n<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")

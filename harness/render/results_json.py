@@ -1,5 +1,6 @@
 """The JSON form of a scenario run (``nn-parity run --json``): the same states, summary and worst pair
-as the report (``harness.render.report``), and no path of this machine in any string."""
+as the report (``harness.render.report``), the environment it was made in (``harness.run.environment``),
+and no path of this machine in any string."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 from harness.judge.diagnosis import Diagnosis
 from harness.render.files import display_path, json_safe, without_machine_paths, write_json
 from harness.render.report import summary_paragraph, used, worst_pair
+from harness.run import environment
 from harness.run.runner import ScenarioResult
 
 
@@ -54,6 +56,7 @@ def result_dict(result: ScenarioResult, *, diagnoses: Sequence[Diagnosis]) -> di
     worst = worst_pair(result)
     return dict(_without_paths(json_safe({
         "scenario": s.name, "title": s.title, "source": s.source, "file": display_path(s.path),
+        "environment": environment.public(),
         "tolerances": {d: {"rtol": t.rtol, "atol": t.atol} for d, t in s.tolerances.items()},
         "runs": runs,
         "comparisons": comparisons,

@@ -14,9 +14,12 @@ environment is never served) and the stamp each report carries (where it was mad
   versions, and a fingerprint of each framework's installed files (path, size and mtime of every
   file its distribution records but headers, stubs and bytecode caches: an edited file is seen
   without reading every byte; about 0.5 s per command for numpy, TensorFlow, Keras, torch, JAX).
+- ``DEFAULTS`` and ``FRAMEWORK_THREADS``: what the adapters set before a framework computes (so the
+  description is the same whether or not a framework was loaded in the describing process).
 
 Everything is computed once per process (``describe``/``fingerprint``); nothing here imports a
-framework.
+framework. ``public()``, ``parts()`` and ``one_line()`` are the description as generated files
+show it: no absolute path, no file hash.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
+import re
 import site
 import sys
 from pathlib import Path
@@ -42,13 +46,21 @@ NUMERIC_PREFIXES = ("OPENBLAS_", "GOTO_", "MKL_", "OMP_", "KMP_", "GOMP_", "DNNL
                     "TPU_", "TF_ENABLE_", "TF_NUM_", "TF_XLA", "TF_DETERMINISTIC", "TF_INTRA_", "TF_INTER_", "TF_USE_",
                     "TF_MKL", "TF_ONEDNN", "TF_CUDNN", "TF_GPU", "TF_FORCE_", "TF_DISABLE_", "TF_FP", "TF_FLOAT")
 NUMERIC_EXACT = ("NN_PARITY_THREADS",)
-NOT_NUMERIC = ("KMP_DUPLICATE_LIB_OK",)  # lets two OpenMP runtimes load; computes nothing
+# KMP_DUPLICATE_LIB_OK lets two OpenMP runtimes load and computes nothing; KERAS_BACKEND is set by the
+# adapters for each Keras run (keras: tensorflow, keras@jax, keras@torch), so a user's value changes nothing
+NOT_NUMERIC = ("KMP_DUPLICATE_LIB_OK", "KERAS_BACKEND")
+# numeric variables the adapters set when the user has not (harness.run.adapters.keras_tf): oneDNN off
+DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+# the intra-op threads of torch and TensorFlow (and TensorFlow's inter-op threads) in every run: the
+# models are tiny, and the other implementations' runs compute at the same time
+FRAMEWORK_THREADS = 1
 STARTUP_VARIABLES = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE")
 
 
 def numeric_variables() -> dict[str, str]:
-    """The set numeric environment variables, by name."""
-    return {name: value for name, value in sorted(os.environ.items())
+    """The numeric environment variables in effect for a run, by name: those set, and ``DEFAULTS``
+    for those that are not (the adapters set them before a framework loads)."""
+    return {name: value for name, value in sorted({**DEFAULTS, **os.environ}.items())
             if (name.startswith(NUMERIC_PREFIXES) or name in NUMERIC_EXACT) and name not in NOT_NUMERIC}
 
 
@@ -158,24 +170,47 @@ def installed_files(package: str) -> str:
 
 @functools.cache
 def describe() -> dict[str, object]:
-    """The machine and interpreter as a report names them (no paths, no file hashes)."""
+    """The machine and interpreter, for the cache's key and (as ``public()``, without the paths a
+    variable may hold) for the reports; no file hashes."""
     return {"cpu": cpu_model(), "machine": platform.machine(), "system": platform.system(), "cores": cores(),
-            "blas": blas(),
+            "blas": blas(), "framework_threads": FRAMEWORK_THREADS,
             "versions": versions(), "variables": numeric_variables()}
 
 
-def one_line() -> str:
-    """``describe()`` as one line of text, for a report's header."""
-    d = describe()
-    versions_text = ", ".join(f"{k} {v}" for k, v in d["versions"].items())  # type: ignore[attr-defined]
+# an absolute path (POSIX or Windows) inside a variable's value, e.g. XLA_FLAGS=--xla_dump_to=/tmp/x
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:/|[A-Za-z]:[\\/])[^\s,;:=]*")
+
+
+def public() -> dict[str, object]:
+    """``describe()`` as a generated file (a report, the JSON) carries it: every absolute path in a
+    variable's value replaced by ``(path)``, its white space one space."""
+    d = dict(describe())
+    d["variables"] = {k: " ".join(_ABSOLUTE_PATH.sub("(path)", v).split())  # one line, no path
+                      for k, v in d["variables"].items()}  # type: ignore[attr-defined]
+    return d
+
+
+def parts() -> dict[str, str]:
+    """``public()`` in words, one entry per aspect: CPU, BLAS, framework threads, versions, numeric
+    environment variables."""
+    d = public()
     libraries = "; ".join(
-        f"{lib.get('internal_api', lib.get('user_api', '?'))} {lib.get('version', '')}".strip()
+        f"{lib.get('internal_api', '?')} {lib.get('version', '')}".strip()
         + (f" ({lib['architecture']} kernel)" if "architecture" in lib else "")
-        + f", {lib.get('num_threads', '?')} threads"
+        + f", {lib.get('num_threads', '?')} thread{'' if lib.get('num_threads') == '1' else 's'}"
         for lib in d["blas"])  # type: ignore[attr-defined]
+    n = d["framework_threads"]
     variables = ", ".join(f"{k}={v}" for k, v in d["variables"].items())  # type: ignore[attr-defined]
-    text = f"{d['cpu']} ({d['machine']}, {d['cores']} cores); {libraries or 'no BLAS loaded'}; {versions_text}"
-    return text + (f"; {variables}" if variables else "")
+    return {"CPU": f"{d['cpu']} ({d['machine']}, {d['system']}, {d['cores']} cores)",
+            "BLAS": libraries or "no BLAS loaded",
+            "framework threads": f"torch and TensorFlow on {n} thread{'' if n == 1 else 's'}",
+            "versions": ", ".join(f"{k} {v}" for k, v in d["versions"].items()),  # type: ignore[attr-defined]
+            "numeric environment variables": variables or "none set"}
+
+
+def one_line() -> str:
+    """``parts()`` as one line of text, for a report's header and the index."""
+    return "; ".join(parts().values())
 
 
 MODULES = ("numpy", "tensorflow", "keras", "torch", "jax", "jaxlib", "matplotlib")

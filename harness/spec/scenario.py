@@ -28,7 +28,7 @@ from reference.optimizers import CONVENTIONS
 DTYPES = ("float64", "float32")
 FULL_BATCH = None
 
-# Scenario names become file names (reports/<name>.md) and table cells: identifiers only.
+# Scenario names become file names (<out>/<name>.md) and table cells: identifiers only.
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
 NAME_MAX = 80
 NAME_RULE = f"lowercase letters, digits and dashes, starting with a letter or digit, at most {NAME_MAX} characters"

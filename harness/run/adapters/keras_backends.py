@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from harness.run import environment
 from harness.run.adapters import keras_tf
 from harness.run.adapters.protocol import Params, missing
 from harness.run.plan import TrainingPlan
@@ -62,7 +63,7 @@ def import_keras_on(backend: str) -> Any:
         import torch
 
         torch.use_deterministic_algorithms(True)
-        torch.set_num_threads(1)
+        torch.set_num_threads(environment.FRAMEWORK_THREADS)
     return keras
 
 

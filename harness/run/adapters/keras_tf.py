@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.run import environment
 from harness.run.adapters.protocol import Adapter, Params, check_expressible, missing
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import RowIds, Trajectory, dtype_names
@@ -41,18 +42,18 @@ def _quiet_stderr():
 def import_keras():
     """Import TensorFlow and Keras quietly, pinned to the TF backend and deterministic ops."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    for name, value in environment.DEFAULTS.items():  # oneDNN off, unless the user set it
+        os.environ.setdefault(name, value)
     os.environ["KERAS_BACKEND"] = "tensorflow"
     with _quiet_stderr():
         import keras
         import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     tf.config.experimental.enable_op_determinism()
-    if not _THREADS_SET:  # one thread, as torch: these models are tiny, and the runs of the other
-        # implementations compute at the same time (settable only before TensorFlow's first op)
+    if not _THREADS_SET:  # as torch (environment.FRAMEWORK_THREADS); settable only before TensorFlow's first op
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
+            tf.config.threading.set_intra_op_parallelism_threads(environment.FRAMEWORK_THREADS)
+            tf.config.threading.set_inter_op_parallelism_threads(environment.FRAMEWORK_THREADS)
         except RuntimeError:  # TensorFlow already ran an op in this process: keep its threads
             pass
         _THREADS_SET.append(True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.run import environment
 from harness.run.adapters.protocol import Params, check_expressible, missing
 from harness.run.layout import from_torch, to_torch
 from harness.run.plan import TrainingPlan
@@ -143,10 +144,10 @@ def _run(plan: TrainingPlan) -> Trajectory:
     import torch
 
     torch.use_deterministic_algorithms(True)
-    # One intra-op thread: these models are tiny, and on a busy 2-core machine two torch threads
-    # contend with the other processes (measured: sigmoid-exponential 29 s with 2 threads under
-    # load, 4.9 s with 1; 2.6 s either way when the machine is idle).
-    torch.set_num_threads(1)
+    # One intra-op thread (environment.FRAMEWORK_THREADS): these models are tiny, and on a busy 2-core
+    # machine two torch threads contend with the other processes (measured: sigmoid-exponential 29 s
+    # with 2 threads under load, 4.9 s with 1; 2.6 s either way when the machine is idle).
+    torch.set_num_threads(environment.FRAMEWORK_THREADS)
     dtype = _dtype(torch, plan.dtype)
     scenario, training = plan.scenario, plan.scenario.training
     model, linears = build_model(torch, scenario, dtype)
