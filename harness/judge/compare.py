@@ -94,6 +94,10 @@ class Comparison:
     # side's dtype rule ("keras@jax: Keras' rule that returns 32-bit results ... (in ...)")
     differences: list[str] = field(default_factory=list)
     explained: bool = False  # each side agrees with the reference in its convention (or its control run does)
+    # Set by the runner: what makes a side not a run of the pair's dtype, whatever the numbers say
+    # ("torch (float32) computed its parameters in float64"): the pair disagrees
+    # (``ScenarioResult.dtype_faults``)
+    faults: list[str] = field(default_factory=list)
     # The tolerance's magnitude term (harness.judge.tolerance): allowed += mtol * M, mtol = ulps * eps.
     ulps: float = 0.0
     mtol: float = 0.0
@@ -110,13 +114,16 @@ class Comparison:
 
     @property
     def ok(self) -> bool:
-        """Agrees, or differs only by what the reference accounts for (``differences``, ``explained``)."""
-        return self.agree or (bool(self.expected_difference) and self.explained)
+        """Both sides are runs of the pair's dtype (no ``faults``) and the pair agrees, or differs only
+        by what the reference accounts for (``differences``, ``explained``)."""
+        return not self.faults and (self.agree or (bool(self.expected_difference) and self.explained))
 
     @property
     def state(self) -> str:
         """The pair's one state (``STATES``): ``agree`` (within tolerance at every step), ``differ,
         explained`` (differs only by ``differences``, which the reference accounts for) or ``disagree``."""
+        if self.faults:
+            return DISAGREE
         if self.agree:
             return AGREE
         return EXPLAINED if self.ok else DISAGREE
@@ -124,6 +131,8 @@ class Comparison:
     @property
     def verdict(self) -> str:
         """The state, with what explains the difference (or what it goes beyond)."""
+        if self.faults:
+            return f"{DISAGREE}: {'; '.join(self.faults)}"
         if self.state == EXPLAINED:
             return f"{EXPLAINED}: {self.expected_difference}"
         if self.state == DISAGREE and self.expected_difference:
@@ -133,6 +142,10 @@ class Comparison:
     def describe_failure(self, scenario: str) -> str:
         """A parity failure message in the style of numpy.testing.assert_allclose."""
         head = f"{scenario}: {self.a} vs {self.b} ({self.dtype}) disagree"
+        if self.faults:  # not a run of its dtype, whether or not its values are within the tolerance
+            head += f" ({'; '.join(self.faults)})"
+            if self.mismatch is None:
+                return f"{head}: within the tolerance at every step, and still not a {self.dtype} pair"
         if self.mismatch is None:
             return f"{head}: {self.note}"
         m = self.mismatch
@@ -155,7 +168,7 @@ class Comparison:
             "gradients": {k: {"max_abs": q.max_abs, "max_rel": q.max_rel} for k, q in self.gradients.items()},
             "mismatch": None if self.mismatch is None else self.mismatch.__dict__,
             "note": self.note, "expected_difference": self.expected_difference, "differences": self.differences,
-            "explained": self.explained,
+            "explained": self.explained, "faults": self.faults,
             "verdict": self.verdict,
         }
 

@@ -44,9 +44,10 @@ from harness.errors import BadInput
 from harness.judge import findings
 from harness.judge.compare import DISAGREE, Comparison, compare
 from harness.judge.findings import Evidence, Finding
+from harness.judge.textbook import OWNERS, RuleCheck
 from harness.judge.tolerance import Tolerance, compare_elements
 from harness.judge.tolerance import difference as difference_of
-from harness.run.adapters import REFERENCE, adapter, run_framework, trace_framework
+from harness.run.adapters import ALL_FRAMEWORKS, REFERENCE, adapter, run_framework, trace_framework
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.runner import (
     Progress,
@@ -54,7 +55,9 @@ from harness.run.runner import (
     bridge_of,
     check_runnable,
     control_label,
+    convention_of,
     framework_of,
+    in_convention,
     narrowed,
     reference_in,
     side_plan,
@@ -63,7 +66,7 @@ from harness.run.runner import (
 from harness.run.trajectory import Trajectory, trace_stages
 from harness.spec.conventions import difference, number
 from harness.spec.scenario import Scenario
-from reference.optimizers import DEFAULTS
+from reference.optimizers import CONVENTIONS, DEFAULTS, formulas
 
 R_EPSILON = 1e-7
 R_FLOOR_ULPS = 256
@@ -265,6 +268,9 @@ class Control:
     frameworks: tuple[str, str] | None = None
     also: tuple["Control", ...] = ()
     drift_ok: bool = False  # confirms on agreement alone (the bridge: the runner's criterion)
+    # checks that do not rerun either side and must pass too: a reference run against its
+    # convention's update rule computed independently (``harness.judge.textbook``)
+    checks: tuple[RuleCheck, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -321,25 +327,35 @@ def _float64_control(pair: Pair) -> list[Control]:
 
 
 def _convention_control(pair: Pair) -> list[Control]:
-    """Give one side the other's convention (a framework runs only its own optimizer classes, so
-    this control is not applicable to it); then the bridge through the reference: each side
-    against the reference run in its own convention."""
-    c = pair.comparison
-    ca, cb = pair.run(c.a).convention, pair.run(c.b).convention
-    result = pair.result
-    # The bridge confirms on agreement, as the runner's "explained" does; a bridge pair that agrees
-    # but drifts is diagnosed on its own (e.g. float32 rounding growth).
-    bridge = Control(f"{c.a} vs the reference in the {ca!r} convention ({c.dtype})", c.dtype, pair.a,
-                     _reference_in(result, ca), frameworks=(c.a, reference_in(ca)), drift_ok=True,
-                     also=(Control(f"{c.b} vs the reference in the {cb!r} convention ({c.dtype})", c.dtype, pair.b,
-                                   _reference_in(result, cb), frameworks=(c.b, reference_in(cb)), drift_ok=True),))
-    return [
-        Control(f"{c.a} vs {c.b} ({c.dtype}) with {c.b} in the {ca!r} optimizer convention", c.dtype,
-                pair.a, with_convention(pair.b, ca)),
-        Control(f"{c.a} vs {c.b} ({c.dtype}) with {c.a} in the {cb!r} optimizer convention", c.dtype,
-                with_convention(pair.a, cb), pair.b),
-        bridge,
-    ]
+    """What a convention difference rests on (``harness.run.runner.convention_confirmed``), none of
+    it the code it explains: each framework side, and each framework computing a reference side's
+    convention, against the reference in its convention (its control run with its narrowing rule
+    off, where the runner confirmed that rule), and each convention's reference against that
+    convention's update rule computed independently. Re-running one side in the other's convention
+    is no control: a framework runs only its own convention, and the reference in the other
+    convention is the other side's code, which cannot disagree with itself. Empty when a
+    convention's reference did not run or no framework computes either convention."""
+    c, result = pair.comparison, pair.result
+    checks, bridges = [], []
+    for label in (c.a, c.b):
+        convention = pair.run(label).convention
+        reference = reference_in(convention)
+        check = result.rule_checks.get((reference, c.dtype))
+        if check is None:
+            return []
+        if check not in checks:
+            checks.append(check)
+        for side in ([label] if framework_of(label) != REFERENCE else in_convention(result, convention, c.dtype)):
+            run_as, what = side, side
+            if (side, c.dtype) in result.rules:  # its framework's dtype rule, confirmed by its control run
+                run_as = control_label(side)
+                what = f"{side} with {adapter(framework_of(side)).narrowing_rule} off"
+            bridges.append(Control(f"{what} vs {reference} ({c.dtype})", c.dtype, result.scenario_for(run_as),
+                                   result.scenario_for(reference), frameworks=(run_as, reference), drift_ok=True))
+    if not bridges:
+        return []
+    first, *others = list({b.description: b for b in bridges}.values())
+    return [replace(first, also=tuple(others), checks=tuple(checks))]
 
 
 def _narrowed_sides(pair: Pair) -> list[str]:
@@ -450,7 +466,8 @@ class ControlRun:
         """The control confirms its cause: it agrees at every step and does not drift either
         (nor does any of its further pairs)."""
         return (self.comparison is not None and self.comparison.agree
-                and (self.fraction < DRIFT_FRACTION or self.control.drift_ok) and all(r.agrees for r in self.also))
+                and (self.fraction < DRIFT_FRACTION or self.control.drift_ok) and all(r.agrees for r in self.also)
+                and all(check.ok for check in self.control.checks))
 
     @property
     def summary(self) -> str:
@@ -471,7 +488,7 @@ class ControlRun:
                            else "agree but still drift")
             text = (f"{self.control.description}: {verdict} (max |a - b| {c.max_abs:.2e}, at worst "
                     f"{self.fraction:.2g} x the tolerance rtol {c.rtol:g}, atol {c.atol:g})")
-        return "; and ".join([text] + [r.describe() for r in self.also])
+        return "; and ".join([text] + [r.describe() for r in self.also] + [x.describe() for x in self.control.checks])
 
 
 def _run_side(result: ScenarioResult, label: str, scenario: Scenario, dtype: str, plan: TrainingPlan,
@@ -676,18 +693,22 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
     localisations = {id(d.comparison): d.localisation for d in out}
     for dtype in result.dtypes:
         found = suspects(result, dtype, localisations=localisations)
-        by_label = {x.label: x for x in found}
+        named = [x for x in found if x.label is not None]
         for d in out:
             c = d.comparison
             if c.dtype != dtype or c.state != DISAGREE or not found:
                 continue
-            sides = [by_label[fw] for fw in (framework_of(c.a), framework_of(c.b)) if fw in by_label]
-            d.suspect = sides[0] if len(sides) == 1 else by_label.get(None)
+            labels = {c.a, c.b, framework_of(c.a), framework_of(c.b)}
+            sides = [x for x in named if x.label in labels]
+            # a pair with neither side suspected rests on the one suspect (e.g. the reference in a
+            # convention, which explained it); else the no-majority reason
+            d.suspect = sides[0] if len(sides) == 1 else next((x for x in found if x.label is None),
+                                                               named[0] if len(named) == 1 else None)
             if len(sides) == 2:  # two suspects against each other: each already differs from the majority
+                others = f" from {_names(list(sides[0].others))}, which agree" if sides[0].others else ""
                 d.suspect = Suspect(dtype, None, sides[0].others, None, None,
-                                    f"both {sides[0].label} and {sides[1].label} differ from "
-                                    f"{_names(list(sides[0].others))}, which agree: suspects {sides[0].label} and "
-                                    f"{sides[1].label}")
+                                    f"both {sides[0].label} and {sides[1].label} differ{others}: suspects "
+                                    f"{sides[0].label} and {sides[1].label}")
     return out
 
 
@@ -746,6 +767,56 @@ def suspects(result: ScenarioResult, dtype: str, *,
     disagreeing = [c for c in compared if c.state == DISAGREE]
     if not disagreeing:
         return []
+    wrong_rule = [check for (_, dt), check in result.rule_checks.items() if dt == dtype and check.failed]
+    if wrong_rule:  # the reference in a convention is not that convention's rule: that run is the suspect
+        return [Suspect(dtype, check.label, (), check.bad_step, f"updated {check.quantity}",
+                        f"{check.describe()}: suspect {check.label}, from step {check.bad_step} at "
+                        f"`updated {check.quantity}`") for check in wrong_rule]
+    found = _majority(result, dtype, compared, disagreeing, localisations)
+    undecided = _undecided_conventions(result, dtype, disagreeing)
+    return [x for x in found if x.label not in undecided] + list(undecided.values())
+
+
+CONVENTION_NAMES = {"keras": "the Keras convention", "keras-unrounded": "the Keras convention unrounded",
+                    "torch": "the torch convention"}
+
+
+def _undecided_conventions(result: ScenarioResult, dtype: str, disagreeing: list[Comparison]) -> dict[str, Suspect]:
+    """framework -> a no-majority ``Suspect``, for each framework that alone computes a convention
+    beside the reference in it, disagrees with it, and whose disagreement the reference's check
+    against the convention's rule (``rule_checks``) did not reach: which of the two is wrong
+    within that convention, nothing here can tell."""
+    out = {}
+    spec = result.scenario.training.optimizer if result.scenario.training is not None else None
+    for c in disagreeing:
+        reference, other = (c.a, c.b) if convention_of(c.a) else (c.b, c.a)
+        convention = convention_of(reference)
+        if convention is None or convention_of(other) or spec is None:
+            continue
+        check = result.rule_checks.get((reference, dtype))
+        step = c.first_divergent_step if c.first_divergent_step is not None else 0
+        if (check is not None and check.covers(step)) or in_convention(result, convention, dtype) != [other]:
+            continue
+        ran = {framework_of(label) for label in result.frameworks}
+        family = formulas(convention)
+        tie = [fw for fw in ALL_FRAMEWORKS if fw not in ran and fw != REFERENCE
+               and adapter(fw).native_convention(spec) in CONVENTIONS
+               and formulas(adapter(fw).native_convention(spec)) == family]
+        breaker = (f"run with --frameworks all: {_names(tie)} compute{'s' if len(tie) == 1 else ''} "
+                   f"{OWNERS[family]} formulas too" if tie else
+                   "no other implementation here computes its formulas")
+        reach = ("the reference could not be checked against the convention's rule" if check is None else
+                 f"the check of {reference} against {check.rule} reaches step {check.steps - 1} only "
+                 f"({check.message or 'its budget'}), the difference is at step {step}")
+        out[other] = Suspect(dtype, None, (), step, None,
+                             f"no majority within {CONVENTION_NAMES.get(convention, convention)} ({reference} vs "
+                             f"{other}): only they compute it here and {reach}; to break the tie, {breaker}")
+    return out
+
+
+def _majority(result: ScenarioResult, dtype: str, compared: list[Comparison], disagreeing: list[Comparison],
+              localisations: Mapping[int, Localisation] | None) -> list[Suspect]:
+    """The majority rule of ``suspects`` over the implementations (the reference as one)."""
     implementations = list(dict.fromkeys(framework_of(label) for label in result.frameworks
                                          if result.runs.get((label, dtype)) is not None
                                          and result.runs[(label, dtype)].ok))
