@@ -134,6 +134,9 @@ class Localisation:
     # implementations whose replay of the step does not reproduce their own run (the run's loss or
     # updated parameters), each with what differs: the difference lives in the run loop itself
     replay_mismatches: dict[str, str] = field(default_factory=dict)
+    # implementations whose run computed in another dtype (``ScenarioResult.dtype_fault``) -> the first
+    # stage of their trace holding values of another dtype than the step's, and that dtype
+    wrong_dtypes: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def appears_at(self) -> StageDiff | None:
@@ -152,9 +155,11 @@ class Localisation:
         the parameters shows at ``params ...``, even when it grew too slowly for R); else, when a
         side's replay does not reproduce its own run, that side's run loop (``RUN_LOOP``); None
         when nothing was traced or no stage differs."""
-        found = [s for s in (self.appears_at, self.first_beyond) if s is not None]
+        names = [s.stage for s in self.stages]
+        found = [s.stage for s in (self.appears_at, self.first_beyond) if s is not None]
+        found += [stage for stage, _ in self.wrong_dtypes.values() if stage in names]
         if found:
-            return min(found, key=self.stages.index).stage
+            return min(found, key=names.index)
         return RUN_LOOP if self.replay_mismatches else None
 
     def describe(self) -> str:
@@ -168,7 +173,9 @@ class Localisation:
         replays = "".join(f"; {label}'s replay of the step does not reproduce its run ({what}): the "
                           "difference is in its run loop, which the replay does not share"
                           for label, what in self.replay_mismatches.items())
-        return f"within step {self.step}, {where}; {first}{replays}"
+        dtypes = "".join(f"; {label}'s trace holds {dtype} values from `{stage}` on"
+                         for label, (stage, dtype) in self.wrong_dtypes.items())
+        return f"within step {self.step}, {where}; {first}{replays}{dtypes}"
 
 
 def stage_differences(trace_a: dict[str, np.ndarray], trace_b: dict[str, np.ndarray], stages: list[str],
@@ -220,8 +227,19 @@ def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Prog
     tol = result.scenario.tolerances[c.dtype]
     mismatches = {fw: what for fw in (c.a, c.b)
                   if (what := replay_mismatch(traces[fw], result.runs[(fw, c.dtype)], step, tol))}
+    wrong = {fw: found for fw in (c.a, c.b) if result.dtype_fault(fw, c.dtype)
+             and (found := _first_wrong_dtype(traces[fw], stages, c.dtype))}
     return Localisation(step, stage_differences(traces[c.a], traces[c.b], stages, tol, floor=r_floor(c.dtype)),
-                        replay_mismatches=mismatches)
+                        replay_mismatches=mismatches, wrong_dtypes=wrong)
+
+
+def _first_wrong_dtype(trace: dict[str, np.ndarray], stages: list[str], dtype: str) -> tuple[str, str] | None:
+    """The first stage of ``trace`` whose values are not of ``dtype``, with their dtype."""
+    for stage in stages:
+        found = np.asarray(trace[stage]).dtype
+        if found != np.dtype(dtype):
+            return stage, found.name
+    return None
 
 
 def replay_mismatch(trace: dict[str, np.ndarray], run: Trajectory, step: int, tol: Tolerance) -> str:
@@ -670,7 +688,10 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
     out: list[Diagnosis] = []
     cache: Traces = {}
     for c in result.comparisons:
-        if c.agree:
+        if c.faults and c.agree:  # within the tolerance, and still a side is not a run of the pair's dtype
+            kind, step, quantity = "disagree", 0, "computed dtype"
+            fraction = 0.0 if c.closest is None else c.closest[2]
+        elif c.agree:
             if c.closest is None or c.closest[2] < DRIFT_FRACTION:
                 continue
             kind, (step, quantity, fraction) = "drift", c.closest
@@ -854,7 +875,7 @@ def _majority(result: ScenarioResult, dtype: str, compared: list[Comparison], di
         mine = [c for c in disagreeing if {framework_of(c.a), framework_of(c.b)} & {odd}
                 and {framework_of(c.a), framework_of(c.b)} & set(majority)]  # against the majority
         first = min(mine, key=lambda c: c.first_divergent_step if c.first_divergent_step is not None else 0)
-        step = first.first_divergent_step
+        step = first.first_divergent_step if first.first_divergent_step is not None else 0  # 0: a dtype fault
         loc = (localisations or {}).get(id(first))
         stage = None if loc is None else loc.stage
         where = f"from step {step}" + (f" at `{stage}`" if stage else "")
