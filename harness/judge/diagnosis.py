@@ -86,6 +86,7 @@ def r_floor(dtype: str) -> float:
 DRIFT_FRACTION = 0.5
 NO_CAUSE = "no known cause confirmed"
 RUN_LOOP = "the run loop"  # the stage named when a side's replay does not reproduce its own run
+EARLY_STOP = "the early stop"  # the stage named when the runs agree until one of them stops
 
 
 # --- growth over training -----------------------------------------------------
@@ -137,6 +138,9 @@ class Localisation:
     # implementations whose run computed in another dtype (``ScenarioResult.dtype_fault``) -> the first
     # stage of their trace holding values of another dtype than the step's, and that dtype
     wrong_dtypes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # when the runs agree until one stops and the other goes on: which side stopped when, and which
+    # early-stop rule each applied (``early_stop_account``)
+    early_stop: str = ""
 
     @property
     def appears_at(self) -> StageDiff | None:
@@ -155,6 +159,8 @@ class Localisation:
         the parameters shows at ``params ...``, even when it grew too slowly for R); else, when a
         side's replay does not reproduce its own run, that side's run loop (``RUN_LOOP``); None
         when nothing was traced or no stage differs."""
+        if self.early_stop:
+            return EARLY_STOP
         names = [s.stage for s in self.stages]
         found = [s.stage for s in (self.appears_at, self.first_beyond) if s is not None]
         found += [stage for stage, _ in self.wrong_dtypes.values() if stage in names]
@@ -163,6 +169,8 @@ class Localisation:
         return RUN_LOOP if self.replay_mismatches else None
 
     def describe(self) -> str:
+        if self.early_stop:
+            return f"at step {self.step}, {EARLY_STOP}: {self.early_stop}"
         if self.message:
             return f"step {self.step} could not be traced: {self.message}"
         appears, beyond = self.appears_at, self.first_beyond
@@ -205,7 +213,7 @@ def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Prog
         return Localisation(step, [], message="a forward-only scenario: the per-layer outputs in the agreement "
                                               "table are the whole computation")
     if step >= min(c.steps_a, c.steps_b):
-        return Localisation(step, [], message="the runs made different numbers of steps (early stop)")
+        return Localisation(step, [], early_stop=early_stop_account(result, c))
     plan = result.plans[c.dtype]
     cache = {} if cache is None else cache
     traces = {}
@@ -240,6 +248,37 @@ def _first_wrong_dtype(trace: dict[str, np.ndarray], stages: list[str], dtype: s
         if found != np.dtype(dtype):
             return stage, found.name
     return None
+
+
+def early_stop_account(result: ScenarioResult, c: Comparison) -> str:
+    """Which side of a pair that agrees until one side stops made how many steps, and which early-stop
+    rule each applied: the scenario's (``harness.run.trajectory.should_stop``: before the update of
+    step t, stop when |loss_t - loss_(t-1)| < early_stop_tol), evaluated on the losses the longer
+    run recorded (the same as the shorter one's up to its last step, within the tolerance)."""
+    runs = {label: result.runs[(label, c.dtype)] for label in (c.a, c.b)}
+    short, long = sorted(runs, key=lambda label: runs[label].steps)
+    n = runs[short].steps
+    tol = None if result.scenario.training is None else result.scenario.training.early_stop_tol
+    made = {label: f"{label} made {run.steps} step{'' if run.steps == 1 else 's'} "
+                   + (f"(stopped_early_at {run.stopped_early_at})" if run.stopped_early_at is not None
+                      else "(no early stop)") for label, run in runs.items()}
+    head = f"{made[short]}, {made[long]}"
+    if tol is None:
+        return f"{head}; the scenario declares no early stop, so {short} stopped short of its last step"
+    rule = f"the declared early stop (before the update of step t, |loss_t - loss_(t-1)| < {tol:g})"
+    losses = runs[long].losses
+    if n == 0 or n >= len(losses):
+        return f"{head}; {rule} cannot be evaluated at step {n} from their recorded losses"
+    delta = abs(float(losses[n]) - float(losses[n - 1]))
+    if delta >= tol:
+        return (f"{head}; {rule} does not fire at step {n} (|loss_{n} - loss_{n - 1}| = {delta:.3g} by {long}'s "
+                f"losses): {short} stopped where the rule does not, by another rule")
+    fired = f"{head}; {rule} fires at step {n} (|loss_{n} - loss_{n - 1}| = {delta:.3g})"
+    late = runs[long]
+    if late.steps == n + 1 and late.stopped_early_at is not None:
+        return (f"{fired}: {short} applied it, stopping before step {n}'s update; {long} made step {n}'s update "
+                f"and then stopped, as a test after the update does")
+    return f"{fired}: {short} applied it, stopping before step {n}'s update; {long} went on to step {late.steps - 1}"
 
 
 def replay_mismatch(trace: dict[str, np.ndarray], run: Trajectory, step: int, tol: Tolerance) -> str:
@@ -703,7 +742,9 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
         pair = Pair(result, c)
         localisation = localise(result, c, step, progress=progress, cache=cache)
         evidence = _evidence(result, c, step, localisation, cache)
-        cause, confirmed_by, tried = name_cause(pair, evidence=evidence, progress=progress)
+        # runs that agree until one stops: nothing differs at a step both made for a cause to explain
+        cause, confirmed_by, tried = (None, None, []) if localisation.early_stop else \
+            name_cause(pair, evidence=evidence, progress=progress)
         out.append(Diagnosis(c, kind, step, quantity, fraction, localisation, cause, confirmed_by, tried))
     separated: dict[str, list[Contribution]] = {}
     for d in out:
