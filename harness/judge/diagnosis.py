@@ -53,6 +53,7 @@ from harness.run.runner import (
     Progress,
     ScenarioResult,
     bridge_of,
+    check_rule,
     check_runnable,
     control_label,
     convention_of,
@@ -325,9 +326,9 @@ class Control:
     frameworks: tuple[str, str] | None = None
     also: tuple["Control", ...] = ()
     drift_ok: bool = False  # confirms on agreement alone (the bridge: the runner's criterion)
-    # checks that do not rerun either side and must pass too: a reference run against its
-    # convention's update rule computed independently (``harness.judge.textbook``)
-    checks: tuple[RuleCheck, ...] = ()
+    # reference runs (label, scenario) that must follow their convention's update rule, computed
+    # independently (``harness.judge.textbook``; the run's own check, ``rule_checks``, when it ran)
+    rules: tuple[tuple[str, Scenario], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -384,35 +385,36 @@ def _float64_control(pair: Pair) -> list[Control]:
 
 
 def _convention_control(pair: Pair) -> list[Control]:
-    """What a convention difference rests on (``harness.run.runner.convention_confirmed``), none of
-    it the code it explains: each framework side, and each framework computing a reference side's
-    convention, against the reference in its convention (its control run with its narrowing rule
-    off, where the runner confirmed that rule), and each convention's reference against that
-    convention's update rule computed independently. Re-running one side in the other's convention
-    is no control: a framework runs only its own convention, and the reference in the other
-    convention is the other side's code, which cannot disagree with itself. Empty when a
-    convention's reference did not run or no framework computes either convention."""
+    """What a convention difference rests on (as ``harness.run.runner.convention_confirmed``), none
+    of it the code it explains: each framework side against the reference in its convention, and a
+    reference side against each framework computing its convention (a framework whose dtype rule
+    the runner confirmed: its control run with the rule off); and each convention's reference run
+    against that convention's update rule computed independently. A framework side cannot run the
+    other's convention, and the reference re-run in the other side's convention is the other
+    side's own code when that side is the reference too: neither is evidence. Empty when no
+    framework computes either convention."""
     c, result = pair.comparison, pair.result
-    checks, bridges = [], []
-    for label in (c.a, c.b):
+    bridges: dict[str, Control] = {}
+    rules: dict[str, Scenario] = {}
+    for label, scenario in ((c.a, pair.a), (c.b, pair.b)):
         convention = pair.run(label).convention
-        reference = reference_in(convention)
-        check = result.rule_checks.get((reference, c.dtype))
-        if check is None:
-            return []
-        if check not in checks:
-            checks.append(check)
-        for side in ([label] if framework_of(label) != REFERENCE else in_convention(result, convention, c.dtype)):
+        if framework_of(label) == REFERENCE:
+            reference, reference_scenario, sides = label, scenario, in_convention(result, convention, c.dtype)
+        else:
+            reference, reference_scenario, sides = reference_in(convention), _reference_in(result, convention), [label]
+        rules.setdefault(reference, reference_scenario)
+        for side in sides:
             run_as, what = side, side
             if (side, c.dtype) in result.rules:  # its framework's dtype rule, confirmed by its control run
                 run_as = control_label(side)
                 what = f"{side} with {adapter(framework_of(side)).narrowing_rule} off"
-            bridges.append(Control(f"{what} vs {reference} ({c.dtype})", c.dtype, result.scenario_for(run_as),
-                                   result.scenario_for(reference), frameworks=(run_as, reference), drift_ok=True))
+            description = f"{what} vs {reference} ({c.dtype})"
+            bridges.setdefault(description, Control(description, c.dtype, result.scenario_for(run_as),
+                                                    reference_scenario, frameworks=(run_as, reference), drift_ok=True))
     if not bridges:
         return []
-    first, *others = list({b.description: b for b in bridges}.values())
-    return [replace(first, also=tuple(others), checks=tuple(checks))]
+    first, *others = bridges.values()
+    return [replace(first, also=tuple(others), rules=tuple(rules.items()))]
 
 
 def _narrowed_sides(pair: Pair) -> list[str]:
@@ -516,6 +518,7 @@ class ControlRun:
     fraction: float = 0.0  # the largest fraction of its tolerance the control pair uses
     message: str = ""  # why the control could not decide (a run crashed or was skipped)
     also: list["ControlRun"] = field(default_factory=list)  # the control's further pairs
+    checks: list[RuleCheck] = field(default_factory=list)  # its reference runs against their update rules
     applicable: bool = True  # False: a side cannot run the control (a convention it cannot compute)
 
     @property
@@ -524,7 +527,7 @@ class ControlRun:
         (nor does any of its further pairs)."""
         return (self.comparison is not None and self.comparison.agree
                 and (self.fraction < DRIFT_FRACTION or self.control.drift_ok) and all(r.agrees for r in self.also)
-                and all(check.ok for check in self.control.checks))
+                and all(check.ok for check in self.checks))
 
     @property
     def summary(self) -> str:
@@ -545,7 +548,7 @@ class ControlRun:
                            else "agree but still drift")
             text = (f"{self.control.description}: {verdict} (max |a - b| {c.max_abs:.2e}, at worst "
                     f"{self.fraction:.2g} x the tolerance rtol {c.rtol:g}, atol {c.atol:g})")
-        return "; and ".join([text] + [r.describe() for r in self.also] + [x.describe() for x in self.control.checks])
+        return "; and ".join([text] + [r.describe() for r in self.also] + [x.describe() for x in self.checks])
 
 
 def _run_side(result: ScenarioResult, label: str, scenario: Scenario, dtype: str, plan: TrainingPlan,
@@ -580,7 +583,19 @@ def run_control(result: ScenarioResult, control: Control, *, frameworks: tuple[s
         return ControlRun(control, None, message="; ".join(f"{r.framework} {r.status}: {r.message}" for r in failed),
                           also=also)
     comparison = compare(runs[0], runs[1], result.scenario.tolerances[control.dtype])
-    return ControlRun(control, comparison, 0.0 if comparison.closest is None else comparison.closest[2], also=also)
+    checks = [_rule_check(result, label, scenario, control.dtype, plan, progress) for label, scenario in control.rules]
+    return ControlRun(control, comparison, 0.0 if comparison.closest is None else comparison.closest[2], also=also,
+                      checks=checks)
+
+
+def _rule_check(result: ScenarioResult, label: str, scenario: Scenario, dtype: str, plan: TrainingPlan,
+                progress: Progress | None) -> RuleCheck:
+    """The reference run ``label`` (of ``scenario``) against its convention's update rule: the
+    runner's check when that run was made, else the run made (``_run_side``) and checked here."""
+    if (label, dtype) in result.rule_checks and scenario is result.scenario_for(label):
+        return result.rule_checks[(label, dtype)]
+    return check_rule(label, _run_side(result, label, scenario, dtype, plan, progress), scenario,
+                      result.scenario.tolerances[dtype])
 
 
 @dataclass

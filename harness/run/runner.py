@@ -31,6 +31,7 @@ from harness.judge.compare import DISAGREE, Comparison, compare, worst_state
 from harness.judge.lab_values import LabCheck, check_lab_value
 from harness.judge.metrics import ACCURACY_LOSSES, evaluate
 from harness.judge.textbook import RuleCheck, check_run
+from harness.judge.tolerance import Tolerance
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_all
 from harness.run.budget import check_budget
 from harness.run.plan import TrainingPlan, make_plan
@@ -388,13 +389,18 @@ def _check_rules(result: ScenarioResult, dtype: str) -> None:
     computed independently (``harness.judge.textbook``), into ``rule_checks``."""
     training = result.scenario.training
     for label in result.frameworks:
-        run, convention = result.runs[(label, dtype)], convention_of(label)
-        if training is None or convention is None or not run.ok or run.convention in ("", COMMON):
+        run = result.runs[(label, dtype)]
+        if training is None or convention_of(label) is None or not run.ok or run.convention in ("", COMMON):
             continue
-        spec = result.scenario_for(label).training_spec.optimizer
-        result.rule_checks[(label, dtype)] = check_run(
-            label, run, optimizer=spec.name, learning_rate=spec.learning_rate, options=spec.options,
-            convention=convention, tolerance=result.scenario.tolerances[dtype])
+        result.rule_checks[(label, dtype)] = check_rule(label, run, result.scenario_for(label),
+                                                        result.scenario.tolerances[dtype])
+
+
+def check_rule(label: str, run: Trajectory, scenario: Scenario, tolerance: Tolerance) -> RuleCheck:
+    """A reference run (of ``scenario``) against the update rule of the convention it computed."""
+    spec = scenario.training_spec.optimizer
+    return check_run(label, run, optimizer=spec.name, learning_rate=spec.learning_rate, options=spec.options,
+                     convention=run.convention, tolerance=tolerance)
 
 
 def in_convention(result: ScenarioResult, convention: str, dtype: str) -> list[str]:
