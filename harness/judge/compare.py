@@ -31,7 +31,8 @@ AGREE = "agree"  # within tolerance at every step
 EXPLAINED = "differ, explained"  # differs only by what the reference accounts for (a convention, a dtype rule)
 # why a pair that differs, explained, is ok (``harness.run.runner._explain``)
 ACCOUNTED = ("each side agrees with the reference run in its own optimizer convention, or, where a side's "
-             "framework has a dtype rule, its control run with that rule off does")
+             "framework has a dtype rule, its control run with that rule off does; and each convention's "
+             "reference run follows that convention's update rule, computed independently in exact arithmetic")
 DISAGREE = "disagree"
 STATES = (AGREE, EXPLAINED, DISAGREE)
 

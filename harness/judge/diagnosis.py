@@ -29,7 +29,15 @@ For a pair that disagrees, three questions are answered in turn:
    activation or guard it applied, a constant factor). A cause is named only when confirmed.
 4. **Who**: with three or more implementations in a dtype, the one that disagrees with every
    other while those agree among themselves is named the *suspect* (``suspect``); a two-way
-   disagreement, or no clear odd one out, names none ("no majority").
+   disagreement, or no clear odd one out, names none ("no majority"). A reference run in one
+   optimizer convention that does not follow that convention's update rule, computed
+   independently (``harness.judge.textbook``), is the suspect itself.
+
+An optimizer convention is confirmed as a cause only by evidence independent of the formula it
+explains: each side against the reference in its convention (never a side re-run in the other's
+convention: that is the other side's own code when both are the reference), and each of those
+reference runs against the convention's rule. Runs that agree until one of them stops early are
+localised at ``EARLY_STOP``, saying which side stopped when and whether the declared rule fires.
 """
 from __future__ import annotations
 
@@ -839,7 +847,15 @@ def suspects(result: ScenarioResult, dtype: str, *,
     frameworks: the reference's runs in each optimizer convention (``numpy[keras]``,
     ``numpy[torch]``) count as one, ``numpy``, whose pair with another framework disagrees when
     any of their compared runs do. ``localisations`` (by ``id`` of the comparison, as
-    ``diagnose`` makes them) give the stage of each suspect's first divergence."""
+    ``diagnose`` makes them) give the stage of each suspect's first divergence.
+
+    Within an optimizer convention the reference's run in it is checked against the convention's
+    update rule computed independently (``ScenarioResult.rule_checks``): a run that fails its check
+    is the suspect (e.g. ``numpy[keras]``), whatever the majority says, since the other convention's
+    reference would otherwise outvote it. When a convention is computed only by the reference and
+    one framework, they disagree and the check did not reach the step where they do, nothing
+    decides between them: that framework is not named, and the no-majority reason says which
+    implementation would break the tie."""
     compared = [c for c in result.comparisons if c.dtype == dtype and framework_of(c.a) != framework_of(c.b)]
     disagreeing = [c for c in compared if c.state == DISAGREE]
     if not disagreeing:
