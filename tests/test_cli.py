@@ -162,6 +162,9 @@ set = { "training.optimizer" = { name = "adam", learning_rate = 0.01 } }
     data = json.loads(out.read_text())
     assert (data["ok"], data["agree"]) == (False, True)
     assert [s["ok"] for s in data["scenarios"]] == [False, True]
+    # a failing result never says "agree": its state disagrees, and its summary says why
+    assert [s["state"] for s in data["scenarios"]] == ["disagree", "differ, explained"]
+    assert "The reference misses 1 of the 1 values the lab printed" in data["scenarios"][0]["summary"]
 
 
 @pytest.mark.parametrize("argv", [["bench"], ["bench", "tiny-mlp", "--catalogue"]])

@@ -179,12 +179,18 @@ class ScenarioResult:
         return self.agree and self.lab_ok and not self.dtype_faults
 
     @property
+    def faults(self) -> list[str]:
+        """What fails the result beyond its pairs' states, each in words: a run that computed in
+        another dtype than its own (``dtype_faults``), a printed lab value the reference misses."""
+        missed = [c.label for c in self.lab_checks if not c.ok]
+        return self.dtype_faults + ([f"the reference misses the lab's printed {'; '.join(missed)}"] if missed else [])
+
+    @property
     def state(self) -> str:
         """The worst state of the compared pairs (``harness.judge.compare.STATES``; ``agree`` when
-        nothing was compared); a pair with a side that computed in another dtype disagrees
-        (``Comparison.faults``), and so does a run with such a fault that no pair compared."""
-        faulty = [DISAGREE] if self.dtype_faults else []
-        return worst_state([c.state for c in self.comparisons] + faulty)
+        nothing was compared), and ``disagree`` when something else fails the result (``faults``):
+        a failing result never says ``agree``."""
+        return worst_state([c.state for c in self.comparisons] + ([DISAGREE] if self.faults else []))
 
     def comparison(self, a: str, b: str, dtype: str) -> Comparison | None:
         for c in self.comparisons:
