@@ -209,8 +209,7 @@ def test_a_float32_run_computed_in_float64_disagrees_in_every_output() -> None:
     result, diagnoses = judged("tests/small-mlp", plant_torch_float32_run_in_float64, dtype="float32")
     fault = "torch (float32) computed its parameters in float64, loss in float64, gradients in float64"
     assert not result.ok and result.state == DISAGREE
-    assert verdict_line(result).startswith(f"Verdict: disagree: {fault} (pairs: 1 agree, 0 differ, explained, "
-                                           "2 disagree)")
+    assert verdict_line(result) == f"Verdict: disagree (pairs: 1 agree, 0 differ, explained, 2 disagree): {fault}"
     data = result_dict(result, diagnoses=diagnoses)
     assert (data["state"], data["ok"]) == ("disagree", False)
     assert fault in data["summary"] and fault in summary_paragraph(result, diagnoses)

@@ -539,8 +539,11 @@ class ControlRun:
 
     @property
     def summary(self) -> str:
-        """What confirmed the cause, in a few words (a ``Finding`` has the same)."""
-        return self.control.description
+        """What confirmed the cause, in a few words (a ``Finding`` has the same): the control's pair,
+        and the reference runs checked against their conventions' update rules, if any."""
+        checked = [x.label for x in self.checks]
+        return self.control.description + (f"; {_names(checked)} against {'its' if len(checked) == 1 else 'their'} "
+                                           "convention's update rule, computed independently" if checked else "")
 
     def describe(self) -> str:
         if self.comparison is None:

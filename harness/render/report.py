@@ -80,15 +80,13 @@ def devices(result: ScenarioResult) -> str:
 
 
 def verdict(result: ScenarioResult) -> str:
-    """The scenario's verdict: ``CRASHED: ...`` when a run crashed, ``disagree: <why>`` when something
-    else fails it (``ScenarioResult.faults``), ``nothing compared``, else the worst state of its
-    pairs, in the pairs' own words (``agree``, ``differ, explained``, ``disagree``)."""
+    """The scenario's verdict: ``CRASHED: ...`` when a run crashed, ``nothing compared``, else its
+    state (``ScenarioResult.state``: the worst state of its pairs, ``disagree`` when something else
+    fails it), in the pairs' own words (``agree``, ``differ, explained``, ``disagree``)."""
     crashed = [f"{fw} ({dt})" for (fw, dt), r in result.runs.items() if r.status == "crashed"]
     if crashed:
         return "CRASHED: " + ", ".join(crashed)
-    if result.faults:  # a run not of its dtype, a printed lab value missed: whatever the pairs' numbers say
-        return f"{DISAGREE}: " + "; ".join(result.faults)
-    if not result.comparisons:
+    if not result.comparisons and not result.faults:
         return "nothing compared"
     return result.state
 
@@ -99,9 +97,11 @@ def state_counts(result: ScenarioResult) -> str:
 
 
 def verdict_line(result: ScenarioResult, *, bold: bool = False) -> str:
-    """``Verdict: <verdict> (pairs: ...)``, as the terminal prints it (the report: ``bold``)."""
+    """``Verdict: <verdict> (pairs: ...)``, as the terminal prints it (the report: ``bold``), and
+    ``: <why>`` for what else fails the result (``ScenarioResult.faults``)."""
     head = f"**Verdict: {verdict(result)}**" if bold else f"Verdict: {verdict(result)}"
-    return head + (f" ({state_counts(result)})" if result.comparisons else "")
+    return (head + (f" ({state_counts(result)})" if result.comparisons else "")
+            + (f": {'; '.join(result.faults)}" if result.faults else ""))
 
 
 # Legacy verdicts in summaries written by earlier versions, in today's words (for the index).
@@ -668,7 +668,7 @@ def index_counts(summaries: list[dict[str, Any]]) -> str:
     agree = sum(1 for x in summaries if x["verdict"] == AGREE)
     differ = sum(1 for x in summaries if x["verdict"] == EXPLAINED)
     crashed = sum(1 for x in summaries if x["verdict"].startswith("CRASHED"))
-    disagree = [x for x in summaries if x["verdict"] == DISAGREE or x["verdict"].startswith(f"{DISAGREE}: ")]
+    disagree = [x for x in summaries if x["verdict"] == DISAGREE]
     explained = sum(1 for x in disagree
                     if x.get("causes") and not any(c.endswith(NO_CAUSE) for c in x["causes"] if "(drift)" not in c))
     return (f"{len(summaries)} scenario{'' if len(summaries) == 1 else 's'}: {agree} {AGREE} in every pair and "
