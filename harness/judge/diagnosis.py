@@ -395,8 +395,8 @@ def _float64_control(pair: Pair) -> list[Control]:
 def _convention_control(pair: Pair) -> list[Control]:
     """What a convention difference rests on (as ``harness.run.runner.convention_confirmed``), none
     of it the code it explains: each framework side against the reference in its convention, and a
-    reference side against each framework computing its convention (a framework whose dtype rule
-    the runner confirmed: its control run with the rule off); and each convention's reference run
+    reference side against each framework computing its convention (one whose dtype rule the runner
+    confirmed: its control run with the rule off); and each convention's reference run
     against that convention's update rule computed independently. A framework side cannot run the
     other's convention, and the reference re-run in the other side's convention is the other
     side's own code when that side is the reference too: neither is evidence. Empty when no
@@ -413,7 +413,9 @@ def _convention_control(pair: Pair) -> list[Control]:
         rules.setdefault(reference, reference_scenario)
         for side in sides:
             run_as, what = side, side
-            if (side, c.dtype) in result.rules:  # its framework's dtype rule, confirmed by its control run
+            # a framework computing a reference side's convention whose dtype rule the runner confirmed:
+            # its control run with the rule off (a framework side's rule is a cause of its own, below)
+            if side != label and (side, c.dtype) in result.rules:
                 run_as = control_label(side)
                 what = f"{side} with {adapter(framework_of(side)).narrowing_rule} off"
             description = f"{what} vs {reference} ({c.dtype})"
@@ -452,8 +454,11 @@ def _rule_control(pair: Pair) -> list[Control]:
             scenario = result.sides.get(side) or replace(scenario, keep_64_bit=True)
         bridges.append(Control(f"{what} vs {reference} ({c.dtype})", c.dtype, scenario, result.scenario_for(reference),
                                frameworks=(side, reference), drift_ok=True))
+    # the references of a convention difference, each against its convention's rule (as the convention's control)
+    rules = tuple((b.frameworks[1], b.scenario_b) for b in bridges
+                  if b.frameworks is not None and convention_of(b.frameworks[1]) is not None)
     first, *others = bridges
-    return [replace(first, also=tuple(others))]
+    return [replace(first, also=tuple(others), rules=rules)]
 
 
 CROSS_ENTROPIES = ("binary_crossentropy", "categorical_crossentropy")
