@@ -131,7 +131,8 @@ def test_json_ok_is_true_for_a_pair_that_differs_explained(tmp_path, capsys):
     assert kt["verdict"].startswith("differ, explained: Adam epsilon placement")
     assert kt["diagnosis"]["cause"] == "optimizer convention" and kt["diagnosis"]["suspect"] is None
     assert kt["diagnosis"]["stage"] == "updated layers.0.kernel" and kt["diagnosis"]["step"] == 0
-    assert "the reference in the 'keras' convention" in kt["diagnosis"]["confirmed_by"]
+    assert kt["diagnosis"]["confirmed_by"] == ("keras vs numpy[keras] (float64); numpy[keras] and numpy[torch] "
+                                              "against their convention's update rule, computed independently")
     printed = capsys.readouterr().out
     assert "Verdict: differ, explained (pairs: 2 agree, 2 differ, explained, 0 disagree)" in printed
     assert "### keras-torch (float64, differ, explained): optimizer convention" in printed
@@ -162,6 +163,9 @@ set = { "training.optimizer" = { name = "adam", learning_rate = 0.01 } }
     data = json.loads(out.read_text())
     assert (data["ok"], data["agree"]) == (False, True)
     assert [s["ok"] for s in data["scenarios"]] == [False, True]
+    # a failing result never says "agree": its state disagrees, and its summary says why
+    assert [s["state"] for s in data["scenarios"]] == ["disagree", "differ, explained"]
+    assert "The reference misses 1 of the 1 values the lab printed" in data["scenarios"][0]["summary"]
 
 
 @pytest.mark.parametrize("argv", [["bench"], ["bench", "tiny-mlp", "--catalogue"]])

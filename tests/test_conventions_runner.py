@@ -55,10 +55,14 @@ def test_keras_and_torch_differ_only_by_the_adam_convention(native):
 def test_the_diagnosis_confirms_the_convention_through_the_reference(native):
     [d] = [d for d in diagnose(native) if (d.comparison.a, d.comparison.b) == ("keras", "torch")]
     assert d.cause.name == "optimizer convention"
-    assert "vs the reference in the 'keras' convention" in d.confirmed_by.describe()
-    assert "vs the reference in the 'torch' convention" in d.confirmed_by.describe()
-    inconclusive = [r for r in d.controls if r is not d.confirmed_by]
-    assert inconclusive and all(r.comparison is None and "convention" in r.message for r in inconclusive)
+    # each side against the reference in its own convention, and each of those references against
+    # its convention's update rule computed independently: never a side re-run in the other's
+    # convention (a framework cannot; the reference would be the other side's own code)
+    text = d.confirmed_by.describe()
+    assert "keras vs numpy[keras] (float64): agree" in text and "torch vs numpy[torch] (float64): agree" in text
+    assert "numpy[keras]'s steps 0-" in text and "follow Keras' Adam (keras/src/optimizers/adam.py)" in text
+    assert "numpy[torch]'s steps 0-" in text and "follow torch's Adam (torch/optim/adam.py)" in text
+    assert d.controls == [d.confirmed_by]
 
 
 def test_a_difference_beyond_the_convention_is_not_explained():
@@ -77,7 +81,8 @@ def test_a_difference_beyond_the_convention_is_not_explained():
 def test_adam_in_keras_convention_against_the_reference_in_torch_convention_is_diagnosed():
     """The deliberately mismatched pair of issue 4: Keras' Adam against the reference pinned to the
     torch convention. First divergence at step 0, introduced by the update (the gradients are
-    equal), cause: the optimizer convention, confirmed by re-running the reference in Keras'."""
+    equal), cause: the optimizer convention, confirmed by Keras against the reference in Keras'
+    convention, and by each reference run against its convention's update rule."""
     pinned = with_convention(scenario(), "torch")
     result = run_scenario(pinned, frameworks=("numpy", "keras"), dtypes=("float64",), sides={"keras": scenario()})
     [c] = result.comparisons
@@ -85,8 +90,9 @@ def test_adam_in_keras_convention_against_the_reference_in_torch_convention_is_d
     assert c.first_divergent_step == 0 and c.mismatch.quantity.startswith("layers.")
     [d] = diagnose(result)
     assert d.step == 0 and d.cause.name == "optimizer convention"
-    assert d.confirmed_by.control.description == (
-        "numpy vs keras (float64) with numpy in the 'keras' optimizer convention")
+    assert d.confirmed_by.control.description == "keras vs numpy[keras] (float64)"
+    assert [x.label for x in d.confirmed_by.checks] == ["numpy", "numpy[keras]"]
+    assert all(x.ok for x in d.confirmed_by.checks)
     assert d.localisation.appears_at.stage.startswith("updated ")
     assert all(not s.beyond_tolerance for s in d.localisation.stages if s.stage.startswith("gradient "))
 
@@ -112,15 +118,18 @@ def test_accuracy_is_reported_for_every_run_and_split(catalogue_result):
     assert result.accuracy[("numpy", "float64")] == result.accuracy[("torch", "float32")]
 
 
-def test_a_control_a_framework_cannot_run_is_not_applicable_and_no_path_leaks(tmp_path):
-    """The report says a control that would pin Keras to torch's convention is "not applicable",
-    with the reason, never "crashed", and names no absolute path of this machine."""
+def test_the_convention_explanation_names_its_independent_evidence_and_no_path_leaks(tmp_path):
+    """The report confirms the convention by each framework against the reference in its own
+    convention and each reference against its convention's rule (no control that pins a side to
+    the other's convention: Keras cannot run it, and the reference would run the other side's code),
+    says "crashed" nowhere, and names no absolute path of this machine."""
     path = tmp_path / "small-adam.toml"
     path.write_text(SMALL_ADAM)
     assert main(["report", "--scenario", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     text = (tmp_path / "out" / "small-adam.md").read_text()
-    assert "with torch in the 'keras' optimizer convention: not applicable (torch.optim.Adam computes the " \
-           "'torch' convention, not 'keras')" in text
+    assert "Confirmed by the control run keras vs numpy[keras] (float64): agree" in text
+    assert "computed independently in exact arithmetic from its own gradients" in text
+    assert "optimizer convention: not applicable" not in text
     assert "crashed" not in text
     for absolute in (str(Path.cwd().resolve()), str(tmp_path), str(Path(__file__).resolve().parent.parent)):
         assert absolute not in text

@@ -31,7 +31,8 @@ AGREE = "agree"  # within tolerance at every step
 EXPLAINED = "differ, explained"  # differs only by what the reference accounts for (a convention, a dtype rule)
 # why a pair that differs, explained, is ok (``harness.run.runner._explain``)
 ACCOUNTED = ("each side agrees with the reference run in its own optimizer convention, or, where a side's "
-             "framework has a dtype rule, its control run with that rule off does")
+             "framework has a dtype rule, its control run with that rule off does; and each convention's "
+             "reference run follows that convention's update rule, computed independently in exact arithmetic")
 DISAGREE = "disagree"
 STATES = (AGREE, EXPLAINED, DISAGREE)
 
@@ -94,6 +95,10 @@ class Comparison:
     # side's dtype rule ("keras@jax: Keras' rule that returns 32-bit results ... (in ...)")
     differences: list[str] = field(default_factory=list)
     explained: bool = False  # each side agrees with the reference in its convention (or its control run does)
+    # Set by the runner: what makes a side not a run of the pair's dtype, whatever the numbers say
+    # ("torch (float32) computed its parameters in float64"): the pair disagrees
+    # (``ScenarioResult.dtype_faults``)
+    faults: list[str] = field(default_factory=list)
     # The tolerance's magnitude term (harness.judge.tolerance): allowed += mtol * M, mtol = ulps * eps.
     ulps: float = 0.0
     mtol: float = 0.0
@@ -110,13 +115,16 @@ class Comparison:
 
     @property
     def ok(self) -> bool:
-        """Agrees, or differs only by what the reference accounts for (``differences``, ``explained``)."""
-        return self.agree or (bool(self.expected_difference) and self.explained)
+        """Both sides are runs of the pair's dtype (no ``faults``) and the pair agrees, or differs only
+        by what the reference accounts for (``differences``, ``explained``)."""
+        return not self.faults and (self.agree or (bool(self.expected_difference) and self.explained))
 
     @property
     def state(self) -> str:
         """The pair's one state (``STATES``): ``agree`` (within tolerance at every step), ``differ,
         explained`` (differs only by ``differences``, which the reference accounts for) or ``disagree``."""
+        if self.faults:
+            return DISAGREE
         if self.agree:
             return AGREE
         return EXPLAINED if self.ok else DISAGREE
@@ -124,6 +132,8 @@ class Comparison:
     @property
     def verdict(self) -> str:
         """The state, with what explains the difference (or what it goes beyond)."""
+        if self.faults:
+            return f"{DISAGREE}: {'; '.join(self.faults)}"
         if self.state == EXPLAINED:
             return f"{EXPLAINED}: {self.expected_difference}"
         if self.state == DISAGREE and self.expected_difference:
@@ -133,6 +143,10 @@ class Comparison:
     def describe_failure(self, scenario: str) -> str:
         """A parity failure message in the style of numpy.testing.assert_allclose."""
         head = f"{scenario}: {self.a} vs {self.b} ({self.dtype}) disagree"
+        if self.faults:  # not a run of its dtype, whether or not its values are within the tolerance
+            head += f" ({'; '.join(self.faults)})"
+            if self.mismatch is None:
+                return f"{head}: within the tolerance at every step, and still not a {self.dtype} pair"
         if self.mismatch is None:
             return f"{head}: {self.note}"
         m = self.mismatch
@@ -155,7 +169,7 @@ class Comparison:
             "gradients": {k: {"max_abs": q.max_abs, "max_rel": q.max_rel} for k, q in self.gradients.items()},
             "mismatch": None if self.mismatch is None else self.mismatch.__dict__,
             "note": self.note, "expected_difference": self.expected_difference, "differences": self.differences,
-            "explained": self.explained,
+            "explained": self.explained, "faults": self.faults,
             "verdict": self.verdict,
         }
 
@@ -223,7 +237,9 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
             q, mismatch, e = _measure(name, a[None], b[None], tol)  # one step: never a (steps x elements) array
             measured[name] = QuantityDiff(name, q.max_abs, q.max_rel, None if mismatch is None else step,
                                           q.magnitude)
-            if mismatch is not None:
+            # with different step counts the final outputs come from different steps' parameters:
+            # measured, never a mismatch at a common step (the runs' first difference is the step count)
+            if mismatch is not None and (moment == "start" or ta.steps == tb.steps):
                 mismatch.step = step
                 if first is None or step < first.step:
                     first = mismatch

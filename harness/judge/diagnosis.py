@@ -29,7 +29,15 @@ For a pair that disagrees, three questions are answered in turn:
    activation or guard it applied, a constant factor). A cause is named only when confirmed.
 4. **Who**: with three or more implementations in a dtype, the one that disagrees with every
    other while those agree among themselves is named the *suspect* (``suspect``); a two-way
-   disagreement, or no clear odd one out, names none ("no majority").
+   disagreement, or no clear odd one out, names none ("no majority"). A reference run in one
+   optimizer convention that does not follow that convention's update rule, computed
+   independently (``harness.judge.textbook``), is the suspect itself.
+
+An optimizer convention is confirmed as a cause only by evidence independent of the formula it
+explains: each side against the reference in its convention (never a side re-run in the other's
+convention: that is the other side's own code when both are the reference), and each of those
+reference runs against the convention's rule. Runs that agree until one of them stops early are
+localised at ``EARLY_STOP``, saying which side stopped when and whether the declared rule fires.
 """
 from __future__ import annotations
 
@@ -44,17 +52,21 @@ from harness.errors import BadInput
 from harness.judge import findings
 from harness.judge.compare import DISAGREE, Comparison, compare
 from harness.judge.findings import Evidence, Finding
+from harness.judge.textbook import OWNERS, RuleCheck
 from harness.judge.tolerance import Tolerance, compare_elements
 from harness.judge.tolerance import difference as difference_of
-from harness.run.adapters import REFERENCE, adapter, run_framework, trace_framework
+from harness.run.adapters import ALL_FRAMEWORKS, REFERENCE, adapter, run_framework, trace_framework
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.runner import (
     Progress,
     ScenarioResult,
     bridge_of,
+    check_rule,
     check_runnable,
     control_label,
+    convention_of,
     framework_of,
+    in_convention,
     narrowed,
     reference_in,
     side_plan,
@@ -63,7 +75,7 @@ from harness.run.runner import (
 from harness.run.trajectory import Trajectory, trace_stages
 from harness.spec.conventions import difference, number
 from harness.spec.scenario import Scenario
-from reference.optimizers import DEFAULTS
+from reference.optimizers import CONVENTIONS, DEFAULTS, formulas
 
 R_EPSILON = 1e-7
 R_FLOOR_ULPS = 256
@@ -83,6 +95,7 @@ def r_floor(dtype: str) -> float:
 DRIFT_FRACTION = 0.5
 NO_CAUSE = "no known cause confirmed"
 RUN_LOOP = "the run loop"  # the stage named when a side's replay does not reproduce its own run
+EARLY_STOP = "the early stop"  # the stage named when the runs agree until one of them stops
 
 
 # --- growth over training -----------------------------------------------------
@@ -131,6 +144,12 @@ class Localisation:
     # implementations whose replay of the step does not reproduce their own run (the run's loss or
     # updated parameters), each with what differs: the difference lives in the run loop itself
     replay_mismatches: dict[str, str] = field(default_factory=dict)
+    # implementations whose run computed in another dtype (``ScenarioResult.dtype_fault``) -> the first
+    # stage of their trace holding values of another dtype than the step's, and that dtype
+    wrong_dtypes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # when the runs agree until one stops and the other goes on: which side stopped when, and which
+    # early-stop rule each applied (``early_stop_account``)
+    early_stop: str = ""
 
     @property
     def appears_at(self) -> StageDiff | None:
@@ -149,12 +168,18 @@ class Localisation:
         the parameters shows at ``params ...``, even when it grew too slowly for R); else, when a
         side's replay does not reproduce its own run, that side's run loop (``RUN_LOOP``); None
         when nothing was traced or no stage differs."""
-        found = [s for s in (self.appears_at, self.first_beyond) if s is not None]
+        if self.early_stop:
+            return EARLY_STOP
+        names = [s.stage for s in self.stages]
+        found = [s.stage for s in (self.appears_at, self.first_beyond) if s is not None]
+        found += [stage for stage, _ in self.wrong_dtypes.values() if stage in names]
         if found:
-            return min(found, key=self.stages.index).stage
+            return min(found, key=names.index)
         return RUN_LOOP if self.replay_mismatches else None
 
     def describe(self) -> str:
+        if self.early_stop:
+            return f"at step {self.step}, {EARLY_STOP}: {self.early_stop}"
         if self.message:
             return f"step {self.step} could not be traced: {self.message}"
         appears, beyond = self.appears_at, self.first_beyond
@@ -165,7 +190,9 @@ class Localisation:
         replays = "".join(f"; {label}'s replay of the step does not reproduce its run ({what}): the "
                           "difference is in its run loop, which the replay does not share"
                           for label, what in self.replay_mismatches.items())
-        return f"within step {self.step}, {where}; {first}{replays}"
+        dtypes = "".join(f"; {label}'s trace holds {dtype} values from `{stage}` on"
+                         for label, (stage, dtype) in self.wrong_dtypes.items())
+        return f"within step {self.step}, {where}; {first}{replays}{dtypes}"
 
 
 def stage_differences(trace_a: dict[str, np.ndarray], trace_b: dict[str, np.ndarray], stages: list[str],
@@ -195,7 +222,7 @@ def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Prog
         return Localisation(step, [], message="a forward-only scenario: the per-layer outputs in the agreement "
                                               "table are the whole computation")
     if step >= min(c.steps_a, c.steps_b):
-        return Localisation(step, [], message="the runs made different numbers of steps (early stop)")
+        return Localisation(step, [], early_stop=early_stop_account(result, c))
     plan = result.plans[c.dtype]
     cache = {} if cache is None else cache
     traces = {}
@@ -217,8 +244,50 @@ def localise(result: ScenarioResult, c: Comparison, step: int, *, progress: Prog
     tol = result.scenario.tolerances[c.dtype]
     mismatches = {fw: what for fw in (c.a, c.b)
                   if (what := replay_mismatch(traces[fw], result.runs[(fw, c.dtype)], step, tol))}
+    wrong = {fw: found for fw in (c.a, c.b) if result.dtype_fault(fw, c.dtype)
+             and (found := _first_wrong_dtype(traces[fw], stages, c.dtype))}
     return Localisation(step, stage_differences(traces[c.a], traces[c.b], stages, tol, floor=r_floor(c.dtype)),
-                        replay_mismatches=mismatches)
+                        replay_mismatches=mismatches, wrong_dtypes=wrong)
+
+
+def _first_wrong_dtype(trace: dict[str, np.ndarray], stages: list[str], dtype: str) -> tuple[str, str] | None:
+    """The first stage of ``trace`` whose values are not of ``dtype``, with their dtype."""
+    for stage in stages:
+        found = np.asarray(trace[stage]).dtype
+        if found != np.dtype(dtype):
+            return stage, found.name
+    return None
+
+
+def early_stop_account(result: ScenarioResult, c: Comparison) -> str:
+    """Which side of a pair that agrees until one side stops made how many steps, and which early-stop
+    rule each applied: the scenario's (``harness.run.trajectory.should_stop``: before the update of
+    step t, stop when |loss_t - loss_(t-1)| < early_stop_tol), evaluated on the losses the longer
+    run recorded (the same as the shorter one's up to its last step, within the tolerance)."""
+    runs = {label: result.runs[(label, c.dtype)] for label in (c.a, c.b)}
+    short, long = sorted(runs, key=lambda label: runs[label].steps)
+    n = runs[short].steps
+    tol = None if result.scenario.training is None else result.scenario.training.early_stop_tol
+    made = {label: f"{label} made {run.steps} step{'' if run.steps == 1 else 's'} "
+                   + (f"(stopped_early_at {run.stopped_early_at})" if run.stopped_early_at is not None
+                      else "(no early stop)") for label, run in runs.items()}
+    head = f"{made[short]}, {made[long]}"
+    if tol is None:
+        return f"{head}; the scenario declares no early stop, so {short} stopped short of its last step"
+    rule = f"the declared early stop (before the update of step t, |loss_t - loss_(t-1)| < {tol:g})"
+    losses = runs[long].losses
+    if n == 0 or n >= len(losses):
+        return f"{head}; {rule} cannot be evaluated at step {n} from their recorded losses"
+    delta = abs(float(losses[n]) - float(losses[n - 1]))
+    if delta >= tol:
+        return (f"{head}; {rule} does not fire at step {n} (|loss_{n} - loss_{n - 1}| = {delta:.3g} by {long}'s "
+                f"losses): {short} stopped where the rule does not, by another rule")
+    fired = f"{head}; {rule} fires at step {n} (|loss_{n} - loss_{n - 1}| = {delta:.3g})"
+    late = runs[long]
+    if late.steps == n + 1 and late.stopped_early_at is not None:
+        return (f"{fired}: {short} applied it, stopping before step {n}'s update; {long} made step {n}'s update "
+                f"and then stopped, as a test after the update does")
+    return f"{fired}: {short} applied it, stopping before step {n}'s update; {long} went on to step {late.steps - 1}"
 
 
 def replay_mismatch(trace: dict[str, np.ndarray], run: Trajectory, step: int, tol: Tolerance) -> str:
@@ -265,6 +334,9 @@ class Control:
     frameworks: tuple[str, str] | None = None
     also: tuple["Control", ...] = ()
     drift_ok: bool = False  # confirms on agreement alone (the bridge: the runner's criterion)
+    # reference runs (label, scenario) that must follow their convention's update rule, computed
+    # independently (``harness.judge.textbook``; the run's own check, ``rule_checks``, when it ran)
+    rules: tuple[tuple[str, Scenario], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -321,25 +393,38 @@ def _float64_control(pair: Pair) -> list[Control]:
 
 
 def _convention_control(pair: Pair) -> list[Control]:
-    """Give one side the other's convention (a framework runs only its own optimizer classes, so
-    this control is not applicable to it); then the bridge through the reference: each side
-    against the reference run in its own convention."""
-    c = pair.comparison
-    ca, cb = pair.run(c.a).convention, pair.run(c.b).convention
-    result = pair.result
-    # The bridge confirms on agreement, as the runner's "explained" does; a bridge pair that agrees
-    # but drifts is diagnosed on its own (e.g. float32 rounding growth).
-    bridge = Control(f"{c.a} vs the reference in the {ca!r} convention ({c.dtype})", c.dtype, pair.a,
-                     _reference_in(result, ca), frameworks=(c.a, reference_in(ca)), drift_ok=True,
-                     also=(Control(f"{c.b} vs the reference in the {cb!r} convention ({c.dtype})", c.dtype, pair.b,
-                                   _reference_in(result, cb), frameworks=(c.b, reference_in(cb)), drift_ok=True),))
-    return [
-        Control(f"{c.a} vs {c.b} ({c.dtype}) with {c.b} in the {ca!r} optimizer convention", c.dtype,
-                pair.a, with_convention(pair.b, ca)),
-        Control(f"{c.a} vs {c.b} ({c.dtype}) with {c.a} in the {cb!r} optimizer convention", c.dtype,
-                with_convention(pair.a, cb), pair.b),
-        bridge,
-    ]
+    """What a convention difference rests on (as ``harness.run.runner.convention_confirmed``), none
+    of it the code it explains: each framework side against the reference in its convention, and a
+    reference side against each framework computing its convention (one whose dtype rule the runner
+    confirmed: its control run with the rule off); and each convention's reference run
+    against that convention's update rule computed independently. A framework side cannot run the
+    other's convention, and the reference re-run in the other side's convention is the other
+    side's own code when that side is the reference too: neither is evidence. Empty when no
+    framework computes either convention."""
+    c, result = pair.comparison, pair.result
+    bridges: dict[str, Control] = {}
+    rules: dict[str, Scenario] = {}
+    for label, scenario in ((c.a, pair.a), (c.b, pair.b)):
+        convention = pair.run(label).convention
+        if framework_of(label) == REFERENCE:
+            reference, reference_scenario, sides = label, scenario, in_convention(result, convention, c.dtype)
+        else:
+            reference, reference_scenario, sides = reference_in(convention), _reference_in(result, convention), [label]
+        rules.setdefault(reference, reference_scenario)
+        for side in sides:
+            run_as, what = side, side
+            # a framework computing a reference side's convention whose dtype rule the runner confirmed:
+            # its control run with the rule off (a framework side's rule is a cause of its own, below)
+            if side != label and (side, c.dtype) in result.rules:
+                run_as = control_label(side)
+                what = f"{side} with {adapter(framework_of(side)).narrowing_rule} off"
+            description = f"{what} vs {reference} ({c.dtype})"
+            bridges.setdefault(description, Control(description, c.dtype, result.scenario_for(run_as),
+                                                    reference_scenario, frameworks=(run_as, reference), drift_ok=True))
+    if not bridges:
+        return []
+    first, *others = bridges.values()
+    return [replace(first, also=tuple(others), rules=tuple(rules.items()))]
 
 
 def _narrowed_sides(pair: Pair) -> list[str]:
@@ -369,8 +454,11 @@ def _rule_control(pair: Pair) -> list[Control]:
             scenario = result.sides.get(side) or replace(scenario, keep_64_bit=True)
         bridges.append(Control(f"{what} vs {reference} ({c.dtype})", c.dtype, scenario, result.scenario_for(reference),
                                frameworks=(side, reference), drift_ok=True))
+    # the references of a convention difference, each against its convention's rule (as the convention's control)
+    rules = tuple((b.frameworks[1], b.scenario_b) for b in bridges
+                  if b.frameworks is not None and convention_of(b.frameworks[1]) is not None)
     first, *others = bridges
-    return [replace(first, also=tuple(others))]
+    return [replace(first, also=tuple(others), rules=rules)]
 
 
 CROSS_ENTROPIES = ("binary_crossentropy", "categorical_crossentropy")
@@ -455,6 +543,7 @@ class ControlRun:
     fraction: float = 0.0  # the largest fraction of its tolerance the control pair uses
     message: str = ""  # why the control could not decide (a run crashed or was skipped)
     also: list["ControlRun"] = field(default_factory=list)  # the control's further pairs
+    checks: list[RuleCheck] = field(default_factory=list)  # its reference runs against their update rules
     applicable: bool = True  # False: a side cannot run the control (a convention it cannot compute)
 
     @property
@@ -462,12 +551,16 @@ class ControlRun:
         """The control confirms its cause: it agrees at every step and does not drift either
         (nor does any of its further pairs)."""
         return (self.comparison is not None and self.comparison.agree
-                and (self.fraction < DRIFT_FRACTION or self.control.drift_ok) and all(r.agrees for r in self.also))
+                and (self.fraction < DRIFT_FRACTION or self.control.drift_ok) and all(r.agrees for r in self.also)
+                and all(check.ok for check in self.checks))
 
     @property
     def summary(self) -> str:
-        """What confirmed the cause, in a few words (a ``Finding`` has the same)."""
-        return self.control.description
+        """What confirmed the cause, in a few words (a ``Finding`` has the same): the control's pair,
+        and the reference runs checked against their conventions' update rules, if any."""
+        checked = [x.label for x in self.checks]
+        return self.control.description + (f"; {_names(checked)} against {'its' if len(checked) == 1 else 'their'} "
+                                           "convention's update rule, computed independently" if checked else "")
 
     def describe(self) -> str:
         if self.comparison is None:
@@ -483,7 +576,7 @@ class ControlRun:
                            else "agree but still drift")
             text = (f"{self.control.description}: {verdict} (max |a - b| {c.max_abs:.2e}, at worst "
                     f"{self.fraction:.2g} x the tolerance rtol {c.rtol:g}, atol {c.atol:g})")
-        return "; and ".join([text] + [r.describe() for r in self.also])
+        return "; and ".join([text] + [r.describe() for r in self.also] + [x.describe() for x in self.checks])
 
 
 def _run_side(result: ScenarioResult, label: str, scenario: Scenario, dtype: str, plan: TrainingPlan,
@@ -518,7 +611,19 @@ def run_control(result: ScenarioResult, control: Control, *, frameworks: tuple[s
         return ControlRun(control, None, message="; ".join(f"{r.framework} {r.status}: {r.message}" for r in failed),
                           also=also)
     comparison = compare(runs[0], runs[1], result.scenario.tolerances[control.dtype])
-    return ControlRun(control, comparison, 0.0 if comparison.closest is None else comparison.closest[2], also=also)
+    checks = [_rule_check(result, label, scenario, control.dtype, plan, progress) for label, scenario in control.rules]
+    return ControlRun(control, comparison, 0.0 if comparison.closest is None else comparison.closest[2], also=also,
+                      checks=checks)
+
+
+def _rule_check(result: ScenarioResult, label: str, scenario: Scenario, dtype: str, plan: TrainingPlan,
+                progress: Progress | None) -> RuleCheck:
+    """The reference run ``label`` (of ``scenario``) against its convention's update rule: the
+    runner's check when that run was made, else the run made (``_run_side``) and checked here."""
+    if (label, dtype) in result.rule_checks and scenario is result.scenario_for(label):
+        return result.rule_checks[(label, dtype)]
+    return check_rule(label, _run_side(result, label, scenario, dtype, plan, progress), scenario,
+                      result.scenario.tolerances[dtype])
 
 
 @dataclass
@@ -665,7 +770,10 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
     out: list[Diagnosis] = []
     cache: Traces = {}
     for c in result.comparisons:
-        if c.agree:
+        if c.faults and c.agree:  # within the tolerance, and still a side is not a run of the pair's dtype
+            kind, step, quantity = "disagree", 0, "computed dtype"
+            fraction = 0.0 if c.closest is None else c.closest[2]
+        elif c.agree:
             if c.closest is None or c.closest[2] < DRIFT_FRACTION:
                 continue
             kind, (step, quantity, fraction) = "drift", c.closest
@@ -677,7 +785,9 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
         pair = Pair(result, c)
         localisation = localise(result, c, step, progress=progress, cache=cache)
         evidence = _evidence(result, c, step, localisation, cache)
-        cause, confirmed_by, tried = name_cause(pair, evidence=evidence, progress=progress)
+        # runs that agree until one stops: nothing differs at a step both made for a cause to explain
+        cause, confirmed_by, tried = (None, None, []) if localisation.early_stop else \
+            name_cause(pair, evidence=evidence, progress=progress)
         out.append(Diagnosis(c, kind, step, quantity, fraction, localisation, cause, confirmed_by, tried))
     separated: dict[str, list[Contribution]] = {}
     for d in out:
@@ -688,18 +798,22 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
     localisations = {id(d.comparison): d.localisation for d in out}
     for dtype in result.dtypes:
         found = suspects(result, dtype, localisations=localisations)
-        by_label = {x.label: x for x in found}
+        named = [x for x in found if x.label is not None]
         for d in out:
             c = d.comparison
             if c.dtype != dtype or c.state != DISAGREE or not found:
                 continue
-            sides = [by_label[fw] for fw in (framework_of(c.a), framework_of(c.b)) if fw in by_label]
-            d.suspect = sides[0] if len(sides) == 1 else by_label.get(None)
+            labels = {c.a, c.b, framework_of(c.a), framework_of(c.b)}
+            sides = [x for x in named if x.label in labels]
+            # a pair with neither side suspected rests on the one suspect (e.g. the reference in a
+            # convention, which explained it); else the no-majority reason
+            d.suspect = sides[0] if len(sides) == 1 else next((x for x in found if x.label is None),
+                                                               named[0] if len(named) == 1 else None)
             if len(sides) == 2:  # two suspects against each other: each already differs from the majority
+                others = f" from {_names(list(sides[0].others))}, which agree" if sides[0].others else ""
                 d.suspect = Suspect(dtype, None, sides[0].others, None, None,
-                                    f"both {sides[0].label} and {sides[1].label} differ from "
-                                    f"{_names(list(sides[0].others))}, which agree: suspects {sides[0].label} and "
-                                    f"{sides[1].label}")
+                                    f"both {sides[0].label} and {sides[1].label} differ{others}: suspects "
+                                    f"{sides[0].label} and {sides[1].label}")
     return out
 
 
@@ -753,11 +867,69 @@ def suspects(result: ScenarioResult, dtype: str, *,
     frameworks: the reference's runs in each optimizer convention (``numpy[keras]``,
     ``numpy[torch]``) count as one, ``numpy``, whose pair with another framework disagrees when
     any of their compared runs do. ``localisations`` (by ``id`` of the comparison, as
-    ``diagnose`` makes them) give the stage of each suspect's first divergence."""
+    ``diagnose`` makes them) give the stage of each suspect's first divergence.
+
+    Within an optimizer convention the reference's run in it is checked against the convention's
+    update rule computed independently (``ScenarioResult.rule_checks``): a run that fails its check
+    is the suspect (e.g. ``numpy[keras]``), whatever the majority says, since the other convention's
+    reference would otherwise outvote it. When a convention is computed only by the reference and
+    one framework, they disagree and the check did not reach the step where they do, nothing
+    decides between them: that framework is not named, and the no-majority reason says which
+    implementation would break the tie."""
     compared = [c for c in result.comparisons if c.dtype == dtype and framework_of(c.a) != framework_of(c.b)]
     disagreeing = [c for c in compared if c.state == DISAGREE]
     if not disagreeing:
         return []
+    wrong_rule = [check for (_, dt), check in result.rule_checks.items() if dt == dtype and check.failed]
+    if wrong_rule:  # the reference in a convention is not that convention's rule: that run is the suspect
+        return [Suspect(dtype, check.label, (), check.bad_step, f"updated {check.quantity}",
+                        f"{check.describe()}: suspect {check.label}, from step {check.bad_step} at "
+                        f"`updated {check.quantity}`") for check in wrong_rule]
+    found = _majority(result, dtype, compared, disagreeing, localisations)
+    undecided = _undecided_conventions(result, dtype, disagreeing)
+    return [x for x in found if x.label not in undecided] + list(undecided.values())
+
+
+CONVENTION_NAMES = {"keras": "the Keras convention", "keras-unrounded": "the Keras convention unrounded",
+                    "torch": "the torch convention"}
+
+
+def _undecided_conventions(result: ScenarioResult, dtype: str, disagreeing: list[Comparison]) -> dict[str, Suspect]:
+    """framework -> a no-majority ``Suspect``, for each framework that alone computes a convention
+    beside the reference in it, disagrees with it, and whose disagreement the reference's check
+    against the convention's rule (``rule_checks``) did not reach: which of the two is wrong
+    within that convention, nothing here can tell."""
+    out = {}
+    spec = result.scenario.training.optimizer if result.scenario.training is not None else None
+    for c in disagreeing:
+        reference, other = (c.a, c.b) if convention_of(c.a) else (c.b, c.a)
+        convention = convention_of(reference)
+        if convention is None or convention_of(other) or spec is None:
+            continue
+        check = result.rule_checks.get((reference, dtype))
+        step = c.first_divergent_step if c.first_divergent_step is not None else 0
+        if (check is not None and check.covers(step)) or in_convention(result, convention, dtype) != [other]:
+            continue
+        ran = {framework_of(label) for label in result.frameworks}
+        family = formulas(convention)
+        tie = [fw for fw in ALL_FRAMEWORKS if fw not in ran and fw != REFERENCE
+               and adapter(fw).native_convention(spec) in CONVENTIONS
+               and formulas(adapter(fw).native_convention(spec)) == family]
+        breaker = (f"run with --frameworks all: {_names(tie)} compute{'s' if len(tie) == 1 else ''} "
+                   f"{OWNERS[family]} formulas too" if tie else
+                   "no other implementation here computes its formulas")
+        reach = ("the reference could not be checked against the convention's rule" if check is None else
+                 f"the check of {reference} against {check.rule} reaches step {check.steps - 1} only "
+                 f"({check.message or 'its budget'}), the difference is at step {step}")
+        out[other] = Suspect(dtype, None, (), step, None,
+                             f"no majority within {CONVENTION_NAMES.get(convention, convention)} ({reference} vs "
+                             f"{other}): only they compute it here and {reach}; to break the tie, {breaker}")
+    return out
+
+
+def _majority(result: ScenarioResult, dtype: str, compared: list[Comparison], disagreeing: list[Comparison],
+              localisations: Mapping[int, Localisation] | None) -> list[Suspect]:
+    """The majority rule of ``suspects`` over the implementations (the reference as one)."""
     implementations = list(dict.fromkeys(framework_of(label) for label in result.frameworks
                                          if result.runs.get((label, dtype)) is not None
                                          and result.runs[(label, dtype)].ok))
@@ -795,7 +967,7 @@ def suspects(result: ScenarioResult, dtype: str, *,
         mine = [c for c in disagreeing if {framework_of(c.a), framework_of(c.b)} & {odd}
                 and {framework_of(c.a), framework_of(c.b)} & set(majority)]  # against the majority
         first = min(mine, key=lambda c: c.first_divergent_step if c.first_divergent_step is not None else 0)
-        step = first.first_divergent_step
+        step = first.first_divergent_step if first.first_divergent_step is not None else 0  # 0: a dtype fault
         loc = (localisations or {}).get(id(first))
         stage = None if loc is None else loc.stage
         where = f"from step {step}" + (f" at `{stage}`" if stage else "")

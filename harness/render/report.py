@@ -82,14 +82,15 @@ def devices(result: ScenarioResult) -> str:
 
 
 def verdict(result: ScenarioResult) -> str:
-    """The scenario's verdict: ``CRASHED: ...`` when a run crashed, ``nothing compared``, else the
-    worst state of its pairs, in the pairs' own words (``agree``, ``differ, explained``, ``disagree``)."""
+    """The scenario's verdict: ``CRASHED: ...`` when a run crashed, ``nothing compared``, else its
+    state (``ScenarioResult.state``: the worst state of its pairs, ``disagree`` when something else
+    fails it), in the pairs' own words (``agree``, ``differ, explained``, ``disagree``)."""
     crashed = [f"{fw} ({dt})" for (fw, dt), r in result.runs.items() if r.status == "crashed"]
     if crashed:
         return "CRASHED: " + ", ".join(crashed)
     if result.plan_faults:  # every implementation trained on it: their agreement says nothing
         return "HARNESS FAULT: " + "; ".join(result.plan_faults)
-    if not result.comparisons:
+    if not result.comparisons and not result.faults:
         return "nothing compared"
     return result.state
 
@@ -100,10 +101,11 @@ def state_counts(result: ScenarioResult) -> str:
 
 
 def verdict_line(result: ScenarioResult, *, bold: bool = False) -> str:
-    """``Verdict: <verdict> (pairs: ...)``, as the terminal prints it (the report: ``bold``)."""
+    """``Verdict: <verdict> (pairs: ...)``, as the terminal prints it (the report: ``bold``), and
+    ``: <why>`` for what else fails the result (``ScenarioResult.faults``)."""
     head = f"**Verdict: {verdict(result)}**" if bold else f"Verdict: {verdict(result)}"
     return (head + (f" ({state_counts(result)})" if result.comparisons else "")
-            + ("" if result.lab_ok else " — the reference misses a printed lab value"))
+            + (f": {'; '.join(result.faults)}" if result.faults else ""))
 
 
 # Legacy verdicts in summaries written by earlier versions, in today's words (for the index).
@@ -266,7 +268,8 @@ def _state_sentence(result: ScenarioResult) -> str:
         parts.append(f"{len(counts[EXPLAINED])} differ, explained by {'; '.join(how)}: {ACCOUNTED}")
     if counts[DISAGREE]:
         parts.append(f"{len(counts[DISAGREE])} disagree ("
-                     + ", ".join(f"{c.pair} in {c.dtype} from step {c.first_divergent_step}"
+                     + ", ".join(f"{c.pair} in {c.dtype} " + (f"from step {c.first_divergent_step}" if not c.faults
+                                                              else f"({'; '.join(c.faults)})")
                                  for c in counts[DISAGREE]) + ")")
     head = "The one pair: " if len(cs) == 1 else f"Of the {len(cs)} pairs, "
     return head + "; ".join(parts) + "."
@@ -294,7 +297,7 @@ def _closest_sentence(result: ScenarioResult) -> str:
     if all(x.max_abs == 0 for x in decisive(result)) and c.state == AGREE:
         return "Every pair computed identical numbers, bit for bit."
     step, quantity, fraction = c.closest
-    if c.state == AGREE:
+    if c.agree:  # (a pair with a dtype fault disagrees within the tolerance: its closest call)
         head = (f"The closest call is {c.pair} ({c.dtype}): `{quantity}` uses {fraction_text(fraction)} "
                 f"(|a - b| / allowed, the quantity the verdict tests)" + (f" at step {step}" if c.step_max_abs.size
                                                                            else ""))
@@ -471,6 +474,9 @@ def diagnosis_lines(result: ScenarioResult, diagnoses: Sequence[Diagnosis], *, s
                          f"(last step that agreed: {'none' if m.step == 0 else m.step - 1}).")
         elif c.note:
             lines.append(f"- First divergence: step {c.first_divergent_step} ({c.note}).")
+        if c.faults:
+            lines.append(f"- Not a {c.dtype} pair: {'; '.join(c.faults)} (so it disagrees"
+                         + (", though its values are within the tolerance)." if c.agree else ")."))
         lines.append(f"- Localisation: {d.localisation.describe()}.")
         if d.suspect is not None:
             lines.append(f"- Suspect: {d.suspect.describe()}.")
@@ -501,6 +507,7 @@ def diagnosis_digest(d: Diagnosis) -> str:
     c = d.comparison
     where = f"step {d.step}" + (f" at `{d.stage}`" if d.stage else "")
     what = (f"comes within {fraction_text(d.fraction)} at {where}" if d.kind == "drift"
+            else f"{'; '.join(c.faults)}, from {where}" if c.faults and c.agree
             else f"first beyond the tolerance at {where}")
     return f"- {c.pair} ({c.dtype}, {heading_state(d)}): {what}; cause: {d.cause_name}."
 

@@ -27,10 +27,12 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from harness.judge.compare import Comparison, compare, worst_state
+from harness.judge.compare import DISAGREE, Comparison, compare, worst_state
 from harness.judge.lab_values import LabCheck, check_lab_value
 from harness.judge.metrics import ACCURACY_LOSSES, evaluate
 from harness.judge.plan_checks import plan_faults
+from harness.judge.textbook import RuleCheck, check_run
+from harness.judge.tolerance import Tolerance
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_all
 from harness.run.budget import check_budget
 from harness.run.plan import TrainingPlan, make_plan
@@ -137,6 +139,9 @@ class ScenarioResult:
     # the plans' breaks of the scenario's declaration (``harness.judge.plan_checks``): a fault of the
     # harness every implementation shares, which no pair can show
     plan_faults: list[str] = field(default_factory=list)
+    # (reference label, dtype) -> the reference run in an optimizer convention against that
+    # convention's update rule, computed independently (``harness.judge.textbook``; ``_explain``)
+    rule_checks: dict[tuple[str, str], RuleCheck] = field(default_factory=dict)
 
     def scenario_for(self, framework: str) -> Scenario:
         """The scenario one implementation ran: its side variant, else the scenario itself."""
@@ -160,10 +165,17 @@ class ScenarioResult:
         a float32 run computed in float64 may agree with float32 runs within their tolerance, and
         is still not a float32 run. A run whose framework's narrowing rule its control run confirms
         (``rules``) is that framework's behaviour, reported as explained, not a fault."""
-        return [f"{label} ({dtype}) computed its " + ", ".join(f"{kind} in {dt}" for kind, dt in wrong.items())
-                for (label, dtype), run in self.runs.items()
-                if (wrong := {kind: dt for kind, dt in run.computed_dtypes.items() if dt != dtype})
-                and (label, dtype) not in self.rules]  # a framework's own rule, confirmed by its control run
+        return [fault for label, dtype in self.runs if (fault := self.dtype_fault(label, dtype))]
+
+    def dtype_fault(self, label: str, dtype: str) -> str:
+        """What the run of ``label`` in ``dtype`` computed in another dtype ("" when nothing, or when
+        its framework's narrowing rule is confirmed by its control run, ``rules``)."""
+        run = self.runs.get((label, dtype))
+        if run is None or (label, dtype) in self.rules:  # a framework's own rule, confirmed by its control run
+            return ""
+        wrong = {kind: dt for kind, dt in run.computed_dtypes.items() if dt != dtype}
+        return f"{label} ({dtype}) computed its " + ", ".join(f"{kind} in {dt}" for kind, dt in wrong.items()) \
+            if wrong else ""
 
     @property
     def ok(self) -> bool:
@@ -172,10 +184,20 @@ class ScenarioResult:
         return self.agree and self.lab_ok and not self.dtype_faults
 
     @property
+    def faults(self) -> list[str]:
+        """What fails the result beyond its pairs' states, each in words: a break of the shared plan
+        (``plan_faults``), a run that computed in another dtype than its own (``dtype_faults``), a
+        printed lab value the reference misses."""
+        missed = [c.label for c in self.lab_checks if not c.ok]
+        lab = [f"the reference misses the lab's printed {'; '.join(missed)}"] if missed else []
+        return self.plan_faults + self.dtype_faults + lab
+
+    @property
     def state(self) -> str:
         """The worst state of the compared pairs (``harness.judge.compare.STATES``; ``agree`` when
-        nothing was compared)."""
-        return worst_state(c.state for c in self.comparisons)
+        nothing was compared), and ``disagree`` when something else fails the result (``faults``):
+        a failing result never says ``agree``."""
+        return worst_state([c.state for c in self.comparisons] + ([DISAGREE] if self.faults else []))
 
     def comparison(self, a: str, b: str, dtype: str) -> Comparison | None:
         for c in self.comparisons:
@@ -349,23 +371,67 @@ def _accuracy(scenario: Scenario, run: Trajectory, plan: TrainingPlan) -> dict[s
 def _explain(result: ScenarioResult, dtype: str, *, native: set[str]) -> None:
     """Mark each pair the harness itself chose (both sides native, not a caller's variant) that
     differs only by what the reference accounts for: the optimizer conventions of its sides (each
-    side agreeing with the reference in its own convention) and a framework's narrowing rule (a
-    side whose control run agrees with it, ``_account``). ``differences`` names them."""
+    side agreeing with the reference in its own convention, and each convention confirmed,
+    ``convention_confirmed``) and a framework's narrowing rule (a side whose control run agrees with
+    it, ``_account``). ``differences`` names them. A pair with a side that computed in another dtype
+    than its own has ``faults``."""
     spec = None if result.scenario.training is None else result.scenario.training.optimizer
     accounted = {label: _account(result, label, dtype) for label in result.frameworks}
     for label, (ok, rule) in accounted.items():
         if ok and rule:
             result.rules[(label, dtype)] = rule
+    _check_rules(result, dtype)
     for c in result.comparisons:
-        if c.dtype != dtype or c.a not in native or c.b not in native:
+        if c.dtype != dtype:
+            continue
+        c.faults = [fault for side in (c.a, c.b) if (fault := result.dtype_fault(side, dtype))]
+        if c.a not in native or c.b not in native:
             continue
         ca, cb = result.runs[(c.a, dtype)].convention, result.runs[(c.b, dtype)].convention
-        parts = []
+        parts, conventions = [], []
         if spec is not None and COMMON not in (ca, cb) and ca and cb and ca != cb:
             parts.append(difference(spec, ca, cb) or "")
+            conventions = [ca, cb]
         parts += [accounted[side][1] for side in (c.a, c.b) if accounted[side][1]]
         c.differences = [p for p in parts if p]
-        c.explained = bool(c.differences) and accounted[c.a][0] and accounted[c.b][0]
+        c.explained = (bool(c.differences) and accounted[c.a][0] and accounted[c.b][0]
+                       and all(convention_confirmed(result, x, dtype) for x in conventions))
+
+
+def _check_rules(result: ScenarioResult, dtype: str) -> None:
+    """Each reference run in an optimizer convention against that convention's update rule,
+    computed independently (``harness.judge.textbook``), into ``rule_checks``."""
+    training = result.scenario.training
+    for label in result.frameworks:
+        run = result.runs[(label, dtype)]
+        if training is None or convention_of(label) is None or not run.ok or run.convention in ("", COMMON):
+            continue
+        result.rule_checks[(label, dtype)] = check_rule(label, run, result.scenario_for(label),
+                                                        result.scenario.tolerances[dtype])
+
+
+def check_rule(label: str, run: Trajectory, scenario: Scenario, tolerance: Tolerance) -> RuleCheck:
+    """A reference run (of ``scenario``) against the update rule of the convention it computed."""
+    spec = scenario.training_spec.optimizer
+    return check_run(label, run, optimizer=spec.name, learning_rate=spec.learning_rate, options=spec.options,
+                     convention=run.convention, tolerance=tolerance)
+
+
+def in_convention(result: ScenarioResult, convention: str, dtype: str) -> list[str]:
+    """The frameworks (not the reference) whose run in ``dtype`` computed ``convention``."""
+    return [label for label in result.frameworks if framework_of(label) != REFERENCE
+            and (run := result.runs.get((label, dtype))) is not None and run.ok and run.convention == convention]
+
+
+def convention_confirmed(result: ScenarioResult, convention: str, dtype: str) -> bool:
+    """What a convention difference rests on, none of it the code it explains: the reference in
+    ``convention`` follows that convention's update rule computed independently (``rule_checks``),
+    and every framework computing ``convention`` agrees with it (or its control run does,
+    ``_account``). Re-running the reference in the other convention would run the very code being
+    checked, so it is no evidence."""
+    check = result.rule_checks.get((reference_in(convention), dtype))
+    return (check is not None and check.ok
+            and all(_account(result, label, dtype)[0] for label in in_convention(result, convention, dtype)))
 
 
 def _account(result: ScenarioResult, label: str, dtype: str) -> tuple[bool, str]:

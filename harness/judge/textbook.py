@@ -1,0 +1,267 @@
+"""Each optimizer convention's update rule written once more, independently of ``reference/``, in
+exact decimal arithmetic: the check a convention explanation rests on.
+
+A pair "differs, explained: optimizer convention" only when the reference in each convention is
+right, and re-running the reference in the other convention runs the very code being checked, so
+it cannot fail. This module checks a reference run against the update rule of its optimizer and
+convention, as the frameworks' sources write it (read in the pinned ``keras/src/optimizers/
+{sgd,adam,rmsprop}.py``, ``update_step``, Keras 3.15, and ``torch/optim/{sgd,adam,rmsprop}.py``,
+``_single_tensor_*``, torch 2.13), applied to the gradients the run recorded, in ``Decimal``
+arithmetic with 50 significant digits (so the rule itself adds no rounding a float64 run could
+hide behind). It imports nothing from ``reference/``: the rules and the defaults are written here
+from those sources, not taken from the code they check.
+
+Keras (``v``, ``m`` start at 0; ``t`` counts from 1; ``ops.cast(beta, float64)`` of a Python
+float goes through float32 on TensorFlow, so the ``"keras"`` convention's momentum and betas in
+``beta**t`` are float32 numbers in a float64 run; ``"keras-unrounded"``: exact)::
+
+    SGD      v = momentum * v - lr * g;  w += v   (nesterov: w += momentum * v - lr * g)
+    Adam     alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)
+             m += (g - m) * (1 - beta_1);  v += (g*g - v) * (1 - beta_2);  amsgrad: v = vhat = max(vhat, v)
+             w -= m * alpha / (sqrt(v) + epsilon)
+    RMSprop  v = rho * v + (1 - rho) * g*g;  centered: a = rho * a + (1 - rho) * g, d = v - a*a + eps
+             else d = v + eps;  inc = lr * g / sqrt(d);  momentum: buf = momentum * buf + inc, w -= buf
+             else w -= inc
+
+torch (``buf`` starts as a copy of the first gradient; dampening 0)::
+
+    SGD      buf = momentum * buf + g;  w -= lr * buf   (nesterov: w -= lr * (g + momentum * buf))
+    Adam     m = beta_1 * m + (1 - beta_1) * g;  v = beta_2 * v + (1 - beta_2) * g*g;  amsgrad: v = max
+             w -= lr / (1 - beta_1**t) * m / (sqrt(v) / sqrt(1 - beta_2**t) + eps)
+    RMSprop  v = rho * v + (1 - rho) * g*g;  centered: a = rho * a + (1 - rho) * g, avg = sqrt(v - a*a) + eps
+             else avg = sqrt(v) + eps;  momentum: buf = momentum * buf + g / avg, w -= lr * buf
+             else w -= lr * g / avg
+
+Each step is checked from the run's own parameters before it (so a difference never compounds)
+with the optimizer state accumulated from the run's recorded gradients; the updated parameters
+must match within the scenario's tolerance of the run's dtype. A run is checked for its first
+``MIN_STEPS`` steps, and for more while the elements x steps stay within ``BUDGET``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Context, Decimal
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from harness.judge.tolerance import Tolerance, compare_elements
+from harness.run.trajectory import Trajectory
+
+CONTEXT = Context(prec=50)
+MIN_STEPS = 3  # always checked (when the run made them and their values are finite)
+BUDGET = 6_000  # parameter elements x steps checked beyond MIN_STEPS (about 0.1 s)
+
+# The defaults of each framework's own classes, as their signatures declare them
+# (keras.optimizers.SGD/Adam/RMSprop, torch.optim.SGD/Adam/RMSprop; torch's RMSprop ``alpha`` is ``rho``).
+KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"momentum": 0.0, "nesterov": False},
+    "adam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False},
+    "rmsprop": {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False},
+}
+TORCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"momentum": 0.0, "nesterov": False},
+    "adam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8, "amsgrad": False},
+    "rmsprop": {"rho": 0.99, "momentum": 0.0, "epsilon": 1e-8, "centered": False},
+}
+RULE_NAMES = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
+OWNERS = {"keras": "Keras'", "torch": "torch's"}
+SOURCES = {"keras": "keras/src/optimizers/{}.py", "torch": "torch/optim/{}.py"}
+
+Vector = list[Decimal]
+
+
+def _d(x: float) -> Decimal:
+    return Decimal(float(x))
+
+
+def _sqrt(x: Decimal) -> Decimal:
+    return x.sqrt(CONTEXT)
+
+
+def family(convention: str) -> str:
+    """"keras" for both Keras conventions, "torch" for torch's."""
+    return "torch" if convention == "torch" else "keras"
+
+
+class Rule:
+    """One optimizer's update rule in one convention: ``update(t, name, w, g)`` -> the new ``w``
+    (``t`` counts from 1), keeping its state per parameter name."""
+
+    def __init__(self, name: str, convention: str, learning_rate: float, options: Mapping[str, Any], dtype: str):
+        self.name, self.convention, self.family = name, convention, family(convention)
+        defaults = (TORCH_DEFAULTS if self.family == "torch" else KERAS_DEFAULTS)[name]
+        self.o = {k: options.get(k, v) for k, v in defaults.items()}
+        # Keras on TensorFlow casts SGD's momentum and Adam's betas (in beta**t) through float32
+        rounded = convention == "keras" and dtype == "float64"
+        self.cast = (lambda x: _d(float(np.float32(x)))) if rounded else _d
+        self.lr = _d(learning_rate)
+        self.state: dict[str, dict[str, Vector]] = {}
+
+    def describe(self) -> str:
+        source = SOURCES[self.family].format(self.name)
+        return f"{OWNERS[self.family]} {RULE_NAMES[self.name]} ({source})"
+
+    def update(self, t: int, name: str, w: Vector, g: Vector) -> Vector:
+        state = self.state.setdefault(name, {})
+        rule: Callable[[int, dict[str, Vector], Vector, Vector], Vector] = getattr(self, f"_{self.family}_{self.name}")
+        return rule(t, state, w, g)
+
+    # --- Keras ---------------------------------------------------------------------------
+
+    def _keras_sgd(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
+        mu, lr = self.cast(self.o["momentum"]), self.lr
+        if not self.o["momentum"]:
+            return [wi - lr * gi for wi, gi in zip(w, g)]
+        v = s.setdefault("v", [Decimal(0)] * len(w))
+        v[:] = [mu * vi - lr * gi for vi, gi in zip(v, g)]
+        if self.o["nesterov"]:
+            return [wi + mu * vi - lr * gi for wi, vi, gi in zip(w, v, g)]
+        return [wi + vi for wi, vi in zip(w, v)]
+
+    def _keras_adam(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
+        b1, b2, eps = _d(self.o["beta_1"]), _d(self.o["beta_2"]), _d(self.o["epsilon"])
+        alpha = self.lr * _sqrt(1 - self.cast(self.o["beta_2"]) ** t) / (1 - self.cast(self.o["beta_1"]) ** t)
+        m = s.setdefault("m", [Decimal(0)] * len(w))
+        v = s.setdefault("v", [Decimal(0)] * len(w))
+        m[:] = [mi + (gi - mi) * (1 - b1) for mi, gi in zip(m, g)]
+        v[:] = [vi + (gi * gi - vi) * (1 - b2) for vi, gi in zip(v, g)]
+        if self.o["amsgrad"]:
+            vhat = s.setdefault("vhat", [Decimal(0)] * len(w))
+            vhat[:] = [max(a, b) for a, b in zip(vhat, v)]
+            v = vhat
+        return [wi - mi * alpha / (_sqrt(vi) + eps) for wi, mi, vi in zip(w, m, v)]
+
+    def _keras_rmsprop(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
+        rho, eps, mu = _d(self.o["rho"]), _d(self.o["epsilon"]), _d(self.o["momentum"])
+        v = s.setdefault("v", [Decimal(0)] * len(w))
+        v[:] = [rho * vi + (1 - rho) * gi * gi for vi, gi in zip(v, g)]
+        if self.o["centered"]:
+            a = s.setdefault("a", [Decimal(0)] * len(w))
+            a[:] = [rho * ai + (1 - rho) * gi for ai, gi in zip(a, g)]
+            denominator = [vi - ai * ai + eps for vi, ai in zip(v, a)]
+        else:
+            denominator = [vi + eps for vi in v]
+        increment = [self.lr * gi / _sqrt(di) for gi, di in zip(g, denominator)]
+        if self.o["momentum"]:
+            buf = s.setdefault("buf", [Decimal(0)] * len(w))
+            buf[:] = [mu * bi + ii for bi, ii in zip(buf, increment)]
+            return [wi - bi for wi, bi in zip(w, buf)]
+        return [wi - ii for wi, ii in zip(w, increment)]
+
+    # --- torch ---------------------------------------------------------------------------
+
+    def _torch_sgd(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
+        mu, lr = _d(self.o["momentum"]), self.lr
+        if not self.o["momentum"]:
+            return [wi - lr * gi for wi, gi in zip(w, g)]
+        if "buf" not in s:
+            s["buf"] = list(g)
+        else:
+            s["buf"] = [mu * bi + gi for bi, gi in zip(s["buf"], g)]
+        buf = s["buf"]
+        if self.o["nesterov"]:
+            return [wi - lr * (gi + mu * bi) for wi, gi, bi in zip(w, g, buf)]
+        return [wi - lr * bi for wi, bi in zip(w, buf)]
+
+    def _torch_adam(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
+        b1, b2, eps = _d(self.o["beta_1"]), _d(self.o["beta_2"]), _d(self.o["epsilon"])
+        m = s.setdefault("m", [Decimal(0)] * len(w))
+        v = s.setdefault("v", [Decimal(0)] * len(w))
+        m[:] = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
+        v[:] = [b2 * vi + (1 - b2) * gi * gi for vi, gi in zip(v, g)]
+        if self.o["amsgrad"]:
+            vmax = s.setdefault("vmax", [Decimal(0)] * len(w))
+            vmax[:] = [max(a, b) for a, b in zip(vmax, v)]
+            v = vmax
+        step_size = self.lr / (1 - b1 ** t)
+        correction2 = _sqrt(1 - b2 ** t)
+        return [wi - step_size * mi / (_sqrt(vi) / correction2 + eps) for wi, mi, vi in zip(w, m, v)]
+
+    def _torch_rmsprop(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
+        rho, eps, mu = _d(self.o["rho"]), _d(self.o["epsilon"]), _d(self.o["momentum"])
+        v = s.setdefault("v", [Decimal(0)] * len(w))
+        v[:] = [rho * vi + (1 - rho) * gi * gi for vi, gi in zip(v, g)]
+        if self.o["centered"]:
+            a = s.setdefault("a", [Decimal(0)] * len(w))
+            a[:] = [rho * ai + (1 - rho) * gi for ai, gi in zip(a, g)]
+            avg = [_sqrt(vi - ai * ai) + eps for vi, ai in zip(v, a)]
+        else:
+            avg = [_sqrt(vi) + eps for vi in v]
+        if self.o["momentum"]:
+            buf = s.setdefault("buf", [Decimal(0)] * len(w))
+            buf[:] = [mu * bi + gi / ai for bi, gi, ai in zip(buf, g, avg)]
+            return [wi - self.lr * bi for wi, bi in zip(w, buf)]
+        return [wi - self.lr * gi / ai for wi, gi, ai in zip(w, g, avg)]
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    """A reference run (``label``, e.g. ``numpy[keras]``) against its convention's update rule:
+    ``steps`` steps checked; ``bad_step`` the first whose updated parameters the rule does not
+    reproduce (None: all checked steps do), with the parameter, index and both values."""
+
+    label: str
+    dtype: str
+    rule: str  # e.g. "Keras' Adam (keras/src/optimizers/adam.py)"
+    steps: int
+    bad_step: int | None = None
+    quantity: str = ""
+    index: tuple[int, ...] = ()
+    run_value: float = 0.0
+    rule_value: float = 0.0
+    largest: float = 0.0  # the largest |run - rule| over the checked steps
+    message: str = ""  # why fewer steps were checked than the run made ("" when none)
+
+    @property
+    def ok(self) -> bool:
+        """The rule reproduces every checked step (and at least one step was checked)."""
+        return self.bad_step is None and self.steps > 0
+
+    @property
+    def failed(self) -> bool:
+        return self.bad_step is not None
+
+    def covers(self, step: int) -> bool:
+        """Whether the check decided about ``step`` (it was checked, or an earlier one failed)."""
+        return step < self.steps or self.failed
+
+    def describe(self) -> str:
+        if self.failed:
+            return (f"{self.label}'s update at step {self.bad_step} is not {self.rule} computed independently "
+                    f"in exact arithmetic from its own gradients: `updated {self.quantity}`"
+                    f"{list(self.index) if self.index else ''} is {self.run_value!r}, the rule gives "
+                    f"{self.rule_value!r}")
+        if not self.steps:
+            return f"{self.label} could not be checked against {self.rule}: {self.message}"
+        span = "step 0" if self.steps == 1 else f"steps 0-{self.steps - 1}"
+        tail = f" ({self.message})" if self.message else ""
+        return (f"{self.label}'s {span} follow {self.rule} computed independently in exact arithmetic "
+                f"from its own gradients (largest difference {self.largest:.2g}){tail}")
+
+
+def check_run(label: str, run: Trajectory, *, optimizer: str, learning_rate: float, options: Mapping[str, Any],
+              convention: str, tolerance: Tolerance) -> RuleCheck:
+    """``run`` (a reference run computing ``convention``) against that convention's rule."""
+    rule = Rule(optimizer, convention, learning_rate, options, run.dtype)
+    elements = sum(int(np.prod(v.shape[1:])) for v in run.params.values())
+    steps = min(run.steps, max(MIN_STEPS, BUDGET // max(elements, 1)))
+    message = "" if steps == run.steps else f"of {run.steps}: the first {steps} within its budget"
+    largest = 0.0
+    for step in range(steps):
+        before = run.params_before(step)
+        for name, values in run.params.items():
+            w, g, after = before[name], run.grads[name][step], values[step]
+            if not (np.isfinite(w).all() and np.isfinite(g).all() and np.isfinite(after).all()):
+                return RuleCheck(label, run.dtype, rule.describe(), step, largest=largest,
+                                 message=f"step {step} holds inf or nan")
+            new = rule.update(step + 1, name, [_d(x) for x in w.reshape(-1)], [_d(x) for x in g.reshape(-1)])
+            expected = np.array([float(x) for x in new]).reshape(after.shape)
+            e = compare_elements(after, expected, tolerance)
+            largest = max(largest, float(e.diff.max(initial=0.0)))
+            if e.bad.any():
+                where = np.unravel_index(int(np.flatnonzero(e.bad.reshape(-1))[0]), after.shape)
+                return RuleCheck(label, run.dtype, rule.describe(), step + 1, bad_step=step, quantity=name,
+                                 index=tuple(int(i) for i in where), run_value=float(after[where]),
+                                 rule_value=float(expected[where]), largest=largest)
+    return RuleCheck(label, run.dtype, rule.describe(), steps, largest=largest, message=message)
