@@ -17,6 +17,7 @@ import numpy as np
 
 from harness.run.adapters.protocol import Adapter, Params, check_expressible, missing
 from harness.run.plan import TrainingPlan
+from harness.run.threads import framework_threads
 from harness.run.trajectory import RowIds, Trajectory, dtype_names
 from harness.spec.conventions import native
 from harness.spec.scenario import OptimizerSpec, Scenario
@@ -48,11 +49,11 @@ def import_keras():
         import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     tf.config.experimental.enable_op_determinism()
-    if not _THREADS_SET:  # one thread, as torch: these models are tiny, and the runs of the other
-        # implementations compute at the same time (settable only before TensorFlow's first op)
+    if not _THREADS_SET:  # as torch (harness.run.threads: 1 unless $NN_PARITY_THREADS says otherwise);
+        # settable only before TensorFlow's first op
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
+            tf.config.threading.set_intra_op_parallelism_threads(framework_threads())
+            tf.config.threading.set_inter_op_parallelism_threads(framework_threads())
         except RuntimeError:  # TensorFlow already ran an op in this process: keep its threads
             pass
         _THREADS_SET.append(True)
