@@ -29,6 +29,7 @@ from harness.run.plan import make_plan
 from harness.run.runner import run_scenario
 from harness.run.trajectory import CRASHED
 from harness.spec.scenario import load_scenarios
+from tests.children import INTERRUPTIBLE, descendants
 
 pytestmark = pytest.mark.slow  # every test starts Keras in a worker process
 
@@ -112,17 +113,16 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path):
 def test_ctrl_c_during_the_runs_ends_the_workers(tmp_path):
     """SIGINT while keras and torch compute in their workers: exit 130 with one line, and no worker
     process is left behind."""
-    command = ("import signal, sys\n"  # Ctrl-C's default, even when this test runs where SIGINT is ignored
-               "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    command = ("import sys\n"
                "from harness.commands.cli import main\n"
                "sys.exit(main(['run', 'sigmoid-exponential-adam', '--no-cache']))\n")
     child = subprocess.Popen([sys.executable, "-c", command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             start_new_session=True)
-    deadline = time.monotonic() + 120
+                             start_new_session=True, **INTERRUPTIBLE)
+    deadline = time.monotonic() + 300  # a generous wait for an event: both workers started
     workers: list[int] = []
     while time.monotonic() < deadline and len(workers) < 2:
         time.sleep(0.2)
-        workers = _children(child.pid)
+        workers = descendants(child.pid)
     assert len(workers) >= 2, "keras and torch run in worker processes"
     time.sleep(1.0)  # into the runs
     child.send_signal(signal.SIGINT)
@@ -133,18 +133,6 @@ def test_ctrl_c_during_the_runs_ends_the_workers(tmp_path):
         time.sleep(0.1)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
                 and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def test_a_run_over_the_timeout_is_crashed_and_the_others_go_on(tmp_path, capsys):
