@@ -61,11 +61,12 @@ KERNEL_THREADS := 1 2
 KERNEL_TESTS := -k "float32 or test_hostile_input or test_compare or test_golden or test_threads" \
 	--ignore=tests/test_parity.py --ignore=tests/test_metrics.py --ignore=tests/test_scenarios.py
 
+export KERNEL_IN_USE := import sys, numpy, threadpoolctl; print("make test-kernels: OPENBLAS_CORETYPE=%s (numpy \
+computes with OpenBLAS' %s kernel), %s threads" % (sys.argv[1], threadpoolctl.threadpool_info()[0].get("architecture"), sys.argv[2]))
+
 test-kernels: $(STAMP)
 	@set -e; for kernel in $(KERNELS); do for threads in $(KERNEL_THREADS); do \
 		export OPENBLAS_CORETYPE=$$kernel OPENBLAS_NUM_THREADS=$$threads NN_PARITY_THREADS=$$threads; \
-		$(BIN)/python -c "import numpy, threadpoolctl; print('make test-kernels: OPENBLAS_CORETYPE=$$kernel \
-		(numpy computes with', *[i['architecture'] for i in threadpoolctl.threadpool_info() if 'architecture' in i], \
-		'kernel), $$threads threads')"; \
+		$(BIN)/python -c "$$KERNEL_IN_USE" "$$kernel" "$$threads"; \
 		$(BIN)/python -m pytest -q $(XDIST) $(KERNEL_TESTS); \
 	done; done
