@@ -82,6 +82,9 @@ def report(by_kernel: dict[str, dict]) -> int:
         print(f"override {name}: |a - b| / allowed by the DEFAULT tolerance, worst pair per kernel:")
         for k in kernels:
             default_used = by_kernel[k]["scenarios"][name]["default_used"]
+            if not default_used:  # the file had no override when this kernel's run read it
+                print(f"  {k}: no override")
+                continue
             pair = max(default_used, key=default_used.get)
             print(f"  {k}: {default_used[pair]:.3g} ({pair})")
     return 1 if changed else 0
