@@ -15,12 +15,12 @@ import sys
 from typing import Iterator, NoReturn
 
 from harness.errors import EXIT_BAD_INPUT, BadInput
+from harness.run import threads
 from harness.run.adapters import use_executor, use_jobs
 from harness.run.adapters.ray_executor import RayExecutor
 from harness.run.adapters.ray_executor import missing as ray_missing
 from harness.run.adapters.workers import run_timeout
 from harness.run.cache import use_cache
-from harness.run.threads import framework_threads
 
 # Each command, with its one-line help; a command's module is imported only when it runs (the
 # others' imports, e.g. matplotlib for the reports, are not paid: `list` and `check` start fast).
@@ -65,7 +65,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def execution(args: argparse.Namespace) -> Iterator[None]:
     """The command's ``--jobs``, run cache and executor (``harness.commands.args.add_execution_options``);
     commands without them run with the defaults, no cache, on this machine's workers."""
-    framework_threads()  # a bad $NN_PARITY_THREADS is one line and exit 2 before anything runs
     folder = None if getattr(args, "no_cache", True) else getattr(args, "cache", None)
     executor = None
     if getattr(args, "executor", "local") == "ray":
@@ -89,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
         return int(exc.code or 0)
     try:
+        threads.framework_threads()  # a bad $NN_PARITY_THREADS: one line and exit 2 before anything runs
         with execution(args):
             return int(args.handler(args))
     except BadInput as exc:
