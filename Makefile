@@ -58,3 +58,24 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# The tests a BLAS kernel or a thread count could move -- hostile input (overflowing products), the
+# comparison rule, the golden values, $NN_PARITY_THREADS and every float32 test but the whole-catalogue
+# ones (test_parity, test_metrics, test_scenarios) -- under OpenBLAS' Haswell, SkylakeX and Zen kernels
+# (OPENBLAS_CORETYPE: what numpy's BLAS computes with) and with torch, TensorFlow and OpenBLAS on 1
+# and 2 threads: no verdict may change. The whole catalogue under each kernel: .ci/kernel_verdicts.py.
+.PHONY: test-kernels
+KERNELS := Haswell SkylakeX Zen
+KERNEL_THREADS := 1 2
+KERNEL_TESTS := -k "float32 or test_hostile_input or test_compare or test_golden or test_threads" \
+	--ignore=tests/test_parity.py --ignore=tests/test_metrics.py --ignore=tests/test_scenarios.py
+
+export KERNEL_IN_USE := import sys, numpy, threadpoolctl; print("make test-kernels: OPENBLAS_CORETYPE=%s (numpy \
+computes with OpenBLAS' %s kernel), %s threads" % (sys.argv[1], threadpoolctl.threadpool_info()[0].get("architecture"), sys.argv[2]))
+
+test-kernels: $(STAMP)
+	@set -e; for kernel in $(KERNELS); do for threads in $(KERNEL_THREADS); do \
+		export OPENBLAS_CORETYPE=$$kernel OPENBLAS_NUM_THREADS=$$threads NN_PARITY_THREADS=$$threads; \
+		$(BIN)/python -c "$$KERNEL_IN_USE" "$$kernel" "$$threads"; \
+		$(BIN)/python -m pytest -q $(XDIST) $(KERNEL_TESTS); \
+	done; done

@@ -295,15 +295,37 @@ def test_the_check_command_exits_1_on_a_printed_nan_against_a_number(tmp_path, c
     assert "a: wrong" in captured.err and "Traceback" not in captured.err
 
 
-@pytest.mark.parametrize("fields, expected", [
-    ('compute = "dense"\nX = [[1e308, -1e308]]\nw = [[1e308], [1e308]]', '"[[nan]]"'),  # inf + -inf
-    ('compute = "activation"\nfunction = "exponential"\nz = [[1000]]', '"[[inf]]"'),
-])
-def test_a_key_printing_nan_or_inf_matches_the_same_computed_value(tmp_path, fields, expected):
-    [entry] = load_key(write(tmp_path, nan_key(expected, fields))).entries
+def non_finite_class(values: np.ndarray) -> str:
+    """"nan", "inf" or "-inf": what a one-element non-finite answer prints; "finite" otherwise."""
+    [v] = np.asarray(values, dtype=np.float64).ravel()
+    return "finite" if np.isfinite(v) else "nan" if np.isnan(v) else "inf" if v > 0 else "-inf"
+
+
+# Overflowing inputs whose non-finite class is (or is not) the same on every BLAS kernel. The dense
+# one's exact value is 0 = 1e616 - 1e616: with a fused multiply-add (OpenBLAS' SkylakeX kernel) the
+# dot product is fma(-1e308, 1e308, inf) = inf, without one (Haswell, Zen) inf + -inf = nan. The
+# test asserts what holds on every kernel: the answer is nan or +-inf, and a key is correct exactly
+# when it prints the same non-finite class as the computed answer (the documented rule: a nan
+# matches only a nan, an inf only the same inf), and never when it prints another.
+OVERFLOWING = {
+    "dense-inf-minus-inf": 'compute = "dense"\nX = [[1e308, -1e308]]\nw = [[1e308], [1e308]]',
+    "exponential-of-1000": 'compute = "activation"\nfunction = "exponential"\nz = [[1000]]',
+}
+
+
+@pytest.mark.parametrize("printed", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("fields", OVERFLOWING.values(), ids=OVERFLOWING.keys())
+def test_a_key_printing_nan_or_inf_matches_the_same_computed_value(tmp_path, fields, printed):
+    [entry] = load_key(write(tmp_path, nan_key(f'"[[{printed}]]"', fields))).entries
     with np.errstate(over="ignore", invalid="ignore"):
         result = check_entry(entry, frameworks=("numpy",))
-    assert result.verdict == "correct", result.message
+    [part] = result.parts
+    computed = non_finite_class(part.computed)
+    assert computed in ("nan", "inf", "-inf"), part.computed
+    # another class is wrong (or implausible first: an exponential's -inf is outside [0, inf])
+    refused = "implausible" if implausible(entry.question, entry.expected) else "wrong"
+    assert result.verdict == ("correct" if printed == computed else refused), (printed, computed, result.message)
+    assert part.max_abs_diff == (0.0 if printed == computed else np.inf)
 
 
 def test_plausibility_no_longer_special_cases_nan_but_keeps_its_bounds(tmp_path):

@@ -22,6 +22,7 @@ from harness.commands.cli import main
 from harness.commands.report import DEFAULT_OUT
 from harness.render.report import UNKNOWN_ENVIRONMENT, index_markdown
 from harness.run import environment
+from harness.run.threads import framework_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = (ROOT / "tests" / "scenarios" / "tiny-mlp.toml").read_text()
@@ -41,8 +42,8 @@ def fresh_description() -> Iterator[None]:
 def test_the_description_names_cpu_kernel_threads_and_versions():
     d, line = environment.public(), environment.one_line()
     assert d["cpu"] == environment.cpu_model() and d["cpu"] in line
-    assert d["framework_threads"] == environment.FRAMEWORK_THREADS
-    assert f"torch and TensorFlow on {environment.FRAMEWORK_THREADS} thread" in line
+    assert d["framework_threads"] == framework_threads()
+    assert f"torch and TensorFlow on {framework_threads()} thread" in line
     for name, version in environment.versions().items():
         assert f"{name} {version}" in line
     [numpy_blas, *_] = environment.blas()  # numpy's BLAS is loaded: threadpoolctl describes it

@@ -15,6 +15,7 @@ import sys
 from typing import Iterator, NoReturn
 
 from harness.errors import EXIT_BAD_INPUT, BadInput
+from harness.run import threads
 from harness.run.adapters import use_executor, use_jobs
 from harness.run.adapters.ray_executor import RayExecutor
 from harness.run.adapters.ray_executor import missing as ray_missing
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
         return int(exc.code or 0)
     try:
+        threads.framework_threads()  # a bad $NN_PARITY_THREADS: one line and exit 2 before anything runs
         with execution(args):
             return int(args.handler(args))
     except BadInput as exc:

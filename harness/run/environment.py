@@ -14,8 +14,9 @@ environment is never served) and the stamp each report carries (where it was mad
   versions, and a fingerprint of each framework's installed files (path, size and mtime of every
   file its distribution records but headers, stubs and bytecode caches: an edited file is seen
   without reading every byte; about 0.5 s per command for numpy, TensorFlow, Keras, torch, JAX).
-- ``DEFAULTS`` and ``FRAMEWORK_THREADS``: what the adapters set before a framework computes (so the
-  description is the same whether or not a framework was loaded in the describing process).
+- ``DEFAULTS`` and the frameworks' threads (``harness.run.threads``): what the adapters set before a
+  framework computes (so the description is the same whether or not a framework was loaded in the
+  describing process).
 
 Everything is computed once per process (``describe``/``fingerprint``); nothing here imports a
 framework. ``public()``, ``parts()`` and ``one_line()`` are the description as generated files
@@ -38,6 +39,8 @@ from pathlib import Path
 import numpy  # noqa: F401  (its BLAS must be loaded for threadpoolctl to describe it)
 import threadpoolctl
 
+from harness.run.threads import framework_threads
+
 PACKAGES = ("numpy", "tensorflow-cpu", "tensorflow", "keras", "torch", "jax", "jaxlib", "matplotlib")
 # prefixes of the environment variables that select kernels, threads or precision
 # (TensorFlow's are listed one family at a time: other tools, Terraform among them, also use TF_)
@@ -51,9 +54,6 @@ NUMERIC_EXACT = ("NN_PARITY_THREADS",)
 NOT_NUMERIC = ("KMP_DUPLICATE_LIB_OK", "KERAS_BACKEND")
 # numeric variables the adapters set when the user has not (harness.run.adapters.keras_tf): oneDNN off
 DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "0"}
-# the intra-op threads of torch and TensorFlow (and TensorFlow's inter-op threads) in every run: the
-# models are tiny, and the other implementations' runs compute at the same time
-FRAMEWORK_THREADS = 1
 STARTUP_VARIABLES = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE")
 
 
@@ -173,7 +173,7 @@ def describe() -> dict[str, object]:
     """The machine and interpreter, for the cache's key and (as ``public()``, without the paths a
     variable may hold) for the reports; no file hashes."""
     return {"cpu": cpu_model(), "machine": platform.machine(), "system": platform.system(), "cores": cores(),
-            "blas": blas(), "framework_threads": FRAMEWORK_THREADS,
+            "blas": blas(), "framework_threads": framework_threads(),
             "versions": versions(), "variables": numeric_variables()}
 
 

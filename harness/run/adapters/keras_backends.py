@@ -33,10 +33,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from harness.run import environment
 from harness.run.adapters import keras_tf
 from harness.run.adapters.protocol import Params, missing
 from harness.run.plan import TrainingPlan
+from harness.run.threads import framework_threads
 from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype_names, should_stop
 from harness.spec.conventions import native
 from harness.spec.scenario import OptimizerSpec, Scenario
@@ -63,7 +63,7 @@ def import_keras_on(backend: str) -> Any:
         import torch
 
         torch.use_deterministic_algorithms(True)
-        torch.set_num_threads(environment.FRAMEWORK_THREADS)
+        torch.set_num_threads(framework_threads())
     return keras
 
 

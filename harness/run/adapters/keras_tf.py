@@ -18,6 +18,7 @@ import numpy as np
 from harness.run import environment
 from harness.run.adapters.protocol import Adapter, Params, check_expressible, missing
 from harness.run.plan import TrainingPlan
+from harness.run.threads import framework_threads
 from harness.run.trajectory import RowIds, Trajectory, dtype_names
 from harness.spec.conventions import native
 from harness.spec.scenario import OptimizerSpec, Scenario
@@ -50,10 +51,11 @@ def import_keras():
         import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     tf.config.experimental.enable_op_determinism()
-    if not _THREADS_SET:  # as torch (environment.FRAMEWORK_THREADS); settable only before TensorFlow's first op
+    if not _THREADS_SET:  # as torch (harness.run.threads: 1 unless $NN_PARITY_THREADS says otherwise);
+        # settable only before TensorFlow's first op
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(environment.FRAMEWORK_THREADS)
-            tf.config.threading.set_inter_op_parallelism_threads(environment.FRAMEWORK_THREADS)
+            tf.config.threading.set_intra_op_parallelism_threads(framework_threads())
+            tf.config.threading.set_inter_op_parallelism_threads(framework_threads())
         except RuntimeError:  # TensorFlow already ran an op in this process: keep its threads
             pass
         _THREADS_SET.append(True)

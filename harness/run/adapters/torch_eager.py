@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.run import environment
 from harness.run.adapters.protocol import Params, check_expressible, missing
 from harness.run.layout import from_torch, to_torch
 from harness.run.plan import TrainingPlan
+from harness.run.threads import framework_threads
 from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype_names, should_stop
 from harness.spec.conventions import native
 from harness.spec.scenario import OptimizerSpec, Scenario
@@ -144,10 +144,7 @@ def _run(plan: TrainingPlan) -> Trajectory:
     import torch
 
     torch.use_deterministic_algorithms(True)
-    # One intra-op thread (environment.FRAMEWORK_THREADS): these models are tiny, and on a busy 2-core
-    # machine two torch threads contend with the other processes (measured: sigmoid-exponential 29 s
-    # with 2 threads under load, 4.9 s with 1; 2.6 s either way when the machine is idle).
-    torch.set_num_threads(environment.FRAMEWORK_THREADS)
+    torch.set_num_threads(framework_threads())
     dtype = _dtype(torch, plan.dtype)
     scenario, training = plan.scenario, plan.scenario.training
     model, linears = build_model(torch, scenario, dtype)
@@ -205,6 +202,7 @@ def _trace_step(plan: TrainingPlan, step: int) -> Params:
     import torch
 
     torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(framework_threads())
     dtype = _dtype(torch, plan.dtype)
     scenario, training = plan.scenario, plan.scenario.training_spec
     model, linears = build_model(torch, scenario, dtype)
