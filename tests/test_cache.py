@@ -132,9 +132,9 @@ def test_a_numeric_environment_variable_or_a_startup_file_gives_another_key(tmp_
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text("X = 1\n")
-    others = [key_under({"OPENBLAS_CORETYPE": "Haswell"}), key_under({"TF_ENABLE_ONEDNN_OPTS": "0"}),
+    others = [key_under({"OPENBLAS_CORETYPE": "Haswell"}), key_under({"TF_ENABLE_ONEDNN_OPTS": "1"}),
               key_under({}, pythonpath=f"{site}{os.pathsep}{ROOT}")]
-    assert len({plain, *others}) == 4
+    assert len({plain, *others}) == 4  # (oneDNN off is the adapters' default: "1" turns it on)
 
 
 def _entry_paths(cache: Path, implementation: str) -> list[Path]:
