@@ -292,34 +292,46 @@ def effective_learning_rate(e: Evidence) -> Finding | None:
     return None
 
 
+def _first_differing_output(e: Evidence) -> int | None:
+    """The first layer whose output stage is beyond the tolerance between the two sides (None when
+    none is, or when a side's trace lacks an output stage before it)."""
+    ta, tb = e.traces.get(e.a), e.traces.get(e.b)
+    for i in range(len(e.scenarios[e.a].layers)):
+        stage = f"output layers.{i}"
+        if ta is None or tb is None or stage not in ta or stage not in tb:
+            return None
+        if not _agree(ta[stage], tb[stage], e.tolerance):
+            return i
+    return None
+
+
+def _layer_input(e: Evidence, trace: dict[str, np.ndarray], i: int) -> np.ndarray:
+    """What layer ``i`` took in at the evidence's step, as the side's trace holds it."""
+    return e.plan.X[e.plan.batch_indices(e.step)] if i == 0 else trace[f"output layers.{i - 1}"]
+
+
 def activation_applied(e: Evidence) -> Finding | None:
     """A layer whose output, at the first output stage beyond the tolerance, is another activation
     of the side's own inputs and parameters than the declared one."""
-    layers = e.scenarios[e.a].layers
-    for i, layer in enumerate(layers):
-        stage = f"output layers.{i}"
-        ta, tb = e.traces.get(e.a), e.traces.get(e.b)
-        if ta is None or tb is None or stage not in ta or stage not in tb:
-            return None
-        if _agree(ta[stage], tb[stage], e.tolerance):
-            continue
-        for side, _ in e.sides:
-            trace = e.traces[side]
-            x = e.plan.X[e.plan.batch_indices(e.step)] if i == 0 else trace[f"output layers.{i - 1}"]
-            z = x @ trace[f"params {kernel_name(i)}"]
-            if f"params {bias_name(i)}" in trace:
-                z = z + trace[f"params {bias_name(i)}"]
-            with np.errstate(all="ignore"):
-                applied = [name for name, act in ACTIVATIONS.items()
-                           if _agree(act.forward(z, axis=layer.axis) if act.takes_axis else act.forward(z),
-                                     trace[stage], e.tolerance)]
-            declared = e.scenarios[side].layers[i].activation  # the side's own scenario (a variant may differ)
-            if applied and declared not in applied:
-                return Finding("activation applied", side,
-                               f"{side}'s layers.{i} applied {' / '.join(applied)} where {declared} is "
-                               f"declared: its output at step {e.step} is {applied[0]}(x W + b) of its own input "
-                               "and parameters")
+    i = _first_differing_output(e)
+    if i is None:
         return None
+    layer, stage = e.scenarios[e.a].layers[i], f"output layers.{i}"
+    for side, _ in e.sides:
+        trace = e.traces[side]
+        z = _layer_input(e, trace, i) @ trace[f"params {kernel_name(i)}"]
+        if f"params {bias_name(i)}" in trace:
+            z = z + trace[f"params {bias_name(i)}"]
+        with np.errstate(all="ignore"):
+            applied = [name for name, act in ACTIVATIONS.items()
+                       if _agree(act.forward(z, axis=layer.axis) if act.takes_axis else act.forward(z),
+                                 trace[stage], e.tolerance)]
+        declared = e.scenarios[side].layers[i].activation  # the side's own scenario (a variant may differ)
+        if applied and declared not in applied:
+            return Finding("activation applied", side,
+                           f"{side}'s layers.{i} applied {' / '.join(applied)} where {declared} is "
+                           f"declared: its output at step {e.step} is {applied[0]}(x W + b) of its own input "
+                           "and parameters")
     return None
 
 
@@ -336,34 +348,29 @@ def kernel_layout(e: Evidence) -> Finding | None:
     """A layer whose output, at the first output stage beyond the tolerance, is its declared
     activation of its own input times its own kernel read in another layout (``_layouts``), while
     the parameters it holds are the kernel as laid out."""
-    layers = e.scenarios[e.a].layers
-    for i, layer in enumerate(layers):
-        stage = f"output layers.{i}"
-        ta, tb = e.traces.get(e.a), e.traces.get(e.b)
-        if ta is None or tb is None or stage not in ta or stage not in tb:
-            return None
-        if _agree(ta[stage], tb[stage], e.tolerance):
-            continue
-        for side, _ in e.sides:
-            trace = e.traces[side]
-            x = e.plan.X[e.plan.batch_indices(e.step)] if i == 0 else trace[f"output layers.{i - 1}"]
-            act = ACTIVATIONS[e.scenarios[side].layers[i].activation]
-            bias = trace.get(f"params {bias_name(i)}")
-
-            def output(kernel: np.ndarray) -> np.ndarray:
-                z = x @ kernel if bias is None else x @ kernel + bias
-                return act.forward(z, axis=layer.axis) if act.takes_axis else act.forward(z)
-            kernel = trace[f"params {kernel_name(i)}"]
-            with np.errstate(all="ignore"):
-                if _agree(output(kernel), trace[stage], e.tolerance):
-                    continue
-                for how, read in _layouts(kernel).items():
-                    if _agree(output(read), trace[stage], e.tolerance):
-                        return Finding("kernel layout", side,
-                                       f"{side}'s layers.{i} computed its output at step {e.step} with its kernel "
-                                       f"{how}: its output is {act.name}(x K' + b) of its own input and parameters, "
-                                       "while the kernel it holds is laid out as declared")
+    i = _first_differing_output(e)
+    if i is None:
         return None
+    layer, stage = e.scenarios[e.a].layers[i], f"output layers.{i}"
+    for side, _ in e.sides:
+        trace = e.traces[side]
+        x = _layer_input(e, trace, i)
+        act = ACTIVATIONS[e.scenarios[side].layers[i].activation]
+        bias = trace.get(f"params {bias_name(i)}")
+
+        def output(kernel: np.ndarray) -> np.ndarray:
+            z = x @ kernel if bias is None else x @ kernel + bias
+            return act.forward(z, axis=layer.axis) if act.takes_axis else act.forward(z)
+        kernel = trace[f"params {kernel_name(i)}"]
+        with np.errstate(all="ignore"):
+            if _agree(output(kernel), trace[stage], e.tolerance):
+                continue
+            for how, read in _layouts(kernel).items():
+                if _agree(output(read), trace[stage], e.tolerance):
+                    return Finding("kernel layout", side,
+                                   f"{side}'s layers.{i} computed its output at step {e.step} with its kernel "
+                                   f"{how}: its output is {act.name}(x K' + b) of its own input and parameters, "
+                                   "while the kernel it holds is laid out as declared")
     return None
 
 
