@@ -82,3 +82,19 @@ def test_an_output_that_cannot_be_written_is_named_before_anything_runs(workspac
     err = _refused(capsys, ["run", "tiny.toml", "--frameworks", "numpy", "--quiet", "--json", "/proc/nn-parity.json"])
     assert err.startswith("nn-parity: error: /proc/nn-parity.json: --json: expected "), err
     assert capsys.readouterr().out == ""  # refused before the run
+
+
+def test_a_dangling_or_looping_symlink_in_an_audited_folder_is_a_row(workspace: Path, capsys) -> None:
+    """Never dropped silently: each is a crashed row naming why it cannot be read; exit 1."""
+    os.symlink("nowhere.py", workspace / "subs" / "dangling.py")
+    os.symlink("loop.py", workspace / "subs" / "loop.py")
+    os.symlink("other.ipynb", workspace / "subs" / "cycle.ipynb")
+    os.symlink("cycle.ipynb", workspace / "subs" / "other.ipynb")
+    (workspace / "subs" / "bob.py").unlink()
+    assert main(AUDIT + ["subs", "--csv", "grades.csv", "--jobs", "1"]) == 1
+    rows = {line.split(",")[0]: line for line in (workspace / "grades.csv").read_text().splitlines()[1:]}
+    assert set(rows) == {"subs/alice.py", "subs/dangling.py", "subs/loop.py", "subs/cycle.ipynb", "subs/other.ipynb"}
+    assert all(",crashed," in row for row in rows.values()), rows
+    assert "no such file" in rows["subs/dangling.py"]
+    assert "symbolic links" in rows["subs/loop.py"] and "symbolic links" in rows["subs/cycle.ipynb"], rows
+    assert "Traceback" not in capsys.readouterr().err

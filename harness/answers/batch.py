@@ -72,7 +72,7 @@ def collect(arguments: list[str]) -> list[Path]:
         else:
             raise BadInput(argument, "", "an existing file, a folder or a glob pattern", "no such file")
         for path in files:
-            found.setdefault(path.resolve(), path)
+            found.setdefault(Path(os.path.realpath(path)), path)  # realpath: a symlink loop raises nothing
     return list(found.values())
 
 
@@ -80,7 +80,7 @@ def display_names(paths: list[Path]) -> dict[Path, str]:
     """Each path as generated files show it: relative to the working directory, else to the
     submissions' common folder (so ``alice/hw.ipynb`` and ``bob/hw.ipynb`` stay apart)."""
     cwd = Path.cwd().resolve()
-    resolved = {path: path.resolve() for path in paths}
+    resolved = {path: Path(os.path.realpath(path.parent)) / path.name for path in paths}  # a symlink as named
     common = Path(os.path.commonpath([r.parent for r in resolved.values()])) if paths else cwd
     names = {}
     for path, full in resolved.items():
@@ -259,4 +259,7 @@ def _is_pattern(argument: str) -> bool:
 
 
 def _submission_file(path: Path) -> bool:
-    return path.suffix in SUFFIXES and not path.name.startswith(".") and path.is_file()
+    """A ``.py`` or ``.ipynb`` file, or a symlink by such a name that leads to no folder (dangling, a
+    loop: its row says why it cannot be read, it is never dropped silently)."""
+    return path.suffix in SUFFIXES and not path.name.startswith(".") and (
+        path.is_file() or (path.is_symlink() and not path.is_dir()))

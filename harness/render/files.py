@@ -129,14 +129,14 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     try:
         return os.path.samefile(a, b)
     except (OSError, ValueError):
-        return Path(os.path.abspath(a)).resolve() == Path(os.path.abspath(b)).resolve()
+        return os.path.realpath(a) == os.path.realpath(b)  # realpath: a symlink loop raises nothing
 
 
 def display_path(path: Path) -> str:
     """A path as generated files show it: relative to the working directory, else the file's
     name alone (a generated file never carries an absolute path of the machine that made it)."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(Path(os.path.realpath(path)).relative_to(Path.cwd().resolve()))
     except ValueError:
         return path.name
 

@@ -1,0 +1,42 @@
+"""Options refused where they are parsed (issue 25, item 6): exit 2 and one line naming the
+option, before anything runs: a ``--timeout`` beyond a week (1e10 was accepted, then every run
+was reported crashed by an OverflowError blamed on the frameworks) and a ``--address`` that is
+no Ray address (a ValueError traceback from inside Ray)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.commands.args import MAX_SECONDS
+from harness.commands.cli import main
+
+TINY = str(Path(__file__).resolve().parent / "scenarios" / "tiny-linear.toml")
+AUDIT = str(Path(__file__).resolve().parent.parent / "scenarios" / "keys" / "audits" / "xor-relu-sigmoid.toml")
+
+
+def _refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "Traceback" not in captured.err, captured
+    return captured.err.strip()
+
+
+@pytest.mark.parametrize("value", ["1e10", "inf", "nan", "0", "-1", str(MAX_SECONDS + 1)])
+@pytest.mark.parametrize("command", [["run", TINY, "--frameworks", "numpy"],
+                                     ["audit", "x.py", "--function", "f", "--scenario", AUDIT]])
+def test_a_timeout_beyond_the_bound_is_refused(capsys, command: list[str], value: str) -> None:
+    err = _refused(capsys, [*command, "--timeout", value])
+    assert err == (f"nn-parity {command[0]}: error: argument --timeout: expected a positive number of seconds, at "
+                   f"most {MAX_SECONDS} (a week); received {value!r}")
+
+
+def test_the_bound_itself_is_accepted(capsys) -> None:
+    assert main(["run", TINY, "--frameworks", "numpy", "--quiet", "--timeout", str(MAX_SECONDS)]) == 0
+
+
+@pytest.mark.parametrize("address", ["not an address", "127.0.0.1", "host:0", "host:65536", "http://host:1", ""])
+def test_a_ray_address_of_no_known_form_is_refused_before_ray_starts(capsys, address: str) -> None:
+    err = _refused(capsys, ["run", TINY, "--frameworks", "numpy", "--executor", "ray", "--address", address])
+    assert err == ("nn-parity run: error: argument --address: expected auto, HOST:PORT or ray://HOST:PORT (a port "
+                   f"1-65535); received {address!r}")
