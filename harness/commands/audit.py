@@ -35,7 +35,8 @@ docs/audit.md); several files, a folder or a glob pattern audit a whole class at
 
 EPILOG = f"""\
 audit EXECUTES the submitted code. Each submission runs in its own process (python -I), in a
-new process group killed when its audit ends, with a wall-clock timeout ({TIMEOUT:g} s; --timeout),
+new process group killed when its audit ends (or the audit itself, even by SIGKILL), with a
+CPU-time limit (RLIMIT_CPU: the timeout times the cores) and a wall-clock timeout ({TIMEOUT:g} s; --timeout),
 a memory cap (RLIMIT_AS: {MEMORY_LIMIT / 2**30:g} GiB of address space) and a fresh temporary working
 directory, deleted afterwards. The file's folder is on sys.path (sibling imports work); its
 output is not shown. Any end other than returning gradients (an exception, sys.exit, os._exit,
