@@ -1,7 +1,8 @@
 """Options refused where they are parsed (issue 25, item 6): exit 2 and one line naming the
 option, before anything runs: a ``--timeout`` beyond a week (1e10 was accepted, then every run
 was reported crashed by an OverflowError blamed on the frameworks) and a ``--address`` that is
-no Ray address (a ValueError traceback from inside Ray)."""
+no Ray address (a ValueError traceback from inside Ray). And a broken file elsewhere in the
+catalogue (``NN_PARITY_SCENARIOS``) no longer makes a valid catalogue name fail."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,3 +41,17 @@ def test_a_ray_address_of_no_known_form_is_refused_before_ray_starts(capsys, add
     err = _refused(capsys, ["run", TINY, "--frameworks", "numpy", "--executor", "ray", "--address", address])
     assert err == ("nn-parity run: error: argument --address: expected auto, HOST:PORT or ray://HOST:PORT (a port "
                    f"1-65535); received {address!r}")
+
+
+def test_a_broken_unrelated_catalogue_file_does_not_hide_a_valid_name(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``NN_PARITY_SCENARIOS`` holding a broken file sorted before a valid one: the valid name runs; a
+    name found nowhere says which files could not be read."""
+    (tmp_path / "a-broken.toml").write_text("name = [unclosed\n")
+    (tmp_path / "tiny.toml").write_text(Path(TINY).read_text())
+    monkeypatch.setenv("NN_PARITY_SCENARIOS", str(tmp_path))
+    assert main(["run", "tiny", "--frameworks", "numpy", "--quiet"]) == 0
+    capsys.readouterr()
+    err = _refused(capsys, ["run", "no-such-name", "--frameworks", "numpy"])
+    assert err.startswith("nn-parity: error: no-such-name: expected a scenario file or one of the catalogue names "
+                          "['tiny'] (catalogue files not read: ")
+    assert f"{tmp_path / 'a-broken.toml'}: expected valid TOML" in err
