@@ -1,16 +1,20 @@
 """Options refused where they are parsed (issue 25, item 6): exit 2 and one line naming the
 option, before anything runs: a ``--timeout`` beyond a week (1e10 was accepted, then every run
 was reported crashed by an OverflowError blamed on the frameworks) and a ``--address`` that is
-no Ray address (a ValueError traceback from inside Ray). And a broken file elsewhere in the
+no Ray address (a ValueError traceback from inside Ray) or one where nothing listens (Ray
+waited for ever: issue 25, item 5). And a broken file elsewhere in the
 catalogue (``NN_PARITY_SCENARIOS``) no longer makes a valid catalogue name fail."""
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
 
 from harness.commands.args import MAX_SECONDS
 from harness.commands.cli import main
+from harness.run.adapters.ray_executor import missing
 
 TINY = str(Path(__file__).resolve().parent / "scenarios" / "tiny-linear.toml")
 AUDIT = str(Path(__file__).resolve().parent.parent / "scenarios" / "keys" / "audits" / "xor-relu-sigmoid.toml")
@@ -55,3 +59,19 @@ def test_a_broken_unrelated_catalogue_file_does_not_hide_a_valid_name(tmp_path: 
     assert err.startswith("nn-parity: error: no-such-name: expected a scenario file or one of the catalogue names "
                           "['tiny'] (catalogue files not read: ")
     assert f"{tmp_path / 'a-broken.toml'}: expected valid TOML" in err
+
+
+def test_a_ray_address_where_nothing_listens_is_refused_not_waited_on(capsys) -> None:
+    """Ray waits for ever on a cluster address where nothing listens; the harness tries the address
+    first (a port this test has just freed) and refuses it in one line, before Ray starts."""
+    if missing() is not None:
+        pytest.skip(f"the Ray executor is not installed: {missing()}")
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    start = time.monotonic()
+    err = _refused(capsys, ["run", TINY, "--frameworks", "numpy", "--executor", "ray", "--address",
+                            f"127.0.0.1:{port}"])
+    assert err.startswith(f"nn-parity: error: nn-parity: --address: expected the address of a running Ray cluster; "
+                          f"received '127.0.0.1:{port}: nothing answers there"), err
+    assert time.monotonic() - start < 60
