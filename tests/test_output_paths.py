@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
+from harness.answers.batch import collect
 from harness.commands.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +100,18 @@ def test_a_dangling_or_looping_symlink_in_an_audited_folder_is_a_row(workspace: 
     assert "no such file" in rows["subs/dangling.py"]
     assert "symbolic links" in rows["subs/loop.py"] and "symbolic links" in rows["subs/cycle.ipynb"], rows
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_recursive_pattern_does_not_walk_symlink_loops(workspace: Path) -> None:
+    """Two symlinks to their own folder made ``audit 'subs/**/*.py'`` walk 2**40 paths (killed at
+    90 s); ``**`` does not enter a symlinked folder, hidden folders stay out as with ``glob``."""
+    os.symlink(".", workspace / "subs" / "again")
+    os.symlink(".", workspace / "subs" / "and-again")
+    (workspace / "subs" / "deep" / ".hidden").mkdir(parents=True)
+    (workspace / "subs" / "deep" / "carol.py").write_text(SUBMISSION)
+    (workspace / "subs" / "deep" / ".hidden" / "dave.py").write_text(SUBMISSION)
+    start = time.monotonic()
+    assert collect(["subs/**/*.py"]) == [Path("subs/alice.py"), Path("subs/bob.py"), Path("subs/deep/carol.py")]
+    assert collect([str(workspace / "subs" / "*.py")]) == [workspace / "subs" / "alice.py",
+                                                           workspace / "subs" / "bob.py"]
+    assert time.monotonic() - start < 5

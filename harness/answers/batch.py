@@ -16,7 +16,6 @@ rows in the same order; only ``seconds`` differ.
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import os
 import time
@@ -60,7 +59,7 @@ def collect(arguments: list[str]) -> list[Path]:
     found: dict[Path, Path] = {}
     for argument in arguments:
         if _is_pattern(argument):
-            files = [Path(m) for m in sorted(glob.glob(argument, recursive=True)) if _submission_file(Path(m))]
+            files = [m for m in _matches(argument) if _submission_file(m)]
             if not files:
                 raise BadInput(argument, "", "a pattern matching .py or .ipynb files", "no match")
         elif Path(argument).is_dir():
@@ -252,6 +251,20 @@ def _short(line: str) -> str:
     if what.startswith("skipped (") and what.endswith(")"):
         what = what[len("skipped ("):-1]
     return f"{where}: {what}"
+
+
+def _matches(pattern: str) -> list[Path]:
+    """What ``pattern`` matches, sorted, as ``glob.glob(pattern, recursive=True)`` but for symlinked
+    folders: ``**`` does not walk into them (``pathlib``), so two symlinks to their own folder cost
+    nothing instead of a walk exponential in the depth. Hidden names match only a pattern part that
+    starts with a dot, as in ``glob``."""
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if _is_pattern(part))
+    root = Path(*parts[:first]) if first else Path()
+    rest = parts[first:]
+    hidden_asked = any(part.startswith(".") for part in rest)
+    return sorted(m for m in root.glob(str(Path(*rest)))
+                  if hidden_asked or not any(part.startswith(".") for part in m.relative_to(root).parts))
 
 
 def _is_pattern(argument: str) -> bool:
