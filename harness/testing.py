@@ -30,7 +30,8 @@ from harness.run.adapters import FRAMEWORKS
 from harness.run.runner import ScenarioResult, run_scenario
 from harness.run.trajectory import CRASHED, SKIPPED
 from harness.spec.catalogue import resolve
-from harness.spec.scenario import DTYPES, Scenario
+from harness.spec.fields import Table
+from harness.spec.scenario import DTYPES, Scenario, tolerance_term
 
 
 def scenario_of(scenario: Scenario | str | Path) -> Scenario:
@@ -38,8 +39,19 @@ def scenario_of(scenario: Scenario | str | Path) -> Scenario:
     return scenario if isinstance(scenario, Scenario) else resolve(str(scenario))
 
 
+def checked_tolerance(name: str, *, rtol: float | None, atol: float | None) -> tuple[float | None, float | None]:
+    """``rtol`` and ``atol`` as given (None: the scenario's), each a finite number >= 0 by the rule of a
+    scenario file's ``[tolerance]`` (``BadInput`` naming it otherwise: a nan tolerance passes anything)."""
+    given = {key: value for key, value in (("rtol", rtol), ("atol", atol)) if value is not None}
+    table = Table(given, file=f"{name}: harness.testing")
+    return tolerance_term(table, "rtol", 0.0) if "rtol" in given else None, \
+        tolerance_term(table, "atol", 0.0) if "atol" in given else None
+
+
 def with_tolerance(scenario: Scenario, *, rtol: float | None = None, atol: float | None = None) -> Scenario:
-    """The scenario with ``rtol`` / ``atol`` (where given) replacing its tolerance in every dtype."""
+    """The scenario with ``rtol`` / ``atol`` (where given) replacing its tolerance in every dtype; each
+    is a finite number >= 0, as in a scenario file (``BadInput`` otherwise: nan would pass anything)."""
+    rtol, atol = checked_tolerance(scenario.name, rtol=rtol, atol=atol)
     if rtol is None and atol is None:
         return scenario
     return replace(scenario, tolerances={
@@ -126,10 +138,12 @@ def assert_parity(scenario: Scenario | str | Path, *, frameworks: tuple[str, ...
     failures = parity_failures(result, lab_values=lab_values)
     if failures:
         raise AssertionError("\n".join(failures))
-    if not result.comparisons and len(result.frameworks) > 1:
+    if not result.comparisons:
         skipped = [problem[1] for (label, dtype) in result.runs
                    if (problem := run_problem(result, label, dtype)) is not None and problem[0] == SKIPPED]
-        raise AssertionError("; ".join([f"{resolved.name}: nothing was compared", *skipped]))
+        raise AssertionError("; ".join([f"{resolved.name}: nothing was compared (frameworks={tuple(frameworks)!r}, "
+                                        f"dtypes={tuple(dtypes)!r}: parity needs two implementations that ran)",
+                                        *skipped]))
     return result
 
 
@@ -138,9 +152,11 @@ def assert_gradients_match(fn: Backward, scenario: Scenario | str, *, rtol: floa
     """Fail (``AssertionError`` with the audit table) unless ``fn`` returns the gradient of every parameter.
 
     ``fn(params, X, y)`` gets the scenario's initial parameters (reference layout) and its
-    first batch; see ``harness.answers.audit`` for the comparison and the tolerance.
+    first batch; see ``harness.answers.audit`` for the comparison and the tolerance (a finite number
+    >= 0 each: ``checked_tolerance``).
     """
     resolved = resolve(scenario) if isinstance(scenario, str) else scenario
+    checked_tolerance(resolved.name, rtol=rtol, atol=atol)
     result = audit_gradients(fn, resolved, function_name=getattr(fn, "__name__", "backward"), rtol=rtol, atol=atol)
     if not result.ok:
         raise AssertionError(audit_text(result, rtol=rtol, atol=atol))

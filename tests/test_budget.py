@@ -3,6 +3,7 @@ with exit 2, naming the field that dominates and the estimate, before anything i
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,21 @@ def test_sizes_parse():
     assert parse_size("1000") == 1000
     with pytest.raises(ValueError, match="expected a size"):
         parse_size("lots")
+
+
+@pytest.mark.parametrize("command", [["run", "{file}", "--frameworks", "numpy", "--quiet"],
+                                     ["audit", "{sub}", "--function", "backward", "--scenario", "{file}"]])
+def test_the_held_out_rows_a_generator_draws_are_counted(tmp_path, capsys, command):
+    """The xor generator's ``n_test = 10000000000`` (a MemoryError traceback when drawn) is refused by
+    the budget, naming the field, in ``run`` and in ``audit`` (which draws the data for its first batch)."""
+    xor = (Path(__file__).resolve().parent.parent / "scenarios" / "xor-perceptron.toml").read_text()
+    assert "\nn_test = 100\n" in xor
+    (tmp_path / "huge.toml").write_text(xor.replace("\nn_test = 100\n", "\nn_test = 10000000000\n"))
+    (tmp_path / "sub.py").write_text("def backward(params, X, y):\n    return {}\n")
+    argv = [a.format(file=tmp_path / "huge.toml", sub=tmp_path / "sub.py") for a in command]
+    start = time.monotonic()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"nn-parity: error: {tmp_path / 'huge.toml'}: data.n_test: expected a "
+                                               "scenario whose runs fit in the memory limit"), err
+    assert time.monotonic() - start < 30

@@ -58,6 +58,7 @@ from harness.errors import BadInput, one_line
 from harness.judge.tolerance import Tolerance, compare_elements
 from harness.render.files import display_path
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
+from harness.run.budget import check_budget
 from harness.run.plan import make_plan
 from harness.spec.fields import read_text
 from harness.spec.scenario import Scenario
@@ -181,7 +182,9 @@ def labels_of(scenario: Scenario) -> dict[str, str]:
 
 
 def initial_batch(scenario: Scenario) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """The scenario's initial parameters (reference layout) and first batch, in float64."""
+    """The scenario's initial parameters (reference layout) and first batch, in float64; a scenario
+    whose data and plan would not fit in memory is refused first (``check_budget``: BadInput)."""
+    check_budget(scenario, runs_per_dtype=1, dtypes=("float64",))
     plan = make_plan(scenario, "float64")
     idx = plan.batch_indices(0)
     return {k: v.copy() for k, v in plan.initial_params.items()}, plan.X[idx], plan.y[idx]

@@ -16,7 +16,6 @@ rows in the same order; only ``seconds`` differ.
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import os
 import time
@@ -60,7 +59,7 @@ def collect(arguments: list[str]) -> list[Path]:
     found: dict[Path, Path] = {}
     for argument in arguments:
         if _is_pattern(argument):
-            files = [Path(m) for m in sorted(glob.glob(argument, recursive=True)) if _submission_file(Path(m))]
+            files = [m for m in _matches(argument) if _submission_file(m)]
             if not files:
                 raise BadInput(argument, "", "a pattern matching .py or .ipynb files", "no match")
         elif Path(argument).is_dir():
@@ -72,7 +71,7 @@ def collect(arguments: list[str]) -> list[Path]:
         else:
             raise BadInput(argument, "", "an existing file, a folder or a glob pattern", "no such file")
         for path in files:
-            found.setdefault(path.resolve(), path)
+            found.setdefault(Path(os.path.realpath(path)), path)  # realpath: a symlink loop raises nothing
     return list(found.values())
 
 
@@ -80,7 +79,7 @@ def display_names(paths: list[Path]) -> dict[Path, str]:
     """Each path as generated files show it: relative to the working directory, else to the
     submissions' common folder (so ``alice/hw.ipynb`` and ``bob/hw.ipynb`` stay apart)."""
     cwd = Path.cwd().resolve()
-    resolved = {path: path.resolve() for path in paths}
+    resolved = {path: Path(os.path.realpath(path.parent)) / path.name for path in paths}  # a symlink as named
     common = Path(os.path.commonpath([r.parent for r in resolved.values()])) if paths else cwd
     names = {}
     for path, full in resolved.items():
@@ -254,9 +253,26 @@ def _short(line: str) -> str:
     return f"{where}: {what}"
 
 
+def _matches(pattern: str) -> list[Path]:
+    """What ``pattern`` matches, sorted, as ``glob.glob(pattern, recursive=True)`` but for symlinked
+    folders: ``**`` does not walk into them (``pathlib``), so two symlinks to their own folder cost
+    nothing instead of a walk exponential in the depth. Hidden names match only a pattern part that
+    starts with a dot, as in ``glob``."""
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if _is_pattern(part))
+    root = Path(*parts[:first]) if first else Path()
+    rest = parts[first:]
+    hidden_asked = any(part.startswith(".") for part in rest)
+    return sorted(m for m in root.glob(str(Path(*rest)))
+                  if hidden_asked or not any(part.startswith(".") for part in m.relative_to(root).parts))
+
+
 def _is_pattern(argument: str) -> bool:
     return any(c in argument for c in _PATTERN)
 
 
 def _submission_file(path: Path) -> bool:
-    return path.suffix in SUFFIXES and not path.name.startswith(".") and path.is_file()
+    """A ``.py`` or ``.ipynb`` file, or a symlink by such a name that leads to no folder (dangling, a
+    loop: its row says why it cannot be read, it is never dropped silently)."""
+    return path.suffix in SUFFIXES and not path.name.startswith(".") and (
+        path.is_file() or (path.is_symlink() and not path.is_dir()))

@@ -5,8 +5,10 @@ sandbox: the code can still read every file and use the network the user can:
 
 * its own process: ``python -I -B`` running this file (no ``PYTHON*`` environment variables,
   no user site-packages, no bytecode written beside the submission), in a new session whose
-  whole process group is killed when the call ends; stdin empty, stdout discarded, stderr
-  kept for the crash reason;
+  whole process group is killed when the call ends, and when the audit's process ends however
+  it ends (``_outlive_nothing``: ``PR_SET_PDEATHSIG`` and a guardian reading the audit's
+  lifeline); stdin empty, stdout discarded, stderr kept for the crash reason;
+* a CPU-time limit per process (``RLIMIT_CPU``: the timeout times the number of cores, plus 1 s);
 * a wall-clock timeout (``TIMEOUT`` = 60 s, ``nn-parity audit --timeout``) for the whole
   process: interpreter start, import and call;
 * a memory cap: ``RLIMIT_AS`` = ``MEMORY_LIMIT`` (4 GiB of address space), soft and hard,
@@ -38,8 +40,10 @@ Run as a script in the child, this module imports only the standard library and 
 from __future__ import annotations
 
 import ast
+import ctypes
 import importlib.util
 import json
+import math
 import os
 import resource
 import signal
@@ -65,6 +69,8 @@ _STDERR_TAIL = 65536  # bytes of the child's stderr read for its last line
 _LINE = 300  # characters of a reason kept from the child
 _RUNNING: set[int] = set()  # process groups of the submissions running now (a batch runs several)
 _RUNNING_LOCK = threading.Lock()
+_LIFELINE: int | None = None  # the read end of the lifeline (``_lifeline``); its write end is never closed
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -130,17 +136,20 @@ def crash_reason(exc: BaseException, where: str) -> str:
 
 def run_submission(path: Path, function: str, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *,
                    labels: dict[str, str], timeout: float = TIMEOUT, cells: list[Cell] | None = None,
-                   adapter: Adapter | None = None) -> Returned:
+                   adapter: Adapter | None = None, cpu_seconds: int | None = None) -> Returned:
     """``function(params, X, y)`` of the file ``path``, called in a child process (see the module):
     the Python file ``path`` imported, or, with ``cells``, those cells of the notebook ``path`` run;
-    then ``adapter``.
+    then ``adapter``. Each of its processes has ``cpu_seconds`` of CPU time (default: the timeout
+    times the number of cores, plus one: never tighter than the wall clock).
 
     Raises ``NoSuchFunction`` when the file imports but defines no such callable."""
     with tempfile.TemporaryDirectory(prefix="nn-parity-audit-", ignore_cleanup_errors=True) as tmp:
         io_dir, work = Path(tmp, "io"), Path(tmp, "work")
         io_dir.mkdir()
         work.mkdir()
-        request = {"file": str(path.resolve()), "function": function, "labels": labels,
+        request = {"file": str(path.resolve()), "function": function, "labels": labels, "lifeline": _lifeline(),
+                   "cpu_seconds": math.ceil(timeout) * (os.cpu_count() or 1) + 1 if cpu_seconds is None
+                   else cpu_seconds,
                    "cells": None if cells is None else [vars(cell) for cell in cells],
                    "adapter": None if adapter is None else vars(adapter)}
         (io_dir / _REQUEST).write_text(json.dumps(request))
@@ -149,7 +158,7 @@ def run_submission(path: Path, function: str, params: dict[str, np.ndarray], X: 
         with open(io_dir / _STDERR, "wb") as stderr:
             child = subprocess.Popen([sys.executable, "-I", "-B", str(Path(__file__).resolve()), str(io_dir)],
                                      cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-                                     start_new_session=True)
+                                     start_new_session=True, pass_fds=(_lifeline(),))
             with _RUNNING_LOCK:
                 _RUNNING.add(child.pid)
             try:
@@ -164,6 +173,17 @@ def run_submission(path: Path, function: str, params: dict[str, np.ndarray], X: 
         if code is None:
             return Returned(error=f"timed out after {timeout:g} s")
         return _read_result(io_dir, code, function)
+
+
+def _lifeline() -> int:
+    """The read end of this process's lifeline: a pipe whose write end only this process holds
+    (never inherited: ``os.pipe`` is close-on-exec, workers are spawned), so it reads end-of-file
+    exactly when this process has ended, however (SIGKILL included)."""
+    global _LIFELINE
+    with _RUNNING_LOCK:
+        if _LIFELINE is None:
+            _LIFELINE = os.pipe()[0]
+        return _LIFELINE
 
 
 def stop_all() -> None:
@@ -230,6 +250,7 @@ def _one_line(text: str) -> str:
 def _child(io_dir: Path) -> None:
     """Read the request and inputs, cap the memory, import and call the submission, write the result."""
     request = json.loads((io_dir / _REQUEST).read_text())
+    _outlive_nothing(request["lifeline"], cpu_seconds=request["cpu_seconds"])
     labels: dict[str, str] = request["labels"]
     with np.load(io_dir / _INPUTS, allow_pickle=False) as data:
         inputs = {name: data[name] for name in data.files}
@@ -249,6 +270,27 @@ def _child(io_dir: Path) -> None:
               "notes": returned.notes}
     (io_dir / (_RESULT + ".tmp")).write_text(json.dumps(result))
     os.replace(io_dir / (_RESULT + ".tmp"), io_dir / _RESULT)
+
+
+def _outlive_nothing(lifeline: int, *, cpu_seconds: int) -> None:
+    """Nothing the submission starts survives the audit, even one killed by SIGKILL: this process
+    gets SIGKILL when the audit's thread that started it ends (Linux ``PR_SET_PDEATHSIG``), a
+    guardian process in its group kills the whole group when the audit's lifeline reads end-of-file
+    (the audit has ended: its children's children too), and each process has at most
+    ``cpu_seconds`` of CPU time (``RLIMIT_CPU``: SIGXCPU, then SIGKILL a second later)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.fork() == 0:  # the guardian: blocks until the audit has ended, then ends the group
+        try:
+            while os.read(lifeline, 1):
+                pass
+        finally:
+            os.killpg(0, signal.SIGKILL)
+            os._exit(0)
+    os.close(lifeline)
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)  # a tighter limit of the user's own stays
+    cpu = min([cpu_seconds] + [n for n in (soft, hard) if n != resource.RLIM_INFINITY])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1 if hard == resource.RLIM_INFINITY or cpu < hard else cpu))
 
 
 def _call(path: Path, function: str, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *,

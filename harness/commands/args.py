@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
+import re
 
 from harness.run.adapters import ALIASES, ALL_FRAMEWORKS, FRAMEWORKS
 from harness.run.budget import parse_size
@@ -43,15 +43,33 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_SECONDS = 7 * 24 * 3600  # a week: far above any run, far below what the OS's timers take (threading.TIMEOUT_MAX)
+
+
 def seconds(text: str) -> float:
-    """A positive, finite number of seconds (``--timeout``)."""
+    """A positive number of seconds, at most ``MAX_SECONDS`` (``--timeout``)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds; received {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds; received {text!r}")
+    if not (0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, at most {MAX_SECONDS} (a week); "
+                                         f"received {text!r}")
     return value
+
+
+_HOST_PORT = re.compile(r"(?:ray://)?(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+                        r":(?P<port>[0-9]{1,5})")
+
+
+def ray_address(text: str) -> str:
+    """A Ray cluster's address as ``ray.init`` takes it: ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT``
+    (checked here, before Ray starts)."""
+    form = _HOST_PORT.fullmatch(text)
+    if text != "auto" and (form is None or not 1 <= int(form["port"]) <= 65535):
+        raise argparse.ArgumentTypeError(f"expected auto, HOST:PORT or ray://HOST:PORT (a port 1-65535); "
+                                         f"received {text!r}")
+    return text
 
 
 def memory_size(text: str) -> int:
@@ -77,7 +95,7 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="where the runs are made: this machine's worker processes (default), or Ray tasks, one CPU "
                         "each (the optional extra: pip install 'nn-parity[ray]')")
-    p.add_argument("--address", metavar="ADDR",
+    p.add_argument("--address", type=ray_address, metavar="ADDR",
                    help="with --executor ray: the Ray cluster (default: start a local one)")
 
 

@@ -23,7 +23,7 @@ from harness.answers.sandbox import MEMORY_LIMIT, TIMEOUT, Adapter
 from harness.commands.args import positive_int, seconds
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE, BadInput
-from harness.render.files import check_output_file, display_path, write_json, write_text_atomic
+from harness.render.files import check_output_files, display_path, write_json, write_text_atomic
 from harness.spec.catalogue import resolve
 from harness.spec.scenario import Scenario
 
@@ -35,7 +35,8 @@ docs/audit.md); several files, a folder or a glob pattern audit a whole class at
 
 EPILOG = f"""\
 audit EXECUTES the submitted code. Each submission runs in its own process (python -I), in a
-new process group killed when its audit ends, with a wall-clock timeout ({TIMEOUT:g} s; --timeout),
+new process group killed when its audit ends (or the audit itself, even by SIGKILL), with a
+CPU-time limit (RLIMIT_CPU: the timeout times the cores) and a wall-clock timeout ({TIMEOUT:g} s; --timeout),
 a memory cap (RLIMIT_AS: {MEMORY_LIMIT / 2**30:g} GiB of address space) and a fresh temporary working
 directory, deleted afterwards. The file's folder is on sys.path (sibling imports work); its
 output is not shown. Any end other than returning gradients (an exception, sys.exit, os._exit,
@@ -81,17 +82,17 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    for option in ("json", "csv", "gradescope"):
-        if getattr(args, option):
-            check_output_file(getattr(args, option), option=f"--{option}")
     batch = is_batch(args.submissions)
+    paths = collect(args.submissions) if batch else [Path(args.submissions[0])]
+    scenario = resolve(args.scenario)
+    check_output_files([(f"--{option}", getattr(args, option)) for option in ("json", "csv", "gradescope")],
+                       inputs=[*paths, scenario.path, *([args.adapter] if args.adapter else [])])
     if batch and args.gradescope:
         raise BadInput(", ".join(args.submissions), "--gradescope", "one submission (Gradescope grades one "
                        "student's files at a time)", "a batch")
     adapter = load_adapter(args.adapter) if args.adapter else None
-    scenario = resolve(args.scenario)
     if batch:
-        return _batch(args, scenario, adapter)
+        return _batch(args, paths, scenario, adapter)
     try:
         result = audit_file(args.submissions[0], args.function, scenario, timeout=args.timeout, adapter=adapter)
     except BadInput as exc:
@@ -105,8 +106,7 @@ def handle(args: argparse.Namespace) -> int:
     return EXIT_AGREE if result.ok else EXIT_DISAGREE
 
 
-def _batch(args: argparse.Namespace, scenario: Scenario, adapter: Adapter | None) -> int:
-    paths = collect(args.submissions)
+def _batch(args: argparse.Namespace, paths: list[Path], scenario: Scenario, adapter: Adapter | None) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     results = audit_batch(paths, args.function, scenario, jobs=args.jobs, timeout=args.timeout, adapter=adapter,
                           progress=progress)

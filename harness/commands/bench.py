@@ -12,7 +12,7 @@ import pandas as pd
 from harness.commands.args import positive_int
 from harness.commands.cli import COMMANDS
 from harness.errors import BadInput
-from harness.render.files import check_output_file, write_json
+from harness.render.files import check_output_files, write_json
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.run.bench import time_catalogue, time_fit_baselines, time_runs
 from harness.run.hand_loop import not_defined
@@ -36,14 +36,13 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    if args.json:
-        check_output_file(args.json, option="--json")
     if args.catalogue == (args.scenario is not None):
         raise BadInput("nn-parity bench", "scenario", "a scenario name or file, or --catalogue (not both)",
                        args.scenario or "neither")
-    if args.catalogue:
+    scenario = None if args.catalogue else resolve(args.scenario)
+    check_output_files([("--json", args.json)], inputs=[scenario.path] if scenario else [])
+    if scenario is None:
         return catalogue(args)
-    scenario = resolve(args.scenario)
     frameworks = tuple(f for f in FRAMEWORKS if adapter(f).available() is None)
     results, hand_seconds = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
                                       progress=lambda line: print(line, file=sys.stderr, flush=True))

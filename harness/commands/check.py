@@ -9,7 +9,7 @@ from harness.answers.output import exit_code, markdown_report, result_json, summ
 from harness.answers.verdicts import check_entry
 from harness.commands.args import add_execution_options, frameworks_arg
 from harness.commands.cli import COMMANDS
-from harness.render.files import check_output_file, write_json, write_text_atomic
+from harness.render.files import check_output_files, write_json, write_text_atomic
 from harness.run.adapters import FRAMEWORKS
 
 
@@ -26,9 +26,7 @@ def register(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     key = load_key(args.key)
-    for option, path in (("--markdown", args.markdown), ("--json", args.json)):
-        if path:
-            check_output_file(path, option=option)
+    check_output_files([("--markdown", args.markdown), ("--json", args.json)], inputs=[args.key])
     results = []
     for entry in key.entries:
         result = check_entry(entry, frameworks=args.frameworks)

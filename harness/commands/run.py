@@ -11,7 +11,7 @@ from harness.commands.args import add_execution_options, dtypes_arg, frameworks_
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import Diagnosis, diagnose
-from harness.render.files import check_output_file
+from harness.render.files import check_output_files
 from harness.render.report import diagnosis_lines, summary_paragraph, verdict_line
 from harness.render.results_json import write_json_many, write_result_json
 from harness.render.tables import (
@@ -47,8 +47,7 @@ def register(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     scenarios = resolve_all(args.scenario)  # every variant is validated before anything runs
-    if args.json:
-        check_output_file(args.json, option="--json")
+    check_output_files([("--json", args.json)], inputs=[s.path for s in scenarios])
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     results = [run_one(s, args, progress) for s in scenarios]
     if args.json:

@@ -21,7 +21,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from harness.errors import BadInput
 
@@ -43,6 +43,7 @@ def write_files_atomic(folder: str | Path, files: dict[str, bytes], *, commit: s
             raise ValueError(f"a file name inside the output folder, not {name!r}")
     order = sorted(files, key=lambda name: name == commit)  # the commit file last
     temps: list[tuple[str, Path]] = []
+    target = folder  # what a failure names: the folder, then the file being written
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for path in folder.iterdir():  # an interrupted earlier write of one of these files
@@ -50,20 +51,20 @@ def write_files_atomic(folder: str | Path, files: dict[str, bytes], *, commit: s
             if temporary and (temporary["name"] in files or (belongs is not None and belongs(temporary["name"]))):
                 path.unlink(missing_ok=True)
         for name in order:
-            data = files[name]
+            data, target = files[name], folder / name
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
             temps.append((tmp, folder / name))
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are for everyone to read
         for tmp, final in temps:
+            target = final
             os.replace(tmp, final)
         if belongs is not None:
             for path in folder.iterdir():
                 if path.name not in files and belongs(path.name):
                     path.unlink(missing_ok=True)
     except OSError as exc:
-        target = temps[-1][1] if temps else folder
         raise BadInput(target, "", "a path where the file can be written", exc.strerror or str(exc)) from None
     finally:
         for tmp, _ in temps:
@@ -81,18 +82,61 @@ def check_output_folder(path: str | Path, *, option: str) -> None:
 
 
 def check_output_file(path: str | Path, *, option: str) -> None:
-    """Refuse, before any work is done, a file path that is a folder or cannot be written."""
+    """Refuse, before any work is done, a file path that is a folder or cannot be written (the
+    message names the file, and its folder as the reason)."""
     path = Path(path)
     if path.is_dir():
         raise BadInput(path, option, "a file path", "an existing folder")
-    check_output_folder(path.parent, option=option)
+    try:
+        check_output_folder(path.parent, option=option)
+    except BadInput as exc:
+        raise BadInput(path, option, "a file path in a folder that can be written",
+                       f"its folder: {exc.received}") from None
+    if path.parent.is_dir():  # a folder that says it is writable (root, /proc) but is not: try it
+        try:
+            fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise BadInput(path, option, "a path where the file can be written",
+                           exc.strerror or str(exc)) from None
+        os.close(fd)
+        os.unlink(probe)
+
+
+def check_output_files(outputs: Sequence[tuple[str, str | Path | None]], *,
+                       inputs: Sequence[str | Path] = ()) -> None:
+    """Refuse, before any work is done, an output file (``(option, path)``; None: not asked for) that
+    cannot be written (``check_output_file``), is one of the command's ``inputs`` or is the file of
+    another output: no output overwrites an input or another output (symlinks and hard links
+    included). The one check of every command's output files."""
+    given: list[tuple[str, Path]] = []
+    for option, path in outputs:
+        if path is None or path == "":
+            continue
+        check_output_file(path, option=option)
+        for source in inputs:
+            if same_file(path, source):
+                raise BadInput(path, option, "a path that is not one of the command's inputs",
+                               display_path(Path(source)))
+        for other_option, other in given:
+            if same_file(path, other):
+                raise BadInput(path, option, f"a file other than {other_option}'s", "the same file")
+        given.append((option, Path(path)))
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file: ``os.path.samefile`` where both exist, else their resolved
+    paths (a file not written yet) are equal."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)  # realpath: a symlink loop raises nothing
 
 
 def display_path(path: Path) -> str:
     """A path as generated files show it: relative to the working directory, else the file's
     name alone (a generated file never carries an absolute path of the machine that made it)."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(Path(os.path.realpath(path)).relative_to(Path.cwd().resolve()))
     except ValueError:
         return path.name
 

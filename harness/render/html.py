@@ -19,6 +19,7 @@ import plotly.graph_objects as go  # type: ignore[import-untyped]  # no stubs; p
 import plotly.io as pio  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
+from harness.render.free_text import LINK, safe_link
 from harness.render.plots import COLOURS, PAIR_COLOURS, pair_series, zero_floor
 from harness.run.runner import ScenarioResult
 
@@ -37,12 +38,38 @@ DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 SYMBOLS = ("circle", "square", "triangle-up", "triangle-down", "diamond", "x", "cross", "star")
 
 
+# what the markdown's text may hold besides text (``harness.render.free_text`` writes the first three)
+_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")  # a backslash-escaped ASCII punctuation mark
+
+
 def _inline(text: str) -> str:
-    """Markdown inline marks of the report: `code`, **bold**, [text](link) (escaped first)."""
-    out = html.escape(text, quote=False)
+    """Markdown inline marks of the report: `code`, **bold**, [text](link) to a safe target
+    (``free_text.safe_link``; any other is text). Everything else is text, escaped: the markdown's
+    entities and backslash escapes are read first, and what they stand for is never markup."""
+    for entity, char in _ENTITIES:
+        text = text.replace(entity, char)
+    held: list[str] = []
+
+    def hold(match: re.Match[str]) -> str:
+        held.append(match[1])
+        return f"\x00{len(held) - 1}\x00"
+
+    out = html.escape(_ESCAPED.sub(hold, text.replace("\x00", "")), quote=True)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', out)
+    out = LINK.sub(lambda m: f'<a href="{m[2]}">{m[1]}</a>' if safe_link(html.unescape(m[2])) else m[0], out)
+    return re.sub("\x00([0-9]+)\x00", lambda m: html.escape(held[int(m[1])], quote=True), out)
+
+
+def _raw_line(line: str) -> bool:
+    """A line the report writes as HTML itself: ``<details>``, ``</details>``, ``<summary>`` with
+    escaped text, or an HTML comment that nothing in it can end early (``free_text.comment_json``)."""
+    if line in ("<details>", "</details>"):
+        return True
+    summary = re.fullmatch(r"<summary>([^<>]*)</summary>", line)
+    comment = re.fullmatch(r"<!--([^<>]*)-->", line)
+    return summary is not None or comment is not None
 
 
 def _cells(line: str) -> list[str]:
@@ -87,7 +114,7 @@ def markdown_to_html(text: str, *, images: dict[str, str]) -> str:
             out.append(f"<h{level}>{_inline(heading[2])}</h{level}>")
         elif image:
             out.append(images.get(image[1], ""))
-        elif line.startswith(("<details>", "</details>", "<summary>", "<!--")):
+        elif _raw_line(line):
             out.append(line)
         elif line.strip():
             out.append(f"<p>{_inline(line)}</p>")

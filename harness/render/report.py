@@ -36,6 +36,7 @@ from harness.judge.diagnosis import (
 from harness.judge.findings import Finding
 from harness.judge.tolerance import compare_elements
 from harness.render.files import content_name, display_path, without_machine_paths
+from harness.render.free_text import comment_json, free_line, free_text
 from harness.render.html import scenario_page
 from harness.render.plots import differences_png, drawn, loss_curves_png
 from harness.render.tables import (
@@ -527,9 +528,9 @@ def scenario_markdown(result: ScenarioResult, diagnoses: list[Diagnosis] | None 
     diagnoses = diagnoses or []
     s = result.scenario
     lines = [
-        GENERATED, SUMMARY_PREFIX + json.dumps(summary(result, diagnoses), sort_keys=True) + " -->", "",
-        f"# {s.title}", "",
-        f"Scenario `{s.name}` ({display_path(s.path)}); source: {s.source or '-'}.", "",
+        GENERATED, SUMMARY_PREFIX + comment_json(summary(result, diagnoses)) + " -->", "",
+        f"# {free_line(s.title)}", "",
+        f"Scenario `{s.name}` ({free_line(display_path(s.path))}); source: {free_line(s.source) or '-'}.", "",
         f"{ENVIRONMENT}: {environment.one_line()}.", "",
         verdict_line(result, bold=True), "",
         summary_paragraph(result, diagnoses), "",
@@ -554,7 +555,7 @@ def details_markdown(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list
     layers = ", ".join(
         f"{layer.units} {layer.activation}{'' if layer.use_bias else ' (no bias)'}" for layer in s.layers)
     setup = [
-        *([s.description.strip(), ""] if s.description.strip() else []),
+        *([free_text(s.description.strip()), ""] if s.description.strip() else []),
         f"- Model: {s.input_dim} inputs -> {layers}; parameters: "
         + ", ".join(f"`{n}` {shape}" for n, shape in s.param_shapes().items()),
         f"- Data: {describe_data(s.data)}",

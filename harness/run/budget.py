@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.errors import BadInput
-from harness.spec.data import data_rows
+from harness.spec.data import data_rows, drawn_rows
 from harness.spec.scenario import Scenario
 
 _SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)i?B?\s*$", re.IGNORECASE)
@@ -69,9 +69,11 @@ def estimate(scenario: Scenario, *, runs_per_dtype: int, dtypes: tuple[str, ...]
     steps = scenario.max_steps
     item = sum(np.dtype(d).itemsize for d in dtypes)  # one copy of everything per dtype
     runs = runs_per_dtype
-    data_field = "data.X" if scenario.data.generator is None else "data.n"
+    counts = {key: value for key, value in (scenario.data.options or {}).items()
+              if (key == "n" or key.startswith("n_")) and isinstance(value, int)}
+    data_field = f"data.{max(counts, key=lambda key: counts[key])}" if counts else "data.X"  # the largest count
     parts: dict[str, tuple[str, float]] = {
-        "the data": (data_field, rows * (scenario.input_dim + outputs_per_row) * (8 + item)),
+        "the data": (data_field, drawn_rows(scenario.data) * (scenario.input_dim + outputs_per_row) * (8 + item)),
         "the parameters": (f"model.layers[{widest}].units", runs * params * item * 2),
         "the recorded trajectory": ("training.epochs", runs * steps * (2 * params + 1) * item),
         "every layer's outputs": (f"model.layers[{widest}].units" if scenario.layers[widest].units > rows

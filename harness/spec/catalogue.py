@@ -28,12 +28,21 @@ def resolve_all(name_or_path: str) -> list[Scenario]:
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.exists():
         return load_scenarios(candidate)
+    known: list[str] = []
+    unread: list[str] = []  # a broken file elsewhere in the catalogue does not hide a valid name
     for path in catalogue():
-        for scenario in load_scenarios(path):
+        try:
+            scenarios = load_scenarios(path)
+        except BadInput as exc:
+            unread.append(exc.one_line())
+            continue
+        for scenario in scenarios:
             if scenario.name == name_or_path:
                 return [scenario]
-    known = [s.name for s in catalogue_scenarios()]
-    raise BadInput(name_or_path, "", f"a scenario file or one of the catalogue names {known}", name_or_path)
+            known.append(scenario.name)
+    not_read = f" (catalogue files not read: {'; '.join(unread)})" if unread else ""
+    raise BadInput(name_or_path, "", f"a scenario file or one of the catalogue names {known}{not_read}",
+                   name_or_path)
 
 
 def resolve(name_or_path: str) -> Scenario:

@@ -32,7 +32,8 @@ class DataSpec:
 @dataclass(frozen=True)
 class Generator:
     """``rows`` and ``columns``: the training data's number of rows and of target columns, known
-    from the checked options without drawing anything (the loader checks the model against them)."""
+    from the checked options without drawing anything (the loader checks the model against them);
+    ``drawn``: every row drawn, held-out splits included (the memory budget counts them; default ``rows``)."""
 
     name: str
     check: Callable[[Table, int], dict[str, Any]]
@@ -41,6 +42,7 @@ class Generator:
     rows: Callable[[dict[str, Any]], int]
     columns: Callable[[dict[str, Any]], int]
     held_out: Callable[[dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]]] | None = None
+    drawn: Callable[[dict[str, Any]], int] | None = None
 
 
 # --- teacher: targets from a fixed network -----------------------------------
@@ -200,13 +202,17 @@ def _rows_n_train(opts: dict[str, Any]) -> int:
     return int(opts["n_train"])
 
 
+def _rows_all_splits(opts: dict[str, Any]) -> int:
+    return int(opts["n_train"]) + sum(int(opts[f"n_{name}"]) for name in XOR_SPLITS)
+
+
 GENERATORS: dict[str, Generator] = {
     "teacher": Generator("teacher", _check_teacher, _make_teacher, _describe_teacher,
                          rows=_rows_teacher, columns=_columns_teacher),
     "sine-surface": Generator("sine-surface", _check_sine_surface, _make_sine_surface, _describe_sine_surface,
                               rows=_rows_n, columns=_one_column),
     "xor": Generator("xor", _check_xor, _make_xor, _describe_xor, rows=_rows_n_train,
-                     columns=_one_column, held_out=_held_out_xor),
+                     columns=_one_column, held_out=_held_out_xor, drawn=_rows_all_splits),
 }
 
 
@@ -233,6 +239,14 @@ def data_rows(spec: DataSpec) -> int:
         assert spec.X is not None, "inline data has X"
         return int(spec.X.shape[0])
     return GENERATORS[spec.generator].rows(spec.options)
+
+
+def drawn_rows(spec: DataSpec) -> int:
+    """Every row the data holds once drawn: the training rows and a generator's held-out splits."""
+    if spec.generator is None:
+        return data_rows(spec)
+    generator = GENERATORS[spec.generator]
+    return (generator.drawn or generator.rows)(spec.options)
 
 
 def target_columns(spec: DataSpec) -> int:

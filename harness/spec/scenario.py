@@ -345,9 +345,9 @@ def _parse(raw: dict[str, Any], *, path: Path) -> Scenario:
             t = tol_table.sub(dtype)
             t.check_keys({"rtol", "atol", "ulps"})
             base = tolerances[dtype]
-            tolerances[dtype] = Tolerance(rtol=t.number("rtol", base.rtol, minimum=0.0),
-                                          atol=t.number("atol", base.atol, minimum=0.0),
-                                          ulps=t.number("ulps", base.ulps, minimum=0.0), eps=base.eps)
+            tolerances[dtype] = Tolerance(rtol=tolerance_term(t, "rtol", base.rtol),
+                                          atol=tolerance_term(t, "atol", base.atol),
+                                          ulps=tolerance_term(t, "ulps", base.ulps), eps=base.eps)
 
     data = check_data_spec(top.sub("data"), input_dim=input_dim, needs_targets=training is not None)
     _check_targets(top, data, layers, trains=training is not None)
@@ -418,6 +418,13 @@ def _steps_text(scenario: Scenario, what: str) -> str:
     count = (f"{training.epochs} epochs x {math.ceil(rows / size)} batches of {size} of the {rows} rows "
              f"= {scenario.max_steps} steps")
     return count + (f"; step {scenario.max_steps} is the final output" if what == "output" else "")
+
+
+def tolerance_term(t: Table, key: str, default: float) -> float:
+    """A tolerance's ``rtol``, ``atol`` or ``ulps``: a finite number >= 0 (nan, inf and negative
+    numbers refused). The one rule for a tolerance, wherever it is given: a scenario's
+    ``[tolerance.<dtype>]`` or ``harness.testing``'s ``rtol=`` / ``atol=``."""
+    return t.number(key, default, minimum=0.0)
 
 
 def _lab_value(t: Table, scenario: Scenario) -> LabValue:

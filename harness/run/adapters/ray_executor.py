@@ -12,17 +12,34 @@ same pinned packages installed.
 from __future__ import annotations
 
 import importlib.util
+import re
+import socket
 from typing import Any, Callable
 
+from harness.errors import BadInput
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 
 EXTRA = "pip install 'nn-parity[ray]'"
+CONNECT_TIMEOUT = 10.0  # seconds to reach a cluster's address before Ray is asked to (it waits for ever)
 
 
 def missing() -> str | None:
     """Why the Ray executor cannot be used here, or None."""
     return None if importlib.util.find_spec("ray") is not None else f"ray is not installed ({EXTRA})"
+
+
+def unreachable(address: str, *, timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """Why nothing answers at ``HOST:PORT`` or ``ray://HOST:PORT`` (a TCP connection refused, or none
+    within ``timeout`` seconds), or None (``auto``: Ray finds the cluster itself)."""
+    form = re.fullmatch(r"(?:ray://)?\[?(?P<host>[^\[\]]+?)\]?:(?P<port>[0-9]+)", address)
+    if form is None:
+        return None
+    try:
+        socket.create_connection((form["host"], int(form["port"])), timeout=timeout).close()
+    except OSError as exc:
+        return f"nothing answers there within {timeout:g} s ({exc.strerror or type(exc).__name__})"
+    return None
 
 
 def _task(framework: str, plan: TrainingPlan) -> Trajectory:
@@ -38,6 +55,9 @@ class RayExecutor:
         import ray
 
         self._ray = ray
+        reason = None if address is None else unreachable(address)
+        if reason is not None:
+            raise BadInput("nn-parity", "--address", "the address of a running Ray cluster", f"{address}: {reason}")
         if not ray.is_initialized():
             ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
