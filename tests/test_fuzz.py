@@ -1,0 +1,94 @@
+"""``nn-parity fuzz``: the space only draws valid scenario files, the oracle is the harness's own
+verdict, a campaign on the unmodified frameworks reports nothing, and a planted defect is found,
+named by its carrier, shrunk, and its file re-runs to the same fingerprint."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from harness.commands.cli import main
+from harness.fuzz import campaign as campaign_module
+from harness.fuzz.fingerprint import Fingerprint, kind
+from harness.fuzz.oracle import FINDING, judge
+from harness.fuzz.space import MAX_LAYERS, MAX_ROWS, MAX_STEPS, MAX_UNITS, Example, examples
+from harness.fuzz.toml_text import to_toml
+from harness.spec.fields import read_toml
+from harness.spec.scenario import load_scenarios
+from reference import activations
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(example=examples())
+def test_every_drawn_example_is_a_valid_scenario_file_within_the_space(example: Example, tmp_path: Path) -> None:
+    path = tmp_path / "drawn.toml"
+    path.write_text(to_toml(example.raw), encoding="utf-8")
+    [scenario] = load_scenarios(path)  # the real loader validates it
+    assert read_toml(path, what="scenario file") == example.raw  # the text says exactly what was drawn
+    assert 1 <= len(scenario.layers) <= MAX_LAYERS
+    assert all(1 <= layer.units <= MAX_UNITS for layer in scenario.layers)
+    assert 1 <= scenario.data.X.shape[0] <= MAX_ROWS
+    assert 1 <= scenario.max_steps <= MAX_STEPS
+    assert all(layer.units >= 2 for layer in scenario.layers if layer.activation == "softmax")
+
+
+def test_fingerprints_leave_out_layer_indices_and_slug_to_file_names() -> None:
+    assert kind("gradient layers.1.kernel") == "gradient kernel"
+    assert kind("output layers.0") == "output"
+    assert kind("loss") == "loss"
+    fp = Fingerprint("numpy", "gradient kernel", "kernel", "float64", "activation derivative")
+    assert fp.slug() == "numpy-gradient-kernel-kernel-float64-activation-derivative"
+
+
+def _sigmoid_grad_as_tanh(z: np.ndarray, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
+    return grad_a * (1 - a * a)  # copy-pasted from tanh: S'(z) is a (1 - a)
+
+
+def plant_reference_sigmoid_derivative(mp: pytest.MonkeyPatch) -> None:
+    """As tests/test_planted_defects.py plants it: the reference's sigmoid derivative is tanh's."""
+    mp.setitem(activations.ACTIVATIONS, "sigmoid",
+               replace(activations.ACTIVATIONS["sigmoid"], backward=_sigmoid_grad_as_tanh))
+
+
+@pytest.mark.slow
+def test_a_short_campaign_on_the_unmodified_frameworks_finds_nothing(tmp_path: Path, capsys) -> None:
+    summary = tmp_path / "fuzz.json"
+    code = main(["fuzz", "--frameworks", "numpy,torch", "--examples", "8", "--seed", "3",
+                 "--out", str(tmp_path / "out"), "--json", str(summary), "--quiet"])
+    data = json.loads(summary.read_text())
+    assert code == 0, data["findings"]
+    assert data["examples"] == 8 and data["findings"] == []
+    assert data["seconds"] > 0 and data["examples_per_hour"] > 0
+    assert sum(data["outcomes"].values()) == 8
+    assert not (tmp_path / "out" / "findings").exists()
+    assert "8 examples" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_planted_reference_defect_is_found_shrunk_and_replays(tmp_path: Path, monkeypatch) -> None:
+    plant_reference_sigmoid_derivative(monkeypatch)
+    monkeypatch.setattr(campaign_module, "SHRINK_SECONDS", 90.0)
+    out, summary = tmp_path / "out", tmp_path / "fuzz.json"
+    code = main(["fuzz", "--examples", "30", "--dtype", "float64", "--seed", "1", "--out", str(out),
+                 "--json", str(summary), "--quiet"])
+    data = json.loads(summary.read_text())
+    assert code == 1
+    assert data["findings"], data
+    for finding in data["findings"]:
+        assert finding["suspect"] == "numpy", finding  # the carrier, never keras or torch
+        assert finding["count"] >= 1 and finding["dtype"] == "float64"
+        path = out / finding["file"]
+        text = path.read_text()
+        assert str(tmp_path) not in text  # no absolute path in a generated file
+        [scenario] = load_scenarios(path)  # loadable by `nn-parity run`
+        assert any(layer.activation == "sigmoid" for layer in scenario.layers)
+        fp = Fingerprint(finding["suspect"], finding["stage"], finding["quantity"], finding["dtype"],
+                         finding["cause"])
+        example = Example(raw=read_toml(path, what="scenario file"), families=())
+        outcome = judge(example, frameworks=("numpy", "keras", "torch"), dtypes=("float64",))
+        assert outcome.kind == FINDING and fp in outcome.fingerprints
+        assert main(["run", str(path), "--dtype", "float64", "--no-cache", "--quiet"]) == 1
