@@ -55,31 +55,38 @@ def plant_reference_sigmoid_derivative(mp: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
-def test_a_short_campaign_on_the_unmodified_frameworks_finds_nothing(tmp_path: Path, capsys) -> None:
-    summary = tmp_path / "fuzz.json"
-    code = main(["fuzz", "--frameworks", "numpy,torch", "--examples", "8", "--seed", "3",
-                 "--out", str(tmp_path / "out"), "--json", str(summary), "--quiet"])
+def test_a_short_campaign_writes_its_summary_and_exits_by_its_findings(tmp_path: Path, capsys, monkeypatch) -> None:
+    """On the unmodified frameworks. Not "finds nothing": some drawn scenarios (large learning rates,
+    exponential growth) do disagree beyond the float64 tolerance today (docs/fuzz.md); whatever is
+    found must be said, counted, written as a loadable file and give exit 1."""
+    monkeypatch.setattr(campaign_module, "SHRINK_SECONDS", 5.0)
+    summary, out = tmp_path / "fuzz.json", tmp_path / "out"
+    code = main(["fuzz", "--frameworks", "numpy,torch", "--examples", "6", "--seed", "3",
+                 "--out", str(out), "--json", str(summary), "--quiet"])
     data = json.loads(summary.read_text())
-    assert code == 0, data["findings"]
-    assert data["examples"] == 8 and data["findings"] == []
+    assert code == (1 if data["findings"] else 0)
+    assert data["examples"] == 6 and sum(data["outcomes"].values()) == 6
     assert data["seconds"] > 0 and data["examples_per_hour"] > 0
-    assert sum(data["outcomes"].values()) == 8
-    assert not (tmp_path / "out" / "findings").exists()
-    assert "8 examples" in capsys.readouterr().out
+    assert data["outcomes"].get("ok", 0) >= 1
+    for finding in data["findings"]:
+        assert {"fingerprint", "suspect", "cause", "count", "file"} <= set(finding)
+        load_scenarios(out / finding["file"])
+    assert "6 examples" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_a_planted_reference_defect_is_found_shrunk_and_replays(tmp_path: Path, monkeypatch) -> None:
     plant_reference_sigmoid_derivative(monkeypatch)
-    monkeypatch.setattr(campaign_module, "SHRINK_SECONDS", 90.0)
+    monkeypatch.setattr(campaign_module, "SHRINK_SECONDS", 20.0)
     out, summary = tmp_path / "out", tmp_path / "fuzz.json"
     code = main(["fuzz", "--examples", "30", "--dtype", "float64", "--seed", "1", "--out", str(out),
                  "--json", str(summary), "--quiet"])
     data = json.loads(summary.read_text())
     assert code == 1
-    assert data["findings"], data
-    for finding in data["findings"]:
-        assert finding["suspect"] == "numpy", finding  # the carrier, never keras or torch
+    assert not [f for f in data["findings"] if f["suspect"] in ("keras", "torch")], data  # never a non-carrier
+    carried = [f for f in data["findings"] if f["suspect"] == "numpy"]
+    assert carried, data
+    for finding in carried:
         assert finding["count"] >= 1 and finding["dtype"] == "float64"
         path = out / finding["file"]
         text = path.read_text()
@@ -92,3 +99,14 @@ def test_a_planted_reference_defect_is_found_shrunk_and_replays(tmp_path: Path, 
         outcome = judge(example, frameworks=("numpy", "keras", "torch"), dtypes=("float64",))
         assert outcome.kind == FINDING and fp in outcome.fingerprints
         assert main(["run", str(path), "--dtype", "float64", "--no-cache", "--quiet"]) == 1
+
+
+def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main(["fuzz", "--examples", "0"]) == 2
+    assert main(["fuzz", "--seed", "-1"]) == 2
+    assert main(["fuzz", "--out", str(a_file), "--examples", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "expected an integer >= 1" in err and "expected an integer seed" in err and "--out" in err
+    assert "Traceback" not in err
