@@ -110,3 +110,27 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "expected an integer >= 1" in err and "expected an integer seed" in err and "--out" in err
     assert "Traceback" not in err
+
+
+def test_ctrl_c_writes_what_was_found_and_exits_130(tmp_path: Path, monkeypatch, capsys) -> None:
+    """An interrupt during the search: the findings so far are written (atomically), then exit 130."""
+    fp = Fingerprint("numpy", "gradient kernel", "kernel", "float64", "unknown")
+    drawn = Example(raw={"name": "fuzz-example", "data": {"X": [[1.0]], "y": [[0.5]]},
+                         "model": {"input_dim": 1, "layers": [{"units": 1, "kernel": [[0.0]]}]},
+                         "training": {"loss": "mse", "optimizer": {"name": "sgd", "learning_rate": 0.1},
+                                      "epochs": 1}}, families=())
+
+    def interrupted_search(self: campaign_module.Campaign, report: object = None) -> None:
+        self.examples, self.seconds = 1, 1.0
+        self.kinds["finding"] += 1
+        self.records[fp] = campaign_module.Record(fp, drawn, count=1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(campaign_module.Campaign, "search", interrupted_search)
+    out, summary = tmp_path / "out", tmp_path / "fuzz.json"
+    assert main(["fuzz", "--out", str(out), "--json", str(summary), "--quiet"]) == 130
+    data = json.loads(summary.read_text())
+    assert [f["fingerprint"] for f in data["findings"]] == [fp.text()] and data["examples"] == 1
+    load_scenarios(out / data["findings"][0]["file"])
+    assert "interrupted" in capsys.readouterr().err
+    assert not [p for p in out.rglob("*.tmp")]
