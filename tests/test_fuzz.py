@@ -83,9 +83,13 @@ def test_a_planted_reference_defect_is_found_shrunk_and_replays(tmp_path: Path, 
                  "--json", str(summary), "--quiet"])
     data = json.loads(summary.read_text())
     assert code == 1
-    assert not [f for f in data["findings"] if f["suspect"] in ("keras", "torch")], data  # never a non-carrier
+    # The defect's findings: its measured cause, and the carrier as suspect. (A campaign on the
+    # unmodified frameworks has findings of its own today, e.g. float64 rounding grown beyond 1e-12
+    # by SGD Nesterov at lr 1, blamed on torch: docs/fuzz.md. They are not the defect's.)
+    derivative = [f for f in data["findings"] if f["cause"] == "activation derivative"]
+    assert any(f["suspect"] == "numpy" for f in derivative), data
+    assert not [f for f in derivative if f["suspect"] in ("keras", "torch")], data  # never blamed elsewhere
     carried = [f for f in data["findings"] if f["suspect"] == "numpy"]
-    assert carried, data
     for finding in carried:
         assert finding["count"] >= 1 and finding["dtype"] == "float64"
         path = out / finding["file"]
