@@ -11,7 +11,7 @@ from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.fuzz.campaign import Campaign
 from harness.fuzz.output import summary, write_findings, write_summary
-from harness.render.files import check_output_file, check_output_folder
+from harness.render.files import check_output_files, check_output_folder
 from harness.run.adapters import FRAMEWORKS
 from harness.spec.fields import SEED_MAX
 from harness.spec.scenario import DTYPES
@@ -48,8 +48,7 @@ def register(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     check_output_folder(args.out, option="--out")
-    if args.json:
-        check_output_file(args.json, option="--json")
+    check_output_files([("--json", args.json)])
     campaign = Campaign(frameworks=args.frameworks, dtypes=args.dtypes, max_examples=args.examples,
                         seed=args.seed, out=Path(args.out))
     report = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
