@@ -35,6 +35,7 @@ COMMANDS = {
     "cache": "show, spot-check or clear the run cache (info, verify, clear)",
     "audit": "run hand-written gradient functions (each in its own process) and compare them with autograd and "
              "finite differences",
+    "fuzz": "draw scenarios from the whole format, run them everywhere, shrink each unexplained finding to a file",
 }
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 

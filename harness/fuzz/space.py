@@ -1,0 +1,144 @@
+"""The scenario space the fuzzer draws from, as hypothesis strategies over the scenario format's
+dict form: every example is built by the loader itself (``parse_scenario``), so it is always a
+valid scenario file (``toml_text.to_toml`` writes it).
+
+1 to ``MAX_LAYERS`` layers of 1 to ``MAX_UNITS`` units, every activation, with or without bias;
+every loss with an output it is valid for (MSE: any activation; binary cross-entropy: sigmoid and
+0/1 targets; categorical: softmax over >= 2 units and one-hot targets) and every clip; SGD
+(momentum, Nesterov), Adam (betas, epsilon, AMSGrad) and RMSprop (rho, momentum, epsilon,
+centered), each option left at its default or set, the convention pinned or not; learning rates
+from 1e-3 to 3; full or mini-batches (a partial last batch included), in order or shuffled; 1 to
+``MAX_ROWS`` rows, at most ``MAX_STEPS`` steps. Data and initial weights are short decimals
+edited by the edge-value families (``families``). Every choice shrinks towards the simplest
+(fewer layers, units, rows and steps, MSE, linear, plain SGD, full batch, values 0).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from harness.errors import BadInput
+from harness.fuzz import families as fam
+from harness.run.runner import check_runnable
+from harness.spec.scenario import Scenario, parse_scenario
+
+MAX_LAYERS = 3
+MAX_UNITS = 4
+MAX_INPUTS = 3
+MAX_ROWS = 8
+MAX_STEPS = 50
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu", "exponential", "softmax")
+LOSSES = ("mse", "binary_crossentropy", "categorical_crossentropy")
+LEARNING_RATES = (0.01, 0.1, 0.001, 0.5, 1.0, 3.0)
+CLIPS = ("none", "keras", "torch")
+PINS = (None, "keras", "keras-unrounded", "torch")
+OPTIONS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    "sgd": {"momentum": st.sampled_from([0.9, 0.5, 0.99])},
+    "adam": {"beta_1": st.sampled_from([0.9, 0.5]), "beta_2": st.sampled_from([0.999, 0.9]),
+             "epsilon": st.sampled_from([1e-7, 1e-8, 1e-4]), "amsgrad": st.booleans()},
+    "rmsprop": {"rho": st.sampled_from([0.9, 0.99, 0.8]), "momentum": st.sampled_from([0.5, 0.9]),
+                "epsilon": st.sampled_from([1e-7, 1e-8, 1e-3]), "centered": st.booleans()},
+}
+EXAMPLE_PATH = Path("fuzz-example.toml")  # what error messages of a drawn scenario name
+NAME = "fuzz-example"
+
+
+@dataclass(frozen=True)
+class Example:
+    """A drawn scenario: ``raw``, its dict form (what the loader reads), and the edge-value
+    families that shaped its data and weights."""
+
+    raw: dict[str, Any]
+    families: tuple[str, ...]
+
+    def scenario(self) -> Scenario:
+        return parse_scenario(self.raw, path=EXAMPLE_PATH)
+
+
+def _output(draw: st.DrawFn, loss: str) -> tuple[int, str]:
+    """The last layer's units and activation, valid for ``loss``."""
+    if loss == "mse":
+        activation = draw(st.sampled_from(ACTIVATIONS))
+        return draw(st.integers(2 if activation == "softmax" else 1, 2)), activation
+    if loss == "binary_crossentropy":
+        return draw(st.integers(1, 2)), "sigmoid"
+    return draw(st.integers(2, MAX_UNITS)), "softmax"
+
+
+def _targets(draw: st.DrawFn, loss: str, rows: int, units: int, families: frozenset[str]) -> list[list[float]]:
+    if loss == "mse":
+        return fam.matrix(draw, rows, units, families)
+    if loss == "binary_crossentropy":
+        bits = st.lists(st.integers(0, 1).map(float), min_size=units, max_size=units)
+        return draw(st.lists(bits, min_size=rows, max_size=rows))
+    classes = draw(st.lists(st.integers(0, units - 1), min_size=rows, max_size=rows))
+    return [[float(k == c) for k in range(units)] for c in classes]
+
+
+def _optimizer(draw: st.DrawFn) -> dict[str, Any]:
+    name = draw(st.sampled_from(tuple(OPTIONS)))
+    optimizer: dict[str, Any] = {"name": name, "learning_rate": draw(st.sampled_from(LEARNING_RATES))}
+    for option, values in OPTIONS[name].items():
+        if draw(st.booleans()):
+            optimizer[option] = draw(values)
+    if name == "sgd" and "momentum" in optimizer and draw(st.booleans()):
+        optimizer["nesterov"] = True
+    pin = draw(st.sampled_from(PINS))
+    if pin is not None:
+        optimizer["convention"] = pin
+    return optimizer
+
+
+def _layers(draw: st.DrawFn, input_dim: int, output: tuple[int, str], families: frozenset[str]) -> list[dict[str, Any]]:
+    hidden = draw(st.lists(st.tuples(st.integers(1, MAX_UNITS), st.sampled_from(ACTIVATIONS)),
+                           max_size=MAX_LAYERS - 1))
+    shapes = [(max(units, 2) if activation == "softmax" else units, activation) for units, activation in hidden]
+    layers, n_in = [], input_dim
+    for units, activation in [*shapes, output]:
+        layer: dict[str, Any] = {"units": units, "activation": activation,
+                                 "kernel": fam.matrix(draw, n_in, units, families)}
+        if draw(st.booleans()):
+            layer["use_bias"] = False
+        else:
+            layer["bias"] = fam.matrix(draw, 1, units, families, bound=1.0)[0]
+        layers.append(layer)
+        n_in = units
+    return layers
+
+
+@st.composite
+def examples(draw: st.DrawFn, frameworks: tuple[str, ...] = ("numpy", "keras", "torch")) -> Example:
+    """A scenario of the space (module docstring) that ``frameworks`` can run (a convention pin one
+    of them cannot compute is dropped)."""
+    chosen = frozenset(draw(st.sets(st.sampled_from(fam.FAMILIES), max_size=2)))
+    input_dim, rows = draw(st.integers(1, MAX_INPUTS)), draw(st.integers(1, MAX_ROWS))
+    loss = draw(st.sampled_from(LOSSES))
+    output = _output(draw, loss)
+    X = fam.matrix(draw, rows, input_dim, chosen)
+    applied = {f for f in chosen if f in (fam.FLOAT32_EXACT, fam.SATURATING)}
+    for family, edit in fam.DATA_EDITS.items():
+        if family in chosen and edit(draw, X):
+            applied.add(family)
+    layers = _layers(draw, input_dim, output, chosen)
+    if fam.RELU_ZEROS in applied and "bias" in layers[0]:
+        layers[0]["bias"] = [0.0] * layers[0]["units"]
+    batch = draw(st.sampled_from(["full", *range(1, rows + 1)]))
+    batches = 1 if batch == "full" else math.ceil(rows / int(batch))
+    training: dict[str, Any] = {"loss": loss, "optimizer": _optimizer(draw), "batch_size": batch,
+                                "epochs": draw(st.integers(1, max(1, MAX_STEPS // batches)))}
+    if loss != "mse":
+        training["clip"] = draw(st.sampled_from(CLIPS))
+    if draw(st.booleans()):
+        training["shuffle"], training["shuffle_seed"] = True, draw(st.integers(0, 1000))
+    raw = {"name": NAME, "data": {"X": X, "y": _targets(draw, loss, rows, output[0], chosen)},
+           "model": {"input_dim": input_dim, "layers": layers}, "training": training}
+    example = Example(raw, tuple(f for f in fam.FAMILIES if f in applied))
+    try:
+        check_runnable(example.scenario(), frameworks=frameworks)
+    except BadInput:  # a pinned convention one of the frameworks cannot compute: run them unpinned
+        del training["optimizer"]["convention"]
+    return example
