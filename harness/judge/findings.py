@@ -319,10 +319,10 @@ def activation_applied(e: Evidence) -> Finding | None:
     layer, stage = e.scenarios[e.a].layers[i], f"output layers.{i}"
     for side, _ in e.sides:
         trace = e.traces[side]
-        z = _layer_input(e, trace, i) @ trace[f"params {kernel_name(i)}"]
-        if f"params {bias_name(i)}" in trace:
-            z = z + trace[f"params {bias_name(i)}"]
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # a diverged run's outputs may overflow here: no warning
+            z = _layer_input(e, trace, i) @ trace[f"params {kernel_name(i)}"]
+            if f"params {bias_name(i)}" in trace:
+                z = z + trace[f"params {bias_name(i)}"]
             applied = [name for name, act in ACTIVATIONS.items()
                        if _agree(act.forward(z, axis=layer.axis) if act.takes_axis else act.forward(z),
                                  trace[stage], e.tolerance)]
