@@ -35,6 +35,7 @@ import numpy as np
 
 from harness.answers.compute import Values, compute_all, reference_values
 from harness.answers.key_file import Answer, Malformed
+from harness.answers.overflow import OrderDependent, order_dependence
 from harness.answers.plausibility import degenerate, implausible
 from harness.answers.questions import (
     Network,
@@ -53,7 +54,6 @@ from harness.judge.tolerance import (
     Tolerance,
     compare_elements,
     difference,
-    exceeds,
     finite_magnitude,
 )
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
@@ -91,12 +91,19 @@ class PartCheck:
     dtype: str = "float64"  # what the answer was computed in, and how an unanswered one is printed
     integers: bool = False  # numpy holds the answer as integers (questions.integer_answer)
     precision: int = NUMPY_PRECISION  # the print precision of an unanswered one
+    order_dependent: OrderDependent | None = None  # an intermediate overflow (harness.answers.overflow)
 
     @property
     def diff(self) -> np.ndarray | None:
+        """Per element, |computed - expected|; where the value depends on the summation order, the
+        difference from the expected value to the nearest order's outcome."""
         if self.expected is None:
             return None
-        return difference(self.computed.reshape(self.expected.values.shape), self.expected.values)
+        diff = difference(self.computed.reshape(self.expected.values.shape), self.expected.values)
+        if self.order_dependent is not None:
+            nearest = self.order_dependent.nearest(self.expected.values).reshape(diff.shape)
+            diff = np.where(self.order_dependent.mask.reshape(diff.shape), nearest, diff)
+        return diff
 
     @property
     def tolerance(self) -> np.ndarray | None:
@@ -108,10 +115,10 @@ class PartCheck:
     @property
     def ok(self) -> bool:
         tolerance = self.tolerance
-        if self.expected is None or tolerance is None:
+        diff = self.diff
+        if diff is None or tolerance is None:
             return False
-        computed = self.computed.reshape(self.expected.values.shape)
-        return not bool(np.any(exceeds(computed, self.expected.values, tolerance)))
+        return not bool(np.any(diff > tolerance))
 
     @property
     def max_abs_diff(self) -> float | None:
@@ -157,11 +164,14 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
     result.warnings += [f"{fw} {values}" for fw, values in result.by_framework.items()
                         if isinstance(values, str) and values.startswith("skipped")]
     result.warnings += _with_rules_off(q, result, tol)
-    fault = _agreement(result, tol)
+    dependence = order_dependence(q)
+    fault = _agreement(result, tol, dependence)
     reference = result.by_framework.get(REFERENCE)
     if fault or not isinstance(reference, dict):
         result.verdict, result.message = HARNESS_FAULT, fault or "the reference did not run"
         return result
+    if dependence is not None:
+        result.message = dependence.reason()
     if entry.expected is None:
         result.parts = [PartCheck(part=p, computed=v, dtype=dtype, integers=integer_answer(q),
                                   precision=entry.settings.printed_precision or NUMPY_PRECISION)
@@ -175,7 +185,7 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
         if printed is None:
             result.parts.append(PartCheck(part=part, computed=value, dtype=dtype, integers=integer_answer(q)))
             continue
-        result.parts.append(_part_check(entry, part, value, printed, widening.get(part)))
+        result.parts.append(_part_check(entry, part, value, printed, widening.get(part), dependence))
     if why:
         result.verdict, result.message = IMPLAUSIBLE, why
     elif not entry.reproducible:
@@ -195,14 +205,27 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
     return result
 
 
-def _agreement(result: AnswerResult, tol: Tolerance) -> str:
-    """Why the implementations cannot be trusted on this answer ('' when they agree)."""
+def _agreement(result: AnswerResult, tol: Tolerance, dependence: OrderDependent | None = None) -> str:
+    """Why the implementations cannot be trusted on this answer ('' when they agree). Where the value
+    depends on the summation order (``dependence``), each implementation must give one of the orders'
+    outcomes, and the pairs are compared on the other elements."""
     ok = {fw: v for fw, v in result.by_framework.items() if not isinstance(v, str)}
     for fw, v in result.by_framework.items():
         if isinstance(v, str) and not v.startswith("skipped"):
             return f"{fw} {v}"
     if REFERENCE not in ok:
         return "the reference did not run"
+    if dependence is not None:
+        for fw, v in ok.items():
+            value = np.asarray(v["value"], dtype=np.float64)
+            allowed = tol.atol + tol.rtol * finite_magnitude(value)
+            stray = dependence.mask & ~dependence.matches(value, allowed=allowed)
+            if np.any(stray):
+                where = tuple(int(i) for i in np.argwhere(stray)[0])
+                given = float(value.reshape(stray.shape)[where])
+                return f"{fw} gives {given!r} at {list(where)}, which no summation order gives ({dependence.reason()})"
+        ok = {fw: {"value": np.where(dependence.mask, 0.0, np.asarray(v["value"], dtype=np.float64).reshape(
+            dependence.mask.shape))} for fw, v in ok.items()}
     for (a, va), (b, vb) in itertools.combinations(ok.items(), 2):
         why, largest = _disagreement(a, va, b, vb, tol)
         result.spread = max(result.spread, largest)
@@ -283,7 +306,7 @@ def _propagated(entry: Answer, reference: Values, result: AnswerResult) -> Value
 
 
 def _part_check(entry: Answer, part: str, value: np.ndarray, printed: Printed,
-                widening: np.ndarray | None) -> PartCheck:
+                widening: np.ndarray | None, dependence: OrderDependent | None = None) -> PartCheck:
     s = entry.settings
     e = finite_magnitude(printed.values)  # an infinite expected value widens no allowance
     if s.rtol is not None or s.atol is not None:
@@ -303,4 +326,5 @@ def _part_check(entry: Answer, part: str, value: np.ndarray, printed: Printed,
         rule += f"; inputs rounded: +{float(np.max(widening)):.2e} propagated"
     return PartCheck(part=part, computed=np.asarray(value, dtype=np.float64), expected=printed,
                      printed_tol=printed_tol, arithmetic_tol=arith.atol + arith.rtol * e,
-                     propagated_tol=widening, rule=rule, dtype=computed_in, integers=integer_answer(entry.question))
+                     propagated_tol=widening, rule=rule, dtype=computed_in, integers=integer_answer(entry.question),
+                     order_dependent=dependence)
