@@ -79,6 +79,23 @@ def numpy_text(values: np.ndarray, *, dtype: str = "float64", integers: bool = F
         return str(held)
 
 
+@dataclass(frozen=True)
+class Element:
+    """One element of a part as judged: where, both values, their difference and its own allowance."""
+
+    index: tuple[int, ...]
+    computed: float
+    expected: float
+    diff: float
+    allowed: float
+    printed: float  # the printed half-unit (or the key's atol + rtol*|e|) in ``allowed``
+
+    @property
+    def where(self) -> str:
+        """``[1, 0]``, or '' for a scalar."""
+        return f"[{', '.join(str(i) for i in self.index)}]" if self.index else ""
+
+
 @dataclass
 class PartCheck:
     part: str
@@ -124,6 +141,40 @@ class PartCheck:
     def max_abs_diff(self) -> float | None:
         diff = self.diff
         return None if diff is None else float(np.max(diff, initial=0.0))
+
+    def beyond(self) -> int:
+        """How many elements are beyond their own allowance."""
+        diff, tolerance = self.diff, self.tolerance
+        return 0 if diff is None or tolerance is None else int(np.count_nonzero(diff > tolerance))
+
+    def worst(self) -> Element | None:
+        """The element farthest beyond (or closest to) its own allowance: the largest difference / allowance."""
+        diff, tolerance = self.diff, self.tolerance
+        if diff is None or tolerance is None or self.expected is None or self.printed_tol is None or diff.size == 0:
+            return None
+        allowed = np.broadcast_to(tolerance, diff.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            used = np.where(diff == 0, 0.0, diff / np.where(allowed == 0, np.inf, allowed))
+            used = np.where((diff > 0) & (allowed == 0), np.inf, used)
+        flat = int(np.argmax(used)) if np.any(used > 0) else int(np.argmax(diff))
+        index = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+        computed = self.computed.reshape(diff.shape)
+        printed = np.broadcast_to(self.printed_tol, diff.shape)
+        return Element(index=index, computed=float(computed[index]), expected=float(self.expected.values[index]),
+                       diff=float(diff[index]), allowed=float(allowed[index]), printed=float(printed[index]))
+
+    def wrong_text(self) -> str:
+        """The wrong element named: ``w[1, 0] = 0.9975273768433653 computed, 0.99752748 printed: differs by 1.0e-07,
+        beyond its allowance 5.0e-09 (1 of 2 elements)``."""
+        element = self.worst()
+        if element is None:
+            return ""
+        name = (f"element {element.where}" if element.where else "value") if self.part == "value" \
+            else self.part + element.where
+        total = int(np.size(self.computed))
+        count = f" ({self.beyond()} of {total} elements wrong)" if total > 1 else ""
+        return (f"{name} = {element.computed!r} computed, {element.expected!r} printed: differs by "
+                f"{element.diff:.2e}, beyond its allowance {element.allowed:.2e}{count}")
 
     def computed_text(self) -> str:
         """The computed value printed the way the key printed this answer (numpy's style if unanswered)."""
@@ -194,6 +245,9 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
     else:
         checked = [p for p in result.parts if p.expected is not None]
         result.verdict = CORRECT if all(p.ok for p in checked) else WRONG
+        if result.verdict == WRONG:  # the wrong element first: the note column shows the message's start
+            result.message = "; ".join([p.wrong_text() for p in checked if not p.ok]
+                                       + ([result.message] if result.message else []))
         missing = [p.part for p in result.parts if p.expected is None]
         if missing:
             result.warnings.append(f"no expected value for {', '.join(missing)} (computed values reported)")
