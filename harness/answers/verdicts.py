@@ -42,6 +42,7 @@ from harness.answers.questions import (
     Question,
     ScenarioQuestion,
     answer_dtype,
+    entry_names,
     input_names,
     input_values,
     integer_answer,
@@ -109,6 +110,7 @@ class PartCheck:
     integers: bool = False  # numpy holds the answer as integers (questions.integer_answer)
     precision: int = NUMPY_PRECISION  # the print precision of an unanswered one
     order_dependent: OrderDependent | None = None  # an intermediate overflow (harness.answers.overflow)
+    entry_names: tuple[str, ...] = ()  # what each element is called (a history's epochs), when an index is not enough
 
     @property
     def diff(self) -> np.ndarray | None:
@@ -171,6 +173,9 @@ class PartCheck:
             return ""
         name = (f"element {element.where}" if element.where else "value") if self.part == "value" \
             else self.part + element.where
+        if self.entry_names:
+            flat = int(np.ravel_multi_index(element.index, np.shape(self.computed))) if element.index else 0
+            name = f"{self.part} at {self.entry_names[flat]} (entry {element.where})"
         total = int(np.size(self.computed))
         count = f" ({self.beyond()} of {total} elements wrong)" if total > 1 else ""
         return (f"{name} = {element.computed!r} computed, {element.expected!r} printed: differs by "
@@ -381,4 +386,4 @@ def _part_check(entry: Answer, part: str, value: np.ndarray, printed: Printed,
     return PartCheck(part=part, computed=np.asarray(value, dtype=np.float64), expected=printed,
                      printed_tol=printed_tol, arithmetic_tol=arith.atol + arith.rtol * e,
                      propagated_tol=widening, rule=rule, dtype=computed_in, integers=integer_answer(entry.question),
-                     order_dependent=dependence)
+                     order_dependent=dependence, entry_names=entry_names(entry.question))
