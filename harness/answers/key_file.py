@@ -33,7 +33,7 @@ from pathlib import Path
 
 import nbformat
 
-from harness.answers.notebook import cell_output, read_notebook
+from harness.answers.notebook import cell_output, read_notebook, run_all_problems
 from harness.answers.questions import (
     HISTORY_KEYS,
     KINDS,
@@ -79,6 +79,7 @@ class Answer:
     note: str = ""
     source: str = ""
     expected_from: dict[str, str] = field(default_factory=dict)  # part -> "lab.ipynb, In [12]"
+    warnings: tuple[str, ...] = ()  # about where the expected value came from (a notebook that will not Run All)
 
 
 @dataclass(frozen=True)
@@ -171,19 +172,23 @@ def _answer(t: Table, answer_id: str, defaults: Settings, *, key_dir: Path, note
             if name not in known:
                 raise t.error(f"inputs_rounded_to.{name}", f"one of the answer's inputs {known}", name)
     sources: dict[str, str] = {}
+    read: dict[str, str] = {}  # notebook -> why it will not Run All ('' when it will)
     if isinstance(question, ScenarioQuestion) and question.quantity == "history":
-        expected = _history(t, question, settings, key_dir=key_dir, notebooks=notebooks, sources=sources)
+        expected = _history(t, question, settings, key_dir=key_dir, notebooks=notebooks, sources=sources, read=read)
         if expected is not None:  # the entries the key printed are the ones computed
             question = replace(question, entries=len(expected["loss"].values))
     else:
-        expected = _expected(t, question, settings, key_dir=key_dir, notebooks=notebooks, sources=sources)
+        expected = _expected(t, question, settings, key_dir=key_dir, notebooks=notebooks, sources=sources,
+                             read=read)
+    warnings = tuple(f"{name} will not Run All from a fresh kernel, so its saved outputs may not be what it "
+                     f"computes: {why}" for name, why in read.items() if why)
     return Answer(id=answer_id, kind=kind, question=question, expected=expected,
                   settings=settings, reproducible=t.boolean("reproducible", True), note=t.string("note", ""),
-                  source=t.string("source", ""), expected_from=sources)
+                  source=t.string("source", ""), expected_from=sources, warnings=warnings)
 
 
 def _expected(t: Table, question: Question, settings: Settings, *, key_dir: Path, notebooks: Notebooks,
-              sources: dict[str, str]) -> dict[str, Printed] | None:
+              sources: dict[str, str], read: dict[str, str]) -> dict[str, Printed] | None:
     """part -> the printed value (pasted, or a notebook cell's saved output, whose cell ``sources`` records)."""
     if not t.has("expected"):
         return None
@@ -194,7 +199,7 @@ def _expected(t: Table, question: Question, settings: Settings, *, key_dir: Path
         where = ""
         if isinstance(value, dict):  # { notebook = "lab.ipynb", cell = 12 }
             value, where = _notebook_output(Table(value, file=t.file, where=t.field(field)), key_dir=key_dir,
-                                            notebooks=notebooks)
+                                            notebooks=notebooks, read=read)
             sources[part] = where
         return _printed(t, field, value, question, part, settings, where=where)
 
@@ -212,7 +217,7 @@ def _expected(t: Table, question: Question, settings: Settings, *, key_dir: Path
 
 
 def _history(t: Table, question: ScenarioQuestion, settings: Settings, *, key_dir: Path, notebooks: Notebooks,
-             sources: dict[str, str]) -> dict[str, Printed] | None:
+             sources: dict[str, str], read: dict[str, str]) -> dict[str, Printed] | None:
     """A printed training log: ``print(hist.history)`` pasted (or a notebook cell's output), a loss curve
     (one printed list), or ``{ loss = "..." }``; as many entries as the run has at epochs first, first +
     every, ... (``questions.history_epochs``)."""
@@ -221,7 +226,7 @@ def _history(t: Table, question: ScenarioQuestion, settings: Settings, *, key_di
     raw, where = t.data["expected"], ""
     if isinstance(raw, dict) and "notebook" in raw:
         raw, where = _notebook_output(Table(raw, file=t.file, where=t.field("expected")), key_dir=key_dir,
-                                      notebooks=notebooks)
+                                      notebooks=notebooks, read=read)
     source = f" in {where}" if where else ""
     if isinstance(raw, str) and raw.strip().startswith("{"):
         try:
@@ -252,8 +257,9 @@ def _history(t: Table, question: ScenarioQuestion, settings: Settings, *, key_di
     return printed
 
 
-def _notebook_output(ref: Table, *, key_dir: Path, notebooks: Notebooks) -> tuple[str, str]:
-    """The saved output text of the cell ``ref`` names, and where it is (``lab.ipynb, In [12]``)."""
+def _notebook_output(ref: Table, *, key_dir: Path, notebooks: Notebooks, read: dict[str, str]) -> tuple[str, str]:
+    """The saved output text of the cell ``ref`` names, and where it is (``lab.ipynb, In [12]``); ``read``
+    records the notebook and why it will not Run All (``notebook.run_all_problems``; '' when it will)."""
     ref.check_keys(NOTEBOOK_KEYS)
     name = ref.string("notebook")
     chosen = [key for key in _SELECTORS if ref.has(key)]
@@ -273,6 +279,8 @@ def _notebook_output(ref: Table, *, key_dir: Path, notebooks: Notebooks) -> tupl
     nb = notebooks[path]
     if isinstance(nb, BadInput):
         raise ref.error("notebook", f"a notebook that can be read ({nb.one_line()})", name)
+    if name not in read:
+        read[name] = "; ".join(run_all_problems(nb))
     where = f"{name}, " + (f"In [{count}]" if key == "cell" else f"cell {key} {cell_id or tag!r}")
     try:
         text = cell_output(nb, file=path, execution_count=count, cell_id=cell_id, tag=tag)

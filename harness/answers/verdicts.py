@@ -211,7 +211,8 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
         return AnswerResult(id=entry.id, kind="-", verdict=MALFORMED, message=entry.error.one_line())
     q = entry.question
     result = AnswerResult(id=entry.id, kind=entry.kind, verdict=CORRECT, source=entry.source, note=entry.note,
-                          warnings=degenerate(q), printed_precision=entry.settings.printed_precision,
+                          warnings=[*degenerate(q), *entry.warnings],
+                          printed_precision=entry.settings.printed_precision,
                           expected_from=dict(entry.expected_from))
     result.by_framework = compute_all(q, frameworks=frameworks)
     dtype = result.dtype = answer_dtype(q)
