@@ -22,7 +22,7 @@ from harness.answers.verdicts import (
     AnswerResult,
     check_entry,
 )
-from harness.commands.args import frameworks_arg
+from harness.commands.args import FRAMEWORKS_HELP, frameworks_arg
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
 from harness.render.files import check_output_file, write_text_atomic
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("key", help="an answer-key .toml file")
     p.add_argument("--out", required=True, metavar="PATH", help="where to write the filled key (may be KEY itself)")
     p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
-                   help="comma-separated subset of numpy,keras,torch (default: all)")
+                   help=FRAMEWORKS_HELP)
     p.set_defaults(handler=handle)
 
 
