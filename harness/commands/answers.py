@@ -62,13 +62,18 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _why(result: AnswerResult) -> str:
-    """One line: the fault or implausibility, or (wrong) each wrong part's correct value and difference."""
+    """One line: the fault or implausibility, or (wrong) each wrong part's correct value, and its wrong element's
+    difference and own allowance."""
     if result.verdict != WRONG:
         return note_text(result.message, width=300)
     pieces = []
     for p in result.parts:
         if p.expected is not None and not p.ok:
             label = "" if p.part == "value" else f"{p.part}: "
+            element = p.worst()
+            where = f" at {element.where}" if element is not None and element.where else ""
+            beyond = "" if element is None else f"{where}, beyond its allowance {element.allowed:.2e}"
+            differs = p.max_abs_diff if element is None else element.diff
             pieces.append(f"{label}correct value {' '.join(p.computed_text().split())} "
-                          f"(differs by {p.max_abs_diff:.2e})")
+                          f"(differs by {differs:.2e}{beyond})")
     return "; ".join(pieces)
