@@ -99,8 +99,8 @@ def _check_under(kernel: str, key: Path, out: Path) -> tuple[dict[str, str], str
                           capture_output=True, text=True, env=env, timeout=300).stdout.strip()
     messages = {a["id"]: a["message"] for a in report["answers"]}
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert all(m.startswith("overflow (order-dependent)") for m in messages.values()), messages
-    return {a["id"]: a["verdict"] for a in report["answers"]}, used, done.stderr
+    assert all("overflow (order-dependent): X @ w + b at [0, 0]" in m for m in messages.values()), messages
+    return {a["id"]: (a["verdict"], a["computed_text"]) for a in report["answers"]}, used, done.stderr
 
 
 @pytest.mark.slow
@@ -108,9 +108,11 @@ def test_the_verdict_is_the_same_under_every_blas_kernel(tmp_path):
     key = tmp_path / "key.toml"
     key.write_text(key_text())
     expected = {name: verdict for name, (_, _, verdict) in ANSWERS.items()}
-    seen = {}
+    seen, shown = {}, {}
     for kernel in ("SkylakeX", "Haswell"):
-        verdicts, used, _ = _check_under(kernel, key, tmp_path / f"{kernel}.json")
-        assert verdicts == expected, (kernel, used)
-        seen[kernel] = used
+        answers, used, _ = _check_under(kernel, key, tmp_path / f"{kernel}.json")
+        assert {name: verdict for name, (verdict, _) in answers.items()} == expected, (kernel, used)
+        seen[kernel], shown[kernel] = used, {name: text for name, (_, text) in answers.items()}
     assert seen["Haswell"] == "Haswell"  # the child really summed with another kernel (SkylakeX needs AVX-512)
+    assert shown["SkylakeX"] == shown["Haswell"]  # the value shown too: the first outcome
+    assert shown["Haswell"]["exact-zero"] == "[[nan]]" and shown["Haswell"]["partial-sum-inf"] == "[[1.e+308]]"

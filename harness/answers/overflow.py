@@ -24,7 +24,8 @@ the first it has in that order), through the layer's activation and every later 
 **outcomes**. An answer element whose outcomes differ is order-dependent: an implementation's
 value and the key's printed value there are judged against every outcome and match when
 they match one (with no exact outcome, every non-finite class is one class: "overflow
-(order-dependent)"). Elements whose outcomes agree are judged as usual.
+(order-dependent)"). Elements whose outcomes agree are judged as usual. The value shown for an
+order-dependent element is the first outcome (``OrderDependent.canonical``), whatever the kernel.
 """
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ class OrderDependent:
         return (f"overflow (order-dependent): X @ w + b at {where}{more} is exactly {value!r} but overflows float64 "
                 f"in some summation order, so it is {kinds} by the order the BLAS kernel sums in: one class here, "
                 "for the key and for the implementations")
+
+    def canonical(self, values: np.ndarray) -> np.ndarray:
+        """``values`` with each order-dependent element set to the first outcome (the exact value where an
+        order gives it, else nan, +inf, -inf in that order): what the harness shows, on every kernel."""
+        values = np.asarray(values, dtype=np.float64)
+        return np.where(self.mask, self.outcomes[0], values.reshape(self.mask.shape)).reshape(values.shape)
 
     def matches(self, values: np.ndarray, *, allowed: np.ndarray | float = 0.0) -> np.ndarray:
         """Per answer element: ``values`` there is within ``allowed`` of some outcome (the one comparison rule)."""

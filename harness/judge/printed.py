@@ -369,8 +369,9 @@ def format_like(values: np.ndarray, style: PrintStyle) -> str:
     """``values`` printed the way the key printed its answer (same notation, digits, wrapper)."""
     values = np.asarray(values, dtype=np.float64)
     notation, decimals = style.notation, style.decimals
-    if notation == "integer" and not np.all(np.isfinite(values) & (values == np.round(values))):
-        notation, decimals = "fixed", 8  # the key printed integers but the answer is not one
+    if notation == "integer" and not np.all(np.isfinite(values) & (values == np.round(values))
+                                            & (np.abs(values) < 2.0 ** 63)):
+        notation, decimals = "fixed", 8  # the key printed integers but the answer is not one (or not an int64)
     separator = ", " if style.wrapper in ("array", "list") else " "
     if notation == "integer":
         text = np.array2string(values.astype(np.int64), separator=separator) if values.ndim else str(int(values))
