@@ -115,12 +115,14 @@ def order_dependence(question: Question) -> OrderDependent | None:
                 act = ACTIVATIONS[layer.activation]
                 a = np.asarray(act.forward(z, axis=layer.axis) if act.takes_axis else act.forward(z),
                                dtype=np.float64)
+        if not exact:  # the first pass found no order-dependent sum: nothing depends on the order
+            return None
         outputs.append(a)
-    if not exact:
-        return None
     if isinstance(question, Network) and question.output != "output":
         outputs = [np.asarray(network_answer(question, o), dtype=np.float64) for o in outputs]
     mask = np.any([difference(o, outputs[0]) > 0 for o in outputs[1:]], axis=0)
+    if not np.any(mask):  # every order gives the same answer: nothing to say
+        return None
     return OrderDependent(outcomes=outputs, mask=np.asarray(mask), exact=exact)
 
 

@@ -167,8 +167,8 @@ class PartCheck:
                        diff=float(diff[index]), allowed=float(allowed[index]), printed=float(printed[index]))
 
     def wrong_text(self) -> str:
-        """The wrong element named: ``w[1, 0] = 0.9975273768433653 computed, 0.99752748 printed: differs by 1.0e-07,
-        beyond its allowance 5.0e-09 (1 of 2 elements)``."""
+        """The wrong element named: ``w[1, 0] = 0.9975273768433653 computed, 0.99752748 printed: differs by 1.03e-07,
+        beyond its allowance 5.00e-09 (1 of 2 elements wrong)``."""
         element = self.worst()
         if element is None:
             return ""
