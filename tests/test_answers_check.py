@@ -298,7 +298,8 @@ def test_answers_fills_the_missing_and_names_what_it_left_wrong_or_implausible(t
     captured = capsys.readouterr()
     reported = [line for line in captured.err.splitlines() if line.startswith("nn-parity:")]
     assert reported == [
-        "nn-parity: wrong: left wrong: correct value [[0.99966465] [0.99752738]] (differs by 1.03e-07)",
+        "nn-parity: wrong: left wrong: correct value [[0.99966465] [0.99752738]] (differs by 1.03e-07 at [1, 0], "
+        "beyond its allowance 5.00e-09)",
         "nn-parity: implausible: left implausible: a loss of -1 is negative; every loss here is a mean of "
         "non-negative terms"]
     assert "missing: filled: [[0.99966465] [0.99752738]]" in captured.out

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from harness.answers.verdicts import numpy_text
 from harness.judge.printed import PrintedError, format_like, half_unit, numpy_print, parse_printed
 
 # text -> (values, half-unit per element, notation)
@@ -297,3 +298,12 @@ def test_format_like_prints_what_the_reader_reads(case):
     assert again.values.shape == printed.values.shape
     if printed.values.size > 1:  # one element has no separator: [0.5] is print() or a list
         assert again.style.wrapper == printed.style.wrapper
+
+
+def test_a_value_beyond_int64_is_never_printed_as_a_wrapped_integer():
+    """A key printing integers (or inf, whose style is integer) shows a computed 1e308 as the float it
+    is, not as int64's wrapped -9223372036854775808."""
+    assert format_like(np.array([[1e308]]), parse_printed("[[inf]]").style) == "[[1.e+308]]"
+    assert format_like(np.array([[1e19], [3.0]]), parse_printed("[[3], [4]]").style) == "[[1.e+19],\n [3.e+00]]"
+    assert format_like(np.array([[3.0]]), parse_printed("[[4]]").style) == "[[3]]"
+    assert numpy_text(np.array([[1e20]]), integers=True) == "[[1.e+20]]"

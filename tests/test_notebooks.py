@@ -227,6 +227,7 @@ def test_tags_magics_syntax_errors_and_mixed_cells(tmp_path):
         "cell 6 (In [6]): skipped (tagged skip-audit)",
         "cell 7 (In [7]): left out line 2 (IPython magic or shell command)",
         "cell 7 (In [7]): skipped (trains or loops)",
+        "will not Run All: cell 3 (In [3]): not valid Python: Run All stops there",
     ]
 
 

@@ -32,6 +32,7 @@ from harness.answers.questions import (
     ScenarioQuestion,
     Train,
     epochs_for,
+    history_epochs,
     param_labels,
     parts,
 )
@@ -225,6 +226,23 @@ def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[
     return out
 
 
+def epoch_losses(run: Trajectory, plan: TrainingPlan) -> np.ndarray:
+    """The loss of each epoch the run completed: its batches' losses weighted by their rows, as Keras'
+    ``loss`` tracker (a ``Mean`` updated with ``sample_weight`` = the batch's rows) reports it in
+    ``hist.history``."""
+    rows = np.array([end - start for start, end in plan.bounds], dtype=np.float64)
+    epochs = run.steps // len(rows)
+    losses = np.asarray(run.losses[:epochs * len(rows)], dtype=np.float64).reshape(epochs, len(rows))
+    return np.asarray(losses @ rows / rows.sum(), dtype=np.float64)
+
+
+def _history(question: ScenarioQuestion, run: Trajectory, plan: TrainingPlan) -> np.ndarray:
+    losses, wanted = epoch_losses(run, plan), history_epochs(question)
+    if len(wanted) and wanted[-1] >= len(losses):
+        raise ValueError(f"epoch {wanted[-1] + 1} is beyond the {len(losses)} epochs the run completed")
+    return losses[list(wanted)]
+
+
 def _values_of_run(question: Gradient | Train | ScenarioQuestion, run: Trajectory, plan: TrainingPlan) -> Values:
     layers = plan.scenario.layers
     labels = param_labels(len(layers), [layer.use_bias for layer in layers])
@@ -234,6 +252,8 @@ def _values_of_run(question: Gradient | Train | ScenarioQuestion, run: Trajector
         if run.steps < question.steps:
             raise ValueError(f"the run stopped after {run.steps} of {question.steps} steps")
         return {label: run.params[name][question.steps - 1] for label, name in labels.items()}
+    if question.quantity == "history":
+        return {"loss": _history(question, run, plan)}
     what = {"params": "params", "gradient": "gradient", "loss": "loss", "output": "output", "accuracy": "output"}
     values: Values = {}
     for part in parts(question):

@@ -28,23 +28,25 @@ notebook.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
 
-from harness.answers.notebook import cell_output, read_notebook
+from harness.answers.notebook import cell_output, read_notebook, run_all_problems
 from harness.answers.questions import (
+    HISTORY_KEYS,
     KINDS,
     Question,
     ScenarioQuestion,
+    history_epochs,
     input_names,
     parse_question,
     part_shape,
     parts,
 )
 from harness.errors import MISSING, BadInput, one_line
-from harness.judge.printed import Printed, PrintedError, parse_printed
+from harness.judge.printed import Printed, PrintedError, parse_history, parse_printed
 from harness.spec.fields import Table, read_toml
 
 TOP_KEYS = {"title", "source", "defaults", "answer"}
@@ -77,6 +79,7 @@ class Answer:
     note: str = ""
     source: str = ""
     expected_from: dict[str, str] = field(default_factory=dict)  # part -> "lab.ipynb, In [12]"
+    warnings: tuple[str, ...] = ()  # about where the expected value came from (a notebook that will not Run All)
 
 
 @dataclass(frozen=True)
@@ -169,14 +172,23 @@ def _answer(t: Table, answer_id: str, defaults: Settings, *, key_dir: Path, note
             if name not in known:
                 raise t.error(f"inputs_rounded_to.{name}", f"one of the answer's inputs {known}", name)
     sources: dict[str, str] = {}
-    expected = _expected(t, question, settings, key_dir=key_dir, notebooks=notebooks, sources=sources)
+    read: dict[str, str] = {}  # notebook -> why it will not Run All ('' when it will)
+    if isinstance(question, ScenarioQuestion) and question.quantity == "history":
+        expected = _history(t, question, settings, key_dir=key_dir, notebooks=notebooks, sources=sources, read=read)
+        if expected is not None:  # the entries the key printed are the ones computed
+            question = replace(question, entries=len(expected["loss"].values))
+    else:
+        expected = _expected(t, question, settings, key_dir=key_dir, notebooks=notebooks, sources=sources,
+                             read=read)
+    warnings = tuple(f"{name} will not Run All from a fresh kernel, so its saved outputs may not be what it "
+                     f"computes: {why}" for name, why in read.items() if why)
     return Answer(id=answer_id, kind=kind, question=question, expected=expected,
                   settings=settings, reproducible=t.boolean("reproducible", True), note=t.string("note", ""),
-                  source=t.string("source", ""), expected_from=sources)
+                  source=t.string("source", ""), expected_from=sources, warnings=warnings)
 
 
 def _expected(t: Table, question: Question, settings: Settings, *, key_dir: Path, notebooks: Notebooks,
-              sources: dict[str, str]) -> dict[str, Printed] | None:
+              sources: dict[str, str], read: dict[str, str]) -> dict[str, Printed] | None:
     """part -> the printed value (pasted, or a notebook cell's saved output, whose cell ``sources`` records)."""
     if not t.has("expected"):
         return None
@@ -187,7 +199,7 @@ def _expected(t: Table, question: Question, settings: Settings, *, key_dir: Path
         where = ""
         if isinstance(value, dict):  # { notebook = "lab.ipynb", cell = 12 }
             value, where = _notebook_output(Table(value, file=t.file, where=t.field(field)), key_dir=key_dir,
-                                            notebooks=notebooks)
+                                            notebooks=notebooks, read=read)
             sources[part] = where
         return _printed(t, field, value, question, part, settings, where=where)
 
@@ -204,8 +216,50 @@ def _expected(t: Table, question: Question, settings: Settings, *, key_dir: Path
     return {name: printed(f"expected.{name}", raw[name], name) for name in names if name in raw}
 
 
-def _notebook_output(ref: Table, *, key_dir: Path, notebooks: Notebooks) -> tuple[str, str]:
-    """The saved output text of the cell ``ref`` names, and where it is (``lab.ipynb, In [12]``)."""
+def _history(t: Table, question: ScenarioQuestion, settings: Settings, *, key_dir: Path, notebooks: Notebooks,
+             sources: dict[str, str], read: dict[str, str]) -> dict[str, Printed] | None:
+    """A printed training log: ``print(hist.history)`` pasted (or a notebook cell's output), a loss curve
+    (one printed list), or ``{ loss = "..." }``; as many entries as the run has at epochs first, first +
+    every, ... (``questions.history_epochs``)."""
+    if not t.has("expected"):
+        return None
+    raw, where = t.data["expected"], ""
+    if isinstance(raw, dict) and "notebook" in raw:
+        raw, where = _notebook_output(Table(raw, file=t.file, where=t.field("expected")), key_dir=key_dir,
+                                      notebooks=notebooks, read=read)
+    source = f" in {where}" if where else ""
+    if isinstance(raw, str) and raw.strip().startswith("{"):
+        try:
+            printed = parse_history(raw, printed_precision=settings.printed_precision)
+        except PrintedError as exc:
+            raise t.error("expected", f"print(hist.history) as Keras shows it{source} ({exc})", raw) from None
+    elif isinstance(raw, dict):
+        printed = {name: _printed(t, f"expected.{name}", value, question, name, settings, size_check=False)
+                   for name, value in raw.items() if name in HISTORY_KEYS}
+    else:
+        printed = {"loss": _printed(t, "expected", raw, question, "loss", settings, where=where, size_check=False)}
+    names = raw if isinstance(raw, dict) else printed
+    for name in names:
+        if name not in HISTORY_KEYS:
+            raise t.error(f"expected.{name}", f"the keys the harness computes, {list(HISTORY_KEYS)} (the training "
+                          "loss of each epoch): leave the others out of the pasted history", name)
+    if "loss" not in printed:
+        raise t.error("expected", "the training loss, 'loss'", "no 'loss'")
+    entries = printed["loss"].values
+    available = len(history_epochs(replace(question, entries=None)))
+    if entries.ndim != 1 or entries.size > available:
+        raise t.error("expected.loss" if isinstance(raw, dict) else "expected",
+                      f"one list of at most {available} numbers (epochs {question.first}, {question.first} + "
+                      f"{question.every}, ... of the scenario's {question.scenario.training_spec.epochs})",
+                      f"shape {entries.shape}{source}")
+    if where:
+        sources["loss"] = where
+    return printed
+
+
+def _notebook_output(ref: Table, *, key_dir: Path, notebooks: Notebooks, read: dict[str, str]) -> tuple[str, str]:
+    """The saved output text of the cell ``ref`` names, and where it is (``lab.ipynb, In [12]``); ``read``
+    records the notebook and why it will not Run All (``notebook.run_all_problems``; '' when it will)."""
     ref.check_keys(NOTEBOOK_KEYS)
     name = ref.string("notebook")
     chosen = [key for key in _SELECTORS if ref.has(key)]
@@ -225,6 +279,8 @@ def _notebook_output(ref: Table, *, key_dir: Path, notebooks: Notebooks) -> tupl
     nb = notebooks[path]
     if isinstance(nb, BadInput):
         raise ref.error("notebook", f"a notebook that can be read ({nb.one_line()})", name)
+    if name not in read:
+        read[name] = "; ".join(run_all_problems(nb))
     where = f"{name}, " + (f"In [{count}]" if key == "cell" else f"cell {key} {cell_id or tag!r}")
     try:
         text = cell_output(nb, file=path, execution_count=count, cell_id=cell_id, tag=tag)
@@ -253,7 +309,7 @@ def _notebook_path(ref: Table, name: str, key_dir: Path) -> Path:
 
 
 def _printed(t: Table, field: str, raw: object, question: Question, part: str, settings: Settings, *,
-             where: str = "") -> Printed:
+             where: str = "", size_check: bool = True) -> Printed:
     try:
         printed = parse_printed(raw, printed_precision=settings.printed_precision)
     except PrintedError as exc:
@@ -261,6 +317,8 @@ def _printed(t: Table, field: str, raw: object, question: Question, part: str, s
             raise t.error(field, f"numpy's printed output in {where} ({exc})", raw) from None
         raise t.error(field, f"a number, an array, numpy's printed output or {{ notebook = ..., cell = ... }} "
                              f"({exc})", raw) from None
+    if not size_check:
+        return printed
     shape = part_shape(question, part)
     size = 1
     for n in shape:

@@ -22,10 +22,19 @@ the syntax tree (``ast``), never on the code's text. Cell tags override it: ``sk
 skips the whole cell, ``audit`` runs the whole cell as written. A cell magic (``%%time``)
 skips its cell; line magics and shell lines (``%matplotlib inline``, ``!pip install``), which
 are not Python, are left out of their cell; a cell that is not valid Python is skipped.
+
+``run_all_problems`` says why a notebook will not "Run All" from a fresh kernel, read from its
+cells in order (syntax trees, never by running them): a top-level ``sys.exit()``, ``exit()``,
+``quit()``, ``os._exit()`` or ``raise SystemExit`` (the cells after it never run), a saved error
+output (the cell raised when it was last run), a cell that is not valid Python, and a name a cell
+uses (at the cell's top level: not inside a function body, which runs when called) before a later
+statement or cell defines it (it ran out of order). ``select_code`` lists them beside the code it
+leaves out, and a key whose ``expected`` reads a notebook warns with them.
 """
 from __future__ import annotations
 
 import ast
+import builtins
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,9 +114,11 @@ def cell_label(cell: nbformat.NotebookNode, index: int) -> str:
 
 @dataclass
 class Selection:
-    """What ``select_code`` runs from a notebook, and one line per cell (or part of one) it does not run."""
+    """What ``select_code`` runs from a notebook, one line per cell (or part of one) it does not run, and
+    one line per reason the notebook will not Run All (``run_all_problems``, also listed in ``skipped``)."""
     cells: list[Cell] = field(default_factory=list)  # sources with line magics made `pass`
     skipped: list[str] = field(default_factory=list)
+    run_all: list[str] = field(default_factory=list)
 
 
 def select_code(nb: nbformat.NotebookNode) -> Selection:
@@ -145,7 +156,109 @@ def select_code(nb: nbformat.NotebookNode) -> Selection:
             selection.skipped.append(f"{label}: left out {_lines(_statement_lines(dropped))} ({_kind(dropped)})")
         if keep:
             selection.cells.append(Cell(label, source, keep))
+    selection.run_all = run_all_problems(nb)
+    selection.skipped += [f"will not Run All: {problem}" for problem in selection.run_all]
     return selection
+
+
+# --- whether the notebook runs from top to bottom -----------------------------------------
+
+_EXITS = {"exit", "quit", "_exit"}  # sys.exit, exit, quit, os._exit
+_NOTEBOOK_NAMES = {"display", "get_ipython", "In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_ih", "_oh",
+                   "__name__", "__file__", "__builtins__"}  # what IPython defines in a fresh kernel
+
+
+def run_all_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """Why ``nb`` will not run from top to bottom in a fresh kernel, one line each, in notebook order
+    (see the module)."""
+    cells: list[tuple[str, nbformat.NotebookNode, ast.Module | None, bool]] = []
+    for index, cell in enumerate(nb.cells):
+        source = _text(cell.get("source", ""))
+        if cell.get("cell_type") != "code" or not source.strip():
+            continue
+        tree = None if source.lstrip().startswith("%%") else _parse(source)[0]
+        cells.append((cell_label(cell, index), cell, tree if isinstance(tree, ast.Module) else None,
+                      isinstance(tree, SyntaxError)))
+    # every top-level statement in run order: (cell, its label, the statement, the names it defines)
+    order = [(k, label, stmt, _stored(stmt)) for k, (label, _, tree, _) in enumerate(cells) if tree is not None
+             for stmt in tree.body]
+    problems: list[str] = []
+    defined = set(dir(builtins)) | _NOTEBOOK_NAMES
+    position = 0
+    for k, (label, cell, tree, invalid) in enumerate(cells):
+        if invalid:
+            problems.append(f"{label}: not valid Python: Run All stops there")
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            value = (str(errors[0].get("evalue", "")).strip().splitlines() or [""])[0][:200]
+            problems.append(f"{label}: its saved output is an error ({errors[0].get('ename', 'an exception')}: "
+                            f"{value}): Run All stops there")
+        for _ in ([] if tree is None else tree.body):
+            _, _, stmt, names = order[position]
+            for name, line in _loads(stmt):
+                if name in defined or name in names:
+                    continue
+                later = next((o for o in order[position + 1:] if name in o[3]), None)
+                if later is not None:
+                    where = f"line {later[2].lineno} of this cell" if later[0] == k else later[1]
+                    problems.append(f"{label}: line {line} uses {name!r} before {where} defines it (it ran out "
+                                    "of order)")
+                    defined.add(name)  # said once
+            for call, line in _exits(stmt):
+                problems.append(f"{label}: line {line}: {call} ends Run All there (the cells after it do not run)")
+            defined |= names
+            position += 1
+    return problems
+
+
+def _executed(node: ast.AST):
+    """The nodes of a top-level statement that run when the cell runs: not the bodies of functions and
+    lambdas (they run when called), but their decorators and defaults."""
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        yield current
+        if isinstance(current, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            todo += [*current.decorator_list, *current.args.defaults,
+                     *(d for d in current.args.kw_defaults if d is not None)]
+        elif isinstance(current, ast.Lambda):
+            todo += [*current.args.defaults, *(d for d in current.args.kw_defaults if d is not None)]
+        else:
+            todo += list(ast.iter_child_nodes(current))
+
+
+def _stored(stmt: ast.stmt) -> set[str]:
+    """The names a top-level statement defines when it runs."""
+    names: set[str] = set()
+    for node in _executed(stmt):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names if alias.name != "*"}
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            names.add(node.name)
+    return names
+
+
+def _loads(stmt: ast.stmt) -> list[tuple[str, int]]:
+    """(name, line) of every name a top-level statement reads when it runs (class bodies run, methods not)."""
+    return sorted({(node.id, node.lineno) for node in _executed(stmt)
+                   if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}, key=lambda x: (x[1], x[0]))
+
+
+def _exits(stmt: ast.stmt) -> list[tuple[str, int]]:
+    """(what, line) of the calls that end the kernel's run when the statement runs."""
+    found = []
+    for node in _executed(stmt):
+        if isinstance(node, ast.Call) and _called(node.func) in _EXITS:
+            found.append((f"{ast.unparse(node)}", node.lineno))
+        elif isinstance(node, ast.Raise) and node.exc is not None and "SystemExit" in ast.unparse(node.exc):
+            found.append((f"raise {ast.unparse(node.exc)}", node.lineno))
+    return sorted(found, key=lambda x: x[1])
 
 
 def defines_only(stmt: ast.stmt) -> bool:
@@ -215,6 +328,9 @@ def _kind(statements: list[ast.stmt]) -> str:
     attributes = {n.attr for s in statements for n in ast.walk(s) if isinstance(n, ast.Attribute)}
     calls = {_called(n.func) for s in statements for n in ast.walk(s) if isinstance(n, ast.Call)}
     loops = any(isinstance(n, (ast.For, ast.While)) for s in statements for n in ast.walk(s))
+    if calls & _EXITS or any(isinstance(n, ast.Raise) for s in statements for n in ast.walk(s)
+                             if isinstance(n, ast.Raise) and n.exc is not None and "SystemExit" in ast.unparse(n.exc)):
+        return "ends the notebook's run"
     if names & {"plt", "sns", "matplotlib"} or calls & {"plot", "scatter", "imshow", "show", "figure", "subplots"}:
         return "plots"
     if calls & {"fit", "train", "train_on_batch", "backward", "step"} or loops:

@@ -55,12 +55,23 @@ def _computed(p: PartCheck) -> str:
 
 
 def _diff(p: PartCheck) -> str | None:
-    return None if p.expected is None else f"{p.max_abs_diff:.2e}"
+    """The largest difference; for a wrong part, the wrong element's, with its index."""
+    if p.expected is None:
+        return None
+    element = p.worst() if not p.ok else None
+    if element is None:
+        return f"{p.max_abs_diff:.2e}"
+    return f"{element.diff:.2e}" + (f" at {element.where}" if element.where else "")
 
 
 def _tolerance(p: PartCheck) -> str | None:
+    """The largest allowance; for a wrong part, the wrong element's own, beside its difference."""
     if p.expected is None or p.tolerance is None or p.printed_tol is None:
         return None
+    element = p.worst() if not p.ok else None
+    if element is not None:
+        at = f" at {element.where}" if element.where else ""
+        return f"{element.allowed:.2e}{at} (printed {element.printed:.1e})"
     text = f"{float(np.max(p.tolerance)):.2e} (printed {float(np.max(p.printed_tol)):.1e}"
     if p.propagated_tol is not None:
         text += f" + inputs {float(np.max(p.propagated_tol)):.1e}"
@@ -73,7 +84,7 @@ def summary_table(results: list[AnswerResult]) -> pd.DataFrame:
         rows.append({"id": r.id, "kind": r.kind, "verdict": r.verdict.upper() if r.verdict in FAILING or
                      r.verdict == MALFORMED else r.verdict,
                      "correct value": _by_part(r, _computed) if r.verdict in SHOWS_COMPUTED else "-",
-                     "max abs diff": _by_part(r, _diff), "tolerance": _by_part(r, _tolerance),
+                     "difference": _by_part(r, _diff), "tolerance": _by_part(r, _tolerance),
                      "note": note_text(r.message or "; ".join(r.warnings))})
     return pd.DataFrame(rows)
 
@@ -130,6 +141,15 @@ def _parts_json(r: AnswerResult, fn):
     return values.get("value") if set(values) == {"value"} else values
 
 
+def _element_json(p: PartCheck) -> dict | None:
+    """The element farthest beyond (or closest to) its own allowance, and how many are beyond theirs."""
+    element = p.worst()
+    if element is None:
+        return None
+    return {"index": list(element.index), "computed": element.computed, "expected": element.expected,
+            "difference": element.diff, "allowed": element.allowed, "elements_beyond": p.beyond()}
+
+
 def result_json(key: AnswerKey, results: list[AnswerResult], *, frameworks: tuple[str, ...]) -> dict:
     answers = []
     for r in results:
@@ -146,6 +166,7 @@ def result_json(key: AnswerKey, results: list[AnswerResult], *, frameworks: tupl
                 "arithmetic": p.arithmetic_tol.tolist(),
                 "propagated": None if p.propagated_tol is None else np.asarray(p.propagated_tol).tolist(),
                 "rule": p.rule}),
+            "worst_element": _parts_json(r, _element_json),
             "implementations": {fw: (v if isinstance(v, str) else "ok") for fw, v in r.by_framework.items()},
             "implementation_spread": r.spread,
             "message": r.message, "warnings": r.warnings, "source": r.source,

@@ -13,8 +13,14 @@ loss           loss, y_true, y_pred, clip -> the batch-mean loss
 gradient       X, y, layers (or w, b, activation), loss, clip -> dL/d(every parameter)
 train          the same plus optimizer, batch_size, steps -> parameters after the steps
 scenario       scenario (catalogue name or file), quantity, step, convention, dtype -> a value
-               of its run in that optimizer convention and dtype (float64 by default)
+               of its run in that optimizer convention and dtype (float64 by default);
+               quantity = "history" (every, first): the training log, one loss per epoch
 =============  ==========================================================================
+
+A ``history`` answer is a printed training log, Keras' ``hist.history`` (``{'loss': [...]}``) or a
+loss curve: entry ``i`` is epoch ``first + i * every`` (0-based, as ``hist.history['loss'][first::every]``
+lists them); an epoch's loss is the mean of its batches' losses weighted by their rows, as Keras'
+``loss`` tracker computes it (the full-batch loss before the epoch's update, in full-batch training).
 
 ``integer_answer`` says when numpy itself would hold the answer as integers (the lab's
 ``X @ w + b`` on integer arrays, a predicted class), so that it is printed as integers.
@@ -44,7 +50,8 @@ from reference.network import bias_name, kernel_name
 from reference.optimizers import CONVENTIONS
 
 NETWORK_OUTPUTS = ("output", "prediction", "accuracy")
-SCENARIO_QUANTITIES = ("params", "gradient", "loss", "output", "accuracy")
+SCENARIO_QUANTITIES = ("params", "gradient", "loss", "output", "accuracy", "history")
+HISTORY_KEYS = ("loss",)  # what a printed training log (Keras' hist.history) may hold: the epochs' training loss
 PIN_CONVENTION = "convention = " + " or ".join(f'"{c}"' for c in CONVENTIONS)
 INTEGER_ACTIVATIONS = ("linear", "relu")  # keep numpy's integer arrays integer (np.maximum(0, z))
 
@@ -122,6 +129,9 @@ class ScenarioQuestion:
     step: int | str
     dtype: str = "float64"
     convention: str | None = None
+    every: int = 1  # history: entry i is epoch first + i * every
+    first: int = 0
+    entries: int | None = None  # history: how many entries the key printed (None: every one there is)
 
 
 Question = Dense | Activation | Network | Loss | Gradient | Train | ScenarioQuestion
@@ -145,7 +155,25 @@ def parts(question: Question) -> tuple[str, ...]:
     if isinstance(question, ScenarioQuestion) and question.quantity in ("params", "gradient"):
         layers = question.scenario.layers
         return tuple(param_labels(len(layers), [layer.use_bias for layer in layers]))
+    if isinstance(question, ScenarioQuestion) and question.quantity == "history":
+        return HISTORY_KEYS
     return ("value",)
+
+
+def history_epochs(question: ScenarioQuestion) -> range:
+    """The 0-based epochs of a history answer's entries: first, first + every, ... (as many as printed)."""
+    epochs = question.scenario.training_spec.epochs
+    every = range(question.first, epochs, question.every)
+    return every if question.entries is None else every[:question.entries]
+
+
+def entry_names(question: Question) -> tuple[str, ...]:
+    """What each element of the answer is called in a message, when an index alone would not say it:
+    a history's entries by epoch, as Keras prints them (``epoch 31/100``)."""
+    if isinstance(question, ScenarioQuestion) and question.quantity == "history":
+        epochs = question.scenario.training_spec.epochs
+        return tuple(f"epoch {e + 1}/{epochs}" for e in history_epochs(question))
+    return ()
 
 
 def reference_name(question: Network | Gradient | Train | ScenarioQuestion, label: str) -> str:
@@ -342,6 +370,11 @@ def _scenario(t: Table, key_dir: Path) -> ScenarioQuestion:
     if quantity == "accuracy" and target_columns(scenario.data) == 0:
         raise t.error("quantity", f"a quantity other than \"accuracy\" (scenario {scenario.name} has no targets y)",
                       quantity)
+    if quantity == "history":
+        return _history(t, scenario)
+    for key in ("every", "first"):
+        if t.has(key):
+            raise t.error(key, f"no {key} (it chooses the epochs of quantity = \"history\")", t.data[key])
     total = scenario.max_steps
     on_outputs = quantity in ("output", "accuracy")  # the outputs before a step: step == total is the final one
     step = check_step(t, "step", last=total if on_outputs else total - 1,
@@ -352,6 +385,25 @@ def _scenario(t: Table, key_dir: Path) -> ScenarioQuestion:
     if convention is not None:
         scenario = with_convention(scenario, convention)
     return ScenarioQuestion(scenario=scenario, quantity=quantity, step=step, dtype=dtype, convention=convention)
+
+
+def _history(t: Table, scenario: Scenario) -> ScenarioQuestion:
+    """A printed training log: entries at epochs first, first + every, ... (``history_epochs``)."""
+    if t.has("step"):
+        raise t.error("step", "no step: a history has one entry per epoch (every = k, first = j choose them)",
+                      t.data["step"])
+    epochs = scenario.training_spec.epochs
+    every = t.integer("every", 1, minimum=1)
+    first = t.integer("first", 0, minimum=0)
+    if first >= epochs:
+        raise t.error("first", f"a 0-based epoch below {epochs} (scenario {scenario.name} trains {epochs} epochs)",
+                      first)
+    dtype = t.string("dtype", "float64", choices=DTYPES)
+    convention = _convention(t, scenario, "history", "final")
+    if convention is not None:
+        scenario = with_convention(scenario, convention)
+    return ScenarioQuestion(scenario=scenario, quantity="history", step="final", dtype=dtype, convention=convention,
+                            every=every, first=first)
 
 
 def _convention(t: Table, scenario: Scenario, quantity: str, step: int | str) -> str | None:
@@ -414,7 +466,7 @@ KINDS: dict[str, tuple[Callable[[Table, Path], Question], set[str]]] = {
     "gradient": (_gradient, {"X", "y", "layers", "w", "b", "activation", "axis", "loss", "clip"}),
     "train": (_train, {"X", "y", "layers", "w", "b", "activation", "axis", "loss", "clip", "optimizer",
                        "batch_size", "steps"}),
-    "scenario": (_scenario, {"scenario", "quantity", "step", "convention", "dtype"}),
+    "scenario": (_scenario, {"scenario", "quantity", "step", "convention", "dtype", "every", "first"}),
 }
 
 
@@ -448,6 +500,8 @@ def part_shape(question: Question, part: str) -> tuple[int, ...]:
         return sc.param_shapes()[reference_name(question, part)]
     if question.quantity == "output":
         return (make_data(sc.data)[0].shape[0], sc.layers[-1].units)
+    if question.quantity == "history":
+        return (len(history_epochs(question)),)
     return ()
 
 

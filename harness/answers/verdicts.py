@@ -35,12 +35,14 @@ import numpy as np
 
 from harness.answers.compute import Values, compute_all, reference_values
 from harness.answers.key_file import Answer, Malformed
+from harness.answers.overflow import OrderDependent, order_dependence
 from harness.answers.plausibility import degenerate, implausible
 from harness.answers.questions import (
     Network,
     Question,
     ScenarioQuestion,
     answer_dtype,
+    entry_names,
     input_names,
     input_values,
     integer_answer,
@@ -53,7 +55,6 @@ from harness.judge.tolerance import (
     Tolerance,
     compare_elements,
     difference,
-    exceeds,
     finite_magnitude,
 )
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
@@ -70,13 +71,31 @@ def numpy_text(values: np.ndarray, *, dtype: str = "float64", integers: bool = F
     not ``[[3.]\n [3.]]``) at print precision ``precision`` (floatmode maxprec: trailing zeros trimmed).
     A 0-d value prints as numpy prints a scalar, in full (``0.31999999999999995``, float32 ``0.0103``)."""
     v = np.asarray(values, dtype=np.float64)
-    if integers and bool(np.all(np.isfinite(v))) and bool(np.all(v == np.round(v))):
+    if integers and bool(np.all(np.isfinite(v))) and bool(np.all(v == np.round(v))) and bool(
+            np.all(np.abs(v) < 2.0 ** 63)):  # beyond int64, shown as the float it is
         return str(int(v)) if v.ndim == 0 else str(v.astype(np.int64))
     held = v.astype(np.float32) if dtype == "float32" else v
     if held.ndim == 0:
         return str(held[()]) if dtype == "float32" else repr(float(held))
     with np.printoptions(precision=precision, floatmode="maxprec", suppress=False):
         return str(held)
+
+
+@dataclass(frozen=True)
+class Element:
+    """One element of a part as judged: where, both values, their difference and its own allowance."""
+
+    index: tuple[int, ...]
+    computed: float
+    expected: float
+    diff: float
+    allowed: float
+    printed: float  # the printed half-unit (or the key's atol + rtol*|e|) in ``allowed``
+
+    @property
+    def where(self) -> str:
+        """``[1, 0]``, or '' for a scalar."""
+        return f"[{', '.join(str(i) for i in self.index)}]" if self.index else ""
 
 
 @dataclass
@@ -91,12 +110,20 @@ class PartCheck:
     dtype: str = "float64"  # what the answer was computed in, and how an unanswered one is printed
     integers: bool = False  # numpy holds the answer as integers (questions.integer_answer)
     precision: int = NUMPY_PRECISION  # the print precision of an unanswered one
+    order_dependent: OrderDependent | None = None  # an intermediate overflow (harness.answers.overflow)
+    entry_names: tuple[str, ...] = ()  # what each element is called (a history's epochs), when an index is not enough
 
     @property
     def diff(self) -> np.ndarray | None:
+        """Per element, |computed - expected|; where the value depends on the summation order, the
+        difference from the expected value to the nearest order's outcome."""
         if self.expected is None:
             return None
-        return difference(self.computed.reshape(self.expected.values.shape), self.expected.values)
+        diff = difference(self.computed.reshape(self.expected.values.shape), self.expected.values)
+        if self.order_dependent is not None:
+            nearest = self.order_dependent.nearest(self.expected.values).reshape(diff.shape)
+            diff = np.where(self.order_dependent.mask.reshape(diff.shape), nearest, diff)
+        return diff
 
     @property
     def tolerance(self) -> np.ndarray | None:
@@ -108,15 +135,52 @@ class PartCheck:
     @property
     def ok(self) -> bool:
         tolerance = self.tolerance
-        if self.expected is None or tolerance is None:
+        diff = self.diff
+        if diff is None or tolerance is None:
             return False
-        computed = self.computed.reshape(self.expected.values.shape)
-        return not bool(np.any(exceeds(computed, self.expected.values, tolerance)))
+        return not bool(np.any(diff > tolerance))
 
     @property
     def max_abs_diff(self) -> float | None:
         diff = self.diff
         return None if diff is None else float(np.max(diff, initial=0.0))
+
+    def beyond(self) -> int:
+        """How many elements are beyond their own allowance."""
+        diff, tolerance = self.diff, self.tolerance
+        return 0 if diff is None or tolerance is None else int(np.count_nonzero(diff > tolerance))
+
+    def worst(self) -> Element | None:
+        """The element farthest beyond (or closest to) its own allowance: the largest difference / allowance."""
+        diff, tolerance = self.diff, self.tolerance
+        if diff is None or tolerance is None or self.expected is None or self.printed_tol is None or diff.size == 0:
+            return None
+        allowed = np.broadcast_to(tolerance, diff.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            used = np.where(diff == 0, 0.0, diff / np.where(allowed == 0, np.inf, allowed))
+            used = np.where((diff > 0) & (allowed == 0), np.inf, used)
+        flat = int(np.argmax(used)) if np.any(used > 0) else int(np.argmax(diff))
+        index = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+        computed = self.computed.reshape(diff.shape)
+        printed = np.broadcast_to(self.printed_tol, diff.shape)
+        return Element(index=index, computed=float(computed[index]), expected=float(self.expected.values[index]),
+                       diff=float(diff[index]), allowed=float(allowed[index]), printed=float(printed[index]))
+
+    def wrong_text(self) -> str:
+        """The wrong element named: ``w[1, 0] = 0.9975273768433653 computed, 0.99752748 printed: differs by 1.03e-07,
+        beyond its allowance 5.00e-09 (1 of 2 elements wrong)``."""
+        element = self.worst()
+        if element is None:
+            return ""
+        name = (f"element {element.where}" if element.where else "value") if self.part == "value" \
+            else self.part + element.where
+        if self.entry_names:
+            flat = int(np.ravel_multi_index(element.index, np.shape(self.computed))) if element.index else 0
+            name = f"{self.part} at {self.entry_names[flat]} (entry {element.where})"
+        total = int(np.size(self.computed))
+        count = f" ({self.beyond()} of {total} elements wrong)" if total > 1 else ""
+        return (f"{name} = {element.computed!r} computed, {element.expected!r} printed: differs by "
+                f"{element.diff:.2e}, beyond its allowance {element.allowed:.2e}{count}")
 
     def computed_text(self) -> str:
         """The computed value printed the way the key printed this answer (numpy's style if unanswered)."""
@@ -148,7 +212,8 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
         return AnswerResult(id=entry.id, kind="-", verdict=MALFORMED, message=entry.error.one_line())
     q = entry.question
     result = AnswerResult(id=entry.id, kind=entry.kind, verdict=CORRECT, source=entry.source, note=entry.note,
-                          warnings=degenerate(q), printed_precision=entry.settings.printed_precision,
+                          warnings=[*degenerate(q), *entry.warnings],
+                          printed_precision=entry.settings.printed_precision,
                           expected_from=dict(entry.expected_from))
     result.by_framework = compute_all(q, frameworks=frameworks)
     dtype = result.dtype = answer_dtype(q)
@@ -157,11 +222,15 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
     result.warnings += [f"{fw} {values}" for fw, values in result.by_framework.items()
                         if isinstance(values, str) and values.startswith("skipped")]
     result.warnings += _with_rules_off(q, result, tol)
-    fault = _agreement(result, tol)
+    dependence = order_dependence(q)
+    fault = _agreement(result, tol, dependence)
     reference = result.by_framework.get(REFERENCE)
     if fault or not isinstance(reference, dict):
         result.verdict, result.message = HARNESS_FAULT, fault or "the reference did not run"
         return result
+    if dependence is not None:  # its order-dependent elements shown as the first outcome, whatever the kernel
+        result.message = dependence.reason()
+        reference = {"value": dependence.canonical(reference["value"])}
     if entry.expected is None:
         result.parts = [PartCheck(part=p, computed=v, dtype=dtype, integers=integer_answer(q),
                                   precision=entry.settings.printed_precision or NUMPY_PRECISION)
@@ -175,7 +244,7 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
         if printed is None:
             result.parts.append(PartCheck(part=part, computed=value, dtype=dtype, integers=integer_answer(q)))
             continue
-        result.parts.append(_part_check(entry, part, value, printed, widening.get(part)))
+        result.parts.append(_part_check(entry, part, value, printed, widening.get(part), dependence))
     if why:
         result.verdict, result.message = IMPLAUSIBLE, why
     elif not entry.reproducible:
@@ -184,6 +253,9 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
     else:
         checked = [p for p in result.parts if p.expected is not None]
         result.verdict = CORRECT if all(p.ok for p in checked) else WRONG
+        if result.verdict == WRONG:  # the wrong element first: the note column shows the message's start
+            result.message = "; ".join([p.wrong_text() for p in checked if not p.ok]
+                                       + ([result.message] if result.message else []))
         missing = [p.part for p in result.parts if p.expected is None]
         if missing:
             result.warnings.append(f"no expected value for {', '.join(missing)} (computed values reported)")
@@ -195,14 +267,27 @@ def check_entry(entry: Answer | Malformed, *, frameworks: tuple[str, ...] = FRAM
     return result
 
 
-def _agreement(result: AnswerResult, tol: Tolerance) -> str:
-    """Why the implementations cannot be trusted on this answer ('' when they agree)."""
+def _agreement(result: AnswerResult, tol: Tolerance, dependence: OrderDependent | None = None) -> str:
+    """Why the implementations cannot be trusted on this answer ('' when they agree). Where the value
+    depends on the summation order (``dependence``), each implementation must give one of the orders'
+    outcomes, and the pairs are compared on the other elements."""
     ok = {fw: v for fw, v in result.by_framework.items() if not isinstance(v, str)}
     for fw, v in result.by_framework.items():
         if isinstance(v, str) and not v.startswith("skipped"):
             return f"{fw} {v}"
     if REFERENCE not in ok:
         return "the reference did not run"
+    if dependence is not None:
+        for fw, v in ok.items():
+            value = np.asarray(v["value"], dtype=np.float64)
+            allowed = tol.atol + tol.rtol * finite_magnitude(value)
+            stray = dependence.mask & ~dependence.matches(value, allowed=allowed)
+            if np.any(stray):
+                where = tuple(int(i) for i in np.argwhere(stray)[0])
+                given = float(value.reshape(stray.shape)[where])
+                return f"{fw} gives {given!r} at {list(where)}, which no summation order gives ({dependence.reason()})"
+        ok = {fw: {"value": np.where(dependence.mask, 0.0, np.asarray(v["value"], dtype=np.float64).reshape(
+            dependence.mask.shape))} for fw, v in ok.items()}
     for (a, va), (b, vb) in itertools.combinations(ok.items(), 2):
         why, largest = _disagreement(a, va, b, vb, tol)
         result.spread = max(result.spread, largest)
@@ -283,7 +368,7 @@ def _propagated(entry: Answer, reference: Values, result: AnswerResult) -> Value
 
 
 def _part_check(entry: Answer, part: str, value: np.ndarray, printed: Printed,
-                widening: np.ndarray | None) -> PartCheck:
+                widening: np.ndarray | None, dependence: OrderDependent | None = None) -> PartCheck:
     s = entry.settings
     e = finite_magnitude(printed.values)  # an infinite expected value widens no allowance
     if s.rtol is not None or s.atol is not None:
@@ -303,4 +388,5 @@ def _part_check(entry: Answer, part: str, value: np.ndarray, printed: Printed,
         rule += f"; inputs rounded: +{float(np.max(widening)):.2e} propagated"
     return PartCheck(part=part, computed=np.asarray(value, dtype=np.float64), expected=printed,
                      printed_tol=printed_tol, arithmetic_tol=arith.atol + arith.rtol * e,
-                     propagated_tol=widening, rule=rule, dtype=computed_in, integers=integer_answer(entry.question))
+                     propagated_tol=widening, rule=rule, dtype=computed_in, integers=integer_answer(entry.question),
+                     order_dependent=dependence, entry_names=entry_names(entry.question))

@@ -22,7 +22,7 @@ from harness.answers.verdicts import (
     AnswerResult,
     check_entry,
 )
-from harness.commands.args import frameworks_arg
+from harness.commands.args import FRAMEWORKS_HELP, frameworks_arg
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_BAD_INPUT, EXIT_DISAGREE
 from harness.render.files import check_output_file, write_text_atomic
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("key", help="an answer-key .toml file")
     p.add_argument("--out", required=True, metavar="PATH", help="where to write the filled key (may be KEY itself)")
     p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
-                   help="comma-separated subset of numpy,keras,torch (default: all)")
+                   help=FRAMEWORKS_HELP)
     p.set_defaults(handler=handle)
 
 
@@ -62,13 +62,18 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _why(result: AnswerResult) -> str:
-    """One line: the fault or implausibility, or (wrong) each wrong part's correct value and difference."""
+    """One line: the fault or implausibility, or (wrong) each wrong part's correct value, and its wrong element's
+    difference and own allowance."""
     if result.verdict != WRONG:
         return note_text(result.message, width=300)
     pieces = []
     for p in result.parts:
         if p.expected is not None and not p.ok:
             label = "" if p.part == "value" else f"{p.part}: "
+            element = p.worst()
+            where = f" at {element.where}" if element is not None and element.where else ""
+            beyond = "" if element is None else f"{where}, beyond its allowance {element.allowed:.2e}"
+            differs = p.max_abs_diff if element is None else element.diff
             pieces.append(f"{label}correct value {' '.join(p.computed_text().split())} "
-                          f"(differs by {p.max_abs_diff:.2e})")
+                          f"(differs by {differs:.2e}{beyond})")
     return "; ".join(pieces)

@@ -10,6 +10,11 @@ from harness.run.budget import parse_size
 from harness.run.cache import FOLDER, VARIABLE
 from harness.spec.scenario import DTYPES
 
+FRAMEWORKS_HELP = (f"comma-separated implementations of {','.join(ALL_FRAMEWORKS)}, or all (every one: Keras on "
+                   f"JAX and torch too) (default: {','.join(FRAMEWORKS)}; numpy is the reference, which "
+                   "confirms an optimizer convention or a dtype rule: without it, a known difference stays "
+                   "unconfirmed)")
+
 
 def frameworks_arg(text: str) -> tuple[str, ...]:
     """A comma-separated subset of the implementations (``keras@tensorflow`` is ``keras``), or

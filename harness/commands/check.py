@@ -7,7 +7,7 @@ import sys
 from harness.answers.key_file import load_key
 from harness.answers.output import exit_code, markdown_report, result_json, summary_table
 from harness.answers.verdicts import check_entry
-from harness.commands.args import add_execution_options, frameworks_arg
+from harness.commands.args import FRAMEWORKS_HELP, add_execution_options, frameworks_arg
 from harness.commands.cli import COMMANDS
 from harness.render.files import check_output_files, write_json, write_text_atomic
 from harness.run.adapters import FRAMEWORKS
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("check", help=COMMANDS["check"])
     p.add_argument("key", help="an answer-key .toml file (see docs/answer-keys.md)")
     p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
-                   help="comma-separated subset of numpy,keras,torch (default: all)")
+                   help=FRAMEWORKS_HELP)
     p.add_argument("--json", metavar="PATH", help="also write the verdicts as JSON")
     p.add_argument("--markdown", metavar="PATH", help="also write a markdown report")
     add_execution_options(p)

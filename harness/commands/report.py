@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.commands.args import add_execution_options, frameworks_arg, memory_size
+from harness.commands.args import FRAMEWORKS_HELP, add_execution_options, frameworks_arg, memory_size
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import diagnose
@@ -42,8 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"output folder (default: {DEFAULT_OUT}; `make publish` writes the committed reports/)")
     p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
-                   help="comma-separated implementations (default numpy,keras,torch; all adds keras@jax and "
-                        "keras@torch)")
+                   help=FRAMEWORKS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--html", action="store_true",
                    help="also write a self-contained page per scenario (<scenario>.html, interactive plots, no "

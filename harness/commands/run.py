@@ -7,7 +7,7 @@ import sys
 import textwrap
 from typing import Sequence
 
-from harness.commands.args import add_execution_options, dtypes_arg, frameworks_arg, memory_size
+from harness.commands.args import FRAMEWORKS_HELP, add_execution_options, dtypes_arg, frameworks_arg, memory_size
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import Diagnosis, diagnose
@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("scenario", help="a catalogue name (see `nn-parity list`) or a scenario .toml file "
                                     "(a file with [[variants]] runs each variant)")
     p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
-                   help="comma-separated subset of numpy,keras,torch (default: all)")
+                   help=FRAMEWORKS_HELP)
     p.add_argument("--dtype", type=dtypes_arg, default=DTYPES, dest="dtypes",
                    help="float64, float32 or both (default: both)")
     p.add_argument("--json", metavar="PATH", help="also write the runs and comparisons as JSON")

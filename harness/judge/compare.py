@@ -95,6 +95,7 @@ class Comparison:
     # side's dtype rule ("keras@jax: Keras' rule that returns 32-bit results ... (in ...)")
     differences: list[str] = field(default_factory=list)
     explained: bool = False  # each side agrees with the reference in its convention (or its control run does)
+    unconfirmed: str = ""  # why the known difference could not be confirmed (the reference did not run)
     # Set by the runner: what makes a side not a run of the pair's dtype, whatever the numbers say
     # ("torch (float32) computed its parameters in float64"): the pair disagrees
     # (``ScenarioResult.dtype_faults``)
@@ -136,6 +137,8 @@ class Comparison:
             return f"{DISAGREE}: {'; '.join(self.faults)}"
         if self.state == EXPLAINED:
             return f"{EXPLAINED}: {self.expected_difference}"
+        if self.state == DISAGREE and self.expected_difference and self.unconfirmed:
+            return f"{DISAGREE}: the known difference ({self.expected_difference}) is not confirmed: {self.unconfirmed}"
         if self.state == DISAGREE and self.expected_difference:
             return f"{DISAGREE}: beyond the known difference ({self.expected_difference})"
         return self.state

@@ -15,6 +15,10 @@ Accepted styles (pasted as a TOML string, or written as TOML numbers)::
     [[nan]                  nan, inf, -inf (a diverged run)
      [-inf]]
 
+A printed training log, Keras' ``hist.history`` as ``print(hist.history)`` shows it, is read by
+``parse_history``: a Python dict of lists ``{'loss': [0.6931, 0.5432], 'val_loss': [...]}``
+(keys quoted with ' or ", each value one printed list read as above, with its own digits).
+
 and nothing else (``PrintedError``): numbers as numpy or Python print them (``1.``, ``0.5``, ``-6``,
 ``9.82e-01``, ``1e-05``; not ``.5``, ``1e5``, ``1E+05``, ``007`` or ``NaN``); print() separates elements and
 rows with whitespace only, a list or repr() with exactly one comma (whitespace around it is free), one style
@@ -106,6 +110,51 @@ def parse_printed(value: object, *, printed_precision: int | None = None) -> Pri
     values = np.array(tree, dtype=np.float64)
     style, half = _precision(notations, values, wrapper=wrapper, dtype=dtype, printed_precision=printed_precision)
     return Printed(values=values, half_unit=half, style=style, text=text)
+
+
+_KEY = re.compile(r"""[{,][ \t\r\n]*(['"])([A-Za-z_][A-Za-z0-9_]*)\1[ \t\r\n]*:[ \t\r\n]*""")
+
+
+def parse_history(text: str, *, printed_precision: int | None = None) -> dict[str, Printed]:
+    """A printed dict of lists (Keras' ``hist.history``): key -> each list as printed (``parse_printed``)."""
+    body = text.strip()
+    if not body.startswith("{") or not body.endswith("}"):
+        raise PrintedError("a printed dict of lists, {'loss': [...], ...}")
+    history: dict[str, Printed] = {}
+    pos = 0
+    while pos < len(body) - 1:
+        key = _KEY.match(body, pos)
+        if key is None:
+            rest = body[pos:pos + 20]
+            raise PrintedError(f"a quoted key and ':' (as print(hist.history) shows them), found {rest!r}")
+        name, start = key[2], key.end()
+        if name in history:
+            raise PrintedError(f"the key {name!r} twice")
+        if not body.startswith("[", start):
+            raise PrintedError(f"a list of numbers for {name!r}")
+        depth, end = 0, start
+        for end in range(start, len(body)):
+            depth += {"[": 1, "]": -1}.get(body[end], 0)
+            if depth == 0:
+                break
+        if depth != 0:
+            raise PrintedError(f"unbalanced '[' in {name!r}")
+        try:
+            history[name] = parse_printed(body[start:end + 1], printed_precision=printed_precision)
+        except PrintedError as exc:
+            raise PrintedError(f"{name!r}: {exc}") from None
+        if history[name].values.ndim != 1:
+            raise PrintedError(f"{name!r}: one list of numbers, one per epoch")
+        pos = end + 1
+        while pos < len(body) and body[pos] in _SPACE:
+            pos += 1
+        if body[pos] not in ",}":
+            raise PrintedError(f"',' or '}}' after {name!r}'s list, found {body[pos:pos + 20]!r}")
+        if body[pos] == "," and body[pos + 1:].strip() == "}":
+            break  # a trailing comma, as a dict literal may have
+    if not history:
+        raise PrintedError("at least one key and its list")
+    return history
 
 
 def _toml_to_text(value: object) -> str:
@@ -320,8 +369,9 @@ def format_like(values: np.ndarray, style: PrintStyle) -> str:
     """``values`` printed the way the key printed its answer (same notation, digits, wrapper)."""
     values = np.asarray(values, dtype=np.float64)
     notation, decimals = style.notation, style.decimals
-    if notation == "integer" and not np.all(np.isfinite(values) & (values == np.round(values))):
-        notation, decimals = "fixed", 8  # the key printed integers but the answer is not one
+    if notation == "integer" and not np.all(np.isfinite(values) & (values == np.round(values))
+                                            & (np.abs(values) < 2.0 ** 63)):
+        notation, decimals = "fixed", 8  # the key printed integers but the answer is not one (or not an int64)
     separator = ", " if style.wrapper in ("array", "list") else " "
     if notation == "integer":
         text = np.array2string(values.astype(np.int64), separator=separator) if values.ndim else str(int(values))

@@ -396,6 +396,9 @@ def _explain(result: ScenarioResult, dtype: str, *, native: set[str]) -> None:
         c.differences = [p for p in parts if p]
         c.explained = (bool(c.differences) and accounted[c.a][0] and accounted[c.b][0]
                        and all(convention_confirmed(result, x, dtype) for x in conventions))
+        if c.differences and not any(framework_of(label) == REFERENCE for label in result.frameworks):
+            c.unconfirmed = (f"the reference ({REFERENCE}) is needed to confirm it, and did not run: add "
+                             f"{REFERENCE} to --frameworks")
 
 
 def _check_rules(result: ScenarioResult, dtype: str) -> None:
