@@ -105,9 +105,9 @@ class Adapter:
 
 @dataclass
 class Called:
-    """What a submitted function returned (``value``: its structure, numeric leaves as float64 arrays
-    or Python numbers), or why it returned nothing (``error``, one line)."""
-    value: object = None
+    """What a submitted function returned, once per call (each value's structure, its numeric leaves as
+    float64 arrays or Python numbers), or why it returned nothing (``error``, one line)."""
+    values: list[object] = field(default_factory=list)  # one per call
     error: str = ""
     notes: list[str] = field(default_factory=list)  # imports of a notebook that failed, and the run went on
 
@@ -170,11 +170,11 @@ def run_submission(path: Path, function: str, params: dict[str, np.ndarray], X: 
     (``read_returned``: ``labels`` maps each parameter's name to the labs' label, in order).
 
     Raises ``NoSuchFunction`` when the file imports but defines no such callable."""
-    called = call_submission(path, function, [{name: params[name] for name in labels}, X, y], timeout=timeout,
+    called = call_submission(path, function, [[{name: params[name] for name in labels}, X, y]], timeout=timeout,
                              cells=cells, adapter=adapter, cpu_seconds=cpu_seconds)
     if called.error:
         return Returned(error=called.error, notes=called.notes)
-    returned = read_returned(called.value, labels)
+    returned = read_returned(called.values[0], labels)
     returned.notes = called.notes
     return returned
 
@@ -182,14 +182,15 @@ def run_submission(path: Path, function: str, params: dict[str, np.ndarray], X: 
 Argument = dict[str, np.ndarray] | np.ndarray | float | int
 
 
-def call_submission(path: Path, function: str, arguments: list[Argument], *, timeout: float = TIMEOUT,
+def call_submission(path: Path, function: str, calls: list[list[Argument]], *, timeout: float = TIMEOUT,
                     cells: list[Cell] | None = None, adapter: Adapter | None = None,
                     cpu_seconds: int | None = None) -> Called:
-    """``function(*arguments)`` of the file ``path``, called in a child process (see the module):
-    the Python file ``path`` imported, or, with ``cells``, those cells of the notebook ``path`` run;
-    then ``adapter``. Each argument is a dict of arrays (parameters), an array or a number, passed
-    as float64. Each of the child's processes has ``cpu_seconds`` of CPU time (default: the timeout
-    times the number of cores, plus one: never tighter than the wall clock).
+    """``function(*arguments)`` of the file ``path`` for each ``arguments`` of ``calls``, in turn, in one
+    child process (see the module): the Python file ``path`` imported, or, with ``cells``, those cells
+    of the notebook ``path`` run; then ``adapter``. Each argument is a dict of arrays (parameters), an
+    array or a number, passed as float64; ``Called.values`` holds one value per call. Each of the
+    child's processes has ``cpu_seconds`` of CPU time (default: the timeout times the number of
+    cores, plus one: never tighter than the wall clock).
 
     Raises ``NoSuchFunction`` when the file imports but defines no such callable."""
     with tempfile.TemporaryDirectory(prefix="nn-parity-audit-", ignore_cleanup_errors=True) as tmp:
@@ -197,17 +198,20 @@ def call_submission(path: Path, function: str, arguments: list[Argument], *, tim
         io_dir.mkdir()
         work.mkdir()
         inputs: dict[str, Any] = {}
-        described: list[dict[str, Any]] = []
-        for i, argument in enumerate(arguments):
-            if isinstance(argument, dict):
-                described.append({"params": list(argument)})
-                inputs.update({f"{i}/{name}": np.asarray(v, dtype=np.float64) for name, v in argument.items()})
-            elif isinstance(argument, np.ndarray):
-                described.append({"array": f"{i}"})
-                inputs[f"{i}"] = np.asarray(argument, dtype=np.float64)
-            else:
-                described.append({"number": argument})
-        request = {"file": str(path.resolve()), "function": function, "arguments": described,
+        described: list[list[dict[str, Any]]] = []
+        for k, arguments in enumerate(calls):
+            described.append([])
+            for i, argument in enumerate(arguments):
+                key = f"{k}/{i}"
+                if isinstance(argument, dict):
+                    described[-1].append({"params": list(argument), "key": key})
+                    inputs.update({f"{key}/{name}": np.asarray(v, dtype=np.float64) for name, v in argument.items()})
+                elif isinstance(argument, np.ndarray):
+                    described[-1].append({"array": key})
+                    inputs[key] = np.asarray(argument, dtype=np.float64)
+                else:
+                    described[-1].append({"number": argument})
+        request = {"file": str(path.resolve()), "function": function, "calls": described,
                    "lifeline": _lifeline(),
                    "cpu_seconds": math.ceil(timeout) * (os.cpu_count() or 1) + 1 if cpu_seconds is None
                    else cpu_seconds,
@@ -275,7 +279,8 @@ def _read_result(io_dir: Path, code: int, function: str) -> Called:
             arrays = {name: np.asarray(data[name], dtype=np.float64) for name in data.files}
         notes = [_one_line(str(note)) for note in list(result["notes"])]
         error = _one_line(str(result["reason"]))
-        return Called(value=None if error else _unflatten(result["value"], arrays), error=error, notes=notes)
+        values = [] if error else [_unflatten(v, arrays) for v in result["values"]]
+        return Called(values=values, error=error, notes=notes)
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         return Called(error=f"the child process left an unreadable result ({_one_line(str(exc))})")
 
@@ -333,12 +338,10 @@ def _child(io_dir: Path) -> None:
     _outlive_nothing(request["lifeline"], cpu_seconds=request["cpu_seconds"])
     with np.load(io_dir / _INPUTS, allow_pickle=False) as data:
         inputs = {name: data[name] for name in data.files}
-    arguments: list[object] = []
-    for i, described in enumerate(request["arguments"]):
-        if "params" in described:
-            arguments.append({name: inputs[f"{i}/{name}"] for name in described["params"]})
-        else:
-            arguments.append(inputs[described["array"]] if "array" in described else described["number"])
+    calls: list[list[object]] = [
+        [{name: inputs[f"{d['key']}/{name}"] for name in d["params"]} if "params" in d
+         else inputs[d["array"]] if "array" in d else d["number"] for d in described]
+        for described in request["calls"]]
     # soft and hard: the submission cannot raise it; a tighter limit of the user's own stays
     cap = min([MEMORY_LIMIT] + [n for n in resource.getrlimit(resource.RLIMIT_AS) if n != resource.RLIM_INFINITY])
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -347,14 +350,14 @@ def _child(io_dir: Path) -> None:
     sys.path.insert(0, str(path.parent))
     cells = None if request["cells"] is None else [Cell(**cell) for cell in request["cells"]]
     adapter = None if request["adapter"] is None else Adapter(**request["adapter"])
-    outcome, called = _call(path, request["function"], arguments, cap=cap, cells=cells, adapter=adapter)
+    outcome, called = _call(path, request["function"], calls, cap=cap, cells=cells, adapter=adapter)
     arrays: dict[str, Any] = {}
     try:
-        structure = _flatten(called.value, arrays)
+        structures = [_flatten(value, arrays) for value in called.values]
     except BaseException as exc:  # whatever the returned object does when it is read
-        structure, called.error = {"kind": "none"}, _crash(exc, "reading what the function returned", cap)
+        structures, called.error = [], _crash(exc, "reading what the function returned", cap)
     np.savez(io_dir / _VALUE, **arrays)
-    result = {"outcome": outcome, "reason": called.error, "value": structure, "notes": called.notes}
+    result = {"outcome": outcome, "reason": called.error, "values": structures, "notes": called.notes}
     (io_dir / (_RESULT + ".tmp")).write_text(json.dumps(result))
     os.replace(io_dir / (_RESULT + ".tmp"), io_dir / _RESULT)
 
@@ -380,7 +383,7 @@ def _outlive_nothing(lifeline: int, *, cpu_seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1 if hard == resource.RLIM_INFINITY or cpu < hard else cpu))
 
 
-def _call(path: Path, function: str, arguments: list[object], *, cap: int, cells: list[Cell] | None,
+def _call(path: Path, function: str, calls: list[list[object]], *, cap: int, cells: list[Cell] | None,
           adapter: Adapter | None) -> tuple[str, Called]:
     """(outcome, what the function returned or why it did not)."""
     module = ModuleType(f"audited_{path.stem}")
@@ -407,11 +410,13 @@ def _call(path: Path, function: str, arguments: list[object], *, cap: int, cells
         return _RETURNED, Called(error=_crash(exc, where, cap), notes=notes)
     if not callable(fn):
         return _NO_FUNCTION, Called(notes=notes)
-    try:
-        value = fn(*arguments)
-    except BaseException as exc:
-        return _RETURNED, Called(error=_crash(exc, "the function", cap), notes=notes)
-    return _RETURNED, Called(value=value, notes=notes)
+    values = []
+    for arguments in calls:
+        try:
+            values.append(fn(*arguments))
+        except BaseException as exc:
+            return _RETURNED, Called(error=_crash(exc, "the function", cap), notes=notes)
+    return _RETURNED, Called(values=values, notes=notes)
 
 
 _NUMBERS = {bool: "bool", int: "int", float: "float"}
