@@ -55,6 +55,7 @@ from harness.answers.sandbox import (
     run_submission,
 )
 from harness.errors import BadInput, one_line
+from harness.judge.diagnosis import NO_CAUSE
 from harness.judge.tolerance import Tolerance, compare_elements
 from harness.render.files import display_path
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
@@ -103,6 +104,18 @@ class AuditResult:
     skipped: list[str] = field(default_factory=list)  # a notebook's code not run, one line per cell
     notes: list[str] = field(default_factory=list)  # a notebook's imports that failed (the run went on)
     seconds: float = 0.0  # wall clock of the submission's process and the judging
+    # --kind (harness.answers.kinds): what was audited, where the submission first differs (``step``
+    # counts ``unit``s: steps of a loop, evaluation points otherwise; ``stage`` names the quantity
+    # within it as harness.run.trajectory.trace_stages does), who the majority rule suspects, the
+    # measurement that confirmed ``diagnosis``, what was compared, and each comparison as JSON
+    kind: str = "backward"
+    unit: str = "point"
+    step: int | None = None
+    stage: str = ""
+    suspect: str = ""
+    evidence: str = ""
+    compared: str = ""
+    comparisons: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -122,6 +135,8 @@ class AuditResult:
             return self.crash
         if self.diagnosis:
             return self.diagnosis.removeprefix("the submitted gradients equal ")
+        if self.step is not None:
+            return f"differs from the reference from {self.unit} {self.step} at `{self.stage}`: {NO_CAUSE}"
         return "; ".join(f"{p.label}: {p.status}" + (f" ({p.message})" if p.message else "")
                          for p in self.params if not p.ok)
 
