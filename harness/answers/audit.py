@@ -115,6 +115,7 @@ class AuditResult:
     suspect: str = ""
     evidence: str = ""
     compared: str = ""
+    right: list[str] = field(default_factory=list)  # what agrees before the first difference (``step``)
     comparisons: list[dict[str, object]] = field(default_factory=list)
 
     @property

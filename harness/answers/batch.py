@@ -178,8 +178,8 @@ def _located(result: AuditResult) -> dict[str, Any]:
     """What a ``--kind`` audit adds: the kind, what was compared, where the submission first differs,
     the suspect, the measurement that confirmed the diagnosis, and (train) every comparison."""
     return {"kind": result.kind, "compared": result.compared, "first_divergent": result.step,
-            "unit": result.unit, "stage": result.stage, "suspect": result.suspect, "evidence": result.evidence,
-            "comparisons": result.comparisons}
+            "unit": result.unit, "stage": result.stage, "right_before": result.right, "suspect": result.suspect,
+            "evidence": result.evidence, "comparisons": result.comparisons}
 
 
 def batch_json(results: list[AuditResult], scenario: Scenario, function: str, *, rtol: float = RTOL,
@@ -285,6 +285,8 @@ def result_text(result: AuditResult) -> str:
         lines.append(f"crashed: {result.crash}")
     if result.step is not None:
         lines.append(f"first difference: {result.unit} {result.step}, at `{result.stage}`")
+        if result.right:
+            lines.append(f"agrees before it: {'; '.join(result.right)}")
     if result.suspect:
         lines.append(result.suspect)
     if not result.ok and not result.crash:

@@ -51,7 +51,7 @@ def feedback(result: AuditResult) -> str:
              f"**{result.file}: {result.verdict}** ({score(result)} of {len(result.params)} checks correct)", ""]
     if result.compared:
         lines += [f"Compared: {result.compared}, with the NumPy reference, Keras and PyTorch.", ""]
-    right = [test_name(result, p) for p in result.params if p.ok]
+    right = [test_name(result, p) for p in result.params if p.ok] + result.right
     lines += ["## What is right", ""]
     lines += [f"- {name}" for name in right] if right else ["- nothing yet: see below"]
     lines.append("")

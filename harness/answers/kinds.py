@@ -66,6 +66,8 @@ from harness.answers.audit import (
     labels_of,
 )
 from harness.answers.mistakes import (
+    ForwardMistake,
+    LossMistake,
     Params,
     Step,
     UpdateMistake,
@@ -110,6 +112,7 @@ class Outcome:
     cause: str = ""
     evidence: str = ""
     compared: str = ""
+    right: list[str] = field(default_factory=list)  # what agrees before the first difference
     notes: list[str] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
 
@@ -147,6 +150,7 @@ class KindAudit:
                            source_spread={}, diagnosis=outcome.cause, notes=[*called.notes, *outcome.notes],
                            kind=self.kind, step=outcome.step, unit=self.unit, stage=outcome.stage,
                            suspect=outcome.suspect, evidence=outcome.evidence, compared=outcome.compared,
+                           right=outcome.right,
                            comparisons=[c.as_dict() for c in outcome.comparisons])
 
     def quantity_names(self) -> list[tuple[str, str]]:
@@ -247,7 +251,9 @@ class PointAudit(KindAudit):
     def outcome(self, values: list[object]) -> Outcome:
         submitted = [self.read(v) for v in values]
         reference = self.expected[REFERENCE]
-        quantities, first, notes = [], None, []
+        quantities: list[ParamAudit] = []
+        first: tuple[int, str] | None = None
+        notes: list[str] = []
         for name, label in self.quantity_names():
             audit = ParamAudit(name=name, label=label, status="ok")
             quantities.append(audit)
@@ -281,6 +287,7 @@ class PointAudit(KindAudit):
                             if q.status in ("ok", "wrong")} for k in range(len(submitted))]
         if first is not None:
             out.step, out.stage = first[0], self.stage(first[1])
+            out.right = [f"point {k}: every quantity" for k in range(first[0])]
             out.suspect = self.suspect(arrays_by_point, out.step, out.stage)
         out.cause, out.evidence = self.cause(arrays_by_point)
         return out
@@ -290,7 +297,7 @@ class PointAudit(KindAudit):
         return (f"{n} evaluation point{'s' if n > 1 else ''}: the reference's parameters before step"
                 f"{'s 0-' + str(n - 1) if n > 1 else ' 0'}")
 
-    def suspect(self, submitted: list[dict[str, object]], k: int, stage: str) -> str:
+    def suspect(self, submitted: list[dict[str, Shaped]], k: int, stage: str) -> str:
         """The project's majority rule over the submission and the implementations at point ``k``."""
         others = [s for s in self.expected if s != REFERENCE]
         agreeing = [s for s in others if not any(_differs(self.expected[s][j][q], self.expected[REFERENCE][j][q],
@@ -304,7 +311,7 @@ class PointAudit(KindAudit):
         names = _names(implementations)
         return f"{SUBMISSION} differs from {names}, which agree: suspect {SUBMISSION}, from point {k} at `{stage}`"
 
-    def cause(self, submitted: list[dict[str, object]]) -> tuple[str, str]:
+    def cause(self, submitted: list[dict[str, Shaped]]) -> tuple[str, str]:
         """The first known mistake whose replay gives what the submission computed at every point."""
         for name, replay, alike in self.mistakes():
             worst, matches = 0.0, True
@@ -348,8 +355,9 @@ class ForwardAudit(PointAudit):
         return f"output layers.{len(self.scenario.layers) - 1}"
 
     def mistakes(self) -> list[tuple[str, Callable[[int], dict[str, np.ndarray]], str]]:
-        return [(m.name, lambda k, m=m: {"output": m.output(self.points[k], self.plan.X)}, "")
-                for m in forward_mistakes(self.scenario)]
+        def replay(mistake: ForwardMistake) -> Callable[[int], dict[str, np.ndarray]]:
+            return lambda k: {"output": mistake.output(self.points[k], self.plan.X)}
+        return [(m.name, replay(m), "") for m in forward_mistakes(self.scenario)]
 
 
 class LossAudit(PointAudit):
@@ -380,11 +388,13 @@ class LossAudit(PointAudit):
         return "loss"
 
     def mistakes(self) -> list[tuple[str, Callable[[int], dict[str, np.ndarray]], str]]:
-        def replay(k: int, value: Callable[[np.ndarray, np.ndarray], float]) -> dict[str, np.ndarray]:
-            X, y = self.batches[k]
-            outputs = adapter(REFERENCE).forward(self.scenario, self.points[k], X)[-1]
-            return {"loss": np.asarray(value(y, outputs))}
-        return [(m.name, lambda k, m=m: replay(k, m.value), "") for m in loss_mistakes(self.scenario)]
+        def replay(mistake: LossMistake) -> Callable[[int], dict[str, np.ndarray]]:
+            def at(k: int) -> dict[str, np.ndarray]:
+                X, y = self.batches[k]
+                outputs = adapter(REFERENCE).forward(self.scenario, self.points[k], X)[-1]
+                return {"loss": np.asarray(mistake.value(y, outputs))}
+            return at
+        return [(m.name, replay(m), "") for m in loss_mistakes(self.scenario)]
 
 
 class StepAudit(PointAudit):
@@ -417,13 +427,14 @@ class StepAudit(PointAudit):
         return f"updated {quantity}"
 
     def mistakes(self) -> list[tuple[str, Callable[[int], dict[str, np.ndarray]], str]]:
-        def replay(k: int, mistake: UpdateMistake) -> dict[str, np.ndarray]:
-            X, y = self.batches[k]
-            grads = gradients(self.scenario, self.points[k], X, y)[1]
-            step = Step(lr=self.lr, grads=grads, rows=X.shape[0], first=grads, total=grads)
-            return apply(mistake, step, self.points[k])[1]
-        return [(m.name, lambda k, m=m: replay(k, m), m.same_updates_as)
-                for m in update_mistakes(self.scenario, loop=False)]
+        def replay(mistake: UpdateMistake) -> Callable[[int], dict[str, np.ndarray]]:
+            def at(k: int) -> dict[str, np.ndarray]:
+                X, y = self.batches[k]
+                grads = gradients(self.scenario, self.points[k], X, y)[1]
+                step = Step(lr=self.lr, grads=grads, rows=X.shape[0], first=grads, total=grads)
+                return apply(mistake, step, self.points[k])[1]
+            return at
+        return [(m.name, replay(m), m.same_updates_as) for m in update_mistakes(self.scenario, loop=False)]
 
 
 # --- the whole loop: train ---------------------------------------------------------------
@@ -486,7 +497,7 @@ class TrainAudit(KindAudit):
             return out
         c = comparisons[reference_name]
         out.step = c.first_divergent_step if c.first_divergent_step is not None else self._final_step(history)
-        out.stage = self._stage(mine, history, out.step)
+        out.stage, out.right = self._localise(mine, history, out.step)
         out.suspect = self._suspect(mine, comparisons, out.step, out.stage)
         out.cause, out.evidence = self._cause(mine, history)
         return out
@@ -542,31 +553,36 @@ class TrainAudit(KindAudit):
         if run is None or run.steps != mine.steps or _differs(value, run.final_params[audit.name], self.tolerance):
             audit.status, audit.message = "wrong", "the final value differs"
 
-    def _stage(self, mine: Trajectory, history: History, step: int) -> str:
-        """Where within ``step`` the submission first differs: its loss, its recorded gradients
-        (backpropagation order) or its update, against the reference computed at the submission's
-        own parameters before the step (its record), on the plan's batch."""
+    def _localise(self, mine: Trajectory, history: History, step: int) -> tuple[str, list[str]]:
+        """Where within ``step`` the submission first differs — its loss, its recorded gradients
+        (backpropagation order) or its update — and what agrees before that, against the reference
+        computed at the submission's own parameters before the step (its record), on the plan's batch."""
+        agreeing = [f"steps 0-{step - 1}: every compared quantity"] if step > 1 else \
+            ["step 0: every compared quantity"] if step == 1 else []
         if step >= mine.steps:
-            return "the number of steps"
+            return "the number of steps", agreeing
         if not mine.params:  # the (params, losses) form: the losses are all that was recorded step by step
-            return "loss"
+            return "loss", agreeing
         before = mine.params_before(step)
         X, y = self.plan.batch(step)
         loss, grads = gradients(self.scenario, before, X, y)
-        names = [s.split(" ", 1)[1] for s in trace_stages(self.scenario) if s.startswith("gradient ")]
+        at = f"step {step}"
         if _differs(mine.losses[step], loss, self.tolerance):
-            return "loss"
-        if history.grads:
-            for name in names:
-                if _differs(mine.grads[name][step], grads[name], self.tolerance):
-                    return f"gradient {name}"
-        if mine.params:
-            for name in self.labels:
-                expected = apply(None, Step(self.lr, grads, X.shape[0], grads, grads), before)[1][name] \
-                    if plain_sgd(self.scenario) else None
-                if expected is None or _differs(mine.params[name][step], expected, self.tolerance):
-                    return f"updated {name}"
-        return "updated parameters"
+            return "loss", agreeing
+        agreeing.append(f"{at}: the loss")
+        names = [s.split(" ", 1)[1] for s in trace_stages(self.scenario) if s.startswith("gradient ")]
+        for name in names if history.grads else []:
+            if name in mine.grads and _differs(mine.grads[name][step], grads[name], self.tolerance):
+                return f"gradient {name}", agreeing
+            if name in mine.grads:
+                agreeing.append(f"{at}: the gradient of {self.labels[name]} ({name})")
+        expected = apply(None, Step(self.lr, grads, X.shape[0], grads, grads), before)[1] \
+            if plain_sgd(self.scenario) else {}
+        for name in self.labels:
+            if name in mine.params and (name not in expected or _differs(mine.params[name][step], expected[name],
+                                                                          self.tolerance)):
+                return f"updated {name}", agreeing
+        return "updated parameters", agreeing
 
     def _suspect(self, mine: Trajectory, comparisons: dict[str, Comparison], step: int, stage: str) -> str:
         """The project's majority rule (``harness.judge.diagnosis.suspects``) over the implementations
@@ -733,7 +749,10 @@ def _params(value: object, labels: dict[str, str], what: str) -> dict[str, np.nd
     return dict(returned.arrays)
 
 
-def _shaped(value: np.ndarray | None, expected: np.ndarray) -> np.ndarray | str | None:
+Shaped = np.ndarray | str | None  # a value in its expected shape, why it cannot be, or nothing returned
+
+
+def _shaped(value: np.ndarray | None, expected: np.ndarray) -> Shaped:
     """``value`` in ``expected``'s shape (axes of length 1 may differ), or why it cannot be."""
     if value is None:
         return None

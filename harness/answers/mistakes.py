@@ -20,14 +20,14 @@ left unnamed ("no known cause confirmed").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from harness.run.adapters.numpy_reference import build_network
 from harness.spec.scenario import Scenario
 from reference.activations import ACTIVATIONS
-from reference.losses import LOSSES, get_loss
+from reference.losses import LOSSES, Loss, get_loss
 from reference.network import bias_name, kernel_name
 
 Params = dict[str, np.ndarray]
@@ -148,8 +148,13 @@ def loss_mistakes(scenario: Scenario) -> list[LossMistake]:
         with np.errstate(all="ignore"):
             return float(declared.value(y, p, clip=training.clip))
 
-    out = [LossMistake(f"your loss is {other}, not the scenario's {training.loss}",
-                       lambda y, p, f=LOSSES[other]: _quiet(lambda: float(f.value(y, p, clip=training.clip))))
+    def another(loss: Loss) -> Callable[[np.ndarray, np.ndarray], float]:
+        def value(y: np.ndarray, p: np.ndarray) -> float:
+            with np.errstate(all="ignore"):
+                return float(loss.value(y, p, clip=training.clip))
+        return value
+
+    out = [LossMistake(f"your loss is {other}, not the scenario's {training.loss}", another(LOSSES[other]))
            for other in LOSSES if other != training.loss]
     out += [LossMistake("your loss is summed over the batch's rows instead of averaged (N x the mean)",
                         lambda y, p: y.shape[0] * mean(y, p)),
@@ -158,11 +163,6 @@ def loss_mistakes(scenario: Scenario) -> list[LossMistake]:
         out.append(LossMistake("your loss is the root of the mean squared error (RMSE), not the MSE",
                                lambda y, p: float(np.sqrt(mean(y, p)))))
     return out
-
-
-def _quiet(fn: Callable[[], float]) -> float:
-    with np.errstate(all="ignore"):
-        return fn()
 
 
 # --- the forward pass ----------------------------------------------------------------
@@ -192,19 +192,20 @@ def forward(scenario: Scenario, params: Params, X: np.ndarray, *, activation: di
 
 
 def forward_mistakes(scenario: Scenario) -> list[ForwardMistake]:
+    def changed(**change: Any) -> Callable[[Params, np.ndarray], np.ndarray]:
+        return lambda params, X: forward(scenario, params, X, **change)
+
     out = []
     for i, layer in enumerate(scenario.layers):
         which = "output layer" if i == len(scenario.layers) - 1 else f"layer {i + 1}"
         for name in ACTIVATIONS:
             if name != layer.activation:
                 out.append(ForwardMistake(f"your {which} applies {name}, not the scenario's {layer.activation}",
-                                          lambda p, X, i=i, name=name: forward(scenario, p, X, activation={i: name})))
+                                          changed(activation={i: name})))
         if layer.use_bias:
-            out.append(ForwardMistake(f"your {which} leaves out its bias",
-                                      lambda p, X, i=i: forward(scenario, p, X, no_bias=i)))
+            out.append(ForwardMistake(f"your {which} leaves out its bias", changed(no_bias=i)))
         shape = scenario.param_shapes()[kernel_name(i)]
         if shape[0] == shape[1]:
-            out.append(ForwardMistake(f"your {which} uses its kernel transposed",
-                                      lambda p, X, i=i: forward(scenario, p, X, transposed=i)))
+            out.append(ForwardMistake(f"your {which} uses its kernel transposed", changed(transposed=i)))
     return out
 
