@@ -29,6 +29,7 @@ from harness.commands.cli import main
 from harness.run.adapters import REFERENCE, adapter
 from harness.run.plan import make_plan
 from harness.spec.catalogue import resolve
+from harness.testing import audit_frame
 
 CLASS = Path(__file__).resolve().parent / "audit_class"
 WEEK4 = CLASS / "week4-train.toml"
@@ -330,3 +331,18 @@ def test_a_history_comes_back_from_the_sandbox_stacked_and_whole(tmp_path):
 def test_an_unreadable_history_says_why(value, says):
     with pytest.raises(Unreadable, match=re.escape(says)):
         read_history(value, {"layers.0.kernel": "w1", "layers.1.kernel": "w2"})
+
+
+@pytest.mark.slow
+def test_the_audit_as_a_dataframe_from_python():
+    frame = audit_frame([str(CLASS / "minibatch")], function="train", scenario=str(MINIBATCH), kind="train",
+                        jobs=2, timeout=float(TIMEOUT))
+    assert len(frame) == 2 * 5  # two submissions, five scored quantities each
+    assert list(frame.columns[:8]) == ["file", "kind", "function", "verdict", "quantity", "label", "status", "ok"]
+    assert {"max_abs_numpy", "max_abs_keras", "max_abs_torch", "first_divergent", "stage", "diagnosis"} <= set(
+        frame.columns)
+    wrong = frame[frame["file"].str.endswith("bias_units.py")]
+    assert set(wrong["verdict"]) == {"wrong"} and set(wrong["diagnosis"]) == {BIAS_UNITS}
+    assert set(wrong["stage"]) == {"gradient layers.0.bias"} and not wrong["ok"].any()
+    right = frame[frame["file"].str.endswith("right.py")]
+    assert right["ok"].all() and (right["max_abs_torch"] < 1e-12).all()
