@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.answers.kinds import Unreadable, read_history
+from harness.answers.kind_base import Unreadable
+from harness.answers.loop_audit import read_history
 from harness.answers.sandbox import call_submission
 from harness.commands.cli import main
 from harness.run.adapters import REFERENCE, adapter
