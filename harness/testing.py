@@ -10,6 +10,9 @@
     def test_my_backprop():
         assert_gradients_match(my_backward, "scenarios/keys/audits/xor-relu-sigmoid.toml")
 
+``comparisons_frame(result)`` (a run's comparisons) and ``audit_frame(...)`` (an audit of a
+class) give the numbers as pandas DataFrames.
+
 The failure texts here are the harness's own (``Comparison.describe_failure`` plus the
 divergence diagnosis); the pytest plugin (``harness.pytest_plugin``) reports the same text.
 """
@@ -19,13 +22,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from harness.answers.audit import ATOL, RTOL, AuditResult, Backward, audit_gradients, audit_text
-from harness.errors import one_line
+from harness.answers.audit import ATOL, RTOL, AuditResult, Backward, audit_gradients, audit_text, load_adapter
+from harness.answers.batch import audit_batch, collect
+from harness.answers.exports import audit_frame as exported_frame
+from harness.answers.kinds import KINDS
+from harness.answers.sandbox import TIMEOUT
+from harness.errors import BadInput, one_line
 from harness.judge.compare import Comparison
 from harness.judge.diagnosis import Diagnosis, diagnose
 from harness.judge.lab_values import LabCheck
 from harness.judge.tolerance import Tolerance
+from harness.render.frames import comparisons_frame as comparisons_frame  # re-exported: docs/python-api.md
 from harness.run.adapters import FRAMEWORKS
 from harness.run.runner import ScenarioResult, run_scenario
 from harness.run.trajectory import CRASHED, SKIPPED
@@ -145,6 +154,23 @@ def assert_parity(scenario: Scenario | str | Path, *, frameworks: tuple[str, ...
                                         f"dtypes={tuple(dtypes)!r}: parity needs two implementations that ran)",
                                         *skipped]))
     return result
+
+
+def audit_frame(submissions: list[str | Path], *, function: str, scenario: Scenario | str,
+                kind: str = "backward", jobs: int = 1, timeout: float = TIMEOUT,
+                adapter: str | Path | None = None) -> pd.DataFrame:
+    """``nn-parity audit`` from Python: the submissions (files, folders or glob patterns) audited as
+    ``kind`` (``harness.answers.kinds``), as a DataFrame with one row per submission and scored
+    quantity (``harness.answers.exports.audit_frame`` says which columns). Bad input (no such
+    file, a scenario the kind cannot audit) raises ``BadInput``; a submission that crashes is rows
+    whose ``verdict`` is ``crashed``."""
+    resolved = resolve(scenario) if isinstance(scenario, str) else scenario
+    if kind not in KINDS:
+        raise BadInput("kind", "", f"one of {', '.join(KINDS)}", kind)
+    paths = collect([str(s) for s in submissions])
+    results = audit_batch(paths, function, resolved, jobs=jobs, timeout=timeout, kind=kind,
+                          adapter=load_adapter(adapter) if adapter is not None else None)
+    return exported_frame(results)
 
 
 def assert_gradients_match(fn: Backward, scenario: Scenario | str, *, rtol: float = RTOL,

@@ -182,7 +182,7 @@ def test_gradescope_results_for_one_submission(workspace, tmp_path):
     assert main(["audit", str(subs / "wrong.ipynb"), "--function", "backward", "--scenario", SCENARIO,
                  "--gradescope", str(results)]) == 1
     data = json.loads(results.read_text())
-    assert set(data) == {"score", "execution_time", "output", "tests"}
+    assert set(data) == {"score", "execution_time", "output", "visibility", "stdout_visibility", "tests"}
     assert data["score"] == 0.0 and isinstance(data["execution_time"], int)
     assert data["output"].startswith("Gradient audit of backward on xor-relu-sigmoid: wrong (0 of 4 gradients")
     assert MISTAKE in data["output"] and "cell 5 (In [5]): skipped (plots)" in data["output"]
@@ -219,7 +219,9 @@ BAD = {
     "no such file": (["subs", "missing.py"], "missing.py: expected an existing file, a folder or a glob pattern"),
     "empty folder": (["empty"], "empty: expected a folder holding .py or .ipynb files; received 'none in it'"),
     "no match": (["subs/*.r"], "subs/*.r: expected a pattern matching .py or .ipynb files; received 'no match'"),
-    "gradescope batch": (["subs", "--gradescope", "results.json"], "--gradescope: expected one submission"),
+    "gradescope batch into a file": (["subs", "--gradescope", "subs/right.py"],
+                                     "subs/right.py: --gradescope: expected a folder (or a path where one can be "
+                                     "created); received 'an existing file'"),
     "jobs 0": (["subs", "--jobs", "0"], "--jobs: expected an integer >= 1"),
     "json is a folder": (["subs", "--json", "subs"],
                          "subs: --json: expected a file path; received 'an existing folder'"),

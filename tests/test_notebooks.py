@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from harness.answers.audit import initial_batch, labels_of, load_adapter, load_submission, submit
+from harness.answers.audit import Submission, initial_batch, labels_of, load_adapter, load_submission
 from harness.answers.notebook import cell_output, defines_only, read_notebook, select_code
-from harness.answers.sandbox import NoSuchFunction
+from harness.answers.sandbox import Adapter, NoSuchFunction, Returned, run_submission
 from harness.commands.cli import main
 from harness.errors import BadInput
 from harness.spec.catalogue import resolve
@@ -36,6 +36,14 @@ FIXED = NOTEBOOKS / "student_004_fixed.ipynb"
 FUNCTION_NB = NOTEBOOKS / "backward_004.ipynb"
 ADAPTER = NOTEBOOKS / "adapter_004.py"
 PARAMS = ["layers.0.kernel", "layers.0.bias", "layers.1.kernel", "layers.1.bias"]
+
+
+def submit(submission: Submission, function: str, scenario, batch, *, timeout: float,
+           adapter: Adapter | None = None) -> Returned:
+    """What ``function`` of the submission returned on ``batch``, run in its own process, as the audit runs it."""
+    params, X, y = batch
+    return run_submission(submission.path, function, params, X, y, labels=labels_of(scenario), timeout=timeout,
+                          cells=submission.cells, adapter=adapter)
 
 
 def _module(path: Path, name: str) -> ModuleType:

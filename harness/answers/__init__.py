@@ -15,4 +15,11 @@
 ``audit``         a hand-written backward pass judged against the reference, the frameworks and
                   finite differences; ``sandbox`` runs the submitted code in its own process
 ``batch``         a whole class audited at once: one row per submission, in parallel
+``kinds``         ``audit --kind``: each kind's interface; forward, loss, step and whole training loops,
+                  the submission as one more implementation beside numpy, Keras and torch (compared,
+                  localised, suspected): ``kind_base`` (what every kind shares), ``point_audits``
+                  (forward, loss, step at evaluation points; backward), ``loop_audit`` (train)
+``mistakes``      the students' mistakes a replay of the reference can confirm, named in plain language
+``exports``       a student's feedback, Gradescope files per submission, a Canvas/Moodle gradebook CSV,
+                  the audit as a DataFrame
 """

@@ -21,8 +21,8 @@ off by far more. A wrong gradient is then compared with ``c * gradient`` of ever
 standard loss (``c`` fitted by least squares): "0.5 x the gradient of mse" names the MSE
 gradient used in place of the cross-entropy's.
 
-A submitted *file* (``audit_file``, ``nn-parity audit``) is executed in its own process,
-confined by ``harness.answers.sandbox`` (timeout, memory cap, temporary working directory);
+A submitted *file* (``harness.answers.batch.audit_one``, ``nn-parity audit``) is executed in its
+own process, confined by ``harness.answers.sandbox`` (timeout, memory cap, temporary working directory);
 whatever way it ends without returning gradients, every parameter is ``crashed`` with the
 reason. The file is a Python file, imported, or a Jupyter notebook, whose definitions are run
 (``harness.answers.notebook.select_code``: which statements, and why the others are not).
@@ -35,7 +35,6 @@ any number of submissions, ``harness.answers.batch``), the judging (``judge``) â
 from __future__ import annotations
 
 import ast
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -45,18 +44,15 @@ import pandas as pd
 
 from harness.answers.notebook import read_notebook, select_code
 from harness.answers.sandbox import (
-    TIMEOUT,
     Adapter,
     Cell,
-    NoSuchFunction,
     Returned,
     crash_reason,
     read_returned,
-    run_submission,
 )
 from harness.errors import BadInput, one_line
+from harness.judge.diagnosis import NO_CAUSE
 from harness.judge.tolerance import Tolerance, compare_elements
-from harness.render.files import display_path
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.run.budget import check_budget
 from harness.run.plan import make_plan
@@ -103,6 +99,19 @@ class AuditResult:
     skipped: list[str] = field(default_factory=list)  # a notebook's code not run, one line per cell
     notes: list[str] = field(default_factory=list)  # a notebook's imports that failed (the run went on)
     seconds: float = 0.0  # wall clock of the submission's process and the judging
+    # --kind (harness.answers.kinds): what was audited, where the submission first differs (``step``
+    # counts ``unit``s: steps of a loop, evaluation points otherwise; ``stage`` names the quantity
+    # within it as harness.run.trajectory.trace_stages does), who the majority rule suspects, the
+    # measurement that confirmed ``diagnosis``, what was compared, and each comparison as JSON
+    kind: str = "backward"
+    unit: str = "point"
+    step: int | None = None
+    stage: str = ""
+    suspect: str = ""
+    evidence: str = ""
+    compared: str = ""
+    right: list[str] = field(default_factory=list)  # what agrees before the first difference (``step``)
+    comparisons: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -122,6 +131,8 @@ class AuditResult:
             return self.crash
         if self.diagnosis:
             return self.diagnosis.removeprefix("the submitted gradients equal ")
+        if self.step is not None:
+            return f"differs from the reference from {self.unit} {self.step} at `{self.stage}`: {NO_CAUSE}"
         return "; ".join(f"{p.label}: {p.status}" + (f" ({p.message})" if p.message else "")
                          for p in self.params if not p.ok)
 
@@ -238,35 +249,6 @@ def audit_gradients(fn: Backward, scenario: Scenario, *, function_name: str = "b
         return read_returned(returned, labels)
 
     return _audit(scenario, function_name, call, rtol=rtol, atol=atol)
-
-
-def audit_file(path: str | Path, function: str, scenario: Scenario, *, timeout: float = TIMEOUT,
-               rtol: float = RTOL, atol: float = ATOL, adapter: Adapter | None = None) -> AuditResult:
-    """``function`` of the Python file or notebook ``path``, executed in its own confined process
-    (``harness.answers.sandbox.run_submission``); an unreadable file or a missing function is ``BadInput``."""
-    start = time.monotonic()
-    submission = load_submission(path)
-
-    def call(params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray) -> Returned:
-        try:
-            return submit(submission, function, scenario, (params, X, y), timeout=timeout, adapter=adapter)
-        except NoSuchFunction:
-            raise no_such_function(submission, function) from None
-
-    result = _audit(scenario, function, call, rtol=rtol, atol=atol)
-    result.file, result.skipped = display_path(submission.path), submission.skipped
-    result.seconds = time.monotonic() - start
-    return result
-
-
-def submit(submission: Submission, function: str, scenario: Scenario,
-           batch: tuple[dict[str, np.ndarray], np.ndarray, np.ndarray], *, timeout: float = TIMEOUT,
-           adapter: Adapter | None = None) -> Returned:
-    """What ``function`` of the submission returned on ``batch`` (params, X, y), run in its own process.
-    Raises ``NoSuchFunction`` when the submission (and the adapter) define no such callable."""
-    params, X, y = batch
-    return run_submission(submission.path, function, params, X, y, labels=labels_of(scenario), timeout=timeout,
-                          cells=submission.cells, adapter=adapter)
 
 
 def no_such_function(submission: Submission, function: str) -> BadInput:

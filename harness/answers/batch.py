@@ -32,17 +32,16 @@ from harness.answers.audit import (
     SOURCES,
     AuditResult,
     ParamAudit,
-    check_trains,
-    independent,
-    initial_batch,
-    judge,
+    audit_text,
     labels_of,
     load_submission,
     no_such_function,
-    submit,
 )
-from harness.answers.sandbox import TIMEOUT, Adapter, NoSuchFunction, Returned, stop_all
+from harness.answers.kinds import INTERFACES, kind_audit
+from harness.answers.sandbox import TIMEOUT, Adapter, Called, NoSuchFunction, call_submission, stop_all
 from harness.errors import BadInput
+from harness.judge.diagnosis import NO_CAUSE
+from harness.render.files import display_path
 from harness.spec.scenario import Scenario
 
 SUFFIXES = (".py", ".ipynb")
@@ -92,28 +91,29 @@ def display_names(paths: list[Path]) -> dict[Path, str]:
 
 def audit_batch(paths: list[Path], function: str, scenario: Scenario, *, jobs: int, timeout: float = TIMEOUT,
                 adapter: Adapter | None = None, progress: bool = False, rtol: float = RTOL,
-                atol: float = ATOL) -> list[AuditResult]:
-    """Every submission audited (each in its own process, ``jobs`` at a time), sorted by file."""
-    check_trains(scenario)
-    batch = initial_batch(scenario)
+                atol: float = ATOL, kind: str = "backward") -> list[AuditResult]:
+    """Every submission audited as ``kind`` (``harness.answers.kinds``; each in its own process,
+    ``jobs`` at a time), sorted by file."""
+    audit = kind_audit(kind, scenario, rtol=rtol, atol=atol)
+    calls = audit.calls()
     names = display_names(paths)
 
-    def run(path: Path) -> tuple[Returned | AuditResult, list[str], float]:
+    def run(path: Path) -> tuple[Called | AuditResult, list[str], float]:
         start = time.monotonic()
         try:
             submission = load_submission(path)
         except BadInput as exc:
             reason = BadInput(names[path], exc.field, exc.expected, exc.received).one_line()
-            return crashed(scenario, function, reason, file=names[path]), [], time.monotonic() - start
+            return audit.crashed(function, reason, file=names[path]), [], time.monotonic() - start
         try:
-            returned = submit(submission, function, scenario, batch, timeout=timeout, adapter=adapter)
+            called = call_submission(submission.path, function, calls, timeout=timeout, cells=submission.cells,
+                                     adapter=adapter)
         except NoSuchFunction:
             missing = no_such_function(submission, function)
-            returned = Returned(error=BadInput(names[path], missing.field, missing.expected,
-                                               missing.received).one_line())
-        return returned, submission.skipped, time.monotonic() - start
+            called = Called(error=BadInput(names[path], missing.field, missing.expected, missing.received).one_line())
+        return called, submission.skipped, time.monotonic() - start
 
-    outcomes: dict[Path, tuple[Returned | AuditResult, list[str], float]] = {}
+    outcomes: dict[Path, tuple[Called | AuditResult, list[str], float]] = {}
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = {pool.submit(run, path): path for path in paths}
@@ -127,28 +127,39 @@ def audit_batch(paths: list[Path], function: str, scenario: Scenario, *, jobs: i
         raise
     finally:
         pool.shutdown(wait=True)
-    expected = independent(scenario, batch)
+    audit.expect()
     results = []
     for path in sorted(paths, key=lambda p: names[p]):
         outcome, skipped, seconds = outcomes[path]
         start = time.monotonic()
-        if isinstance(outcome, AuditResult):
-            result = outcome
-        else:
-            result = judge(scenario, function, outcome, expected, rtol=rtol, atol=atol)
+        result = outcome if isinstance(outcome, AuditResult) else audit.judge(function, outcome)
         result.file, result.skipped = names[path], skipped
         result.seconds = seconds + time.monotonic() - start
         results.append(result)
     return results
 
 
-def crashed(scenario: Scenario, function: str, reason: str, *, file: str) -> AuditResult:
-    """A submission that returned no gradients at all (unreadable, or no such function): every parameter crashed."""
-    labels = labels_of(scenario)
-    params = [ParamAudit(name=name, label=labels[name], status="crashed", message=reason)
-              for name in scenario.param_names()]
-    return AuditResult(scenario=scenario.name, function=function, params=params, source_spread={}, crash=reason,
-                       file=file)
+def audit_one(path: str | Path, function: str, scenario: Scenario, *, kind: str = "backward",
+              timeout: float = TIMEOUT, adapter: Adapter | None = None) -> AuditResult:
+    """One submission audited as ``kind``; an unreadable file or a missing function is ``BadInput``."""
+    start = time.monotonic()
+    audit = kind_audit(kind, scenario)
+    submission = load_submission(path)
+    try:
+        called = call_submission(submission.path, function, audit.calls(), timeout=timeout, cells=submission.cells,
+                                 adapter=adapter)
+    except NoSuchFunction:
+        raise no_such_function(submission, function) from None
+    audit.expect()
+    result = audit.judge(function, called)
+    result.file, result.skipped = display_path(submission.path), submission.skipped
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def crashed(scenario: Scenario, function: str, reason: str, *, file: str, kind: str = "backward") -> AuditResult:
+    """A submission that returned nothing at all (unreadable, or no such function): every quantity crashed."""
+    return kind_audit(kind, scenario).crashed(function, reason, file=file)
 
 
 # --- what an audit writes -----------------------------------------------------------------
@@ -160,7 +171,15 @@ def result_json(result: AuditResult, *, rtol: float = RTOL, atol: float = ATOL) 
             "verdict": result.verdict, "tolerance": {"rtol": rtol, "atol": atol}, "diagnosis": result.diagnosis,
             "crash": result.crash, "implementation_spread": result.source_spread,
             "parameters": _parameters(result), "skipped": result.skipped, "notes": result.notes,
-            "seconds": round(result.seconds, 3)}
+            "seconds": round(result.seconds, 3), **_located(result)}
+
+
+def _located(result: AuditResult) -> dict[str, Any]:
+    """What a ``--kind`` audit adds: the kind, what was compared, where the submission first differs,
+    the suspect, the measurement that confirmed the diagnosis, and (train) every comparison."""
+    return {"kind": result.kind, "compared": result.compared, "first_divergent": result.step,
+            "unit": result.unit, "stage": result.stage, "right_before": result.right, "suspect": result.suspect,
+            "evidence": result.evidence, "comparisons": result.comparisons}
 
 
 def batch_json(results: list[AuditResult], scenario: Scenario, function: str, *, rtol: float = RTOL,
@@ -170,7 +189,7 @@ def batch_json(results: list[AuditResult], scenario: Scenario, function: str, *,
             "ok": all(r.ok for r in results),
             "submissions": [{"file": r.file, "verdict": r.verdict, "diagnosis": r.mistake, "score": score(r),
                              "max_score": len(r.params), "parameters": _parameters(r), "skipped": r.skipped,
-                             "notes": r.notes, "seconds": round(r.seconds, 3)} for r in results]}
+                             "notes": r.notes, "seconds": round(r.seconds, 3), **_located(r)} for r in results]}
 
 
 def batch_csv(results: list[AuditResult]) -> str:
@@ -190,17 +209,36 @@ def gradescope(result: AuditResult, *, rtol: float = RTOL, atol: float = ATOL) -
     (overrides the tests' total), ``execution_time`` (seconds), ``output`` (shown to the student)
     and ``tests``, each with ``name``, ``number``, ``score``, ``max_score``, ``status``
     (``passed``/``failed``) and ``output``."""
-    tests = [{"name": f"gradient of {p.label} ({p.name})", "number": str(i), "score": 1.0 if p.ok else 0.0,
+    tests = [{"name": test_name(result, p), "number": str(i), "score": 1.0 if p.ok else 0.0,
               "max_score": 1.0, "status": "passed" if p.ok else "failed",
-              "output": _param_output(p, rtol=rtol, atol=atol)} for i, p in enumerate(result.params, 1)]
-    lines = [f"Gradient audit of {result.function} on {result.scenario}: {result.verdict} "
-             f"({score(result)} of {len(result.params)} gradients correct)"]
+              "output": _param_output(p, rtol=rtol, atol=atol, backward=result.kind == "backward"),
+              "visibility": "visible"} for i, p in enumerate(result.params, 1)]
+    what = "gradients" if result.kind == "backward" else "checks"
+    lines = [f"{title(result.kind, result.function, result.scenario)}: {result.verdict} "
+             f"({score(result)} of {len(result.params)} {what} correct)"]
     if result.mistake:
         lines.append(result.mistake)
+    if result.step is not None and result.diagnosis:
+        lines.append(f"first difference: {result.unit} {result.step}, at `{result.stage}`")
     if result.skipped or result.notes:
         lines += ["", "not run from the notebook:", *result.skipped, *result.notes]
     return {"score": float(score(result)), "execution_time": round(result.seconds), "output": "\n".join(lines),
-            "tests": tests}
+            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+
+
+def title(kind: str, function: str, scenario: str) -> str:
+    """The audit's one-line title: the gradient audit's, or ``--kind``'s with its interface."""
+    if kind == "backward":
+        return f"Gradient audit of {function} on {scenario}"
+    return f"Audit of {function} as {INTERFACES[kind]} on {scenario}"
+
+
+def test_name(result: AuditResult, p: ParamAudit) -> str:
+    """One scored quantity's name in Gradescope and the feedback."""
+    if result.kind == "backward":
+        return f"gradient of {p.label} ({p.name})"
+    return p.label if p.name in ("loss", "output") else f"{p.label} ({p.name})" + (
+        " at every step" if result.kind == "train" else "")
 
 
 def batch_text(results: list[AuditResult], scenario: Scenario, function: str) -> str:
@@ -211,17 +249,53 @@ def batch_text(results: list[AuditResult], scenario: Scenario, function: str) ->
     for r in results:
         row = {"submission": r.file, "verdict": r.verdict}
         for p in r.params:
-            row[labels[p.name]] = "ok" if p.ok else p.status.upper()
+            row[labels.get(p.name, p.name)] = "ok" if p.ok else p.status.upper()
         row["mistake"] = r.mistake
         row["seconds"] = f"{r.seconds:.1f}"
         rows.append(row)
-    lines = [f"Gradient audit of {function} on {scenario.name} (float64, first batch, initial parameters): "
+    kind = results[0].kind if results else "backward"
+    where = " (float64, first batch, initial parameters)" if kind == "backward" else " (float64)"
+    lines = [f"{title(kind, function, scenario.name)}{where}: "
              f"{len(results)} submissions, " + ", ".join(f"{n} {v}" for v, n in counts.items()), "",
              pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)]
     not_run = [r for r in results if r.skipped or r.notes]
     if not_run:
         lines += ["", "not run from notebooks (docs/audit.md: how cells are chosen; every line in --json):"]
         lines += [f"  {r.file}: " + "; ".join(_short(line) for line in [*r.skipped, *r.notes]) for r in not_run]
+    return "\n".join(lines)
+
+
+def result_text(result: AuditResult) -> str:
+    """One submission's audit for the terminal: the gradient audit's table, or ``--kind``'s: each scored
+    quantity against every implementation, where it first differs, the suspect, the cause and its evidence."""
+    if result.kind == "backward":
+        return audit_text(result)
+    rows = []
+    for p in result.params:
+        row = {"quantity": p.label if p.name == p.label or p.name in ("loss", "output") else f"{p.name} ({p.label})",
+               "status": "ok" if p.ok else p.status.upper()}
+        row.update({f"vs {s}": f"{v:.2e}" for s, v in p.diffs.items()})
+        row["note"] = p.message
+        rows.append(row)
+    lines = [f"{title(result.kind, result.function, result.scenario)} (float64): {result.verdict}", ""]
+    if result.compared:
+        lines += [f"compared: {result.compared}", ""]
+    lines += [pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+    if result.crash:
+        lines.append(f"crashed: {result.crash}")
+    if result.step is not None:
+        lines.append(f"first difference: {result.unit} {result.step}, at `{result.stage}`")
+        if result.right:
+            lines.append(f"agrees before it: {'; '.join(result.right)}")
+    if result.suspect:
+        lines.append(result.suspect)
+    if not result.ok and not result.crash:
+        lines.append(f"cause: {result.diagnosis or NO_CAUSE}")
+    if result.evidence:
+        lines.append(f"confirmed: {result.evidence}")
+    notes = [*result.skipped, *result.notes]
+    if notes:
+        lines += ["", "not run or not compared:", *[f"  {line}" for line in notes]]
     return "\n".join(lines)
 
 
@@ -235,12 +309,16 @@ def _parameters(result: AuditResult) -> list[dict[str, Any]]:
              "message": p.message} for p in result.params]
 
 
-def _param_output(p: ParamAudit, *, rtol: float, atol: float) -> str:
-    if p.ok:
+def _param_output(p: ParamAudit, *, rtol: float, atol: float, backward: bool = True) -> str:
+    if backward and p.ok:
         return (f"correct: within {atol:g} + {rtol:g} x max(|yours|, |reference|) of the reference, torch, "
                 f"Keras and finite differences (max abs difference {p.diffs['reference']:.2e})")
+    sources = SOURCES if backward else tuple(p.diffs)
+    if p.ok:
+        return (f"correct: agrees with {', '.join(sources)} (max abs difference {max(p.diffs.values()):.2e})"
+                if p.diffs else "correct")
     if p.diffs:
-        others = ", ".join(f"{s} {p.diffs[s]:.2e}" for s in SOURCES)
+        others = ", ".join(f"{s} {p.diffs[s]:.2e}" for s in sources)
         return f"{p.status}: max abs difference from {others}" + (f"; {p.message}" if p.message else "")
     return f"{p.status}: {p.message}"
 

@@ -27,13 +27,18 @@ the function needs the name, calling it fails with a ``NameError``, which is a c
 pass. An ``adapter`` (the instructor's own code, e.g. a function wrapping a student's class
 in the ``(params, X, y)`` interface) runs last in the same namespace.
 
-The initial parameters and the batch (float64) go in as an ``.npz`` file; what the function
-returned comes back as float64 arrays in an ``.npz`` read with ``allow_pickle=False`` and a
-JSON status: no object the submission made is unpickled in the harness. Any end other than
-"returned a result" — an exception in the file or the function, ``sys.exit``, ``os._exit``,
-a signal, the timeout, a return value that is not gradients — is ``Returned.error``, one
-line; the audit makes every parameter ``crashed`` with it. ``read_returned`` reads a return
-value the same way for a callable run in process (``harness.answers.audit.audit_gradients``).
+The function's arguments (``call_submission``: parameter dicts, arrays and numbers, float64)
+go in as an ``.npz`` file and a JSON request; what it returned comes back as data
+(``_flatten``): its structure as JSON (dicts, lists, tuples, numbers, ``None``) and its
+numeric leaves as float64 arrays in an ``.npz`` read with ``allow_pickle=False`` (a list of
+items of one structure, such as a training history, as one stacked array per leaf); a leaf
+that is not numeric comes back as ``Opaque`` (its type and why). No object the submission
+made is unpickled in the harness. Any end other than "returned a result" — an exception in
+the file or the function, ``sys.exit``, ``os._exit``, a signal, the timeout — is
+``Called.error``, one line. ``run_submission`` is the gradient audit's call, ``(params, X, y)
+-> gradients``: a return value that is not gradients is ``Returned.error`` too, and the audit
+makes every parameter ``crashed`` with it. ``read_returned`` reads a return value the same way
+for a callable run in process (``harness.answers.audit.audit_gradients``).
 
 Run as a script in the child, this module imports only the standard library and NumPy.
 """
@@ -62,8 +67,8 @@ TIMEOUT = 60.0  # seconds of wall clock for the whole child process
 MEMORY_LIMIT = 4 * 2**30  # bytes of address space (RLIMIT_AS) in the child
 FILE_LIMIT = 256 * 2**20  # bytes of any one file the child writes (RLIMIT_FSIZE): no filling the disk
 
-_REQUEST, _INPUTS, _GRADIENTS, _RESULT, _STDERR = (
-    "request.json", "inputs.npz", "gradients.npz", "result.json", "stderr.txt")
+_REQUEST, _INPUTS, _VALUE, _RESULT, _STDERR = (
+    "request.json", "inputs.npz", "value.npz", "result.json", "stderr.txt")
 _RETURNED, _NO_FUNCTION = "returned", "no such function"  # outcomes: a result (or its error), or no function
 _STDERR_TAIL = 65536  # bytes of the child's stderr read for its last line
 _LINE = 300  # characters of a reason kept from the child
@@ -98,8 +103,29 @@ class Adapter:
     source: str
 
 
+@dataclass
+class Called:
+    """What a submitted function returned, once per call (each value's structure, its numeric leaves as
+    float64 arrays or Python numbers), or why it returned nothing (``error``, one line)."""
+    values: list[object] = field(default_factory=list)  # one per call
+    error: str = ""
+    notes: list[str] = field(default_factory=list)  # imports of a notebook that failed, and the run went on
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A returned value that is not numeric data (an object of the submission's own): its type and why."""
+    type_name: str
+    reason: str
+
+
 class NoSuchFunction(Exception):
     """The submitted file imported, but defines no callable of the name asked for."""
+
+
+def type_name(value: object) -> str:
+    """The type of a returned value as the submission made it (an ``Opaque``'s own type)."""
+    return value.type_name if isinstance(value, Opaque) else type(value).__name__
 
 
 def read_returned(returned: object, labels: dict[str, str]) -> Returned:
@@ -114,10 +140,13 @@ def read_returned(returned: object, labels: dict[str, str]) -> Returned:
             return Returned(error=f"the function returned {len(returned)} values for {len(names)} parameters {names}")
         values = dict(zip(names, returned))
     else:
-        return Returned(error=f"the function returned a {type(returned).__name__}, not a dict or tuple of gradients")
+        return Returned(error=f"the function returned a {type_name(returned)}, not a dict or tuple of gradients")
     out = Returned()
     for name in names:
         if name not in values:
+            continue
+        if isinstance(values[name], Opaque):
+            out.unreadable[name] = f"not a numeric array ({values[name].reason})"
             continue
         try:
             out.arrays[name] = np.asarray(values[name], dtype=np.float64)
@@ -137,24 +166,59 @@ def crash_reason(exc: BaseException, where: str) -> str:
 def run_submission(path: Path, function: str, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *,
                    labels: dict[str, str], timeout: float = TIMEOUT, cells: list[Cell] | None = None,
                    adapter: Adapter | None = None, cpu_seconds: int | None = None) -> Returned:
-    """``function(params, X, y)`` of the file ``path``, called in a child process (see the module):
-    the Python file ``path`` imported, or, with ``cells``, those cells of the notebook ``path`` run;
-    then ``adapter``. Each of its processes has ``cpu_seconds`` of CPU time (default: the timeout
-    times the number of cores, plus one: never tighter than the wall clock).
+    """``function(params, X, y)`` of the file ``path`` (``call_submission``), read as gradients
+    (``read_returned``: ``labels`` maps each parameter's name to the labs' label, in order).
+
+    Raises ``NoSuchFunction`` when the file imports but defines no such callable."""
+    called = call_submission(path, function, [[{name: params[name] for name in labels}, X, y]], timeout=timeout,
+                             cells=cells, adapter=adapter, cpu_seconds=cpu_seconds)
+    if called.error:
+        return Returned(error=called.error, notes=called.notes)
+    returned = read_returned(called.values[0], labels)
+    returned.notes = called.notes
+    return returned
+
+
+Argument = dict[str, np.ndarray] | np.ndarray | float | int
+
+
+def call_submission(path: Path, function: str, calls: list[list[Argument]], *, timeout: float = TIMEOUT,
+                    cells: list[Cell] | None = None, adapter: Adapter | None = None,
+                    cpu_seconds: int | None = None) -> Called:
+    """``function(*arguments)`` of the file ``path`` for each ``arguments`` of ``calls``, in turn, in one
+    child process (see the module): the Python file ``path`` imported, or, with ``cells``, those cells
+    of the notebook ``path`` run; then ``adapter``. Each argument is a dict of arrays (parameters), an
+    array or a number, passed as float64; ``Called.values`` holds one value per call. Each of the
+    child's processes has ``cpu_seconds`` of CPU time (default: the timeout times the number of
+    cores, plus one: never tighter than the wall clock).
 
     Raises ``NoSuchFunction`` when the file imports but defines no such callable."""
     with tempfile.TemporaryDirectory(prefix="nn-parity-audit-", ignore_cleanup_errors=True) as tmp:
         io_dir, work = Path(tmp, "io"), Path(tmp, "work")
         io_dir.mkdir()
         work.mkdir()
-        request = {"file": str(path.resolve()), "function": function, "labels": labels, "lifeline": _lifeline(),
+        inputs: dict[str, Any] = {}
+        described: list[list[dict[str, Any]]] = []
+        for k, arguments in enumerate(calls):
+            described.append([])
+            for i, argument in enumerate(arguments):
+                key = f"{k}/{i}"
+                if isinstance(argument, dict):
+                    described[-1].append({"params": list(argument), "key": key})
+                    inputs.update({f"{key}/{name}": np.asarray(v, dtype=np.float64) for name, v in argument.items()})
+                elif isinstance(argument, np.ndarray):
+                    described[-1].append({"array": key})
+                    inputs[key] = np.asarray(argument, dtype=np.float64)
+                else:
+                    described[-1].append({"number": argument})
+        request = {"file": str(path.resolve()), "function": function, "calls": described,
+                   "lifeline": _lifeline(),
                    "cpu_seconds": math.ceil(timeout) * (os.cpu_count() or 1) + 1 if cpu_seconds is None
                    else cpu_seconds,
                    "cells": None if cells is None else [vars(cell) for cell in cells],
                    "adapter": None if adapter is None else vars(adapter)}
         (io_dir / _REQUEST).write_text(json.dumps(request))
-        inputs: dict[str, Any] = {name: np.asarray(params[name], dtype=np.float64) for name in labels}
-        np.savez(io_dir / _INPUTS, X=np.asarray(X, dtype=np.float64), y=np.asarray(y, dtype=np.float64), **inputs)
+        np.savez(io_dir / _INPUTS, **inputs)
         with open(io_dir / _STDERR, "wb") as stderr:
             child = subprocess.Popen([sys.executable, "-I", "-B", str(Path(__file__).resolve()), str(io_dir)],
                                      cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
@@ -171,7 +235,7 @@ def run_submission(path: Path, function: str, params: dict[str, np.ndarray], X: 
                     _RUNNING.discard(child.pid)
                 child.wait()
         if code is None:
-            return Returned(error=f"timed out after {timeout:g} s")
+            return Called(error=f"timed out after {timeout:g} s")
         return _read_result(io_dir, code, function)
 
 
@@ -202,22 +266,43 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _read_result(io_dir: Path, code: int, function: str) -> Returned:
+def _read_result(io_dir: Path, code: int, function: str) -> Called:
     if code != 0 or not (io_dir / _RESULT).is_file():
-        return Returned(error=_exit_reason(code, _last_line(io_dir / _STDERR)))
+        return Called(error=_exit_reason(code, _last_line(io_dir / _STDERR)))
     try:
         result = json.loads((io_dir / _RESULT).read_text())
         if result["outcome"] == _NO_FUNCTION:
             raise NoSuchFunction(function)
         if result["outcome"] != _RETURNED:
             raise ValueError(f"unknown outcome {result['outcome']!r}")
-        with np.load(io_dir / _GRADIENTS, allow_pickle=False) as data:
+        with np.load(io_dir / _VALUE, allow_pickle=False) as data:
             arrays = {name: np.asarray(data[name], dtype=np.float64) for name in data.files}
-        unreadable = {str(k): _one_line(str(v)) for k, v in dict(result["unreadable"]).items()}
         notes = [_one_line(str(note)) for note in list(result["notes"])]
-        return Returned(arrays=arrays, unreadable=unreadable, error=_one_line(str(result["reason"])), notes=notes)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return Returned(error=f"the child process left an unreadable result ({_one_line(str(exc))})")
+        error = _one_line(str(result["reason"]))
+        values = [] if error else [_unflatten(v, arrays) for v in result["values"]]
+        return Called(values=values, error=error, notes=notes)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        return Called(error=f"the child process left an unreadable result ({_one_line(str(exc))})")
+
+
+def _unflatten(structure: Any, arrays: dict[str, np.ndarray], index: tuple[int, ...] = ()) -> object:
+    """The value ``_flatten`` described (``index``: the item of a stacked list being rebuilt)."""
+    kind = structure["kind"]
+    if kind == "none":
+        return None
+    if kind == "opaque":
+        return Opaque(str(structure["type"]), _one_line(str(structure["reason"])))
+    if kind == "leaf":
+        value = arrays[structure["key"]][index] if index else arrays[structure["key"]]
+        number = structure.get("number")  # a Python number: given back as one
+        return {"bool": bool, "int": int, "float": float}[number](value) if number else np.array(value)
+    if kind == "dict":
+        return {str(k): _unflatten(v, arrays, index) for k, v in structure["items"]}
+    if kind == "stack":
+        items = [_unflatten(structure["item"], arrays, (*index, i)) for i in range(int(structure["length"]))]
+        return tuple(items) if structure["container"] == "tuple" else items
+    items = [_unflatten(v, arrays, index) for v in structure["items"]]
+    return tuple(items) if kind == "tuple" else items
 
 
 def _exit_reason(code: int, stderr_line: str) -> str:
@@ -251,9 +336,12 @@ def _child(io_dir: Path) -> None:
     """Read the request and inputs, cap the memory, import and call the submission, write the result."""
     request = json.loads((io_dir / _REQUEST).read_text())
     _outlive_nothing(request["lifeline"], cpu_seconds=request["cpu_seconds"])
-    labels: dict[str, str] = request["labels"]
     with np.load(io_dir / _INPUTS, allow_pickle=False) as data:
         inputs = {name: data[name] for name in data.files}
+    calls: list[list[object]] = [
+        [{name: inputs[f"{d['key']}/{name}"] for name in d["params"]} if "params" in d
+         else inputs[d["array"]] if "array" in d else d["number"] for d in described]
+        for described in request["calls"]]
     # soft and hard: the submission cannot raise it; a tighter limit of the user's own stays
     cap = min([MEMORY_LIMIT] + [n for n in resource.getrlimit(resource.RLIMIT_AS) if n != resource.RLIM_INFINITY])
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -262,12 +350,14 @@ def _child(io_dir: Path) -> None:
     sys.path.insert(0, str(path.parent))
     cells = None if request["cells"] is None else [Cell(**cell) for cell in request["cells"]]
     adapter = None if request["adapter"] is None else Adapter(**request["adapter"])
-    outcome, returned = _call(path, request["function"], {name: inputs[name] for name in labels},
-                              inputs["X"], inputs["y"], labels=labels, cap=cap, cells=cells, adapter=adapter)
-    arrays: dict[str, Any] = returned.arrays
-    np.savez(io_dir / _GRADIENTS, **arrays)
-    result = {"outcome": outcome, "reason": returned.error, "unreadable": returned.unreadable,
-              "notes": returned.notes}
+    outcome, called = _call(path, request["function"], calls, cap=cap, cells=cells, adapter=adapter)
+    arrays: dict[str, Any] = {}
+    try:
+        structures = [_flatten(value, arrays) for value in called.values]
+    except BaseException as exc:  # whatever the returned object does when it is read
+        structures, called.error = [], _crash(exc, "reading what the function returned", cap)
+    np.savez(io_dir / _VALUE, **arrays)
+    result = {"outcome": outcome, "reason": called.error, "values": structures, "notes": called.notes}
     (io_dir / (_RESULT + ".tmp")).write_text(json.dumps(result))
     os.replace(io_dir / (_RESULT + ".tmp"), io_dir / _RESULT)
 
@@ -293,9 +383,8 @@ def _outlive_nothing(lifeline: int, *, cpu_seconds: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1 if hard == resource.RLIM_INFINITY or cpu < hard else cpu))
 
 
-def _call(path: Path, function: str, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, *,
-          labels: dict[str, str], cap: int, cells: list[Cell] | None,
-          adapter: Adapter | None) -> tuple[str, Returned]:
+def _call(path: Path, function: str, calls: list[list[object]], *, cap: int, cells: list[Cell] | None,
+          adapter: Adapter | None) -> tuple[str, Called]:
     """(outcome, what the function returned or why it did not)."""
     module = ModuleType(f"audited_{path.stem}")
     module.__file__ = str(path)
@@ -306,7 +395,7 @@ def _call(path: Path, function: str, params: dict[str, np.ndarray], X: np.ndarra
         if cells is None:
             spec = importlib.util.spec_from_file_location(module.__name__, path)
             if spec is None or spec.loader is None:
-                return _RETURNED, Returned(error=f"{path.name} cannot be imported as a Python source file")
+                return _RETURNED, Called(error=f"{path.name} cannot be imported as a Python source file")
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
@@ -318,15 +407,88 @@ def _call(path: Path, function: str, params: dict[str, np.ndarray], X: np.ndarra
             exec(compile(adapter.source, adapter.name, "exec"), module.__dict__)
         fn = getattr(module, function, None)
     except BaseException as exc:  # whatever the file does, it is reported, never raised
-        return _RETURNED, Returned(error=_crash(exc, where, cap), notes=notes)
+        return _RETURNED, Called(error=_crash(exc, where, cap), notes=notes)
     if not callable(fn):
-        return _NO_FUNCTION, Returned(notes=notes)
+        return _NO_FUNCTION, Called(notes=notes)
+    values = []
+    for arguments in calls:
+        try:
+            values.append(fn(*arguments))
+        except BaseException as exc:
+            return _RETURNED, Called(error=_crash(exc, "the function", cap), notes=notes)
+    return _RETURNED, Called(values=values, notes=notes)
+
+
+_NUMBERS = {bool: "bool", int: "int", float: "float"}
+
+
+def _flatten(value: object, arrays: dict[str, Any]) -> dict[str, Any]:
+    """``value`` as data: a JSON structure whose numeric leaves are float64 arrays put in ``arrays``
+    (see the module); a list of two or more items of one structure is one stacked array per leaf."""
+    if value is None:
+        return {"kind": "none"}
+    if isinstance(value, dict):
+        return {"kind": "dict", "items": [[str(k), _flatten(v, arrays)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        container = "tuple" if isinstance(value, tuple) else "list"
+        parts = [_flatten(v, {}) for v in value]
+        if len(value) > 1 and all(p == parts[0] for p in parts) and _stackable(parts[0]):
+            leaves: list[dict[str, Any]] = []
+            item = _leaves(parts[0], leaves)
+            per_item = [_leaf_values(v, parts[0]) for v in value]
+            for j, leaf in enumerate(leaves):
+                key = f"{len(arrays)}"
+                arrays[key] = np.stack([values[j] for values in per_item])
+                leaf["key"] = key
+            return {"kind": "stack", "container": container, "length": len(value), "item": item}
+        return {"kind": container, "items": [_flatten(v, arrays) for v in value]}
+    number = _NUMBERS.get(type(value))
     try:
-        returned = read_returned(fn(params, X, y), labels)
-    except BaseException as exc:
-        return _RETURNED, Returned(error=_crash(exc, "the function", cap), notes=notes)
-    returned.notes = notes
-    return _RETURNED, returned
+        array = np.asarray(value, dtype=np.float64)
+    except Exception as exc:  # not numeric data: its type and why, never the object itself
+        return {"kind": "opaque", "type": type(value).__name__, "reason": _one_line(str(exc)) or "not numeric"}
+    key = f"{len(arrays)}"
+    arrays[key] = array
+    return {"kind": "leaf", "key": key, "shape": list(array.shape), **({"number": number} if number else {})}
+
+
+def _stackable(structure: dict[str, Any]) -> bool:
+    """A structure made only of numeric leaves, dicts, lists and tuples (``None`` and opaque leaves are not)."""
+    kind = structure["kind"]
+    if kind == "leaf":
+        return True
+    if kind == "dict":
+        return all(_stackable(v) for _, v in structure["items"])
+    if kind == "stack":
+        return _stackable(structure["item"])
+    return kind in ("list", "tuple") and all(_stackable(v) for v in structure["items"])
+
+
+def _leaves(structure: dict[str, Any], found: list[dict[str, Any]]) -> dict[str, Any]:
+    """A copy of ``structure`` whose leaves are listed in ``found`` (in order), to be given stacked keys."""
+    kind = structure["kind"]
+    if kind == "leaf":
+        leaf = dict(structure)
+        found.append(leaf)
+        return leaf
+    if kind == "dict":
+        return {**structure, "items": [[k, _leaves(v, found)] for k, v in structure["items"]]}
+    if kind == "stack":
+        return {**structure, "item": _leaves(structure["item"], found)}
+    return {**structure, "items": [_leaves(v, found) for v in structure["items"]]}
+
+
+def _leaf_values(value: Any, structure: dict[str, Any]) -> list[np.ndarray]:
+    """``value``'s numeric leaves, in the order of ``_leaves``, as float64 arrays."""
+    kind = structure["kind"]
+    if kind == "leaf":
+        return [np.asarray(value, dtype=np.float64)]
+    if kind == "dict":
+        return [a for (_, v), (_, s) in zip(value.items(), structure["items"]) for a in _leaf_values(v, s)]
+    if kind == "stack":
+        return [np.stack(column) for column in zip(*(_leaf_values(v, structure["item"]) for v in value))] \
+            if len(value) else []
+    return [a for v, s in zip(value, structure["items"]) for a in _leaf_values(v, s)]
 
 
 def _run_cell(cell: Cell, filename: str, module: ModuleType, notes: list[str]) -> None:

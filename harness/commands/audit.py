@@ -1,5 +1,6 @@
-"""``nn-parity audit SUBMISSION... --function NAME --scenario NAME|FILE``: hand-written backward
-passes audited, one file or a whole class (``docs/audit.md``)."""
+"""``nn-parity audit SUBMISSION... --function NAME --scenario NAME|FILE [--kind KIND]``: students'
+forward passes, losses, backward passes, update steps and training loops audited, one file or a
+whole class (``docs/audit.md``)."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from harness.answers.audit import AuditResult, audit_file, audit_text, load_adapter
+from harness.answers.audit import AuditResult, load_adapter
 from harness.answers.batch import (
     audit_batch,
+    audit_one,
     batch_csv,
     batch_json,
     batch_text,
@@ -18,20 +20,37 @@ from harness.answers.batch import (
     gradescope,
     is_batch,
     result_json,
+    result_text,
 )
+from harness.answers.exports import feedback_files, gradebook_csv, gradescope_files
+from harness.answers.kinds import INTERFACES, KINDS
 from harness.answers.sandbox import MEMORY_LIMIT, TIMEOUT, Adapter
 from harness.commands.args import positive_int, seconds
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE, BadInput
-from harness.render.files import check_output_files, display_path, write_json, write_text_atomic
+from harness.render.files import (
+    check_output_files,
+    check_output_folder,
+    display_path,
+    write_files_atomic,
+    write_json,
+    write_text_atomic,
+)
 from harness.spec.catalogue import resolve
 from harness.spec.scenario import Scenario
 
 DESCRIPTION = """\
-Compare a hand-written backward pass with the reference, torch autograd, TF GradientTape
-and central finite differences, on the scenario's first batch and initial parameters.
+Audit a student's function as one more implementation beside the NumPy reference, Keras and
+torch. --kind says what the function is (default backward):
+{interfaces}
+backward is compared with the reference, torch autograd, TF GradientTape and finite
+differences on the first batch; forward, loss and step at the reference's parameters before
+steps 0-3; train step by step over the whole run (docs/audit.md says what a train may
+return and how its batches are given). What is wrong is localised (first step, stage), its
+suspect named, and its cause named only when a replay with that mistake reproduces it.
 A submission is a Python file or a Jupyter notebook (its definitions are run: see
-docs/audit.md); several files, a folder or a glob pattern audit a whole class at once."""
+docs/audit.md); several files, a folder or a glob pattern audit a whole class at once.""".format(
+    interfaces="\n".join(f"  {kind:<9} {interface}" for kind, interface in INTERFACES.items()))
 
 EPILOG = f"""\
 audit EXECUTES the submitted code. Each submission runs in its own process (python -I), in a
@@ -62,7 +81,9 @@ def register(subparsers) -> None:
     p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                    help="a .py file or .ipynb notebook defining the function (it is executed, see below); "
                         "several, a folder or a glob pattern for a batch")
-    p.add_argument("--function", required=True, help="the function: (params, X, y) -> gradients")
+    p.add_argument("--function", required=True, help="the function's name (its interface: --kind)")
+    p.add_argument("--kind", choices=KINDS, default="backward",
+                   help="what the function computes (default backward): " + "; ".join(INTERFACES.values()))
     p.add_argument("--scenario", required=True,
                    help="a catalogue name or scenario .toml file with a [training] table (model, loss, data)")
     p.add_argument("--adapter", metavar="FILE.py",
@@ -76,7 +97,14 @@ def register(subparsers) -> None:
     p.add_argument("--csv", metavar="PATH", help="also write one row per submission: file, verdict, score, "
                                                  "max_score, diagnosis")
     p.add_argument("--gradescope", metavar="PATH",
-                   help="also write Gradescope's autograder results.json (one submission)")
+                   help="also write Gradescope's autograder results.json: one submission, the file PATH; a batch, "
+                        "one <submission>.results.json per submission in the folder PATH")
+    p.add_argument("--gradebook", metavar="PATH",
+                   help="also write a gradebook CSV for Canvas and Moodle: Student, ID, SIS User ID, SIS Login ID, "
+                        "Section, '<function> (<points>)', Feedback")
+    p.add_argument("--feedback", metavar="DIR",
+                   help="also write one markdown file per submission for the student: what is right, the first "
+                        "thing that is wrong, where, and the evidence (no expected values)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is no terminal)")
     p.set_defaults(handler=handle)
 
@@ -85,23 +113,25 @@ def handle(args: argparse.Namespace) -> int:
     batch = is_batch(args.submissions)
     paths = collect(args.submissions) if batch else [Path(args.submissions[0])]
     scenario = resolve(args.scenario)
-    check_output_files([(f"--{option}", getattr(args, option)) for option in ("json", "csv", "gradescope")],
+    files = ("json", "csv", "gradebook") + (() if batch else ("gradescope",))
+    check_output_files([(f"--{option}", getattr(args, option)) for option in files],
                        inputs=[*paths, scenario.path, *([args.adapter] if args.adapter else [])])
-    if batch and args.gradescope:
-        raise BadInput(", ".join(args.submissions), "--gradescope", "one submission (Gradescope grades one "
-                       "student's files at a time)", "a batch")
+    for option in ("feedback",) + (("gradescope",) if batch else ()):
+        if getattr(args, option):
+            check_output_folder(getattr(args, option), option=f"--{option}")
     adapter = load_adapter(args.adapter) if args.adapter else None
     if batch:
         return _batch(args, paths, scenario, adapter)
     try:
-        result = audit_file(args.submissions[0], args.function, scenario, timeout=args.timeout, adapter=adapter)
+        result = audit_one(args.submissions[0], args.function, scenario, kind=args.kind, timeout=args.timeout,
+                           adapter=adapter)
     except BadInput as exc:
         if args.gradescope and exc.field in ("", "--function", "nbformat"):  # the submission's fault: say why
             reason = BadInput(display_path(Path(exc.file)), exc.field, exc.expected, exc.received).one_line()
-            write_json(args.gradescope, gradescope(crashed(scenario, args.function, reason,
+            write_json(args.gradescope, gradescope(crashed(scenario, args.function, reason, kind=args.kind,
                                                            file=display_path(Path(args.submissions[0])))), indent=2)
         raise
-    print(audit_text(result))
+    print(result_text(result))
     _write(args, [result], scenario, single=True)
     return EXIT_AGREE if result.ok else EXIT_DISAGREE
 
@@ -109,7 +139,7 @@ def handle(args: argparse.Namespace) -> int:
 def _batch(args: argparse.Namespace, paths: list[Path], scenario: Scenario, adapter: Adapter | None) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     results = audit_batch(paths, args.function, scenario, jobs=args.jobs, timeout=args.timeout, adapter=adapter,
-                          progress=progress)
+                          progress=progress, kind=args.kind)
     print(batch_text(results, scenario, args.function))
     _write(args, results, scenario, single=False)
     return EXIT_AGREE if all(r.ok for r in results) else EXIT_DISAGREE
@@ -121,6 +151,12 @@ def _write(args: argparse.Namespace, results: list[AuditResult], scenario: Scena
         write_json(args.json, data, indent=2)
     if args.csv:
         write_text_atomic(args.csv, batch_csv(results))
+    if args.gradebook:
+        write_text_atomic(args.gradebook, gradebook_csv(results))
     if args.gradescope:
-        write_json(args.gradescope, gradescope(results[0]), indent=2)
-
+        if single:
+            write_json(args.gradescope, gradescope(results[0]), indent=2)
+        else:
+            write_files_atomic(args.gradescope, gradescope_files(results))
+    if args.feedback:
+        write_files_atomic(args.feedback, feedback_files(results))

@@ -11,7 +11,8 @@ from harness.commands.args import FRAMEWORKS_HELP, add_execution_options, dtypes
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import Diagnosis, diagnose
-from harness.render.files import check_output_files
+from harness.render.files import check_output_files, write_text_atomic
+from harness.render.frames import comparisons_csv
 from harness.render.report import diagnosis_lines, summary_paragraph, verdict_line
 from harness.render.results_json import write_json_many, write_result_json
 from harness.render.tables import (
@@ -38,6 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", type=dtypes_arg, default=DTYPES, dest="dtypes",
                    help="float64, float32 or both (default: both)")
     p.add_argument("--json", metavar="PATH", help="also write the runs and comparisons as JSON")
+    p.add_argument("--csv", metavar="PATH", help="also write the comparisons as CSV, one row per pair and dtype")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
                    help="refuse a scenario whose runs would need more memory (e.g. 8G; default: the machine's)")
@@ -47,7 +49,7 @@ def register(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     scenarios = resolve_all(args.scenario)  # every variant is validated before anything runs
-    check_output_files([("--json", args.json)], inputs=[s.path for s in scenarios])
+    check_output_files([("--json", args.json), ("--csv", args.csv)], inputs=[s.path for s in scenarios])
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     results = [run_one(s, args, progress) for s in scenarios]
     if args.json:
@@ -55,6 +57,8 @@ def handle(args: argparse.Namespace) -> int:
             write_result_json(results[0][0], args.json, diagnoses=results[0][1])
         else:
             write_json_many(results, args.json)
+    if args.csv:
+        write_text_atomic(args.csv, comparisons_csv([r for r, _ in results]))
     return EXIT_AGREE if all(r.ok for r, _ in results) else EXIT_DISAGREE
 
 
