@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from harness.errors import BadInput
 from harness.fuzz.fingerprint import UNKNOWN, Fingerprint, of_result
 from harness.fuzz.space import Example
+from harness.judge.compare import DISAGREE
 from harness.judge.diagnosis import diagnose
 from harness.run.adapters import REFERENCE
 from harness.run.runner import ScenarioResult, framework_of, run_scenario
@@ -25,13 +26,23 @@ class Outcome:
     reason: str = ""  # why ill-conditioned or not runnable
 
 
+NONFINITE = "the reference's loss or parameters leave the finite numbers"
+ROUNDING_DECIDES = ("rounding decides whether the reference's run stays finite or when it stops early "
+                    "(its run with every result moved one ulp does otherwise)")
+
+
 def ill_conditioned(result: ScenarioResult) -> dict[str, str]:
     """dtype -> why the scenario is ill-conditioned by nature in it: the reference's own run leaves
-    the finite numbers."""
+    the finite numbers, or a pair disagrees where rounding alone decides whether a run stays finite
+    or when it stops (the agreement rule's measured rounding is infinite there:
+    ``harness.judge.rounding``)."""
     out = {}
     for (label, dtype), run in result.runs.items():
         if framework_of(label) == REFERENCE and run.ok and run.first_nonfinite_step is not None:
-            out[dtype] = "the reference's loss or parameters leave the finite numbers"
+            out[dtype] = NONFINITE
+    for c in result.comparisons:
+        if c.state == DISAGREE and c.rounding_decides and c.dtype not in out:
+            out[c.dtype] = ROUNDING_DECIDES
     return out
 
 

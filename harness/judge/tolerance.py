@@ -17,6 +17,17 @@ step 27, 1.5e-7 on a run magnitude of 0.57; xor-perceptron 5.8, minibatch-good-i
 that appears at step t is judged against what the run had reached by t, never against a later
 blow-up.
 
+When the computation amplifies rounding (a saturated sigmoid's ``1 - a``, a trajectory whose
+steps grow a perturbation), a pair the fixed terms reject gets one more term, measured, never
+assumed: ``+ ROUNDING_FACTOR * R``, where ``R`` is how far rounding alone moves the quantity at
+that step, measured on the reference by Monte Carlo arithmetic (``harness.judge.rounding``: its run
+made again with every operation's result moved one ulp at random, twice the largest rounding an
+IEEE operation makes). Two implementations each within ``R`` of the exact result are within
+``2 R`` of each other, hence ``ROUNDING_FACTOR = 2``. Where rounding decides whether a run stays
+finite (or when it stops early), ``R`` is infinite and allows nothing: such a pair disagrees, and
+the fuzzer counts the scenario as ill-conditioned by nature. ``R`` is a few ulps of the values where
+nothing amplifies (far below ``rtol``), so it decides only where rounding does.
+
 with nan == nan and inf == inf of the same sign counted as equal (runs that diverge
 together agree), nan against a number infinitely far, and the ``rtol`` term taken on
 finite magnitudes only (an infinite value never widens its own allowance). Printed
@@ -63,6 +74,8 @@ EPS_NAMES = {EPS32: "eps32", EPS64: "eps64"}
 # The rounding floor of a quantity crossing zero, in ulps of its largest magnitude so far
 # (measured worst 6.1 over the catalogue, both dtypes: see the module docstring).
 MAGNITUDE_ULPS = 16.0
+# |a - b| <= |a - exact| + |b - exact|, each bounded by the measured rounding R (module docstring).
+ROUNDING_FACTOR = 2.0
 # What ``M`` means, for the reports' tolerance line.
 MAGNITUDE_RULE = "M = the largest |value| the quantity (loss, parameter, outputs) reached so far, on either side"
 
@@ -119,10 +132,12 @@ def magnitude_so_far(a: npt.ArrayLike, b: npt.ArrayLike) -> Array:
 
 
 def compare_elements(a: npt.ArrayLike, b: npt.ArrayLike, tol: Tolerance, *,
-                     magnitude: npt.ArrayLike | None = None) -> ElementDiffs:
+                     magnitude: npt.ArrayLike | None = None, rounding: npt.ArrayLike | None = None) -> ElementDiffs:
     """The agreement rule applied to every element of ``a`` and ``b``. ``magnitude``: ``M``,
     broadcast against them (a trajectory: ``magnitude_so_far``); by default the largest finite
-    magnitude of ``a`` and ``b`` over all their elements (one quantity at one moment)."""
+    magnitude of ``a`` and ``b`` over all their elements (one quantity at one moment).
+    ``rounding``: ``R``, the measured rounding error (``harness.judge.rounding``), broadcast
+    against them; None: the fixed terms alone."""
     diff = difference(a, b)
     a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -134,6 +149,9 @@ def compare_elements(a: npt.ArrayLike, b: npt.ArrayLike, tol: Tolerance, *,
         if tol.mtol:
             m = finite.max(initial=0.0) if magnitude is None else np.asarray(magnitude, dtype=np.float64)
             allowed = allowed + tol.mtol * m
+        if rounding is not None:
+            r = np.asarray(rounding, dtype=np.float64)  # inf: rounding decides there; it allows nothing
+            allowed = allowed + ROUNDING_FACTOR * np.where(np.isfinite(r), r, 0.0)
         used = np.where(diff == 0, 0.0, diff / np.where(allowed == 0, np.inf, allowed))
         used = np.where((diff > 0) & (allowed == 0), np.inf, used)
     return ElementDiffs(diff=diff, rel=rel, allowed=allowed, used=used)
