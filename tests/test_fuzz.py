@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 from harness.commands.cli import main
 from harness.fuzz import campaign as campaign_module
+from harness.fuzz.families import FAMILIES
 from harness.fuzz.fingerprint import Fingerprint, kind
 from harness.fuzz.oracle import FINDING, judge
 from harness.fuzz.space import MAX_LAYERS, MAX_ROWS, MAX_STEPS, MAX_UNITS, Example, examples
@@ -32,8 +33,8 @@ def test_every_drawn_example_is_a_valid_scenario_file_within_the_space(example: 
     assert 1 <= len(scenario.layers) <= MAX_LAYERS
     assert all(1 <= layer.units <= MAX_UNITS for layer in scenario.layers)
     assert 1 <= scenario.data.X.shape[0] <= MAX_ROWS
-    assert 1 <= scenario.max_steps <= MAX_STEPS
-    assert all(layer.units >= 2 for layer in scenario.layers if layer.activation == "softmax")
+    assert (scenario.training is None) == (scenario.max_steps == 0) and scenario.max_steps <= MAX_STEPS
+    assert set(example.families) <= set(FAMILIES)
 
 
 def test_fingerprints_leave_out_layer_indices_and_slug_to_file_names() -> None:

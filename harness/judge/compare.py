@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from harness.judge.tolerance import ROUNDING_FACTOR, ElementDiffs, Tolerance, compare_elements, magnitude_so_far
+from harness.judge.tolerance import ROUNDING_DECIDES, ROUNDING_FACTOR, ElementDiffs, Tolerance, compare_elements, magnitude_so_far
 from harness.run.trajectory import Trajectory
 
 # The three states of a compared pair, used word for word in the agreement table, the report's
@@ -105,7 +105,8 @@ class Comparison:
     tolerance: str = ""  # Tolerance.describe(): "rtol 1e-05, atol 1e-07 + 16 eps32 x M"
     # The rule's measured rounding term (``harness.judge.rounding``), when the fixed terms rejected the
     # pair: its largest finite R, and whether rounding decides where the pair first disagrees (R
-    # infinite there: a jittered reference run left the finite numbers or stopped at another step).
+    # infinite there: a jittered reference run left the finite numbers or stopped at another step;
+    # or at least ``ROUNDING_DECIDES`` of a quantity's magnitude: ``rounding_decides_from``).
     rounding: float = 0.0
     rounding_decides: bool = False
 
@@ -233,12 +234,31 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance, *,
     with_rounding = _compare(ta, tb, tol, measured)
     with_rounding.rounding = max((float(np.max(np.where(np.isfinite(r), r, 0.0), initial=0.0))
                                   for r in measured.values()), default=0.0)
+    decided = rounding_decides_from(ta, tb, measured)
     m = with_rounding.mismatch
-    if m is not None and m.quantity in measured:
-        r = np.asarray(measured[m.quantity]).reshape(-1)
-        with_rounding.rounding_decides = r.size > 0 and not np.isfinite(r[min(m.step, r.size - 1)])
+    with_rounding.rounding_decides = m is not None and decided is not None and m.step >= decided
     with_rounding.tolerance += f" + {ROUNDING_FACTOR:g} R (R: rounding measured, up to {with_rounding.rounding:.2g})"
     return with_rounding
+
+
+def rounding_decides_from(ta: Trajectory, tb: Trajectory, rounding: Mapping[str, np.ndarray]) -> int | None:
+    """The first step from which rounding decides the runs (None: never): where the measured rounding
+    of the loss or of a parameter is infinite, or reaches ``ROUNDING_DECIDES`` of that quantity's
+    magnitude so far. The quantities of a step are coupled (each step computes from all of them), so
+    from there on no quantity's difference can be told from rounding."""
+    n = min(ta.steps, tb.steps)
+    first = None
+    for name in ["loss", *ta.params]:
+        r = np.asarray(rounding.get(name, np.zeros(0)), dtype=np.float64).reshape(-1)[:n]
+        a = ta.losses[:n] if name == "loss" else ta.params[name][:n]
+        b = tb.losses[:n] if name == "loss" else tb.params[name][:n]
+        if r.size == 0 or name not in ("loss", *tb.params):
+            continue
+        m = magnitude_so_far(a, b).reshape(-1)[:r.size]
+        steps = np.flatnonzero(~np.isfinite(r) | ((r >= ROUNDING_DECIDES * m) & (m > 0)))
+        if steps.size and (first is None or steps[0] < first):
+            first = int(steps[0])
+    return first
 
 
 def _compare(ta: Trajectory, tb: Trajectory, tol: Tolerance, rounding: Mapping[str, np.ndarray]) -> Comparison:

@@ -11,7 +11,11 @@ both are properties of the scenario's arithmetic, and both can be measured witho
 The measure: the reference's run made again ``RUNS`` times in its own dtype with every
 floating-point result of every NumPy operation (``ufunc``: matmul, exp, +, sum, sqrt, ...) moved one
 ulp up or down at random (``Jittered``; exact results of order-free operations such as max, abs,
-negation and an exact zero are left as they are). A rounding error is at most half an ulp, so each
+negation and an exact zero are left as they are). Half the runs draw new directions at every step
+(rounding as noise, which a chaotic trajectory amplifies); the other half repeat the same directions
+at every step (``_SameEveryStep``): an implementation's rounding is a deterministic function of its
+inputs, so where they change little from step to step it errs the same way every step, and its
+difference grows with the steps, not with their square root. A rounding error is at most half an ulp, so each
 jittered run is the reference computed with roundings twice as large as any IEEE operation makes,
 through its own formulas, in its own dtype; the largest distance of the jittered runs from the
 plain run, per quantity (the loss, each parameter, each layer's outputs) and step, is
@@ -26,7 +30,7 @@ machine that computes the reference's plain run the same way.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -36,7 +40,7 @@ from harness.run.adapters.numpy_reference import NumpyReference
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 
-RUNS = 2  # jittered runs; the measure is the largest distance of any from the plain run
+RUNS = 4  # jittered runs; the measure is the largest distance of any from the plain run
 SEED = 20261206
 # Operations whose result is exact whatever the order (a selection, a sign): never jittered.
 EXACT = {np.maximum, np.minimum, np.fmax, np.fmin, np.negative, np.positive, np.absolute, np.sign,
@@ -92,9 +96,24 @@ def _jittering(seed: int) -> Iterator[None]:
         _rng.pop()
 
 
-def _jittered_plan(plan: TrainingPlan) -> TrainingPlan:
-    return replace(plan, X=plan.X.view(Jittered), y=plan.y.view(Jittered),
-                   initial_params={k: v.copy().view(Jittered) for k, v in plan.initial_params.items()})
+@dataclass(frozen=True)
+class _SameEveryStep(TrainingPlan):
+    """A plan whose ``batch`` (called once at the start of every step of the reference's run)
+    restarts the jitter's generator: every step moves the same operations' results the same way."""
+
+    seed: int = 0
+
+    def batch(self, step: int, *, full: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        _rng[-1] = np.random.default_rng(self.seed)
+        return super().batch(step, full=full)
+
+
+def _jittered_plan(plan: TrainingPlan, seed: int, *, systematic: bool) -> TrainingPlan:
+    jittered = replace(plan, X=plan.X.view(Jittered), y=plan.y.view(Jittered),
+                       initial_params={k: v.copy().view(Jittered) for k, v in plan.initial_params.items()})
+    if not systematic:
+        return jittered
+    return _SameEveryStep(**{f.name: getattr(jittered, f.name) for f in fields(jittered)}, seed=seed)
 
 
 Errors = dict[str, npt.NDArray[np.float64]]
@@ -113,7 +132,7 @@ def rounding_error(plan: TrainingPlan) -> Errors:
         jittered = []
         for i in range(RUNS):
             with _jittering(SEED + i):
-                jittered.append(reference.run(_jittered_plan(plan)))
+                jittered.append(reference.run(_jittered_plan(plan, SEED + i, systematic=i % 2 == 1)))
     return _errors(plain, jittered)
 
 

@@ -24,8 +24,12 @@ that step, measured on the reference by Monte Carlo arithmetic (``harness.judge.
 made again with every operation's result moved one ulp at random, twice the largest rounding an
 IEEE operation makes). Two implementations each within ``R`` of the exact result are within
 ``2 R`` of each other, hence ``ROUNDING_FACTOR = 2``. Where rounding decides whether a run stays
-finite (or when it stops early), ``R`` is infinite and allows nothing: such a pair disagrees, and
-the fuzzer counts the scenario as ill-conditioned by nature. ``R`` is a few ulps of the values where
+finite (or when it stops early), ``R`` is infinite and allows nothing: such a pair disagrees. From
+the step where ``R`` of the loss or of any parameter reaches ``ROUNDING_DECIDES`` (a tenth) of that
+quantity's magnitude, rounding decides the runs too (the quantities of a step are coupled: their
+digits are rounding's), and a pair that disagrees there cannot be told from rounding. The comparison
+says so (``Comparison.rounding_decides``), and the fuzzer counts the scenario as ill-conditioned by
+nature. ``R`` is a few ulps of the values where
 nothing amplifies (far below ``rtol``), so it decides only where rounding does.
 
 with nan == nan and inf == inf of the same sign counted as equal (runs that diverge
@@ -76,6 +80,9 @@ EPS_NAMES = {EPS32: "eps32", EPS64: "eps64"}
 MAGNITUDE_ULPS = 16.0
 # |a - b| <= |a - exact| + |b - exact|, each bounded by the measured rounding R (module docstring).
 ROUNDING_FACTOR = 2.0
+# Rounding decides a quantity once it alone moves it by a tenth of its magnitude: the pair's
+# difference there says nothing about either implementation's maths (module docstring).
+ROUNDING_DECIDES = 0.1
 # What ``M`` means, for the reports' tolerance line.
 MAGNITUDE_RULE = "M = the largest |value| the quantity (loss, parameter, outputs) reached so far, on either side"
 
