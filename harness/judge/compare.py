@@ -22,7 +22,14 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from harness.judge.tolerance import ROUNDING_DECIDES, ROUNDING_FACTOR, ElementDiffs, Tolerance, compare_elements, magnitude_so_far
+from harness.judge.tolerance import (
+    ROUNDING_DECIDES,
+    ROUNDING_FACTOR,
+    ElementDiffs,
+    Tolerance,
+    compare_elements,
+    magnitude_so_far,
+)
 from harness.run.trajectory import Trajectory
 
 # The three states of a compared pair, used word for word in the agreement table, the report's
