@@ -29,15 +29,15 @@ class Outcome:
 
 
 NONFINITE = "the reference's loss or parameters leave the finite numbers"
-ROUNDING_DECIDES = ("rounding decides whether the reference's run stays finite or when it stops early "
-                    "(its run with every result moved one ulp does otherwise)")
+ROUNDING_DECIDES = ("rounding decides the runs where a pair disagrees (the reference's run with every result "
+                    "moved one ulp leaves the finite numbers, stops at another step, or moves the loss or a "
+                    "parameter by a tenth of its size)")
 
 
 def ill_conditioned(result: ScenarioResult) -> dict[str, str]:
     """dtype -> why the scenario is ill-conditioned by nature in it: the reference's own run leaves
-    the finite numbers, or a pair disagrees where rounding alone decides whether a run stays finite
-    or when it stops (the agreement rule's measured rounding is infinite there:
-    ``harness.judge.rounding``)."""
+    the finite numbers, or a pair disagrees where rounding alone decides the runs
+    (``Comparison.rounding_decides``: the agreement rule's measured rounding, ``harness.judge.rounding``)."""
     out = {}
     for (label, dtype), run in result.runs.items():
         if framework_of(label) == REFERENCE and run.ok and run.first_nonfinite_step is not None:
