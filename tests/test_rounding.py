@@ -127,3 +127,18 @@ def test_a_softmax_over_an_axis_of_length_1_is_degenerate() -> None:
         "input_dim": 1, "layers": [{"units": 1, "activation": "softmax", "kernel": [[0.5]]}]}}, families=())
     outcome = judge(example, frameworks=("numpy",), dtypes=("float64",))
     assert outcome.kind == ILL_CONDITIONED and "length 1" in outcome.reason
+
+
+def test_rounding_grown_by_the_steps_is_measured() -> None:
+    """SGD Nesterov at lr 1 through tanh (the first campaign's float64 false alarm): the trajectory
+    amplifies rounding about tenfold per epoch, past the fixed terms (~1e-12 on a weight of 0.8) by
+    step 11, where torch and numpy[torch] part by 1.2e-12 (measured: within 2 R, R 6e-11)."""
+    s = scenario_of({"data": {"X": [[1.11], [1.55], [0.53], [-0.57], [0.11], [-1.09], [1.11]],
+                              "y": [[-1.32], [0.31], [0.14], [0.69], [1.04], [-1.56], [0.5]]},
+                     "model": {"input_dim": 1, "layers": [{"units": 1, "activation": "tanh", "kernel": [[-0.34]],
+                                                           "bias": [0.23]}]},
+                     "training": {"loss": "mse", "optimizer": {"name": "sgd", "learning_rate": 1.0, "momentum": 0.9,
+                                                               "nesterov": True, "convention": "torch"},
+                                  "batch_size": 3, "epochs": 4}})
+    kernel = rounding_error(make_plan(s, "float64"))["layers.0.kernel"]
+    assert kernel[0] < 1e-14 and kernel[11] > 1e-12 and kernel[11] > 100 * kernel[0]
