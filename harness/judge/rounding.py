@@ -164,6 +164,7 @@ def _largest(plain: npt.ArrayLike, other: npt.ArrayLike, *, per_step: bool) -> n
     with np.errstate(invalid="ignore", over="ignore"):
         d = np.abs(a - b)
     d = np.where(np.isfinite(a) & ~np.isfinite(d), np.inf, np.where(np.isfinite(d), d, 0.0))
-    if per_step:
-        return np.asarray(d.reshape(d.shape[0], -1).max(axis=1, initial=0.0), dtype=np.float64)
+    if per_step:  # (a forward-only run has no steps: nothing per step)
+        return np.asarray(d.reshape(d.shape[0], -1).max(axis=1, initial=0.0) if d.shape[0] else np.zeros(0),
+                          dtype=np.float64)
     return np.asarray(d.max(initial=0.0), dtype=np.float64)

@@ -23,14 +23,18 @@ assumed: ``+ ROUNDING_FACTOR * R``, where ``R`` is how far rounding alone moves 
 that step, measured on the reference by Monte Carlo arithmetic (``harness.judge.rounding``: its run
 made again with every operation's result moved one ulp at random, twice the largest rounding an
 IEEE operation makes). Two implementations each within ``R`` of the exact result are within
-``2 R`` of each other, hence ``ROUNDING_FACTOR = 2``. Where rounding decides whether a run stays
-finite (or when it stops early), ``R`` is infinite and allows nothing: such a pair disagrees. From
-the step where ``R`` of the loss or of any parameter reaches ``ROUNDING_DECIDES`` (a tenth) of that
-quantity's magnitude, rounding decides the runs too (the quantities of a step are coupled: their
-digits are rounding's), and a pair that disagrees there cannot be told from rounding. The comparison
-says so (``Comparison.rounding_decides``), and the fuzzer counts the scenario as ill-conditioned by
-nature. ``R`` is a few ulps of the values where
-nothing amplifies (far below ``rtol``), so it decides only where rounding does.
+``2 R`` of each other, hence ``ROUNDING_FACTOR = 2``. ``R`` is a few ulps of the values where
+nothing amplifies (far below ``rtol``), so it decides only where rounding does. The term belongs
+to the default tolerances (``Tolerance.measured``): a tolerance a scenario's ``[tolerance]`` table
+(or a caller) sets is exactly what it says, so ``rtol = atol = ulps = 0`` still asks for bitwise
+equality.
+
+Where rounding decides whether a run stays finite (or when it stops early), ``R`` is infinite and
+allows nothing: such a pair disagrees. From the step where ``R`` of the loss or of any parameter
+reaches ``ROUNDING_DECIDES`` (a tenth) of that quantity's magnitude, rounding decides the runs too
+(the quantities of a step are coupled: their digits are rounding's), and a pair that disagrees
+there cannot be told from rounding. The comparison says so (``Comparison.rounding_decides``), and
+the fuzzer counts the scenario as ill-conditioned by nature.
 
 with nan == nan and inf == inf of the same sign counted as equal (runs that diverge
 together agree), nan against a number infinitely far, and the ``rtol`` term taken on
@@ -57,6 +61,9 @@ class Tolerance:
     atol: float
     ulps: float = 0.0  # allowed ulps of the quantity's largest magnitude so far
     eps: float = 0.0  # the machine epsilon of those ulps (np.finfo(dtype).eps)
+    # whether the measured rounding term applies (the default rule's; a tolerance a scenario or a
+    # caller sets is exactly what it says: module docstring)
+    measured: bool = False
 
     @property
     def mtol(self) -> float:
@@ -93,8 +100,8 @@ MAGNITUDE_RULE = "M = the largest |value| the quantity (loss, parameter, outputs
 # trajectory. Both: 16 ulps of the quantity's largest magnitude so far, for
 # values crossing zero (float64: 3.6e-15 x M, tight; float32: 1.9e-6 x M).
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "float64": Tolerance(rtol=1e-12, atol=1e-14, ulps=MAGNITUDE_ULPS, eps=EPS64),
-    "float32": Tolerance(rtol=1e-5, atol=1e-7, ulps=MAGNITUDE_ULPS, eps=EPS32),
+    "float64": Tolerance(rtol=1e-12, atol=1e-14, ulps=MAGNITUDE_ULPS, eps=EPS64, measured=True),
+    "float32": Tolerance(rtol=1e-5, atol=1e-7, ulps=MAGNITUDE_ULPS, eps=EPS32, measured=True),
 }
 
 

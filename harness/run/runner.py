@@ -353,8 +353,9 @@ def _compare(result: ScenarioResult, a: str, b: str, dtype: str) -> Comparison:
     convention, or one the conventions share), made only if the fixed terms reject the pair."""
     ra, rb = result.runs[(a, dtype)], result.runs[(b, dtype)]
     tol = result.scenario.tolerances[dtype]
-    if ra.convention not in ("", COMMON) and rb.convention not in ("", COMMON) and ra.convention != rb.convention:
-        return compare(ra, rb, tol)  # different formulas: their difference is the conventions', not rounding's
+    if not tol.measured or (ra.convention not in ("", COMMON) and rb.convention not in ("", COMMON)
+                            and ra.convention != rb.convention):
+        return compare(ra, rb, tol)  # a tolerance set by hand; or other formulas: not a difference of rounding
 
     def measured() -> dict[str, np.ndarray]:
         errors = [rounding_of(result, label, dtype) for label in (a, b)]
