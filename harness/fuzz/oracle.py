@@ -1,7 +1,8 @@
 """The fuzzer's oracle is the harness's own judgement: an example runs through the runner in every
 chosen implementation and dtype, exactly as ``nn-parity run`` runs a file. A result that is ok
 (every pair agrees or differs, explained) is no finding; a scenario ill-conditioned by nature (the
-reference itself leaves the finite numbers) is counted with its reason; anything else is a finding,
+reference itself leaves the finite numbers; rounding alone decides whether a run stays finite or
+when it stops; a softmax over an axis of length 1) is counted with its reason; anything else is a finding,
 named by its fingerprints (``fingerprint``), and a fault of the harness itself (an exception the
 runner or the diagnosis raises) is one too."""
 from __future__ import annotations
@@ -11,9 +12,11 @@ from dataclasses import dataclass
 from harness.errors import BadInput
 from harness.fuzz.fingerprint import UNKNOWN, Fingerprint, of_result
 from harness.fuzz.space import Example
+from harness.judge.compare import DISAGREE
 from harness.judge.diagnosis import diagnose
 from harness.run.adapters import REFERENCE
 from harness.run.runner import ScenarioResult, framework_of, run_scenario
+from harness.spec.scenario import Scenario, batch_rows
 
 OK, ILL_CONDITIONED, NOT_RUNNABLE, FINDING = "ok", "ill-conditioned", "not runnable", "finding"
 
@@ -25,14 +28,37 @@ class Outcome:
     reason: str = ""  # why ill-conditioned or not runnable
 
 
+NONFINITE = "the reference's loss or parameters leave the finite numbers"
+ROUNDING_DECIDES = ("rounding decides the runs where a pair disagrees (the reference's run with every result "
+                    "moved one ulp leaves the finite numbers, stops at another step, or moves the loss or a "
+                    "parameter by a tenth of its size)")
+
+
 def ill_conditioned(result: ScenarioResult) -> dict[str, str]:
     """dtype -> why the scenario is ill-conditioned by nature in it: the reference's own run leaves
-    the finite numbers."""
+    the finite numbers, or a pair disagrees where rounding alone decides the runs
+    (``Comparison.rounding_decides``: the agreement rule's measured rounding, ``harness.judge.rounding``)."""
     out = {}
     for (label, dtype), run in result.runs.items():
         if framework_of(label) == REFERENCE and run.ok and run.first_nonfinite_step is not None:
-            out[dtype] = "the reference's loss or parameters leave the finite numbers"
+            out[dtype] = NONFINITE
+    for c in result.comparisons:
+        if c.state == DISAGREE and c.rounding_decides and c.dtype not in out:
+            out[c.dtype] = ROUNDING_DECIDES
     return out
+
+
+def degenerate(scenario: Scenario, rows: int) -> str:
+    """Why the scenario computes something degenerate by nature ("" when it does not): a softmax over
+    an axis of length 1 (one unit, or the rows of a batch of one row), identically 1 whatever its
+    input, so nothing before it reaches the outputs."""
+    training = scenario.training
+    sizes = {rows} if training is None else {batch_rows(training, rows), rows % batch_rows(training, rows) or rows}
+    for i, layer in enumerate(scenario.layers):
+        length = {layer.units} if layer.axis in (-1, 1) else sizes
+        if layer.activation == "softmax" and 1 in length:
+            return f"a softmax over an axis of length 1 (model.layers[{i}], axis {layer.axis}): identically 1"
+    return ""
 
 
 def judge(example: Example, *, frameworks: tuple[str, ...], dtypes: tuple[str, ...]) -> Outcome:
@@ -45,7 +71,8 @@ def judge(example: Example, *, frameworks: tuple[str, ...], dtypes: tuple[str, .
     except Exception as exc:  # a fault of the harness is a finding, never the end of a campaign
         return Outcome(FINDING, frozenset({Fingerprint("harness", "run", type(exc).__name__, "-", UNKNOWN)}))
     if result.ok:
-        return Outcome(OK)
+        why = degenerate(result.scenario, result.plans[result.dtypes[0]].X.shape[0])
+        return Outcome(ILL_CONDITIONED, reason=why) if why else Outcome(OK)
     ill = ill_conditioned(result)
     try:
         diagnoses = diagnose(result)

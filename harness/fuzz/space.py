@@ -9,8 +9,12 @@ every loss with an output it is valid for (MSE: any activation; binary cross-ent
 centered), each option left at its default or set, the convention pinned or not; learning rates
 from 1e-3 to 3; full or mini-batches (a partial last batch included), in order or shuffled; 1 to
 ``MAX_ROWS`` rows, at most ``MAX_STEPS`` steps. Data and initial weights are short decimals
-edited by the edge-value families (``families``). Every choice shrinks towards the simplest
-(fewer layers, units, rows and steps, MSE, linear, plain SGD, full batch, values 0).
+edited by the edge-value families (``families``). Beyond these: an early stop (``early_stop_tol``),
+initial weights from an initializer instead of explicit arrays (zeros, ones, constant, normal,
+uniform, glorot_uniform, seeded), a softmax over the rows (axis 0) or over one unit (an axis of
+length 1: degenerate, counted as such by the oracle), and forward-only scenarios (no training).
+Every choice shrinks towards the simplest (fewer layers, units, rows and steps, MSE, linear, plain
+SGD, full batch, explicit weights, no early stop, training, values 0).
 """
 from __future__ import annotations
 
@@ -36,6 +40,14 @@ LOSSES = ("mse", "binary_crossentropy", "categorical_crossentropy")
 LEARNING_RATES = (0.01, 0.1, 0.001, 0.5, 1.0, 3.0)
 CLIPS = ("none", "keras", "torch")
 PINS = (None, "keras", "keras-unrounded", "torch")
+EARLY_STOPS = (1e-4, 1e-2, 1e-8)
+INITIALIZERS: dict[str, dict[str, st.SearchStrategy[Any]]] = {  # name -> its options (a seed when it draws)
+    "zeros": {}, "ones": {}, "constant": {"value": st.sampled_from([0.5, -1.0, 2.0])},
+    "normal": {"mean": st.sampled_from([0.0, 1.0]), "stddev": st.sampled_from([1.0, 0.1, 3.0])},
+    "uniform": {"minval": st.sampled_from([-1.0, 0.0]), "maxval": st.sampled_from([1.0, 2.0])},
+    "glorot_uniform": {},
+}
+SEEDED = ("normal", "uniform", "glorot_uniform")
 OPTIONS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "sgd": {"momentum": st.sampled_from([0.9, 0.5, 0.99])},
     "adam": {"beta_1": st.sampled_from([0.9, 0.5]), "beta_2": st.sampled_from([0.999, 0.9]),
@@ -61,9 +73,9 @@ class Example:
 
 def _output(draw: st.DrawFn, loss: str) -> tuple[int, str]:
     """The last layer's units and activation, valid for ``loss``."""
-    if loss == "mse":
+    if loss == "mse":  # a softmax over one unit (an axis of length 1) is drawn too: degenerate
         activation = draw(st.sampled_from(ACTIVATIONS))
-        return draw(st.integers(2 if activation == "softmax" else 1, 2)), activation
+        return draw(st.integers(1, 2)), activation
     if loss == "binary_crossentropy":
         return draw(st.integers(1, 2)), "sigmoid"
     return draw(st.integers(2, MAX_UNITS)), "softmax"
@@ -110,6 +122,39 @@ def _layers(draw: st.DrawFn, input_dim: int, output: tuple[int, str], families: 
     return layers
 
 
+def _initializer(draw: st.DrawFn) -> dict[str, Any]:
+    name = draw(st.sampled_from(tuple(INITIALIZERS)))
+    out: dict[str, Any] = {"name": name}
+    for option, values in INITIALIZERS[name].items():
+        if draw(st.booleans()):
+            out[option] = draw(values)
+    if name in SEEDED:
+        out["seed"] = draw(st.integers(0, 1000))
+    return out
+
+
+def _initializers(draw: st.DrawFn, layers: list[dict[str, Any]]) -> bool:
+    """Some layers' explicit weights replaced by initializers (True when one was)."""
+    used = False
+    for layer in layers:
+        if draw(st.integers(0, 3)) == 3:
+            del layer["kernel"]
+            layer["initializer"] = _initializer(draw)
+            used = True
+        if "bias" in layer and draw(st.integers(0, 3)) == 3:
+            del layer["bias"]
+            layer["bias_initializer"] = _initializer(draw)
+            used = True
+    return used
+
+
+def _softmax_axes(draw: st.DrawFn, layers: list[dict[str, Any]]) -> None:
+    """A softmax layer now and then over the rows (axis 0) instead of its units."""
+    for layer in layers:
+        if layer["activation"] == "softmax" and draw(st.integers(0, 3)) == 3:
+            layer["axis"] = 0
+
+
 @st.composite
 def examples(draw: st.DrawFn, frameworks: tuple[str, ...] = ("numpy", "keras", "torch")) -> Example:
     """A scenario of the space (module docstring) that ``frameworks`` can run (a convention pin one
@@ -119,13 +164,16 @@ def examples(draw: st.DrawFn, frameworks: tuple[str, ...] = ("numpy", "keras", "
     loss = draw(st.sampled_from(LOSSES))
     output = _output(draw, loss)
     X = fam.matrix(draw, rows, input_dim, chosen)
-    applied = {f for f in chosen if f in (fam.FLOAT32_EXACT, fam.SATURATING)}
+    applied = {f for f in chosen if f in (fam.FLOAT32_EXACT, fam.SATURATING, fam.SUBNORMAL)}
     for family, edit in fam.DATA_EDITS.items():
         if family in chosen and edit(draw, X):
             applied.add(family)
     layers = _layers(draw, input_dim, output, chosen)
     if fam.RELU_ZEROS in applied and "bias" in layers[0]:
         layers[0]["bias"] = [0.0] * layers[0]["units"]
+    for family, layer_edit in fam.LAYER_EDITS.items():
+        if family in chosen and layer_edit(draw, X, layers, loss):
+            applied.add(family)
     batch = draw(st.sampled_from(["full", *range(1, rows + 1)]))
     batches = 1 if batch == "full" else math.ceil(rows / int(batch))
     training: dict[str, Any] = {"loss": loss, "optimizer": _optimizer(draw), "batch_size": batch,
@@ -134,8 +182,15 @@ def examples(draw: st.DrawFn, frameworks: tuple[str, ...] = ("numpy", "keras", "
         training["clip"] = draw(st.sampled_from(CLIPS))
     if draw(st.booleans()):
         training["shuffle"], training["shuffle_seed"] = True, draw(st.integers(0, 1000))
+    if draw(st.integers(0, 3)) == 3:
+        training["early_stop_tol"] = draw(st.sampled_from(EARLY_STOPS))
+    if not applied & {fam.NEAR_OVERFLOW, fam.BINDING_CLIP, fam.RELU_ZEROS}:  # their weights are the point
+        _initializers(draw, layers)
+    _softmax_axes(draw, layers)
     raw = {"name": NAME, "data": {"X": X, "y": _targets(draw, loss, rows, output[0], chosen)},
            "model": {"input_dim": input_dim, "layers": layers}, "training": training}
+    if draw(st.integers(0, 7)) == 7:  # forward only: each implementation's outputs on X
+        del raw["training"]
     example = Example(raw, tuple(f for f in fam.FAMILIES if f in applied))
     try:
         check_runnable(example.scenario(), frameworks=frameworks)

@@ -18,11 +18,18 @@ drift diagnosis read them).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from harness.judge.tolerance import ElementDiffs, Tolerance, compare_elements, magnitude_so_far
+from harness.judge.tolerance import (
+    ROUNDING_DECIDES,
+    ROUNDING_FACTOR,
+    ElementDiffs,
+    Tolerance,
+    compare_elements,
+    magnitude_so_far,
+)
 from harness.run.trajectory import Trajectory
 
 # The three states of a compared pair, used word for word in the agreement table, the report's
@@ -104,6 +111,12 @@ class Comparison:
     ulps: float = 0.0
     mtol: float = 0.0
     tolerance: str = ""  # Tolerance.describe(): "rtol 1e-05, atol 1e-07 + 16 eps32 x M"
+    # The rule's measured rounding term (``harness.judge.rounding``), when the fixed terms rejected the
+    # pair: its largest finite R, and whether rounding decides where the pair first disagrees (R
+    # infinite there: a jittered reference run left the finite numbers or stopped at another step;
+    # or at least ``ROUNDING_DECIDES`` of a quantity's magnitude: ``rounding_decides_from``).
+    rounding: float = 0.0
+    rounding_decides: bool = False
 
     @property
     def pair(self) -> str:
@@ -164,7 +177,8 @@ class Comparison:
         return {
             "a": self.a, "b": self.b, "dtype": self.dtype, "max_abs": self.max_abs, "max_rel": self.max_rel,
             "first_divergent_step": self.first_divergent_step, "rtol": self.rtol, "atol": self.atol,
-            "ulps": self.ulps, "mtol": self.mtol, "tolerance": self.tolerance,
+            "ulps": self.ulps, "mtol": self.mtol, "tolerance": self.tolerance, "rounding": self.rounding,
+            "rounding_decides": self.rounding_decides,
             "state": self.state, "agree": self.agree, "ok": self.ok, "steps_a": self.steps_a, "steps_b": self.steps_b,
             "per_quantity": {k: {"max_abs": q.max_abs, "max_rel": q.max_rel, "first_bad_step": q.first_bad_step,
                                  "magnitude": q.magnitude}
@@ -177,12 +191,19 @@ class Comparison:
         }
 
 
-def _measure(name: str, a: np.ndarray, b: np.ndarray,
-             tol: Tolerance) -> tuple[QuantityDiff, Mismatch | None, ElementDiffs]:
+def _measure(name: str, a: np.ndarray, b: np.ndarray, tol: Tolerance,
+             rounding: np.ndarray | None = None) -> tuple[QuantityDiff, Mismatch | None, ElementDiffs]:
     """One quantity over its steps (axis 0): its maxima, its first mismatch and the per-element differences,
-    each step judged with ``M`` = the quantity's largest magnitude up to that step."""
+    each step judged with ``M`` = the quantity's largest magnitude up to that step (and ``R``, the
+    measured rounding error per step, when given)."""
     magnitude = magnitude_so_far(a, b)
-    e = compare_elements(a, b, tol, magnitude=magnitude)
+    if rounding is not None and a.ndim:
+        rounding = np.asarray(rounding, dtype=np.float64)
+        if rounding.ndim:  # per step: as many as compared, the last one carried on
+            n = a.shape[0]
+            rounding = np.concatenate([rounding[:n], np.repeat(rounding[-1:], max(0, n - rounding.shape[0]))])
+            rounding = rounding.reshape((-1,) + (1,) * (a.ndim - 1))
+    e = compare_elements(a, b, tol, magnitude=magnitude, rounding=rounding)
     max_abs = float(e.diff.max()) if e.diff.size else 0.0
     max_rel = float(e.rel.max()) if e.rel.size else 0.0
     largest = float(magnitude.max(initial=0.0))
@@ -210,8 +231,47 @@ def output_name(layer: int, moment: str) -> str:
     return f"output layers.{layer} ({moment})"
 
 
-def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
-    """Compare two successful runs over their common steps; a different step count disagrees."""
+def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance, *,
+            rounding: Callable[[], Mapping[str, np.ndarray]] | None = None) -> Comparison:
+    """Compare two successful runs over their common steps; a different step count disagrees.
+    ``rounding``: makes the measured rounding error of each quantity (``harness.judge.rounding``,
+    the rule's ``R`` term), called only when the fixed terms reject the pair (``R`` can only widen
+    the allowance, so a pair they accept agrees either way)."""
+    c = _compare(ta, tb, tol, {})
+    if c.agree or rounding is None:
+        return c
+    measured = dict(rounding())
+    with_rounding = _compare(ta, tb, tol, measured)
+    with_rounding.rounding = max((float(np.max(np.where(np.isfinite(r), r, 0.0), initial=0.0))
+                                  for r in measured.values()), default=0.0)
+    decided = rounding_decides_from(ta, tb, measured)
+    m = with_rounding.mismatch
+    with_rounding.rounding_decides = m is not None and decided is not None and m.step >= decided
+    with_rounding.tolerance += f" + {ROUNDING_FACTOR:g} R (R: rounding measured, up to {with_rounding.rounding:.2g})"
+    return with_rounding
+
+
+def rounding_decides_from(ta: Trajectory, tb: Trajectory, rounding: Mapping[str, np.ndarray]) -> int | None:
+    """The first step from which rounding decides the runs (None: never): where the measured rounding
+    of the loss or of a parameter is infinite, or reaches ``ROUNDING_DECIDES`` of that quantity's
+    magnitude so far. The quantities of a step are coupled (each step computes from all of them), so
+    from there on no quantity's difference can be told from rounding."""
+    n = min(ta.steps, tb.steps)
+    first = None
+    for name in ["loss", *ta.params]:
+        r = np.asarray(rounding.get(name, np.zeros(0)), dtype=np.float64).reshape(-1)[:n]
+        a = ta.losses[:n] if name == "loss" else ta.params[name][:n]
+        b = tb.losses[:n] if name == "loss" else tb.params[name][:n]
+        if r.size == 0 or name not in ("loss", *tb.params):
+            continue
+        m = magnitude_so_far(a, b).reshape(-1)[:r.size]
+        steps = np.flatnonzero(~np.isfinite(r) | ((r >= ROUNDING_DECIDES * m) & (m > 0)))
+        if steps.size and (first is None or steps[0] < first):
+            first = int(steps[0])
+    return first
+
+
+def _compare(ta: Trajectory, tb: Trajectory, tol: Tolerance, rounding: Mapping[str, np.ndarray]) -> Comparison:
     n = min(ta.steps, tb.steps)
     quantities = {}
     if n:  # a forward-only scenario (or a run stopped before its first update) has no steps
@@ -221,7 +281,7 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
     measured, first, closest = {}, None, None
     step_max_abs, step_used = np.zeros(n), np.zeros(n)
     for name, (a, b) in quantities.items():
-        q, mismatch, e = _measure(name, a, b, tol)
+        q, mismatch, e = _measure(name, a, b, tol, rounding.get(name))
         measured[name] = q
         if mismatch is not None and (first is None or mismatch.step < first.step):
             first = mismatch
@@ -237,7 +297,9 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance) -> Comparison:
             continue  # forward-only: the end is the start
         for i, (a, b) in enumerate(zip(outs_a, outs_b)):
             name = output_name(i, moment)
-            q, mismatch, e = _measure(name, a[None], b[None], tol)  # one step: never a (steps x elements) array
+            r = rounding.get(name)
+            q, mismatch, e = _measure(name, a[None], b[None], tol,  # one step: never a (steps x elements) array
+                                      None if r is None else np.asarray(r).reshape(-1)[:1])
             measured[name] = QuantityDiff(name, q.max_abs, q.max_rel, None if mismatch is None else step,
                                           q.magnitude)
             # with different step counts the final outputs come from different steps' parameters:

@@ -17,6 +17,25 @@ step 27, 1.5e-7 on a run magnitude of 0.57; xor-perceptron 5.8, minibatch-good-i
 that appears at step t is judged against what the run had reached by t, never against a later
 blow-up.
 
+When the computation amplifies rounding (a saturated sigmoid's ``1 - a``, a trajectory whose
+steps grow a perturbation), a pair the fixed terms reject gets one more term, measured, never
+assumed: ``+ ROUNDING_FACTOR * R``, where ``R`` is how far rounding alone moves the quantity at
+that step, measured on the reference by Monte Carlo arithmetic (``harness.judge.rounding``: its run
+made again with every operation's result moved one ulp at random, twice the largest rounding an
+IEEE operation makes). Two implementations each within ``R`` of the exact result are within
+``2 R`` of each other, hence ``ROUNDING_FACTOR = 2``. ``R`` is a few ulps of the values where
+nothing amplifies (far below ``rtol``), so it decides only where rounding does. The term belongs
+to the default tolerances (``Tolerance.measured``): a tolerance a scenario's ``[tolerance]`` table
+(or a caller) sets is exactly what it says, so ``rtol = atol = ulps = 0`` still asks for bitwise
+equality.
+
+Where rounding decides whether a run stays finite (or when it stops early), ``R`` is infinite and
+allows nothing: such a pair disagrees. From the step where ``R`` of the loss or of any parameter
+reaches ``ROUNDING_DECIDES`` (a tenth) of that quantity's magnitude, rounding decides the runs too
+(the quantities of a step are coupled: their digits are rounding's), and a pair that disagrees
+there cannot be told from rounding. The comparison says so (``Comparison.rounding_decides``), and
+the fuzzer counts the scenario as ill-conditioned by nature.
+
 with nan == nan and inf == inf of the same sign counted as equal (runs that diverge
 together agree), nan against a number infinitely far, and the ``rtol`` term taken on
 finite magnitudes only (an infinite value never widens its own allowance). Printed
@@ -42,6 +61,9 @@ class Tolerance:
     atol: float
     ulps: float = 0.0  # allowed ulps of the quantity's largest magnitude so far
     eps: float = 0.0  # the machine epsilon of those ulps (np.finfo(dtype).eps)
+    # whether the measured rounding term applies (the default rule's; a tolerance a scenario or a
+    # caller sets is exactly what it says: module docstring)
+    measured: bool = False
 
     @property
     def mtol(self) -> float:
@@ -63,6 +85,11 @@ EPS_NAMES = {EPS32: "eps32", EPS64: "eps64"}
 # The rounding floor of a quantity crossing zero, in ulps of its largest magnitude so far
 # (measured worst 6.1 over the catalogue, both dtypes: see the module docstring).
 MAGNITUDE_ULPS = 16.0
+# |a - b| <= |a - exact| + |b - exact|, each bounded by the measured rounding R (module docstring).
+ROUNDING_FACTOR = 2.0
+# Rounding decides a quantity once it alone moves it by a tenth of its magnitude: the pair's
+# difference there says nothing about either implementation's maths (module docstring).
+ROUNDING_DECIDES = 0.1
 # What ``M`` means, for the reports' tolerance line.
 MAGNITUDE_RULE = "M = the largest |value| the quantity (loss, parameter, outputs) reached so far, on either side"
 
@@ -73,8 +100,8 @@ MAGNITUDE_RULE = "M = the largest |value| the quantity (loss, parameter, outputs
 # trajectory. Both: 16 ulps of the quantity's largest magnitude so far, for
 # values crossing zero (float64: 3.6e-15 x M, tight; float32: 1.9e-6 x M).
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
-    "float64": Tolerance(rtol=1e-12, atol=1e-14, ulps=MAGNITUDE_ULPS, eps=EPS64),
-    "float32": Tolerance(rtol=1e-5, atol=1e-7, ulps=MAGNITUDE_ULPS, eps=EPS32),
+    "float64": Tolerance(rtol=1e-12, atol=1e-14, ulps=MAGNITUDE_ULPS, eps=EPS64, measured=True),
+    "float32": Tolerance(rtol=1e-5, atol=1e-7, ulps=MAGNITUDE_ULPS, eps=EPS32, measured=True),
 }
 
 
@@ -119,10 +146,12 @@ def magnitude_so_far(a: npt.ArrayLike, b: npt.ArrayLike) -> Array:
 
 
 def compare_elements(a: npt.ArrayLike, b: npt.ArrayLike, tol: Tolerance, *,
-                     magnitude: npt.ArrayLike | None = None) -> ElementDiffs:
+                     magnitude: npt.ArrayLike | None = None, rounding: npt.ArrayLike | None = None) -> ElementDiffs:
     """The agreement rule applied to every element of ``a`` and ``b``. ``magnitude``: ``M``,
     broadcast against them (a trajectory: ``magnitude_so_far``); by default the largest finite
-    magnitude of ``a`` and ``b`` over all their elements (one quantity at one moment)."""
+    magnitude of ``a`` and ``b`` over all their elements (one quantity at one moment).
+    ``rounding``: ``R``, the measured rounding error (``harness.judge.rounding``), broadcast
+    against them; None: the fixed terms alone."""
     diff = difference(a, b)
     a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -134,6 +163,9 @@ def compare_elements(a: npt.ArrayLike, b: npt.ArrayLike, tol: Tolerance, *,
         if tol.mtol:
             m = finite.max(initial=0.0) if magnitude is None else np.asarray(magnitude, dtype=np.float64)
             allowed = allowed + tol.mtol * m
+        if rounding is not None:
+            r = np.asarray(rounding, dtype=np.float64)  # inf: rounding decides there; it allows nothing
+            allowed = allowed + ROUNDING_FACTOR * np.where(np.isfinite(r), r, 0.0)
         used = np.where(diff == 0, 0.0, diff / np.where(allowed == 0, np.inf, allowed))
         used = np.where((diff > 0) & (allowed == 0), np.inf, used)
     return ElementDiffs(diff=diff, rel=rel, allowed=allowed, used=used)

@@ -31,6 +31,7 @@ from harness.judge.compare import DISAGREE, Comparison, compare, worst_state
 from harness.judge.lab_values import LabCheck, check_lab_value
 from harness.judge.metrics import ACCURACY_LOSSES, evaluate
 from harness.judge.plan_checks import plan_faults
+from harness.judge.rounding import Errors, rounding_error
 from harness.judge.textbook import RuleCheck, check_run
 from harness.judge.tolerance import Tolerance
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_all
@@ -39,6 +40,7 @@ from harness.run.plan import TrainingPlan, make_plan
 from harness.run.trajectory import Trajectory
 from harness.spec.conventions import COMMON, difference, pinned
 from harness.spec.scenario import DTYPES, Scenario
+from reference.optimizers import CONVENTIONS
 
 Progress = Callable[[str], None]
 
@@ -142,6 +144,9 @@ class ScenarioResult:
     # (reference label, dtype) -> the reference run in an optimizer convention against that
     # convention's update rule, computed independently (``harness.judge.textbook``; ``_explain``)
     rule_checks: dict[tuple[str, str], RuleCheck] = field(default_factory=dict)
+    # the measured rounding error of each computation that a pair the agreement rule's fixed terms
+    # reject needed (``rounding_of``; ``harness.judge.rounding``), by (scenario name, training, dtype)
+    rounding: dict[tuple[str, str, str], Errors] = field(default_factory=dict)
 
     def scenario_for(self, framework: str) -> Scenario:
         """The scenario one implementation ran: its side variant, else the scenario itself."""
@@ -268,8 +273,7 @@ def run_scenarios(prepared: list[Prepared], *, progress: Progress | None = None)
     for (p, control, dtype, _), (_, _, _, reference), run in zip(controls, needed, _make(controls, progress)):
         p.result.runs[(control, dtype)] = run
         if run.ok and p.result.runs[(reference, dtype)].ok:
-            p.result.comparisons.append(compare(p.result.runs[(reference, dtype)], run,
-                                                p.result.scenario.tolerances[dtype]))
+            p.result.comparisons.append(_compare(p.result, reference, control, dtype))
     for p in prepared:
         for dtype in p.result.dtypes:
             _explain(p.result, dtype, native=p.native)
@@ -335,14 +339,46 @@ def _judge(p: Prepared) -> ScenarioResult:
             run = result.runs[(label, dtype)]
             if run.ok:
                 result.accuracy[(label, dtype)] = _accuracy(scenario, run, plan)
-        tol = scenario.tolerances[dtype]
         conventions = {label: result.runs[(label, dtype)].convention for label in result.frameworks}
         for a, b in pairs_of(list(result.frameworks), conventions):
-            ra, rb = result.runs[(a, dtype)], result.runs[(b, dtype)]
-            if ra.ok and rb.ok:
-                result.comparisons.append(compare(ra, rb, tol))
+            if result.runs[(a, dtype)].ok and result.runs[(b, dtype)].ok:
+                result.comparisons.append(_compare(result, a, b, dtype))
     result.lab_checks = _lab_checks(result)
     return result
+
+
+def _compare(result: ScenarioResult, a: str, b: str, dtype: str) -> Comparison:
+    """The pair's runs compared by the agreement rule; its measured rounding term (``R``,
+    ``harness.judge.rounding``) for a pair of sides that compute the same arithmetic (one optimizer
+    convention, or one the conventions share), made only if the fixed terms reject the pair."""
+    ra, rb = result.runs[(a, dtype)], result.runs[(b, dtype)]
+    tol = result.scenario.tolerances[dtype]
+    if not tol.measured or (ra.convention not in ("", COMMON) and rb.convention not in ("", COMMON)
+                            and ra.convention != rb.convention):
+        return compare(ra, rb, tol)  # a tolerance set by hand; or other formulas: not a difference of rounding
+
+    def measured() -> dict[str, np.ndarray]:
+        errors = [rounding_of(result, label, dtype) for label in (a, b)]
+        return {name: np.maximum(errors[0][name], errors[1][name]) for name in errors[0]}
+    return compare(ra, rb, tol, rounding=measured)
+
+
+def rounding_of(result: ScenarioResult, label: str, dtype: str) -> Errors:
+    """The measured rounding error (``harness.judge.rounding``) of the computation the run ``label``
+    makes in ``dtype``, on the reference computing its scenario in its optimizer convention (kept in
+    ``result.rounding``: measured once per computation)."""
+    run = result.runs[(label, dtype)]
+    if framework_of(label) == REFERENCE:
+        scenario = result.scenario_for(label)
+    else:
+        reference = bridge_of(result, label, dtype)
+        scenario = (result.scenario_for(reference) if reference is not None
+                    else with_convention(result.scenario, run.convention) if run.convention in CONVENTIONS
+                    else result.scenario_for(label))
+    key = (scenario.name, repr((scenario.training, scenario.layers)), dtype)
+    if key not in result.rounding:
+        result.rounding[key] = rounding_error(side_plan(result.plans[dtype], scenario))
+    return result.rounding[key]
 
 
 def check_runnable(scenario: Scenario, *, frameworks: tuple[str, ...] = FRAMEWORKS, dtypes: tuple[str, ...] = DTYPES,

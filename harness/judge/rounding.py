@@ -1,0 +1,170 @@
+"""How far rounding alone can move a scenario's numbers in a dtype, measured on the reference by
+Monte Carlo arithmetic: the agreement rule's rounding term (``harness.judge.tolerance``).
+
+Two implementations of the same maths differ by their roundings: a few ulps per operation, which
+the rule's fixed terms cover as long as the computation does not amplify them. Some do, by orders
+of magnitude: ``1 - a`` of a saturated sigmoid (a = 1 - 2e-9: an ulp of ``a`` is a relative error
+of 1e-7 in the derivative), or a trajectory whose steps amplify a perturbation (SGD with Nesterov
+momentum at lr 1 through tanh: float64's ulps grow past 1e-12 in 20 steps). Neither is a defect;
+both are properties of the scenario's arithmetic, and both can be measured without knowing which.
+
+The measure: the reference's run made again ``RUNS`` times in its own dtype with every
+floating-point result of every NumPy operation (``ufunc``: matmul, exp, +, sum, sqrt, ...) moved one
+ulp up or down at random (``Jittered``; exact results of order-free operations such as max, abs,
+negation and an exact zero are left as they are). Half the runs draw new directions at every step
+(rounding as noise, which a chaotic trajectory amplifies); the other half repeat the same directions
+at every step (``_SameEveryStep``): an implementation's rounding is a deterministic function of its
+inputs, so where they change little from step to step it errs the same way every step, and its
+difference grows with the steps, not with their square root. A rounding error is at most half an ulp, so each
+jittered run is the reference computed with roundings twice as large as any IEEE operation makes,
+through its own formulas, in its own dtype; the largest distance of the jittered runs from the
+plain run, per quantity (the loss, each parameter, each layer's outputs) and step, is
+``rounding_error``: what rounding alone can do to that quantity there. It is the same code path in
+the same dtype, so a defect computes the same in every run and adds nothing to it (a defect in the
+reference that made its own arithmetic ill-conditioned would show here as a large measure, not as a
+pass: the pairs of the two other implementations still have to agree).
+
+The random directions come from a generator seeded per run: the measure is the same bytes on every
+machine that computes the reference's plain run the same way.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, replace
+from typing import Any, Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from harness.run.adapters.numpy_reference import NumpyReference
+from harness.run.plan import TrainingPlan
+from harness.run.trajectory import Trajectory
+
+RUNS = 4  # jittered runs; the measure is the largest distance of any from the plain run
+SEED = 20261206
+# Operations whose result is exact whatever the order (a selection, a sign): never jittered.
+EXACT = {np.maximum, np.minimum, np.fmax, np.fmin, np.negative, np.positive, np.absolute, np.sign,
+         np.floor, np.ceil, np.trunc, np.rint, np.copysign}
+
+_rng: list[np.random.Generator] = []
+
+
+def _jitter(value: Any) -> Any:
+    """``value`` (an array or a scalar) moved one ulp up or down at random where it is a finite,
+    non-zero floating-point number."""
+    array = np.asarray(value)
+    if not np.issubdtype(array.dtype, np.floating) or not _rng or array.size == 0:
+        return value
+    up = _rng[-1].random(array.shape) < 0.5
+    moved = np.where(up, np.nextafter(array, np.inf), np.nextafter(array, -np.inf))
+    keep = (array == 0) | ~np.isfinite(array)
+    out = np.where(keep, array, moved).astype(array.dtype, copy=False)
+    if isinstance(value, np.ndarray) and value.ndim:
+        return out
+    return out[()]
+
+
+class Jittered(np.ndarray):
+    """A NumPy array whose every floating-point ufunc result is moved by one ulp at random
+    (``_jitter``), and stays a ``Jittered`` array, so the whole computation that starts from it is."""
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        plain = [np.asarray(x) if isinstance(x, Jittered) else x for x in inputs]
+        out = kwargs.pop("out", None)
+        if out is not None:
+            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, Jittered) else o for o in out)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        exact = ufunc in EXACT or method not in ("__call__", "reduce", "accumulate")
+        if out is not None:
+            if not exact:
+                for o in kwargs["out"]:
+                    if isinstance(o, np.ndarray):
+                        o[...] = _jitter(o)
+            return out[0] if len(out) == 1 else out
+        results = result if isinstance(result, tuple) else (result,)
+        wrapped = tuple(r if exact else _jitter(r) for r in results)
+        wrapped = tuple(r.view(Jittered) if isinstance(r, np.ndarray) and r.ndim else r for r in wrapped)
+        return wrapped if isinstance(result, tuple) else wrapped[0]
+
+
+@contextmanager
+def _jittering(seed: int) -> Iterator[None]:
+    _rng.append(np.random.default_rng(seed))
+    try:
+        yield
+    finally:
+        _rng.pop()
+
+
+@dataclass(frozen=True)
+class _SameEveryStep(TrainingPlan):
+    """A plan whose ``batch`` (called once at the start of every step of the reference's run)
+    restarts the jitter's generator: every step moves the same operations' results the same way."""
+
+    seed: int = 0
+
+    def batch(self, step: int, *, full: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        _rng[-1] = np.random.default_rng(self.seed)
+        return super().batch(step, full=full)
+
+
+def _jittered_plan(plan: TrainingPlan, seed: int, *, systematic: bool) -> TrainingPlan:
+    jittered = replace(plan, X=plan.X.view(Jittered), y=plan.y.view(Jittered),
+                       initial_params={k: v.copy().view(Jittered) for k, v in plan.initial_params.items()})
+    if not systematic:
+        return jittered
+    return _SameEveryStep(**{f.name: getattr(jittered, f.name) for f in fields(jittered)}, seed=seed)
+
+
+Errors = dict[str, npt.NDArray[np.float64]]
+
+
+def rounding_error(plan: TrainingPlan) -> Errors:
+    """The reference's rounding error on ``plan`` (module docstring), by quantity as ``compare``
+    names them: ``loss`` and each parameter, per step (the largest over the quantity's elements and
+    the steps so far, so a difference crossing zero keeps what it had reached, as ``M`` does), and
+    each ``output layers.<i> (start|end)``, one number. ``inf`` where a jittered run leaves the
+    finite numbers and the plain one does not, or stops at another step: rounding decides there,
+    and nothing after it can be told from rounding."""
+    reference = NumpyReference()
+    with np.errstate(all="ignore"):
+        plain = reference.run(plan)
+        jittered = []
+        for i in range(RUNS):
+            with _jittering(SEED + i):
+                jittered.append(reference.run(_jittered_plan(plan, SEED + i, systematic=i % 2 == 1)))
+    return _errors(plain, jittered)
+
+
+def _errors(plain: Trajectory, jittered: list[Trajectory]) -> Errors:
+    n = plain.steps
+    out: Errors = {}
+    series = {"loss": (plain.losses, [j.losses for j in jittered])}
+    series.update({name: (values, [j.params[name] for j in jittered]) for name, values in plain.params.items()})
+    for name, (values, others) in series.items():
+        per_step = np.zeros(n)
+        for other in others:
+            m = min(n, other.shape[0])
+            per_step[:m] = np.maximum(per_step[:m], _largest(values[:m], other[:m], per_step=True))
+            per_step[m:] = np.inf  # the jittered run stopped earlier: rounding decides the early stop
+        out[name] = np.maximum.accumulate(per_step) if n else per_step
+    for moment, outputs in (("start", "outputs_initial"), ("end", "outputs_final")):
+        for i, values in enumerate(getattr(plain, outputs)):
+            worst = max((float(_largest(values, getattr(other, outputs)[i], per_step=False)) for other in jittered),
+                        default=0.0)
+            out[f"output layers.{i} ({moment})"] = np.asarray(worst)
+    return out
+
+
+def _largest(plain: npt.ArrayLike, other: npt.ArrayLike, *, per_step: bool) -> npt.NDArray[np.float64]:
+    """The largest ``|plain - other|`` (per step along axis 0 with ``per_step``, else over all), inf
+    where ``other`` left the finite numbers and ``plain`` did not (where both did, nothing is
+    measured: 0)."""
+    a, b = np.asarray(plain, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = np.abs(a - b)
+    d = np.where(np.isfinite(a) & ~np.isfinite(d), np.inf, np.where(np.isfinite(d), d, 0.0))
+    if per_step:  # (a forward-only run has no steps: nothing per step)
+        return np.asarray(d.reshape(d.shape[0], -1).max(axis=1, initial=0.0) if d.shape[0] else np.zeros(0),
+                          dtype=np.float64)
+    return np.asarray(d.max(initial=0.0), dtype=np.float64)
