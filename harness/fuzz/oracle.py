@@ -44,6 +44,11 @@ def judge(example: Example, *, frameworks: tuple[str, ...], dtypes: tuple[str, .
         return Outcome(NOT_RUNNABLE, reason=exc.expected)
     except Exception as exc:  # a fault of the harness is a finding, never the end of a campaign
         return Outcome(FINDING, frozenset({Fingerprint("harness", "run", type(exc).__name__, "-", UNKNOWN)}))
+    return verdict(result)
+
+
+def verdict(result: ScenarioResult) -> Outcome:
+    """What the harness says of a result already made (``judge`` after its runs)."""
     if result.ok:
         return Outcome(OK)
     ill = ill_conditioned(result)
