@@ -228,3 +228,89 @@ def test_progress_is_a_bar_on_a_terminal_lines_in_a_log_and_nothing_when_quiet(t
     with reporter_for(quiet=False, stream=log) as lines:
         lines.example(campaign, "ok")
     assert log.getvalue() == "example 1/4: ok\n"
+
+
+NARROW = """frameworks = ["numpy", "keras@jax"]
+dtype = "float64"
+
+[data]
+rows = 4
+families = []
+
+[[model.layers]]
+units = 2
+activation = "tanh"
+
+[[model.layers]]
+units = 1
+activation = "sigmoid"
+
+[training]
+loss = ["binary_crossentropy", "categorical_crossentropy"]
+shuffle = false
+max_steps = 12
+
+[training.optimizer]
+name = "adam"
+learning_rate = [0.01, 0.1]
+amsgrad = true
+convention = "none"
+"""
+
+
+def test_a_space_file_narrows_the_draw_in_the_formats_words(tmp_path: Path) -> None:
+    from harness.fuzz.space_file import read_space
+
+    path = tmp_path / "space.toml"
+    path.write_text(NARROW)
+    space, frameworks, dtypes = read_space(path)
+    assert frameworks == ("numpy", "keras@jax") and dtypes == ("float64",)
+    assert space.loss == ("binary_crossentropy",)  # categorical cannot train a sigmoid output
+    strategy = examples(frameworks, space)
+    for i in range(25):
+        example = draw(strategy, 11, i)
+        scenario = example.scenario()
+        raw = example.raw
+        assert [(layer.units, layer.activation) for layer in scenario.layers] == [(2, "tanh"), (1, "sigmoid")]
+        assert scenario.data.X.shape[0] == 4 and example.families == ()
+        assert raw["training"]["optimizer"]["name"] == "adam" and raw["training"]["optimizer"]["amsgrad"] is True
+        assert "convention" not in raw["training"]["optimizer"]
+        assert raw["training"]["optimizer"]["learning_rate"] in (0.01, 0.1)
+        assert raw["training"]["loss"] == "binary_crossentropy" and not raw["training"].get("shuffle")
+        assert scenario.max_steps <= 12
+
+
+def test_a_space_file_widens_the_draw_beyond_the_default(tmp_path: Path) -> None:
+    from harness.fuzz.space_file import read_space
+
+    path = tmp_path / "wide.toml"
+    path.write_text("[model]\nlayers = [4]\nunits = [5, 6, 7, 8]\n[training]\nloss = \"mse\"\n")
+    space, _, _ = read_space(path)
+    strategy = examples(("numpy", "keras", "torch"), space)
+    drawn = [draw(strategy, 0, i).scenario() for i in range(15)]
+    assert all(len(s.layers) == 4 for s in drawn)
+    assert all(5 <= layer.units <= 8 for s in drawn for layer in s.layers[:-1])
+
+
+@pytest.mark.parametrize("text, field, expected", [
+    ("optimiser = 1\n", "optimiser", "one of the known fields"),
+    ("[training.optimizer]\nname = \"adamw\"\n", "training.optimizer.name", "one of ['sgd', 'adam', 'rmsprop']"),
+    ("[model]\nunits = [1, 99]\n", "model.units", "an integer from 1 to 8"),
+    ("[model]\nunits = []\n", "model.units", "a non-empty list"),
+    ("dtype = \"float16\"\n", "dtype", "one of ['float64', 'float32', 'both']"),
+    ("frameworks = [\"jax\"]\n", "frameworks", "an implementation of"),
+    ("[training.optimizer]\nlearning_rate = -1\n", "training.optimizer.learning_rate", "a learning rate in (0, 10]"),
+    ("[[model.layers]]\nunits = 1\nactivation = \"tanh\"\n[training]\nloss = \"binary_crossentropy\"\n",
+     "training.loss", "a loss valid for the last layer's tanh"),
+    ("[[model.layers]]\nunits = 1\nactivation = \"softmax\"\n", "model.layers[0].units", "at least 2 units"),
+    ("[training]\nmax_steps = 0\n", "training.max_steps", "an integer >= 1"),
+    ("[data\n", "", "TOML"),
+])
+def test_a_bad_space_file_is_one_line_naming_file_and_field(tmp_path: Path, capsys, text: str, field: str,
+                                                            expected: str) -> None:
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    assert main(["fuzz", "--space", str(path), "--examples", "1", "--out", str(tmp_path / "out")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"nn-parity: error: {path}: {field}") and expected in line, line
+    assert not (tmp_path / "out").exists()

@@ -15,6 +15,8 @@ from harness.fuzz.index import write_index
 from harness.fuzz.output import summary, write_findings, write_summary
 from harness.fuzz.progress import reporter_for
 from harness.fuzz.replay import replay
+from harness.fuzz.space import WHOLE, examples
+from harness.fuzz.space_file import read_space
 from harness.render.files import check_output_files, check_output_folder, write_json
 from harness.run.adapters import FRAMEWORKS
 from harness.spec.fields import SEED_MAX
@@ -37,10 +39,13 @@ def seed_arg(text: str) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("fuzz", help=COMMANDS["fuzz"])
-    p.add_argument("--frameworks", type=frameworks_arg, default=FRAMEWORKS,
-                   help="comma-separated implementations every example runs in (default numpy,keras,torch)")
-    p.add_argument("--dtype", type=dtypes_arg, default=DTYPES, dest="dtypes",
-                   help="float64, float32 or both (default: both)")
+    p.add_argument("--frameworks", type=frameworks_arg,
+                   help="comma-separated implementations every example runs in (default numpy,keras,torch, or "
+                        "the --space file's)")
+    p.add_argument("--dtype", type=dtypes_arg, dest="dtypes",
+                   help="float64, float32 or both (default: both, or the --space file's)")
+    p.add_argument("--space", metavar="FILE.toml",
+                   help="narrow or widen the draw, in the scenario format's words (docs/fuzz.md)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--examples", type=positive_int, metavar="N",
                         help=f"scenarios drawn (default {DEFAULT_EXAMPLES})")
@@ -63,13 +68,17 @@ def register(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     check_output_files([("--json", args.json)])
+    space, frameworks, dtypes = read_space(args.space) if args.space is not None else (WHOLE, None, None)
+    args.frameworks = args.frameworks or frameworks or FRAMEWORKS
+    args.dtypes = args.dtypes or dtypes or DTYPES
     if args.replay is not None:
         return _replay(args)
     check_output_folder(args.out, option="--out")
     out = Path(args.out)
     campaign = Campaign(frameworks=args.frameworks, dtypes=args.dtypes, seed=args.seed, out=out,
                         max_examples=None if args.time else args.examples or DEFAULT_EXAMPLES,
-                        time_limit=args.time, max_bytes=args.max_memory)
+                        time_limit=args.time, max_bytes=args.max_memory,
+                        strategy=examples(args.frameworks, space))
     reporter = reporter_for(quiet=args.quiet, stream=sys.stderr)
     try:
         with hypothesis_home(out / DATABASE), reporter:
