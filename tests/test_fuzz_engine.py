@@ -176,7 +176,7 @@ def test_a_second_campaign_judges_the_earlier_findings_first(tmp_path: Path, mon
                  "--out", str(folder), "--json", str(tmp_path / "s.json"), "--quiet"])
     data = json.loads((tmp_path / "s.json").read_text())
     assert code == 1 and data["phases"]["replayed"] == 1 and data["phases"][SEEDED] == 1
-    assert any(f["origin"] == "replayed example 0" and f["suspect"] == "numpy" for f in data["findings"])
+    assert any(f["origin"] == "replayed example 0" and f["cause"] == "activation derivative" for f in data["findings"])
 
 
 def _record(suspect: str, cause: str, count: int) -> Record:
