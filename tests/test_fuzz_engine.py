@@ -13,6 +13,7 @@ import pytest
 
 from harness.commands.args import duration
 from harness.commands.cli import main
+from harness.fuzz import batch as batch_module
 from harness.fuzz import campaign as campaign_module
 from harness.fuzz.campaign import GUIDED, SEEDED, Campaign, Record
 from harness.fuzz.draw import draw
@@ -20,7 +21,9 @@ from harness.fuzz.fingerprint import Fingerprint
 from harness.fuzz.index import write_index
 from harness.fuzz.progress import Bar, Lines, Silent, reporter_for
 from harness.fuzz.space import Example, examples
+from harness.fuzz.space_file import read_space
 from harness.fuzz.toml_text import to_toml
+from harness.run.adapters import workers
 from tests.test_fuzz import plant_reference_sigmoid_derivative
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +44,7 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
 
 
 def test_durations_take_a_unit_and_bad_ones_are_one_line(capsys) -> None:
-    assert (duration("90s"), duration("10m"), duration("1h"), duration("45"), duration("1.5m")) == (90, 600, 3600, 45, 90)
+    assert [duration(t) for t in ("90s", "10m", "1h", "45", "1.5m")] == [90, 600, 3600, 45, 90]
     for bad in ("0s", "-5m", "10x", "m", "", "8d", "1e3"):
         assert main(["fuzz", f"--time={bad}"]) == 2, bad
     assert main(["fuzz", "--time", "1m", "--examples", "3"]) == 2
@@ -259,8 +262,6 @@ convention = "none"
 
 
 def test_a_space_file_narrows_the_draw_in_the_formats_words(tmp_path: Path) -> None:
-    from harness.fuzz.space_file import read_space
-
     path = tmp_path / "space.toml"
     path.write_text(NARROW)
     space, frameworks, dtypes = read_space(path)
@@ -281,8 +282,6 @@ def test_a_space_file_narrows_the_draw_in_the_formats_words(tmp_path: Path) -> N
 
 
 def test_a_space_file_widens_the_draw_beyond_the_default(tmp_path: Path) -> None:
-    from harness.fuzz.space_file import read_space
-
     path = tmp_path / "wide.toml"
     path.write_text("[model]\nlayers = [4]\nunits = [5, 6, 7, 8]\n[training]\nloss = \"mse\"\n")
     space, _, _ = read_space(path)
@@ -314,3 +313,17 @@ def test_a_bad_space_file_is_one_line_naming_file_and_field(tmp_path: Path, caps
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"nn-parity: error: {path}: {field}") and expected in line, line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_worker_grown_past_its_share_of_the_budget_is_started_afresh_with_the_same_results() -> None:
+    """The torch worker (a real process) holds more than its share of a small budget after a batch:
+    it is ended, the next batch starts a fresh one, and the outcomes are those of a worker kept."""
+    drawn = [draw(examples(("numpy", "torch")), 5, i) for i in range(3)]
+    kept = batch_module.judge_all(drawn, frameworks=("numpy", "torch"), dtypes=("float64",))
+    first = workers.worker("torch").process.pid
+    again = batch_module.judge_all(drawn, frameworks=("numpy", "torch"), dtypes=("float64",), max_bytes=4 * 2**20)
+    assert "torch" not in workers.resident_bytes()  # recycled: a worker holds far more than 4 MiB / 8
+    assert again == kept
+    batch_module.judge_all(drawn[:1], frameworks=("numpy", "torch"), dtypes=("float64",))
+    assert workers.worker("torch").process.pid != first

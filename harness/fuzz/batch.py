@@ -6,7 +6,8 @@ example at a time (``oracle.judge``): a run is a function of its plan, whatever 
 
 A batch holds at most ``BATCH`` examples and, together, no more than the memory budget
 (``--max-memory``, default the machine's memory; ``harness.run.budget``): the harness keeps every
-run of a batch until it is judged. Besides the outcome, each example yields the two scores the
+run of a batch until it is judged; and a framework worker grown past an eighth of it is started
+afresh (``recycle_workers``). Besides the outcome, each example yields the two scores the
 guided phase targets (``Judged``)."""
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from harness.errors import BadInput
 from harness.fuzz.fingerprint import UNKNOWN, Fingerprint
 from harness.fuzz.oracle import FINDING, NOT_RUNNABLE, Outcome, verdict
 from harness.fuzz.space import Example
+from harness.run.adapters.workers import resident_bytes, stop
 from harness.run.budget import estimate, machine_memory
 from harness.run.runner import Prepared, ScenarioResult, prepare, run_scenarios
 
 BATCH = 8
+WORKER_SHARE = 0.125  # of the memory budget, per framework worker (recycle_workers)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,18 @@ def judge_all(examples: list[Example], *, frameworks: tuple[str, ...], dtypes: t
         held += need
     if batch:
         _run(batch, examples, out, frameworks=frameworks, dtypes=dtypes, limit=limit)
+    recycle_workers(limit)
     return [j for j in out if j is not None]
+
+
+def recycle_workers(limit: int) -> None:
+    """A framework's worker keeps what its framework caches run after run (Keras on TensorFlow
+    grows by ~6 MB per fuzzed scenario: its traced functions); one that holds more than
+    ``WORKER_SHARE`` of the memory budget is ended, and the next run starts a fresh one (the runs
+    are the same: a run is a function of its plan). Ray's workers are Ray's to manage."""
+    for name, held in resident_bytes().items():
+        if held > limit * WORKER_SHARE:
+            stop(name)
 
 
 def _run(batch: list[tuple[int, Prepared]], examples: list[Example], out: list[Judged | None], *,
