@@ -327,3 +327,23 @@ def test_a_worker_grown_past_its_share_of_the_budget_is_started_afresh_with_the_
     assert again == kept
     batch_module.judge_all(drawn[:1], frameworks=("numpy", "torch"), dtypes=("float64",))
     assert workers.worker("torch").process.pid != first
+
+
+def test_the_guided_phase_targets_the_tolerance_used_and_is_reproducible(tmp_path: Path, monkeypatch) -> None:
+    """numpy against itself in two conventions is all the runs it needs; every guided example calls
+    hypothesis.target() (the real one) on the worst fraction of the tolerance used."""
+    seen: list[tuple[str, float]] = []
+    real = campaign_module.target
+
+    def recorded(value: float, *, label: str) -> None:
+        seen.append((label, value))
+        real(value, label=label)
+
+    monkeypatch.setattr(campaign_module, "target", recorded)
+    runs = []
+    for _ in range(2):
+        c = Campaign(frameworks=("numpy",), dtypes=("float64",), seed=9, out=tmp_path, max_examples=12)
+        c.search()
+        runs.append((dict(c.phases), sorted(c.memo)))
+    assert runs[0] == runs[1] and runs[0][0] == {SEEDED: 9, GUIDED: 3}
+    assert [label for label, _ in seen].count(campaign_module.WORST_LABEL) == 6  # 3 guided examples, twice
