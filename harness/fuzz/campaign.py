@@ -38,7 +38,7 @@ from pathlib import Path
 from random import Random
 from typing import Protocol
 
-from hypothesis import Phase, find, target
+from hypothesis import Phase, find, settings, target
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.errors import HypothesisException
 from hypothesis.strategies import SearchStrategy
@@ -208,8 +208,9 @@ class Campaign:
     def _guided_seed(self) -> int:
         return derived_seed(self.seed, GUIDED_INDEX)
 
-    def _guided_settings(self, **overrides: object):  # type: ignore[no-untyped-def]
-        return search_settings(max_examples=self.guided_budget, phases=[Phase.generate, Phase.target], **overrides)
+    def _guided_settings(self, **overrides: object) -> settings:
+        return search_settings(**{"max_examples": self.guided_budget, "phases": [Phase.generate, Phase.target],
+                                  **overrides})
 
     def shrink(self, record: Record, reporter: Reporter | None = None) -> None:
         """The shrink of one fingerprint (module docstring)."""
@@ -250,9 +251,9 @@ class Campaign:
             attempts.append((guided_has_it, self._guided_settings(
                 phases=[Phase.generate, Phase.target, Phase.shrink], database=database), self._guided_seed()))
         record.shrunk = None
-        for condition, settings, seed in attempts:
+        for condition, chosen, seed in attempts:
             try:
-                record.shrunk = find(self.space, condition, settings=settings, random=Random(seed), database_key=key)
+                record.shrunk = find(self.space, condition, settings=chosen, random=Random(seed), database_key=key)
                 break
             except HypothesisException:  # nothing saved / not reached again (or flaky): the next, or the exemplar
                 continue
