@@ -63,6 +63,21 @@ def seconds(text: str) -> float:
     return value
 
 
+_DURATION = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>[smh]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def duration(text: str) -> float:
+    """A positive duration with a unit, ``90s``, ``10m`` or ``1h`` (a bare number: seconds), at most
+    ``MAX_SECONDS``, in seconds (``--time``)."""
+    form = _DURATION.fullmatch(text.strip())
+    value = float(form["number"]) * _UNIT_SECONDS[form["unit"]] if form else -1.0
+    if not (0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"expected a positive duration such as 90s, 10m or 1h, at most a week; "
+                                         f"received {text!r}")
+    return value
+
+
 _HOST_PORT = re.compile(r"(?:ray://)?(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
                         r":(?P<port>[0-9]{1,5})")
 
@@ -85,16 +100,23 @@ def memory_size(text: str) -> int:
 
 
 def add_execution_options(p: argparse.ArgumentParser) -> None:
-    """``--jobs``, ``--cache``, ``--no-cache``, ``--verify-cache``, ``--executor``, ``--address``: how
-    the runs are made (``cli.execution`` applies them)."""
+    """``--jobs``, ``--cache``, ``--no-cache``, ``--verify-cache``, ``--timeout``, ``--executor``,
+    ``--address``: how the runs are made (``cli.execution`` applies them)."""
+    add_executor_options(p, cache=True)
+
+
+def add_executor_options(p: argparse.ArgumentParser, *, cache: bool = False) -> None:
+    """``--jobs``, ``--timeout``, ``--executor``, ``--address`` (and, with ``cache``, the run cache's
+    options; without, the command keeps no run cache)."""
     p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                    help="implementations computing at the same time (default: the number of cores; 1: one run "
                         "at a time); the results are the same whatever N is")
-    add_cache_option(p)
-    p.add_argument("--no-cache", action="store_true", help="run everything again, and keep nothing")
-    p.add_argument("--verify-cache", action="store_true",
-                   help="before a cached run is used, make its first steps again and compare them bitwise; a run "
-                        "that no longer reproduces is evicted, said, and made again")
+    if cache:
+        add_cache_option(p)
+        p.add_argument("--no-cache", action="store_true", help="run everything again, and keep nothing")
+        p.add_argument("--verify-cache", action="store_true",
+                       help="before a cached run is used, make its first steps again and compare them bitwise; a "
+                            "run that no longer reproduces is evicted, said, and made again")
     p.add_argument("--timeout", type=seconds, metavar="SECONDS",
                    help="a framework run that takes longer is killed and reported as crashed (default: no limit)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",

@@ -70,6 +70,11 @@ def judge(example: Example, *, frameworks: tuple[str, ...], dtypes: tuple[str, .
         return Outcome(NOT_RUNNABLE, reason=exc.expected)
     except Exception as exc:  # a fault of the harness is a finding, never the end of a campaign
         return Outcome(FINDING, frozenset({Fingerprint("harness", "run", type(exc).__name__, "-", UNKNOWN)}))
+    return verdict(result)
+
+
+def verdict(result: ScenarioResult) -> Outcome:
+    """What the harness says of a result already made (``judge`` after its runs)."""
     if result.ok:
         why = degenerate(result.scenario, result.plans[result.dtypes[0]].X.shape[0])
         return Outcome(ILL_CONDITIONED, reason=why) if why else Outcome(OK)

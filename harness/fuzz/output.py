@@ -5,14 +5,17 @@ no absolute path in any file."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.fuzz.campaign import Campaign, Record
 from harness.fuzz.toml_text import to_toml
 from harness.render.files import write_files_atomic, write_json
 from harness.spec.scenario import NAME_MAX
 
+if TYPE_CHECKING:
+    from harness.fuzz.campaign import Campaign, Record
+
 FINDINGS = "findings"
+TITLE = "fuzz finding: "  # a finding file's title: this, then its fingerprint's text
 
 
 def file_name(record: Record) -> str:
@@ -26,18 +29,24 @@ def replay_command(record: Record, campaign: Campaign) -> str:
             f"--dtype {dtype}")
 
 
+def origin(record: Record) -> str:
+    """``seeded example 12`` or ``guided example 3`` (``harness.fuzz.campaign``)."""
+    return f"{record.origin[0]} example {record.origin[1]}"
+
+
 def finding_text(record: Record, campaign: Campaign) -> str:
     """The minimal example of ``record`` as a scenario file."""
     fp = record.fingerprint
     families = ", ".join(f"{name} ({n})" for name, n in sorted(record.families.items()))
     raw: dict[str, Any] = {
         "name": f"fuzz-{fp.slug()}"[:NAME_MAX].rstrip("-"),
-        "title": f"fuzz finding: {fp.text()}",
-        "source": f"nn-parity fuzz --seed {campaign.seed} --examples {campaign.max_examples}",
+        "title": f"{TITLE}{fp.text()}",
+        "source": f"nn-parity fuzz --seed {campaign.seed} {campaign.budget()}",
         "description": (f"fingerprint (suspect / stage / quantity / dtype / cause): {fp.text()}\n"
                         f"examples with it: {record.count}; their edge-value families: {families}\n"
                         f"this example's families: {', '.join(record.minimal.families) or 'plain'}; "
-                        f"{'shrunk' if record.shrunk else 'not shrunk (the first example)'}\n"
+                        f"{'shrunk' if record.shrunk else 'not shrunk (the first example)'}; first drawn as "
+                        f"{origin(record)}\n"
                         f"replay: {replay_command(record, campaign)}\n"),
         **{k: v for k, v in record.minimal.raw.items() if k != "name"},
     }
@@ -46,20 +55,20 @@ def finding_text(record: Record, campaign: Campaign) -> str:
 
 def write_findings(campaign: Campaign) -> None:
     files = {file_name(r): finding_text(r, campaign).encode() for r in campaign.records.values()}
-    if files:
-        write_files_atomic(campaign.out / FINDINGS, files)
+    if files or (campaign.out / FINDINGS).is_dir():  # an earlier finding not found again is removed
+        write_files_atomic(campaign.out / FINDINGS, files, belongs=lambda name: name.endswith(".toml"))
 
 
 def summary(campaign: Campaign) -> dict[str, Any]:
     return {
         "frameworks": list(campaign.frameworks), "dtypes": list(campaign.dtypes), "seed": campaign.seed,
-        "examples": campaign.examples, "seconds": round(campaign.seconds, 3),
-        "examples_per_hour": round(campaign.examples_per_hour, 1),
+        "examples": campaign.examples, "phases": dict(sorted(campaign.phases.items())),
+        "seconds": round(campaign.seconds, 3), "examples_per_hour": round(campaign.examples_per_hour, 1),
         "outcomes": dict(sorted(campaign.kinds.items())), "reasons": dict(sorted(campaign.reasons.items())),
         "findings": [{"fingerprint": r.fingerprint.text(), "suspect": r.fingerprint.suspect,
                       "stage": r.fingerprint.stage, "quantity": r.fingerprint.quantity,
                       "dtype": r.fingerprint.dtype, "cause": r.fingerprint.cause, "count": r.count,
-                      "families": dict(sorted(r.families.items())), "shrunk": r.shrunk is not None,
+                      "families": dict(sorted(r.families.items())), "shrunk": r.shrunk is not None, "origin": origin(r),
                       "shrink_seconds": round(r.shrink_seconds, 1),
                       "file": f"{FINDINGS}/{file_name(r)}", "replay": replay_command(r, campaign)}
                      for r in sorted(campaign.records.values(), key=lambda r: r.fingerprint)],

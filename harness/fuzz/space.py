@@ -71,14 +71,51 @@ class Example:
         return parse_scenario(self.raw, path=EXAMPLE_PATH)
 
 
-def _output(draw: st.DrawFn, loss: str) -> tuple[int, str]:
+@dataclass(frozen=True)
+class Space:
+    """What the draw may choose, field by field in the scenario format's words (``--space FILE``:
+    ``space_file``); the default is the whole space of the module docstring. Every tuple is the
+    allowed values, in the order they shrink (the first is the simplest)."""
+
+    families: tuple[str, ...] = fam.FAMILIES
+    rows: tuple[int, ...] = tuple(range(1, MAX_ROWS + 1))
+    input_dim: tuple[int, ...] = tuple(range(1, MAX_INPUTS + 1))
+    layers: tuple[int, ...] = tuple(range(1, MAX_LAYERS + 1))  # how many layers
+    units: tuple[int, ...] = tuple(range(1, MAX_UNITS + 1))
+    activation: tuple[str, ...] = ACTIVATIONS
+    use_bias: tuple[bool, ...] = (True, False)
+    architecture: tuple[tuple[int, str], ...] | None = None  # a fixed network: (units, activation) per layer
+    loss: tuple[str, ...] = LOSSES
+    optimizer: tuple[str, ...] = tuple(OPTIONS)
+    learning_rate: tuple[float, ...] = LEARNING_RATES
+    options: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # an optimizer option -> its allowed values (always set)
+    convention: tuple[str | None, ...] = PINS
+    batch_size: tuple[str | int, ...] | None = None  # None: full or any size up to the rows
+    shuffle: tuple[bool, ...] = (False, True)
+    clip: tuple[str, ...] = CLIPS
+    max_steps: int = MAX_STEPS
+
+
+WHOLE = Space()
+
+
+def _pick(values: tuple[Any, ...]) -> st.SearchStrategy[Any]:
+    return st.sampled_from(values)
+
+
+def _output_units(draw: st.DrawFn, space: Space, low: int, high: int) -> int:
+    allowed = tuple(u for u in space.units if low <= u <= high) or (max(low, min(space.units)),)
+    return int(draw(_pick(allowed)))
+
+
+def _output(draw: st.DrawFn, loss: str, space: Space) -> tuple[int, str]:
     """The last layer's units and activation, valid for ``loss``."""
     if loss == "mse":  # a softmax over one unit (an axis of length 1) is drawn too: degenerate
-        activation = draw(st.sampled_from(ACTIVATIONS))
-        return draw(st.integers(1, 2)), activation
+        activation = draw(_pick(space.activation))
+        return _output_units(draw, space, 1, 2), activation
     if loss == "binary_crossentropy":
-        return draw(st.integers(1, 2)), "sigmoid"
-    return draw(st.integers(2, MAX_UNITS)), "softmax"
+        return _output_units(draw, space, 1, 2), "sigmoid"
+    return _output_units(draw, space, 2, max(space.units + (2,))), "softmax"
 
 
 def _targets(draw: st.DrawFn, loss: str, rows: int, units: int, families: frozenset[str]) -> list[list[float]]:
@@ -91,29 +128,40 @@ def _targets(draw: st.DrawFn, loss: str, rows: int, units: int, families: frozen
     return [[float(k == c) for k in range(units)] for c in classes]
 
 
-def _optimizer(draw: st.DrawFn) -> dict[str, Any]:
-    name = draw(st.sampled_from(tuple(OPTIONS)))
-    optimizer: dict[str, Any] = {"name": name, "learning_rate": draw(st.sampled_from(LEARNING_RATES))}
+def _optimizer(draw: st.DrawFn, space: Space) -> dict[str, Any]:
+    name = draw(_pick(space.optimizer))
+    optimizer: dict[str, Any] = {"name": name, "learning_rate": draw(_pick(space.learning_rate))}
+    fixed = dict(space.options)
     for option, values in OPTIONS[name].items():
-        if draw(st.booleans()):
+        if option in fixed:
+            optimizer[option] = draw(_pick(fixed[option]))
+        elif draw(st.booleans()):
             optimizer[option] = draw(values)
-    if name == "sgd" and "momentum" in optimizer and draw(st.booleans()):
+    if name == "sgd" and "nesterov" in fixed:
+        optimizer["nesterov"] = draw(_pick(fixed["nesterov"]))
+    elif name == "sgd" and "momentum" in optimizer and draw(st.booleans()):
         optimizer["nesterov"] = True
-    pin = draw(st.sampled_from(PINS))
+    pin = draw(_pick(space.convention))
     if pin is not None:
         optimizer["convention"] = pin
     return optimizer
 
 
-def _layers(draw: st.DrawFn, input_dim: int, output: tuple[int, str], families: frozenset[str]) -> list[dict[str, Any]]:
-    hidden = draw(st.lists(st.tuples(st.integers(1, MAX_UNITS), st.sampled_from(ACTIVATIONS)),
-                           max_size=MAX_LAYERS - 1))
-    shapes = [(max(units, 2) if activation == "softmax" else units, activation) for units, activation in hidden]
+def _layers(draw: st.DrawFn, input_dim: int, output: tuple[int, str], families: frozenset[str],
+            space: Space) -> list[dict[str, Any]]:
+    if space.architecture is not None:
+        shapes = list(space.architecture)
+    else:
+        hidden = draw(_pick(space.layers)) - 1
+        drawn = draw(st.lists(st.tuples(_pick(space.units), _pick(space.activation)), min_size=hidden,
+                              max_size=hidden))
+        shapes = [(max(units, 2) if activation == "softmax" else units, activation) for units, activation in drawn]
+        shapes.append(output)
     layers, n_in = [], input_dim
-    for units, activation in [*shapes, output]:
+    for units, activation in shapes:
         layer: dict[str, Any] = {"units": units, "activation": activation,
                                  "kernel": fam.matrix(draw, n_in, units, families)}
-        if draw(st.booleans()):
+        if not draw(_pick(space.use_bias)):
             layer["use_bias"] = False
         else:
             layer["bias"] = fam.matrix(draw, 1, units, families, bound=1.0)[0]
@@ -156,31 +204,36 @@ def _softmax_axes(draw: st.DrawFn, layers: list[dict[str, Any]]) -> None:
 
 
 @st.composite
-def examples(draw: st.DrawFn, frameworks: tuple[str, ...] = ("numpy", "keras", "torch")) -> Example:
-    """A scenario of the space (module docstring) that ``frameworks`` can run (a convention pin one
+def examples(draw: st.DrawFn, frameworks: tuple[str, ...] = ("numpy", "keras", "torch"),
+             space: Space = WHOLE) -> Example:
+    """A scenario of ``space`` (module docstring) that ``frameworks`` can run (a convention pin one
     of them cannot compute is dropped)."""
-    chosen = frozenset(draw(st.sets(st.sampled_from(fam.FAMILIES), max_size=2)))
-    input_dim, rows = draw(st.integers(1, MAX_INPUTS)), draw(st.integers(1, MAX_ROWS))
-    loss = draw(st.sampled_from(LOSSES))
-    output = _output(draw, loss)
+    chosen = frozenset(draw(st.sets(st.sampled_from(space.families), max_size=2))) if space.families else frozenset()
+    input_dim, rows = draw(_pick(space.input_dim)), draw(_pick(space.rows))
+    loss = draw(_pick(space.loss))
+    output = _output(draw, loss, space)
+    if space.architecture is not None:
+        output = space.architecture[-1]
     X = fam.matrix(draw, rows, input_dim, chosen)
     applied = {f for f in chosen if f in (fam.FLOAT32_EXACT, fam.SATURATING, fam.SUBNORMAL)}
     for family, edit in fam.DATA_EDITS.items():
         if family in chosen and edit(draw, X):
             applied.add(family)
-    layers = _layers(draw, input_dim, output, chosen)
+    layers = _layers(draw, input_dim, output, chosen, space)
     if fam.RELU_ZEROS in applied and "bias" in layers[0]:
         layers[0]["bias"] = [0.0] * layers[0]["units"]
     for family, layer_edit in fam.LAYER_EDITS.items():
         if family in chosen and layer_edit(draw, X, layers, loss):
             applied.add(family)
-    batch = draw(st.sampled_from(["full", *range(1, rows + 1)]))
+    sizes = ["full", *range(1, rows + 1)] if space.batch_size is None else \
+        [b for b in space.batch_size if b == "full" or int(b) <= rows] or ["full"]
+    batch = draw(st.sampled_from(sizes))
     batches = 1 if batch == "full" else math.ceil(rows / int(batch))
-    training: dict[str, Any] = {"loss": loss, "optimizer": _optimizer(draw), "batch_size": batch,
-                                "epochs": draw(st.integers(1, max(1, MAX_STEPS // batches)))}
+    training: dict[str, Any] = {"loss": loss, "optimizer": _optimizer(draw, space), "batch_size": batch,
+                                "epochs": draw(st.integers(1, max(1, space.max_steps // batches)))}
     if loss != "mse":
-        training["clip"] = draw(st.sampled_from(CLIPS))
-    if draw(st.booleans()):
+        training["clip"] = draw(_pick(space.clip))
+    if draw(_pick(space.shuffle)):
         training["shuffle"], training["shuffle_seed"] = True, draw(st.integers(0, 1000))
     if draw(st.integers(0, 3)) == 3:
         training["early_stop_tol"] = draw(st.sampled_from(EARLY_STOPS))

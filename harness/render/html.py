@@ -242,3 +242,8 @@ def index_page(counts: str, note: str, header: tuple[str, ...], rows: list[list[
                    + f'<td><a href="{html.escape(row[-1])}">{html.escape(row[-1])}</a></td></tr>' for row in rows)
     return _page("nn-parity reports", f"<h1>nn-parity reports</h1>\n<p>{html.escape(counts)}</p>\n"
                  f"<p>{html.escape(where)}</p>\n{items}<p>{_inline(note)}</p>\n<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def markdown_page(title: str, text: str) -> str:
+    """A self-contained page of markdown without images (e.g. the fuzz index), escaped as the reports are."""
+    return _page(title, markdown_to_html(text, images={}))

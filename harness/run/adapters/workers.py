@@ -215,6 +215,23 @@ def has_worker(implementation: str) -> bool:
     return current is not None and current.alive
 
 
+def resident_bytes() -> dict[str, int]:
+    """Each live worker's resident memory (``/proc``; Linux, else empty)."""
+    out = {}
+    for name, w in _WORKERS.items():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if w.alive:
+                out[name] = int(open(f"/proc/{w.process.pid}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return out
+
+
+def stop(implementation: str) -> None:
+    """End ``implementation``'s worker (its next call starts a fresh one)."""
+    current = _WORKERS.pop(implementation, None)
+    if current is not None:
+        current.stop()
+
+
 @atexit.register
 def stop_all() -> None:
     """End every worker (at exit, and between tests that want fresh ones)."""
