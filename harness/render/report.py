@@ -728,7 +728,8 @@ def index_markdown(summaries: list[dict[str, Any]], *, coverage: str = "") -> st
 def scenario_files(result: ScenarioResult, diagnoses: list[Diagnosis], *,
                    html: bool = False) -> dict[str, bytes]:
     """Every file of one scenario's report, by name: the markdown and its PNGs (and, with ``html``,
-    the self-contained page ``<name>.html``). No file carries a path of this machine."""
+    the page ``<name>.html``, which loads the folder's shared plotly script and these PNGs). No file
+    carries a path of this machine."""
     from_folders = (result.scenario.path.parent,)  # besides the working directory, home, python, tmp
     name = result.scenario.name
     figures = {"loss": drawn(loss_curves_png, result), "differences": drawn(differences_png, result)}
