@@ -1,6 +1,8 @@
 """The tables the CLI prints and the reports embed, as pandas DataFrames."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -72,17 +74,26 @@ def short_verdict(c: Comparison) -> str:
     return c.verdict.split(" (", 1)[0]
 
 
-def pairs_table(result: ScenarioResult) -> pd.DataFrame:
-    """The report's compact table, above the fold: one row per pair and dtype with its state and the
-    quantity the verdict tests, |a - b| / allowed, at its worst step (``Comparison.closest``)."""
+PAIRS_MEASURE = "worst diff / allowed (explained: the gap)"
+
+
+def pairs_table(result: ScenarioResult, *, gap: Callable[[Comparison], tuple[str, str]]) -> pd.DataFrame:
+    """The report's compact table, above the fold: one row per pair and dtype with its state and
+    what decides it: for a pair judged by its tolerance, |a - b| / allowed at its worst step
+    (``Comparison.closest``); for a pair that differs, explained, ``gap(c)``: the difference its cause
+    accounts for and where it is largest (a fraction of a tolerance that does not apply to it would
+    say nothing)."""
     rows = []
     for c in result.comparisons:
-        step, quantity, fraction = c.closest if c.closest is not None else (None, "-", 0.0)
-        ratio = f"{fraction:.2g}" + (" (explained)" if c.state == EXPLAINED else "")
+        if c.state == EXPLAINED:
+            measure, where = gap(c)
+        else:
+            step, quantity, fraction = c.closest if c.closest is not None else (None, "-", 0.0)
+            measure = f"{fraction:.2g}"
+            where = quantity if step is None or not c.step_max_abs.size else f"{quantity}, step {step}"
         rows.append({
             "pair": c.pair, "dtype": c.dtype, "state": short_verdict(c),
-            "worst diff / allowed": ratio,
-            "where": quantity if step is None or not c.step_max_abs.size else f"{quantity}, step {step}",
+            PAIRS_MEASURE: measure, "where": where,
             "largest abs diff": fmt(c.max_abs),
             "first divergent step": "none" if c.first_divergent_step is None else c.first_divergent_step,
         })
