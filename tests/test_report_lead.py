@@ -25,7 +25,7 @@ def sentences(paragraph: str) -> list[str]:
 
 def pairs_rows(md: str) -> list[dict[str, str]]:
     """The pairs table above the fold, one dict per row."""
-    block = [line for line in md.split("## How the difference grows")[0].splitlines() if line.startswith("|")]
+    block = [line for line in md.split("<details>")[0].splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in block[0].strip("|").split("|")]
     return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in block[2:]]
 

@@ -34,7 +34,7 @@ from harness.judge.diagnosis import (
     r_floor,
 )
 from harness.judge.findings import Finding
-from harness.judge.tolerance import compare_elements
+from harness.judge.tolerance import DEFAULT_TOLERANCES, compare_elements
 from harness.render.files import content_name, display_path, without_machine_paths
 from harness.render.free_text import comment_json, free_line, free_text
 from harness.render.html import scenario_page
@@ -52,6 +52,7 @@ from harness.render.tables import (
 )
 from harness.run import environment
 from harness.run.runner import ScenarioResult
+from harness.spec.comments import tolerance_reason
 from harness.spec.data import describe_data
 from harness.spec.scenario import is_name
 
@@ -667,6 +668,9 @@ def scenario_markdown(result: ScenarioResult, diagnoses: list[Diagnosis] | None 
         lines += [markdown(pairs_table(result, gap=lambda c: explained_gap(result, c))), ""]
     if diagnoses:
         lines += [diagnosis_digest(d) for d in diagnoses] + [""]
+    override = tolerance_override_line(result)
+    if override:
+        lines += [override, ""]
     if plots:
         lines += ["## How the difference grows", ""]
         lines += [f"![{name}]({name})" for name in plots] + [""]
@@ -690,7 +694,9 @@ def details_markdown(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list
         + (" + ulps * eps * M, M the quantity's largest |value| so far" if any(
             t.mtol for d, t in s.tolerances.items() if d in result.dtypes) else "")
         + ", every step, loss and every parameter): "
-        + "; ".join(f"{d}: {t.describe()}" for d, t in s.tolerances.items() if d in result.dtypes),
+        + "; ".join(f"{d}: {t.describe()}" for d, t in s.tolerances.items() if d in result.dtypes)
+        + (f" ({'; '.join(d for d, _ in tolerance_overrides(result))}: set by the scenario, its reason above)"
+           if tolerance_overrides(result) else ""),
     ]
     for fw in result.frameworks if s.trains else ():
         changes = _setting_changes(s, result.scenario_for(fw))
@@ -733,6 +739,27 @@ def details_markdown(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list
             markdown(lab_table(result)), ""])
     lines += folded("Environment", [*environment_lines(result), ""])
     return lines
+
+
+def tolerance_overrides(result: ScenarioResult) -> list[tuple[str, str]]:
+    """The dtypes whose tolerance the scenario sets itself (its ``[tolerance]`` table), each with
+    ``rtol 5e-05, atol 1e-07 ... instead of the default rtol 1e-05, ...``."""
+    return [(d, f"{t.describe()} instead of the default {DEFAULT_TOLERANCES[d].describe()}")
+            for d, t in result.scenario.tolerances.items()
+            if d in result.dtypes and d in DEFAULT_TOLERANCES and t != DEFAULT_TOLERANCES[d]]
+
+
+def tolerance_override_line(result: ScenarioResult) -> str:
+    """Above the fold, for a scenario that sets its own tolerance: which, and why in the scenario
+    file's own words (the comment above its ``[tolerance]`` table, ``harness.spec.comments``), as
+    inert text; empty when it keeps the defaults."""
+    overrides = tolerance_overrides(result)
+    if not overrides:
+        return ""
+    reason = free_line(tolerance_reason(result.scenario.path)).rstrip(". ")
+    return ("- **Tolerance set by this scenario**, " + "; ".join(f"{d}: {text}" for d, text in overrides)
+            + (f". Why, in its file's words: {reason}." if reason else ". Its file gives no reason (a comment "
+               "just above its tolerance table)."))
 
 
 def training_line(result: ScenarioResult) -> str:

@@ -26,11 +26,25 @@ def fmt(x: float | None) -> str:
 
 
 def values(arr: np.ndarray | None, digits: int = 8) -> str:
+    """An array's numbers at ``digits`` decimals at most: a scalar or a vector as ``1.5, 2``; an array
+    of two or more dimensions (a kernel) nested as numpy prints it, so its shape shows:
+    ``[[0.25, 0.75], [0.5, 0.5], [0.75, 0.25]]`` is (3, 2)."""
     if arr is None:
         return "-"
-    flat = np.asarray(arr, dtype=np.float64).ravel()
-    return ", ".join(np.format_float_positional(v, precision=digits, unique=True, trim="-")
-                     if np.isfinite(v) else str(v) for v in flat)
+    array = np.asarray(arr, dtype=np.float64)
+
+    def number(v: float) -> str:
+        return np.format_float_positional(v, precision=digits, unique=True, trim="-") if np.isfinite(v) else str(v)
+
+    def nested(a: np.ndarray) -> str:
+        return "[" + ", ".join(number(v) for v in a) + "]" if a.ndim == 1 else "[" + ", ".join(map(nested, a)) + "]"
+
+    return nested(array) if array.ndim >= 2 else ", ".join(number(v) for v in array.ravel())
+
+
+def with_shape(name: str, shape: tuple[int, ...]) -> str:
+    """``layers.0.kernel (3, 2)``: a parameter's name with its shape (``(n_in, units)`` for a kernel)."""
+    return f"{name} ({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
 
 
 def runs_table(result: ScenarioResult) -> pd.DataFrame:
@@ -117,9 +131,9 @@ def final_params_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | Non
         return None
     lab = {v.param: v.value for v in result.scenario.lab_values if v.what == "params" and v.step == "final"}
     rows = []
-    for name in result.scenario.param_names():
+    for name, shape in result.scenario.param_shapes().items():
         finals = {fw: run.final_params[name] for fw, run in runs.items()}
-        row = {"parameter": name}
+        row = {"parameter": with_shape(name, shape)}
         for fw, v in finals.items():
             row[fw] = values(v)
         if dtype == "float64" or name in lab:
