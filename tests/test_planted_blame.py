@@ -26,7 +26,7 @@ import pytest
 from harness.judge import textbook
 from harness.judge.compare import DISAGREE, EXPLAINED
 from harness.judge.diagnosis import EARLY_STOP, NO_CAUSE, ControlRun, Diagnosis, diagnose
-from harness.render.report import summary_paragraph, verdict_line
+from harness.render.report import lead_paragraph, summary_paragraph, verdict_line
 from harness.render.results_json import result_dict
 from harness.run.adapters import numpy_reference
 from harness.run.adapters.workers import inline
@@ -213,6 +213,7 @@ def test_a_float32_run_computed_in_float64_disagrees_in_every_output() -> None:
     data = result_dict(result, diagnoses=diagnoses)
     assert (data["state"], data["ok"]) == ("disagree", False)
     assert fault in data["summary"] and fault in summary_paragraph(result, diagnoses)
+    assert fault in lead_paragraph(result, diagnoses)  # the report's opening says it too
     bad = [c for c in data["comparisons"] if "torch" in (c["a"], c["b"])]
     assert bad and all(c["state"] == "disagree" and c["faults"] == [fault] for c in bad)
     failing = [d for d in diagnoses if d.comparison.state == DISAGREE]

@@ -118,11 +118,15 @@ def test_index_worst_difference_is_the_fraction_of_the_tolerance_the_verdict_tes
 # --- a summary first, the rest below the fold -----------------------------------------
 
 def test_report_opens_with_a_plain_summary(files):
-    """Right under the verdict: one paragraph that says what was compared, the verdict, the closest
-    call (pair, quantity, step, fraction of the tolerance) and the lab's printed values."""
-    lines = files["tiny-mlp.md"].decode().splitlines()
+    """Right under the verdict, a short lead (the verdict in words and the lab's printed values); the
+    whole summary, folded below the plots, says what was compared, the verdict, the closest call
+    (pair, quantity, step, fraction of the tolerance) and the lab's printed values."""
+    md = files["tiny-mlp.md"].decode()
+    lines = md.splitlines()
     verdict = next(i for i, line in enumerate(lines) if line.startswith("**Verdict: "))
-    paragraph = lines[verdict + 2]
+    assert lines[verdict + 2] == ("All 6 pairs agree within the tolerance at every step. The reference reproduces "
+                                  "the value the lab printed.")
+    paragraph = md.split("## The whole summary\n\n", 1)[1].split("\n", 1)[0]
     for text in ("The NumPy reference (numpy), keras and torch each trained the same network",
                  "for 12 training steps, in float64 and float32", "All 6 pairs agree within the tolerance",
                  "The closest call is ", "of the tolerance (|a - b| / allowed, the quantity the verdict tests) at step",
@@ -219,7 +223,10 @@ def test_diagnosed_report_names_cause_and_control(tmp_path):
     index = index_markdown([summary(result, diagnoses)])
     assert "1 disagree (1 with every divergence's cause confirmed by a control run or a measurement)" in index
     assert "| tiny-mlp | disagree | 1 pair: 1 disagree; cause: learning rate |" in index
-    paragraph = md.split("**Verdict: disagree**", 1)[1].split("\n\n", 2)[1]
+    lead = md.split("**Verdict: disagree**", 1)[1].split("\n\n", 2)[1]
+    assert lead == ("The one pair disagrees: numpy-torch (float64, from step 0). The reference reproduces the "
+                    "value the lab printed. Cause: learning rate, confirmed by a control run.")
+    paragraph = md.split("## The whole summary\n\n", 1)[1].split("\n", 1)[0]
     assert "The one pair: 1 disagree (numpy-torch in float64 from step 0)." in paragraph
     assert "numpy-torch (float64) first breaks the tolerance at step 0 in `layers.0.kernel`" in paragraph
     assert "Cause: learning rate for numpy-torch (float64), confirmed by a control run." in paragraph

@@ -1,5 +1,5 @@
 """``nn-parity report``: run every catalogue scenario and write the markdown reports (``--html``: also
-self-contained HTML pages and ``index.html``), by default into ``build/reports/`` (git-ignored: a
+HTML pages (with one shared plotly script) and ``index.html``), by default into ``build/reports/`` (git-ignored: a
 report made on another machine differs in float32's last digits; the committed catalogue in
 ``reports/`` is refreshed on purpose, by ``make publish``)."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import diagnose
 from harness.render.files import check_output_folder, write_files_atomic
-from harness.render.html import index_page
+from harness.render.html import index_page, shared_files
 from harness.render.report import (
     INDEX_HEADER,
     WORST_NOTE,
@@ -45,8 +45,8 @@ def register(subparsers) -> None:
                    help=FRAMEWORKS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--html", action="store_true",
-                   help="also write a self-contained page per scenario (<scenario>.html, interactive plots, no "
-                        "network needed to view it) and index.html")
+                   help="also write a page per scenario (<scenario>.html, interactive plots; each loads the folder's "
+                        "one plotly-<version>.min.js and its PNGs, no network needed to view it) and index.html")
     p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
                    help="refuse a scenario whose runs would need more memory (e.g. 8G; default: the machine's)")
     add_execution_options(p)
@@ -63,6 +63,8 @@ def handle(args: argparse.Namespace) -> int:
     # frameworks' workers go on to the next scenario while the reference computes), then each report
     prepared = [prepare(scenario, frameworks=args.frameworks, max_bytes=args.max_memory) for scenario in scenarios]
     results = run_scenarios(prepared, progress=progress)
+    if args.html:  # before any page: each page loads the folder's one copy of plotly's JavaScript
+        write_files_atomic(out, shared_files())
     summaries, done, all_agree = [], set(), True
     for scenario, result in zip(scenarios, results):
         try:

@@ -20,10 +20,10 @@ from harness.render.tables import (
     agreement_table,
     final_params_table,
     lab_table,
-    markdown,
     outputs_table,
     runs_table,
 )
+from harness.render.terminal import printed, terminal_width
 from harness.run.adapters import FRAMEWORKS
 from harness.run.runner import Progress, ScenarioResult, run_scenario
 from harness.spec.catalogue import resolve_all
@@ -69,26 +69,27 @@ def run_one(scenario: Scenario, args: argparse.Namespace,
                           max_bytes=args.max_memory)
     diagnoses = diagnose(result, progress=progress)
     print(f"# {scenario.name}: {scenario.title}\n")
-    print(markdown(runs_table(result)), end="\n\n")
+    print(printed(runs_table(result)), end="\n\n")
     if result.comparisons:
-        print(markdown(agreement_table(result)), end="\n\n")
+        print(printed(agreement_table(result)), end="\n\n")
     for dtype in result.dtypes:
         table = final_params_table(result, dtype) if scenario.trains else outputs_table(result, dtype)
         if table is not None:
             print(f"{'Final parameters' if scenario.trains else 'Outputs of the last layer'} ({dtype}):\n")
-            print(markdown(table), end="\n\n")
+            print(printed(table), end="\n\n")
     accuracy = accuracy_table(result)
     if accuracy is not None:
         print("Accuracy of the final parameters:\n")
-        print(markdown(accuracy), end="\n\n")
+        print(printed(accuracy), end="\n\n")
     if result.lab_checks:
         print("The lab's printed values against the reference (float64 unless the row says otherwise):\n")
-        print(markdown(lab_table(result)), end="\n\n")
+        print(printed(lab_table(result)), end="\n\n")
     for c in result.comparisons:
         if not c.ok:
             print(c.describe_failure(scenario.name))
     print(verdict_line(result))
-    print("\n" + textwrap.fill(summary_paragraph(result, diagnoses), width=100, break_on_hyphens=False))
+    print("\n" + textwrap.fill(summary_paragraph(result, diagnoses), width=min(terminal_width() or 100, 100),
+                                break_on_hyphens=False))
     if diagnoses:
         print("\n## Divergence diagnosis\n")
         print("\n".join(diagnosis_lines(result, diagnoses, stage_tables=False)).rstrip())

@@ -1,22 +1,25 @@
-"""Optional self-contained HTML pages (``nn-parity report --html``): one per scenario and ``index.html``.
+"""Optional HTML pages (``nn-parity report --html``): one per scenario and ``index.html``.
 
-A page needs no network when viewed: plotly's JavaScript is inlined once per page (the first
-figure with ``include_plotlyjs=True``, the others reuse it), the PNGs are data URIs, and no
-``src`` or link points outside the page (other than to the sibling pages of the index). The
-text is the scenario's markdown report, converted here (only the subset the report writes:
-headings, paragraphs, lists, tables, images, ``<details>``, `code` and **bold**); the loss and
-difference plots are interactive. Deterministic like the markdown: fixed element ids, the
-same figures from the same numbers.
+A page needs no network when viewed, only its folder: plotly's JavaScript is one shared file of
+the folder (``shared_files``: ``plotly-<version>.min.js``, written once by the report command and
+loaded by every page through a relative ``src``), the PNGs are the report's own files beside it,
+and no ``src`` or link points outside the folder. So a page stays small (under 300 KB: the
+interactive plots hold at most ``POINTS_PER_FIGURE`` points each, every bucket of steps keeping its
+smallest and largest value) and a catalogue of pages can be uploaded to an LMS. The text is the
+scenario's markdown report, converted here (only the subset the report writes: headings,
+paragraphs, lists, tables, images, ``<details>``, `code` and **bold**); the loss and difference
+plots are interactive. Deterministic like the markdown: fixed element ids, the same figures from
+the same numbers.
 """
 from __future__ import annotations
 
-import base64
 import html
 import re
 
 import numpy as np
 import plotly.graph_objects as go  # type: ignore[import-untyped]  # no stubs; pyproject is pinned
 import plotly.io as pio  # type: ignore[import-untyped]
+from plotly.offline import get_plotlyjs, get_plotlyjs_version  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
 from harness.render.free_text import LINK, safe_link
@@ -121,14 +124,50 @@ def markdown_to_html(text: str, *, images: dict[str, str]) -> str:
     return "\n".join(out)
 
 
-def _page(title: str, body: str) -> str:
+def plotly_script() -> str:
+    """The name of the folder's one copy of plotly's JavaScript, which every page loads (relative)."""
+    return f"plotly-{get_plotlyjs_version()}.min.js"
+
+
+def shared_files() -> dict[str, bytes]:
+    """The files every page of a folder shares, by name: plotly's JavaScript (about 4.8 MB, once)."""
+    return {plotly_script(): get_plotlyjs().encode()}
+
+
+def _page(title: str, body: str, *, scripts: tuple[str, ...] = ()) -> str:
+    head = "".join(f'<script src="{html.escape(src)}"></script>\n' for src in scripts)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
-            f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+            f"<style>{STYLE}</style>\n{head}</head>\n<body>\n{body}\n</body>\n</html>\n")
 
 
-def _rounded(values: np.ndarray) -> list[float | None]:
-    """Values for plotly, 4 significant digits (the page stays small), None where not drawn."""
-    return [float(f"{v:.4g}") if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
+POINTS_PER_FIGURE = 8000  # the interactive plots' budget: what keeps a page of 5000 steps under 300 KB
+MIN_POINTS = 64  # per series, however many series a figure has
+
+
+def thinned(values: np.ndarray, points: int) -> tuple[list[int], list[float | None]]:
+    """A series for plotly: its steps and values at 4 significant digits (None: not drawn, a gap).
+    A series longer than ``points`` keeps, in each of ``points // 2`` equal buckets of steps, the
+    step of its smallest and of its largest finite value and its first inf/nan step (a gap), and
+    the first and last step: every peak and every gap stays visible."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size <= points:
+        steps = np.arange(values.size)
+    else:
+        keep = {0, values.size - 1}
+        for bucket in np.array_split(np.arange(values.size), max(1, points // 2)):
+            finite = np.isfinite(values[bucket])
+            if finite.any():
+                kept = bucket[finite]
+                keep.update((int(kept[np.argmin(values[kept])]), int(kept[np.argmax(values[kept])])))
+            if not finite.all():
+                keep.add(int(bucket[np.argmin(finite)]))  # its first inf/nan step: the gap stays
+        steps = np.array(sorted(keep))
+    return ([int(k) for k in steps],
+            [float(f"{v:.4g}") if np.isfinite(v) else None for v in values[steps]])
+
+
+def _per_series(series: int) -> int:
+    return max(MIN_POINTS, POINTS_PER_FIGURE // max(series, 1))
 
 
 def loss_figure(result: ScenarioResult) -> go.Figure | None:
@@ -139,6 +178,7 @@ def loss_figure(result: ScenarioResult) -> go.Figure | None:
     fig = make_subplots(rows=1, cols=len(dtypes), shared_yaxes=True,
                         subplot_titles=[f"batch loss per step ({d})" for d in dtypes])
     log = False
+    points = _per_series(sum(result.runs[(fw, d)].ok for fw in result.frameworks for d in dtypes))
     for col, dtype in enumerate(dtypes, start=1):
         runs = [(fw, result.runs[(fw, dtype)]) for fw in result.frameworks
                 if result.runs[(fw, dtype)].ok and result.runs[(fw, dtype)].steps]
@@ -146,8 +186,9 @@ def loss_figure(result: ScenarioResult) -> go.Figure | None:
             losses = np.asarray(run.losses, dtype=np.float64)
             finite = losses[np.isfinite(losses)]
             log = log or bool(finite.size and finite.min() > 0 and finite.max() > 10 * finite.min())
+            steps, shown = thinned(losses, points)
             fig.add_trace(go.Scatter(
-                x=list(range(run.steps)), y=_rounded(losses), name=f"{fw} ({dtype})", mode="lines+markers",
+                x=steps, y=shown, name=f"{fw} ({dtype})", mode="lines+markers",
                 line={"color": _css(COLOURS.get(fw, "tab:gray")), "dash": DASHES[i % len(DASHES)],
                       "width": max(1.0, 4.0 - i)},
                 marker={"symbol": SYMBOLS[i % len(SYMBOLS)], "size": 5, "maxdisplayed": 40}), row=1, col=col)
@@ -173,12 +214,14 @@ def differences_figure(result: ScenarioResult) -> go.Figure | None:
               for d in dtypes}
     floors = (zero_floor([s[1] for v in series.values() for s in v]),
               zero_floor([s[2] for v in series.values() for s in v]))
+    points = _per_series(2 * sum(len(v) for v in series.values()))
     for col, dtype in enumerate(dtypes, start=1):
         for c, max_abs, ratio, first in series[dtype]:
             i = pairs.index(c.pair)
             for row, values, floor in ((1, max_abs, floors[0]), (2, ratio, floors[1])):
+                steps, shown = thinned(np.where(values == 0, floor, values), points)
                 fig.add_trace(go.Scatter(
-                    x=list(range(values.size)), y=_rounded(np.where(values == 0, floor, values)),
+                    x=steps, y=shown,
                     name=f"{c.pair} ({dtype}): {c.state}", legendgroup=f"{c.pair} {dtype}", showlegend=row == 2,
                     mode="lines+markers",
                     line={"color": _css(PAIR_COLOURS[i % len(PAIR_COLOURS)]), "dash": DASHES[i % len(DASHES)],
@@ -212,22 +255,23 @@ def _css(matplotlib_colour: str) -> str:
 
 def scenario_page(result: ScenarioResult, text: str, pngs: dict[str, bytes]) -> str:
     """One scenario's page: its markdown report as HTML, the interactive plots in place of the PNGs
-    (which follow, inlined, below the fold)."""
+    (which follow below the fold, as the report's own files beside the page). It loads the folder's
+    shared plotly script (``shared_files``), which the report command writes before any page."""
     name = result.scenario.name
     figures = [(kind, fig) for kind, fig in (("loss", loss_figure(result)), ("differences", differences_figure(result)))
                if fig is not None]
     interactive = "".join(
-        '<div class="plot">' + pio.to_html(fig, include_plotlyjs=i == 0, full_html=False, div_id=f"{name}-{kind}",
+        '<div class="plot">' + pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"{name}-{kind}",
                                             default_height=f"{fig.layout.height}px",
                                             config={"displaylogo": False, "responsive": True}) + "</div>"
-        for i, (kind, fig) in enumerate(figures))
-    still = "".join(f'<img alt="{html.escape(n)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-                    for n, png in pngs.items())
+        for kind, fig in figures)
+    still = "".join(f'<img alt="{html.escape(n)}" src="{html.escape(n)}">' for n in pngs)
     images = dict.fromkeys(pngs, "")
     if pngs:
         images[next(iter(pngs))] = (interactive + "<details><summary>The same plots as images</summary>"
                                     + still + "</details>")
-    return _page(result.scenario.title, markdown_to_html(text, images=images))
+    return _page(result.scenario.title, markdown_to_html(text, images=images),
+                 scripts=(plotly_script(),) if figures else ())
 
 
 def index_page(counts: str, note: str, header: tuple[str, ...], rows: list[list[str]], *,

@@ -34,7 +34,7 @@ from harness.judge.diagnosis import (
     r_floor,
 )
 from harness.judge.findings import Finding
-from harness.judge.tolerance import compare_elements
+from harness.judge.tolerance import DEFAULT_TOLERANCES, compare_elements
 from harness.render.files import content_name, display_path, without_machine_paths
 from harness.render.free_text import comment_json, free_line, free_text
 from harness.render.html import scenario_page
@@ -52,6 +52,7 @@ from harness.render.tables import (
 )
 from harness.run import environment
 from harness.run.runner import ScenarioResult
+from harness.spec.comments import tolerance_reason
 from harness.spec.data import describe_data
 from harness.spec.scenario import is_name
 
@@ -135,9 +136,12 @@ class FinalGap:
     max_abs: float
     max_rel: float
     used: float  # of the pair's tolerance
+    diverged: bool = False  # both runs end with inf/nan parameters (nan against nan counts as equal)
 
     def digits(self) -> str:
-        """``the same final parameters to 7 significant digits`` (or bit for bit)."""
+        """``the same final parameters to 7 significant digits`` (or bit for bit, or both diverged)."""
+        if self.diverged:
+            return DIVERGED
         if self.max_abs == 0:
             return "identical final parameters, bit for bit"
         if not math.isfinite(self.max_rel) or self.max_rel >= 0.1:
@@ -155,9 +159,25 @@ def final_gap(result: ScenarioResult, c: Comparison) -> FinalGap | None:
     diffs = [compare_elements(ra.final_params[n], rb.final_params[n], tol) for n in ra.final_params]
     if not diffs:
         return None
+    nonfinite = [not all(np.isfinite(v).all() for v in r.final_params.values()) for r in (ra, rb)]
     return FinalGap(max_abs=max(float(np.max(e.diff, initial=0.0)) for e in diffs),
                     max_rel=max(float(np.max(e.rel, initial=0.0)) for e in diffs),
-                    used=max(float(np.max(e.used, initial=0.0)) for e in diffs))
+                    used=max(float(np.max(e.used, initial=0.0)) for e in diffs), diverged=all(nonfinite))
+
+
+DIVERGED = "both diverged (nan)"  # a pair whose two runs end with inf/nan parameters
+
+
+def explained_gap(result: ScenarioResult, c: Comparison) -> tuple[str, str]:
+    """What the cause of a pair that differs, explained, accounts for, and where, as the pairs table
+    shows it: ``gap 0.0011; final weights 2.1e-08`` (the largest |a - b| over the run, then at its
+    end) or ``both diverged (nan)``, and ``loss, step 333``. Never a fraction of the tolerance: the
+    pair is judged through the reference, not by it."""
+    p, gap = peak(c), final_gap(result, c)
+    where = p.quantity if p.step is None else f"{p.quantity}, step {p.step}"
+    if gap is not None and gap.diverged:
+        return DIVERGED, where
+    return f"gap {p.value:.2g}" + ("" if gap is None else f"; final weights {gap.max_abs:.2g}"), where
 
 
 @dataclass(frozen=True)
@@ -285,7 +305,9 @@ def _explained_sentence(result: ScenarioResult) -> str:
     p, gap = peak(c), final_gap(result, c)
     where = f"in `{p.quantity}`" + ("" if p.step is None else f" around step {p.step}")
     text = f"The explained gap peaks at {p.value:.2g} {where} ({c.pair}, {c.dtype})"
-    if gap is not None:
+    if gap is not None and gap.diverged:
+        text += f"; its two runs {DIVERGED}: their final parameters are inf/nan"
+    elif gap is not None:
         text += (f", while the final weights differ by {gap.max_abs:.2g} (relative {gap.max_rel:.2g}): "
                  f"{gap.digits()}")
     return text + "."
@@ -364,6 +386,106 @@ def summary_paragraph(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = (
     return " ".join(p for p in parts if p)
 
 
+# --- the lead: at most three short sentences above the pairs table ---------------------
+
+LEAD_SENTENCES = 3
+LEAD_WORDS = 60
+
+
+def _first_few(items: Sequence[str], *, most: int = 2) -> str:
+    items = list(items)
+    return _names(items) if len(items) <= most else f"{', '.join(items[:most])} and {len(items) - most} more"
+
+
+def _lead_verdict(result: ScenarioResult) -> str:
+    """The verdict in one sentence: the pairs counted by state, naming those that disagree."""
+    crashed = [f"{fw} ({dt})" for (fw, dt), r in result.runs.items() if r.status == "crashed"]
+    if result.plan_faults:
+        return "Harness fault: the shared plan every implementation trained on is broken, so no agreement counts."
+    cs = result.comparisons
+    head = f"{_first_few(crashed)} crashed; " if crashed else ""
+    if not cs:
+        return head + "nothing could be compared." if crashed else "Nothing could be compared."
+    counts = {s: [c for c in cs if c.state == s] for s in STATES}
+    when = " at every step" if result.scenario.trains else ""
+    if counts[DISAGREE]:
+        which = _first_few([f"{c.pair} ({c.dtype}" + (f", from step {c.first_divergent_step})"
+                                                      if c.first_divergent_step is not None else ")")
+                            for c in counts[DISAGREE]])
+        text = ("The one pair disagrees" if len(cs) == 1 else f"{len(counts[DISAGREE])} of {len(cs)} pairs disagree") \
+            + f": {which}"
+    elif counts[EXPLAINED]:
+        text = (f"{len(counts[AGREE])} of {len(cs)} pairs agree within the tolerance{when}; "
+                f"{len(counts[EXPLAINED])} differ, explained (by a known difference the reference reproduces)")
+    else:
+        text = ("The one pair agrees" if len(cs) == 1 else f"{'Both' if len(cs) == 2 else f'All {len(cs)}'} pairs "
+                "agree") + f" within the tolerance{when}"
+    if result.dtype_faults:
+        text += f", but {result.dtype_faults[0]}"
+    return head + (text if head else text[0].upper() + text[1:]) + "."
+
+
+def _lead_lab(result: ScenarioResult) -> str:
+    checks = result.lab_checks
+    if not checks:
+        return "The lab prints no value to check."
+    missed = [c.label for c in checks if not c.ok]
+    if not missed:
+        every = {1: "the value", 2: "both values"}.get(len(checks), f"all {len(checks)} values")
+        return f"The reference reproduces {every} the lab printed."
+    return f"The reference misses {len(missed)} of the {len(checks)} values the lab printed: {_first_few(missed)}."
+
+
+def _lead_cause(result: ScenarioResult, diagnoses: Sequence[Diagnosis]) -> str:
+    """The one cause (or the causes, by name), what confirmed it, and the gap it accounts for; with no
+    diagnosis, the steps where the runs blow up."""
+    decided = [d for d in diagnoses if d.kind != "drift" and d.comparison.state != AGREE]
+    names = list(dict.fromkeys(d.cause_name for d in decided))
+    if names:
+        named = [n for n in names if n != NO_CAUSE]
+        how = sorted({"a measurement" if isinstance(d.confirmed_by, Finding) else "a control run"
+                      for d in decided if d.cause_name != NO_CAUSE})
+        text = (f"Cause{'s' if len(named) > 1 else ''}: {_names(named)}, confirmed by {' and '.join(how)}"
+                if named else "No known cause is confirmed")
+        if NO_CAUSE in names and named:
+            text += "; other pairs: no known cause confirmed"
+        suspect = next((d.suspect.label for d in decided if d.suspect is not None and d.suspect.label), None)
+        if suspect:
+            text += f"; suspect: {suspect}"
+        explained = [c for c in result.comparisons if c.state == EXPLAINED]
+        if explained:
+            c = max(explained, key=lambda x: x.max_abs)
+            p, gap = peak(c), final_gap(result, c)
+            if gap is not None and gap.diverged:
+                text += f"; the explained pairs {DIVERGED}"
+            else:
+                text += f"; it accounts for a gap up to {p.value:.2g} in `{p.quantity}`" + (
+                    "" if gap is None else f", {gap.max_abs:.2g} in the final weights")
+        return text + "."
+    blowups = sorted({(dt, r.first_nonfinite_step) for (_, dt), r in result.runs.items()
+                      if r.ok and r.first_nonfinite_step is not None})
+    if not blowups:
+        return ""
+    return ("The training blows up: inf/nan from step " + ", ".join(f"{s} ({dt})" for dt, s in blowups)
+            + (", in every run alike." if _blow_up_together(result) else "."))
+
+
+def _blow_up_together(result: ScenarioResult) -> bool:
+    """Whether, in each dtype, every run that worked reaches inf/nan at the same step."""
+    for dtype in result.dtypes:
+        steps = {r.first_nonfinite_step for (_, dt), r in result.runs.items() if dt == dtype and r.ok}
+        if len(steps) > 1:
+            return False
+    return True
+
+
+def lead_paragraph(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = ()) -> str:
+    """A report's opening, for a student who reads nothing else: at most ``LEAD_SENTENCES`` short
+    sentences (the verdict, the lab's printed values, the one cause and the gap it accounts for).
+    The whole account is ``summary_paragraph``, below the fold."""
+    return " ".join(p for p in (_lead_verdict(result), _lead_lab(result), _lead_cause(result, diagnoses)) if p)
+
+
 def one_line(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = ()) -> str:
     """The index's line (its own column has the worst difference): the state counts, the explained gap
     and how far apart it leaves the final weights, the causes, the first inf/nan steps."""
@@ -376,8 +498,9 @@ def one_line(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = ()) -> str
     if explained:
         e = max(explained, key=lambda x: x.max_abs)
         gap = final_gap(result, e)
-        text += f"; explained gap up to {e.max_abs:.2g}" + (
-            "" if gap is None else f", final weights within {gap.max_abs:.2g}")
+        text += (f"; explained pairs {DIVERGED}" if gap is not None and gap.diverged
+                 else f"; explained gap up to {e.max_abs:.2g}" + (
+                     "" if gap is None else f", final weights within {gap.max_abs:.2g}"))
     causes = sorted({d.cause_name for d in diagnoses if d.kind != "drift" and d.comparison.state != AGREE})
     if causes:
         text += "; cause: " + ", ".join(causes)
@@ -517,6 +640,9 @@ def _html_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+IN_FULL = "The whole summary"  # the folded block that holds ``summary_paragraph``
+
+
 def folded(title: str, body: list[str]) -> list[str]:
     """A block below the fold: ``<details>`` with its ``## title`` heading inside."""
     return ["<details>", f"<summary>{_html_text(title)}</summary>", "", f"## {title}", "", *body, "</details>", ""]
@@ -533,18 +659,22 @@ def scenario_markdown(result: ScenarioResult, diagnoses: list[Diagnosis] | None 
         f"Scenario `{s.name}` ({free_line(display_path(s.path))}); source: {free_line(s.source) or '-'}.", "",
         f"{ENVIRONMENT}: {environment.one_line()}.", "",
         verdict_line(result, bold=True), "",
-        summary_paragraph(result, diagnoses), "",
+        lead_paragraph(result, diagnoses), "",
     ]
     crashes = crash_lines(result)
     if crashes:
         lines += crashes + [""]
     if result.comparisons:
-        lines += [markdown(pairs_table(result)), ""]
+        lines += [markdown(pairs_table(result, gap=lambda c: explained_gap(result, c))), ""]
     if diagnoses:
         lines += [diagnosis_digest(d) for d in diagnoses] + [""]
+    override = tolerance_override_line(result)
+    if override:
+        lines += [override, ""]
     if plots:
         lines += ["## How the difference grows", ""]
         lines += [f"![{name}]({name})" for name in plots] + [""]
+    lines += folded(IN_FULL, [summary_paragraph(result, diagnoses), ""])
     lines += details_markdown(result, diagnoses)
     return "\n".join(lines)
 
@@ -564,7 +694,9 @@ def details_markdown(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list
         + (" + ulps * eps * M, M the quantity's largest |value| so far" if any(
             t.mtol for d, t in s.tolerances.items() if d in result.dtypes) else "")
         + ", every step, loss and every parameter): "
-        + "; ".join(f"{d}: {t.describe()}" for d, t in s.tolerances.items() if d in result.dtypes),
+        + "; ".join(f"{d}: {t.describe()}" for d, t in s.tolerances.items() if d in result.dtypes)
+        + (f" ({'; '.join(d for d, _ in tolerance_overrides(result))}: set by the scenario, its reason above)"
+           if tolerance_overrides(result) else ""),
     ]
     for fw in result.frameworks if s.trains else ():
         changes = _setting_changes(s, result.scenario_for(fw))
@@ -607,6 +739,27 @@ def details_markdown(result: ScenarioResult, diagnoses: list[Diagnosis]) -> list
             markdown(lab_table(result)), ""])
     lines += folded("Environment", [*environment_lines(result), ""])
     return lines
+
+
+def tolerance_overrides(result: ScenarioResult) -> list[tuple[str, str]]:
+    """The dtypes whose tolerance the scenario sets itself (its ``[tolerance]`` table), each with
+    ``rtol 5e-05, atol 1e-07 ... instead of the default rtol 1e-05, ...``."""
+    return [(d, f"{t.describe()} instead of the default {DEFAULT_TOLERANCES[d].describe()}")
+            for d, t in result.scenario.tolerances.items()
+            if d in result.dtypes and d in DEFAULT_TOLERANCES and t != DEFAULT_TOLERANCES[d]]
+
+
+def tolerance_override_line(result: ScenarioResult) -> str:
+    """Above the fold, for a scenario that sets its own tolerance: which, and why in the scenario
+    file's own words (the comment above its ``[tolerance]`` table, ``harness.spec.comments``), as
+    inert text; empty when it keeps the defaults."""
+    overrides = tolerance_overrides(result)
+    if not overrides:
+        return ""
+    reason = free_line(tolerance_reason(result.scenario.path)).rstrip(". ")
+    return ("- **Tolerance set by this scenario**, " + "; ".join(f"{d}: {text}" for d, text in overrides)
+            + (f". Why, in its file's words: {reason}." if reason else ". Its file gives no reason (a comment "
+               "just above its tolerance table)."))
 
 
 def training_line(result: ScenarioResult) -> str:
@@ -728,7 +881,8 @@ def index_markdown(summaries: list[dict[str, Any]], *, coverage: str = "") -> st
 def scenario_files(result: ScenarioResult, diagnoses: list[Diagnosis], *,
                    html: bool = False) -> dict[str, bytes]:
     """Every file of one scenario's report, by name: the markdown and its PNGs (and, with ``html``,
-    the self-contained page ``<name>.html``). No file carries a path of this machine."""
+    the page ``<name>.html``, which loads the folder's shared plotly script and these PNGs). No file
+    carries a path of this machine."""
     from_folders = (result.scenario.path.parent,)  # besides the working directory, home, python, tmp
     name = result.scenario.name
     figures = {"loss": drawn(loss_curves_png, result), "differences": drawn(differences_png, result)}

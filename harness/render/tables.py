@@ -1,6 +1,8 @@
 """The tables the CLI prints and the reports embed, as pandas DataFrames."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -24,11 +26,25 @@ def fmt(x: float | None) -> str:
 
 
 def values(arr: np.ndarray | None, digits: int = 8) -> str:
+    """An array's numbers at ``digits`` decimals at most: a scalar or a vector as ``1.5, 2``; an array
+    of two or more dimensions (a kernel) nested as numpy prints it, so its shape shows:
+    ``[[0.25, 0.75], [0.5, 0.5], [0.75, 0.25]]`` is (3, 2)."""
     if arr is None:
         return "-"
-    flat = np.asarray(arr, dtype=np.float64).ravel()
-    return ", ".join(np.format_float_positional(v, precision=digits, unique=True, trim="-")
-                     if np.isfinite(v) else str(v) for v in flat)
+    array = np.asarray(arr, dtype=np.float64)
+
+    def number(v: float) -> str:
+        return np.format_float_positional(v, precision=digits, unique=True, trim="-") if np.isfinite(v) else str(v)
+
+    def nested(a: np.ndarray) -> str:
+        return "[" + ", ".join(number(v) for v in a) + "]" if a.ndim == 1 else "[" + ", ".join(map(nested, a)) + "]"
+
+    return nested(array) if array.ndim >= 2 else ", ".join(number(v) for v in array.ravel())
+
+
+def with_shape(name: str, shape: tuple[int, ...]) -> str:
+    """``layers.0.kernel (3, 2)``: a parameter's name with its shape (``(n_in, units)`` for a kernel)."""
+    return f"{name} ({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
 
 
 def runs_table(result: ScenarioResult) -> pd.DataFrame:
@@ -72,17 +88,26 @@ def short_verdict(c: Comparison) -> str:
     return c.verdict.split(" (", 1)[0]
 
 
-def pairs_table(result: ScenarioResult) -> pd.DataFrame:
-    """The report's compact table, above the fold: one row per pair and dtype with its state and the
-    quantity the verdict tests, |a - b| / allowed, at its worst step (``Comparison.closest``)."""
+PAIRS_MEASURE = "worst diff / allowed (explained: the gap)"
+
+
+def pairs_table(result: ScenarioResult, *, gap: Callable[[Comparison], tuple[str, str]]) -> pd.DataFrame:
+    """The report's compact table, above the fold: one row per pair and dtype with its state and
+    what decides it: for a pair judged by its tolerance, |a - b| / allowed at its worst step
+    (``Comparison.closest``); for a pair that differs, explained, ``gap(c)``: the difference its cause
+    accounts for and where it is largest (a fraction of a tolerance that does not apply to it would
+    say nothing)."""
     rows = []
     for c in result.comparisons:
-        step, quantity, fraction = c.closest if c.closest is not None else (None, "-", 0.0)
-        ratio = f"{fraction:.2g}" + (" (explained)" if c.state == EXPLAINED else "")
+        if c.state == EXPLAINED:
+            measure, where = gap(c)
+        else:
+            step, quantity, fraction = c.closest if c.closest is not None else (None, "-", 0.0)
+            measure = f"{fraction:.2g}"
+            where = quantity if step is None or not c.step_max_abs.size else f"{quantity}, step {step}"
         rows.append({
             "pair": c.pair, "dtype": c.dtype, "state": short_verdict(c),
-            "worst diff / allowed": ratio,
-            "where": quantity if step is None or not c.step_max_abs.size else f"{quantity}, step {step}",
+            PAIRS_MEASURE: measure, "where": where,
             "largest abs diff": fmt(c.max_abs),
             "first divergent step": "none" if c.first_divergent_step is None else c.first_divergent_step,
         })
@@ -106,9 +131,9 @@ def final_params_table(result: ScenarioResult, dtype: str) -> pd.DataFrame | Non
         return None
     lab = {v.param: v.value for v in result.scenario.lab_values if v.what == "params" and v.step == "final"}
     rows = []
-    for name in result.scenario.param_names():
+    for name, shape in result.scenario.param_shapes().items():
         finals = {fw: run.final_params[name] for fw, run in runs.items()}
-        row = {"parameter": name}
+        row = {"parameter": with_shape(name, shape)}
         for fw, v in finals.items():
             row[fw] = values(v)
         if dtype == "float64" or name in lab:
