@@ -548,9 +548,9 @@ class KerasOnBackend:
                 m.train_step(*plan.batch(t, full=False))
             trace = {f"params {n}": v for n, v in m.params().items()}
             trace.update({f"output layers.{i}": a for i, a in enumerate(m.outputs(xb))})
-            loss, grads = m.train_step(xb, yb)
+            loss, torch_grads = m.train_step(xb, yb)
             trace["loss"] = _to_numpy(loss)
-            trace.update({f"gradient {n}": _to_numpy(g) for n, g in zip(m.names, grads)})
+            trace.update({f"gradient {n}": _to_numpy(g) for n, g in zip(m.names, torch_grads)})
             trace.update({f"updated {n}": v for n, v in m.params().items()})
             return trace
 
