@@ -6,10 +6,18 @@ shared helpers of ``keras_tf``: ``build_model``, ``set_params``, ``build_optimiz
 loop for each backend:
 
 * JAX: ``model.stateless_call`` under ``jax.value_and_grad``, then
-  ``optimizer.stateless_apply``, the whole step one ``jax.jit`` function; float64 needs
-  ``jax_enable_x64``, set before Keras is imported;
-* torch: ``model(x)``, ``loss.backward()``, the gradients from each variable's ``.value.grad``,
-  ``optimizer.apply`` under ``torch.no_grad()``.
+  ``optimizer.stateless_apply``; every step of a run in one compiled ``jax.lax.while_loop``
+  (batches gathered, the early stop tested and each step recorded inside it), compiled once per
+  worker for each network, training, dtype and batch order; float64 needs ``jax_enable_x64``, set
+  before Keras is imported;
+* torch: each Dense layer's ``call`` (its maths, as ``stateless_call`` runs it on JAX, without
+  ``Layer.__call__``'s per-call bookkeeping), ``loss.backward()``, the gradients from each
+  variable's ``.value.grad``, ``optimizer.apply`` under ``torch.no_grad()``.
+
+A worker builds the Keras model, optimizer and loss once for each network, training and dtype
+(``model_for``) and resets its parameters and optimizer state for each use: a run, a traced step, the
+dtype probes and the gradients of the same scenario share it (a control run, whose rule is off,
+has its own).
 
 Keras reads ``KERAS_BACKEND`` once, at import: one backend per process. These adapters therefore
 run only in a worker process of their own (``harness.run.workers``), which sets the backend
