@@ -28,6 +28,7 @@ from harness.run.adapters.workers import WorkerCrashed, run_timeout, stop_all, w
 from harness.run.plan import make_plan
 from harness.run.runner import run_scenario
 from harness.run.trajectory import CRASHED
+from harness.spec.catalogue import resolve
 from harness.spec.scenario import load_scenarios
 from tests.children import INTERRUPTIBLE, descendants
 
@@ -177,8 +178,6 @@ def test_keras_on_jax_reuses_its_compiled_loop_without_carrying_state_between_us
     a run cut after 3 steps and a traced step of the same plan give the first run's numbers bitwise
     (shuffled batches of 5 with a short last batch of 2, Nesterov momentum: an optimizer state that a
     reuse could carry over), and the early stop ends where the reference's does."""
-    from harness.spec.catalogue import resolve
-
     plan = make_plan(resolve("minibatch-nesterov"), "float64")
     jax = adapter("keras@jax")
     first, again = jax.run(plan), jax.run(plan)
