@@ -28,6 +28,7 @@ from harness.run.adapters.workers import WorkerCrashed, run_timeout, stop_all, w
 from harness.run.plan import make_plan
 from harness.run.runner import run_scenario
 from harness.run.trajectory import CRASHED
+from harness.spec.catalogue import resolve
 from harness.spec.scenario import load_scenarios
 from tests.children import INTERRUPTIBLE, descendants
 
@@ -162,3 +163,37 @@ def test_an_adapter_names_the_first_module_it_lacks():
     assert from_adapters == [None] * len(ALL_FRAMEWORKS)  # make installs every framework
     assert missing("numpy", "no_such_framework_here", "neither_this") == "no_such_framework_here is not installed"
     assert missing("numpy") is None
+
+
+def _same_run(a, b) -> bool:
+    return (np.array_equal(a.losses, b.losses) and a.stopped_early_at == b.stopped_early_at
+            and all(np.array_equal(a.params[k], b.params[k]) and np.array_equal(a.grads[k], b.grads[k])
+                    for k in a.params)
+            and len(a.batch_rows) == len(b.batch_rows)
+            and all(np.array_equal(x, y) for x, y in zip(a.batch_rows, b.batch_rows)))
+
+
+def test_keras_on_jax_reuses_its_compiled_loop_without_carrying_state_between_uses():
+    """The worker builds keras@jax's model and compiles its loop once per network and dtype: a second run,
+    a run cut after 3 steps and a traced step of the same plan give the first run's numbers bitwise
+    (shuffled batches of 5 with a short last batch of 2, Nesterov momentum: an optimizer state that a
+    reuse could carry over), and the early stop ends where the reference's does."""
+    plan = make_plan(resolve("minibatch-nesterov"), "float64")
+    jax = adapter("keras@jax")
+    first, again = jax.run(plan), jax.run(plan)
+    assert first.ok and _same_run(first, again)
+    cut = jax.run(plan.first_steps(3))
+    assert cut.steps == 3 and np.array_equal(cut.losses, first.losses[:3])
+    assert all(np.array_equal(cut.params[k], first.params[k][:3]) for k in first.params)
+    trace = jax.trace_step(plan, 5)  # step 5: the short last batch (2 of the 12 rows) of the second epoch
+    assert np.array_equal(trace["loss"], first.losses[5])
+    assert all(np.array_equal(trace[f"updated {k}"], first.params[k][5]) and
+               np.array_equal(trace[f"params {k}"], first.params[k][4]) for k in first.params)
+    reference = run_framework("numpy", plan)
+    assert all(np.array_equal(a, b) for a, b in zip(first.batch_rows, reference.batch_rows))
+    assert [len(rows) for rows in first.batch_rows[:6]] == [5, 5, 2, 5, 5, 2]
+
+    stopping = make_plan(resolve("minibatch-regression"), "float64")  # the labs' early stop binds
+    run, numpy_run = jax.run(stopping), run_framework("numpy", stopping)
+    assert run.stopped_early_at is not None and run.stopped_early_at == numpy_run.stopped_early_at
+    assert run.steps == numpy_run.steps < stopping.max_steps

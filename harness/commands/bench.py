@@ -9,11 +9,11 @@ import sys
 
 import pandas as pd
 
-from harness.commands.args import positive_int
+from harness.commands.args import frameworks_arg, positive_int
 from harness.commands.cli import COMMANDS
 from harness.errors import BadInput
 from harness.render.files import check_output_files, write_json
-from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
+from harness.run.adapters import ALL_FRAMEWORKS, REFERENCE, adapter
 from harness.run.bench import time_catalogue, time_fit_baselines, time_runs
 from harness.run.hand_loop import not_defined
 from harness.spec.catalogue import catalogue_scenarios, resolve
@@ -25,6 +25,9 @@ def register(subparsers) -> None:
     p.add_argument("--catalogue", action="store_true",
                    help="time the whole catalogue (numpy, keras, torch, both dtypes): one run at a time, with "
                         "--jobs, and from the cache")
+    p.add_argument("--frameworks", type=frameworks_arg, default=ALL_FRAMEWORKS, metavar="LIST",
+                   help="the implementations timed for one scenario (default all: every one installed, Keras on "
+                        "each backend too)")
     p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                    help="with --catalogue: implementations computing at once in the parallel pass (default: cores)")
     p.add_argument("--repeat", type=positive_int, default=3,
@@ -43,7 +46,7 @@ def handle(args: argparse.Namespace) -> int:
     check_output_files([("--json", args.json)], inputs=[scenario.path] if scenario else [])
     if scenario is None:
         return catalogue(args)
-    frameworks = tuple(f for f in FRAMEWORKS if adapter(f).available() is None)
+    frameworks = tuple(f for f in args.frameworks if adapter(f).available() is None)
     results, hand_seconds = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
                                       progress=lambda line: print(line, file=sys.stderr, flush=True))
     fit_seconds = time_fit_baselines(scenario, frameworks=frameworks, dtype="float64") if args.baseline_fit else None

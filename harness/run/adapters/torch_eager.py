@@ -15,7 +15,7 @@ from harness.run.adapters.protocol import Params, check_expressible, missing
 from harness.run.layout import from_torch, to_torch
 from harness.run.plan import TrainingPlan
 from harness.run.threads import framework_threads
-from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype_names, should_stop
+from harness.run.trajectory import RowIds, Trajectory, dtype_names, should_stop
 from harness.spec.conventions import native
 from harness.spec.scenario import OptimizerSpec, Scenario
 from reference.losses import KERAS_EPSILON, TORCH_LOG_FLOOR
@@ -160,11 +160,19 @@ def _run(plan: TrainingPlan) -> Trajectory:
     optimizer, trajectory.convention = build_optimizer(torch, training.optimizer, [p for _, p in named],
                                                         file=scenario.path)
     loss_fn = build_loss(torch, training.loss, training.clip)
-    recorder = TrajectoryRecorder(plan.max_steps, plan.initial_params)
+    # each step recorded by copying torch's own tensors (NumPy views of them) into arrays in torch's layout,
+    # put in the reference layout once at the end
+    params = [p for _, p in named]
+    np_dtype = np.dtype(plan.dtype)
+    losses = np.empty(plan.max_steps, np_dtype)
+    params_out = [np.empty((plan.max_steps, *p.shape), np_dtype) for p in params]
+    grads_out = [np.empty((plan.max_steps, *p.shape), np_dtype) for p in params]
     full = plan.is_full_batch_in_order
     rows = RowIds(plan.X)
     all_rows = rows.ids(plan.X)
+    tol = plan.early_stop_tol
     previous = np.inf
+    steps = 0
     for step in range(plan.max_steps):
         if full:
             xb, yb = X, y
@@ -174,7 +182,7 @@ def _run(plan: TrainingPlan) -> Trajectory:
         optimizer.zero_grad(set_to_none=False)
         loss = loss_fn(model(xb), yb)
         loss_value = loss.detach().numpy()[()]  # a NumPy scalar of the run's dtype, as the reference has
-        if should_stop(loss_value, previous, plan.early_stop_tol):
+        if tol is not None and should_stop(loss_value, previous, tol):
             trajectory.stopped_early_at = step
             break
         previous = loss_value
@@ -183,13 +191,17 @@ def _run(plan: TrainingPlan) -> Trajectory:
             first = named[0][1]
             trajectory.computed_dtypes = dtype_names(parameters=first, loss=loss, gradients=first.grad)
         optimizer.step()
-        with torch.no_grad():
-            grads = {n: _ref(n, p.grad) for n, p in named}
-            params = {n: _ref(n, p) for n, p in named}
-        recorder.record(loss_value, grads, params)
+        losses[step] = loss_value
+        for p, p_out, g_out in zip(params, params_out, grads_out):
+            p_out[step] = p.detach().numpy()
+            g_out[step] = p.grad.detach().numpy()
         trajectory.batch_rows.append(all_rows if xb is X else rows.ids(xb.numpy()))
+        steps = step + 1
+    trajectory.losses = losses[:steps].copy()
+    trajectory.params = {n: from_torch(n, out[:steps]).copy() for (n, _), out in zip(named, params_out)}
+    trajectory.grads = {n: from_torch(n, out[:steps]).copy() for (n, _), out in zip(named, grads_out)}
     trajectory.outputs_final = layer_outputs(torch, model, X)
-    return recorder.finish(trajectory)
+    return trajectory
 
 
 def _ref(name: str, tensor) -> np.ndarray:
