@@ -27,8 +27,9 @@ from harness.render.report import (
     summary,
     timings_text,
 )
+from harness.run import progress as overall_progress
 from harness.run.adapters import FRAMEWORKS
-from harness.run.runner import ScenarioResult, prepare, run_scenarios
+from harness.run.runner import Progress, ScenarioResult, prepare, run_scenarios
 from harness.spec.catalogue import catalogue_scenarios, resolve_all
 from harness.spec.coverage import coverage_markdown
 from harness.spec.scenario import Scenario
@@ -58,30 +59,38 @@ def register(subparsers) -> None:
 def handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_output_folder(out, option="--out")
-    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    progress = None if args.quiet else overall_progress.say
     scenarios = ([s for n in args.scenario for s in resolve_all(n)] if args.scenario
                  else catalogue_scenarios())
     # every scenario must be runnable before the first one runs; then all the runs at once (the
     # frameworks' workers go on to the next scenario while the reference computes), then each report
     prepared = [prepare(scenario, frameworks=args.frameworks, max_bytes=args.max_memory) for scenario in scenarios]
-    results = run_scenarios(prepared, progress=progress)
-    # every report is made before any is written: an interrupt (Ctrl-C, SIGTERM) before the end leaves
-    # --out as it was; the writes are then one step that an interrupt does not cut (it takes effect after)
-    made, all_agree = [], True
-    for scenario, result in zip(scenarios, results):
-        try:
-            diagnoses = diagnose(result, progress=progress)
-            made.append((scenario, result, diagnoses, scenario_files(result, diagnoses, html=args.html)))
-        except Exception as exc:  # a harness failure: keep the previous report, go on with the others
-            print(f"nn-parity: error: {scenario.name}: report not written, the previous one is kept "
-                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
-            all_agree = False
+    with overall_progress.overall(overall_progress.RUNS, enabled=not args.quiet):
+        made, all_agree = _make(scenarios, run_scenarios(prepared, progress=progress), html=args.html,
+                                progress=progress)
     with interrupts_deferred():
         done = _write(out, made, html=args.html)
     all_agree = all_agree and all(result.ok for _, result, _, _ in made)
     if progress:
         progress(f"wrote {len(done)} report(s) and {out / 'README.md'}")
     return EXIT_AGREE if all_agree else EXIT_DISAGREE
+
+
+def _make(scenarios: list[Scenario], results: list[ScenarioResult], *, html: bool, progress: Progress | None
+          ) -> tuple[list[tuple[Scenario, ScenarioResult, list[Diagnosis], dict[str, bytes]]], bool]:
+    """Every report's files, made before any is written: an interrupt (Ctrl-C, SIGTERM) before the end
+    leaves --out as it was (the writes are then one step that an interrupt does not cut: it takes
+    effect after them); and whether none failed."""
+    made, all_made = [], True
+    for scenario, result in zip(scenarios, results):
+        try:
+            diagnoses = diagnose(result, progress=progress)
+            made.append((scenario, result, diagnoses, scenario_files(result, diagnoses, html=html)))
+        except Exception as exc:  # a harness failure: keep the previous report, go on with the others
+            print(f"nn-parity: error: {scenario.name}: report not written, the previous one is kept "
+                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            all_made = False
+    return made, all_made
 
 
 def _write(out: Path, made: list[tuple[Scenario, ScenarioResult, list[Diagnosis], dict[str, bytes]]], *,

@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, Iterator, Protocol
 
+from harness.run import progress
 from harness.run.adapters.keras_backends import ADAPTERS as KERAS_BACKENDS
 from harness.run.adapters.keras_tf import ADAPTER as KERAS
 from harness.run.adapters.numpy_reference import ADAPTER as NUMPY
@@ -153,8 +154,10 @@ def _run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int,
              done: Callable[[int, Trajectory], None] | None, cache: RunCache | None) -> list[Trajectory]:
     results: list[Trajectory | None] = [None] * len(jobs)
     lock = threading.Lock()
+    progress.expect(len(jobs), progress.RUNS)
 
     def finish(i: int, trajectory: Trajectory, k: str | None) -> None:
+        progress.done(progress.RUNS)
         with lock:
             results[i] = trajectory
             if cache is not None and k is not None and trajectory.ok:
