@@ -57,11 +57,14 @@ def long_run(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_a_signal_to_the_cli_alone_leaves_no_worker_running(long_run: Path, tmp_path: Path, sig: int) -> None:
+@pytest.mark.parametrize("command, sig", [("run", signal.SIGTERM), ("run", signal.SIGKILL), ("report", signal.SIGTERM)],
+                         ids=["run-SIGTERM", "run-SIGKILL", "report-SIGTERM"])
+def test_a_signal_to_the_cli_alone_leaves_no_worker_running(long_run: Path, tmp_path: Path, command: str,
+                                                            sig: int) -> None:
     out = tmp_path / "run.json"
-    process = _cli("run", str(long_run), "--frameworks", "numpy,torch", "--dtype", "float64", "--no-cache",
-                   "--json", str(out), start_new_session=True)
+    where = ["--json", str(out)] if command == "run" else ["--out", str(out)]
+    process = _cli(command, *(["--scenario"] if command == "report" else []), str(long_run), "--frameworks",
+                   "numpy,torch", "--no-cache", *where, start_new_session=True)
     try:
         wait_for(lambda: any(loaded(pid, "libtorch") for pid in _workers(process.pid)) or process.poll() is not None,
                  limit=300, what="the torch worker loaded torch")
