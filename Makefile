@@ -64,18 +64,29 @@ clean:
 # ones (test_parity, test_metrics, test_scenarios) -- under OpenBLAS' Haswell, SkylakeX and Zen kernels
 # (OPENBLAS_CORETYPE: what numpy's BLAS computes with) and with torch, TensorFlow and OpenBLAS on 1
 # and 2 threads: no verdict may change. The whole catalogue under each kernel: .ci/kernel_verdicts.py.
+# A core type whose kernel numpy's OpenBLAS already computed with in an earlier pass (asked at run time,
+# threadpoolctl: an OpenBLAS build may map Zen to its Haswell kernel) is skipped, saying so: the same
+# kernel computes the same bits.
 .PHONY: test-kernels
 KERNELS := Haswell SkylakeX Zen
 KERNEL_THREADS := 1 2
 KERNEL_TESTS := -k "float32 or test_hostile_input or test_compare or test_golden or test_threads" \
 	--ignore=tests/test_parity.py --ignore=tests/test_metrics.py --ignore=tests/test_scenarios.py
 
-export KERNEL_IN_USE := import sys, numpy, threadpoolctl; print("make test-kernels: OPENBLAS_CORETYPE=%s (numpy \
-computes with OpenBLAS' %s kernel), %s threads" % (sys.argv[1], threadpoolctl.threadpool_info()[0].get("architecture"), sys.argv[2]))
+# numpy's OpenBLAS kernels in use (library:kernel), as threadpoolctl reports them
+export KERNEL_IN_USE := import numpy, os, threadpoolctl; print(",".join(sorted("%s:%s" % (os.path.basename(i["filepath"]), \
+i.get("architecture")) for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas")) or "none")
 
 test-kernels: $(STAMP)
-	@set -e; for kernel in $(KERNELS); do for threads in $(KERNEL_THREADS); do \
-		export OPENBLAS_CORETYPE=$$kernel OPENBLAS_NUM_THREADS=$$threads NN_PARITY_THREADS=$$threads; \
-		$(BIN)/python -c "$$KERNEL_IN_USE" "$$kernel" "$$threads"; \
-		$(BIN)/python -m pytest -q $(XDIST) $(KERNEL_TESTS); \
-	done; done
+	@set -e; seen=" "; for kernel in $(KERNELS); do \
+		picked=$$(OPENBLAS_CORETYPE=$$kernel $(BIN)/python -c "$$KERNEL_IN_USE"); \
+		case "$$seen" in *" $$picked "*) \
+			echo "make test-kernels: OPENBLAS_CORETYPE=$$kernel skipped: numpy's OpenBLAS computes with the kernel \
+an earlier pass tested ($$picked)"; continue;; esac; \
+		seen="$$seen$$picked "; \
+		for threads in $(KERNEL_THREADS); do \
+			echo "make test-kernels: OPENBLAS_CORETYPE=$$kernel (numpy computes with $$picked), $$threads threads"; \
+			OPENBLAS_CORETYPE=$$kernel OPENBLAS_NUM_THREADS=$$threads NN_PARITY_THREADS=$$threads \
+				$(BIN)/python -m pytest -q $(XDIST) $(KERNEL_TESTS); \
+		done; \
+	done

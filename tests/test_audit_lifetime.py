@@ -46,11 +46,53 @@ def test_killing_the_audit_leaves_nothing_of_the_submission_running(tmp_path: Pa
     assert len(started) == 2 and not any(gone(pid, 0.5) for pid in started)  # both run, the audit waiting
     audit.send_signal(sig)
     audit.wait(timeout=30)
-    assert audit.returncode == -sig
+    assert audit.returncode == (143 if sig == signal.SIGTERM else -sig)  # SIGTERM: handled as Ctrl-C, exit 143
     survivors = [pid for pid in started if not gone(pid, 10)]
     for pid in survivors:  # not to leave them running when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not survivors, f"{survivors} outlived the audit"
+
+
+ESCAPER = """\
+import os, pathlib, time
+
+def backward(params, X, y):
+    child = os.fork()
+    if child == 0:  # leaves the submission's session and process group, then outlives it if it can
+        os.setsid()
+        if os.fork() == 0:
+            os.setpgid(0, 0)
+            pathlib.Path({pids!r}).write_text(str(os.getpid()))
+            time.sleep(600)
+        os._exit(0)  # the grandchild is an orphan now
+    os.waitpid(child, 0)
+    while not pathlib.Path({pids!r}).exists():
+        time.sleep(0.01)
+    return {{"w": [0.0]}}
+"""
+
+
+@pytest.mark.parametrize("ending", ["returns", "times-out"])
+def test_a_process_that_leaves_the_session_does_not_outlive_the_audit(tmp_path: Path, gone, ending: str) -> None:
+    """A submission whose grandchild calls setsid() and setpgid() and is orphaned: it is gone once
+    ``run_submission`` returns, whether the function returned or timed out."""
+    pids = tmp_path / "escaped.txt"
+    source = ESCAPER.format(pids=str(pids))
+    if ending == "times-out":
+        source = source.replace('    return {"w": [0.0]}', '    time.sleep(600)')
+    (tmp_path / "escaper.py").write_text(source)
+    returned = run_submission(tmp_path / "escaper.py", "backward", {"w": np.zeros(1)}, np.zeros((1, 1)),
+                              np.zeros((1, 1)), labels={"w": "w"}, timeout=60.0 if ending == "returns" else 20.0)
+    assert pids.exists(), returned.error
+    escaped = int(pids.read_text())
+    if ending == "returns":
+        assert not returned.error and returned.arrays["w"].tolist() == [0.0], returned.error
+    else:
+        assert returned.error == "timed out after 20 s"
+    survived = not gone(escaped, 10)
+    if survived:
+        os.kill(escaped, signal.SIGKILL)
+    assert not survived, "the setsid() grandchild outlived the audit"
 
 
 def test_cpu_time_is_bounded_whatever_the_wall_clock_timeout(tmp_path: Path) -> None:

@@ -4,9 +4,10 @@
 sandbox: the code can still read every file and use the network the user can:
 
 * its own process: ``python -I -B`` running this file (no ``PYTHON*`` environment variables,
-  no user site-packages, no bytecode written beside the submission), in a new session whose
-  whole process group is killed when the call ends, and when the audit's process ends however
-  it ends (``_outlive_nothing``: ``PR_SET_PDEATHSIG`` and a guardian reading the audit's
+  no user site-packages, no bytecode written beside the submission), in a new session, under a
+  supervisor that ends every process the submission started, even one that left the session or
+  the process group (``setsid``, ``setpgid``), when the call ends and when the audit's process
+  ends however it ends (``_outlive_nothing``: a subreaper, ``PR_SET_PDEATHSIG`` and the audit's
   lifeline); stdin empty, stdout discarded, stderr kept for the crash reason;
 * a CPU-time limit per process (``RLIMIT_CPU``: the timeout times the number of cores, plus 1 s);
 * a wall-clock timeout (``TIMEOUT`` = 60 s, ``nn-parity audit --timeout``) for the whole
@@ -45,12 +46,13 @@ Run as a script in the child, this module imports only the standard library and 
 from __future__ import annotations
 
 import ast
-import ctypes
+import contextlib
 import importlib.util
 import json
 import math
 import os
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -62,6 +64,10 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+if __name__ == "__main__":  # the child, run as a script under -I: this checkout's harness.lifetime
+    sys.path.insert(1, str(Path(__file__).resolve().parents[2]))
+from harness.lifetime import become_subreaper, die_with_parent, kill_descendants  # noqa: E402
 
 TIMEOUT = 60.0  # seconds of wall clock for the whole child process
 MEMORY_LIMIT = 4 * 2**30  # bytes of address space (RLIMIT_AS) in the child
@@ -75,7 +81,7 @@ _LINE = 300  # characters of a reason kept from the child
 _RUNNING: set[int] = set()  # process groups of the submissions running now (a batch runs several)
 _RUNNING_LOCK = threading.Lock()
 _LIFELINE: int | None = None  # the read end of the lifeline (``_lifeline``); its write end is never closed
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_SUPERVISOR_GRACE = 10.0  # seconds a supervisor has to end what the submission started, once told to
 
 
 @dataclass
@@ -212,7 +218,7 @@ def call_submission(path: Path, function: str, calls: list[list[Argument]], *, t
                 else:
                     described[-1].append({"number": argument})
         request = {"file": str(path.resolve()), "function": function, "calls": described,
-                   "lifeline": _lifeline(),
+                   "lifeline": _lifeline(), "parent": os.getpid(),
                    "cpu_seconds": math.ceil(timeout) * (os.cpu_count() or 1) + 1 if cpu_seconds is None
                    else cpu_seconds,
                    "cells": None if cells is None else [vars(cell) for cell in cells],
@@ -225,11 +231,18 @@ def call_submission(path: Path, function: str, calls: list[list[Argument]], *, t
                                      start_new_session=True, pass_fds=(_lifeline(),))
             with _RUNNING_LOCK:
                 _RUNNING.add(child.pid)
+            code: int | None = None
             try:
-                code: int | None = child.wait(timeout=timeout)
+                code = child.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                code = None
+                pass
             finally:  # the child and anything it started, before the directory goes
+                if code is None:  # still running: its supervisor ends what the submission started, then itself
+                    _end_supervisor(child.pid)
+                    try:
+                        child.wait(timeout=_SUPERVISOR_GRACE)
+                    except subprocess.TimeoutExpired:
+                        pass
                 _kill_group(child.pid)
                 with _RUNNING_LOCK:  # before the pid is reaped (and could be reused): stop_all never kills a stranger
                     _RUNNING.discard(child.pid)
@@ -251,12 +264,19 @@ def _lifeline() -> int:
 
 
 def stop_all() -> None:
-    """Kill every submission's process group still running (a batch interrupted by Ctrl-C): each
-    ``run_submission`` waiting on one then returns at once."""
+    """End every submission still running (a batch interrupted by Ctrl-C): each supervisor ends what
+    its submission started, then itself, and each ``run_submission`` waiting on one returns."""
     with _RUNNING_LOCK:
-        groups = list(_RUNNING)
-    for pgid in groups:
-        _kill_group(pgid)
+        supervisors = list(_RUNNING)
+    for pid in supervisors:
+        _end_supervisor(pid)
+
+
+def _end_supervisor(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):  # it has ended
+        pass
 
 
 def _kill_group(pgid: int) -> None:
@@ -335,7 +355,7 @@ def _one_line(text: str) -> str:
 def _child(io_dir: Path) -> None:
     """Read the request and inputs, cap the memory, import and call the submission, write the result."""
     request = json.loads((io_dir / _REQUEST).read_text())
-    _outlive_nothing(request["lifeline"], cpu_seconds=request["cpu_seconds"])
+    _outlive_nothing(request)
     with np.load(io_dir / _INPUTS, allow_pickle=False) as data:
         inputs = {name: data[name] for name in data.files}
     calls: list[list[object]] = [
@@ -362,25 +382,66 @@ def _child(io_dir: Path) -> None:
     os.replace(io_dir / (_RESULT + ".tmp"), io_dir / _RESULT)
 
 
-def _outlive_nothing(lifeline: int, *, cpu_seconds: int) -> None:
-    """Nothing the submission starts survives the audit, even one killed by SIGKILL: this process
-    gets SIGKILL when the audit's thread that started it ends (Linux ``PR_SET_PDEATHSIG``), a
-    guardian process in its group kills the whole group when the audit's lifeline reads end-of-file
-    (the audit has ended: its children's children too), and each process has at most
-    ``cpu_seconds`` of CPU time (``RLIMIT_CPU``: SIGXCPU, then SIGKILL a second later)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.fork() == 0:  # the guardian: blocks until the audit has ended, then ends the group
-        try:
-            while os.read(lifeline, 1):
-                pass
-        finally:
-            os.killpg(0, signal.SIGKILL)
-            os._exit(0)
-    os.close(lifeline)
-    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)  # a tighter limit of the user's own stays
-    cpu = min([cpu_seconds] + [n for n in (soft, hard) if n != resource.RLIM_INFINITY])
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1 if hard == resource.RLIM_INFINITY or cpu < hard else cpu))
+def _outlive_nothing(request: dict[str, Any]) -> None:
+    """Nothing the submission starts survives the audit. This process becomes the submission's
+    supervisor and returns only in the submission's own process, forked from it:
+
+    * the supervisor is a subreaper (``harness.lifetime.become_subreaper``): whatever the submission
+      starts stays among its descendants, even a process that calls ``setsid()`` or ``setpgid()``, or
+      whose parent ended; when the submission's process ends, when the audit ends (its lifeline
+      reads end-of-file: the audit was killed, SIGKILL included) or when told to (SIGTERM: the
+      timeout, Ctrl-C, or its parent-death signal when the audit's thread that started it ends), it
+      SIGKILLs every descendant (``harness.lifetime.kill_descendants``, read from ``/proc``) and
+      ends as the submission's process did (its exit code or signal);
+    * the submission's process gets SIGKILL when the supervisor ends, and has at most
+      ``cpu_seconds`` of CPU time (``RLIMIT_CPU``: SIGXCPU, then SIGKILL a second later)."""
+    lifeline, cpu_seconds = request["lifeline"], request["cpu_seconds"]
+    die_with_parent(request["parent"], sig=signal.SIGTERM)
+    become_subreaper()
+    told: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: told.append(signum))  # before the fork: none is lost
+    supervisor = os.getpid()
+    submission = os.fork()
+    if submission == 0:  # the submission's process: it goes on to import and call the file
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        die_with_parent(supervisor)
+        os.close(lifeline)
+        soft, hard = resource.getrlimit(resource.RLIMIT_CPU)  # a tighter limit of the user's own stays
+        cpu = min([cpu_seconds] + [n for n in (soft, hard) if n != resource.RLIM_INFINITY])
+        resource.setrlimit(resource.RLIMIT_CPU,
+                           (cpu, cpu + 1 if hard == resource.RLIM_INFINITY or cpu < hard else cpu))
+        return
+    status = _supervise(submission, lifeline, told)
+    kill_descendants(supervisor)
+    with contextlib.suppress(ChildProcessError):  # the ended processes it adopted: reaped, not left as zombies
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    _end_as(status)
+
+
+def _supervise(submission: int, lifeline: int, told: list[int]) -> int | None:
+    """Wait until the submission's process ends (its wait status), the audit ends or SIGTERM comes
+    (None)."""
+    while not told:
+        readable, _, _ = select.select([lifeline], [], [], 0.1)
+        if readable and not os.read(lifeline, 1):  # end-of-file: the audit has ended
+            return None
+        pid, status = os.waitpid(submission, os.WNOHANG)
+        if pid:
+            return status
+    return None
+
+
+def _end_as(status: int | None) -> None:
+    """End this process as the submission's process ended: its signal, or its exit code (killed
+    when it was told to end)."""
+    if status is not None and os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) if status is not None and os.WIFEXITED(status)
+             else 128 + signal.SIGKILL)
 
 
 def _call(path: Path, function: str, calls: list[list[object]], *, cap: int, cells: list[Cell] | None,

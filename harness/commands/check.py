@@ -10,6 +10,7 @@ from harness.answers.verdicts import check_entry
 from harness.commands.args import FRAMEWORKS_HELP, add_execution_options, frameworks_arg
 from harness.commands.cli import COMMANDS
 from harness.render.files import check_output_files, write_json, write_text_atomic
+from harness.run import progress as overall_progress
 from harness.run.adapters import FRAMEWORKS
 
 
@@ -28,10 +29,13 @@ def handle(args: argparse.Namespace) -> int:
     key = load_key(args.key)
     check_output_files([("--markdown", args.markdown), ("--json", args.json)], inputs=[args.key])
     results = []
-    for entry in key.entries:
-        result = check_entry(entry, frameworks=args.frameworks)
-        results.append(result)
-        print(f"{result.id}: {result.verdict}", file=sys.stderr, flush=True)
+    with overall_progress.overall(overall_progress.ANSWERS):
+        overall_progress.expect(len(key.entries), overall_progress.ANSWERS)
+        for entry in key.entries:
+            result = check_entry(entry, frameworks=args.frameworks)
+            results.append(result)
+            overall_progress.done(overall_progress.ANSWERS)
+            overall_progress.say(f"{result.id}: {result.verdict}")
     print(f"# {key.title}\n")
     print(summary_table(results).to_markdown(index=False, disable_numparse=True), end="\n\n")
     for r in results:

@@ -3,7 +3,8 @@ and exposes ``register(subparsers)``; the handler it sets returns the exit code.
 
 Exit codes: 0 every compared pair agrees (or the command succeeded), 1 some pair
 disagrees or a run crashed, 2 bad input (one line on stderr naming file and field),
-130 interrupted (Ctrl-C; one line, nothing half-written).
+130 interrupted (Ctrl-C; one line, nothing half-written), 143 terminated (SIGTERM: the same path
+as Ctrl-C, one line).
 """
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import argparse
 import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Iterator, NoReturn
 
 from harness.errors import EXIT_BAD_INPUT, BadInput
@@ -19,7 +23,7 @@ from harness.run import threads
 from harness.run.adapters import use_executor, use_jobs
 from harness.run.adapters.ray_executor import RayExecutor
 from harness.run.adapters.ray_executor import missing as ray_missing
-from harness.run.adapters.workers import run_timeout
+from harness.run.adapters.workers import run_timeout, start_limit
 from harness.run.cache import RunCache, default_folder, open_folder, use_cache
 
 # Each command, with its one-line help; a command's module is imported only when it runs (the
@@ -38,6 +42,29 @@ COMMANDS = {
     "fuzz": "draw scenarios from the whole format, run them everywhere, shrink each unexplained finding to a file",
 }
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job's limit, ``kill``): handled as Ctrl-C is (the workers end, what was
+    computed is kept, nothing is half-written), then exit 143."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` in the main thread while the context lasts."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread handles signals
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Parser(argparse.ArgumentParser):
@@ -91,6 +118,25 @@ def run_cache(args: argparse.Namespace) -> RunCache | None:
     return open_folder(folder, where, verify=getattr(args, "verify_cache", False))
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block has run (a step that must not be cut, e.g. writing
+    every report of a run), then take effect."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     first = next((a for a in argv if not a.startswith("-")), None)  # the command (None: --help alone)
@@ -100,12 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
         return int(exc.code or 0)
     try:
-        threads.framework_threads()  # a bad $NN_PARITY_THREADS: one line and exit 2 before anything runs
-        with execution(args):
-            return int(args.handler(args))
+        with sigterm_as_interrupt():
+            threads.framework_threads()  # a bad $NN_PARITY_THREADS: one line and exit 2 before anything runs
+            start_limit()  # and a bad $NN_PARITY_START_TIMEOUT
+            with execution(args):
+                return int(args.handler(args))
     except BadInput as exc:
         print(f"nn-parity: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Terminated:  # SIGTERM: as Ctrl-C
+        print("nn-parity: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:  # Ctrl-C: one line; the file writers have removed their temporary files
         print("nn-parity: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from harness.commands.args import FRAMEWORKS_HELP, add_execution_options, frameworks_arg, memory_size
-from harness.commands.cli import COMMANDS
+from harness.commands.cli import COMMANDS, interrupts_deferred
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
-from harness.judge.diagnosis import diagnose
+from harness.judge.diagnosis import Diagnosis, diagnose
 from harness.render.files import check_output_folder, write_files_atomic
 from harness.render.html import index_page, shared_files
 from harness.render.report import (
@@ -27,10 +27,12 @@ from harness.render.report import (
     summary,
     timings_text,
 )
+from harness.run import progress as overall_progress
 from harness.run.adapters import FRAMEWORKS
-from harness.run.runner import prepare, run_scenarios
+from harness.run.runner import Progress, ScenarioResult, prepare, run_scenarios
 from harness.spec.catalogue import catalogue_scenarios, resolve_all
 from harness.spec.coverage import coverage_markdown
+from harness.spec.scenario import Scenario
 
 DEFAULT_OUT = "build/reports"  # git-ignored; the published catalogue (reports/) only by --out
 
@@ -56,43 +58,63 @@ def register(subparsers) -> None:
 def handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_output_folder(out, option="--out")
-    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    progress = None if args.quiet else overall_progress.say
     scenarios = ([s for n in args.scenario for s in resolve_all(n)] if args.scenario
                  else catalogue_scenarios())
     # every scenario must be runnable before the first one runs; then all the runs at once (the
     # frameworks' workers go on to the next scenario while the reference computes), then each report
     prepared = [prepare(scenario, frameworks=args.frameworks, max_bytes=args.max_memory) for scenario in scenarios]
-    results = run_scenarios(prepared, progress=progress)
-    if args.html:  # before any page: each page loads the folder's one copy of plotly's JavaScript
-        write_files_atomic(out, shared_files())
-    summaries, done, all_agree = [], set(), True
+    with overall_progress.overall(overall_progress.RUNS, enabled=not args.quiet):
+        made, all_agree = _make(scenarios, run_scenarios(prepared, progress=progress), html=args.html,
+                                progress=progress)
+    with interrupts_deferred():
+        done = _write(out, made, html=args.html)
+    all_agree = all_agree and all(result.ok for _, result, _, _ in made)
+    if progress:
+        progress(f"wrote {len(done)} report(s) and {out / 'README.md'}")
+    return EXIT_AGREE if all_agree else EXIT_DISAGREE
+
+
+def _make(scenarios: list[Scenario], results: list[ScenarioResult], *, html: bool, progress: Progress | None
+          ) -> tuple[list[tuple[Scenario, ScenarioResult, list[Diagnosis], dict[str, bytes]]], bool]:
+    """Every report's files, made before any is written: an interrupt (Ctrl-C, SIGTERM) before the end
+    leaves --out as it was (the writes are then one step that an interrupt does not cut: it takes
+    effect after them); and whether none failed."""
+    made, all_made = [], True
     for scenario, result in zip(scenarios, results):
         try:
             diagnoses = diagnose(result, progress=progress)
-            files = scenario_files(result, diagnoses, html=args.html)
+            made.append((scenario, result, diagnoses, scenario_files(result, diagnoses, html=html)))
         except Exception as exc:  # a harness failure: keep the previous report, go on with the others
             print(f"nn-parity: error: {scenario.name}: report not written, the previous one is kept "
                   f"({type(exc).__name__}: {exc})", file=sys.stderr)
-            all_agree = False
-            continue
+            all_made = False
+    return made, all_made
+
+
+def _write(out: Path, made: list[tuple[Scenario, ScenarioResult, list[Diagnosis], dict[str, bytes]]], *,
+           html: bool) -> set[str]:
+    """Each report (as a set, ``write_files_atomic``), then the index of every report in ``out``;
+    the names of the scenarios written."""
+    summaries, done = [], set()
+    if html:  # before any page: each page loads the folder's one copy of plotly's JavaScript
+        write_files_atomic(out, shared_files())
+    for scenario, result, diagnoses, files in made:
         write_files_atomic(out, files, commit=f"{scenario.name}.md", belongs=report_set(scenario.name))
         write_files_atomic(out, {f"{scenario.name}.timings.tsv": timings_text(result).encode()})
         summaries.append(summary(result, diagnoses))
         done.add(scenario.name)
-        all_agree = all_agree and result.ok
     for path in sorted(out.glob("*.md")):  # reports written earlier into --out stay in the index
         if path.stem not in done and path.name != "README.md":
             previous = read_summary(path)
             if previous is not None:
                 summaries.append(previous)
     index = {"README.md": index_markdown(summaries, coverage=coverage_markdown()).encode()}
-    if args.html or (out / "index.html").is_file():  # it lists the scenarios that have a page in --out (a
+    if html or (out / "index.html").is_file():  # it lists the scenarios that have a page in --out (a
         # report regenerated without --html removes its stale page)
         pages = [x for x in summaries if (out / f"{x['name']}.html").is_file()]
         index["index.html"] = index_page(index_counts(pages), WORST_NOTE, INDEX_HEADER,
                                          index_rows(pages, suffix=".html"),
                                          environment=index_environment(pages)).encode()
     write_files_atomic(out, index)
-    if progress:
-        progress(f"wrote {len(done)} report(s) and {out / 'README.md'}")
-    return EXIT_AGREE if all_agree else EXIT_DISAGREE
+    return done

@@ -3,7 +3,6 @@ final parameters or outputs, the verdict and the diagnosis of every pair that do
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 from typing import Sequence
 
@@ -24,6 +23,7 @@ from harness.render.tables import (
     runs_table,
 )
 from harness.render.terminal import printed, terminal_width
+from harness.run import progress as overall_progress
 from harness.run.adapters import FRAMEWORKS
 from harness.run.runner import Progress, ScenarioResult, run_scenario
 from harness.spec.catalogue import resolve_all
@@ -50,8 +50,9 @@ def register(subparsers) -> None:
 def handle(args: argparse.Namespace) -> int:
     scenarios = resolve_all(args.scenario)  # every variant is validated before anything runs
     check_output_files([("--json", args.json), ("--csv", args.csv)], inputs=[s.path for s in scenarios])
-    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    results = [run_one(s, args, progress) for s in scenarios]
+    progress = None if args.quiet else overall_progress.say
+    with overall_progress.overall(overall_progress.RUNS, enabled=not args.quiet):
+        results = [run_one(s, args, progress) for s in scenarios]
     if args.json:
         if len(results) == 1:
             write_result_json(results[0][0], args.json, diagnoses=results[0][1])

@@ -13,9 +13,10 @@ import contextlib
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, Iterator, Protocol
 
+from harness.run import progress
 from harness.run.adapters.keras_backends import ADAPTERS as KERAS_BACKENDS
 from harness.run.adapters.keras_tf import ADAPTER as KERAS
 from harness.run.adapters.numpy_reference import ADAPTER as NUMPY
@@ -99,6 +100,7 @@ def trace_framework(framework: str, plan: TrainingPlan, step: int) -> Params:
 
 
 _JOBS = {"parallel": os.cpu_count() or 1}
+_SLICE = 0.2  # seconds: the longest this thread waits for the feeders before it handles a pending signal
 
 
 class Executor(Protocol):
@@ -152,8 +154,10 @@ def _run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int,
              done: Callable[[int, Trajectory], None] | None, cache: RunCache | None) -> list[Trajectory]:
     results: list[Trajectory | None] = [None] * len(jobs)
     lock = threading.Lock()
+    progress.expect(len(jobs), progress.RUNS)
 
     def finish(i: int, trajectory: Trajectory, k: str | None) -> None:
+        progress.done(progress.RUNS)
         with lock:
             results[i] = trajectory
             if cache is not None and k is not None and trajectory.ok:
@@ -197,32 +201,53 @@ def _run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int,
         for i, k in queues[framework]:
             if cancelled.is_set():  # Ctrl-C: start nothing more (a new worker would run to the end)
                 return
-            finish(i, _run(*jobs[i]), k)
+            trajectory = _run(*jobs[i])
+            if cancelled.is_set():  # ended by the interrupt (its worker killed): not a result
+                return
+            finish(i, trajectory, k)
 
     remote = [f for f, implementation in ((f, adapter(f)) for f in queues)
               if isinstance(implementation, RemoteAdapter) and not implementation.in_process]
     executor = _EXECUTOR["executor"]
-    if executor is not None and not inline_active():  # e.g. Ray: each run one task, results alike
-        pending = sorted(item for queue in queues.values() for item in queue)
-        pending_keys = dict(pending)
-        executor.run_many([(j, jobs[j]) for j, _ in pending], lambda j, t: finish(j, t, pending_keys[j]))
-    elif parallel <= 1 or not remote:
-        for i, pending_key in sorted(item for queue in queues.values() for item in queue):
-            finish(i, _run(*jobs[i]), pending_key)
-    else:
-        pool = ThreadPoolExecutor(max_workers=min(parallel, len(remote)), thread_name_prefix="nn-parity-feed")
-        try:
-            futures = [pool.submit(drain, f) for f in remote]
-            for f in queues:
-                if f not in remote:
-                    drain(f)
-            for future in futures:
-                future.result()
-        except BaseException:  # Ctrl-C (or a harness error): end the workers, whose feeders then return
-            cancelled.set()
-            stop_all()
-            raise
-        finally:
-            pool.shutdown(wait=True)
+    try:
+        if executor is not None and not inline_active():  # e.g. Ray: each run one task, results alike
+            pending = sorted(item for queue in queues.values() for item in queue)
+            pending_keys = dict(pending)
+            executor.run_many([(j, jobs[j]) for j, _ in pending], lambda j, t: finish(j, t, pending_keys[j]))
+        elif parallel <= 1 or not remote:
+            for i, pending_key in sorted(item for queue in queues.values() for item in queue):
+                finish(i, _run(*jobs[i]), pending_key)
+        else:
+            _feed(remote, [f for f in queues if f not in remote], drain, parallel=parallel, cancelled=cancelled)
+    except BaseException:  # Ctrl-C, SIGTERM (or a harness error): end the workers, whose feeders then return
+        _cancel(cancelled)
+        raise
     assert all(r is not None for r in results)
     return [r for r in results if r is not None]
+
+
+def _cancel(cancelled: threading.Event) -> None:
+    """Start nothing more and end every worker: the feeders' calls then return at once."""
+    cancelled.set()
+    stop_all()
+
+
+def _feed(remote: list[str], local: list[str], drain: Callable[[str], None], *, parallel: int,
+          cancelled: threading.Event) -> None:
+    """``drain`` each remote implementation's queue from a thread of its own (up to ``parallel`` at a
+    time) and each local one in this thread; this thread waits in short slices, so a Ctrl-C or a
+    SIGTERM is handled at once whichever thread the kernel delivered it to."""
+    pool = ThreadPoolExecutor(max_workers=min(parallel, len(remote)), thread_name_prefix="nn-parity-feed")
+    try:
+        futures = [pool.submit(drain, f) for f in remote]
+        for f in local:
+            drain(f)
+        while wait(futures, timeout=_SLICE).not_done:
+            pass
+        for future in futures:
+            future.result()
+    except BaseException:  # before the pool's shutdown waits for the feeders: they return once it is done
+        _cancel(cancelled)
+        raise
+    finally:
+        pool.shutdown(wait=True)

@@ -19,26 +19,45 @@ call's timeout raises ``WorkerCrashed`` with the reason: the signal or exit code
 line the worker wrote on stderr (its stderr goes to a temporary file, removed with the worker).
 ``run_framework`` turns it into a ``crashed`` run; the other runs and the report go on, and the
 next call starts a new worker.
+
+A worker starts by importing its framework, and says when it is ready; a start that takes longer
+than ``start_limit()`` seconds (``$NN_PARITY_START_TIMEOUT``, default 300: a framework import that
+hangs) kills the worker and is a ``crashed`` run, "did not start within N s", with or without
+``--timeout``. Nothing outlives the command: every worker is started from one thread that lives as
+long as the harness's process (``_Spawner``), and gets SIGKILL when that thread ends, however the
+process ends (``harness.lifetime.die_with_parent``); SIGINT and SIGTERM are blocked in that thread,
+so a worker starts with them blocked (a Ctrl-C during its start-up is the parent's to handle, never
+a worker's KeyboardInterrupt read as a crash). The harness waits for a worker in short slices, so a
+signal is handled within a fraction of a second whichever thread the kernel delivered it to.
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
+import math
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import sys
 import tempfile
 import threading
 import time
+from functools import partial
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from harness.errors import BadInput
+from harness.lifetime import die_with_parent
 from harness.run.adapters.keras_backends import ADAPTERS as KERAS_BACKENDS
+from harness.run.adapters.keras_backends import import_keras_on
 from harness.run.adapters.keras_tf import ADAPTER as KERAS
+from harness.run.adapters.keras_tf import import_keras
 from harness.run.adapters.torch_eager import ADAPTER as TORCH
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
@@ -52,7 +71,32 @@ class WorkerCrashed(Exception):
 
 
 IN_WORKER: dict[str, Any] = {KERAS.name: KERAS, TORCH.name: TORCH, **KERAS_BACKENDS}
+# what each worker imports before it says it is ready: its start-up, bounded by ``start_limit()``
+FRAMEWORK_IMPORT: dict[str, Callable[[], object]] = {
+    KERAS.name: import_keras, TORCH.name: partial(importlib.import_module, "torch"),
+    **{name: partial(import_keras_on, local.backend) for name, local in KERAS_BACKENDS.items()}}
 _INLINE = {"on": False}
+
+START_VARIABLE = "NN_PARITY_START_TIMEOUT"
+START_DEFAULT = 300.0  # seconds: a cold framework import on a busy laptop takes a minute at most
+_MAX_SECONDS = 7 * 24 * 3600.0  # a week, as --timeout
+_SLICE = 0.2  # seconds: the longest the harness blocks on a worker before it handles pending signals
+_INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+
+
+def start_limit() -> float:
+    """``$NN_PARITY_START_TIMEOUT``: the seconds a worker may take to start (its framework import),
+    300 when unset; BadInput when it is not a positive number of seconds up to a week."""
+    text = os.environ.get(START_VARIABLE, "").strip()
+    if not text:
+        return START_DEFAULT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds <= _MAX_SECONDS):
+        raise BadInput("environment", START_VARIABLE, "a number of seconds above 0, at most a week (604800)", text)
+    return seconds
 
 
 @contextlib.contextmanager
@@ -76,13 +120,21 @@ def _local(implementation: str) -> Any:
     return IN_WORKER[implementation]
 
 
-def _serve(implementation: str, conn: Connection, stderr_path: str) -> None:
-    """The worker's loop: ``(method, args)`` in, ``("ok", value)`` or ``("error", exception)`` out."""
+def _serve(implementation: str, conn: Connection, stderr_path: str, parent: int) -> None:
+    """The worker: import the framework and say ``("ready", None)`` (or ``("error", exception)``),
+    then the loop: ``(method, args)`` in, ``("ok", value)`` or ``("error", exception)`` out."""
+    die_with_parent(parent)  # SIGKILL when the harness's process ends, however
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends the workers
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _INTERRUPTS)  # blocked by the spawner; SIGTERM ends a worker
     with open(stderr_path, "w") as log:
         os.dup2(log.fileno(), 2)
     with contextlib.suppress(OSError):  # the parent reads it through its own open handle: no file is
         os.unlink(stderr_path)  # left behind, even when the parent is killed
+    try:
+        FRAMEWORK_IMPORT[implementation]()
+        conn.send(("ready", None))
+    except Exception as exc:
+        _reply(conn, ("error", exc))
     adapter = _local(implementation)
     while True:
         try:
@@ -97,13 +149,17 @@ def _serve(implementation: str, conn: Connection, stderr_path: str) -> None:
             reply: tuple[str, Any] = ("ok", value)
         except Exception as exc:  # a framework error is the caller's result, not the worker's end
             reply = ("error", exc)
-        try:
-            if reply[0] == "error":
-                pickle.loads(pickle.dumps(reply[1]))  # it must come back whole, or as its text
-            conn.send(reply)
-        except Exception as exc:  # an exception that does not pickle: its text
-            conn.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}" if reply[0] == "error"
-                                             else f"the result did not pickle: {exc}")))
+        _reply(conn, reply)
+
+
+def _reply(conn: Connection, reply: tuple[str, Any]) -> None:
+    try:
+        if reply[0] == "error":
+            pickle.loads(pickle.dumps(reply[1]))  # it must come back whole, or as its text
+        conn.send(reply)
+    except Exception as exc:  # an exception that does not pickle: its text
+        conn.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}" if reply[0] == "error"
+                                         else f"the result did not pickle: {exc}")))
 
 
 @contextlib.contextmanager
@@ -111,20 +167,61 @@ def _main_not_reimported() -> Iterator[None]:
     """A spawned child normally re-imports the parent's ``__main__`` (its top-level code runs again
     in the worker: a user's script without an ``if __name__ == "__main__"`` guard would run twice);
     the worker needs only ``_serve``'s module, so ``__main__`` is hidden while the child starts."""
-    with _STARTING:  # workers start from several feeder threads: one hides and restores at a time
-        main = sys.modules["__main__"]
-        saved = {name: getattr(main, name) for name in ("__spec__", "__file__") if hasattr(main, name)}
-        main.__spec__ = None
-        if hasattr(main, "__file__"):
-            del main.__file__
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                setattr(main, name, value)
+    main = sys.modules["__main__"]
+    saved = {name: getattr(main, name) for name in ("__spec__", "__file__") if hasattr(main, name)}
+    main.__spec__ = None
+    if hasattr(main, "__file__"):
+        del main.__file__
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
 
 
-_STARTING = threading.Lock()
+class _Spawner:
+    """One daemon thread, started once and alive until the process ends, that starts every worker:
+    a worker's parent-death signal fires when the thread that started it ends, and the threads that
+    feed the workers come and go. SIGINT and SIGTERM are blocked in it (and so, inherited, in a
+    worker until ``_serve`` unblocks them)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[], None], list[BaseException], threading.Event]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, job: Callable[[], None]) -> None:
+        """``job()`` in the spawner's thread; its exception raised here."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="nn-parity-spawner", daemon=True)
+                self._thread.start()
+        failed: list[BaseException] = []
+        finished = threading.Event()
+        self._jobs.put((job, failed, finished))
+        while not finished.wait(_SLICE):  # in slices: a signal to this (main) thread is handled meanwhile
+            pass
+        if failed:
+            raise failed[0]
+
+    def _loop(self) -> None:
+        while True:
+            job, failed, finished = self._jobs.get()
+            try:
+                resource_tracker.ensure_running()  # started now if need be: starting it unblocks both signals
+                signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+                with _main_not_reimported():
+                    job()
+            except BaseException as exc:  # the caller's to raise
+                failed.append(exc)
+            finally:
+                finished.set()
+
+
+_SPAWNER = _Spawner()
+_STARTED: dict[int, Worker] = {}  # every worker started and not stopped, by id: ``stop_all`` ends them all
+_STARTED_LOCK = threading.Lock()
+_GENERATION = [0]  # how many times ``stop_all`` ran: a worker that started meanwhile stops itself
 
 
 class Worker:
@@ -136,17 +233,41 @@ class Worker:
         handle, self._stderr = tempfile.mkstemp(prefix="nn-parity-worker-", suffix=".log")
         self._log = os.fdopen(handle, "rb")  # the worker's stderr, read through this handle (it unlinks the path)
         self._conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(implementation, child, self._stderr), daemon=True,
-                                       name=f"nn-parity {implementation}")
-        with _main_not_reimported():
-            self.process.start()
-        child.close()
+        self.process = context.Process(target=_serve, args=(implementation, child, self._stderr, os.getpid()),
+                                       daemon=True, name=f"nn-parity {implementation}")
+        self._ready = False
+        with _STARTED_LOCK:
+            _STARTED[id(self)] = self
+            generation = _GENERATION[0]
+        try:
+            _SPAWNER.run(self.process.start)
+        finally:
+            child.close()
+        if _GENERATION[0] != generation:  # ``stop_all`` ran while it started (a Ctrl-C): it is not wanted
+            self.stop()
 
     def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
-        """``method(*args)`` in the worker; ``WorkerCrashed`` when it dies or exceeds ``timeout``."""
+        """``method(*args)`` in the worker; ``WorkerCrashed`` when it dies, does not start within
+        ``start_limit()`` or exceeds ``timeout`` (which counts the start-up too)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
+            if not self._ready:
+                limit = start_limit()
+                start_deadline = time.monotonic() + limit
+                if not self._wait(start_deadline if deadline is None else min(deadline, start_deadline)):
+                    self.stop()
+                    if deadline is not None and deadline <= start_deadline:
+                        raise WorkerCrashed(f"the {self.implementation} worker did not answer within {timeout:g} s "
+                                            "(killed)")
+                    raise WorkerCrashed(f"the {self.implementation} worker did not start within {limit:g} s "
+                                        f"(importing its framework; ${START_VARIABLE} sets the limit) and was killed")
+                status, value = self._conn.recv()
+                if status == "error":  # the framework's import failed: its error is the run's
+                    self.stop()
+                    raise value
+                self._ready = True
             self._conn.send((method, args))
-            if not self._conn.poll(timeout):
+            if not self._wait(deadline):
                 self.stop()
                 raise WorkerCrashed(f"the {self.implementation} worker did not answer within {timeout:g} s (killed)")
             status, value = self._conn.recv()
@@ -155,6 +276,16 @@ class Worker:
         if status == "error":
             raise value
         return value
+
+    def _wait(self, deadline: float | None) -> bool:
+        """Whether the worker has something to say before ``deadline`` (None: for ever), waited for
+        in slices (a pending signal is handled between them)."""
+        while True:
+            left = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            if self._conn.poll(left):
+                return True
 
     def _death(self) -> str:
         self.process.join(5)
@@ -174,9 +305,12 @@ class Worker:
         return self.process.is_alive()
 
     def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
+        with _STARTED_LOCK:
+            _STARTED.pop(id(self), None)
+        with contextlib.suppress(ValueError):  # not started (an interrupt during its start): nothing to end
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(5)
         self._conn.close()
         self._log.close()
         with contextlib.suppress(OSError):  # a worker that died before unlinking it
@@ -234,8 +368,12 @@ def stop(implementation: str) -> None:
 
 @atexit.register
 def stop_all() -> None:
-    """End every worker (at exit, and between tests that want fresh ones)."""
-    for w in list(_WORKERS.values()):
+    """End every worker (at exit, on Ctrl-C, and between tests that want fresh ones), those still
+    starting included."""
+    with _STARTED_LOCK:
+        started = list(_STARTED.values())
+        _GENERATION[0] += 1
+    for w in started:
         w.stop()
     _WORKERS.clear()
 
