@@ -45,8 +45,14 @@ lint: $(STAMP)
 # each catalogue scenario still runs once per session
 XDIST := -n auto --dist loadgroup
 
+# everything but the fuzz campaigns with a planted defect (minutes each: make test-campaigns)
 test: lint
-	$(BIN)/python -m pytest $(XDIST)
+	$(BIN)/python -m pytest $(XDIST) -m "not campaign"
+
+# recall of `nn-parity fuzz`: one campaign per planted defect (tests/test_fuzz_recall.py); CI runs it
+.PHONY: test-campaigns
+test-campaigns: $(STAMP)
+	$(BIN)/python -m pytest -q $(XDIST) -m campaign
 
 # the edit loop: everything but the tests marked slow (whole catalogue scenarios, real training runs);
 # also on every core (measured: 14 s instead of 19 s)
