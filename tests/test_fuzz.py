@@ -89,14 +89,17 @@ def test_a_planted_reference_defect_is_found_shrunk_and_replays(tmp_path: Path, 
     derivative = [f for f in data["findings"] if f["cause"] == "activation derivative"]
     assert any(f["suspect"] == "numpy" for f in derivative), data
     assert not [f for f in derivative if f["suspect"] in ("keras", "torch")], data  # never blamed elsewhere
-    carried = [f for f in data["findings"] if f["suspect"] == "numpy"]
+    # only the defect's own findings are replayed: the campaign may also find a real difference of the
+    # unmodified frameworks with numpy as the odd one out (docs/fuzz.md: a probability of exactly 0
+    # under torch's clamped log, whose autograd gives 0 x inf = nan)
+    carried = [f for f in derivative if f["suspect"] == "numpy"]
     for finding in carried:
         assert finding["count"] >= 1 and finding["dtype"] == "float64"
         path = out / finding["file"]
         text = path.read_text()
         assert str(tmp_path) not in text  # no absolute path in a generated file
         [scenario] = load_scenarios(path)  # loadable by `nn-parity run`
-        assert any(layer.activation == "sigmoid" for layer in scenario.layers)
+        assert any(layer.activation == "sigmoid" for layer in scenario.layers), (finding, text)
         fp = Fingerprint(finding["suspect"], finding["stage"], finding["quantity"], finding["dtype"],
                          finding["cause"])
         example = Example(raw=read_toml(path, what="scenario file"), families=())
