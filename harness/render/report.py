@@ -239,15 +239,17 @@ def _nonfinite_sentence(result: ScenarioResult) -> str:
             + " (nan against nan and the same inf count as equal, so runs that overflow together agree).")
 
 
-def _lab_sentence(result: ScenarioResult) -> str:
+def _lab_sentence(result: ScenarioResult, *, lead: bool = False) -> str:
+    """What the lab's printed values say: in full, or (``lead``) short, for the report's opening."""
     checks = result.lab_checks
     if not checks:
-        return "The lab prints no value for this scenario to check."
+        return "The lab prints no value to check." if lead else "The lab prints no value for this scenario to check."
     missed = [c.label for c in checks if not c.ok]
     if not missed:
         every = {1: "the value", 2: "both values"}.get(len(checks), f"all {len(checks)} values")
-        return f"The reference reproduces {every} the lab printed, to the printed digits."
-    return f"The reference misses {len(missed)} of the {len(checks)} values the lab printed: {'; '.join(missed)}."
+        return f"The reference reproduces {every} the lab printed{'' if lead else ', to the printed digits'}."
+    listed = _first_few(missed) if lead else "; ".join(missed)
+    return f"The reference misses {len(missed)} of the {len(checks)} values the lab printed: {listed}."
 
 
 def _runs_sentence(result: ScenarioResult) -> str:
@@ -425,17 +427,6 @@ def _lead_verdict(result: ScenarioResult) -> str:
     return head + (text if head else text[0].upper() + text[1:]) + "."
 
 
-def _lead_lab(result: ScenarioResult) -> str:
-    checks = result.lab_checks
-    if not checks:
-        return "The lab prints no value to check."
-    missed = [c.label for c in checks if not c.ok]
-    if not missed:
-        every = {1: "the value", 2: "both values"}.get(len(checks), f"all {len(checks)} values")
-        return f"The reference reproduces {every} the lab printed."
-    return f"The reference misses {len(missed)} of the {len(checks)} values the lab printed: {_first_few(missed)}."
-
-
 def _lead_cause(result: ScenarioResult, diagnoses: Sequence[Diagnosis]) -> str:
     """The one cause (or the causes, by name), what confirmed it, and the gap it accounts for; with no
     diagnosis, the steps where the runs blow up."""
@@ -483,7 +474,8 @@ def lead_paragraph(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = ()) 
     """A report's opening, for a student who reads nothing else: at most ``LEAD_SENTENCES`` short
     sentences (the verdict, the lab's printed values, the one cause and the gap it accounts for).
     The whole account is ``summary_paragraph``, below the fold."""
-    return " ".join(p for p in (_lead_verdict(result), _lead_lab(result), _lead_cause(result, diagnoses)) if p)
+    sentences = (_lead_verdict(result), _lab_sentence(result, lead=True), _lead_cause(result, diagnoses))
+    return " ".join(p for p in sentences if p)
 
 
 def one_line(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = ()) -> str:
