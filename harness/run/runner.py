@@ -353,9 +353,14 @@ def _compare(result: ScenarioResult, a: str, b: str, dtype: str) -> Comparison:
     convention, or one the conventions share), made only if the fixed terms reject the pair."""
     ra, rb = result.runs[(a, dtype)], result.runs[(b, dtype)]
     tol = result.scenario.tolerances[dtype]
-    if not tol.measured or (ra.convention not in ("", COMMON) and rb.convention not in ("", COMMON)
-                            and ra.convention != rb.convention):
-        return compare(ra, rb, tol)  # a tolerance set by hand; or other formulas: not a difference of rounding
+    other_formulas = (ra.convention not in ("", COMMON) and rb.convention not in ("", COMMON)
+                      and ra.convention != rb.convention)
+    # a side that computed some of it in another dtype (a backend's dtype rule: narrowed operations)
+    # is not the reference's rounding in ``dtype``: its control runs explain it, not R
+    other_dtype = any(narrowed(label, run) or any(d != dtype for d in run.computed_dtypes.values())
+                      for label, run in ((a, ra), (b, rb)))
+    if not tol.measured or other_formulas or other_dtype:
+        return compare(ra, rb, tol)  # a tolerance set by hand; or other arithmetic: not a difference of rounding
 
     def measured() -> dict[str, np.ndarray]:
         errors = [rounding_of(result, label, dtype) for label in (a, b)]
