@@ -24,7 +24,9 @@ INTERRUPTIBLE = {"preexec_fn": _sigint_default}
 
 
 def descendants(pid: int) -> list[int]:
-    """The processes ``pid`` started, and theirs (``/proc``; Linux)."""
+    """The processes ``pid`` started, and theirs (``/proc``; Linux), zombies included. Written
+    here, not imported from ``harness.lifetime.descendants``: the tests that assert nothing
+    survives must not find the survivors with the code under test."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

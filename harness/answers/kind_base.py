@@ -2,6 +2,7 @@
 submission returned into an ``AuditResult``, and the readers of returned values."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +33,7 @@ class Outcome:
     comparisons: list[Comparison] = field(default_factory=list)
 
 
-class KindAudit:
+class KindAudit(ABC):
     """One kind's audit of one scenario: the calls every submission gets, what every implementation
     computes (``expect``: once for a whole batch), and the judging of what a submission returned."""
 
@@ -45,14 +46,17 @@ class KindAudit:
         self.tolerance = Tolerance(rtol=RTOL, atol=ATOL)
         self.plan = make_plan(scenario, "float64")
 
+    @abstractmethod
     def calls(self) -> list[list[Argument]]:
-        raise NotImplementedError
+        ...
 
     def expect(self) -> None:
         """Compute what every implementation computes on the calls (the frameworks load here)."""
 
     def outcome(self, values: list[object]) -> Outcome:
-        raise NotImplementedError
+        """What the calls' return values say (used by ``judge``; an audit with its own ``judge``,
+        ``BackwardAudit``, has none)."""
+        raise NotImplementedError(f"{type(self).__name__} judges by its own judge()")
 
     def judge(self, function: str, called: Called) -> AuditResult:
         if called.error:
@@ -69,9 +73,10 @@ class KindAudit:
                            right=outcome.right,
                            comparisons=[c.as_dict() for c in outcome.comparisons])
 
+    @abstractmethod
     def quantity_names(self) -> list[tuple[str, str]]:
         """(name, label) of every quantity scored, one point each."""
-        raise NotImplementedError
+        ...
 
     def crashed(self, function: str, reason: str, *, file: str = "", notes: list[str] | None = None) -> AuditResult:
         params = [ParamAudit(name=name, label=label, status="crashed", message=reason)

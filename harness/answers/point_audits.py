@@ -2,6 +2,7 @@
 gradient audit of ``harness.answers.audit``), each a ``KindAudit`` (``harness.answers.kinds``)."""
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import replace
 from typing import Callable
 
@@ -95,19 +96,22 @@ class PointAudit(KindAudit):
         self.expected = {source: [self.compute(source, k) for k in range(len(self.points))]
                          for source in self.sources()}
 
+    @abstractmethod
     def compute(self, source: str, k: int) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def read(self, value: object) -> dict[str, np.ndarray]:
         """One call's return value by quantity (raises ``Unreadable``)."""
-        raise NotImplementedError
+        ...
 
     def mistakes(self) -> list[tuple[str, Callable[[int], dict[str, np.ndarray]], str]]:
         """(name, the replay's quantities at point k, what else gives the same values)."""
         return []
 
+    @abstractmethod
     def stage(self, quantity: str) -> str:
-        raise NotImplementedError
+        ...
 
     def outcome(self, values: list[object]) -> Outcome:
         submitted = [self.read(v) for v in values]
