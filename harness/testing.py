@@ -33,7 +33,6 @@ from harness.errors import BadInput, one_line
 from harness.judge.compare import Comparison
 from harness.judge.diagnosis import Diagnosis, diagnose
 from harness.judge.lab_values import LabCheck
-from harness.judge.tolerance import Tolerance
 from harness.render.frames import comparisons_frame as comparisons_frame  # re-exported: docs/python-api.md
 from harness.run.adapters import FRAMEWORKS
 from harness.run.runner import ScenarioResult, run_scenario
@@ -41,6 +40,7 @@ from harness.run.trajectory import CRASHED, SKIPPED
 from harness.spec.catalogue import resolve
 from harness.spec.fields import Table
 from harness.spec.scenario import DTYPES, Scenario, tolerance_term
+from harness.spec.tolerance import Tolerance
 
 
 def scenario_of(scenario: Scenario | str | Path) -> Scenario:

@@ -18,11 +18,11 @@ import pytest
 from harness.judge import findings
 from harness.judge.diagnosis import CAUSES, R_THRESHOLD, contributions, r_floor, stage_differences
 from harness.judge.findings import Evidence
-from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
 from harness.run.adapters import adapter
 from harness.run.runner import framework_of, run_scenario, side_plan
 from harness.run.trajectory import RowIds, trace_stages
 from harness.spec.scenario import OptimizerSpec, Scenario, load_scenarios
+from harness.spec.tolerance import DEFAULT_TOLERANCES, Tolerance
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 CHECKS = [cause.check for cause in CAUSES if cause.check is not None]

@@ -18,12 +18,12 @@ from harness.judge.diagnosis import (
     diagnose,
     stage_differences,
 )
-from harness.judge.tolerance import Tolerance
 from harness.run.adapters import adapter
 from harness.run.plan import make_plan
 from harness.run.runner import ScenarioResult, run_scenario
 from harness.run.trajectory import trace_stages
 from harness.spec.scenario import Scenario, load_scenarios
+from harness.spec.tolerance import Tolerance
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 pytestmark = pytest.mark.slow  # real Keras and torch runs and their control runs

@@ -18,11 +18,11 @@ import torch
 from harness.commands.cli import main
 from harness.judge.compare import compare
 from harness.judge.diagnosis import Diagnosis, diagnose, suspect, suspects
-from harness.judge.tolerance import Tolerance
 from harness.render.report import diagnosis_lines, scenario_files
 from harness.run.runner import ScenarioResult, run_scenario
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import Scenario, load_scenarios
+from harness.spec.tolerance import Tolerance
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 TIGHT = Tolerance(rtol=1e-12, atol=1e-14)

@@ -38,7 +38,6 @@ from harness.answers.questions import (
 )
 from harness.errors import BadInput
 from harness.judge.lab_values import computed_value
-from harness.judge.tolerance import DEFAULT_TOLERANCES
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible
 from harness.run.plan import TrainingPlan
 from harness.run.runner import reference_label, run_scenario
@@ -51,6 +50,7 @@ from harness.spec.scenario import (
     Scenario,
     TrainingSpec,
 )
+from harness.spec.tolerance import DEFAULT_TOLERANCES
 from reference.network import bias_name, kernel_name
 
 Values = dict[str, np.ndarray]

@@ -12,12 +12,12 @@ from harness.answers.mistakes import Params, Step, UpdateMistake, apply, gradien
 from harness.answers.sandbox import Argument, read_returned, type_name
 from harness.judge.compare import Comparison, compare
 from harness.judge.diagnosis import Localisation, StageDiff, suspects
-from harness.judge.tolerance import Tolerance
 from harness.run.adapters import FRAMEWORKS, REFERENCE
 from harness.run.plan import TrainingPlan
 from harness.run.runner import ScenarioResult, reference_label, run_scenario
 from harness.run.trajectory import Trajectory, trace_stages
 from harness.spec.scenario import Scenario, batch_rows
+from harness.spec.tolerance import Tolerance
 
 # --- the whole loop: train ---------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Step-by-step comparison of two trajectories of the same scenario and dtype.
 
-Element by element, the agreement rule of ``harness.judge.tolerance``::
+Element by element, the agreement rule of ``harness.spec.tolerance``::
 
     |a - b| <= atol + rtol * max(|a|, |b|) + ulps * eps * M
 
@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from harness.judge.tolerance import (
+from harness.run.trajectory import Trajectory
+from harness.spec.tolerance import (
     ROUNDING_DECIDES,
     ROUNDING_FACTOR,
     ElementDiffs,
@@ -30,7 +31,6 @@ from harness.judge.tolerance import (
     compare_elements,
     magnitude_so_far,
 )
-from harness.run.trajectory import Trajectory
 
 # The three states of a compared pair, used word for word in the agreement table, the report's
 # verdict and index, the terminal and the JSON.
@@ -107,7 +107,7 @@ class Comparison:
     # ("torch (float32) computed its parameters in float64"): the pair disagrees
     # (``ScenarioResult.dtype_faults``)
     faults: list[str] = field(default_factory=list)
-    # The tolerance's magnitude term (harness.judge.tolerance): allowed += mtol * M, mtol = ulps * eps.
+    # The tolerance's magnitude term (harness.spec.tolerance): allowed += mtol * M, mtol = ulps * eps.
     ulps: float = 0.0
     mtol: float = 0.0
     tolerance: str = ""  # Tolerance.describe(): "rtol 1e-05, atol 1e-07 + 16 eps32 x M"

@@ -53,8 +53,6 @@ from harness.judge import findings
 from harness.judge.compare import DISAGREE, Comparison, compare
 from harness.judge.findings import Evidence, Finding
 from harness.judge.textbook import OWNERS, RuleCheck
-from harness.judge.tolerance import Tolerance, compare_elements
-from harness.judge.tolerance import difference as difference_of
 from harness.run.adapters import ALL_FRAMEWORKS, REFERENCE, adapter, run_framework, trace_framework
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.runner import (
@@ -75,6 +73,8 @@ from harness.run.runner import (
 from harness.run.trajectory import Trajectory, trace_stages
 from harness.spec.conventions import difference, number
 from harness.spec.scenario import Scenario
+from harness.spec.tolerance import Tolerance, compare_elements
+from harness.spec.tolerance import difference as difference_of
 from reference.optimizers import CONVENTIONS, DEFAULTS, formulas
 
 R_EPSILON = 1e-7

@@ -47,12 +47,12 @@ from typing import Callable
 import numpy as np
 import numpy.typing as npt
 
-from harness.judge.tolerance import Tolerance, compare_elements
 from harness.run.adapters import adapter
 from harness.run.plan import TrainingPlan
 from harness.run.runner import framework_of
 from harness.run.trajectory import RowIds, Trajectory, trace_stages
 from harness.spec.scenario import Scenario, TrainingSpec
+from harness.spec.tolerance import Tolerance, compare_elements
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, get_loss
 from reference.network import bias_name, kernel_name

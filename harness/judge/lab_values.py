@@ -1,8 +1,8 @@
 """Check a run against the numbers the lab printed (``[[lab_values]]`` of a scenario).
 
-The tolerance is half a unit in the last printed digit (``harness.judge.printed.half_unit``,
+The tolerance is half a unit in the last printed digit (``harness.spec.printed.half_unit``,
 the rule answer keys use too) or what the lab value says, and the difference is the
-agreement rule's (``harness.judge.tolerance.difference``: a printed nan is matched by nan
+agreement rule's (``harness.spec.tolerance.difference``: a printed nan is matched by nan
 only). When the lab's *inputs* were themselves printed rounded (``inputs_rounded_to = d``),
 the tolerance widens by the propagated input uncertainty, to first order::
 
@@ -18,11 +18,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harness.judge.propagation import propagated
-from harness.judge.tolerance import difference, exceeds
 from harness.run.adapters import REFERENCE, adapter, run_framework
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import LabValue
+from harness.spec.tolerance import difference, exceeds
 
 
 @dataclass

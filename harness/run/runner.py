@@ -33,13 +33,13 @@ from harness.judge.metrics import ACCURACY_LOSSES, evaluate
 from harness.judge.plan_checks import plan_faults
 from harness.judge.rounding import Errors, rounding_error
 from harness.judge.textbook import RuleCheck, check_run
-from harness.judge.tolerance import Tolerance
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_all
 from harness.run.budget import check_budget
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.trajectory import Trajectory
 from harness.spec.conventions import COMMON, difference, pinned
 from harness.spec.scenario import DTYPES, Scenario
+from harness.spec.tolerance import Tolerance
 from reference.optimizers import CONVENTIONS
 
 Progress = Callable[[str], None]

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from harness.errors import MISSING, BadInput
-from harness.judge.printed import half_unit
-from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
 from harness.spec.data import DataSpec, check_data_spec, data_rows, target_columns
 from harness.spec.fields import Table, read_toml
 from harness.spec.initializers import Initializer, check_initializer
+from harness.spec.printed import half_unit
+from harness.spec.tolerance import DEFAULT_TOLERANCES, Tolerance
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
 from reference.network import bias_name, kernel_name
