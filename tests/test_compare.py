@@ -8,8 +8,8 @@ import pytest
 
 from harness.judge.compare import STATES, compare, worst_state
 from harness.run.adapters import run_framework
+from harness.run.labels import with_convention
 from harness.run.plan import make_plan
-from harness.run.runner import with_convention
 from harness.run.trajectory import Trajectory
 from harness.spec.catalogue import resolve
 from harness.spec.tolerance import DEFAULT_TOLERANCES, EPS32, Tolerance, compare_elements

@@ -22,7 +22,7 @@ from harness.answers.plausibility import implausible
 from harness.answers.verdicts import check_entry
 from harness.commands.cli import main
 from harness.errors import BadInput
-from harness.run.runner import run_scenario
+from harness.pipeline import run_scenario
 from harness.spec import scenario as scenario_module
 from harness.spec.catalogue import catalogue_scenarios, resolve
 from harness.spec.printed import parse_printed

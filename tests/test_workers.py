@@ -22,11 +22,11 @@ import pytest
 
 from harness.commands.args import frameworks_arg
 from harness.commands.cli import main
+from harness.pipeline import run_scenario
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, adapter, run_framework
 from harness.run.adapters.protocol import missing
 from harness.run.adapters.workers import WorkerCrashed, run_timeout, stop_all, worker
 from harness.run.plan import make_plan
-from harness.run.runner import run_scenario
 from harness.run.trajectory import CRASHED
 from harness.spec.catalogue import resolve
 from harness.spec.scenario import load_scenarios

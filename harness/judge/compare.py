@@ -36,7 +36,7 @@ from harness.spec.tolerance import (
 # verdict and index, the terminal and the JSON.
 AGREE = "agree"  # within tolerance at every step
 EXPLAINED = "differ, explained"  # differs only by what the reference accounts for (a convention, a dtype rule)
-# why a pair that differs, explained, is ok (``harness.run.runner._explain``)
+# why a pair that differs, explained, is ok (``harness.judge.explain``)
 ACCOUNTED = ("each side agrees with the reference run in its own optimizer convention, or, where a side's "
              "framework has a dtype rule, its control run with that rule off does; and each convention's "
              "reference run follows that convention's update rule, computed independently in exact arithmetic")
@@ -97,7 +97,7 @@ class Comparison:
     gradients: dict[str, QuantityDiff] = field(default_factory=dict)
     mismatch: Mismatch | None = None
     note: str = ""
-    # Set by the runner (``harness.run.runner._explain``): what the pair's sides are known to compute
+    # Set by the judge (``harness.judge.explain``): what the pair's sides are known to compute
     # differently, each a phrase: their optimizer conventions ("Adam epsilon placement (...)"), a
     # side's dtype rule ("keras@jax: Keras' rule that returns 32-bit results ... (in ...)")
     differences: list[str] = field(default_factory=list)

@@ -22,18 +22,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from harness.judge.causes.evidence import Finding
+from harness.judge.causes.registry import CAUSES
 from harness.judge.compare import ACCOUNTED, AGREE, DISAGREE, EXPLAINED, STATES, Comparison
-from harness.judge.diagnosis import (
-    CAUSES,
-    DRIFT_FRACTION,
-    NO_CAUSE,
-    R_THRESHOLD,
-    ControlRun,
-    Diagnosis,
-    growth,
-    r_floor,
-)
-from harness.judge.findings import Finding
+from harness.judge.controls import ControlRun
+from harness.judge.diagnosis import NO_CAUSE, Diagnosis
+from harness.judge.localisation import DRIFT_FRACTION, R_THRESHOLD, growth, r_floor
+from harness.judge.result import ScenarioResult
 from harness.render.files import content_name, display_path, without_machine_paths
 from harness.render.free_text import comment_json, free_line, free_text
 from harness.render.html import scenario_page
@@ -50,7 +45,6 @@ from harness.render.tables import (
     runs_table,
 )
 from harness.run import environment
-from harness.run.runner import ScenarioResult
 from harness.spec.comments import tolerance_reason
 from harness.spec.data import describe_data
 from harness.spec.scenario import is_name
