@@ -25,8 +25,9 @@ from harness.errors import BadInput
 from harness.pipeline import run_scenario
 from harness.spec import scenario as scenario_module
 from harness.spec.catalogue import catalogue_scenarios, resolve
+from harness.spec.names import NAME_MAX, NAME_PATTERN
 from harness.spec.printed import parse_printed
-from harness.spec.scenario import NAME_MAX, NAME_PATTERN, load_scenarios
+from harness.spec.scenario import load_scenarios
 
 # 2 rows, full batch, 3 epochs: 3 steps (0, 1, 2); the outputs before step 3 are the final ones
 SCENARIO = (Path(__file__).resolve().parent / "scenarios" / "tiny-linear.toml").read_text()

@@ -103,7 +103,8 @@ class Comparison:
     differences: list[str] = field(default_factory=list)
     explained: bool = False  # each side agrees with the reference in its convention (or its control run does)
     unconfirmed: str = ""  # why the known difference could not be confirmed (the reference did not run)
-    # Set by the runner: what makes a side not a run of the pair's dtype, whatever the numbers say
+    # Set by the judge (``harness.judge.explain``): what makes a side not a run of the pair's dtype,
+    # whatever the numbers say
     # ("torch (float32) computed its parameters in float64"): the pair disagrees
     # (``ScenarioResult.dtype_faults``)
     faults: list[str] = field(default_factory=list)

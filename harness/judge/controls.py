@@ -55,7 +55,7 @@ class Control:
     scenario_b: Scenario
     frameworks: tuple[str, str] | None = None
     also: tuple["Control", ...] = ()
-    drift_ok: bool = False  # confirms on agreement alone (the bridge: the runner's criterion)
+    drift_ok: bool = False  # confirms on agreement alone (the bridge: the pipeline's criterion)
     # reference runs (label, scenario) that must follow their convention's update rule, computed
     # independently (``harness.judge.textbook``; the run's own check, ``rule_checks``, when it ran)
     rules: tuple[tuple[str, Scenario], ...] = ()
@@ -147,7 +147,7 @@ def run_control(result: ScenarioResult, control: Control, *, frameworks: tuple[s
 def _rule_check(result: ScenarioResult, label: str, scenario: Scenario, dtype: str, plan: TrainingPlan, *,
                 runs: Runs, progress: Progress | None) -> RuleCheck:
     """The reference run ``label`` (of ``scenario``) against its convention's update rule: the
-    runner's check when that run was made, else the run made (``run_side``) and checked here."""
+    pipeline's check when that run was made, else the run made (``run_side``) and checked here."""
     if (label, dtype) in result.rule_checks and scenario is result.scenario_for(label):
         return result.rule_checks[(label, dtype)]
     return check_rule(label, run_side(result, label, scenario, dtype, plan, runs=runs, progress=progress), scenario,

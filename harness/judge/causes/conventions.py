@@ -25,7 +25,7 @@ def reference_scenario_in(result: ScenarioResult, convention: str) -> Scenario:
 def convention_control(pair: Pair) -> list[Control]:
     """What a convention difference rests on (as ``harness.judge.explain.convention_confirmed``), none
     of it the code it explains: each framework side against the reference in its convention, and a
-    reference side against each framework computing its convention (one whose dtype rule the runner
+    reference side against each framework computing its convention (one whose dtype rule the pipeline
     confirmed: its control run with the rule off); and each convention's reference run
     against that convention's update rule computed independently. A framework side cannot run the
     other's convention, and the reference re-run in the other side's convention is the other
@@ -44,7 +44,7 @@ def convention_control(pair: Pair) -> list[Control]:
         rules.setdefault(reference, reference_scenario)
         for side in sides:
             run_as, what = side, side
-            # a framework computing a reference side's convention whose dtype rule the runner confirmed:
+            # a framework computing a reference side's convention whose dtype rule the pipeline confirmed:
             # its control run with the rule off (a framework side's rule is a cause of its own, below)
             if side != label and (side, c.dtype) in result.rules:
                 run_as = control_label(side)
@@ -65,7 +65,7 @@ def narrowed_sides(pair: Pair) -> list[str]:
 
 
 def rule_control(pair: Pair) -> list[Control]:
-    """The bridge with each narrowing side's rule turned off: that side's control run (the runner's,
+    """The bridge with each narrowing side's rule turned off: that side's control run (the pipeline's,
     ``control_label``, reused when it ran) against the reference in its convention, and the other
     side against the reference in its own (both must agree: then the rule, with any convention
     difference the reference computes, is the whole difference)."""
