@@ -1,1 +1,1 @@
-"""The lowest floor: the file formats (scenarios, data, initializers, conventions), names, tolerances and printed numbers."""
+"""The lowest floor: the file formats (scenarios, data, initializers, conventions), tolerances, printed numbers."""
