@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from harness import pipeline
 from harness.judge.causes import updates
 from harness.judge.causes.evidence import Evidence
 from harness.judge.compare import DISAGREE
@@ -35,7 +36,6 @@ from harness.judge.result import ScenarioResult
 from harness.pipeline import RUNS, diagnose, run_scenario
 from harness.render.report import verdict
 from harness.render.results_json import result_dict
-from harness.run import runner
 from harness.run.adapters import adapter, keras_tf
 from harness.run.adapters.workers import inline
 from harness.run.plan import TrainingPlan, make_plan
@@ -144,7 +144,7 @@ def test_one_permutation_reused_every_epoch_is_a_harness_fault() -> None:
     the same wrong order, every pair agrees, and the run still fails, naming the shared plan."""
     original = make_plan
     with inline(), pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "make_plan", lambda s, dtype: _reused_order(original(s, dtype)))
+        mp.setattr(pipeline, "make_plan", lambda s, dtype: _reused_order(original(s, dtype)))
         result = run_scenario(scenario("small-mlp"), dtypes=("float64",))
     assert all(c.state != DISAGREE for c in result.comparisons)  # the pairs cannot see it
     assert not result.ok and not result.agree
