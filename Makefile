@@ -35,10 +35,12 @@ report: $(STAMP)
 publish: $(STAMP)
 	$(MAKE) report REPORTS=reports
 
-# lint (ruff: pycodestyle, pyflakes, import order) and types (mypy, strict on harness/judge and reference)
+# lint (ruff: pycodestyle, pyflakes, import order), types (mypy, strict on harness/judge and reference)
+# and the package floors (import-linter's contracts in pyproject.toml: no package imports one above it)
 lint: $(STAMP)
 	$(BIN)/ruff check harness reference tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # pytest-xdist: one worker per core; --dist loadgroup sends the tests that share an expensive fixture
 # (a catalogue scenario, a module-scoped fixture) to one worker (tests/conftest.py groups them), so

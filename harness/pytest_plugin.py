@@ -27,8 +27,11 @@ from harness.commands.args import frameworks_arg
 from harness.errors import BadInput
 from harness.judge.compare import ACCOUNTED
 from harness.judge.diagnosis import Diagnosis
+from harness.judge.result import ScenarioResult
+from harness.pipeline import run_scenario
 from harness.run.adapters import FRAMEWORKS, REFERENCE
-from harness.run.runner import ScenarioResult, check_runnable, framework_of, planned_pairs, run_scenario
+from harness.run.labels import framework_of
+from harness.run.runner import check_runnable, planned_pairs
 from harness.run.trajectory import CRASHED
 from harness.spec.scenario import DTYPES, Scenario, load_scenarios
 from harness.testing import diagnoses, failure_text, lab_check_text, run_problem

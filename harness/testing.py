@@ -31,16 +31,17 @@ from harness.answers.kinds import KINDS
 from harness.answers.sandbox import TIMEOUT
 from harness.errors import BadInput, one_line
 from harness.judge.compare import Comparison
-from harness.judge.diagnosis import Diagnosis, diagnose
+from harness.judge.diagnosis import Diagnosis
 from harness.judge.lab_values import LabCheck
-from harness.judge.tolerance import Tolerance
+from harness.judge.result import ScenarioResult
+from harness.pipeline import diagnose, run_scenario
 from harness.render.frames import comparisons_frame as comparisons_frame  # re-exported: docs/python-api.md
 from harness.run.adapters import FRAMEWORKS
-from harness.run.runner import ScenarioResult, run_scenario
 from harness.run.trajectory import CRASHED, SKIPPED
 from harness.spec.catalogue import resolve
 from harness.spec.fields import Table
 from harness.spec.scenario import DTYPES, Scenario, tolerance_term
+from harness.spec.tolerance import Tolerance
 
 
 def scenario_of(scenario: Scenario | str | Path) -> Scenario:

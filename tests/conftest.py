@@ -46,8 +46,9 @@ atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 pytest_plugins = ["pytester"]  # tests/test_plugin.py runs pytest on scenario folders
 
+from harness.judge.result import ScenarioResult  # noqa: E402
+from harness.pipeline import run_scenario  # noqa: E402
 from harness.run.adapters.workers import inline  # noqa: E402
-from harness.run.runner import ScenarioResult, run_scenario  # noqa: E402
 from harness.spec.catalogue import resolve  # noqa: E402
 
 

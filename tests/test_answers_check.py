@@ -12,9 +12,9 @@ from harness.answers.key_file import load_key
 from harness.answers.output import NOTE_WIDTH, note_text, summary_table
 from harness.answers.verdicts import AnswerResult, _agreement, check_entry
 from harness.commands.cli import main
-from harness.judge.printed import parse_printed
-from harness.judge.tolerance import DEFAULT_TOLERANCES
 from harness.spec.catalogue import catalogue
+from harness.spec.printed import parse_printed
+from harness.spec.tolerance import DEFAULT_TOLERANCES
 
 pytestmark = pytest.mark.slow  # every answer is computed in the reference, Keras and torch
 

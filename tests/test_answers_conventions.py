@@ -11,7 +11,7 @@ from harness.answers.key_file import Answer, load_key
 from harness.answers.questions import ScenarioQuestion
 from harness.answers.verdicts import AnswerResult, check_entry
 from harness.commands.cli import main
-from harness.judge.printed import parse_printed
+from harness.spec.printed import parse_printed
 
 pytestmark = pytest.mark.slow  # real Keras and torch runs
 

@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from harness.answers.verdicts import numpy_text
-from harness.judge.printed import PrintedError, format_like, half_unit, numpy_print, parse_printed
+from harness.spec.printed import PrintedError, format_like, half_unit, numpy_print, parse_printed
 
 # text -> (values, half-unit per element, notation)
 STYLES = {

@@ -17,9 +17,10 @@ from harness.answers import verdicts
 from harness.answers.key_file import load_key
 from harness.answers.verdicts import HARNESS_FAULT, UNANSWERED, check_entry
 from harness.judge.compare import AGREE, DISAGREE, EXPLAINED, compare
-from harness.judge.diagnosis import ControlRun, diagnose
+from harness.judge.controls import ControlRun
+from harness.pipeline import diagnose, run_scenario
 from harness.run import runner
-from harness.run.runner import control_label, run_scenario
+from harness.run.labels import control_label
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import Scenario, load_scenarios
 

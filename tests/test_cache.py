@@ -24,13 +24,13 @@ import pytest
 import torch
 
 from harness.commands.cli import main
+from harness.pipeline import run_scenario
 from harness.render.plots import drawn
 from harness.run import environment
 from harness.run.adapters import run_framework
 from harness.run.adapters.workers import inline
 from harness.run.cache import META, RunCache, describe_plan, key, plan_from, use_cache
-from harness.run.plan import make_plan
-from harness.run.runner import run_scenario, side_plan
+from harness.run.plan import make_plan, side_plan
 from harness.run.trajectory import Trajectory
 from harness.spec.catalogue import resolve
 from harness.spec.conventions import COMMON

@@ -10,8 +10,8 @@ import pytest
 
 import harness.commands.cli
 from harness.commands.cli import main
+from harness.pipeline import run_scenario
 from harness.run.adapters import ADAPTERS
-from harness.run.runner import run_scenario
 from harness.spec.catalogue import resolve
 
 

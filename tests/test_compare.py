@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from harness.judge.compare import STATES, compare, worst_state
-from harness.judge.tolerance import DEFAULT_TOLERANCES, EPS32, Tolerance, compare_elements
 from harness.run.adapters import run_framework
+from harness.run.labels import with_convention
 from harness.run.plan import make_plan
-from harness.run.runner import with_convention
 from harness.run.trajectory import Trajectory
 from harness.spec.catalogue import resolve
+from harness.spec.tolerance import DEFAULT_TOLERANCES, EPS32, Tolerance, compare_elements
 
 TIGHT = Tolerance(rtol=1e-12, atol=1e-14)
 

@@ -11,8 +11,8 @@ import pytest
 
 from harness.commands.cli import main
 from harness.errors import BadInput
-from harness.judge.diagnosis import diagnose
-from harness.run.runner import run_scenario, with_convention
+from harness.pipeline import diagnose, run_scenario
+from harness.run.labels import with_convention
 from harness.spec.scenario import parse_scenario
 
 pytestmark = pytest.mark.slow  # every test here trains in Keras and torch

@@ -1,4 +1,4 @@
-"""The catalogue covers every feature of the scenario format (harness/spec/coverage.py), and the
+"""The catalogue covers every feature of the scenario format (harness/render/coverage.py), and the
 table says so only when a scenario really exercises it (a guard that binds, a ReLU fed exact zeros,
 an early stop that fires: measured on the run)."""
 from __future__ import annotations
@@ -8,10 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.run.adapters import run_framework
-from harness.run.plan import make_plan
-from harness.spec.catalogue import catalogue_scenarios, resolve
-from harness.spec.coverage import (
+from harness.render.coverage import (
     CELLS,
     CLIP_BINDS,
     RELU_ZEROS,
@@ -21,6 +18,9 @@ from harness.spec.coverage import (
     scenario_cells,
     uncovered,
 )
+from harness.run.adapters import run_framework
+from harness.run.plan import make_plan
+from harness.spec.catalogue import catalogue_scenarios, resolve
 
 CATALOGUE = catalogue_scenarios()
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from harness.commands.cli import main
-from harness.run.runner import run_scenario
+from harness.pipeline import run_scenario
 from harness.spec.catalogue import resolve
 from harness.testing import comparisons_frame
 

@@ -1,4 +1,4 @@
-"""The measured causes (``harness.judge.findings``) stay silent where nothing is wrong, and the
+"""The measured causes (``harness.judge.causes``) stay silent where nothing is wrong, and the
 localisation's R does not fire on float32 rounding.
 
 The planted-defect self-test (``test_planted_defects.py``) shows each check naming its defect;
@@ -15,22 +15,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.judge import findings
-from harness.judge.diagnosis import CAUSES, R_THRESHOLD, contributions, r_floor, stage_differences
-from harness.judge.findings import Evidence
-from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
+from harness.judge.causes import factors, layers, precision, records, updates
+from harness.judge.causes.evidence import Evidence
+from harness.judge.causes.registry import CAUSES
+from harness.judge.contributions import contributions
+from harness.judge.localisation import R_THRESHOLD, r_floor, stage_differences
+from harness.pipeline import RUNS, run_scenario
 from harness.run.adapters import adapter
-from harness.run.runner import framework_of, run_scenario, side_plan
+from harness.run.labels import framework_of
+from harness.run.plan import side_plan
 from harness.run.trajectory import RowIds, trace_stages
 from harness.spec.scenario import OptimizerSpec, Scenario, load_scenarios
+from harness.spec.tolerance import DEFAULT_TOLERANCES, Tolerance
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 CHECKS = [cause.check for cause in CAUSES if cause.check is not None]
 
 
 def test_every_check_of_the_module_is_registered_as_a_cause():
-    public = {name for name, f in vars(findings).items() if callable(f) and getattr(f, "__module__", "") ==
-              findings.__name__ and not name.startswith("_") and name[0].islower()}
+    public = {name for module in (precision, records, updates, layers, factors) for name, f in vars(module).items()
+              if callable(f) and getattr(f, "__module__", "") == module.__name__ and not name.startswith("_")
+              and name[0].islower() and name not in ("record_is_the_update", "sgd_rate", "factor")}
     assert {check.__name__ for check in CHECKS} == public
 
 
@@ -51,7 +56,7 @@ def test_no_check_fires_on_correct_runs(name, dtype):
                                 runs={x: result.runs[(x, dtype)] for x in (a, b)},
                                 scenarios={x: result.scenario_for(x) for x in (a, b)},
                                 traces={x: traces[x] for x in (a, b)}, plan=plan,
-                                tolerance=s.tolerances[dtype])
+                                tolerance=s.tolerances[dtype], run_floor=RUNS)
             found = [f for check in CHECKS if (f := check(evidence)) is not None]
             assert found == [], f"{a}-{b} {dtype} at {stage}: {[f.describe() for f in found]}"
 
@@ -88,10 +93,10 @@ def test_a_constant_factor_needs_every_element():
 
     def evidence(b: np.ndarray) -> Evidence:
         return Evidence(a="x", b="y", dtype="float64", step=0, stage=stage, runs={}, scenarios={},
-                        traces={"x": a, "y": {stage: b}}, plan=plan, tolerance=Tolerance(1e-12, 1e-14))
-    found = findings.constant_factor(evidence(np.array([2.0, 4.0, 6.0])))
+                        traces={"x": a, "y": {stage: b}}, plan=plan, tolerance=Tolerance(1e-12, 1e-14), run_floor=RUNS)
+    found = factors.constant_factor(evidence(np.array([2.0, 4.0, 6.0])))
     assert found is not None and "is 0.5 x y's" in found.describe()
-    assert findings.constant_factor(evidence(np.array([2.0, 4.0, 6.000001]))) is None
+    assert factors.constant_factor(evidence(np.array([2.0, 4.0, 6.000001]))) is None
 
 
 def _adam(options: dict) -> Scenario:
@@ -105,7 +110,7 @@ def test_a_bundled_convention_difference_is_separated_into_its_parts():
     1e-8), and in float64 with Keras on TensorFlow's float32 rounding of the betas: each part is
     measured alone, the formula and the default against the unrounded Keras formula."""
     result = run_scenario(_adam({}), frameworks=("numpy",), dtypes=("float64", "float32"))
-    parts = contributions(result, "float64")
+    parts = contributions(result, "float64", runs=RUNS)
     rounding_part = ("the Keras formula unrounded (keras-unrounded: beta_1 and beta_2 rounded to float32 in beta**t "
                      "in float64 runs by Keras on TensorFlow (exact on JAX and torch))")
     assert [(p.part, p.against) for p in parts] == [
@@ -118,15 +123,16 @@ def test_a_bundled_convention_difference_is_separated_into_its_parts():
     # the parts account for the whole to first order: none alone exceeds it by far
     assert max(rounding.loss_gap, formula.loss_gap, default.loss_gap) <= 2 * whole.loss_gap
     # in float32 the two Keras conventions are one: no rounding part, the parts against the Keras convention
-    assert [(p.part, p.against) for p in contributions(result, "float32")] == [
+    assert [(p.part, p.against) for p in contributions(result, "float32", runs=RUNS)] == [
         ("the torch convention (its formula and its defaults)", "the Keras convention's"),
         ("the torch formula with Keras' default epsilon 1e-7", "the Keras convention's"),
         ("the Keras formula with torch's default epsilon 1e-8", "the Keras convention's")]
     pinned = run_scenario(_adam({"epsilon": 1e-7}), frameworks=("numpy",), dtypes=("float64", "float32"))
-    assert [p.part for p in contributions(pinned, "float64")] == [whole.part, rounding_part, "the torch formula"]
-    assert contributions(pinned, "float32") == []  # nothing bundled, nothing rounded: the formula is the whole
+    assert [p.part for p in contributions(pinned, "float64", runs=RUNS)] == [whole.part, rounding_part,
+                                                                             "the torch formula"]
+    assert contributions(pinned, "float32", runs=RUNS) == []  # nothing bundled or rounded: the formula is all
     sgd = replace(_adam({}), training=replace(_adam({}).training_spec, optimizer=OptimizerSpec("sgd", 0.1)))
-    assert contributions(run_scenario(sgd, frameworks=("numpy",), dtypes=("float64",)), "float64") == []
+    assert contributions(run_scenario(sgd, frameworks=("numpy",), dtypes=("float64",)), "float64", runs=RUNS) == []
 
 
 def test_keras_on_tensorflow_rounding_is_the_whole_sgd_momentum_difference_in_float64():
@@ -136,6 +142,6 @@ def test_keras_on_tensorflow_rounding_is_the_whole_sgd_momentum_difference_in_fl
     s = _adam({})
     momentum = replace(s, training=replace(s.training_spec, optimizer=OptimizerSpec("sgd", 0.1, {"momentum": 0.9})))
     whole, rounding, formula = contributions(run_scenario(momentum, frameworks=("numpy",), dtypes=("float64",)),
-                                             "float64")
+                                             "float64", runs=RUNS)
     assert formula.part == "the torch formula" and formula.loss_gap < 1e-14 < rounding.loss_gap
     assert rounding.loss_gap == pytest.approx(whole.loss_gap, rel=1e-3)

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from harness.errors import BadInput
-from harness.judge.diagnosis import diagnose
-from harness.judge.printed import parse_printed
+from harness.pipeline import diagnose, run_scenario
 from harness.render.report import scenario_files
-from harness.run.runner import run_scenario
+from harness.spec.printed import parse_printed
 from harness.spec.scenario import load_scenarios, parse_scenario
 
 pytestmark = pytest.mark.slow  # real runs in the reference, Keras and torch

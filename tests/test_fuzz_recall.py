@@ -29,8 +29,8 @@ import pytest
 
 from harness.fuzz.campaign import Campaign, Record
 from harness.fuzz.oracle import FINDING, judge
+from harness.pipeline import run_scenario
 from harness.run.adapters.workers import inline
-from harness.run.runner import run_scenario
 from harness.spec.scenario import Scenario
 from tests.test_planted_defects import CASES_BY_ID, FRAMEWORKS
 

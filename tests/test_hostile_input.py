@@ -22,11 +22,12 @@ from harness.answers.plausibility import implausible
 from harness.answers.verdicts import check_entry
 from harness.commands.cli import main
 from harness.errors import BadInput
-from harness.judge.printed import parse_printed
-from harness.run.runner import run_scenario
+from harness.pipeline import run_scenario
 from harness.spec import scenario as scenario_module
 from harness.spec.catalogue import catalogue_scenarios, resolve
-from harness.spec.scenario import NAME_MAX, NAME_PATTERN, load_scenarios
+from harness.spec.names import NAME_MAX, NAME_PATTERN
+from harness.spec.printed import parse_printed
+from harness.spec.scenario import load_scenarios
 
 # 2 rows, full batch, 3 epochs: 3 steps (0, 1, 2); the outputs before step 3 are the final ones
 SCENARIO = (Path(__file__).resolve().parent / "scenarios" / "tiny-linear.toml").read_text()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness.commands.cli import main
-from harness.judge.diagnosis import diagnose
+from harness.pipeline import diagnose
 from harness.render.html import POINTS_PER_FIGURE, markdown_to_html, plotly_script, thinned
 from harness.render.report import scenario_files
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from harness.errors import BadInput
-from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance, compare_elements
 from harness.run.adapters import adapter, check_expressible, keras_tf, numpy_reference, torch_eager
 from harness.run.plan import make_plan
 from harness.spec.conventions import difference, pinned
 from harness.spec.scenario import OptimizerSpec, parse_scenario
+from harness.spec.tolerance import DEFAULT_TOLERANCES, Tolerance, compare_elements
 from reference.optimizers import CONVENTIONS, DEFAULTS, SGD, Adam, RMSprop, hyperparameters, make_optimizer
 
 CONFIGS: dict[str, tuple[str, dict]] = {

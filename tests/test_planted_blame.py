@@ -25,12 +25,16 @@ import pytest
 
 from harness.judge import textbook
 from harness.judge.compare import DISAGREE, EXPLAINED
-from harness.judge.diagnosis import EARLY_STOP, NO_CAUSE, ControlRun, Diagnosis, diagnose
+from harness.judge.controls import ControlRun
+from harness.judge.diagnosis import NO_CAUSE, Diagnosis
+from harness.judge.localisation import EARLY_STOP
+from harness.judge.result import ScenarioResult
+from harness.pipeline import diagnose, run_scenario
 from harness.render.report import lead_paragraph, summary_paragraph, verdict_line
 from harness.render.results_json import result_dict
 from harness.run.adapters import numpy_reference
 from harness.run.adapters.workers import inline
-from harness.run.runner import ScenarioResult, framework_of, run_scenario
+from harness.run.labels import framework_of
 from harness.run.trajectory import should_stop
 from harness.spec.catalogue import resolve
 from harness.testing import failure_text

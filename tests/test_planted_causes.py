@@ -25,18 +25,20 @@ import numpy as np
 import pytest
 import torch
 
-from harness.judge import findings
+from harness import pipeline
+from harness.judge.causes import updates
+from harness.judge.causes.evidence import Evidence
 from harness.judge.compare import DISAGREE
-from harness.judge.diagnosis import RUN_LOOP, Diagnosis, diagnose
-from harness.judge.findings import Evidence
+from harness.judge.diagnosis import Diagnosis
+from harness.judge.localisation import RUN_LOOP
 from harness.judge.plan_checks import plan_faults, plan_notes
+from harness.judge.result import ScenarioResult
+from harness.pipeline import RUNS, diagnose, run_scenario
 from harness.render.report import verdict
 from harness.render.results_json import result_dict
-from harness.run import runner
 from harness.run.adapters import adapter, keras_tf
 from harness.run.adapters.workers import inline
 from harness.run.plan import TrainingPlan, make_plan
-from harness.run.runner import ScenarioResult, run_scenario
 from harness.spec.catalogue import resolve
 from harness.spec.initializers import Initializer
 from harness.spec.scenario import Scenario, load_scenarios
@@ -142,7 +144,7 @@ def test_one_permutation_reused_every_epoch_is_a_harness_fault() -> None:
     the same wrong order, every pair agrees, and the run still fails, naming the shared plan."""
     original = make_plan
     with inline(), pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "make_plan", lambda s, dtype: _reused_order(original(s, dtype)))
+        mp.setattr(pipeline, "make_plan", lambda s, dtype: _reused_order(original(s, dtype)))
         result = run_scenario(scenario("small-mlp"), dtypes=("float64",))
     assert all(c.state != DISAGREE for c in result.comparisons)  # the pairs cannot see it
     assert not result.ok and not result.agree
@@ -297,10 +299,10 @@ def test_a_record_one_step_late_is_not_an_effective_learning_rate() -> None:
     evidence = Evidence(a="numpy", b="keras", dtype="float64", step=0, stage=RUN_LOOP,
                         runs={x: result.runs[(x, "float64")] for x in traces},
                         scenarios={x: result.scenario for x in traces}, traces=traces, plan=result.plans["float64"],
-                        tolerance=result.scenario.tolerances["float64"])
-    assert findings.effective_learning_rate(evidence) is None
+                        tolerance=result.scenario.tolerances["float64"], run_floor=RUNS)
+    assert updates.effective_learning_rate(evidence) is None
     without_premise = replace(evidence, traces={})  # not replayed: nothing confirms the record is the update
-    assert findings.effective_learning_rate(without_premise) is None
+    assert updates.effective_learning_rate(without_premise) is None
 
 
 def test_a_crash_in_the_reference_is_named_with_its_file_line_and_function() -> None:

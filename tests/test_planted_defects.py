@@ -9,7 +9,7 @@ in all three implementations in float64 and the harness must
 * give the first divergent step and the stage within it where the difference shows
   (``Diagnosis.step``, ``Diagnosis.stage``, ``Suspect.step``, ``Suspect.stage``),
 * and name the cause, confirmed by an exact measurement of what the carrier computed
-  (``harness.judge.findings``: the dtype of its tensors, its batches' rows, accumulated
+  (``harness.judge.causes``: the dtype of its tensors, its batches' rows, accumulated
   gradients, its effective learning rate, the activation or guard it applied, a constant factor,
   float32 values in a float64 run, an activation derivative reproduced with a known slip), or
   ``NO_CAUSE`` where no check can confirm one.
@@ -32,13 +32,15 @@ import pytest
 import torch
 
 from harness.judge.compare import DISAGREE
-from harness.judge.diagnosis import NO_CAUSE, RUN_LOOP, Diagnosis, diagnose
+from harness.judge.diagnosis import NO_CAUSE, Diagnosis
+from harness.judge.localisation import RUN_LOOP
+from harness.judge.result import ScenarioResult
+from harness.pipeline import diagnose, run_scenario
 from harness.run.adapters import keras_tf, torch_eager
 from harness.run.adapters.numpy_reference import NumpyReference
 from harness.run.adapters.torch_eager import TorchAdapter
 from harness.run.adapters.workers import inline
 from harness.run.plan import TrainingPlan
-from harness.run.runner import ScenarioResult, run_scenario
 from harness.spec.scenario import Scenario, load_scenarios
 from reference import activations, losses
 

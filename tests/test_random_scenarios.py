@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
-from harness.run.runner import run_scenario
+from harness.pipeline import run_scenario
 from harness.spec.scenario import load_scenarios
 
 pytestmark = pytest.mark.slow

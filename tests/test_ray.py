@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from harness.commands.cli import main
+from harness.pipeline import run_scenario
 from harness.run.adapters import use_executor
-from harness.run.runner import run_scenario
 from harness.spec.scenario import load_scenarios
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'nn-parity[ray]')")

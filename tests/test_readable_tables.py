@@ -12,11 +12,10 @@ import pytest
 
 from harness.commands.cli import main
 from harness.judge.compare import EXPLAINED
-from harness.judge.diagnosis import diagnose
+from harness.pipeline import diagnose, run_scenario
 from harness.render.report import DIVERGED, explained_gap, final_gap, one_line, scenario_markdown, summary_paragraph
 from harness.render.tables import final_params_table, lab_table, values
 from harness.render.terminal import fitted
-from harness.run.runner import run_scenario
 from harness.spec.catalogue import resolve
 from harness.spec.comments import tolerance_reason, tolerance_reasons
 from harness.spec.scenario import load_scenarios

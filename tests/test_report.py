@@ -18,14 +18,13 @@ import torch
 import harness.render.report
 from harness.commands.cli import main
 from harness.judge.compare import compare
-from harness.judge.diagnosis import diagnose
-from harness.judge.tolerance import Tolerance
+from harness.pipeline import diagnose, run_scenario
 from harness.render.files import content_name, without_machine_paths, write_files_atomic
 from harness.render.plots import pair_series
 from harness.render.report import index_markdown, read_summary, scenario_files, summary
-from harness.run.runner import run_scenario
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import parse_scenario
+from harness.spec.tolerance import Tolerance
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -9,21 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.judge.diagnosis import (
-    DRIFT_FRACTION,
-    NO_CAUSE,
-    R_EPSILON,
-    R_THRESHOLD,
-    Diagnosis,
-    diagnose,
-    stage_differences,
-)
-from harness.judge.tolerance import Tolerance
+from harness.judge.diagnosis import NO_CAUSE, Diagnosis
+from harness.judge.localisation import DRIFT_FRACTION, R_EPSILON, R_THRESHOLD, stage_differences
+from harness.judge.result import ScenarioResult
+from harness.pipeline import diagnose, run_scenario
 from harness.run.adapters import adapter
 from harness.run.plan import make_plan
-from harness.run.runner import ScenarioResult, run_scenario
 from harness.run.trajectory import trace_stages
 from harness.spec.scenario import Scenario, load_scenarios
+from harness.spec.tolerance import Tolerance
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 pytestmark = pytest.mark.slow  # real Keras and torch runs and their control runs

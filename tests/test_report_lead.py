@@ -9,7 +9,7 @@ import re
 import pytest
 
 from harness.judge.compare import AGREE, DISAGREE, EXPLAINED
-from harness.judge.diagnosis import diagnose
+from harness.pipeline import diagnose
 from harness.render.report import IN_FULL, LEAD_SENTENCES, LEAD_WORDS, lead_paragraph, scenario_markdown
 from harness.render.tables import PAIRS_MEASURE
 from harness.spec.catalogue import catalogue_scenarios

@@ -12,11 +12,11 @@ import pytest
 from harness.fuzz.oracle import ILL_CONDITIONED, degenerate, judge
 from harness.fuzz.space import Example
 from harness.judge.compare import DISAGREE
-from harness.judge.diagnosis import diagnose
+from harness.judge.explain import check_rule
 from harness.judge.rounding import Jittered, _jittering, rounding_error
+from harness.pipeline import diagnose, run_scenario
 from harness.run.adapters.workers import inline
 from harness.run.plan import make_plan
-from harness.run.runner import check_rule, run_scenario
 from harness.spec.scenario import Scenario, load_scenarios, parse_scenario
 from reference import optimizers
 from tests.test_planted_defects import plant_torch_sigmoid

@@ -8,13 +8,13 @@ import warnings
 import numpy as np
 import pytest
 
-from harness.judge.tolerance import compare_elements
 from harness.render.plots import beyond_log_axis, differences_png, loss_curves_png
 from harness.run.adapters import FRAMEWORKS, run_framework
 from harness.run.plan import make_plan
 from harness.spec.catalogue import catalogue, resolve
 from harness.spec.comments import tolerance_reasons
 from harness.spec.scenario import DTYPES
+from harness.spec.tolerance import compare_elements
 
 # --- minibatch-diverging -------------------------------------------------------------
 

@@ -17,12 +17,14 @@ import torch
 
 from harness.commands.cli import main
 from harness.judge.compare import compare
-from harness.judge.diagnosis import Diagnosis, diagnose, suspect, suspects
-from harness.judge.tolerance import Tolerance
+from harness.judge.diagnosis import Diagnosis
+from harness.judge.result import ScenarioResult
+from harness.judge.suspects import suspect, suspects
+from harness.pipeline import RUNS, diagnose, run_scenario
 from harness.render.report import diagnosis_lines, scenario_files
-from harness.run.runner import ScenarioResult, run_scenario
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import Scenario, load_scenarios
+from harness.spec.tolerance import Tolerance
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 TIGHT = Tolerance(rtol=1e-12, atol=1e-14)
@@ -61,23 +63,24 @@ GOOD, OFF_AT_2, OFF_AT_1 = [1.0, 0.5, 0.25], [1.0, 0.5, 0.3], [1.0, 0.6, 0.3]
 
 
 def test_the_one_that_differs_from_all_others_that_agree_is_the_suspect():
-    s = suspect(judged({"numpy": GOOD, "keras": GOOD, "torch": OFF_AT_2}), "float64")
+    s = suspect(judged({"numpy": GOOD, "keras": GOOD, "torch": OFF_AT_2}), "float64", runs=RUNS)
     assert s is not None and s.label == "torch" and s.others == ("numpy", "keras") and s.step == 2
     assert s.stage is None  # no localisation given
     assert s.reason == "torch differs from numpy and keras, which agree: suspect torch, from step 2"
 
 
 def test_the_reference_in_two_conventions_counts_as_one_implementation():
-    s = suspect(judged({"numpy[keras]": GOOD, "numpy[torch]": GOOD, "keras": OFF_AT_1, "torch": GOOD}), "float64")
+    s = suspect(judged({"numpy[keras]": GOOD, "numpy[torch]": GOOD, "keras": OFF_AT_1, "torch": GOOD}), "float64",
+                runs=RUNS)
     assert s is not None and s.label == "keras" and s.others == ("numpy", "torch") and s.step == 1
 
 
 def test_nothing_disagrees_no_suspect():
-    assert suspect(judged({"numpy": GOOD, "keras": GOOD, "torch": GOOD}), "float64") is None
+    assert suspect(judged({"numpy": GOOD, "keras": GOOD, "torch": GOOD}), "float64", runs=RUNS) is None
 
 
 def test_two_implementations_that_each_differ_have_no_majority():
-    s = suspect(judged({"numpy": GOOD, "keras": OFF_AT_1, "torch": OFF_AT_2}), "float64")
+    s = suspect(judged({"numpy": GOOD, "keras": OFF_AT_1, "torch": OFF_AT_2}), "float64", runs=RUNS)
     assert s is not None and s.label is None and s.step is None
     assert s.reason == ("no majority in float64: no group of more than half of numpy, keras and torch agrees "
                         "among itself while each other one differs from all of its members (disagreeing pairs: "
@@ -88,18 +91,18 @@ def test_two_odd_ones_beside_a_majority_are_both_suspects():
     """Five implementations, two of which each differ from the three that agree (as keras@jax and
     keras@torch can): both are named, each with its own first step."""
     result = judged({"numpy": GOOD, "keras": GOOD, "torch": GOOD, "keras@jax": OFF_AT_1, "keras@torch": OFF_AT_2})
-    found = suspects(result, "float64")
+    found = suspects(result, "float64", runs=RUNS)
     assert [(x.label, x.others, x.step) for x in found] == [
         ("keras@jax", ("numpy", "keras", "torch"), 1), ("keras@torch", ("numpy", "keras", "torch"), 2)]
     assert found[0].reason == ("keras@jax (as keras@torch) differs from numpy, keras and torch, which agree: "
                                "suspect keras@jax, from step 1")
     two_against_two = judged({"numpy": GOOD, "keras": GOOD, "torch": OFF_AT_1, "keras@jax": OFF_AT_1})
-    [none] = suspects(two_against_two, "float64")
+    [none] = suspects(two_against_two, "float64", runs=RUNS)
     assert none.label is None and none.reason.startswith("no majority in float64")
 
 
 def test_a_two_way_disagreement_has_no_majority():
-    s = suspect(judged({"numpy": GOOD, "torch": OFF_AT_2}), "float64")
+    s = suspect(judged({"numpy": GOOD, "torch": OFF_AT_2}), "float64", runs=RUNS)
     assert s is not None and s.label is None
     assert s.reason == ("no majority in float64: only two implementations (numpy and torch), so their "
                         "disagreement cannot say which one is wrong")
@@ -121,7 +124,7 @@ def torch_on_another_learning_rate() -> tuple[ScenarioResult, list[Diagnosis]]:
 @pytest.mark.slow
 def test_a_wrong_learning_rate_in_torch_names_torch(torch_on_another_learning_rate):
     result, diagnoses = torch_on_another_learning_rate
-    s = suspect(result, "float64", localisations={id(d.comparison): d.localisation for d in diagnoses})
+    s = suspect(result, "float64", runs=RUNS, localisations={id(d.comparison): d.localisation for d in diagnoses})
     assert s is not None and (s.label, s.step, s.stage) == ("torch", 0, "updated layers.0.kernel")
     line = "torch differs from numpy and keras, which agree: suspect torch, from step 0 at `updated layers.0.kernel`"
     assert s.reason == line

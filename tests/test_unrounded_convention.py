@@ -17,13 +17,13 @@ import pytest
 
 from harness.answers.questions import ScenarioQuestion, parse_question
 from harness.errors import BadInput
-from harness.judge.tolerance import DEFAULT_TOLERANCES
 from harness.run.adapters import adapter, check_expressible
 from harness.run.plan import make_plan
 from harness.spec.catalogue import catalogue_dir, catalogue_scenarios
 from harness.spec.conventions import COMMON, difference, native, optimizer_class
 from harness.spec.fields import Table
 from harness.spec.scenario import OptimizerSpec, load_scenarios
+from harness.spec.tolerance import DEFAULT_TOLERANCES
 from reference.optimizers import CONVENTIONS, hyperparameters, make_optimizer
 from tests.test_answers_conventions import ADAM_SCENARIO
 from tests.test_optimizers import CONFIGS, LEARNING_RATES, f32, first_mismatch, reference_steps, spec_of

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.commands.cli import main
-from harness.run.runner import run_scenario
+from harness.pipeline import run_scenario
 from harness.spec.catalogue import resolve
 
 

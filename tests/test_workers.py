@@ -22,11 +22,11 @@ import pytest
 
 from harness.commands.args import frameworks_arg
 from harness.commands.cli import main
+from harness.pipeline import run_scenario
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, adapter, run_framework
 from harness.run.adapters.protocol import missing
 from harness.run.adapters.workers import WorkerCrashed, run_timeout, stop_all, worker
 from harness.run.plan import make_plan
-from harness.run.runner import run_scenario
 from harness.run.trajectory import CRASHED
 from harness.spec.catalogue import resolve
 from harness.spec.scenario import load_scenarios
@@ -101,7 +101,7 @@ def test_a_script_without_a_main_guard_runs_once(tmp_path):
     in a spawned child unless told otherwise)."""
     script = tmp_path / "mine.py"
     script.write_text("from pathlib import Path\n"
-                      "from harness.run.runner import run_scenario\n"
+                      "from harness.pipeline import run_scenario\n"
                       "from harness.spec.scenario import load_scenarios\n"
                       f"[s] = load_scenarios({str(SCENARIOS / 'tiny-mlp.toml')!r})\n"
                       "print('top-level ran', flush=True)\n"

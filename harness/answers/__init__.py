@@ -1,7 +1,7 @@
 """Answer keys: a lab's printed answers checked by the reference, Keras and PyTorch.
 
 ``key_file``      the key TOML format (``[[answer]]`` tables) and its loader; printed values are
-                  read by ``harness.judge.printed`` (values and the half-unit each printed digit allows)
+                  read by ``harness.spec.printed`` (values and the half-unit each printed digit allows)
 ``questions``     the compute kinds: what each answer's inputs are, by name, and how they are checked
 ``compute``       each kind computed in one framework (reference, Keras, torch)
 ``plausibility``  expected values impossible for the quantity, degenerate computations

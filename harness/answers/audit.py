@@ -13,7 +13,7 @@ labels (``w``/``b``, ``w1``/``b1``/...), or as a tuple in parameter order.
 Each parameter is compared in float64 with the reference (``reference.network``), torch
 autograd and TF ``GradientTape`` (each adapter's ``gradients``) and central finite differences
 of the reference loss, ``(L(p + h) - L(p - h)) / 2h`` with ``h = 1e-6 * max(1, |p|)``.
-The submitted gradient passes the project's one agreement rule (``harness.judge.tolerance``),
+The submitted gradient passes the project's one agreement rule (``harness.spec.tolerance``),
 ``|g - reference| <= atol + rtol * max(|g|, |reference|)``,
 ``rtol = 1e-7``, ``atol = 1e-9``: a correct formula in float64 differs from the reference
 only by summation order (~1e-15 relative); a real mistake (a factor, a missing term) is
@@ -52,12 +52,12 @@ from harness.answers.sandbox import (
 )
 from harness.errors import BadInput, one_line
 from harness.judge.diagnosis import NO_CAUSE
-from harness.judge.tolerance import Tolerance, compare_elements
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.run.budget import check_budget
 from harness.run.plan import make_plan
 from harness.spec.fields import read_text
 from harness.spec.scenario import Scenario
+from harness.spec.tolerance import Tolerance, compare_elements
 from reference.losses import LOSSES
 
 RTOL, ATOL = 1e-7, 1e-9

@@ -8,7 +8,7 @@ them, and the runs, with a framework's dtype rule turned off (``Scenario.keep_64
 control the answer checks make for Keras on JAX and torch, ``harness.answers.verdicts``); an activation of
 ``z`` is a bias-free dense layer with the identity kernel (``z @ I = z`` exactly).
 Gradient, train and scenario answers are training runs: an in-memory scenario goes
-through ``harness.run.plan`` and every adapter (``harness.run.runner.run_scenario``),
+through ``harness.run.plan`` and every adapter (``harness.pipeline.run_scenario``),
 exactly as ``nn-parity run`` does. ``reference_values`` is the reference's answer alone
 (what the propagation from rounded inputs re-computes).
 
@@ -38,10 +38,10 @@ from harness.answers.questions import (
 )
 from harness.errors import BadInput
 from harness.judge.lab_values import computed_value
-from harness.judge.tolerance import DEFAULT_TOLERANCES
+from harness.judge.result import reference_label
+from harness.pipeline import run_scenario
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible
 from harness.run.plan import TrainingPlan
-from harness.run.runner import reference_label, run_scenario
 from harness.run.trajectory import Trajectory
 from harness.spec.data import DataSpec
 from harness.spec.scenario import (
@@ -51,6 +51,7 @@ from harness.spec.scenario import (
     Scenario,
     TrainingSpec,
 )
+from harness.spec.tolerance import DEFAULT_TOLERANCES
 from reference.network import bias_name, kernel_name
 
 Values = dict[str, np.ndarray]

@@ -46,8 +46,8 @@ from harness.answers.questions import (
     parts,
 )
 from harness.errors import MISSING, BadInput, one_line
-from harness.judge.printed import Printed, PrintedError, parse_history, parse_printed
 from harness.spec.fields import Table, read_toml
+from harness.spec.printed import Printed, PrintedError, parse_history, parse_printed
 
 TOP_KEYS = {"title", "source", "defaults", "answer"}
 SETTINGS = {"rtol", "atol", "printed_precision", "inputs_rounded_to"}

@@ -11,9 +11,9 @@ from harness.answers.audit import ATOL, RTOL, AuditResult, ParamAudit, labels_of
 from harness.answers.sandbox import Argument, Called, Opaque, read_returned, type_name
 from harness.errors import one_line
 from harness.judge.compare import Comparison
-from harness.judge.tolerance import Tolerance, compare_elements
 from harness.run.plan import make_plan
 from harness.spec.scenario import Scenario
+from harness.spec.tolerance import Tolerance, compare_elements
 
 SUBMISSION = "submission"  # the submission's label beside the implementations'
 

@@ -38,11 +38,11 @@ and 3 (fewer when the scenario has fewer steps; the initial parameters alone for
 scenario), so that a mistake is measured at several points, not fitted to one number.
 
 The submission is compared with every implementation (numpy, Keras, torch) with the project's
-agreement rule (``harness.judge.tolerance``): ``train`` runs step by step with
+agreement rule (``harness.spec.tolerance``): ``train`` runs step by step with
 ``harness.judge.compare.compare`` and the scenario's float64 tolerance, the other kinds point by
 point with the audit's (rtol 1e-7, atol 1e-9). What is wrong is localised (first step or point,
 stage in ``harness.run.trajectory.trace_stages``' names), its suspect named by the project's
-majority rule (``harness.judge.diagnosis.suspects`` for ``train``), and its cause named only
+majority rule (``harness.judge.suspects.suspects`` for ``train``), and its cause named only
 when a replay with that mistake (``harness.answers.mistakes``) reproduces what the submission
 computed.
 

@@ -11,13 +11,15 @@ from harness.answers.kind_base import SUBMISSION, KindAudit, Outcome, Unreadable
 from harness.answers.mistakes import Params, Step, UpdateMistake, apply, gradients, plain_sgd, update_mistakes
 from harness.answers.sandbox import Argument, read_returned, type_name
 from harness.judge.compare import Comparison, compare
-from harness.judge.diagnosis import Localisation, StageDiff, suspects
-from harness.judge.tolerance import Tolerance
+from harness.judge.localisation import Localisation, StageDiff
+from harness.judge.result import ScenarioResult, reference_label
+from harness.judge.suspects import suspects
+from harness.pipeline import RUNS, run_scenario
 from harness.run.adapters import FRAMEWORKS, REFERENCE
 from harness.run.plan import TrainingPlan
-from harness.run.runner import ScenarioResult, reference_label, run_scenario
 from harness.run.trajectory import Trajectory, trace_stages
 from harness.spec.scenario import Scenario, batch_rows
+from harness.spec.tolerance import Tolerance
 
 # --- the whole loop: train ---------------------------------------------------------------
 
@@ -167,7 +169,7 @@ class TrainAudit(KindAudit):
         return "updated parameters", agreeing
 
     def _suspect(self, mine: Trajectory, comparisons: dict[str, Comparison], step: int, stage: str) -> str:
-        """The project's majority rule (``harness.judge.diagnosis.suspects``) over the implementations
+        """The project's majority rule (``harness.judge.suspects.suspects``) over the implementations
         and the submission, the submission's pairs localised at ``stage``."""
         if self.result is None:
             return ""
@@ -176,7 +178,7 @@ class TrainAudit(KindAudit):
                          comparisons=[*self.result.comparisons, *comparisons.values()])
         where = Localisation(step, [StageDiff(stage, max_abs=0.0, max_rel=0.0, rate=float("inf"),
                                               beyond_tolerance=True)])
-        return "; ".join(s.describe() for s in suspects(result, "float64",
+        return "; ".join(s.describe() for s in suspects(result, "float64", runs=RUNS,
                                                         localisations={id(c): where for c in comparisons.values()}))
 
     def _cause(self, mine: Trajectory, history: History) -> tuple[str, str]:

@@ -37,7 +37,7 @@ import numpy as np
 
 from harness.answers.compute import network_answer
 from harness.answers.questions import Dense, Network, Question
-from harness.judge.tolerance import difference
+from harness.spec.tolerance import difference
 from reference.activations import ACTIVATIONS
 
 FLOAT_MAX = float(np.finfo(np.float64).max)

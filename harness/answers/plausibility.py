@@ -6,7 +6,7 @@ exponential output; a negative loss; an accuracy outside [0, 1] (above 100%). Ea
 is widened by the printed half-unit, so ``1.`` for a probability is fine.
 
 A printed nan is not implausible: a diverged run prints nan. It is judged by the one
-comparison rule (``harness.judge.tolerance``), as a scenario's lab value is: it matches
+comparison rule (``harness.spec.tolerance``), as a scenario's lab value is: it matches
 only a computed nan, and is wrong against a number. No bound here is broken by a nan
 (every comparison with nan is false).
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.answers.questions import Activation, Dense, Loss, Network, Question, ScenarioQuestion
-from harness.judge.printed import Printed
+from harness.spec.printed import Printed
 from harness.spec.scenario import LayerSpec
 
 _RANGES = {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0), "relu": (0.0, np.inf),

@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from harness.errors import MISSING, BadInput
-from harness.run.runner import with_convention
+from harness.run.labels import with_convention
 from harness.spec.catalogue import resolve
 from harness.spec.conventions import difference, native, pinned
 from harness.spec.data import make_data, target_columns

@@ -22,7 +22,7 @@ Verdicts, in the order they are decided:
       propagated = sum_j |d answer / d input_j| * half-unit_j (``inputs_rounded_to``: central
                    differences of the reference, ``harness.judge.propagation``)
 
-  The difference and the agreement between implementations are ``harness.judge.tolerance``'s
+  The difference and the agreement between implementations are ``harness.spec.tolerance``'s
   (nan == nan, the same inf; nan against a number infinitely far); ``|expected|`` in an
   allowance is its finite magnitude (an infinite expected value allows nothing extra).
 """
@@ -48,16 +48,16 @@ from harness.answers.questions import (
     integer_answer,
     with_inputs,
 )
-from harness.judge.printed import Printed, format_like, half_unit
 from harness.judge.propagation import propagated
-from harness.judge.tolerance import (
+from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
+from harness.spec.printed import Printed, format_like, half_unit
+from harness.spec.tolerance import (
     DEFAULT_TOLERANCES,
     Tolerance,
     compare_elements,
     difference,
     finite_magnitude,
 )
-from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 
 CORRECT, WRONG, UNANSWERED, IMPLAUSIBLE = "correct", "wrong", "unanswered", "implausible"
 HARNESS_FAULT, NOT_REPRODUCIBLE, MALFORMED = "harness-fault", "not-reproducible", "malformed"

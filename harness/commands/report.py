@@ -11,7 +11,10 @@ from pathlib import Path
 from harness.commands.args import FRAMEWORKS_HELP, add_execution_options, frameworks_arg, memory_size
 from harness.commands.cli import COMMANDS, interrupts_deferred
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
-from harness.judge.diagnosis import Diagnosis, diagnose
+from harness.judge.diagnosis import Diagnosis
+from harness.judge.result import ScenarioResult
+from harness.pipeline import diagnose, prepare, run_scenarios
+from harness.render.coverage import coverage_markdown
 from harness.render.files import check_output_folder, write_files_atomic
 from harness.render.html import index_page, shared_files
 from harness.render.report import (
@@ -29,9 +32,8 @@ from harness.render.report import (
 )
 from harness.run import progress as overall_progress
 from harness.run.adapters import FRAMEWORKS
-from harness.run.runner import Progress, ScenarioResult, prepare, run_scenarios
+from harness.run.progress import Progress
 from harness.spec.catalogue import catalogue_scenarios, resolve_all
-from harness.spec.coverage import coverage_markdown
 from harness.spec.scenario import Scenario
 
 DEFAULT_OUT = "build/reports"  # git-ignored; the published catalogue (reports/) only by --out

@@ -9,7 +9,9 @@ from typing import Sequence
 from harness.commands.args import FRAMEWORKS_HELP, add_execution_options, dtypes_arg, frameworks_arg, memory_size
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
-from harness.judge.diagnosis import Diagnosis, diagnose
+from harness.judge.diagnosis import Diagnosis
+from harness.judge.result import ScenarioResult
+from harness.pipeline import diagnose, run_scenario
 from harness.render.files import check_output_files, write_text_atomic
 from harness.render.frames import comparisons_csv
 from harness.render.report import diagnosis_lines, summary_paragraph, verdict_line
@@ -25,7 +27,7 @@ from harness.render.tables import (
 from harness.render.terminal import printed, terminal_width
 from harness.run import progress as overall_progress
 from harness.run.adapters import FRAMEWORKS
-from harness.run.runner import Progress, ScenarioResult, run_scenario
+from harness.run.progress import Progress
 from harness.spec.catalogue import resolve_all
 from harness.spec.scenario import DTYPES, Scenario
 

@@ -18,9 +18,10 @@ from harness.errors import BadInput
 from harness.fuzz.fingerprint import UNKNOWN, Fingerprint
 from harness.fuzz.oracle import FINDING, NOT_RUNNABLE, Outcome, verdict
 from harness.fuzz.space import Example
+from harness.judge.result import ScenarioResult
+from harness.pipeline import Prepared, prepare, run_scenarios
 from harness.run.adapters.workers import resident_bytes, stop
 from harness.run.budget import estimate, machine_memory
-from harness.run.runner import Prepared, ScenarioResult, prepare, run_scenarios
 
 BATCH = 8
 WORKER_SHARE = 0.125  # of the memory budget, per framework worker (recycle_workers)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from harness.judge.compare import DISAGREE
 from harness.judge.diagnosis import Diagnosis
-from harness.run.runner import ScenarioResult, framework_of
+from harness.judge.result import ScenarioResult
+from harness.run.labels import framework_of
 
 UNKNOWN = "unknown"
 NO_MAJORITY = "no-majority"

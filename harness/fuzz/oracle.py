@@ -13,9 +13,10 @@ from harness.errors import BadInput
 from harness.fuzz.fingerprint import UNKNOWN, Fingerprint, of_result
 from harness.fuzz.space import Example
 from harness.judge.compare import DISAGREE
-from harness.judge.diagnosis import diagnose
+from harness.judge.result import ScenarioResult
+from harness.pipeline import diagnose, run_scenario
 from harness.run.adapters import REFERENCE
-from harness.run.runner import ScenarioResult, framework_of, run_scenario
+from harness.run.labels import framework_of
 from harness.spec.scenario import Scenario, batch_rows
 
 OK, ILL_CONDITIONED, NOT_RUNNABLE, FINDING = "ok", "ill-conditioned", "not runnable", "finding"

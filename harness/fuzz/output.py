@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.fuzz.toml_text import to_toml
 from harness.render.files import write_files_atomic, write_json
-from harness.spec.scenario import NAME_MAX
+from harness.spec.names import NAME_MAX
 
 if TYPE_CHECKING:
     from harness.fuzz.campaign import Campaign, Record

@@ -1,0 +1,1 @@
+"""The judge floor: runs compared, verdicts, explanations and diagnoses; runs are asked for through ``runs.Runs``."""

@@ -1,6 +1,6 @@
 """Step-by-step comparison of two trajectories of the same scenario and dtype.
 
-Element by element, the agreement rule of ``harness.judge.tolerance``::
+Element by element, the agreement rule of ``harness.spec.tolerance``::
 
     |a - b| <= atol + rtol * max(|a|, |b|) + ulps * eps * M
 
@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from harness.judge.tolerance import (
+from harness.run.trajectory import Trajectory
+from harness.spec.tolerance import (
     ROUNDING_DECIDES,
     ROUNDING_FACTOR,
     ElementDiffs,
@@ -30,13 +31,12 @@ from harness.judge.tolerance import (
     compare_elements,
     magnitude_so_far,
 )
-from harness.run.trajectory import Trajectory
 
 # The three states of a compared pair, used word for word in the agreement table, the report's
 # verdict and index, the terminal and the JSON.
 AGREE = "agree"  # within tolerance at every step
 EXPLAINED = "differ, explained"  # differs only by what the reference accounts for (a convention, a dtype rule)
-# why a pair that differs, explained, is ok (``harness.run.runner._explain``)
+# why a pair that differs, explained, is ok (``harness.judge.explain``)
 ACCOUNTED = ("each side agrees with the reference run in its own optimizer convention, or, where a side's "
              "framework has a dtype rule, its control run with that rule off does; and each convention's "
              "reference run follows that convention's update rule, computed independently in exact arithmetic")
@@ -97,17 +97,18 @@ class Comparison:
     gradients: dict[str, QuantityDiff] = field(default_factory=dict)
     mismatch: Mismatch | None = None
     note: str = ""
-    # Set by the runner (``harness.run.runner._explain``): what the pair's sides are known to compute
+    # Set by the judge (``harness.judge.explain``): what the pair's sides are known to compute
     # differently, each a phrase: their optimizer conventions ("Adam epsilon placement (...)"), a
     # side's dtype rule ("keras@jax: Keras' rule that returns 32-bit results ... (in ...)")
     differences: list[str] = field(default_factory=list)
     explained: bool = False  # each side agrees with the reference in its convention (or its control run does)
     unconfirmed: str = ""  # why the known difference could not be confirmed (the reference did not run)
-    # Set by the runner: what makes a side not a run of the pair's dtype, whatever the numbers say
+    # Set by the judge (``harness.judge.explain``): what makes a side not a run of the pair's dtype,
+    # whatever the numbers say
     # ("torch (float32) computed its parameters in float64"): the pair disagrees
     # (``ScenarioResult.dtype_faults``)
     faults: list[str] = field(default_factory=list)
-    # The tolerance's magnitude term (harness.judge.tolerance): allowed += mtol * M, mtol = ulps * eps.
+    # The tolerance's magnitude term (harness.spec.tolerance): allowed += mtol * M, mtol = ulps * eps.
     ulps: float = 0.0
     mtol: float = 0.0
     tolerance: str = ""  # Tolerance.describe(): "rtol 1e-05, atol 1e-07 + 16 eps32 x M"

@@ -1,8 +1,8 @@
 """Check a run against the numbers the lab printed (``[[lab_values]]`` of a scenario).
 
-The tolerance is half a unit in the last printed digit (``harness.judge.printed.half_unit``,
+The tolerance is half a unit in the last printed digit (``harness.spec.printed.half_unit``,
 the rule answer keys use too) or what the lab value says, and the difference is the
-agreement rule's (``harness.judge.tolerance.difference``: a printed nan is matched by nan
+agreement rule's (``harness.spec.tolerance.difference``: a printed nan is matched by nan
 only). When the lab's *inputs* were themselves printed rounded (``inputs_rounded_to = d``),
 the tolerance widens by the propagated input uncertainty, to first order::
 
@@ -14,15 +14,16 @@ with each derivative taken by central differences of reference re-runs
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
 from harness.judge.propagation import propagated
-from harness.judge.tolerance import difference, exceeds
-from harness.run.adapters import REFERENCE, adapter, run_framework
+from harness.run.adapters.numpy_reference import ADAPTER as REFERENCE_ADAPTER
 from harness.run.plan import TrainingPlan, make_plan
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import LabValue
+from harness.spec.tolerance import difference, exceeds
 
 
 @dataclass
@@ -72,7 +73,7 @@ def computed_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) ->
             return 0, trajectory.outputs_initial[layer]
         if step > trajectory.steps:
             return None, None
-        return step, adapter(REFERENCE).forward(plan.scenario, trajectory.params_before(step), plan.X)[layer]
+        return step, REFERENCE_ADAPTER.forward(plan.scenario, trajectory.params_before(step), plan.X)[layer]
     if step < 0 or step > final:
         return None, None
     if lab.what == "params" and lab.param is not None:
@@ -84,25 +85,30 @@ def computed_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) ->
     raise ValueError(f"{lab.what} (param {lab.param})")
 
 
-def check_lab_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) -> LabCheck:
-    """``trajectory``: the reference run in the lab value's dtype (and convention) on ``plan``."""
+Rerun = Callable[[TrainingPlan], Trajectory]  # the reference run on another plan (``harness.judge.runs``)
+
+
+def check_lab_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan, *, rerun: Rerun) -> LabCheck:
+    """``trajectory``: the reference run in the lab value's dtype (and convention) on ``plan``;
+    ``rerun`` makes the reference's runs on the data rounded as printed (``propagated_uncertainty``)."""
     step, value = computed_value(lab, trajectory, plan)
     if value is None:
         return LabCheck(lab, None, None, float("inf"), False)
     value = np.asarray(value, dtype=np.float64).reshape(lab.value.shape)
     diff = difference(value, lab.value)  # a printed nan (a diverged run) is matched by nan only
-    widening = None if lab.inputs_rounded_to is None else propagated_uncertainty(lab, plan)
+    widening = None if lab.inputs_rounded_to is None else propagated_uncertainty(lab, plan, rerun=rerun)
     allowed = lab.tolerance if widening is None else lab.tolerance + widening
     return LabCheck(lab, step, value, float(np.max(diff)), not bool(np.any(exceeds(value, lab.value, allowed))),
                     widening)
 
 
-def check_lab_values(trajectory: Trajectory, plan: TrainingPlan) -> list[LabCheck]:
+def check_lab_values(trajectory: Trajectory, plan: TrainingPlan, *, rerun: Rerun) -> list[LabCheck]:
     """Every lab value of the plan's dtype against one reference run (no convention selection)."""
-    return [check_lab_value(lab, trajectory, plan) for lab in plan.scenario.lab_values if lab.dtype == plan.dtype]
+    return [check_lab_value(lab, trajectory, plan, rerun=rerun) for lab in plan.scenario.lab_values
+            if lab.dtype == plan.dtype]
 
 
-def propagated_uncertainty(lab: LabValue, plan: TrainingPlan) -> np.ndarray:
+def propagated_uncertainty(lab: LabValue, plan: TrainingPlan, *, rerun: Rerun) -> np.ndarray:
     """First-order uncertainty of the quantity from the data arrays ``lab.rounded_inputs`` printed at
     ``inputs_rounded_to`` decimals: ``propagated`` with the reference re-run on the data replaced."""
     scenario, decimals = plan.scenario, lab.inputs_rounded_to
@@ -113,7 +119,7 @@ def propagated_uncertainty(lab: LabValue, plan: TrainingPlan) -> np.ndarray:
         variant = replace(scenario, data=replace(scenario.data, X=data.get("X", scenario.data.X),
                                                  y=data.get("y", scenario.data.y)))
         side_plan = make_plan(variant, plan.dtype)
-        _, value = computed_value(lab, run_framework(REFERENCE, side_plan), side_plan)
+        _, value = computed_value(lab, rerun(side_plan), side_plan)
         return np.asarray(value, dtype=np.float64).reshape(lab.value.shape)
 
     inputs = {name: getattr(scenario.data, name) for name in lab.rounded_inputs}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.run.adapters import REFERENCE, adapter
+from harness.run.adapters.numpy_reference import ADAPTER as REFERENCE_ADAPTER
 from harness.spec.scenario import Scenario
 
 ACCURACY_LOSSES = ("binary_crossentropy", "categorical_crossentropy")
@@ -43,5 +43,5 @@ def evaluate(
     training loss says how predictions become classes."""
     if scenario.training is None:
         raise ValueError(f"evaluate: {scenario.name} is forward-only: no training loss to score accuracy by")
-    reference, loss = adapter(REFERENCE), scenario.training.loss
+    reference, loss = REFERENCE_ADAPTER, scenario.training.loss
     return {name: accuracy(y, reference.forward(scenario, params, X)[-1], loss=loss) for name, (X, y) in splits.items()}

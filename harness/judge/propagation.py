@@ -2,7 +2,7 @@
 
 When inputs were themselves printed rounded (a table at 2 decimals), each input element
 ``x_j`` is only known to ``±half a unit`` in its last printed digit (``0.5 * 10**-d_j``,
-``harness.judge.printed.half_unit``). A value ``f`` computed from them then moves by at
+``harness.spec.printed.half_unit``). A value ``f`` computed from them then moves by at
 most, to first order and in the worst case::
 
     propagated_i = sum_j |d f_i / d x_j| * 0.5 * 10**-d_j
@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.judge.printed import half_unit
+from harness.spec.printed import half_unit
 
 Inputs = dict[str, np.ndarray]
 

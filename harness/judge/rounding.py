@@ -1,5 +1,5 @@
 """How far rounding alone can move a scenario's numbers in a dtype, measured on the reference by
-Monte Carlo arithmetic: the agreement rule's rounding term (``harness.judge.tolerance``).
+Monte Carlo arithmetic: the agreement rule's rounding term (``harness.spec.tolerance``).
 
 Two implementations of the same maths differ by their roundings: a few ulps per operation, which
 the rule's fixed terms cover as long as the computation does not amplify them. Some do, by orders

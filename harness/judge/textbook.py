@@ -51,8 +51,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from harness.judge.tolerance import Tolerance, compare_elements, finite_magnitude
 from harness.run.trajectory import Trajectory
+from harness.spec.tolerance import Tolerance, compare_elements, finite_magnitude
 
 CONTEXT = Context(prec=50)
 MIN_STEPS = 3  # always checked (when the run made them and their values are finite)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.run.runner import ScenarioResult
+from harness.judge.result import ScenarioResult
 
 COLUMNS = ("scenario", "a", "b", "dtype", "state", "verdict", "max_abs", "max_rel", "first_divergent_step",
            "quantity", "step", "index", "steps_a", "steps_b", "tolerance", "rtol", "atol", "expected_difference",

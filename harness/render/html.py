@@ -22,9 +22,9 @@ import plotly.io as pio  # type: ignore[import-untyped]
 from plotly.offline import get_plotlyjs, get_plotlyjs_version  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
+from harness.judge.result import ScenarioResult
 from harness.render.free_text import LINK, safe_link
 from harness.render.plots import COLOURS, PAIR_COLOURS, pair_series, zero_floor
-from harness.run.runner import ScenarioResult
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; }

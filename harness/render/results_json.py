@@ -9,10 +9,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.judge.diagnosis import Diagnosis
+from harness.judge.result import ScenarioResult
 from harness.render.files import display_path, json_safe, without_machine_paths, write_json
 from harness.render.report import summary_paragraph, used, worst_pair
 from harness.run import environment
-from harness.run.runner import ScenarioResult
 
 
 def _list(arr: np.ndarray) -> list[Any]:

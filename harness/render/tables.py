@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 
 from harness.judge.compare import EXPLAINED, Comparison
-from harness.judge.tolerance import difference
-from harness.run.runner import ScenarioResult
+from harness.judge.result import ScenarioResult
 from harness.run.trajectory import Trajectory
+from harness.spec.tolerance import difference
 
 
 def markdown(df: pd.DataFrame) -> str:

@@ -17,12 +17,12 @@ import tempfile
 import time
 from typing import Any, Callable
 
+from harness.pipeline import prepare, run_scenarios
 from harness.run.adapters import REFERENCE, adapter, use_jobs
 from harness.run.adapters.workers import stop_all
 from harness.run.cache import use_cache
 from harness.run.hand_loop import hand_loop, not_defined
 from harness.run.plan import TrainingPlan, make_plan
-from harness.run.runner import prepare, run_scenarios
 from harness.spec.scenario import Scenario
 
 HAND_LOOP = "hand loop"

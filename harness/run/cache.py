@@ -49,12 +49,12 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from harness.errors import BadInput
-from harness.judge.tolerance import DEFAULT_TOLERANCES
 from harness.run import environment
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 from harness.spec.data import DataSpec
 from harness.spec.scenario import LayerSpec, OptimizerSpec, Scenario, TrainingSpec
+from harness.spec.tolerance import DEFAULT_TOLERANCES
 
 FOLDER = ".nn-parity-cache"  # the commands' default, in the working directory
 VARIABLE = "NN_PARITY_CACHE"  # ... unless this environment variable names another

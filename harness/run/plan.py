@@ -111,3 +111,8 @@ def initial_params(scenario: Scenario) -> dict[str, np.ndarray]:
             else:
                 params[b] = np.zeros(shapes[b])
     return params
+
+
+def side_plan(plan: TrainingPlan, scenario: Scenario) -> TrainingPlan:
+    """The same data, initial weights and batch order, trained as ``scenario`` says."""
+    return plan if scenario is plan.scenario else replace(plan, scenario=scenario)

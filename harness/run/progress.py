@@ -15,13 +15,14 @@ import shutil
 import sys
 import threading
 import time
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs; pinned in constraints.txt
 
 BAR_FORMAT = "{n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {elapsed} elapsed, about {remaining} left"
 EVERY = 30.0  # seconds between two lines when stderr is not a terminal
 RUNS, ANSWERS = "runs", "answers"  # the units
+Progress = Callable[[str], None]  # what receives a command's progress lines (a run made, a step traced)
 
 
 class Overall:

@@ -9,7 +9,7 @@ by the implementation's own forward pass, with the initial parameters
 scenario makes no step and records only those.
 
 Two facts about how the implementation computed are recorded by its own loop, from its own
-tensors, so the diagnosis can measure them instead of assuming them (``harness.judge.findings``):
+tensors, so the diagnosis can measure them instead of assuming them (``harness.judge.causes``):
 ``computed_dtypes``, the dtype of each kind of tensor it computed with (a float32 run computed in
 float64 is a defect, not drift), and ``batch_rows``, the rows of the data set each step's batch
 actually held (identified by content, ``RowIds``: reordered, dropped or repeated batches show).

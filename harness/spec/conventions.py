@@ -74,7 +74,7 @@ def difference(spec: OptimizerSpec, a: str = "keras", b: str = "torch") -> str |
     Keras' formulas against torch's differ in the formulas; "keras" (Keras on TensorFlow) against
     any other convention also in the hyper-parameters it rounds to float32 in float64 runs (measured
     to be most of Keras' and torch's float64 difference for SGD momentum and default Adam:
-    ``harness.judge.diagnosis.contributions``). With the defaults it is None exactly when all three
+    ``harness.judge.contributions``). With the defaults it is None exactly when all three
     conventions compute the same (plain SGD): the two Keras conventions differ only where Keras'
     and torch's formulas differ too.
     """

@@ -5,9 +5,7 @@ file, the field and what was expected, before any framework runs.
 """
 from __future__ import annotations
 
-import copy
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +13,13 @@ from typing import Any
 import numpy as np
 
 from harness.errors import MISSING, BadInput
-from harness.judge.printed import half_unit
-from harness.judge.tolerance import DEFAULT_TOLERANCES, Tolerance
 from harness.spec.data import DataSpec, check_data_spec, data_rows, target_columns
 from harness.spec.fields import Table, read_toml
 from harness.spec.initializers import Initializer, check_initializer
+from harness.spec.names import check_name
+from harness.spec.printed import half_unit
+from harness.spec.tolerance import DEFAULT_TOLERANCES, Tolerance
+from harness.spec.variants import expand_variants
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
 from reference.network import bias_name, kernel_name
@@ -28,10 +28,6 @@ from reference.optimizers import CONVENTIONS
 DTYPES = ("float64", "float32")
 FULL_BATCH = None
 
-# Scenario names become file names (<out>/<name>.md) and table cells: identifiers only.
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
-NAME_MAX = 80
-NAME_RULE = f"lowercase letters, digits and dashes, starting with a letter or digit, at most {NAME_MAX} characters"
 LAYER_OUTPUT_AXES = (-2, -1, 0, 1)  # a layer's output is (n, units)
 
 
@@ -147,19 +143,6 @@ def max_steps(training: TrainingSpec | None, rows: int) -> int:
     return 0 if training is None else training.epochs * math.ceil(rows / batch_rows(training, rows))
 
 
-def is_name(name: object) -> bool:
-    """Whether ``name`` follows ``NAME_RULE``."""
-    return isinstance(name, str) and len(name) <= NAME_MAX and NAME_PATTERN.fullmatch(name) is not None
-
-
-def check_name(t: Table, key: str = "name") -> str:
-    """A scenario name (or a variant's suffix): ``NAME_RULE``."""
-    name = t.string(key)
-    if not is_name(name):
-        raise t.error(key, NAME_RULE, name)
-    return name
-
-
 def layer_axis(t: Table, key: str = "axis") -> int:
     """A softmax axis of a dense layer's output ``(n, units)``: -2, -1 (the default), 0 or 1."""
     axis = t.integer(key, -1)
@@ -233,60 +216,6 @@ def load_scenarios(path: str | Path) -> list[Scenario]:
     if "variants" not in raw:
         return [parse_scenario(raw, path=path)]
     return [parse_scenario(variant, path=path, where=where) for where, variant in expand_variants(raw, path=path)]
-
-
-VARIANT_KEYS = {"name", "set", "lab_values"}
-
-
-def expand_variants(raw: dict[str, Any], *, path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """``[[variants]]``: each table names a suffix (scenario ``<name>-<suffix>``), sets dotted fields
-    of the file (``"model.layers.0.units" = 4``) and may add its own ``[[variants.lab_values]]``
-    to the file's. Returns ``(where, raw scenario)`` per variant."""
-    top = Table(raw, file=path)
-    base_name = check_name(top)
-    base = {k: v for k, v in raw.items() if k != "variants"}
-    shared = [lab.data for lab in top.tables("lab_values", required=False)]
-    out, seen = [], set()
-    for t in top.tables("variants"):
-        t.check_keys(VARIANT_KEYS)
-        suffix = check_name(t)
-        if suffix in seen:
-            raise t.error("name", "a suffix not used by another variant", suffix)
-        seen.add(suffix)
-        full = f"{base_name}-{suffix}"
-        if len(full) > NAME_MAX:
-            raise t.error("name", f"a suffix short enough for the scenario name {base_name}-<suffix> to have at "
-                          f"most {NAME_MAX} characters", full)
-        variant = copy.deepcopy(base)
-        for dotted, value in t.sub("set", required=False).data.items():
-            _assign(variant, dotted, value, where=t)
-        variant["name"] = full
-        variant["lab_values"] = shared + [lab.data for lab in t.tables("lab_values", required=False)]
-        out.append((t.where, variant))
-    if not out:
-        raise top.error("variants", "at least one [[variants]] table", "none")
-    return out
-
-
-def _assign(raw: dict[str, Any], dotted: str, value: Any, *, where: Table) -> None:
-    """Set ``a.b.0.c`` in nested tables and arrays of tables (numbers index arrays)."""
-    node: Any = raw
-    keys = dotted.split(".")
-    for i, key in enumerate(keys):
-        last = i == len(keys) - 1
-        index: int | str = key
-        if isinstance(node, list):
-            if not key.isdigit() or int(key) >= len(node):
-                raise where.error(f"set.\"{dotted}\"", f"an index below {len(node)} at {key!r}", key)
-            index = int(key)
-        elif not isinstance(node, dict):
-            raise where.error(f"set.\"{dotted}\"", "a path through tables and arrays of the file", dotted)
-        elif not last and key not in node:
-            raise where.error(f"set.\"{dotted}\"", f"an existing field at {key!r}", dotted)
-        if last:
-            node[index] = copy.deepcopy(value)
-        else:
-            node = node[index]
 
 
 def parse_scenario(raw: dict[str, Any], *, path: Path, where: str = "") -> Scenario:

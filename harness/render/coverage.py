@@ -207,7 +207,7 @@ def coverage_markdown(scenarios: Sequence[Scenario] | None = None, *, runs: Mapp
              f"{len(table) - len(missing)} of {len(table)} features of the scenario format are exercised by at least "
              "one scenario" + (f"; not covered: {', '.join(missing)}." if missing else "."),
              "Guard binding, exact ReLU zeros and early stops are measured on the float64 reference run "
-             "(`harness/spec/coverage.py`).", "",
+             "(`harness/render/coverage.py`).", "",
              "| feature | case | scenarios |", "| --- | --- | --- |"]
     for r in table.itertuples():
         names = str(r.scenarios).split(", ") if r.covered else []

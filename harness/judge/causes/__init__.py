@@ -1,0 +1,1 @@
+"""The known causes of a divergence, one module per family, and their registry (``registry.CAUSES``)."""

@@ -1,0 +1,106 @@
+"""A scenario's pairs explained: a pair of two native sides that differs only by what the reference
+accounts for -- the optimizer conventions of its sides (each side agreeing with the reference in its
+own convention, each convention's reference run following that convention's update rule computed
+independently, ``harness.judge.textbook``) and a framework's narrowing rule (a side whose control
+run, with the rule off, agrees with the reference) -- differs, explained, and names them.
+"""
+from __future__ import annotations
+
+from harness.judge.result import ScenarioResult, bridge_of
+from harness.judge.runs import Runs
+from harness.judge.textbook import RuleCheck, check_run
+from harness.run.labels import REFERENCE, control_label, convention_of, framework_of, reference_in
+from harness.run.trajectory import Trajectory
+from harness.spec.conventions import COMMON, difference
+from harness.spec.scenario import Scenario
+from harness.spec.tolerance import Tolerance
+
+
+def explain(result: ScenarioResult, dtype: str, *, native: set[str], runs: Runs) -> None:
+    """Mark each pair the harness itself chose (both sides native, not a caller's variant) that
+    differs only by what the reference accounts for: the optimizer conventions of its sides (each
+    side agreeing with the reference in its own convention, and each convention confirmed,
+    ``convention_confirmed``) and a framework's narrowing rule (a side whose control run agrees with
+    it, ``account``). ``differences`` names them. A pair with a side that computed in another dtype
+    than its own has ``faults``."""
+    spec = None if result.scenario.training is None else result.scenario.training.optimizer
+    accounted = {label: account(result, label, dtype, runs) for label in result.frameworks}
+    for label, (ok, rule) in accounted.items():
+        if ok and rule:
+            result.rules[(label, dtype)] = rule
+    _check_rules(result, dtype)
+    for c in result.comparisons:
+        if c.dtype != dtype:
+            continue
+        c.faults = [fault for side in (c.a, c.b) if (fault := result.dtype_fault(side, dtype))]
+        if c.a not in native or c.b not in native:
+            continue
+        ca, cb = result.runs[(c.a, dtype)].convention, result.runs[(c.b, dtype)].convention
+        parts, conventions = [], []
+        if spec is not None and COMMON not in (ca, cb) and ca and cb and ca != cb:
+            parts.append(difference(spec, ca, cb) or "")
+            conventions = [ca, cb]
+        parts += [accounted[side][1] for side in (c.a, c.b) if accounted[side][1]]
+        c.differences = [p for p in parts if p]
+        c.explained = (bool(c.differences) and accounted[c.a][0] and accounted[c.b][0]
+                       and all(convention_confirmed(result, x, dtype, runs) for x in conventions))
+        if c.differences and not any(framework_of(label) == REFERENCE for label in result.frameworks):
+            c.unconfirmed = (f"the reference ({REFERENCE}) is needed to confirm it, and did not run: add "
+                             f"{REFERENCE} to --frameworks")
+
+
+def _check_rules(result: ScenarioResult, dtype: str) -> None:
+    """Each reference run in an optimizer convention against that convention's update rule,
+    computed independently (``harness.judge.textbook``), into ``rule_checks``."""
+    training = result.scenario.training
+    for label in result.frameworks:
+        run = result.runs[(label, dtype)]
+        if training is None or convention_of(label) is None or not run.ok or run.convention in ("", COMMON):
+            continue
+        result.rule_checks[(label, dtype)] = check_rule(label, run, result.scenario_for(label),
+                                                        result.scenario.tolerances[dtype])
+
+
+def check_rule(label: str, run: Trajectory, scenario: Scenario, tolerance: Tolerance) -> RuleCheck:
+    """A reference run (of ``scenario``) against the update rule of the convention it computed."""
+    spec = scenario.training_spec.optimizer
+    return check_run(label, run, optimizer=spec.name, learning_rate=spec.learning_rate, options=spec.options,
+                     convention=run.convention, tolerance=tolerance)
+
+
+def in_convention(result: ScenarioResult, convention: str, dtype: str) -> list[str]:
+    """The frameworks (not the reference) whose run in ``dtype`` computed ``convention``."""
+    return [label for label in result.frameworks if framework_of(label) != REFERENCE
+            and (run := result.runs.get((label, dtype))) is not None and run.ok and run.convention == convention]
+
+
+def convention_confirmed(result: ScenarioResult, convention: str, dtype: str, runs: Runs) -> bool:
+    """What a convention difference rests on, none of it the code it explains: the reference in
+    ``convention`` follows that convention's update rule computed independently (``rule_checks``),
+    and every framework computing ``convention`` agrees with it (or its control run does,
+    ``account``). Re-running the reference in the other convention would run the very code being
+    checked, so it is no evidence."""
+    check = result.rule_checks.get((reference_in(convention), dtype))
+    return (check is not None and check.ok
+            and all(account(result, label, dtype, runs)[0] for label in in_convention(result, convention, dtype)))
+
+
+def account(result: ScenarioResult, label: str, dtype: str, runs: Runs) -> tuple[bool, str]:
+    """Whether the reference accounts for ``label``'s run: (True, "") when it is the reference or
+    agrees with the reference in its convention; (True, the rule) when its control run with its
+    framework's narrowing rule off agrees with it instead; else (False, "")."""
+    if framework_of(label) == REFERENCE:
+        return True, ""
+    reference = bridge_of(result, label, dtype)
+    if reference is None:
+        return False, ""
+    direct = result.pair(label, reference, dtype)
+    if direct is not None and direct.agree:
+        return True, ""
+    control = result.pair(control_label(label), reference, dtype)
+    if control is None or not control.agree:
+        return False, ""
+    narrowed = result.runs[(label, dtype)].narrowed_ops
+    ops = ", ".join(op if dt == "float32" else f"{op} (to {dt})" for op, dt in narrowed.items())
+    rule = runs.adapter(framework_of(label)).narrowing_rule
+    return True, f"{label}: {rule} (in {ops}; with it off, {control_label(label)} agrees with {reference})"

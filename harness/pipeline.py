@@ -1,0 +1,131 @@
+"""The one orchestrator: a scenario checked and planned, its runs made, judged, its control runs made
+and its pairs explained, in that order; and a result's disagreements diagnosed, with the control
+runs the diagnosis asks for made through the same run floor (``RUNS``).
+
+Every other module sits on one floor (``spec`` -> ``run`` -> ``judge`` -> ``render`` -> ``answers``
+-> ``commands``, docs/architecture.md); this one is where the run floor and the judge meet: the
+judge asks for runs through the ``harness.judge.runs.Runs`` it is given, and ``RUNS`` is the one
+that makes them through the adapters, their worker processes and the run cache.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+from harness.judge import diagnosis
+from harness.judge.compare_runs import compare_pair, controls_needed, judge_runs
+from harness.judge.diagnosis import Diagnosis
+from harness.judge.explain import explain
+from harness.judge.plan_checks import plan_faults
+from harness.judge.result import ScenarioResult
+from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, Adapter, Params, adapter, run_framework, trace_framework
+from harness.run.labels import control_label
+from harness.run.plan import TrainingPlan, make_plan, side_plan
+from harness.run.progress import Progress
+from harness.run.runner import check_runnable, implementations, make_runs
+from harness.run.trajectory import Trajectory
+from harness.spec.scenario import DTYPES, Scenario
+
+
+class AdapterRuns:
+    """``harness.judge.runs.Runs`` through the adapters: their worker processes and the run cache."""
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        return ALL_FRAMEWORKS
+
+    def adapter(self, framework: str) -> Adapter:
+        return adapter(framework)
+
+    def run(self, framework: str, plan: TrainingPlan) -> Trajectory:
+        return run_framework(framework, plan)
+
+    def trace(self, framework: str, plan: TrainingPlan, step: int) -> Params:
+        return trace_framework(framework, plan, step)
+
+    def check_runnable(self, scenario: Scenario, *, frameworks: tuple[str, ...], dtypes: tuple[str, ...]) -> None:
+        check_runnable(scenario, frameworks=frameworks, dtypes=dtypes)
+
+
+RUNS = AdapterRuns()
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    frameworks: tuple[str, ...] = FRAMEWORKS,
+    dtypes: tuple[str, ...] = DTYPES,
+    progress: Progress | None = None,
+    sides: Mapping[str, Scenario] | None = None,
+    max_bytes: int | None = None,
+) -> ScenarioResult:
+    """``sides`` runs one implementation on a variant of the scenario (e.g. made with
+    ``dataclasses.replace``) with the same data, initial weights and batch order. A scenario
+    whose runs would need more than ``max_bytes`` (default: the machine's memory) is refused
+    before anything is allocated (``harness.run.budget``)."""
+    [result] = run_scenarios([prepare(scenario, frameworks=frameworks, dtypes=dtypes, sides=sides,
+                                      max_bytes=max_bytes)], progress=progress)
+    return result
+
+
+@dataclass
+class Prepared:
+    """A scenario checked and planned, its runs not made yet (``prepare``)."""
+
+    result: ScenarioResult
+    native: set[str]  # the implementations in their native convention (not a caller's variant)
+
+    @property
+    def cells(self) -> list[tuple[str, str]]:
+        return [(label, dtype) for dtype in self.result.dtypes for label in self.result.frameworks]
+
+
+def prepare(scenario: Scenario, *, frameworks: tuple[str, ...] = FRAMEWORKS, dtypes: tuple[str, ...] = DTYPES,
+            sides: Mapping[str, Scenario] | None = None, max_bytes: int | None = None) -> Prepared:
+    """Check that the scenario can run (``check_runnable``: ``BadInput`` otherwise) and make its plans."""
+    planned = implementations(scenario, frameworks)
+    result = ScenarioResult(scenario=scenario, frameworks=tuple(planned), dtypes=dtypes,
+                            sides={**{k: v for k, v in planned.items() if v is not scenario}, **dict(sides or {})})
+    check_runnable(scenario, frameworks=frameworks, dtypes=dtypes, max_bytes=max_bytes, sides=result.sides)
+    for dtype in dtypes:
+        result.plans[dtype] = make_plan(scenario, dtype)
+        result.plan_faults += plan_faults(result.plans[dtype])
+    return Prepared(result, native=set(planned) - set(sides or {}))
+
+
+def run_scenarios(prepared: list[Prepared], *, progress: Progress | None = None) -> list[ScenarioResult]:
+    """Every run of every prepared scenario in one ``run_all``: the frameworks' workers go on to
+    the next scenario's runs while the reference computes (no wait between scenarios); then each
+    scenario's runs are judged (``judge_runs``); then the control runs those runs call for
+    (``controls_needed``) are made, again all in one ``run_all``, and compared with the reference;
+    then the pairs are explained (``explain``). The results are the same as one scenario at a time."""
+    cells = [(p, label, dtype, p.result.scenario_for(label)) for p in prepared for label, dtype in p.cells]
+    for (p, label, dtype, _), run in zip(cells, _make(cells, progress)):
+        p.result.runs[(label, dtype)] = run
+    for p in prepared:
+        judge_runs(p.result, RUNS)
+    needed = [(p, label, dtype, reference) for p in prepared
+              for label, dtype, reference in controls_needed(p.result, RUNS)]
+    controls = []
+    for p, label, dtype, _ in needed:
+        p.result.sides[control_label(label)] = replace(p.result.scenario_for(label), keep_64_bit=True)
+        controls.append((p, control_label(label), dtype, p.result.sides[control_label(label)]))
+    for (p, control, dtype, _), (_, _, _, reference), run in zip(controls, needed, _make(controls, progress)):
+        p.result.runs[(control, dtype)] = run
+        if run.ok and p.result.runs[(reference, dtype)].ok:
+            p.result.comparisons.append(compare_pair(p.result, reference, control, dtype, RUNS))
+    for p in prepared:
+        for dtype in p.result.dtypes:
+            explain(p.result, dtype, native=p.native, runs=RUNS)
+    return [p.result for p in prepared]
+
+
+def _make(cells: list[tuple[Prepared, str, str, Scenario]], progress: Progress | None) -> list[Trajectory]:
+    """Each cell's run: ``label`` running ``scenario`` on its scenario's plan for ``dtype``."""
+    return make_runs([(p.result.scenario.name, label, side_plan(p.result.plans[dtype], scenario))
+                      for p, label, dtype, scenario in cells], progress)
+
+
+def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> list[Diagnosis]:
+    """``harness.judge.diagnosis.diagnose`` with its traces and control runs made through ``RUNS``."""
+    return diagnosis.diagnose(result, runs=RUNS, progress=progress)
