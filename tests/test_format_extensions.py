@@ -12,7 +12,7 @@ import pytest
 from harness.errors import BadInput
 from harness.judge.diagnosis import diagnose
 from harness.judge.printed import parse_printed
-from harness.render.report import scenario_files
+from harness.render.file_set import scenario_files
 from harness.run.runner import run_scenario
 from harness.spec.scenario import load_scenarios, parse_scenario
 

@@ -26,8 +26,8 @@ import pytest
 from harness.judge import textbook
 from harness.judge.compare import DISAGREE, EXPLAINED
 from harness.judge.diagnosis import EARLY_STOP, NO_CAUSE, ControlRun, Diagnosis, diagnose
-from harness.render.report import lead_paragraph, summary_paragraph, verdict_line
 from harness.render.results_json import result_dict
+from harness.render.sentences import lead_paragraph, summary_paragraph, verdict_line
 from harness.run.adapters import numpy_reference
 from harness.run.adapters.workers import inline
 from harness.run.runner import ScenarioResult, framework_of, run_scenario

@@ -30,8 +30,8 @@ from harness.judge.compare import DISAGREE
 from harness.judge.diagnosis import RUN_LOOP, Diagnosis, diagnose
 from harness.judge.findings import Evidence
 from harness.judge.plan_checks import plan_faults, plan_notes
-from harness.render.report import verdict
 from harness.render.results_json import result_dict
+from harness.render.sentences import verdict
 from harness.run import runner
 from harness.run.adapters import adapter, keras_tf
 from harness.run.adapters.workers import inline
