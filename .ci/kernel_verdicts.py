@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from harness.judge.compare import compare  # noqa: E402  (the checkout's harness, after the path)
 from harness.pipeline import prepare, run_scenarios  # noqa: E402
-from harness.render.report import used, worst_pair  # noqa: E402
+from harness.render.measures import used, worst_pair  # noqa: E402  # noqa: E402
 from harness.run import environment  # noqa: E402
 from harness.spec.catalogue import catalogue_scenarios  # noqa: E402
-from harness.spec.tolerance import DEFAULT_TOLERANCES  # noqa: E402
+from harness.spec.tolerance import DEFAULT_TOLERANCES  # noqa: E402  # noqa: E402
 
 
 def measure(out: Path, names: list[str]) -> None:

@@ -9,8 +9,9 @@ import pytest
 import harness.commands.list
 from harness.commands.cli import main
 from harness.errors import BadInput
+from harness.render.file_set import report_set
 from harness.render.files import json_safe, write_files_atomic, write_json
-from harness.render.report import read_summary, report_set
+from harness.render.header import read_index_entry
 
 
 def test_atomic_write_leaves_no_partial_files(tmp_path):
@@ -119,7 +120,7 @@ def test_a_scenario_named_like_a_path_cannot_overwrite_a_file_beside_the_output(
 def test_a_report_in_the_output_folder_that_we_did_not_write_stays_out_of_the_index(tmp_path, line):
     report = tmp_path / "x.md"
     report.write_text(f"<!-- generated -->\n<!-- nn-parity-summary: {line} -->\n")
-    assert read_summary(report) is None
+    assert read_index_entry(report) is None
     good = '{"causes": [], "lab": "-", "name": "x", "title": "t | u", "verdict": "agree", "worst": "-"}'
     report.write_text(f"<!-- generated -->\n<!-- nn-parity-summary: {good} -->\n")
-    assert read_summary(report)["name"] == "x"
+    assert read_index_entry(report)["name"] == "x"

@@ -11,7 +11,7 @@ import pytest
 
 from harness.errors import BadInput
 from harness.pipeline import diagnose, run_scenario
-from harness.render.report import scenario_files
+from harness.render.file_set import scenario_files
 from harness.spec.printed import parse_printed
 from harness.spec.scenario import load_scenarios, parse_scenario
 

@@ -13,8 +13,8 @@ import pytest
 
 from harness.commands.cli import main
 from harness.pipeline import diagnose
+from harness.render.file_set import scenario_files
 from harness.render.html import POINTS_PER_FIGURE, markdown_to_html, plotly_script, thinned
-from harness.render.report import scenario_files
 
 PAGE_LIMIT = 300 * 1024  # an LMS upload (issue 22, item 8)
 

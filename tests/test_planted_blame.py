@@ -30,8 +30,8 @@ from harness.judge.diagnosis import NO_CAUSE, Diagnosis
 from harness.judge.localisation import EARLY_STOP
 from harness.judge.result import ScenarioResult
 from harness.pipeline import diagnose, run_scenario
-from harness.render.report import lead_paragraph, summary_paragraph, verdict_line
 from harness.render.results_json import result_dict
+from harness.render.sentences import lead_paragraph, summary_paragraph, verdict_line
 from harness.run.adapters import numpy_reference
 from harness.run.adapters.workers import inline
 from harness.run.labels import framework_of

@@ -34,8 +34,8 @@ from harness.judge.localisation import RUN_LOOP
 from harness.judge.plan_checks import plan_faults, plan_notes
 from harness.judge.result import ScenarioResult
 from harness.pipeline import RUNS, diagnose, run_scenario
-from harness.render.report import verdict
 from harness.render.results_json import result_dict
+from harness.render.sentences import verdict
 from harness.run.adapters import adapter, keras_tf
 from harness.run.adapters.workers import inline
 from harness.run.plan import TrainingPlan, make_plan

@@ -13,9 +13,11 @@ import pytest
 from harness.commands.cli import main
 from harness.judge.compare import EXPLAINED
 from harness.pipeline import diagnose, run_scenario
-from harness.render.report import DIVERGED, explained_gap, final_gap, one_line, scenario_markdown, summary_paragraph
+from harness.render.measures import DIVERGED, explained_gap, final_gap
+from harness.render.scenario_report import scenario_markdown
+from harness.render.sentences import index_line, summary_paragraph
 from harness.render.tables import final_params_table, lab_table, values
-from harness.render.terminal import fitted
+from harness.render.terminal_tables import fitted
 from harness.spec.catalogue import resolve
 from harness.spec.comments import tolerance_reason, tolerance_reasons
 from harness.spec.scenario import load_scenarios
@@ -152,7 +154,7 @@ def test_an_explained_pair_whose_runs_both_end_in_nan_says_both_diverged():
     gap = final_gap(result, c)
     assert gap is not None and gap.diverged and gap.max_abs == 0 and gap.digits() == DIVERGED
     assert explained_gap(result, c)[0] == DIVERGED == "both diverged (nan)"
-    line = one_line(result, diagnoses)
+    line = index_line(result, diagnoses)
     assert "explained pairs both diverged (nan)" in line and "up to inf" not in line and "within 0" not in line
     paragraph = summary_paragraph(result, diagnoses)
     assert "both diverged (nan)" in paragraph and "bit for bit" not in paragraph

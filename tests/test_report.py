@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-import harness.render.report
+import harness.render.file_set
 from harness.commands.cli import main
 from harness.judge.compare import compare
 from harness.pipeline import diagnose, run_scenario
+from harness.render.file_set import scenario_files
 from harness.render.files import content_name, without_machine_paths, write_files_atomic
+from harness.render.header import index_entry, read_index_entry
+from harness.render.index import index_markdown
 from harness.render.plots import pair_series
-from harness.render.report import index_markdown, read_summary, scenario_files, summary
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import parse_scenario
 from harness.spec.tolerance import Tolerance
@@ -181,7 +183,7 @@ def test_failed_report_keeps_previous(tiny_file, tmp_path, monkeypatch, capsys):
     def broken(result):
         raise RuntimeError("plotting failed")
 
-    monkeypatch.setattr(harness.render.report, "differences_png", broken)
+    monkeypatch.setattr(harness.render.file_set, "differences_png", broken)
     assert report(tiny_file, out, "--quiet") == 1
     assert "tiny-mlp: report not written, the previous one is kept (RuntimeError: plotting failed)" in \
         capsys.readouterr().err
@@ -202,7 +204,7 @@ def test_crashed_framework_is_shown_beside_the_runs_that_worked(tmp_path):
     assert "| numpy-torch | float64 |" in md  # the runs that worked are still compared
     assert "Variant: keras runs this scenario with optimizer name 'no-such-opt' (instead of 'sgd')" in md
     write_files_atomic(tmp_path, files)
-    assert read_summary(tmp_path / "tiny-mlp.md")["verdict"] == "CRASHED: keras (float64)"
+    assert read_index_entry(tmp_path / "tiny-mlp.md")["verdict"] == "CRASHED: keras (float64)"
 
 
 def test_diagnosed_report_names_cause_and_control(tmp_path):
@@ -219,7 +221,7 @@ def test_diagnosed_report_names_cause_and_control(tmp_path):
             "agree") in md
     table_rows = [line for line in md.splitlines() if line.startswith("| updated layers.0.kernel ")]
     assert len(table_rows) == 1 and table_rows[0].rstrip().endswith("| yes                |")
-    index = index_markdown([summary(result, diagnoses)])
+    index = index_markdown([index_entry(result, diagnoses)])
     assert "1 disagree (1 with every divergence's cause confirmed by a control run or a measurement)" in index
     assert "| tiny-mlp | disagree | 1 pair: 1 disagree; cause: learning rate |" in index
     lead = md.split("**Verdict: disagree**", 1)[1].split("\n\n", 2)[1]
@@ -325,10 +327,10 @@ def test_index_reads_the_verdicts_of_earlier_versions_in_todays_words(tmp_path):
     old = {"name": "old-one", "title": "t", "verdict": "agree (frameworks differ only by optimizer convention)",
            "lab": "-", "worst": "-", "causes": []}
     (tmp_path / "old-one.md").write_text(f"x\n<!-- nn-parity-summary: {json.dumps(old)} -->\n")
-    assert read_summary(tmp_path / "old-one.md")["verdict"] == "differ, explained"
+    assert read_index_entry(tmp_path / "old-one.md")["verdict"] == "differ, explained"
     old["verdict"], old["name"] = "DISAGREE", "old-two"
     (tmp_path / "old-two.md").write_text(f"x\n<!-- nn-parity-summary: {json.dumps(old)} -->\n")
-    assert read_summary(tmp_path / "old-two.md")["verdict"] == "disagree"
+    assert read_index_entry(tmp_path / "old-two.md")["verdict"] == "disagree"
 
 
 # --- no path of this machine in any generated file ------------------------------------

@@ -20,7 +20,8 @@ import pytest
 
 from harness.commands.cli import main
 from harness.commands.report import DEFAULT_OUT
-from harness.render.report import UNKNOWN_ENVIRONMENT, index_markdown
+from harness.render.index import index_markdown
+from harness.render.legacy import UNKNOWN_ENVIRONMENT
 from harness.run import environment
 from harness.run.threads import framework_threads
 

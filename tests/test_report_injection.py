@@ -18,8 +18,8 @@ import pytest
 
 from harness.commands.cli import main
 from harness.render.free_text import free_text, safe_link
+from harness.render.header import read_index_entry
 from harness.render.html import markdown_to_html
-from harness.render.report import read_summary
 
 TINY = (Path(__file__).resolve().parent / "scenarios" / "tiny-mlp.toml").read_text()
 TITLE = "Evil --> <script>alert(1)</script> <img src=x onerror=alert(2)> --!> [t](javascript:alert(0))"
@@ -138,7 +138,7 @@ def test_every_injection_is_text_in_the_page_and_the_markdown(tmp_path: Path) ->
     description = md[md.index("## Set-up\n\n") + 11:md.index("\n- Model: ")]
     assert description.count("\n") == DESCRIPTION.count("\n") + 1  # line for line, with its blank line
     assert not re.search(r"^\s*(#|\||```|<|!\[|\[[^\]]*\]:)", description, flags=re.M)  # no line opens a block
-    summary = read_summary(out / "tiny-mlp.md")
+    summary = read_index_entry(out / "tiny-mlp.md")
     assert summary is not None and summary["title"] == TITLE  # the comment holds it whole, unbroken
 
 

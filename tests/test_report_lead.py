@@ -10,7 +10,8 @@ import pytest
 
 from harness.judge.compare import AGREE, DISAGREE, EXPLAINED
 from harness.pipeline import diagnose
-from harness.render.report import IN_FULL, LEAD_SENTENCES, LEAD_WORDS, lead_paragraph, scenario_markdown
+from harness.render.scenario_report import IN_FULL, scenario_markdown
+from harness.render.sentences import LEAD_SENTENCES, LEAD_WORDS, lead_paragraph
 from harness.render.tables import PAIRS_MEASURE
 from harness.spec.catalogue import catalogue_scenarios
 

@@ -21,7 +21,8 @@ from harness.judge.diagnosis import Diagnosis
 from harness.judge.result import ScenarioResult
 from harness.judge.suspects import suspect, suspects
 from harness.pipeline import RUNS, diagnose, run_scenario
-from harness.render.report import diagnosis_lines, scenario_files
+from harness.render.diagnosis_text import diagnosis_lines
+from harness.render.file_set import scenario_files
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import Scenario, load_scenarios
 from harness.spec.tolerance import Tolerance
@@ -149,7 +150,7 @@ def test_a_wrong_activation_inside_torch_names_torch_at_the_layer(monkeypatch, f
         assert d.suspect is not None and (d.suspect.label, d.suspect.step, d.suspect.stage) == (
             "torch", 0, "output layers.0")
         assert d.cause is None  # no registered cause: a wrong formula is found, not explained
-    text = "\n".join(diagnosis_lines(result, diagnoses))
+    text = "\n".join(diagnosis_lines(diagnoses))
     assert ("- Suspect: torch differs from numpy and keras, which agree: suspect torch, from step 0 at "
             "`output layers.0`.") in text
 
@@ -164,7 +165,7 @@ def test_two_implementations_that_each_differ_name_no_suspect():
         assert d.suspect is not None and d.suspect.label is None
         assert d.suspect.reason.startswith("no majority in float64: no group of more than half of numpy, keras "
                                            "and torch")
-    assert "- Suspect: no majority in float64" in "\n".join(diagnosis_lines(result, diagnoses))
+    assert "- Suspect: no majority in float64" in "\n".join(diagnosis_lines(diagnoses))
 
 
 @pytest.mark.slow

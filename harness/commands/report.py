@@ -15,21 +15,11 @@ from harness.judge.diagnosis import Diagnosis
 from harness.judge.result import ScenarioResult
 from harness.pipeline import diagnose, prepare, run_scenarios
 from harness.render.coverage import coverage_markdown
+from harness.render.file_set import report_set, scenario_files, timings_text
 from harness.render.files import check_output_folder, write_files_atomic
+from harness.render.header import index_entry, read_index_entry
 from harness.render.html import index_page, shared_files
-from harness.render.report import (
-    INDEX_HEADER,
-    WORST_NOTE,
-    index_counts,
-    index_environment,
-    index_markdown,
-    index_rows,
-    read_summary,
-    report_set,
-    scenario_files,
-    summary,
-    timings_text,
-)
+from harness.render.index import INDEX_HEADER, WORST_NOTE, index_counts, index_environment, index_markdown, index_rows
 from harness.run import progress as overall_progress
 from harness.run.adapters import FRAMEWORKS
 from harness.run.progress import Progress
@@ -98,23 +88,23 @@ def _write(out: Path, made: list[tuple[Scenario, ScenarioResult, list[Diagnosis]
            html: bool) -> set[str]:
     """Each report (as a set, ``write_files_atomic``), then the index of every report in ``out``;
     the names of the scenarios written."""
-    summaries, done = [], set()
+    entries, done = [], set()
     if html:  # before any page: each page loads the folder's one copy of plotly's JavaScript
         write_files_atomic(out, shared_files())
     for scenario, result, diagnoses, files in made:
         write_files_atomic(out, files, commit=f"{scenario.name}.md", belongs=report_set(scenario.name))
         write_files_atomic(out, {f"{scenario.name}.timings.tsv": timings_text(result).encode()})
-        summaries.append(summary(result, diagnoses))
+        entries.append(index_entry(result, diagnoses))
         done.add(scenario.name)
     for path in sorted(out.glob("*.md")):  # reports written earlier into --out stay in the index
         if path.stem not in done and path.name != "README.md":
-            previous = read_summary(path)
+            previous = read_index_entry(path)
             if previous is not None:
-                summaries.append(previous)
-    index = {"README.md": index_markdown(summaries, coverage=coverage_markdown()).encode()}
+                entries.append(previous)
+    index = {"README.md": index_markdown(entries, coverage=coverage_markdown()).encode()}
     if html or (out / "index.html").is_file():  # it lists the scenarios that have a page in --out (a
         # report regenerated without --html removes its stale page)
-        pages = [x for x in summaries if (out / f"{x['name']}.html").is_file()]
+        pages = [x for x in entries if (out / f"{x['name']}.html").is_file()]
         index["index.html"] = index_page(index_counts(pages), WORST_NOTE, INDEX_HEADER,
                                          index_rows(pages, suffix=".html"),
                                          environment=index_environment(pages)).encode()

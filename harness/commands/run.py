@@ -3,7 +3,6 @@ final parameters or outputs, the verdict and the diagnosis of every pair that do
 from __future__ import annotations
 
 import argparse
-import textwrap
 from typing import Sequence
 
 from harness.commands.args import FRAMEWORKS_HELP, add_execution_options, dtypes_arg, frameworks_arg, memory_size
@@ -14,17 +13,8 @@ from harness.judge.result import ScenarioResult
 from harness.pipeline import diagnose, run_scenario
 from harness.render.files import check_output_files, write_text_atomic
 from harness.render.frames import comparisons_csv
-from harness.render.report import diagnosis_lines, summary_paragraph, verdict_line
 from harness.render.results_json import write_json_many, write_result_json
-from harness.render.tables import (
-    accuracy_table,
-    agreement_table,
-    final_params_table,
-    lab_table,
-    outputs_table,
-    runs_table,
-)
-from harness.render.terminal import printed, terminal_width
+from harness.render.terminal_report import terminal_report
 from harness.run import progress as overall_progress
 from harness.run.adapters import FRAMEWORKS
 from harness.run.progress import Progress
@@ -71,30 +61,5 @@ def run_one(scenario: Scenario, args: argparse.Namespace,
     result = run_scenario(scenario, frameworks=args.frameworks, dtypes=args.dtypes, progress=progress,
                           max_bytes=args.max_memory)
     diagnoses = diagnose(result, progress=progress)
-    print(f"# {scenario.name}: {scenario.title}\n")
-    print(printed(runs_table(result)), end="\n\n")
-    if result.comparisons:
-        print(printed(agreement_table(result)), end="\n\n")
-    for dtype in result.dtypes:
-        table = final_params_table(result, dtype) if scenario.trains else outputs_table(result, dtype)
-        if table is not None:
-            print(f"{'Final parameters' if scenario.trains else 'Outputs of the last layer'} ({dtype}):\n")
-            print(printed(table), end="\n\n")
-    accuracy = accuracy_table(result)
-    if accuracy is not None:
-        print("Accuracy of the final parameters:\n")
-        print(printed(accuracy), end="\n\n")
-    if result.lab_checks:
-        print("The lab's printed values against the reference (float64 unless the row says otherwise):\n")
-        print(printed(lab_table(result)), end="\n\n")
-    for c in result.comparisons:
-        if not c.ok:
-            print(c.describe_failure(scenario.name))
-    print(verdict_line(result))
-    print("\n" + textwrap.fill(summary_paragraph(result, diagnoses), width=min(terminal_width() or 100, 100),
-                                break_on_hyphens=False))
-    if diagnoses:
-        print("\n## Divergence diagnosis\n")
-        print("\n".join(diagnosis_lines(result, diagnoses, stage_tables=False)).rstrip())
-    print()
+    print(terminal_report(result, diagnoses), end="")
     return result, diagnoses

@@ -277,7 +277,7 @@ def scenario_page(result: ScenarioResult, text: str, pngs: dict[str, bytes]) -> 
 def index_page(counts: str, note: str, header: tuple[str, ...], rows: list[list[str]], *,
                environment: tuple[str, list[str]]) -> str:
     """The index: the counts, the environment the reports were made in (a line and, for several, one
-    item each: ``harness.render.report.index_environment``), then one row per scenario linking to its
+    item each: ``harness.render.index.index_environment``), then one row per scenario linking to its
     page (the last cell)."""
     where, each = environment
     items = f"<ul>{''.join(f'<li>{html.escape(item)}</li>' for item in each)}</ul>\n" if each else ""

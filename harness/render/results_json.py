@@ -1,6 +1,6 @@
 """The JSON form of a scenario run (``nn-parity run --json``): the same states, summary and worst pair
-as the report (``harness.render.report``), the environment it was made in (``harness.run.environment``),
-and no path of this machine in any string."""
+as the report (``harness.render.sentences``, ``harness.render.measures``), the environment it was
+made in (``harness.run.environment``), and no path of this machine in any string."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,8 @@ import numpy as np
 from harness.judge.diagnosis import Diagnosis
 from harness.judge.result import ScenarioResult
 from harness.render.files import display_path, json_safe, without_machine_paths, write_json
-from harness.render.report import summary_paragraph, used, worst_pair
+from harness.render.measures import used, worst_pair
+from harness.render.sentences import summary_paragraph
 from harness.run import environment
 
 

@@ -12,7 +12,7 @@ from harness.run.trajectory import Trajectory
 from harness.spec.tolerance import difference
 
 
-def markdown(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
     """A table as markdown, every cell as written (tabulate would re-parse numbers and drop digits)."""
     return df.to_markdown(index=False, disable_numparse=True)
 

@@ -11,7 +11,7 @@ from shutil import get_terminal_size
 import pandas as pd
 from tabulate import tabulate  # type: ignore[import-untyped]  # no stubs; pyproject is pinned
 
-from harness.render.tables import markdown
+from harness.render.tables import markdown_table
 
 KEY_COLUMNS = ("pair", "dtype", "framework", "implementation", "parameter", "quantity", "row")
 MIN_WIDTH = 40  # narrower than this, a table is folded as if it were this wide
@@ -55,11 +55,11 @@ def _fold(df: pd.DataFrame, shown: list[str], keys: list[str], width: int) -> st
 
 
 def fitted(df: pd.DataFrame, *, width: int | None = None) -> str:
-    """``df`` as a markdown table (``tables.markdown``) when it fits in ``width`` columns (None: no
+    """``df`` as a markdown table (``tables.markdown_table``) when it fits in ``width`` columns (None: no
     limit), else folded into parts that each fit: the key columns (``KEY_COLUMNS``: the first one or
     two, repeated in every part), then as many of the others as fit, the widest cells wrapped onto
     several lines; each part opens with a line saying it is one."""
-    whole = markdown(df)
+    whole = markdown_table(df)
     if width is None or _widest(whole) <= width:
         return whole
     columns = [str(c) for c in df.columns]
@@ -77,6 +77,6 @@ def fitted(df: pd.DataFrame, *, width: int | None = None) -> str:
                        for i, table in enumerate(tables))
 
 
-def printed(df: pd.DataFrame) -> str:
+def terminal_table(df: pd.DataFrame) -> str:
     """``df`` as ``nn-parity`` prints it on stdout: whole, or folded to the terminal's width."""
     return fitted(df, width=terminal_width())
