@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from harness.errors import BadInput
 from harness.fuzz.fingerprint import UNKNOWN, Fingerprint, of_result
 from harness.fuzz.space import Example
+from harness.judge import guard_at_zero
 from harness.judge.compare import DISAGREE
 from harness.judge.diagnosis import diagnose
 from harness.run.adapters import REFERENCE
@@ -19,11 +20,15 @@ from harness.run.runner import ScenarioResult, framework_of, run_scenario
 from harness.spec.scenario import Scenario, batch_rows
 
 OK, ILL_CONDITIONED, NOT_RUNNABLE, FINDING = "ok", "ill-conditioned", "not runnable", "finding"
+EXPLAINED = "differ, explained"
+# causes that are properties of the frameworks, not defects: a disagreement the diagnosis confirms
+# as one of them is explained (counted with its cause), not a finding
+PROPERTIES = frozenset({guard_at_zero.NAME})
 
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # OK, ILL_CONDITIONED, NOT_RUNNABLE or FINDING
+    kind: str  # OK, EXPLAINED, ILL_CONDITIONED, NOT_RUNNABLE or FINDING
     fingerprints: frozenset[Fingerprint] = frozenset()
     reason: str = ""  # why ill-conditioned or not runnable
 
@@ -84,6 +89,10 @@ def verdict(result: ScenarioResult) -> Outcome:
     except Exception as exc:  # as above
         return Outcome(FINDING, frozenset({Fingerprint("harness", "diagnosis", type(exc).__name__, "-", UNKNOWN)}))
     found = frozenset(f for f in of_result(result, diagnoses) if f.dtype not in ill)
+    explained = frozenset(f for f in found if f.cause in PROPERTIES)
+    found -= explained
+    if not found and explained:  # every disagreement is a property of the frameworks, confirmed
+        return Outcome(EXPLAINED, reason="; ".join(sorted({f.cause for f in explained})))
     if not found and ill:  # what differs, differs where the reference itself is not finite
         return Outcome(ILL_CONDITIONED, reason="; ".join(sorted(set(ill.values()))))
     if not found:  # not ok, and nothing the fingerprints name: still never a silent pass

@@ -49,7 +49,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from harness.errors import BadInput
-from harness.judge import findings
+from harness.judge import findings, guard_at_zero
 from harness.judge.compare import DISAGREE, Comparison, compare
 from harness.judge.findings import Evidence, Finding
 from harness.judge.textbook import OWNERS, RuleCheck
@@ -493,6 +493,8 @@ CAUSES: tuple[Cause, ...] = (
                                                  "operations (its dtype rule), so part of a float64 run is computed "
                                                  "in float32", applies=lambda p: bool(_narrowed_sides(p)),
           controls=_rule_control),
+    # a property of the frameworks' autograd, measured without their code (harness.judge.guard_at_zero)
+    Cause(name=guard_at_zero.NAME, explanation=guard_at_zero.EXPLANATION, check=guard_at_zero.check),
     # measured defects (harness.judge.findings), before float32 growth: a float32 run computed in
     # float64 agrees with float64 too, and is a defect, not drift
     Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",
