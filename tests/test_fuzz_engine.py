@@ -252,6 +252,7 @@ activation = "sigmoid"
 loss = ["binary_crossentropy", "categorical_crossentropy"]
 shuffle = false
 max_steps = 12
+forward_only = false
 
 [training.optimizer]
 name = "adam"
