@@ -2,7 +2,9 @@
 chosen implementation and dtype, exactly as ``nn-parity run`` runs a file. A result that is ok
 (every pair agrees or differs, explained) is no finding; a scenario ill-conditioned by nature (the
 reference itself leaves the finite numbers; rounding alone decides whether a run stays finite or
-when it stops; a softmax over an axis of length 1) is counted with its reason; anything else is a finding,
+when it stops; a softmax over an axis of length 1) is counted with its reason; so is one whose every
+disagreement the diagnosis confirms as a property of the frameworks (``PROPERTIES``: differ,
+explained, e.g. ``harness.judge.guard_at_zero``); anything else is a finding,
 named by its fingerprints (``fingerprint``), and a fault of the harness itself (an exception the
 runner or the diagnosis raises) is one too."""
 from __future__ import annotations
