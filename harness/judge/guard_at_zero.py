@@ -30,7 +30,10 @@ step are reproduced from its own layer outputs and parameters by the reference's
 (``reference.layers.Dense.backward``) with the loss gradient computed by autograd's rule
 (``autograd_gradient``, in the form of the side's framework or the other), nan at exactly the
 same elements and the finite ones within the agreement rule, where the reference's own guard gives
-no nan; and the side's run leaves the finite numbers at that step (everything after it is that nan).
+no nan, and the other side's are the reference guard's (so the pair differs by the rule alone);
+the side's loss at the step is the declared guard's of its own output (finite: a side that
+did not guard its log is another cause, ``findings.clip_applied``); and the side's run leaves the
+finite numbers at that step (everything after it is that nan).
 """
 from __future__ import annotations
 
@@ -141,6 +144,12 @@ def check(e: Evidence) -> Finding | None:
             continue
         p = np.asarray(trace[last])
         with np.errstate(all="ignore"):
+            value = get_loss("categorical_crossentropy").value(y, p, clip="torch")
+        loss = np.asarray(trace.get("loss", np.nan), dtype=np.float64)
+        if not (np.isfinite(value) and np.isfinite(loss).all()
+                and not compare_elements(np.atleast_1d(value), np.atleast_1d(loss), e.tolerance).bad.any()):
+            continue  # its forward pass is not the declared guard's (e.g. an unguarded log(0)): another cause
+        with np.errstate(all="ignore"):
             guarded = backpropagate(e, side, get_loss("categorical_crossentropy").gradient(y, p, clip="torch"))
         if _has_nan(guarded):
             continue  # the reference's guard gives nan too: not this rule's doing
@@ -148,18 +157,22 @@ def check(e: Evidence) -> Finding | None:
             grads = backpropagate(e, side, autograd_gradient(y, p, FORMS[form_name]))
             if not _has_nan(grads) or not _reproduces(grads, trace, e):
                 continue
+            # the pair's difference is the rule's alone: the other side's gradients are the guard's
+            theirs = e.traces.get(other)
+            if theirs is None or last not in theirs or not all(f"gradient {q}" in theirs
+                                                                for q in e.scenarios[other].param_names()):
+                continue
+            with np.errstate(all="ignore"):
+                if not _reproduces(backpropagate(e, other, get_loss("categorical_crossentropy").gradient(
+                        y, theirs[last], clip="torch")), theirs, e):
+                    continue
             zeros = np.argwhere(p == 0)
             where = ", ".join(f"[{r}, {k}]" for r, k in zeros[:4]) + (", ..." if len(zeros) > 4 else "")
-            also = ""
-            if other in e.traces and all(f"gradient {q}" in e.traces[other] for q in e.scenarios[other].param_names()):
-                theirs = e.traces[other][last]
-                if _reproduces(backpropagate(e, other, get_loss("categorical_crossentropy").gradient(
-                        y, theirs, clip="torch")), e.traces[other], e):
-                    also = f"; {other}'s are the reference guard's (0 where the clamp binds)"
             at = f"probabilities exactly 0 at {where}" if len(zeros) else "probabilities whose reciprocal overflows"
             return Finding(NAME, side,
                            f"{side}'s gradients at step {e.step} are nan exactly where autograd's rule for the "
                            f"\"torch\" guard max(log p, -100) puts them: the clamp's gradient 0 {form_name} "
                            f"({at} in its output: 0/0 or 0 x inf = nan), reproduced by the reference's backpropagation "
-                           f"of its own layer outputs; the guard's derivative there is 0{also}")
+                           f"of its own layer outputs; the guard's derivative there is 0; {other}'s are the "
+                           "reference guard's (0 where the clamp binds)")
     return None
