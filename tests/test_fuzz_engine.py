@@ -3,8 +3,10 @@ only), ``--jobs`` and ``--executor ray`` giving the same bytes, ``--replay``, th
 judged first, the index, the progress on stderr."""
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ from harness.fuzz.campaign import GUIDED, SEEDED, Campaign, Record
 from harness.fuzz.draw import draw
 from harness.fuzz.fingerprint import Fingerprint
 from harness.fuzz.index import write_index
+from harness.fuzz.output import summary, write_findings
 from harness.fuzz.progress import Bar, Lines, Silent, reporter_for
 from harness.fuzz.space import Example, examples
 from harness.fuzz.space_file import read_space
@@ -210,6 +213,24 @@ def test_the_index_groups_findings_by_cause_and_by_suspect_one_exemplar_each(tmp
     assert str(tmp_path) not in text + page + json.dumps(data)
 
 
+def test_each_finding_records_the_versions_of_the_packages_that_produced_it(tmp_path: Path) -> None:
+    """The finding file's description, its --json entry and the index name the installed versions
+    of the packages the campaign's implementations computed with, and only those."""
+    campaign = Campaign(frameworks=("numpy", "torch"), dtypes=("float64",), seed=3, out=tmp_path, max_examples=10)
+    r = _record("torch", "unknown", 2)
+    campaign.records[r.fingerprint] = r
+    write_findings(campaign)
+    write_index(campaign)
+    expected = {"python": platform.python_version(), "numpy": importlib.metadata.version("numpy"),
+                "torch": importlib.metadata.version("torch")}
+    [entry] = summary(campaign)["findings"]
+    assert entry["versions"] == expected
+    assert json.loads((tmp_path / "index.json").read_text())["by_suspect"]["torch"][0]["versions"] == expected
+    text = (tmp_path / entry["file"]).read_text()
+    assert f"found with: python {expected['python']}, numpy {expected['numpy']}, torch {expected['torch']}" in text
+    assert "keras" not in json.dumps(entry["versions"]) and "found with" in (tmp_path / "index.md").read_text().lower()
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
@@ -252,6 +273,7 @@ activation = "sigmoid"
 loss = ["binary_crossentropy", "categorical_crossentropy"]
 shuffle = false
 max_steps = 12
+forward_only = false
 
 [training.optimizer]
 name = "adam"

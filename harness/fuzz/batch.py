@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from harness.errors import BadInput
 from harness.fuzz.fingerprint import UNKNOWN, Fingerprint
-from harness.fuzz.oracle import FINDING, NOT_RUNNABLE, Outcome, verdict
+from harness.fuzz.oracle import EXPLAINED, FINDING, NOT_RUNNABLE, Outcome, verdict
 from harness.fuzz.space import Example
 from harness.judge.result import ScenarioResult
 from harness.pipeline import Prepared, prepare, run_scenarios
@@ -47,6 +47,8 @@ def _scored(result: ScenarioResult) -> Judged:
         outcome = verdict(result)
     except Exception as exc:  # a fault of the harness is a finding, never the end of a campaign
         return _harness_fault("diagnosis", exc)
+    if outcome.kind == EXPLAINED:  # a property of the frameworks, confirmed: it guides nowhere either
+        return Judged(outcome)
     open_pairs = [c for c in result.comparisons if not c.explained]  # an explained difference guides nowhere
     used = [c.closest[2] for c in open_pairs if c.closest is not None and math.isfinite(c.closest[2])]
     diverged = [c.first_divergent_step for c in open_pairs if c.first_divergent_step is not None]

@@ -8,7 +8,7 @@ import json
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from harness.fuzz.output import FINDINGS, file_name
+from harness.fuzz.output import FINDINGS, file_name, finding_versions, versions_text
 from harness.render.files import write_files_atomic
 from harness.render.free_text import free_line
 from harness.render.html import markdown_page
@@ -20,14 +20,15 @@ INDEX = "index"
 GROUPS = (("cause", "By cause"), ("suspect", "By suspect"))
 
 
-def entry(record: Record) -> dict[str, Any]:
+def entry(record: Record, found_with: dict[str, str]) -> dict[str, Any]:
     fp = record.fingerprint
     return {"fingerprint": fp.text(), "suspect": fp.suspect, "cause": fp.cause, "dtype": fp.dtype,
-            "count": record.count, "file": f"{FINDINGS}/{file_name(record)}"}
+            "count": record.count, "file": f"{FINDINGS}/{file_name(record)}", "versions": found_with}
 
 
 def index(campaign: Campaign) -> dict[str, Any]:
-    entries = [entry(r) for r in sorted(campaign.records.values(), key=lambda r: r.fingerprint)]
+    found_with = finding_versions(campaign.frameworks)
+    entries = [entry(r, found_with) for r in sorted(campaign.records.values(), key=lambda r: r.fingerprint)]
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for key, _ in GROUPS:
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -35,7 +36,7 @@ def index(campaign: Campaign) -> dict[str, Any]:
             groups[e[key]].append(e)
         grouped[f"by_{key}"] = {name: groups[name] for name in sorted(groups)}
     return {"seed": campaign.seed, "budget": campaign.budget(), "frameworks": list(campaign.frameworks),
-            "dtypes": list(campaign.dtypes), "examples": campaign.examples,
+            "dtypes": list(campaign.dtypes), "versions": found_with, "examples": campaign.examples,
             "outcomes": dict(sorted(campaign.kinds.items())), "findings": len(entries), **grouped}
 
 
@@ -43,7 +44,8 @@ def markdown(data: dict[str, Any]) -> str:
     outcomes = ", ".join(f"{kind} {n}" for kind, n in data["outcomes"].items()) or "none"
     lines = [f"# nn-parity fuzz: {data['findings']} findings", "",
              f"Seed {data['seed']}, {data['budget']}, {', '.join(data['frameworks'])} in "
-             f"{', '.join(data['dtypes'])}: {data['examples']} examples ({outcomes}).", ""]
+             f"{', '.join(data['dtypes'])}: {data['examples']} examples ({outcomes}).",
+             f"Found with {versions_text(data['versions'])}.", ""]
     if not data["findings"]:
         lines.append("No finding: every example agrees, differs explained, or is ill-conditioned by nature.")
     for key, title in GROUPS:

@@ -9,12 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from harness.fuzz.toml_text import to_toml
 from harness.render.files import write_files_atomic, write_json
+from harness.run.environment import versions
 from harness.spec.names import NAME_MAX
 
 if TYPE_CHECKING:
     from harness.fuzz.campaign import Campaign, Record
 
 FINDINGS = "findings"
+# the packages each implementation computes with (python and numpy: every campaign's reference and harness)
+PACKAGES_OF = {"numpy": ("numpy",), "keras": ("keras", "tensorflow-cpu", "tensorflow"),
+               "keras@jax": ("keras", "jax", "jaxlib"), "keras@torch": ("keras", "torch"), "torch": ("torch",)}
 TITLE = "fuzz finding: "  # a finding file's title: this, then its fingerprint's text
 
 
@@ -27,6 +31,17 @@ def replay_command(record: Record, campaign: Campaign) -> str:
     dtype = fp.dtype if fp.dtype in campaign.dtypes else "both" if len(campaign.dtypes) == 2 else campaign.dtypes[0]
     return (f"nn-parity run {FINDINGS}/{file_name(record)} --frameworks {','.join(campaign.frameworks)} "
             f"--dtype {dtype}")
+
+
+def finding_versions(frameworks: tuple[str, ...]) -> dict[str, str]:
+    """The installed versions of the packages the campaign's implementations computed with: what
+    produced its findings (a finding replayed after an upgrade is rewritten with the new ones)."""
+    wanted = {"python", "numpy"} | {p for f in frameworks for p in PACKAGES_OF.get(f, ())}
+    return {name: v for name, v in versions().items() if name in wanted}
+
+
+def versions_text(found: dict[str, str]) -> str:
+    return ", ".join(f"{name} {v}" for name, v in found.items())
 
 
 def origin(record: Record) -> str:
@@ -47,6 +62,7 @@ def finding_text(record: Record, campaign: Campaign) -> str:
                         f"this example's families: {', '.join(record.minimal.families) or 'plain'}; "
                         f"{'shrunk' if record.shrunk else 'not shrunk (the first example)'}; first drawn as "
                         f"{origin(record)}\n"
+                        f"found with: {versions_text(finding_versions(campaign.frameworks))}\n"
                         f"replay: {replay_command(record, campaign)}\n"),
         **{k: v for k, v in record.minimal.raw.items() if k != "name"},
     }
@@ -60,6 +76,7 @@ def write_findings(campaign: Campaign) -> None:
 
 
 def summary(campaign: Campaign) -> dict[str, Any]:
+    found_with = finding_versions(campaign.frameworks)
     return {
         "frameworks": list(campaign.frameworks), "dtypes": list(campaign.dtypes), "seed": campaign.seed,
         "examples": campaign.examples, "phases": dict(sorted(campaign.phases.items())),
@@ -69,7 +86,7 @@ def summary(campaign: Campaign) -> dict[str, Any]:
                       "stage": r.fingerprint.stage, "quantity": r.fingerprint.quantity,
                       "dtype": r.fingerprint.dtype, "cause": r.fingerprint.cause, "count": r.count,
                       "families": dict(sorted(r.families.items())), "shrunk": r.shrunk is not None, "origin": origin(r),
-                      "shrink_seconds": round(r.shrink_seconds, 1),
+                      "shrink_seconds": round(r.shrink_seconds, 1), "versions": found_with,
                       "file": f"{FINDINGS}/{file_name(r)}", "replay": replay_command(r, campaign)}
                      for r in sorted(campaign.records.values(), key=lambda r: r.fingerprint)],
     }

@@ -13,6 +13,10 @@ edited by the edge-value families (``families``). Beyond these: an early stop (`
 initial weights from an initializer instead of explicit arrays (zeros, ones, constant, normal,
 uniform, glorot_uniform, seeded), a softmax over the rows (axis 0) or over one unit (an axis of
 length 1: degenerate, counted as such by the oracle), and forward-only scenarios (no training).
+``--space`` narrows each of these too (``Space``: ``early_stop_tol``, ``initializer``, ``axis``,
+``forward_only``). A scenario degenerate by nature, a softmax over an axis of length 1 (one unit
+under MSE, or the rows of a batch of one row), is drawn only one time in ``RARELY`` where it could
+be (still drawn, so the oracle's recognition of it is exercised; not a tenth of the budget).
 Every choice shrinks towards the simplest (fewer layers, units, rows and steps, MSE, linear, plain
 SGD, full batch, explicit weights, no early stop, training, values 0).
 """
@@ -41,6 +45,9 @@ LEARNING_RATES = (0.01, 0.1, 0.001, 0.5, 1.0, 3.0)
 CLIPS = ("none", "keras", "torch")
 PINS = (None, "keras", "keras-unrounded", "torch")
 EARLY_STOPS = (1e-4, 1e-2, 1e-8)
+EXPLICIT = "explicit"  # initial weights as arrays in the file, not an initializer
+AXES = (-1, 0)  # a softmax over its units, or over the rows
+RARELY = 16  # a softmax over an axis of length 1: drawn one time in RARELY where it could be
 INITIALIZERS: dict[str, dict[str, st.SearchStrategy[Any]]] = {  # name -> its options (a seed when it draws)
     "zeros": {}, "ones": {}, "constant": {"value": st.sampled_from([0.5, -1.0, 2.0])},
     "normal": {"mean": st.sampled_from([0.0, 1.0]), "stddev": st.sampled_from([1.0, 0.1, 3.0])},
@@ -94,6 +101,10 @@ class Space:
     shuffle: tuple[bool, ...] = (False, True)
     clip: tuple[str, ...] = CLIPS
     max_steps: int = MAX_STEPS
+    early_stop_tol: tuple[float | None, ...] = (None, *EARLY_STOPS)  # None: no early stop
+    initializer: tuple[str, ...] = (EXPLICIT, *INITIALIZERS)  # per layer: arrays, or an initializer's name
+    axis: tuple[int, ...] = AXES  # a softmax layer's axis
+    forward_only: tuple[bool, ...] = (False, True)  # True: no [training], the outputs compared
 
 
 WHOLE = Space()
@@ -103,6 +114,21 @@ def _pick(values: tuple[Any, ...]) -> st.SearchStrategy[Any]:
     return st.sampled_from(values)
 
 
+def _now_and_then(draw: st.DrawFn, allowed: tuple[Any, ...], usual: Any, odds: int) -> Any:
+    """``usual`` most of the time and one of the other ``allowed`` values one time in ``odds``; only
+    ``allowed`` values (``usual`` never when it is not allowed, the others never when none is)."""
+    others = tuple(v for v in allowed if v != usual)
+    if not others:
+        return usual
+    if usual not in allowed or draw(st.integers(0, odds - 1)) == odds - 1:
+        return draw(_pick(others))
+    return usual
+
+
+def _rarely(draw: st.DrawFn) -> bool:
+    return bool(draw(st.integers(0, RARELY - 1)) == RARELY - 1)
+
+
 def _output_units(draw: st.DrawFn, space: Space, low: int, high: int) -> int:
     allowed = tuple(u for u in space.units if low <= u <= high) or (max(low, min(space.units)),)
     return int(draw(_pick(allowed)))
@@ -110,9 +136,10 @@ def _output_units(draw: st.DrawFn, space: Space, low: int, high: int) -> int:
 
 def _output(draw: st.DrawFn, loss: str, space: Space) -> tuple[int, str]:
     """The last layer's units and activation, valid for ``loss``."""
-    if loss == "mse":  # a softmax over one unit (an axis of length 1) is drawn too: degenerate
+    if loss == "mse":  # a softmax over one unit (an axis of length 1, degenerate) is drawn rarely
         activation = draw(_pick(space.activation))
-        return _output_units(draw, space, 1, 2), activation
+        low = 1 if activation != "softmax" or _rarely(draw) else 2
+        return _output_units(draw, space, low, 2), activation
     if loss == "binary_crossentropy":
         return _output_units(draw, space, 1, 2), "sigmoid"
     return _output_units(draw, space, 2, max(space.units + (2,))), "softmax"
@@ -170,8 +197,11 @@ def _layers(draw: st.DrawFn, input_dim: int, output: tuple[int, str], families: 
     return layers
 
 
-def _initializer(draw: st.DrawFn) -> dict[str, Any]:
-    name = draw(st.sampled_from(tuple(INITIALIZERS)))
+def _initializer(draw: st.DrawFn, space: Space) -> dict[str, Any] | None:
+    """An initializer now and then (None: the explicit arrays stay)."""
+    name = _now_and_then(draw, space.initializer, EXPLICIT, 4)
+    if name == EXPLICIT:
+        return None
     out: dict[str, Any] = {"name": name}
     for option, values in INITIALIZERS[name].items():
         if draw(st.booleans()):
@@ -181,26 +211,30 @@ def _initializer(draw: st.DrawFn) -> dict[str, Any]:
     return out
 
 
-def _initializers(draw: st.DrawFn, layers: list[dict[str, Any]]) -> bool:
-    """Some layers' explicit weights replaced by initializers (True when one was)."""
-    used = False
+def _initializers(draw: st.DrawFn, layers: list[dict[str, Any]], space: Space) -> None:
+    """Some layers' explicit weights replaced by initializers."""
     for layer in layers:
-        if draw(st.integers(0, 3)) == 3:
+        kernel = _initializer(draw, space)
+        if kernel is not None:
             del layer["kernel"]
-            layer["initializer"] = _initializer(draw)
-            used = True
-        if "bias" in layer and draw(st.integers(0, 3)) == 3:
+            layer["initializer"] = kernel
+        bias = _initializer(draw, space) if "bias" in layer else None
+        if bias is not None:
             del layer["bias"]
-            layer["bias_initializer"] = _initializer(draw)
-            used = True
-    return used
+            layer["bias_initializer"] = bias
 
 
-def _softmax_axes(draw: st.DrawFn, layers: list[dict[str, Any]]) -> None:
-    """A softmax layer now and then over the rows (axis 0) instead of its units."""
+def _softmax_axes(draw: st.DrawFn, layers: list[dict[str, Any]], batch_rows: set[int], space: Space) -> None:
+    """A softmax layer now and then over the rows (axis 0) instead of its units; where a batch has
+    one row (an axis of length 1, degenerate), rarely."""
     for layer in layers:
-        if layer["activation"] == "softmax" and draw(st.integers(0, 3)) == 3:
-            layer["axis"] = 0
+        if layer["activation"] != "softmax":
+            continue
+        axis = _now_and_then(draw, space.axis, AXES[0], 4)
+        if axis != AXES[0] and 1 in batch_rows and AXES[0] in space.axis and not _rarely(draw):
+            axis = AXES[0]
+        if axis != AXES[0]:
+            layer["axis"] = axis
 
 
 @st.composite
@@ -235,14 +269,16 @@ def examples(draw: st.DrawFn, frameworks: tuple[str, ...] = ("numpy", "keras", "
         training["clip"] = draw(_pick(space.clip))
     if draw(_pick(space.shuffle)):
         training["shuffle"], training["shuffle_seed"] = True, draw(st.integers(0, 1000))
-    if draw(st.integers(0, 3)) == 3:
-        training["early_stop_tol"] = draw(st.sampled_from(EARLY_STOPS))
+    early_stop = _now_and_then(draw, space.early_stop_tol, None, 4)
+    if early_stop is not None:
+        training["early_stop_tol"] = early_stop
     if not applied & {fam.NEAR_OVERFLOW, fam.BINDING_CLIP, fam.RELU_ZEROS}:  # their weights are the point
-        _initializers(draw, layers)
-    _softmax_axes(draw, layers)
+        _initializers(draw, layers, space)
+    b = rows if batch == "full" else int(batch)
+    _softmax_axes(draw, layers, {b, rows % b or b, rows}, space)  # a batch's rows (forward only: all)
     raw = {"name": NAME, "data": {"X": X, "y": _targets(draw, loss, rows, output[0], chosen)},
            "model": {"input_dim": input_dim, "layers": layers}, "training": training}
-    if draw(st.integers(0, 7)) == 7:  # forward only: each implementation's outputs on X
+    if _now_and_then(draw, space.forward_only, False, 8):  # forward only: each implementation's outputs on X
         del raw["training"]
     example = Example(raw, tuple(f for f in fam.FAMILIES if f in applied))
     try:

@@ -17,6 +17,8 @@ one examples shrink towards); what a file leaves out keeps the whole space (``sp
     units = [1, 2, 3, 4, 5, 6, 7, 8]       # widened beyond the default 1-4
     activation = ["tanh", "sigmoid"]
     use_bias = true
+    initializer = ["explicit", "glorot_uniform"]   # "explicit": weights as arrays; or initializers' names
+    axis = -1                              # a softmax layer's axis: -1 (its units) or 0 (the rows)
 
     [training]
     loss = "mse"
@@ -24,6 +26,8 @@ one examples shrink towards); what a file leaves out keeps the whole space (``sp
     shuffle = false
     clip = "none"
     max_steps = 20                         # at most this many steps (default 50)
+    early_stop_tol = "none"                # or tolerances in (0, 1); "none": no early stop
+    forward_only = false                   # true: only scenarios without [training]
 
     [training.optimizer]
     name = "adam"
@@ -93,8 +97,9 @@ def read_space(path: str | Path) -> tuple[sp.Space, tuple[str, ...] | None, tupl
     dtypes = None if dtype is None else DTYPES if dtype == "both" else (dtype,)
     data, model, training = (top.sub(k, required=False) for k in ("data", "model", "training"))
     data.check_keys({"rows", "families"})
-    model.check_keys({"input_dim", "layers", "units", "activation", "use_bias"})
-    training.check_keys({"loss", "batch_size", "shuffle", "clip", "max_steps", "optimizer"})
+    model.check_keys({"input_dim", "layers", "units", "activation", "use_bias", "initializer", "axis"})
+    training.check_keys({"loss", "batch_size", "shuffle", "clip", "max_steps", "optimizer", "early_stop_tol",
+                         "forward_only"})
     optimizer = training.sub("optimizer", required=False)
     options = sorted({o for opts in sp.OPTIONS.values() for o in opts} | {"nesterov"})
     optimizer.check_keys({"name", "learning_rate", "convention", *options})
@@ -113,7 +118,15 @@ def read_space(path: str | Path) -> tuple[sp.Space, tuple[str, ...] | None, tupl
         "clip": _among(training, "clip", sp.CLIPS),
         "optimizer": _among(optimizer, "name", tuple(sp.OPTIONS)),
         "learning_rate": _numbers(optimizer, "learning_rate", "a learning rate in (0, 10]", lambda v: 0 < v <= 10),
+        "initializer": _among(model, "initializer", (sp.EXPLICIT, *sp.INITIALIZERS)),
+        "axis": _values(model, "axis", f"a softmax axis of {list(sp.AXES)}",
+                        lambda v: isinstance(v, int) and not isinstance(v, bool) and v in sp.AXES),
+        "forward_only": _flags(training, "forward_only"),
     }
+    stops = _values(training, "early_stop_tol", f'"{UNPINNED}" or a tolerance in (0, 1)',
+                    lambda v: v == UNPINNED or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1))
+    if stops is not None:
+        fields["early_stop_tol"] = tuple(None if v == UNPINNED else float(v) for v in stops)
     pins = _among(optimizer, "convention", (UNPINNED, *(p for p in sp.PINS if p is not None)))
     if pins is not None:
         fields["convention"] = tuple(None if p == UNPINNED else p for p in pins)

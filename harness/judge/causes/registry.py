@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from harness.judge.causes import guard_at_zero
 from harness.judge.causes.conventions import convention_control, narrowed_sides, rule_control
 from harness.judge.causes.evidence import Evidence, Finding
 from harness.judge.causes.factors import constant_factor, gradient_scaled
@@ -74,6 +75,8 @@ CAUSES: tuple[Cause, ...] = (
                                                  "operations (its dtype rule), so part of a float64 run is computed "
                                                  "in float32", applies=lambda p: bool(narrowed_sides(p)),
           controls=rule_control),
+    # a property of the frameworks' autograd, measured without their code (guard_at_zero)
+    Cause(name=guard_at_zero.NAME, explanation=guard_at_zero.EXPLANATION, check=guard_at_zero.check),
     # measured defects (the measured families), before float32 growth: a float32 run computed in
     # float64 agrees with float64 too, and is a defect, not drift
     Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",
