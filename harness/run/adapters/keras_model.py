@@ -83,13 +83,11 @@ class KerasModel:
         return out
 
     # --- what each backend does its own way ------------------------------------------
-    @staticmethod
-    def import_keras() -> Any:
+    def import_keras(self) -> Any:
         """The Keras module, on this backend."""
         raise NotImplementedError
 
-    @staticmethod
-    def convention_adapter() -> Any:
+    def convention_adapter(self) -> Any:
         """The adapter whose convention the optimizer computes (``keras_tf.build_optimizer``'s default: None)."""
         return None
 
@@ -135,7 +133,8 @@ def model_for(kind: type[M], plan: TrainingPlan, *, keep: bool = True) -> M:
     kept model would not see the patch)."""
     if keep:
         key = (kind, plan.dtype, network_key(plan.scenario))
-        m = _BUILT.pop(key, None) or kind(plan.scenario, plan.dtype)
+        kept = _BUILT.pop(key, None)
+        m = kept if isinstance(kept, kind) else kind(plan.scenario, plan.dtype)
         _BUILT[key] = m
         while len(_BUILT) > BUILT_KEPT:
             _BUILT.popitem(last=False)

@@ -35,8 +35,7 @@ class TFModel(KerasModel):
         self._functions: dict[tuple[bool, bool], tuple[Any, Any]] = {}
         self._train_step: Any = None
 
-    @staticmethod
-    def import_keras() -> Any:
+    def import_keras(self) -> Any:
         from harness.run.adapters.keras_tf import import_keras
 
         return import_keras()[1]
