@@ -26,8 +26,11 @@ from harness.spec.scenario import Scenario
 
 
 def to_numpy(x: Any) -> np.ndarray:
+    """A copy of a tensor's values (torch, TensorFlow or JAX)."""
     if hasattr(x, "detach"):  # a torch tensor
         x = x.detach().cpu()
+    elif hasattr(x, "numpy"):  # a TensorFlow tensor or variable
+        x = x.numpy()
     return np.array(x)
 
 
