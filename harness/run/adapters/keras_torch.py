@@ -4,6 +4,7 @@ variable's ``.value.grad``, ``optimizer.apply`` under ``torch.no_grad()``; eager
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -37,21 +38,18 @@ class TorchModel(BackendModel):
         loss.backward()
         return loss, [v.value.grad for v in self.variables]
 
-    def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[Any, list[Any]]:
-        """One update; returns the loss and the gradients it applied (``self.variables`` order)."""
+    def apply(self, grads: list[Any]) -> None:
+        """The optimizer's update with ``grads`` (``self.variables`` order)."""
         import torch
 
-        loss, grads = self.loss_and_grads(xb, yb)
         with torch.no_grad():
             self.optimizer.apply(grads, self.variables)
-        return loss, grads
 
-    def first_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[Any, list[Any], dict[str, str]]:
-        """``train_step``, and every operation of it that returned a narrower float than its float64
-        inputs (Keras function -> dtype), watched."""
-        with watch_torch() as watch:
-            loss, grads = self.train_step(xb, yb)
-        return loss, grads, watch.found
+    def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[Any, list[Any]]:
+        """One update; returns the loss and the gradients it applied (``self.variables`` order)."""
+        loss, grads = self.loss_and_grads(xb, yb)
+        self.apply(grads)
+        return loss, grads
 
     def first_outputs(self, X: np.ndarray) -> tuple[list[np.ndarray], dict[str, str]]:
         with watch_torch() as watch:
@@ -59,26 +57,32 @@ class TorchModel(BackendModel):
         return outputs, watch.found
 
     def train(self, plan: TrainingPlan, trajectory: Trajectory) -> None:
+        """Each step: the loss and gradients, the labs' early stop tested on that loss (before the
+        update, as the reference does), the update. The first step's operations are watched for
+        narrowing (``watch_torch``)."""
         recorder = TrajectoryRecorder(plan.max_steps, plan.initial_params)
         rows = RowIds(plan.X)
         all_rows = rows.ids(plan.X)
-        full = plan.is_full_batch_in_order
+        full, tol = plan.is_full_batch_in_order, plan.early_stop_tol
         previous: Any = np.inf
         for step in range(plan.max_steps):
             xb, yb = plan.batch(step, full=full)
-            if plan.early_stop_tol is not None:  # the labs' early stop, before the update
-                loss_now = to_numpy(self.loss_and_grads(xb, yb)[0])[()]
-                if should_stop(loss_now, previous, plan.early_stop_tol):
+            with watch_torch() if step == 0 else contextlib.nullcontext() as watch:
+                loss, grads = self.loss_and_grads(xb, yb)
+            if tol is not None:
+                loss_now = _view(loss)[()]
+                if should_stop(loss_now, previous, tol):
                     trajectory.stopped_early_at = step
                     break
                 previous = loss_now
-            if step == 0:
-                loss, grads, narrowed = self.first_step(xb, yb)
-                trajectory.narrowed_ops.update(narrowed)
+            with watch_torch() if step == 0 else contextlib.nullcontext() as watch_update:
+                self.apply(grads)
+            if watch is not None and watch_update is not None:  # step 0
+                for found in (watch.found, watch_update.found):
+                    for name, dtype in found.items():
+                        trajectory.narrowed_ops.setdefault(name, dtype)
                 trajectory.computed_dtypes = dtype_names(parameters=self.variables[0].value, loss=loss,
                                                          gradients=grads[0])
-            else:
-                loss, grads = self.train_step(xb, yb)
             recorder.record(_view(loss)[()], {n: _view(g) for n, g in zip(self.names, grads)},
                             {n: _view(v.value) for n, v in zip(self.names, self.variables)})
             trajectory.batch_rows.append(all_rows if xb is plan.X else rows.ids(xb))
