@@ -51,8 +51,9 @@ class KerasModel:
             self.names, self.variables = (list(x) for x in zip(*keras_tf.named_variables(self.layers)))
             if scenario.training is not None:
                 training = scenario.training
+                adapter = self.convention_adapter()  # None: Keras on TensorFlow's, build_optimizer's default
                 self.optimizer, self.convention = keras_tf.build_optimizer(
-                    keras, training.optimizer, file=scenario.path, adapter=self.convention_adapter())
+                    keras, training.optimizer, file=scenario.path, **({} if adapter is None else {"adapter": adapter}))
                 self.loss_fn = keras_tf.build_loss(keras, training.loss, training.clip)
                 self.optimizer.build(self.variables)
                 self._initial_state = [to_numpy(v.value) for v in self.optimizer.variables]
