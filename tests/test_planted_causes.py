@@ -166,9 +166,9 @@ def _record_written_before_the_update(mp: pytest.MonkeyPatch) -> None:
     record after step t holds the parameters before it (the training itself is untouched)."""
     original = keras_tf._compiled_loop
 
-    def compiled_loop(tf: Any, model: Any, optimizer: Any, loss_fn: Any, variables: Any, plan: TrainingPlan) -> Any:
-        initial = [np.array(v.numpy()) for v in variables]
-        steps, losses, grads, params, batches = original(tf, model, optimizer, loss_fn, variables, plan)
+    def compiled_loop(m: Any, plan: TrainingPlan) -> Any:
+        initial = [np.array(v.numpy()) for v in m.variables]
+        steps, losses, grads, params, batches = original(m, plan)
         late = [np.concatenate([first[None], p[:-1]]) for first, p in zip(initial, params)]
         return steps, losses, grads, late, batches
     mp.setattr(keras_tf, "_compiled_loop", compiled_loop)

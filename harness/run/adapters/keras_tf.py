@@ -3,8 +3,12 @@
 The model is real Keras (``keras.layers.Dense``, ``keras.optimizers``); the
 training loop is ours, compiled: a ``tf.function`` runs the steps (``CHUNK_STEPS`` per
 call) with a ``tf.GradientTape`` and ``optimizer.apply_gradients``, recording loss,
-gradients and parameters in ``tf.TensorArray``s. ``model.fit`` is never used
-for parity runs (it shuffles on its own and costs ~50 ms per epoch here).
+gradients and parameters in ``tf.TensorArray``s (``keras_tf_loop``). ``model.fit`` is never used
+for parity runs (it shuffles on its own and costs ~50 ms per epoch here). A worker builds the
+model and traces its functions once per network, training and dtype (``keras_model.model_for``).
+
+This module also holds the builders every Keras backend shares (``build_model``, ``set_params``,
+``build_optimizer``, ``build_loss``).
 """
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from harness.run import environment
+from harness.run.adapters import keras_tf_loop
+from harness.run.adapters.keras_model import forward_plan, model_for, run_model
 from harness.run.adapters.protocol import Adapter, Params, check_expressible, missing
 from harness.run.plan import TrainingPlan
 from harness.run.threads import framework_threads
-from harness.run.trajectory import RowIds, Trajectory, dtype_names
+from harness.run.trajectory import Trajectory
 from harness.spec.conventions import native
 from harness.spec.scenario import OptimizerSpec, Scenario
 from reference.losses import KERAS_EPSILON, TORCH_GRAD_FLOOR, TORCH_LOG_FLOOR
@@ -174,196 +180,16 @@ def build_loss(keras, loss: str, clip: str):
     raise ValueError(f"no Keras loss for {loss!r}")
 
 
-def layer_outputs(dense_layers, X: np.ndarray) -> list[np.ndarray]:
-    """Each layer's activations on X, by calling the Keras layers in turn."""
-    out, a = [], X
-    for layer in dense_layers:
-        a = layer(a)
-        out.append(np.array(a))
-    return out
+# The compiled loop ``TFModel.train`` runs (a module attribute, so that a test can plant a defect in it).
+_compiled_loop = keras_tf_loop.compiled_loop
 
 
-def _run(plan: TrainingPlan) -> Trajectory:
-    tf, keras = import_keras()
-    scenario, training, dtype = plan.scenario, plan.scenario.training, plan.dtype
-    with floatx(keras, dtype):
-        model, dense_layers = build_model(keras, scenario, dtype)
-        set_params(dense_layers, plan.initial_params)
-        outputs_initial = layer_outputs(dense_layers, plan.X)
-        if training is None:
-            return Trajectory(framework=ADAPTER.name, dtype=dtype, outputs_initial=outputs_initial,
-                              outputs_final=outputs_initial,
-                              initial_params={k: v.copy() for k, v in plan.initial_params.items()})
-        optimizer, convention = build_optimizer(keras, training.optimizer, file=scenario.path)
-        loss_fn = build_loss(keras, training.loss, training.clip)
-        names, variables = zip(*named_variables(dense_layers))
-        optimizer.build(list(variables))
-        steps, losses, grads, params, batches = _compiled_loop(tf, model, optimizer, loss_fn, list(variables), plan)
-        outputs_final = layer_outputs(dense_layers, plan.X)
-        computed = dtype_names(parameters=variables[0], loss=loss_fn(tf.constant(plan.y[:1]), model(plan.X[:1])),
-                               gradients=variables[0])  # tape gradients take their variable's dtype
-    trajectory = Trajectory(framework=ADAPTER.name, dtype=dtype, convention=convention,
-                            initial_params={k: v.copy() for k, v in plan.initial_params.items()},
-                            outputs_initial=outputs_initial, outputs_final=outputs_final)
-    trajectory.losses = losses
-    trajectory.params = dict(zip(names, params))
-    trajectory.grads = dict(zip(names, grads))
-    trajectory.computed_dtypes = computed
-    all_rows = RowIds(plan.X).ids(plan.X)
-    trajectory.batch_rows = [all_rows] * steps if batches is None else [all_rows[b] for b in batches]
-    if steps < plan.max_steps and plan.early_stop_tol is not None:
-        trajectory.stopped_early_at = steps
-    return trajectory
+def _model(plan: TrainingPlan) -> keras_tf_loop.TFModel:
+    """The worker's model for the plan (``keras_model.model_for``); under ``workers.inline()`` a new one
+    each time, never kept: a test may have monkeypatched Keras or a builder in this process."""
+    from harness.run.adapters.workers import inline_active
 
-
-CHUNK_STEPS = 1000  # steps per call of the compiled loop: Ctrl-C is honoured between calls
-
-
-def _compiled_loop(tf, model, optimizer, loss_fn, variables, plan: TrainingPlan
-                   ) -> tuple[int, np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray] | None]:
-    """Every training step inside a compiled ``tf.while_loop``, run ``CHUNK_STEPS`` steps per call
-    (Python only takes a Ctrl-C between calls into TensorFlow); the loss and gradients of the
-    next step and the previous loss carry over from one call to the next, so the steps are the
-    same computations whatever the chunking. Returns the steps made and, per step, the losses,
-    the gradients and the parameters of each variable, and the indices each batch gathered from X
-    (None for full batches in order, which are X itself)."""
-    dtype = tf.as_dtype(plan.dtype)
-    X = tf.constant(plan.X)
-    y = tf.constant(plan.y)
-    full = plan.is_full_batch_in_order
-    orders = tf.constant(plan.orders, dtype=tf.int64)
-    starts = tf.constant([b[0] for b in plan.bounds], dtype=tf.int64)
-    ends = tf.constant([b[1] for b in plan.bounds], dtype=tf.int64)
-    per_epoch = tf.constant(plan.batches_per_epoch, dtype=tf.int64)
-    n_orders = tf.constant(plan.orders.shape[0], dtype=tf.int64)
-    max_steps = plan.max_steps
-    tol = plan.early_stop_tol
-
-    def indices(step):
-        order = orders[(step // per_epoch) % n_orders]
-        b = step % per_epoch
-        return order[starts[b]:ends[b]]
-
-    def batch(step):
-        if full:
-            return X, y
-        idx = indices(step)
-        return tf.gather(X, idx), tf.gather(y, idx)
-
-    def loss_and_grads(step):
-        xb, yb = batch(step)
-        with tf.GradientTape() as tape:
-            loss = tf.cast(loss_fn(yb, model(xb, training=True)), dtype)
-        return loss, tape.gradient(loss, variables)
-
-    def keep_going(loss, previous):
-        if tol is None:
-            return tf.constant(True)
-        # The labs' early stop, before the update: continue unless |loss - previous| < tol.
-        # Written out as (d >= tol) or isnan(d), not logical_not(d < tol): TF's graph
-        # optimiser rewrites logical_not(a < b) to a >= b, which is False for nan, so a
-        # diverged run (inf - inf = nan) would stop where NumPy and torch keep going.
-        d = tf.abs(loss - previous)
-        return tf.logical_or(d >= tol, tf.math.is_nan(d))
-
-    @tf.function(reduce_retracing=True)
-    def first():
-        loss, grads = loss_and_grads(tf.constant(0, dtype=tf.int64))
-        return loss, tuple(grads)
-
-    @tf.function(reduce_retracing=True)
-    def chunk(step, previous, loss, grads, end):
-        # The loss and gradients of step t are computed at the end of step t-1, so the
-        # early-stop test sits in the loop condition and every write is unconditional.
-        def arrays():
-            return tuple(tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=v.shape) for v in variables)
-
-        def body(step, previous, loss, grads, losses, grads_out, params_out, rows, sizes):
-            optimizer.apply_gradients(zip(grads, variables))
-            t = tf.cast(step - start, tf.int32)
-            losses = losses.write(t, loss)
-            if not full:  # the rows this step's batch gathered (``batch`` gathers ``indices``)
-                idx = indices(step)
-                rows, sizes = rows.write(t, idx), sizes.write(t, tf.size(idx, out_type=tf.int64))
-            grads_out = tuple(ta.write(t, g) for ta, g in zip(grads_out, grads))
-            params_out = tuple(ta.write(t, tf.convert_to_tensor(v)) for ta, v in zip(params_out, variables))
-            next_loss, next_grads = loss_and_grads(step + 1)
-            return step + 1, loss, next_loss, tuple(next_grads), losses, grads_out, params_out, rows, sizes
-
-        def cond(step, previous, loss, grads, *_):
-            return tf.logical_and(step < end, keep_going(loss, previous))
-
-        start = step
-        state = (step, previous, loss, grads, tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=()),
-                 arrays(), arrays(),
-                 tf.TensorArray(tf.int64, size=0, dynamic_size=True, infer_shape=False, element_shape=[None]),
-                 tf.TensorArray(tf.int64, size=0, dynamic_size=True, element_shape=()))
-        step, previous, loss, grads, losses, grads_out, params_out, rows, sizes = tf.while_loop(
-            cond, body, state, parallel_iterations=1)
-        if full:
-            rows_out, sizes_out = tf.zeros([0], tf.int64), tf.zeros([0], tf.int64)
-        else:
-            rows_out, sizes_out = rows.concat(), sizes.stack()
-        return (step, previous, loss, grads, losses.stack(), [g.stack() for g in grads_out],
-                [p.stack() for p in params_out], rows_out, sizes_out)
-
-    loss, grads = first()
-    step, previous = tf.constant(0, dtype=tf.int64), tf.constant(np.inf, dtype=dtype)
-    pieces: list[tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]] = []
-    batches: list[np.ndarray] = []
-    while True:
-        end = min(int(step) + CHUNK_STEPS, max_steps)
-        step, previous, loss, grads, losses, grads_out, params_out, rows, sizes = chunk(
-            step, previous, loss, grads, tf.constant(end, dtype=tf.int64))
-        pieces.append((losses.numpy(), [g.numpy() for g in grads_out], [p.numpy() for p in params_out]))
-        sizes_np = sizes.numpy()
-        batches += np.split(rows.numpy(), np.cumsum(sizes_np)[:-1]) if sizes_np.size else []
-        if int(step) < end or int(step) >= max_steps:  # stopped early, or done
-            break
-    return (int(step), np.concatenate([p[0] for p in pieces]),
-            [np.concatenate([p[1][i] for p in pieces]) for i in range(len(variables))],
-            [np.concatenate([p[2][i] for p in pieces]) for i in range(len(variables))],
-            None if full else batches)
-
-
-def _trace_step(plan: TrainingPlan, step: int) -> Params:
-    """Replay steps ``0 .. step-1`` with the same model, loss and optimizer as ``run`` (one
-    ``tf.function`` step, so the optimizer state is the run's), then record step ``step`` stage
-    by stage, eagerly, as ``harness.run.trajectory.trace_stages`` names them."""
-    tf, keras = import_keras()
-    scenario, training, dtype = plan.scenario, plan.scenario.training_spec, plan.dtype
-    with floatx(keras, dtype):
-        model, dense_layers = build_model(keras, scenario, dtype)
-        set_params(dense_layers, plan.initial_params)
-        optimizer, _ = build_optimizer(keras, training.optimizer, file=scenario.path)
-        loss_fn = build_loss(keras, training.loss, training.clip)
-        names, variables = zip(*named_variables(dense_layers))
-        optimizer.build(list(variables))
-
-        @tf.function(reduce_retracing=True)
-        def train_step(xb, yb):
-            with tf.GradientTape() as tape:
-                loss = tf.cast(loss_fn(yb, model(xb, training=True)), dtype)
-            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-
-        for t in range(step):
-            idx = plan.batch_indices(t)
-            train_step(tf.constant(plan.X[idx]), tf.constant(plan.y[idx]))
-        idx = plan.batch_indices(step)
-        xb, yb = tf.constant(plan.X[idx]), tf.constant(plan.y[idx])
-        trace: dict[str, np.ndarray] = {f"params {n}": v.numpy().copy() for n, v in zip(names, variables)}
-        with tf.GradientTape() as tape:
-            a = xb
-            for i, layer in enumerate(dense_layers):
-                a = layer(a, training=True)
-                trace[f"output layers.{i}"] = a.numpy().copy()
-            loss = tf.cast(loss_fn(yb, a), dtype)
-        grads = tape.gradient(loss, variables)
-        trace["loss"] = loss.numpy().copy()
-        trace.update({f"gradient {n}": g.numpy().copy() for n, g in zip(names, grads)})
-        optimizer.apply_gradients(zip(grads, variables))
-        trace.update({f"updated {n}": v.numpy().copy() for n, v in zip(names, variables)})
-    return trace
+    return model_for(keras_tf_loop.TFModel, plan, keep=not inline_active())
 
 
 class KerasAdapter:
@@ -379,18 +205,17 @@ class KerasAdapter:
         return native(spec, "keras")
 
     def run(self, plan: TrainingPlan) -> Trajectory:
-        return _run(plan)
+        return run_model(_model(plan), plan, framework=self.name)
 
     def trace_step(self, plan: TrainingPlan, step: int) -> Params:
-        return _trace_step(plan, step)
+        m = _model(plan)
+        with m.settings():
+            return m.trace_step(plan, step)
 
     def forward(self, scenario: Scenario, params: Params, X: np.ndarray) -> list[np.ndarray]:
-        _, keras = import_keras()
-        dtype = X.dtype.name
-        with floatx(keras, dtype):
-            _, dense_layers = build_model(keras, scenario, dtype)
-            set_params(dense_layers, params)
-            return layer_outputs(dense_layers, X)
+        m = _model(forward_plan(scenario, params, X))
+        with m.settings():
+            return m.outputs(X)
 
     def loss(self, scenario: Scenario, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         tf, keras = import_keras()
@@ -402,18 +227,12 @@ class KerasAdapter:
     def gradients(self, scenario: Scenario, params: Params, X: np.ndarray,
                   y: np.ndarray) -> tuple[np.ndarray, Params]:
         """One ``tf.GradientTape`` over the model and the loss the training loop uses."""
-        tf, keras = import_keras()
+        tf, _ = import_keras()
         assert scenario.training is not None, "gradients need a training loss"
-        dtype = X.dtype.name
-        with floatx(keras, dtype):
-            model, dense_layers = build_model(keras, scenario, dtype)
-            set_params(dense_layers, params)
-            loss_fn = build_loss(keras, scenario.training.loss, scenario.training.clip)
-            names, variables = zip(*named_variables(dense_layers))
-            with tf.GradientTape() as tape:
-                loss = tf.cast(loss_fn(tf.constant(y), model(tf.constant(X), training=True)), dtype)
-            grads = tape.gradient(loss, list(variables))
-        return np.asarray(loss), {n: np.asarray(g) for n, g in zip(names, grads)}
+        m = _model(forward_plan(scenario, params, X, y))
+        with m.settings():
+            loss, grads = m.loss_and_grads(tf.constant(X), tf.constant(y))
+        return np.asarray(loss), {n: np.asarray(g) for n, g in zip(m.names, grads)}
 
     def fit_baseline_seconds(self, plan: TrainingPlan) -> float | None:
         """``model.compile(optimizer, loss); model.fit(X, y, epochs=E, batch_size=B, shuffle=False)``,
