@@ -162,25 +162,6 @@ def _stepper(torch, optimizer) -> Any:
     return lambda: unwrapped(optimizer)
 
 
-def _zeroer(torch, optimizer, params: list[Any]) -> Any:
-    """``optimizer.zero_grad(set_to_none=False)``: torch's own ``Optimizer.zero_grad`` with
-    ``foreach=False`` zeroes each existing gradient in place (``grad.zero_()``; a gradient made by
-    ``backward`` without ``create_graph`` has no ``grad_fn`` and needs no detaching), inside a
-    profiler label this loop does not need; any other ``zero_grad`` (a subclass's, a patched one) is called."""
-    if type(optimizer).zero_grad is not torch.optim.Optimizer.zero_grad:
-        return lambda: optimizer.zero_grad(set_to_none=False)
-
-    def zero() -> None:
-        for p in params:
-            grad = p.grad
-            if grad is not None:
-                if grad.grad_fn is not None or grad.requires_grad:
-                    optimizer.zero_grad(set_to_none=False)
-                    return
-                grad.zero_()
-    return zero
-
-
 class _Views:
     """NumPy views of the parameters and their gradients (torch's layout), made once and again only
     when a tensor or its storage changes: recording a step is one array copy per tensor."""
@@ -222,7 +203,7 @@ def _run(plan: TrainingPlan) -> Trajectory:
     optimizer, trajectory.convention = build_optimizer(torch, training.optimizer, params, file=scenario.path)
     loss_fn = build_loss(torch, training.loss, training.clip)
     forwards, loss_forward = _calls(torch, model, loss_fn)
-    step_fn, zero_grad = _stepper(torch, optimizer), _zeroer(torch, optimizer, params)
+    step_fn = _stepper(torch, optimizer)
     # each step recorded by copying NumPy views of torch's own tensors into arrays in torch's layout,
     # put in the reference layout once at the end; the losses kept as tensors and copied once
     np_dtype = np.dtype(plan.dtype)
@@ -241,7 +222,7 @@ def _run(plan: TrainingPlan) -> Trajectory:
         else:
             idx = torch.from_numpy(plan.batch_indices(step))
             xb, yb = X[idx], y[idx]
-        zero_grad()
+        optimizer.zero_grad(set_to_none=False)
         a = xb
         for forward in forwards:
             a = forward(a)
