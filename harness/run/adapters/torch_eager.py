@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -148,18 +149,54 @@ def _calls(torch, model, loss_fn) -> tuple[list[Any], Any]:
     return forwards, loss_fn.forward if isinstance(loss_fn, torch.nn.Module) else loss_fn
 
 
-def _stepper(torch, optimizer) -> Any:
-    """``optimizer.step`` without torch's profiler label around it (``Optimizer.profile_hook_step``:
-    a ``record_function`` and the step hooks, none registered): the class's own ``step`` (a step
-    patched on the class is the one wrapped, so the one called). With hooks registered: ``step``."""
-    step = type(optimizer).step
+def _torch_code(fn: Any, module: Any, qualname: str) -> bool:
+    """Whether ``fn`` is the function ``qualname`` of torch's own ``module`` (its code object's file
+    and qualified name): a patched function, wrapped with ``functools.wraps`` or not, is not."""
+    code = getattr(fn, "__code__", None)
+    return code is not None and code.co_filename == module.__file__ and code.co_qualname == qualname
+
+
+def _stepper(optimizer: Any) -> Callable[[], Any]:
+    """``optimizer.step`` without torch's profiler label around it: when the class's ``step`` is
+    torch's own ``Optimizer.profile_hook_step`` wrapper (a ``record_function`` and the step hooks)
+    and no step hook is registered, the step it wraps (the class's: a step patched on the class is
+    the one wrapped, so the one called); otherwise ``optimizer.step`` itself."""
     registry = importlib.import_module("torch.optim.optimizer")
+    step = type(optimizer).step
     hooks = (registry._global_optimizer_pre_hooks, registry._global_optimizer_post_hooks,
              optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks)
-    unwrapped = getattr(step, "__wrapped__", None)
-    if not getattr(step, "hooked", False) or unwrapped is None or any(hooks):
+    wrapped = getattr(step, "__wrapped__", None)
+    if wrapped is None or any(hooks) or not _torch_code(step, registry, "Optimizer.profile_hook_step.<locals>.wrapper"):
         return optimizer.step
-    return lambda: unwrapped(optimizer)
+    return partial(wrapped, optimizer)
+
+
+def _zeroer(optimizer: Any) -> Callable[[], None]:
+    """``optimizer.zero_grad(set_to_none=False)``. When the class's ``zero_grad`` is torch's own
+    (``Optimizer.zero_grad`` under ``torch._disable_dynamo``) and the optimizer is not ``foreach``
+    or ``fused``, that method zeroes each existing gradient in place, ``grad.zero_()``, after
+    detaching it (a no-op for a gradient ``backward`` made without ``create_graph``), inside a
+    profiler label: the same ``zero_()`` calls without the label. Any other ``zero_grad`` (a
+    subclass's, a patched one) is called."""
+    def call() -> None:
+        optimizer.zero_grad(set_to_none=False)
+
+    method = type(optimizer).zero_grad
+    if (optimizer.defaults.get("foreach") or optimizer.defaults.get("fused")
+            or not _torch_code(method, importlib.import_module("torch._compile"), "_disable_dynamo.<locals>.inner")
+            or not _torch_code(getattr(method, "__wrapped__", None), importlib.import_module("torch.optim.optimizer"),
+                               "Optimizer.zero_grad")):
+        return call
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def zero() -> None:
+        grads = [p.grad for p in params if p.grad is not None]
+        if any(g.grad_fn is not None or g.requires_grad or g.is_sparse for g in grads):
+            call()
+            return
+        for g in grads:
+            g.zero_()
+    return zero
 
 
 class _Views:
@@ -203,7 +240,7 @@ def _run(plan: TrainingPlan) -> Trajectory:
     optimizer, trajectory.convention = build_optimizer(torch, training.optimizer, params, file=scenario.path)
     loss_fn = build_loss(torch, training.loss, training.clip)
     forwards, loss_forward = _calls(torch, model, loss_fn)
-    step_fn = _stepper(torch, optimizer)
+    step_fn, zero_grad = _stepper(optimizer), _zeroer(optimizer)
     # each step recorded by copying NumPy views of torch's own tensors into arrays in torch's layout,
     # put in the reference layout once at the end; the losses kept as tensors and copied once
     np_dtype = np.dtype(plan.dtype)
@@ -222,7 +259,7 @@ def _run(plan: TrainingPlan) -> Trajectory:
         else:
             idx = torch.from_numpy(plan.batch_indices(step))
             xb, yb = X[idx], y[idx]
-        optimizer.zero_grad(set_to_none=False)
+        zero_grad()
         a = xb
         for forward in forwards:
             a = forward(a)
