@@ -13,9 +13,17 @@ import pytest
 from harness.commands.bench import catalogue_sets
 from harness.commands.cli import main
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS
+from harness.run.bench import differences
 
 TINY = Path(__file__).resolve().parent / "scenarios" / "tiny-linear.toml"
 PASSES = ("serial_seconds", "parallel_seconds", "cached_seconds")
+
+
+def test_differences_name_the_scenario_and_each_pass_verdict() -> None:
+    same, other = ("tiny", True, "agree", (), ()), ("tiny", False, "disagree", (), ())
+    assert differences({"serial": [same], "parallel": [same], "cached": [same]}) == []
+    [found] = differences({"serial": [other], "parallel": [same], "cached": [same]})
+    assert found["scenario"] == "tiny" and "False" in found["serial"] and "True" in found["parallel"]
 
 
 def test_the_catalogues_are_the_default_and_the_frameworks_asked() -> None:
@@ -42,6 +50,7 @@ def test_bench_catalogue_reports_three_passes_of_both_catalogues_and_the_memory(
         assert figures["same_results"] is True
         assert all(figures[p] > 0 for p in PASSES)
         assert figures["parallel_ratio"] == figures["parallel_seconds"] / figures["serial_seconds"]
+    assert all(c["differences"] == [] for c in data["catalogues"].values())
     assert data["serial_seconds"] == sum(c["serial_seconds"] for c in data["catalogues"].values())
     # this process and its workers (a torch worker alone holds far more than this process's share)
     assert data["largest_process_bytes"] > 50 * 2**20

@@ -91,6 +91,8 @@ def catalogue(args: argparse.Namespace) -> int:
         print(f"- --jobs {figures['jobs']}, cold cache: {c['parallel_seconds']:.1f} s ({c['parallel_ratio']:.2f} x)")
         print(f"- from the cache: {c['cached_seconds']:.1f} s ({c['cached_ratio']:.3f} x)")
         print(f"- same verdicts in the three passes: {'yes' if c['same_results'] else 'NO'}")
+        for found in c.get("differences", []):
+            print(f"  - {found['scenario']}: " + "; ".join(f"{k}: {v}" for k, v in found.items() if k != "scenario"))
     peak, largest = figures["peak_resident_bytes"], figures["largest_process_bytes"]
     print("peak resident memory, this process and its workers: " + (
         "not measured (Linux only)" if peak is None else

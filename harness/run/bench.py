@@ -103,7 +103,8 @@ def time_catalogue(scenarios: list[Scenario], *, catalogues: dict[str, tuple[str
                    progress: Callable[[str], None]) -> dict[str, Any]:
     """For each catalogue (name -> its frameworks): ``serial_seconds``, ``parallel_seconds`` and
     ``cached_seconds`` of making its reports' runs and diagnoses, their ratios, and whether the
-    three passes gave the same verdicts (``same_results``); the same figures summed over the
+    three passes gave the same verdicts (``same_results``; ``differences``: the scenarios whose
+    verdicts differ, each pass's); the same figures summed over the
     catalogues at the top level; the peak resident memory of this process and its workers
     (``peak_resident_bytes``, sampled; ``largest_process_bytes``, the kernel's peak of the largest
     one; None off Linux)."""
@@ -129,14 +130,21 @@ def time_catalogue(scenarios: list[Scenario], *, catalogues: dict[str, tuple[str
         stop_all()
     figures: dict[str, Any] = {"scenarios": len(scenarios), "jobs": jobs, "catalogues": {}}
     for catalogue, frameworks in catalogues.items():
+        passes = {"serial": serial[catalogue][1], "parallel": parallel[catalogue][1], "cached": cached[catalogue][1]}
         figures["catalogues"][catalogue] = {"frameworks": list(frameworks), **_passes(
             serial[catalogue][0], parallel[catalogue][0], cached[catalogue][0],
-            serial[catalogue][1] == parallel[catalogue][1] == cached[catalogue][1])}
+            passes["serial"] == passes["parallel"] == passes["cached"]), "differences": differences(passes)}
     per = figures["catalogues"].values()
     figures.update(_passes(sum(c["serial_seconds"] for c in per), sum(c["parallel_seconds"] for c in per),
                            sum(c["cached_seconds"] for c in per), all(c["same_results"] for c in per)))
     figures.update(peak_resident_bytes=memory.peak_total, largest_process_bytes=memory.largest_process)
     return figures
+
+
+def differences(passes: dict[str, Verdicts]) -> list[dict[str, Any]]:
+    """Each scenario whose verdicts differ between the passes: its name and each pass's verdict."""
+    return [{"scenario": found[0][0], **{name: repr(v[1:]) for name, v in zip(passes, found)}}
+            for found in zip(*passes.values()) if len(set(found)) > 1]
 
 
 def _passes(serial: float, parallel: float, cached: float, same: bool) -> dict[str, Any]:
