@@ -10,11 +10,12 @@ import sys
 import pandas as pd
 
 from harness.commands.args import frameworks_arg, positive_int
+from harness.commands.bench_catalogue import time_catalogue
 from harness.commands.cli import COMMANDS
 from harness.errors import BadInput
 from harness.render.files import check_output_files, write_json
-from harness.run.adapters import ALL_FRAMEWORKS, REFERENCE, adapter
-from harness.run.bench import time_catalogue, time_fit_baselines, time_runs
+from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, REFERENCE, adapter
+from harness.run.bench import time_fit_baselines, time_runs
 from harness.run.hand_loop import not_defined
 from harness.spec.catalogue import catalogue_scenarios, resolve
 
@@ -23,11 +24,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help=COMMANDS["bench"])
     p.add_argument("scenario", nargs="?", help="a catalogue name or a scenario .toml file")
     p.add_argument("--catalogue", action="store_true",
-                   help="time the whole catalogue (numpy, keras, torch, both dtypes): one run at a time, with "
-                        "--jobs, and from the cache")
-    p.add_argument("--frameworks", type=frameworks_arg, default=ALL_FRAMEWORKS, metavar="LIST",
+                   help="time the whole catalogue's reports (runs, control runs, traced steps; both dtypes): one run "
+                        "at a time from a cold cache, with --jobs from a cold cache, and from the cache; the default "
+                        "frameworks' catalogue, and --frameworks' after it (e.g. all: reports/backends)")
+    p.add_argument("--frameworks", type=frameworks_arg, default=None, metavar="LIST",
                    help="the implementations timed for one scenario (default all: every one installed, Keras on "
-                        "each backend too)")
+                        "each backend too); with --catalogue, a second catalogue run with them (default: none)")
     p.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                    help="with --catalogue: implementations computing at once in the parallel pass (default: cores)")
     p.add_argument("--repeat", type=positive_int, default=3,
@@ -46,7 +48,7 @@ def handle(args: argparse.Namespace) -> int:
     check_output_files([("--json", args.json)], inputs=[scenario.path] if scenario else [])
     if scenario is None:
         return catalogue(args)
-    frameworks = tuple(f for f in args.frameworks if adapter(f).available() is None)
+    frameworks = tuple(f for f in args.frameworks or ALL_FRAMEWORKS if adapter(f).available() is None)
     results, hand_seconds = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
                                       progress=lambda line: print(line, file=sys.stderr, flush=True))
     fit_seconds = time_fit_baselines(scenario, frameworks=frameworks, dtype="float64") if args.baseline_fit else None
@@ -67,14 +69,35 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
+def catalogue_sets(frameworks: tuple[str, ...] | None) -> dict[str, tuple[str, ...]]:
+    """The catalogues ``bench --catalogue`` times, by name: the default frameworks' (``default``),
+    then ``frameworks``' when given and different (``backends`` for all of them, as ``make report``
+    names its folder; else their names)."""
+    out = {"default": FRAMEWORKS}
+    if frameworks is not None and set(frameworks) != set(FRAMEWORKS):
+        out["backends" if set(frameworks) == set(ALL_FRAMEWORKS) else ",".join(frameworks)] = frameworks
+    return out
+
+
 def catalogue(args: argparse.Namespace) -> int:
-    figures = time_catalogue(catalogue_scenarios(), jobs=args.jobs,
+    figures = time_catalogue(catalogue_scenarios(), catalogues=catalogue_sets(args.frameworks), jobs=args.jobs,
                              progress=lambda line: print(line, file=sys.stderr, flush=True))
-    print(f"{figures['scenarios']} scenarios, numpy/keras/torch x float64/float32:")
-    print(f"- one run at a time: {figures['serial_seconds']:.1f} s")
-    print(f"- --jobs {figures['jobs']}: {figures['parallel_seconds']:.1f} s ({figures['parallel_ratio']:.2f} x)")
-    print(f"- from the cache: {figures['cached_seconds']:.1f} s ({figures['cached_ratio']:.3f} x)")
-    print(f"- same verdicts in the three passes: {'yes' if figures['same_results'] else 'NO'}")
+    print(f"{figures['scenarios']} scenarios, both dtypes, every run, control run and traced step of their reports:")
+    rows = [(name, c) for name, c in figures["catalogues"].items()] + [("both" if len(figures["catalogues"]) == 2
+                                                                         else "all", figures)]
+    for name, c in rows if len(figures["catalogues"]) > 1 else rows[:1]:
+        frameworks = f" ({', '.join(c['frameworks'])})" if "frameworks" in c else ""
+        print(f"{name}{frameworks}:")
+        print(f"- one run at a time, cold cache: {c['serial_seconds']:.1f} s")
+        print(f"- --jobs {figures['jobs']}, cold cache: {c['parallel_seconds']:.1f} s ({c['parallel_ratio']:.2f} x)")
+        print(f"- from the cache: {c['cached_seconds']:.1f} s ({c['cached_ratio']:.3f} x)")
+        print(f"- same verdicts in the three passes: {'yes' if c['same_results'] else 'NO'}")
+        for found in c.get("differences", []):
+            print(f"  - {found['scenario']}: " + "; ".join(f"{k}: {v}" for k, v in found.items() if k != "scenario"))
+    peak, largest = figures["peak_resident_bytes"], figures["largest_process_bytes"]
+    print("peak resident memory, this process and its workers: " + (
+        "not measured (Linux only)" if peak is None else
+        f"{peak / 2**30:.2f} GiB (sampled; the largest process {largest / 2**30:.2f} GiB)"))
     if args.json:
         write_json(args.json, figures)
     return 0 if figures["same_results"] else 1

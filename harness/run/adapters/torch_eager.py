@@ -5,9 +5,11 @@ torch keeps ``Linear.weight`` as ``(n_out, n_in)``; conversions go through
 """
 from __future__ import annotations
 
+import importlib
 import sys
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -140,6 +142,83 @@ def layer_outputs(torch, model, X) -> list[np.ndarray]:
     return out
 
 
+def _calls(torch, model, loss_fn) -> tuple[list[Any], Any]:
+    """Each module's own ``forward`` (bound once per run: a ``forward`` patched on a torch class is
+    the one called) and the loss's, without ``Module.__call__``'s hook dispatch (no hooks are set)."""
+    forwards = [module.forward for module in model]
+    return forwards, loss_fn.forward if isinstance(loss_fn, torch.nn.Module) else loss_fn
+
+
+def _torch_code(fn: Any, module: Any, qualname: str) -> bool:
+    """Whether ``fn`` is the function ``qualname`` of torch's own ``module`` (its code object's file
+    and qualified name): a patched function, wrapped with ``functools.wraps`` or not, is not."""
+    code = getattr(fn, "__code__", None)
+    return code is not None and code.co_filename == module.__file__ and code.co_qualname == qualname
+
+
+def _stepper(optimizer: Any) -> Callable[[], Any]:
+    """``optimizer.step`` without torch's profiler label around it: when the class's ``step`` is
+    torch's own ``Optimizer.profile_hook_step`` wrapper (a ``record_function`` and the step hooks)
+    and no step hook is registered, the step it wraps (the class's: a step patched on the class is
+    the one wrapped, so the one called); otherwise ``optimizer.step`` itself."""
+    registry = importlib.import_module("torch.optim.optimizer")
+    step = type(optimizer).step
+    hooks = (registry._global_optimizer_pre_hooks, registry._global_optimizer_post_hooks,
+             optimizer._optimizer_step_pre_hooks, optimizer._optimizer_step_post_hooks)
+    wrapped = getattr(step, "__wrapped__", None)
+    if wrapped is None or any(hooks) or not _torch_code(step, registry, "Optimizer.profile_hook_step.<locals>.wrapper"):
+        return optimizer.step
+    return partial(wrapped, optimizer)
+
+
+def _zeroer(optimizer: Any) -> Callable[[], None]:
+    """``optimizer.zero_grad(set_to_none=False)``. When the class's ``zero_grad`` is torch's own
+    (``Optimizer.zero_grad`` under ``torch._disable_dynamo``) and the optimizer is not ``foreach``
+    or ``fused``, that method zeroes each existing gradient in place, ``grad.zero_()``, after
+    detaching it (a no-op for a gradient ``backward`` made without ``create_graph``), inside a
+    profiler label: the same ``zero_()`` calls without the label. Any other ``zero_grad`` (a
+    subclass's, a patched one) is called."""
+    def call() -> None:
+        optimizer.zero_grad(set_to_none=False)
+
+    method = type(optimizer).zero_grad
+    if (optimizer.defaults.get("foreach") or optimizer.defaults.get("fused")
+            or not _torch_code(method, importlib.import_module("torch._compile"), "_disable_dynamo.<locals>.inner")
+            or not _torch_code(getattr(method, "__wrapped__", None), importlib.import_module("torch.optim.optimizer"),
+                               "Optimizer.zero_grad")):
+        return call
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def zero() -> None:
+        grads = [p.grad for p in params if p.grad is not None]
+        if any(g.grad_fn is not None or g.requires_grad or g.is_sparse for g in grads):
+            call()
+            return
+        for g in grads:
+            g.zero_()
+    return zero
+
+
+class _Views:
+    """NumPy views of the parameters and their gradients (torch's layout), made once and again only
+    when a tensor or its storage changes: recording a step is one array copy per tensor."""
+
+    def __init__(self, params: list[Any]) -> None:
+        self._params = params
+        self._keys: list[tuple[Any, int, Any, int]] = []
+        self.params: list[np.ndarray] = []
+        self.grads: list[np.ndarray] = []
+
+    def current(self) -> "_Views":
+        keys = [(p, p.data_ptr(), p.grad, p.grad.data_ptr()) for p in self._params]
+        if len(keys) != len(self._keys) or any(a[1] != b[1] or a[2] is not b[2] or a[3] != b[3]
+                                               for a, b in zip(keys, self._keys)):
+            self._keys = keys
+            self.params = [p.detach().numpy() for p in self._params]
+            self.grads = [p.grad.detach().numpy() for p in self._params]
+        return self
+
+
 def _run(plan: TrainingPlan) -> Trajectory:
     import torch
 
@@ -157,47 +236,53 @@ def _run(plan: TrainingPlan) -> Trajectory:
     if training is None:
         trajectory.outputs_final = trajectory.outputs_initial
         return trajectory
-    optimizer, trajectory.convention = build_optimizer(torch, training.optimizer, [p for _, p in named],
-                                                        file=scenario.path)
-    loss_fn = build_loss(torch, training.loss, training.clip)
-    # each step recorded by copying torch's own tensors (NumPy views of them) into arrays in torch's layout,
-    # put in the reference layout once at the end
     params = [p for _, p in named]
+    optimizer, trajectory.convention = build_optimizer(torch, training.optimizer, params, file=scenario.path)
+    loss_fn = build_loss(torch, training.loss, training.clip)
+    forwards, loss_forward = _calls(torch, model, loss_fn)
+    step_fn, zero_grad = _stepper(optimizer), _zeroer(optimizer)
+    # each step recorded by copying NumPy views of torch's own tensors into arrays in torch's layout,
+    # put in the reference layout once at the end; the losses kept as tensors and copied once
     np_dtype = np.dtype(plan.dtype)
-    losses = np.empty(plan.max_steps, np_dtype)
+    losses: list[Any] = []
     params_out = [np.empty((plan.max_steps, *p.shape), np_dtype) for p in params]
     grads_out = [np.empty((plan.max_steps, *p.shape), np_dtype) for p in params]
+    views = _Views(params)
     full = plan.is_full_batch_in_order
     rows = RowIds(plan.X)
     all_rows = rows.ids(plan.X)
     tol = plan.early_stop_tol
     previous = np.inf
-    steps = 0
     for step in range(plan.max_steps):
         if full:
             xb, yb = X, y
         else:
             idx = torch.from_numpy(plan.batch_indices(step))
             xb, yb = X[idx], y[idx]
-        optimizer.zero_grad(set_to_none=False)
-        loss = loss_fn(model(xb), yb)
-        loss_value = loss.detach().numpy()[()]  # a NumPy scalar of the run's dtype, as the reference has
-        if tol is not None and should_stop(loss_value, previous, tol):
-            trajectory.stopped_early_at = step
-            break
-        previous = loss_value
+        zero_grad()
+        a = xb
+        for forward in forwards:
+            a = forward(a)
+        loss = loss_forward(a, yb)
+        if tol is not None:
+            loss_value = loss.detach().numpy()[()]  # a NumPy scalar of the run's dtype, as the reference has
+            if should_stop(loss_value, previous, tol):
+                trajectory.stopped_early_at = step
+                break
+            previous = loss_value
         loss.backward()
         if step == 0:
             first = named[0][1]
             trajectory.computed_dtypes = dtype_names(parameters=first, loss=loss, gradients=first.grad)
-        optimizer.step()
-        losses[step] = loss_value
-        for p, p_out, g_out in zip(params, params_out, grads_out):
-            p_out[step] = p.detach().numpy()
-            g_out[step] = p.grad.detach().numpy()
+        step_fn()
+        losses.append(loss.detach())
+        current = views.current()
+        for p_view, g_view, p_out, g_out in zip(current.params, current.grads, params_out, grads_out):
+            p_out[step] = p_view
+            g_out[step] = g_view
         trajectory.batch_rows.append(all_rows if xb is X else rows.ids(xb.numpy()))
-        steps = step + 1
-    trajectory.losses = losses[:steps].copy()
+    steps = len(losses)
+    trajectory.losses = torch.stack(losses).numpy().astype(np_dtype) if losses else np.empty(0, np_dtype)
     trajectory.params = {n: from_torch(n, out[:steps]).copy() for (n, _), out in zip(named, params_out)}
     trajectory.grads = {n: from_torch(n, out[:steps]).copy() for (n, _), out in zip(named, grads_out)}
     trajectory.outputs_final = layer_outputs(torch, model, X)

@@ -132,16 +132,16 @@ def _serve(implementation: str, conn: Connection, stderr_path: str, parent: int)
         os.unlink(stderr_path)  # left behind, even when the parent is killed
     try:
         FRAMEWORK_IMPORT[implementation]()
-        conn.send(("ready", None))
+        conn.send(("ready", None, 0.0))
     except Exception as exc:
-        _reply(conn, ("error", exc))
+        _reply(conn, ("error", exc), 0.0)
     adapter = _local(implementation)
     while True:
         try:
             method, args = conn.recv()
         except EOFError:  # the parent is gone
             return
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             value = getattr(adapter, method)(*args)
             if isinstance(value, Trajectory):
@@ -149,17 +149,18 @@ def _serve(implementation: str, conn: Connection, stderr_path: str, parent: int)
             reply: tuple[str, Any] = ("ok", value)
         except Exception as exc:  # a framework error is the caller's result, not the worker's end
             reply = ("error", exc)
-        _reply(conn, reply)
+        _reply(conn, reply, time.process_time() - cpu)
 
 
-def _reply(conn: Connection, reply: tuple[str, Any]) -> None:
+def _reply(conn: Connection, reply: tuple[str, Any], cpu_seconds: float) -> None:
+    """``(status, value, cpu_seconds)``: the call's result and the CPU time the worker spent on it."""
     try:
         if reply[0] == "error":
             pickle.loads(pickle.dumps(reply[1]))  # it must come back whole, or as its text
-        conn.send(reply)
+        conn.send((*reply, cpu_seconds))
     except Exception as exc:  # an exception that does not pickle: its text
         conn.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}" if reply[0] == "error"
-                                         else f"the result did not pickle: {exc}")))
+                                         else f"the result did not pickle: {exc}"), cpu_seconds))
 
 
 @contextlib.contextmanager
@@ -236,6 +237,7 @@ class Worker:
         self.process = context.Process(target=_serve, args=(implementation, child, self._stderr, os.getpid()),
                                        daemon=True, name=f"nn-parity {implementation}")
         self._ready = False
+        self.cpu_seconds = 0.0  # the CPU time the worker spent on its last call (``time.process_time``)
         with _STARTED_LOCK:
             _STARTED[id(self)] = self
             generation = _GENERATION[0]
@@ -261,7 +263,7 @@ class Worker:
                                             "(killed)")
                     raise WorkerCrashed(f"the {self.implementation} worker did not start within {limit:g} s "
                                         f"(importing its framework; ${START_VARIABLE} sets the limit) and was killed")
-                status, value = self._conn.recv()
+                status, value, _ = self._conn.recv()
                 if status == "error":  # the framework's import failed: its error is the run's
                     self.stop()
                     raise value
@@ -270,7 +272,7 @@ class Worker:
             if not self._wait(deadline):
                 self.stop()
                 raise WorkerCrashed(f"the {self.implementation} worker did not answer within {timeout:g} s (killed)")
-            status, value = self._conn.recv()
+            status, value, self.cpu_seconds = self._conn.recv()
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             raise WorkerCrashed(self._death()) from None
         if status == "error":
@@ -349,14 +351,25 @@ def has_worker(implementation: str) -> bool:
     return current is not None and current.alive
 
 
+def process_ids() -> dict[str, int]:
+    """Each live worker's process id, by implementation."""
+    return {name: w.process.pid for name, w in list(_WORKERS.items()) if w.alive and w.process.pid is not None}
+
+
 def resident_bytes() -> dict[str, int]:
     """Each live worker's resident memory (``/proc``; Linux, else empty)."""
     out = {}
-    for name, w in _WORKERS.items():
+    for name, pid in process_ids().items():
         with contextlib.suppress(OSError, ValueError, IndexError):
-            if w.alive:
-                out[name] = int(open(f"/proc/{w.process.pid}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            out[name] = int(open(f"/proc/{pid}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     return out
+
+
+def cpu_seconds(implementation: str) -> float | None:
+    """The CPU time (``time.process_time`` in the worker) ``implementation``'s worker spent on its
+    last call; None when it has no worker."""
+    current = _WORKERS.get(implementation)
+    return None if current is None else current.cpu_seconds
 
 
 def stop(implementation: str) -> None:
@@ -401,7 +414,8 @@ class RemoteAdapter:
         return worker(self.name).call(method, *args, timeout=_TIMEOUT["seconds"])
 
     def available(self) -> str | None:
-        return str(self._local.available()) if self._local.available() is not None else None
+        reason = self._local.available()
+        return None if reason is None else str(reason)
 
     def native_convention(self, spec: OptimizerSpec) -> str:
         return str(self._local.native_convention(spec))
