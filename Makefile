@@ -42,6 +42,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The tests keep compiled modules, pytest's assert-rewritten test modules included, in one folder
+# outside the source tree (PYTHONDONTWRITEBYTECODE would have every pytest process and every
+# subprocess a test starts compile harness/ and rewrite tests/ again: most of collection's time)
+PYCACHE := build/pycache
+test test-fast test-campaigns test-kernels: export PYTHONDONTWRITEBYTECODE :=
+test test-fast test-campaigns test-kernels: export PYTHONPYCACHEPREFIX := $(abspath $(PYCACHE))
+
 # pytest-xdist: one worker per core; --dist loadgroup sends the tests that share an expensive fixture
 # (a catalogue scenario, a module-scoped fixture) to one worker (tests/conftest.py groups them), so
 # each catalogue scenario still runs once per session

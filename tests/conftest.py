@@ -39,10 +39,18 @@ from _pytest.nodeid import NodeId
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The commands' run cache (harness.run.cache), for the tests that call them: one folder per
-# session, removed at its end (never the repository's .nn-parity-cache/).
-_CACHE = tempfile.mkdtemp(prefix="nn-parity-test-cache-")
+# session, removed at its end (never the repository's .nn-parity-cache/). Under pytest-xdist the
+# workers share the controller's folder (they inherit its environment), so a run one worker made
+# is not made again by the other: entries are written whole and renamed into place, safe for
+# concurrent use; the controller removes the folder at its end.
+_SESSION_CACHE = "NN_PARITY_TEST_SESSION_CACHE"
+if "PYTEST_XDIST_WORKER" in os.environ and os.environ.get(_SESSION_CACHE):
+    _CACHE = os.environ[_SESSION_CACHE]
+else:
+    _CACHE = tempfile.mkdtemp(prefix="nn-parity-test-cache-")
+    os.environ[_SESSION_CACHE] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ["NN_PARITY_CACHE"] = _CACHE
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 pytest_plugins = ["pytester"]  # tests/test_plugin.py runs pytest on scenario folders
 
