@@ -42,6 +42,13 @@ class BadInput(Exception):
         return one_line(f"{where}: expected {self.expected}{got}")
 
 
+def exception_line(exc: BaseException) -> str:
+    """A crash as its type and the last line of its message: ``TypeError: ...`` (``TypeError: `` when
+    the message is empty)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
+
+
 def one_line(text: str) -> str:
     """``text`` with every line-breaking or control character escaped (``\\n``, ``\\x00``, ...)."""
     return _LINE_BREAKING.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

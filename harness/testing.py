@@ -27,7 +27,7 @@ import pandas as pd
 from harness.answers.audit import ATOL, RTOL, AuditResult, Backward, audit_gradients, audit_text, load_adapter
 from harness.answers.batch import audit_batch, collect
 from harness.answers.exports import audit_frame as exported_frame
-from harness.answers.kinds import KINDS
+from harness.answers.kinds import AUDIT_KINDS
 from harness.answers.sandbox import TIMEOUT
 from harness.errors import BadInput, one_line
 from harness.judge.compare import Comparison
@@ -165,8 +165,8 @@ def audit_frame(submissions: list[str | Path], *, function: str, scenario: Scena
     file, a scenario the kind cannot audit) raises ``BadInput``; a submission that crashes is rows
     whose ``verdict`` is ``crashed``."""
     resolved = resolve(scenario) if isinstance(scenario, str) else scenario
-    if kind not in KINDS:
-        raise BadInput("kind", "", f"one of {', '.join(KINDS)}", kind)
+    if kind not in AUDIT_KINDS:
+        raise BadInput("kind", "", f"one of {', '.join(AUDIT_KINDS)}", kind)
     paths = collect([str(s) for s in submissions])
     results = audit_batch(paths, function, resolved, jobs=jobs, timeout=timeout, kind=kind,
                           adapter=load_adapter(adapter) if adapter is not None else None)

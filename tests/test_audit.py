@@ -17,7 +17,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from harness.answers.audit import audit_gradients, initial_batch, labels_of
+from harness.answers.audit import audit_gradients, initial_batch
+from harness.answers.labels import labels_of
 from harness.answers.sandbox import NoSuchFunction, Returned, run_submission
 from harness.commands.cli import main
 from harness.spec.catalogue import resolve

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from harness.answers.audit import Submission, initial_batch, labels_of, load_adapter, load_submission
+from harness.answers.audit import Submission, initial_batch, load_adapter, load_submission
+from harness.answers.labels import labels_of
 from harness.answers.notebook import cell_output, defines_only, read_notebook, select_code
 from harness.answers.sandbox import Adapter, NoSuchFunction, Returned, run_submission
 from harness.commands.cli import main

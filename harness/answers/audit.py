@@ -42,6 +42,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from harness.answers.labels import labels_of
 from harness.answers.notebook import read_notebook, select_code
 from harness.answers.sandbox import (
     Adapter,
@@ -179,17 +180,6 @@ def load_adapter(path: str | Path) -> Adapter:
         raise BadInput(path, "--adapter" + (f" line {line}" if line else ""), "valid Python",
                        getattr(exc, "msg", str(exc))) from None
     return Adapter(name=path.name, source=source)
-
-
-def labels_of(scenario: Scenario) -> dict[str, str]:
-    """Reference name -> the labs' label (``w``/``b`` for one layer, ``w1``/``b1``... otherwise)."""
-    n = len(scenario.layers)
-    out = {}
-    for name in scenario.param_names():
-        i = int(name.split(".")[1])
-        suffix = "" if n == 1 else str(i + 1)
-        out[name] = ("w" if name.endswith("kernel") else "b") + suffix
-    return out
 
 
 def initial_batch(scenario: Scenario) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:

@@ -33,11 +33,11 @@ from harness.answers.audit import (
     AuditResult,
     ParamAudit,
     audit_text,
-    labels_of,
     load_submission,
     no_such_function,
 )
 from harness.answers.kinds import INTERFACES, kind_audit
+from harness.answers.labels import labels_of
 from harness.answers.sandbox import TIMEOUT, Adapter, Called, NoSuchFunction, call_submission, stop_all
 from harness.errors import BadInput
 from harness.judge.diagnosis import NO_CAUSE

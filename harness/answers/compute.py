@@ -22,21 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.answers.labels import param_labels
 from harness.answers.questions import (
-    Activation,
-    Dense,
-    Gradient,
-    Loss,
-    Network,
+    ActivationQuestion,
+    DenseQuestion,
+    GradientQuestion,
+    LossQuestion,
+    NetworkQuestion,
     Question,
     ScenarioQuestion,
-    Train,
+    TrainQuestion,
     epochs_for,
     history_epochs,
-    param_labels,
     parts,
 )
-from harness.errors import BadInput
+from harness.errors import BadInput, exception_line
 from harness.judge.lab_values import computed_value
 from harness.judge.tolerance import DEFAULT_TOLERANCES
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible
@@ -88,7 +88,7 @@ def compute_all(question: Question, *, frameworks: tuple[str, ...] = FRAMEWORKS,
                 keep_64_bit: bool = False) -> dict[str, Values | str]:
     """framework -> the answer's parts, or why it could not be computed (``keep_64_bit``: with the
     frameworks' dtype rules turned off)."""
-    if isinstance(question, (Gradient, Train, ScenarioQuestion)):
+    if isinstance(question, (GradientQuestion, TrainQuestion, ScenarioQuestion)):
         return _from_runs(question, frameworks, keep_64_bit)
     out: dict[str, Values | str] = {}
     for framework in frameworks:
@@ -100,7 +100,7 @@ def compute_all(question: Question, *, frameworks: tuple[str, ...] = FRAMEWORKS,
         try:
             out[framework] = {"value": np.asarray(_single(question, framework, keep_64_bit), dtype=np.float64)}
         except Exception as exc:  # a framework crash is reported with the answer
-            out[framework] = f"crashed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}"
+            out[framework] = f"crashed: {exception_line(exc)}"
     return out
 
 
@@ -121,21 +121,21 @@ def forward(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray, keep_6
 
 
 def _single(question: Question, framework: str, keep_64_bit: bool) -> np.ndarray:
-    if isinstance(question, Dense):
+    if isinstance(question, DenseQuestion):
         return _dense(question, framework, keep_64_bit)
-    if isinstance(question, Activation):
+    if isinstance(question, ActivationQuestion):
         z = question.z if question.z.ndim == 2 else question.z.reshape(1, -1)
         axis = question.axis if question.z.ndim == 2 else -1
         layer = identity_layer(z.shape[1], question.function, axis)
         return forward(framework, (layer,), z, keep_64_bit).reshape(question.z.shape)
-    if isinstance(question, Network):
+    if isinstance(question, NetworkQuestion):
         return network_answer(question, forward(framework, question.layers, question.X, keep_64_bit))
-    if isinstance(question, Loss):
+    if isinstance(question, LossQuestion):
         return _loss(question, framework, keep_64_bit)
     raise TypeError(question)
 
 
-def _dense(q: Dense, framework: str, keep_64_bit: bool) -> np.ndarray:
+def _dense(q: DenseQuestion, framework: str, keep_64_bit: bool) -> np.ndarray:
     units = q.w.shape[1]
     if not q.bias_per_row:
         bias = None if q.b is None else q.unit_bias()
@@ -147,7 +147,7 @@ def _dense(q: Dense, framework: str, keep_64_bit: bool) -> np.ndarray:
     return forward(framework, (identity_layer(units, q.activation, q.axis),), z, keep_64_bit)
 
 
-def network_answer(q: Network, output: np.ndarray) -> np.ndarray:
+def network_answer(q: NetworkQuestion, output: np.ndarray) -> np.ndarray:
     """output as is, the predicted class, or the accuracy against ``y``."""
     if q.output == "output":
         return output
@@ -165,7 +165,7 @@ def predictions(values: np.ndarray, *, labels: bool = False) -> np.ndarray:
     return np.argmax(values, axis=-1).astype(np.float64)
 
 
-def _loss(q: Loss, framework: str, keep_64_bit: bool) -> np.ndarray:
+def _loss(q: LossQuestion, framework: str, keep_64_bit: bool) -> np.ndarray:
     """The loss of ``y_pred`` through a scenario that carries the loss and its guard (its one
     identity layer is not computed)."""
     units = q.y_pred.shape[-1] if q.y_pred.ndim else 1
@@ -177,21 +177,18 @@ def _loss(q: Loss, framework: str, keep_64_bit: bool) -> np.ndarray:
 
 # --- training runs ----------------------------------------------------------------
 
-def run_scenario_of(question: Gradient | Train | ScenarioQuestion) -> Scenario:
+def run_scenario_of(question: GradientQuestion | TrainQuestion | ScenarioQuestion) -> Scenario:
     if isinstance(question, ScenarioQuestion):
         return question.scenario
-    if isinstance(question, Gradient):  # one step at learning rate 0: the gradients at the given parameters
+    if isinstance(question, GradientQuestion):  # one step at learning rate 0: the gradients at the given parameters
         return in_memory_scenario(input_dim=question.X.shape[1], layers=question.layers, X=question.X,
                                   y=question.y, loss=question.loss, clip=question.clip)
-    opt = question.optimizer
-    spec = OptimizerSpec(name=opt["name"], learning_rate=float(opt["learning_rate"]),
-                         options={k: v for k, v in opt.items() if k not in ("name", "learning_rate")})
     return in_memory_scenario(input_dim=question.X.shape[1], layers=question.layers, X=question.X, y=question.y,
-                              loss=question.loss, clip=question.clip, optimizer=spec,
+                              loss=question.loss, clip=question.clip, optimizer=question.optimizer,
                               batch_size=question.batch_size, epochs=epochs_for(question))
 
 
-def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[str, ...],
+def _from_runs(question: GradientQuestion | TrainQuestion | ScenarioQuestion, frameworks: tuple[str, ...],
                keep_64_bit: bool) -> dict[str, Values | str]:
     scenario = replace(run_scenario_of(question), keep_64_bit=keep_64_bit)
     out: dict[str, Values | str] = {}
@@ -243,12 +240,13 @@ def _history(question: ScenarioQuestion, run: Trajectory, plan: TrainingPlan) ->
     return losses[list(wanted)]
 
 
-def _values_of_run(question: Gradient | Train | ScenarioQuestion, run: Trajectory, plan: TrainingPlan) -> Values:
+def _values_of_run(question: GradientQuestion | TrainQuestion | ScenarioQuestion, run: Trajectory,
+                   plan: TrainingPlan) -> Values:
     layers = plan.scenario.layers
-    labels = param_labels(len(layers), [layer.use_bias for layer in layers])
-    if isinstance(question, Gradient):
+    labels = param_labels(layers)
+    if isinstance(question, GradientQuestion):
         return {label: run.grads[name][0] for label, name in labels.items()}
-    if isinstance(question, Train):
+    if isinstance(question, TrainQuestion):
         if run.steps < question.steps:
             raise ValueError(f"the run stopped after {run.steps} of {question.steps} steps")
         return {label: run.params[name][question.steps - 1] for label, name in labels.items()}

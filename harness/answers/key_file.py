@@ -35,8 +35,8 @@ import nbformat
 
 from harness.answers.notebook import cell_output, read_notebook, run_all_problems
 from harness.answers.questions import (
+    COMPUTE_KINDS,
     HISTORY_KEYS,
-    KINDS,
     Question,
     ScenarioQuestion,
     history_epochs,
@@ -157,8 +157,8 @@ def _settings(t: Table, base: Settings) -> Settings:
 
 
 def _answer(t: Table, answer_id: str, defaults: Settings, *, key_dir: Path, notebooks: Notebooks) -> Answer:
-    kind = t.string("compute", choices=tuple(KINDS))
-    _, fields = KINDS[kind]
+    kind = t.string("compute", choices=tuple(COMPUTE_KINDS))
+    _, fields = COMPUTE_KINDS[kind]
     t.check_keys(ANSWER_KEYS | fields)
     question = parse_question(kind, t, key_dir=key_dir)
     settings = _settings(t, defaults)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.answers.audit import ATOL, RTOL, AuditResult, ParamAudit, labels_of
+from harness.answers.audit import ATOL, RTOL, AuditResult, ParamAudit
+from harness.answers.labels import labels_of
 from harness.answers.sandbox import Argument, Called, Opaque, read_returned, type_name
 from harness.errors import one_line
 from harness.judge.compare import Comparison

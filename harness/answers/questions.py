@@ -37,16 +37,24 @@ from typing import Callable
 
 import numpy as np
 
+from harness.answers.labels import param_labels
 from harness.errors import MISSING, BadInput
 from harness.run.runner import with_convention
 from harness.spec.catalogue import resolve
 from harness.spec.conventions import difference, native, pinned
 from harness.spec.data import make_data, target_columns
 from harness.spec.fields import Table
-from harness.spec.scenario import DTYPES, LayerSpec, Scenario, check_step, layer_axis, parse_optimizer
+from harness.spec.scenario import (
+    DTYPES,
+    LayerSpec,
+    OptimizerSpec,
+    Scenario,
+    check_step,
+    layer_axis,
+    parse_optimizer,
+)
 from reference.activations import ACTIVATIONS
 from reference.losses import CLIP_MODES, LOSSES
-from reference.network import bias_name, kernel_name
 from reference.optimizers import CONVENTIONS
 
 NETWORK_OUTPUTS = ("output", "prediction", "accuracy")
@@ -57,7 +65,7 @@ INTEGER_ACTIVATIONS = ("linear", "relu")  # keep numpy's integer arrays integer 
 
 
 @dataclass(frozen=True)
-class Dense:
+class DenseQuestion:
     X: np.ndarray
     w: np.ndarray
     b: np.ndarray | None
@@ -77,7 +85,7 @@ class Dense:
 
 
 @dataclass(frozen=True)
-class Activation:
+class ActivationQuestion:
     function: str
     z: np.ndarray
     axis: int
@@ -85,7 +93,7 @@ class Activation:
 
 
 @dataclass(frozen=True)
-class Network:
+class NetworkQuestion:
     X: np.ndarray
     layers: tuple[LayerSpec, ...]
     output: str
@@ -94,7 +102,7 @@ class Network:
 
 
 @dataclass(frozen=True)
-class Loss:
+class LossQuestion:
     loss: str
     y_true: np.ndarray
     y_pred: np.ndarray
@@ -102,7 +110,7 @@ class Loss:
 
 
 @dataclass(frozen=True)
-class Gradient:
+class GradientQuestion:
     X: np.ndarray
     y: np.ndarray
     layers: tuple[LayerSpec, ...]
@@ -111,13 +119,13 @@ class Gradient:
 
 
 @dataclass(frozen=True)
-class Train:
+class TrainQuestion:
     X: np.ndarray
     y: np.ndarray
     layers: tuple[LayerSpec, ...]
     loss: str
     clip: str
-    optimizer: dict
+    optimizer: OptimizerSpec
     batch_size: int | None
     steps: int
 
@@ -134,27 +142,17 @@ class ScenarioQuestion:
     entries: int | None = None  # history: how many entries the key printed (None: every one there is)
 
 
-Question = Dense | Activation | Network | Loss | Gradient | Train | ScenarioQuestion
-
-
-def param_labels(n_layers: int, use_bias: list[bool]) -> dict[str, str]:
-    """Label in the key -> reference name: ``w``/``b`` for one layer, ``w1``/``b1``... otherwise."""
-    labels = {}
-    for i in range(n_layers):
-        suffix = "" if n_layers == 1 else str(i + 1)
-        labels[f"w{suffix}"] = kernel_name(i)
-        if use_bias[i]:
-            labels[f"b{suffix}"] = bias_name(i)
-    return labels
+Question = (DenseQuestion | ActivationQuestion | NetworkQuestion | LossQuestion | GradientQuestion | TrainQuestion
+            | ScenarioQuestion)
 
 
 def parts(question: Question) -> tuple[str, ...]:
     """The names of the answer's parts: ``("value",)`` or the parameter labels."""
-    if isinstance(question, (Gradient, Train)):
-        return tuple(param_labels(len(question.layers), [layer.use_bias for layer in question.layers]))
+    if isinstance(question, (GradientQuestion, TrainQuestion)):
+        return tuple(param_labels(question.layers))
     if isinstance(question, ScenarioQuestion) and question.quantity in ("params", "gradient"):
         layers = question.scenario.layers
-        return tuple(param_labels(len(layers), [layer.use_bias for layer in layers]))
+        return tuple(param_labels(layers))
     if isinstance(question, ScenarioQuestion) and question.quantity == "history":
         return HISTORY_KEYS
     return ("value",)
@@ -176,9 +174,9 @@ def entry_names(question: Question) -> tuple[str, ...]:
     return ()
 
 
-def reference_name(question: Network | Gradient | Train | ScenarioQuestion, label: str) -> str:
+def reference_name(question: NetworkQuestion | GradientQuestion | TrainQuestion | ScenarioQuestion, label: str) -> str:
     layers = question.scenario.layers if isinstance(question, ScenarioQuestion) else question.layers
-    return param_labels(len(layers), [layer.use_bias for layer in layers])[label]
+    return param_labels(layers)[label]
 
 
 # --- the inputs, by the names ``inputs_rounded_to`` gives them ---------------------
@@ -193,43 +191,43 @@ def input_values(question: Question) -> dict[str, np.ndarray]:
     (none for a scenario answer: its inputs are the scenario's own)."""
     if isinstance(question, ScenarioQuestion):
         return {}
-    if isinstance(question, Dense):
+    if isinstance(question, DenseQuestion):
         values = {"X": question.X, "w": question.w}
         return values | ({"b": question.b} if question.b is not None else {})
-    if isinstance(question, Activation):
+    if isinstance(question, ActivationQuestion):
         return {"z": question.z}
-    if isinstance(question, Loss):
+    if isinstance(question, LossQuestion):
         return {"y_true": question.y_true, "y_pred": question.y_pred}
     values = {"X": question.X}
-    for label, name in param_labels(len(question.layers), [layer.use_bias for layer in question.layers]).items():
+    for label, name in param_labels(question.layers).items():
         layer = question.layers[int(name.split(".")[1])]
         param = layer.kernel if name.endswith("kernel") else layer.bias
         if param is not None:  # a key's layers always carry their values
             values[label] = param
-    if isinstance(question, (Gradient, Train)):
+    if isinstance(question, (GradientQuestion, TrainQuestion)):
         values["y"] = question.y
     return values
 
 
-def with_inputs(question: Dense | Activation | Network | Loss | Gradient | Train,
-                values: dict[str, np.ndarray]) -> Question:
+def with_inputs(question: DenseQuestion | ActivationQuestion | NetworkQuestion | LossQuestion | GradientQuestion
+                | TrainQuestion, values: dict[str, np.ndarray]) -> Question:
     """The same question on other values of some of its inputs (named as ``input_values`` names them)."""
-    if isinstance(question, Dense):
+    if isinstance(question, DenseQuestion):
         return replace(question, X=values.get("X", question.X), w=values.get("w", question.w),
                        b=values.get("b", question.b))
-    if isinstance(question, Activation):
+    if isinstance(question, ActivationQuestion):
         return replace(question, z=values.get("z", question.z))
-    if isinstance(question, Loss):
+    if isinstance(question, LossQuestion):
         return replace(question, y_true=values.get("y_true", question.y_true),
                        y_pred=values.get("y_pred", question.y_pred))
     layers = list(question.layers)
-    for label, name in param_labels(len(layers), [layer.use_bias for layer in layers]).items():
+    for label, name in param_labels(layers).items():
         if label in values:
             i = int(name.split(".")[1])
             layers[i] = replace(layers[i], kernel=values[label]) if name.endswith("kernel") \
                 else replace(layers[i], bias=values[label])
     X = values.get("X", question.X)
-    if isinstance(question, Network):
+    if isinstance(question, NetworkQuestion):
         return replace(question, X=X, layers=tuple(layers))
     return replace(question, X=X, y=values.get("y", question.y), layers=tuple(layers))
 
@@ -287,7 +285,7 @@ def _data(t: Table) -> np.ndarray:
 
 # --- kinds ------------------------------------------------------------------------
 
-def _dense(t: Table, key_dir: Path) -> Dense:
+def _dense(t: Table, key_dir: Path) -> DenseQuestion:
     X = _data(t)
     w = t.array("w", ndim=2)
     if w.shape[0] != X.shape[1]:
@@ -300,21 +298,21 @@ def _dense(t: Table, key_dir: Path) -> Dense:
         except ValueError:
             raise t.error("b", f"a shape that adds to X @ w, of shape {(X.shape[0], w.shape[1])}",
                           f"shape {b.shape}") from None
-    return Dense(X=X, w=w, b=b, activation=_activation_name(t, "activation", "linear"), axis=layer_axis(t),
+    return DenseQuestion(X=X, w=w, b=b, activation=_activation_name(t, "activation", "linear"), axis=layer_axis(t),
                  integers=_integers(t, "X", "w", "b"))
 
 
-def _activation(t: Table, key_dir: Path) -> Activation:
+def _activation(t: Table, key_dir: Path) -> ActivationQuestion:
     z = t.array("z")
     if z.ndim not in (1, 2):
         raise t.error("z", "a vector or a matrix", f"shape {z.shape}")
     axis = t.integer("axis", -1)
     if not -z.ndim <= axis < z.ndim:
         raise t.error("axis", f"an axis of z (shape {z.shape})", axis)
-    return Activation(function=_activation_name(t, "function"), z=z, axis=axis, integers=_integers(t, "z"))
+    return ActivationQuestion(function=_activation_name(t, "function"), z=z, axis=axis, integers=_integers(t, "z"))
 
 
-def _network(t: Table, key_dir: Path) -> Network:
+def _network(t: Table, key_dir: Path) -> NetworkQuestion:
     X = _data(t)
     layers = _layers(t, X.shape[1])
     output = t.string("output", "output", choices=NETWORK_OUTPUTS)
@@ -323,26 +321,26 @@ def _network(t: Table, key_dir: Path) -> Network:
         integers = _integers(t, "X") and all(_integers(lt, "w", "b") for lt in t.tables("layers"))
     else:
         integers = _integers(t, "X", "w", "b")
-    return Network(X=X, layers=layers, output=output, y=y, integers=integers)
+    return NetworkQuestion(X=X, layers=layers, output=output, y=y, integers=integers)
 
 
-def _loss(t: Table, key_dir: Path) -> Loss:
+def _loss(t: Table, key_dir: Path) -> LossQuestion:
     y_pred = t.array("y_pred")
     y_true = t.array("y_true")
     if y_true.shape != y_pred.shape:
         raise t.error("y_true", f"the shape of y_pred {y_pred.shape}", f"shape {y_true.shape}")
-    return Loss(loss=t.string("loss", choices=tuple(LOSSES)), y_true=y_true, y_pred=y_pred,
+    return LossQuestion(loss=t.string("loss", choices=tuple(LOSSES)), y_true=y_true, y_pred=y_pred,
                 clip=t.string("clip", "none", choices=CLIP_MODES))
 
 
-def _gradient(t: Table, key_dir: Path) -> Gradient:
+def _gradient(t: Table, key_dir: Path) -> GradientQuestion:
     X = _data(t)
     layers = _layers(t, X.shape[1])
-    return Gradient(X=X, y=_targets(t, "y", X.shape[0], layers[-1].units), layers=layers,
+    return GradientQuestion(X=X, y=_targets(t, "y", X.shape[0], layers[-1].units), layers=layers,
                     loss=t.string("loss", choices=tuple(LOSSES)), clip=t.string("clip", "none", choices=CLIP_MODES))
 
 
-def _train(t: Table, key_dir: Path) -> Train:
+def _train(t: Table, key_dir: Path) -> TrainQuestion:
     g = _gradient(t, key_dir)
     opt = t.sub("optimizer")
     spec = parse_optimizer(opt)
@@ -350,7 +348,7 @@ def _train(t: Table, key_dir: Path) -> Train:
         raise opt.error("convention", f"{PIN_CONVENTION}: the answer depends on it ({difference(spec)})", MISSING)
     raw_batch = t.data.get("batch_size", "full")
     batch_size = None if raw_batch == "full" else t.integer("batch_size", minimum=1)
-    return Train(X=g.X, y=g.y, layers=g.layers, loss=g.loss, clip=g.clip, optimizer=dict(opt.data),
+    return TrainQuestion(X=g.X, y=g.y, layers=g.layers, loss=g.loss, clip=g.clip, optimizer=spec,
                  batch_size=batch_size, steps=t.integer("steps", minimum=1))
 
 
@@ -442,13 +440,13 @@ def _integers(t: Table, *keys: str) -> bool:
 def integer_answer(question: Question) -> bool:
     """numpy would hold this answer as integers: a predicted class (``argmax``), or integer inputs through
     integer-preserving arithmetic (``X @ w + b``, ReLU) on int arrays."""
-    if isinstance(question, Network) and question.output == "prediction":
+    if isinstance(question, NetworkQuestion) and question.output == "prediction":
         return True
-    if isinstance(question, Dense):
+    if isinstance(question, DenseQuestion):
         return question.integers and question.activation in INTEGER_ACTIVATIONS
-    if isinstance(question, Activation):
+    if isinstance(question, ActivationQuestion):
         return question.integers and question.function in INTEGER_ACTIVATIONS
-    if isinstance(question, Network) and question.output == "output":
+    if isinstance(question, NetworkQuestion) and question.output == "output":
         return question.integers and all(layer.activation in INTEGER_ACTIVATIONS for layer in question.layers)
     return False
 
@@ -458,7 +456,7 @@ def answer_dtype(question: Question) -> str:
     return question.dtype if isinstance(question, ScenarioQuestion) else "float64"
 
 
-KINDS: dict[str, tuple[Callable[[Table, Path], Question], set[str]]] = {
+COMPUTE_KINDS: dict[str, tuple[Callable[[Table, Path], Question], set[str]]] = {
     "dense": (_dense, {"X", "w", "b", "activation", "axis"}),
     "activation": (_activation, {"function", "z", "axis"}),
     "network": (_network, {"X", "layers", "w", "b", "activation", "axis", "output", "y"}),
@@ -471,11 +469,11 @@ KINDS: dict[str, tuple[Callable[[Table, Path], Question], set[str]]] = {
 
 
 def parse_question(kind: str, t: Table, *, key_dir: Path) -> Question:
-    parse, _ = KINDS[kind]
+    parse, _ = COMPUTE_KINDS[kind]
     return parse(t, key_dir)
 
 
-def epochs_for(question: Train) -> int:
+def epochs_for(question: TrainQuestion) -> int:
     """Enough epochs (batches in the data's order, the last partial batch kept) to make ``steps`` updates."""
     n = question.X.shape[0]
     size = n if question.batch_size is None else min(question.batch_size, n)
@@ -484,16 +482,16 @@ def epochs_for(question: Train) -> int:
 
 def part_shape(question: Question, part: str) -> tuple[int, ...]:
     """The shape of the computed answer (or of one parameter), known before computing."""
-    if isinstance(question, Dense):
+    if isinstance(question, DenseQuestion):
         return (question.X.shape[0], question.w.shape[1])
-    if isinstance(question, Activation):
+    if isinstance(question, ActivationQuestion):
         return question.z.shape
-    if isinstance(question, Network):
+    if isinstance(question, NetworkQuestion):
         n = question.X.shape[0]
         return {"output": (n, question.layers[-1].units), "prediction": (n,), "accuracy": ()}[question.output]
-    if isinstance(question, Loss):
+    if isinstance(question, LossQuestion):
         return ()
-    if isinstance(question, (Gradient, Train)):
+    if isinstance(question, (GradientQuestion, TrainQuestion)):
         return _param_shape(question.layers, reference_name(question, part), question.X.shape[1])
     sc = question.scenario
     if question.quantity in ("params", "gradient"):

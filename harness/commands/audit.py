@@ -23,7 +23,7 @@ from harness.answers.batch import (
     result_text,
 )
 from harness.answers.exports import feedback_files, gradebook_csv, gradescope_files
-from harness.answers.kinds import INTERFACES, KINDS
+from harness.answers.kinds import AUDIT_KINDS, INTERFACES
 from harness.answers.sandbox import MEMORY_LIMIT, TIMEOUT, Adapter
 from harness.commands.args import positive_int, seconds
 from harness.commands.cli import COMMANDS
@@ -82,7 +82,7 @@ def register(subparsers) -> None:
                    help="a .py file or .ipynb notebook defining the function (it is executed, see below); "
                         "several, a folder or a glob pattern for a batch")
     p.add_argument("--function", required=True, help="the function's name (its interface: --kind)")
-    p.add_argument("--kind", choices=KINDS, default="backward",
+    p.add_argument("--kind", choices=AUDIT_KINDS, default="backward",
                    help="what the function computes (default backward): " + "; ".join(INTERFACES.values()))
     p.add_argument("--scenario", required=True,
                    help="a catalogue name or scenario .toml file with a [training] table (model, loss, data)")
