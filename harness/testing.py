@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.answers.audit import ATOL, RTOL, AuditResult, Backward, audit_gradients, audit_text, load_adapter
+from harness.answers.audit import (
+    ATOL,
+    RTOL,
+    AuditResult,
+    Backward,
+    audit_gradients,
+    audit_text,
+    load_submission_adapter,
+)
 from harness.answers.batch import audit_batch, collect
 from harness.answers.exports import audit_frame as exported_frame
 from harness.answers.kinds import AUDIT_KINDS
@@ -169,7 +177,7 @@ def audit_frame(submissions: list[str | Path], *, function: str, scenario: Scena
         raise BadInput("kind", "", f"one of {', '.join(AUDIT_KINDS)}", kind)
     paths = collect([str(s) for s in submissions])
     results = audit_batch(paths, function, resolved, jobs=jobs, timeout=timeout, kind=kind,
-                          adapter=load_adapter(adapter) if adapter is not None else None)
+                          submission_adapter=load_submission_adapter(adapter) if adapter is not None else None)
     return exported_frame(results)
 
 

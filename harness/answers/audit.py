@@ -44,13 +44,8 @@ import pandas as pd
 
 from harness.answers.labels import labels_of
 from harness.answers.notebook import read_notebook, select_code
-from harness.answers.sandbox import (
-    Adapter,
-    Cell,
-    Returned,
-    crash_reason,
-    read_returned,
-)
+from harness.answers.returned import Returned, crash_reason, read_returned
+from harness.answers.sandbox import Cell, SubmissionAdapter
 from harness.errors import BadInput, one_line
 from harness.judge.diagnosis import NO_CAUSE
 from harness.judge.tolerance import Tolerance, compare_elements
@@ -169,7 +164,7 @@ def load_submission(path: str | Path) -> Submission:
     return Submission(path)
 
 
-def load_adapter(path: str | Path) -> Adapter:
+def load_submission_adapter(path: str | Path) -> SubmissionAdapter:
     """The instructor's adapter file: valid Python, run after each submission in its namespace."""
     path = Path(path)
     source = read_text(path, what="Python file (--adapter)")
@@ -179,7 +174,7 @@ def load_adapter(path: str | Path) -> Adapter:
         line = getattr(exc, "lineno", None)
         raise BadInput(path, "--adapter" + (f" line {line}" if line else ""), "valid Python",
                        getattr(exc, "msg", str(exc))) from None
-    return Adapter(name=path.name, source=source)
+    return SubmissionAdapter(name=path.name, source=source)
 
 
 def initial_batch(scenario: Scenario) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:

@@ -37,15 +37,14 @@ from harness.answers.questions import (
     parts,
 )
 from harness.errors import BadInput, exception_line
-from harness.judge.lab_values import computed_value
 from harness.judge.tolerance import DEFAULT_TOLERANCES
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible
 from harness.run.plan import TrainingPlan
+from harness.run.quantities import value_at
 from harness.run.runner import reference_label, run_scenario
 from harness.run.trajectory import Trajectory
 from harness.spec.data import DataSpec
 from harness.spec.scenario import (
-    LabValue,
     LayerSpec,
     OptimizerSpec,
     Scenario,
@@ -155,11 +154,12 @@ def network_answer(q: NetworkQuestion, output: np.ndarray) -> np.ndarray:
     if q.output == "prediction":
         return predicted
     assert q.y is not None, "an accuracy answer has its targets y (checked by the key loader)"
-    return np.asarray(np.mean(predicted == predictions(q.y, labels=True)))
+    return np.asarray(np.mean(predicted == predictions(q.y)))
 
 
-def predictions(values: np.ndarray, *, labels: bool = False) -> np.ndarray:
-    """One column: p > 0.5 (or the 0/1 label itself); several columns: the argmax."""
+def predictions(values: np.ndarray) -> np.ndarray:
+    """The class of each row: one column, p > 0.5 (of a 0/1 label: the label itself); several columns,
+    the argmax (of one-hot labels: the label)."""
     if values.shape[-1] == 1:
         return (values[..., 0] > 0.5).astype(np.float64)
     return np.argmax(values, axis=-1).astype(np.float64)
@@ -256,13 +256,11 @@ def _values_of_run(question: GradientQuestion | TrainQuestion | ScenarioQuestion
     values: Values = {}
     for part in parts(question):
         param = labels.get(part)
-        lab = LabValue(what=what[question.quantity], step=question.step, value=np.zeros(1), tolerance=np.zeros(1),
-                       param=param)
-        step, value = computed_value(lab, run, plan)
+        _, value = value_at(run, plan, what=what[question.quantity], step=question.step, param=param)
         if value is None:
             raise ValueError(f"step {question.step} is beyond the run's {run.steps} steps")
         if question.quantity == "accuracy":
-            value = np.mean(predictions(value) == predictions(plan.y, labels=True))
+            value = np.mean(predictions(value) == predictions(plan.y))
         elif question.quantity == "loss":
             value = np.asarray(value).reshape(())
         values[part] = np.asarray(value, dtype=np.float64)

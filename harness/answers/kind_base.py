@@ -9,7 +9,9 @@ import numpy as np
 
 from harness.answers.audit import ATOL, RTOL, AuditResult, ParamAudit
 from harness.answers.labels import labels_of
-from harness.answers.sandbox import Argument, Called, Opaque, read_returned, type_name
+from harness.answers.returned import read_returned
+from harness.answers.sandbox import Argument, Called
+from harness.answers.value_transfer import Opaque, type_name
 from harness.errors import one_line
 from harness.judge.compare import Comparison
 from harness.judge.tolerance import Tolerance, compare_elements

@@ -285,7 +285,7 @@ def _data(t: Table) -> np.ndarray:
 
 # --- kinds ------------------------------------------------------------------------
 
-def _dense(t: Table, key_dir: Path) -> DenseQuestion:
+def _dense(t: Table, key_dir: Path) -> DenseQuestion:  # noqa: ARG001 - COMPUTE_KINDS' parser signature
     X = _data(t)
     w = t.array("w", ndim=2)
     if w.shape[0] != X.shape[1]:
@@ -302,7 +302,7 @@ def _dense(t: Table, key_dir: Path) -> DenseQuestion:
                  integers=_integers(t, "X", "w", "b"))
 
 
-def _activation(t: Table, key_dir: Path) -> ActivationQuestion:
+def _activation(t: Table, key_dir: Path) -> ActivationQuestion:  # noqa: ARG001 - COMPUTE_KINDS' parser signature
     z = t.array("z")
     if z.ndim not in (1, 2):
         raise t.error("z", "a vector or a matrix", f"shape {z.shape}")
@@ -312,7 +312,7 @@ def _activation(t: Table, key_dir: Path) -> ActivationQuestion:
     return ActivationQuestion(function=_activation_name(t, "function"), z=z, axis=axis, integers=_integers(t, "z"))
 
 
-def _network(t: Table, key_dir: Path) -> NetworkQuestion:
+def _network(t: Table, key_dir: Path) -> NetworkQuestion:  # noqa: ARG001 - COMPUTE_KINDS' parser signature
     X = _data(t)
     layers = _layers(t, X.shape[1])
     output = t.string("output", "output", choices=NETWORK_OUTPUTS)
@@ -324,7 +324,7 @@ def _network(t: Table, key_dir: Path) -> NetworkQuestion:
     return NetworkQuestion(X=X, layers=layers, output=output, y=y, integers=integers)
 
 
-def _loss(t: Table, key_dir: Path) -> LossQuestion:
+def _loss(t: Table, key_dir: Path) -> LossQuestion:  # noqa: ARG001 - COMPUTE_KINDS' parser signature
     y_pred = t.array("y_pred")
     y_true = t.array("y_true")
     if y_true.shape != y_pred.shape:
@@ -333,7 +333,7 @@ def _loss(t: Table, key_dir: Path) -> LossQuestion:
                 clip=t.string("clip", "none", choices=CLIP_MODES))
 
 
-def _gradient(t: Table, key_dir: Path) -> GradientQuestion:
+def _gradient(t: Table, key_dir: Path) -> GradientQuestion:  # noqa: ARG001 - COMPUTE_KINDS' parser signature
     X = _data(t)
     layers = _layers(t, X.shape[1])
     return GradientQuestion(X=X, y=_targets(t, "y", X.shape[0], layers[-1].units), layers=layers,

@@ -19,8 +19,9 @@ import numpy as np
 
 from harness.judge.propagation import propagated
 from harness.judge.tolerance import difference, exceeds
-from harness.run.adapters import REFERENCE, adapter, run_framework
+from harness.run.adapters import REFERENCE, run_framework
 from harness.run.plan import TrainingPlan, make_plan
+from harness.run.quantities import value_at
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import LabValue
 
@@ -62,26 +63,7 @@ class LabCheck:
 
 def computed_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) -> tuple[int | None, np.ndarray | None]:
     """The run's value of the quantity the lab printed."""
-    final = trajectory.steps - 1
-    step = final if lab.step == "final" else int(lab.step)
-    if lab.what == "output":
-        layer = len(plan.scenario.layers) - 1 if lab.layer is None else lab.layer
-        if lab.step == "final" or step == trajectory.steps:
-            return max(step, 0), trajectory.outputs_final[layer]
-        if step == 0:
-            return 0, trajectory.outputs_initial[layer]
-        if step > trajectory.steps:
-            return None, None
-        return step, adapter(REFERENCE).forward(plan.scenario, trajectory.params_before(step), plan.X)[layer]
-    if step < 0 or step > final:
-        return None, None
-    if lab.what == "params" and lab.param is not None:
-        return step, trajectory.params[lab.param][step]
-    if lab.what == "gradient" and lab.param is not None:
-        return step, trajectory.grads[lab.param][step]
-    if lab.what == "loss":
-        return step, np.atleast_1d(trajectory.losses[step])
-    raise ValueError(f"{lab.what} (param {lab.param})")
+    return value_at(trajectory, plan, what=lab.what, step=lab.step, param=lab.param, layer=lab.layer)
 
 
 def check_lab_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) -> LabCheck:
