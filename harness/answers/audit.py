@@ -30,7 +30,7 @@ An *adapter* (the instructor's code, run after the submission in its namespace) 
 student's class in the ``(params, X, y)`` interface. A *callable* of the caller's own test
 suite (``audit_gradients``, ``harness.testing.assert_gradients_match``) is called in this
 process. Everything else — the batch, the four gradients (``independent``: computed once for
-any number of submissions, ``harness.answers.batch``), the judging (``judge``) — is shared.
+any number of submissions, ``harness.answers.batch``), the judging (``judge_gradients``) — is shared.
 """
 from __future__ import annotations
 
@@ -268,11 +268,11 @@ def _audit(scenario: Scenario, function_name: str, call: _Submit, *, rtol: float
     check_trains(scenario)
     batch = initial_batch(scenario)
     returned = call(*batch)  # before the frameworks load: a missing function is reported at once
-    return judge(scenario, function_name, returned, independent(scenario, batch), rtol=rtol, atol=atol)
+    return judge_gradients(scenario, function_name, returned, independent(scenario, batch), rtol=rtol, atol=atol)
 
 
-def judge(scenario: Scenario, function_name: str, returned: Returned, expected: Independent, *,
-          rtol: float = RTOL, atol: float = ATOL) -> AuditResult:
+def judge_gradients(scenario: Scenario, function_name: str, returned: Returned, expected: Independent, *,
+                    rtol: float = RTOL, atol: float = ATOL) -> AuditResult:
     """What the submission returned against the independent gradients, parameter by parameter, and
     (when something is wrong) which standard loss's gradient it computed instead."""
     # the submission's words, shown on one line with control characters escaped: it cannot redraw the table
@@ -285,9 +285,9 @@ def judge(scenario: Scenario, function_name: str, returned: Returned, expected: 
     result = AuditResult(scenario=scenario.name, function=function_name, params=audits,
                          source_spread=expected.spread, crash=returned.error, notes=returned.notes)
     if not result.ok:
-        result.diagnosis = diagnose(scenario, expected.params, expected.X, expected.y,
-                                    {p.name: p.submitted for p in audits if p.submitted is not None},
-                                    rtol=rtol, atol=atol)
+        result.diagnosis = matching_loss_gradient(scenario, expected.params, expected.X, expected.y,
+                                                  {p.name: p.submitted for p in audits if p.submitted is not None},
+                                                  rtol=rtol, atol=atol)
     return result
 
 
@@ -323,8 +323,8 @@ def _audit_param(name: str, label: str, returned: Returned, reference: np.ndarra
     return audit
 
 
-def diagnose(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-             submitted: dict[str, np.ndarray], *, rtol: float, atol: float) -> str:
+def matching_loss_gradient(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+                           submitted: dict[str, np.ndarray], *, rtol: float, atol: float) -> str:
     """Which standard loss's gradient (times a constant) the submitted gradients are, if any."""
     if not submitted:
         return ""

@@ -209,7 +209,7 @@ def gradescope(result: AuditResult, *, rtol: float = RTOL, atol: float = ATOL) -
     (overrides the tests' total), ``execution_time`` (seconds), ``output`` (shown to the student)
     and ``tests``, each with ``name``, ``number``, ``score``, ``max_score``, ``status``
     (``passed``/``failed``) and ``output``."""
-    tests = [{"name": test_name(result, p), "number": str(i), "score": 1.0 if p.ok else 0.0,
+    tests = [{"name": scored_name(result, p), "number": str(i), "score": 1.0 if p.ok else 0.0,
               "max_score": 1.0, "status": "passed" if p.ok else "failed",
               "output": _param_output(p, rtol=rtol, atol=atol, backward=result.kind == "backward"),
               "visibility": "visible"} for i, p in enumerate(result.params, 1)]
@@ -233,7 +233,7 @@ def title(kind: str, function: str, scenario: str) -> str:
     return f"Audit of {function} as {INTERFACES[kind]} on {scenario}"
 
 
-def test_name(result: AuditResult, p: ParamAudit) -> str:
+def scored_name(result: AuditResult, p: ParamAudit) -> str:
     """One scored quantity's name in Gradescope and the feedback."""
     if result.kind == "backward":
         return f"gradient of {p.label} ({p.name})"

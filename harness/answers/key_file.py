@@ -95,10 +95,6 @@ class AnswerKey:
     source: str
     entries: tuple[Answer | Malformed, ...]
 
-    @property
-    def malformed(self) -> list[Malformed]:
-        return [e for e in self.entries if isinstance(e, Malformed)]
-
 
 def load_key(path: str | Path) -> AnswerKey:
     path = Path(path)

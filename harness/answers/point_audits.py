@@ -8,7 +8,15 @@ from typing import Callable
 
 import numpy as np
 
-from harness.answers.audit import AuditResult, Independent, ParamAudit, check_trains, independent, initial_batch, judge
+from harness.answers.audit import (
+    AuditResult,
+    Independent,
+    ParamAudit,
+    check_trains,
+    independent,
+    initial_batch,
+    judge_gradients,
+)
 from harness.answers.kind_base import (
     SUBMISSION,
     KindAudit,
@@ -69,7 +77,7 @@ class BackwardAudit(KindAudit):
         assert self.expected is not None, "expect() first"
         returned = Returned(error=called.error, notes=called.notes) if called.error else \
             replace(read_returned(called.values[0], self.labels), notes=called.notes)
-        return judge(self.scenario, function, returned, self.expected, rtol=self.rtol, atol=self.atol)
+        return judge_gradients(self.scenario, function, returned, self.expected, rtol=self.rtol, atol=self.atol)
 
 
 # --- evaluation points: forward, loss, step -------------------------------------------------

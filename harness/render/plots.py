@@ -26,7 +26,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from harness.judge.compare import Comparison
 from harness.run.cache import current as current_cache
-from harness.run.cache import stamp
+from harness.run.cache_key import stamp
 from harness.run.runner import ScenarioResult
 from harness.run.trajectory import Trajectory
 
