@@ -34,14 +34,13 @@ from pathlib import Path
 import nbformat
 
 from harness.answers.notebook import cell_output, read_notebook, run_all_problems
+from harness.answers.question_fields import COMPUTE_KINDS, parse_question
 from harness.answers.questions import (
-    COMPUTE_KINDS,
     HISTORY_KEYS,
     Question,
     ScenarioQuestion,
     history_epochs,
     input_names,
-    parse_question,
     part_shape,
     parts,
 )
