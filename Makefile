@@ -35,10 +35,12 @@ report: $(STAMP)
 publish: $(STAMP)
 	$(MAKE) report REPORTS=reports
 
-# lint (ruff: pycodestyle, pyflakes, import order) and types (mypy, strict on harness/judge and reference)
+# lint (ruff: pycodestyle, pyflakes, import order, unused arguments), types (mypy, strict on
+# harness/judge and reference) and names defined but never used (vulture: dead or test-only code)
 lint: $(STAMP)
 	$(BIN)/ruff check harness reference tests
 	$(BIN)/mypy
+	$(BIN)/vulture
 
 # pytest-xdist: one worker per core; --dist loadgroup sends the tests that share an expensive fixture
 # (a catalogue scenario, a module-scoped fixture) to one worker (tests/conftest.py groups them), so
