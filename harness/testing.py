@@ -37,7 +37,7 @@ from harness.answers.batch import audit_batch, collect
 from harness.answers.exports import audit_frame as exported_frame
 from harness.answers.kinds import AUDIT_KINDS
 from harness.answers.sandbox import TIMEOUT
-from harness.errors import BadInput, one_line
+from harness.errors import BadInput, escape_controls
 from harness.judge.compare import Comparison
 from harness.judge.diagnosis import Diagnosis, diagnose
 from harness.judge.lab_values import LabCheck
@@ -83,7 +83,7 @@ def run_problem(result: ScenarioResult, label: str, dtype: str) -> tuple[str, st
     run = result.runs.get((label, dtype))
     if run is None or run.ok:
         return None
-    return run.status, one_line(f"{result.scenario.name}: {label} ({dtype}) {run.status}: {run.message}")
+    return run.status, escape_controls(f"{result.scenario.name}: {label} ({dtype}) {run.status}: {run.message}")
 
 
 def diagnoses(result: ScenarioResult) -> list[Diagnosis]:
@@ -117,7 +117,7 @@ def lab_check_text(scenario: str, check: LabCheck) -> str:
         return f"{scenario}: lab value {check.label}: the run never reached step {check.lab.step}"
     expected = np.array2string(np.asarray(check.lab.value), precision=10, separator=", ")
     computed = np.array2string(np.asarray(check.computed), precision=10, separator=", ")
-    return one_line(f"{scenario}: lab value {check.label}: printed {expected}, reference computed {computed}; "
+    return escape_controls(f"{scenario}: lab value {check.label}: printed {expected}, reference computed {computed}; "
                     f"max |diff| {check.max_abs_diff:.3e} beyond the tolerance ({check.tolerance_text})")
 
 

@@ -26,8 +26,8 @@ own process, confined by ``harness.answers.sandbox`` (timeout, memory cap, tempo
 whatever way it ends without returning gradients, every parameter is ``crashed`` with the
 reason. The file is a Python file, imported, or a Jupyter notebook, whose definitions are run
 (``harness.answers.notebook.select_code``: which statements, and why the others are not).
-An *adapter* (the instructor's code, run after the submission in its namespace) can wrap a
-student's class in the ``(params, X, y)`` interface. A *callable* of the caller's own test
+A *submission adapter* (``--adapter``: the instructor's code, run after the submission in its
+namespace) can wrap a student's class in the ``(params, X, y)`` interface. A *callable* of the caller's own test
 suite (``audit_gradients``, ``harness.testing.assert_gradients_match``) is called in this
 process. Everything else — the batch, the four gradients (``independent``: computed once for
 any number of submissions, ``harness.answers.batch``), the judging (``judge_gradients``) — is shared.
@@ -46,7 +46,7 @@ from harness.answers.labels import labels_of
 from harness.answers.notebook import read_notebook, select_code
 from harness.answers.returned import Returned, crash_reason, read_returned
 from harness.answers.sandbox import Cell, SubmissionAdapter
-from harness.errors import BadInput, one_line
+from harness.errors import BadInput, escape_controls
 from harness.judge.diagnosis import NO_CAUSE
 from harness.judge.tolerance import Tolerance, compare_elements
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
@@ -276,8 +276,9 @@ def judge_gradients(scenario: Scenario, function_name: str, returned: Returned, 
     """What the submission returned against the independent gradients, parameter by parameter, and
     (when something is wrong) which standard loss's gradient it computed instead."""
     # the submission's words, shown on one line with control characters escaped: it cannot redraw the table
-    returned = Returned(arrays=returned.arrays, unreadable={k: one_line(v) for k, v in returned.unreadable.items()},
-                        error=one_line(returned.error), notes=[one_line(n) for n in returned.notes])
+    returned = Returned(arrays=returned.arrays,
+                        unreadable={k: escape_controls(v) for k, v in returned.unreadable.items()},
+                        error=escape_controls(returned.error), notes=[escape_controls(n) for n in returned.notes])
     grads = expected.grads
     labels = labels_of(scenario)
     audits = [_audit_param(name, labels[name], returned, grads["reference"][name], grads, rtol, atol)

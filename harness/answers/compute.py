@@ -113,7 +113,8 @@ def reference_values(question: Question) -> Values:
 
 # --- single forward computations -----------------------------------------------
 
-def forward(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray, keep_64_bit: bool = False) -> np.ndarray:
+def network_output(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray,
+                   keep_64_bit: bool = False) -> np.ndarray:
     """The network's output in one framework, through its adapter."""
     scenario = in_memory_scenario(input_dim=X.shape[1], layers=layers, X=X, y=None, keep_64_bit=keep_64_bit)
     return adapter(framework).forward(scenario, layer_params(layers), X)[-1]
@@ -126,9 +127,9 @@ def _single(question: Question, framework: str, keep_64_bit: bool) -> np.ndarray
         z = question.z if question.z.ndim == 2 else question.z.reshape(1, -1)
         axis = question.axis if question.z.ndim == 2 else -1
         layer = identity_layer(z.shape[1], question.function, axis)
-        return forward(framework, (layer,), z, keep_64_bit).reshape(question.z.shape)
+        return network_output(framework, (layer,), z, keep_64_bit).reshape(question.z.shape)
     if isinstance(question, NetworkQuestion):
-        return network_answer(question, forward(framework, question.layers, question.X, keep_64_bit))
+        return network_answer(question, network_output(framework, question.layers, question.X, keep_64_bit))
     if isinstance(question, LossQuestion):
         return _loss(question, framework, keep_64_bit)
     raise TypeError(question)
@@ -140,10 +141,10 @@ def _dense(q: DenseQuestion, framework: str, keep_64_bit: bool) -> np.ndarray:
         bias = None if q.b is None else q.unit_bias()
         layer = LayerSpec(units=units, activation=q.activation, use_bias=bias is not None, axis=q.axis,
                           kernel=q.w, bias=bias)
-        return forward(framework, (layer,), q.X, keep_64_bit)
+        return network_output(framework, (layer,), q.X, keep_64_bit)
     # The lab's n x q bias, one per observation: z = X @ w (the framework) + b, then the activation.
-    z = forward(framework, (LayerSpec(units=units, use_bias=False, kernel=q.w),), q.X, keep_64_bit) + q.b
-    return forward(framework, (identity_layer(units, q.activation, q.axis),), z, keep_64_bit)
+    z = network_output(framework, (LayerSpec(units=units, use_bias=False, kernel=q.w),), q.X, keep_64_bit) + q.b
+    return network_output(framework, (identity_layer(units, q.activation, q.axis),), z, keep_64_bit)
 
 
 def network_answer(q: NetworkQuestion, output: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ from harness.answers.questions import (
     part_shape,
     parts,
 )
-from harness.errors import MISSING, BadInput, one_line
+from harness.errors import MISSING, BadInput, escape_controls
 from harness.judge.printed import Printed, PrintedError, parse_history, parse_printed
 from harness.spec.fields import Table, read_toml
 
@@ -114,7 +114,7 @@ def load_key(path: str | Path) -> AnswerKey:
         raw_id = data.get("id")
         answer_id = str(raw_id) if isinstance(raw_id, (str, int, float)) and not isinstance(raw_id, bool) \
             else f"#{index + 1}"
-        printable = one_line(answer_id) == answer_id and "|" not in answer_id and 0 < len(answer_id) <= ID_MAX
+        printable = escape_controls(answer_id) == answer_id and "|" not in answer_id and 0 < len(answer_id) <= ID_MAX
         if not printable:
             answer_id = f"#{index + 1}"
         t = Table(data, file=path, where=f"answer[{answer_id}]")

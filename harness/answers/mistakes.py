@@ -174,8 +174,8 @@ class ForwardMistake:
     output: Callable[[Params, np.ndarray], np.ndarray]  # (params, X) -> the network's output with the mistake
 
 
-def forward(scenario: Scenario, params: Params, X: np.ndarray, *, activation: dict[int, str] | None = None,
-            no_bias: int | None = None, transposed: int | None = None) -> np.ndarray:
+def _changed_output(scenario: Scenario, params: Params, X: np.ndarray, *, activation: dict[int, str] | None = None,
+                    no_bias: int | None = None, transposed: int | None = None) -> np.ndarray:
     """The network's output computed here, layer by layer, with at most one change: layer ``i``'s
     activation, its bias left out, or its kernel transposed."""
     a = X
@@ -193,7 +193,7 @@ def forward(scenario: Scenario, params: Params, X: np.ndarray, *, activation: di
 
 def forward_mistakes(scenario: Scenario) -> list[ForwardMistake]:
     def changed(**change: Any) -> Callable[[Params, np.ndarray], np.ndarray]:
-        return lambda params, X: forward(scenario, params, X, **change)
+        return lambda params, X: _changed_output(scenario, params, X, **change)
 
     out = []
     for i, layer in enumerate(scenario.layers):
