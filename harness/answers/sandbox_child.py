@@ -6,8 +6,8 @@ It reads the request and the inputs from ``IO_DIR``, becomes the submission's su
 memory and the files written, imports the ``.py`` file (or runs the notebook's chosen cells, then
 the instructor's submission adapter) in one fresh module, calls the function once per call, and
 writes what came back as data (``harness.answers.value_transfer``) with its outcome, its crash
-reason (one line) and its notes. Only the standard library, NumPy and ``harness.lifetime`` are
-imported.
+reason (one line) and its notes. It imports the standard library, NumPy and the harness modules
+that import nothing else (``harness.lifetime``, ``sandbox``, ``returned``, ``value_transfer``).
 """
 from __future__ import annotations
 
