@@ -35,12 +35,14 @@ report: $(STAMP)
 publish: $(STAMP)
 	$(MAKE) report REPORTS=reports
 
-# lint (ruff: pycodestyle, pyflakes, import order), types (mypy, strict on harness/judge and reference)
-# and the package floors (import-linter's contracts in pyproject.toml: no package imports one above it)
+# lint (ruff: pycodestyle, pyflakes, import order, unused arguments), types (mypy, strict on
+# harness/judge and reference), the package floors (import-linter's contracts in pyproject.toml: no
+# package imports one above it) and names defined but never used (vulture: dead or test-only code)
 lint: $(STAMP)
 	$(BIN)/ruff check harness reference tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/vulture
 
 # The tests keep compiled modules, pytest's assert-rewritten test modules included, in one folder
 # outside the source tree (PYTHONDONTWRITEBYTECODE would have every pytest process and every

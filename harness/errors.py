@@ -39,10 +39,17 @@ class BadInput(Exception):
         """``file: field: expected ...; received ...``, always one line (control characters escaped)."""
         got = "" if self.received is None else f"; received {_short(self.received)}"
         where = f"{self.file}: {self.field}" if self.field else self.file
-        return one_line(f"{where}: expected {self.expected}{got}")
+        return escape_controls(f"{where}: expected {self.expected}{got}")
 
 
-def one_line(text: str) -> str:
+def exception_line(exc: BaseException) -> str:
+    """A crash as its type and the last line of its message: ``TypeError: ...`` (``TypeError: `` when
+    the message is empty)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"
+
+
+def escape_controls(text: str) -> str:
     """``text`` with every line-breaking or control character escaped (``\\n``, ``\\x00``, ...)."""
     return _LINE_BREAKING.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 

@@ -149,7 +149,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             state.pending[item.key] = state.pending.get(item.key, 0) + 1
 
 
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:  # noqa: ARG001 - the hook's signature
     """``PASSED (differ, explained: Adam epsilon placement ...)`` for an explained convention difference."""
     if report.when == "call" and report.passed:
         for key, value in report.user_properties:

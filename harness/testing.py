@@ -24,12 +24,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.answers.audit import ATOL, RTOL, AuditResult, Backward, audit_gradients, audit_text, load_adapter
+from harness.answers.audit import (
+    ATOL,
+    RTOL,
+    AuditResult,
+    Backward,
+    audit_gradients,
+    audit_text,
+    load_submission_adapter,
+)
 from harness.answers.batch import audit_batch, collect
 from harness.answers.exports import audit_frame as exported_frame
-from harness.answers.kinds import KINDS
+from harness.answers.kinds import AUDIT_KINDS
 from harness.answers.sandbox import TIMEOUT
-from harness.errors import BadInput, one_line
+from harness.errors import BadInput, escape_controls
 from harness.judge.compare import Comparison
 from harness.judge.diagnosis import Diagnosis
 from harness.judge.lab_values import LabCheck
@@ -76,7 +84,7 @@ def run_problem(result: ScenarioResult, label: str, dtype: str) -> tuple[str, st
     run = result.runs.get((label, dtype))
     if run is None or run.ok:
         return None
-    return run.status, one_line(f"{result.scenario.name}: {label} ({dtype}) {run.status}: {run.message}")
+    return run.status, escape_controls(f"{result.scenario.name}: {label} ({dtype}) {run.status}: {run.message}")
 
 
 def diagnoses(result: ScenarioResult) -> list[Diagnosis]:
@@ -110,7 +118,7 @@ def lab_check_text(scenario: str, check: LabCheck) -> str:
         return f"{scenario}: lab value {check.label}: the run never reached step {check.lab.step}"
     expected = np.array2string(np.asarray(check.lab.value), precision=10, separator=", ")
     computed = np.array2string(np.asarray(check.computed), precision=10, separator=", ")
-    return one_line(f"{scenario}: lab value {check.label}: printed {expected}, reference computed {computed}; "
+    return escape_controls(f"{scenario}: lab value {check.label}: printed {expected}, reference computed {computed}; "
                     f"max |diff| {check.max_abs_diff:.3e} beyond the tolerance ({check.tolerance_text})")
 
 
@@ -166,11 +174,11 @@ def audit_frame(submissions: list[str | Path], *, function: str, scenario: Scena
     file, a scenario the kind cannot audit) raises ``BadInput``; a submission that crashes is rows
     whose ``verdict`` is ``crashed``."""
     resolved = resolve(scenario) if isinstance(scenario, str) else scenario
-    if kind not in KINDS:
-        raise BadInput("kind", "", f"one of {', '.join(KINDS)}", kind)
+    if kind not in AUDIT_KINDS:
+        raise BadInput("kind", "", f"one of {', '.join(AUDIT_KINDS)}", kind)
     paths = collect([str(s) for s in submissions])
     results = audit_batch(paths, function, resolved, jobs=jobs, timeout=timeout, kind=kind,
-                          adapter=load_adapter(adapter) if adapter is not None else None)
+                          submission_adapter=load_submission_adapter(adapter) if adapter is not None else None)
     return exported_frame(results)
 
 

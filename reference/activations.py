@@ -22,7 +22,7 @@ def linear(z: Array) -> Array:
     return z
 
 
-def linear_grad(z: Array, a: Array, grad_a: Array) -> Array:
+def linear_grad(z: Array, a: Array, grad_a: Array) -> Array:  # noqa: ARG001 - Activation.backward's signature: each derivative uses what it needs
     return grad_a
 
 
@@ -32,7 +32,7 @@ def sigmoid(z: Array) -> Array:
     return one / (one + np.exp(-z))
 
 
-def sigmoid_grad(z: Array, a: Array, grad_a: Array) -> Array:
+def sigmoid_grad(z: Array, a: Array, grad_a: Array) -> Array:  # noqa: ARG001 - Activation.backward's signature: each derivative uses what it needs
     """S'(z) = S(z) (1 - S(z))."""
     return grad_a * a * (1 - a)
 
@@ -42,7 +42,7 @@ def tanh(z: Array) -> Array:
     return np.tanh(z)
 
 
-def tanh_grad(z: Array, a: Array, grad_a: Array) -> Array:
+def tanh_grad(z: Array, a: Array, grad_a: Array) -> Array:  # noqa: ARG001 - Activation.backward's signature: each derivative uses what it needs
     """tanh'(z) = 1 - tanh(z)^2."""
     return grad_a * (1 - a * a)
 
@@ -52,7 +52,7 @@ def relu(z: Array) -> Array:
     return np.maximum(z, 0).astype(z.dtype, copy=False)
 
 
-def relu_grad(z: Array, a: Array, grad_a: Array) -> Array:
+def relu_grad(z: Array, a: Array, grad_a: Array) -> Array:  # noqa: ARG001 - Activation.backward's signature: each derivative uses what it needs
     """ReLU'(z) = 1 where z > 0, else 0 (0 at z = 0, as Keras and torch do)."""
     return grad_a * (z > 0).astype(grad_a.dtype)
 
@@ -62,7 +62,7 @@ def exponential(z: Array) -> Array:
     return np.exp(z)
 
 
-def exponential_grad(z: Array, a: Array, grad_a: Array) -> Array:
+def exponential_grad(z: Array, a: Array, grad_a: Array) -> Array:  # noqa: ARG001 - Activation.backward's signature: each derivative uses what it needs
     """exp'(z) = exp(z)."""
     return grad_a * a
 
@@ -78,7 +78,7 @@ def softmax(z: Array, *, axis: int = -1) -> Array:
     return cast(Array, e / np.sum(e, axis=axis, keepdims=True))
 
 
-def softmax_grad(z: Array, a: Array, grad_a: Array, *, axis: int = -1) -> Array:
+def softmax_grad(z: Array, a: Array, grad_a: Array, *, axis: int = -1) -> Array:  # noqa: ARG001 - Activation.backward's signature
     """Jacobian-vector product: grad_z = a * (grad_a - sum(grad_a * a, axis))."""
     return cast(Array, a * (grad_a - np.sum(grad_a * a, axis=axis, keepdims=True)))
 

@@ -30,12 +30,12 @@ TORCH_GRAD_FLOOR = float(np.float32(1e-12))  # ATen's binary_cross_entropy_backw
 CLIP_MODES = ("none", "keras", "torch")
 
 
-def mse(y_true: Array, y_pred: Array, *, clip: str = "none") -> Scalar:
+def mse(y_true: Array, y_pred: Array, *, clip: str = "none") -> Scalar:  # noqa: ARG001 - every loss takes clip
     """L = mean((y_pred - y_true)^2) over every element."""
     return np.mean((y_pred - y_true) ** 2)
 
 
-def mse_grad(y_true: Array, y_pred: Array, *, clip: str = "none") -> Array:
+def mse_grad(y_true: Array, y_pred: Array, *, clip: str = "none") -> Array:  # noqa: ARG001 - every loss takes clip
     """dL/dy_pred = 2 (y_pred - y_true) / (number of elements)."""
     return 2 * (y_pred - y_true) / y_pred.dtype.type(y_pred.size)
 

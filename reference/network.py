@@ -34,9 +34,6 @@ class Network:
             caches.append(cache)
         return a, caches
 
-    def predict(self, x: Array, params: dict[str, Array]) -> Array:
-        return self.forward(x, params)[0]
-
     def loss_and_gradients(
         self, x: Array, y: Array, params: dict[str, Array], *, loss: str, clip: str = "none"
     ) -> tuple[Scalar, dict[str, Array]]:

@@ -17,11 +17,14 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from harness.answers.audit import audit_gradients, initial_batch, labels_of
-from harness.answers.sandbox import NoSuchFunction, Returned, run_submission
+from harness.answers.audit import audit_gradients, initial_batch
+from harness.answers.labels import labels_of
+from harness.answers.returned import Returned
+from harness.answers.sandbox import NoSuchFunction
 from harness.commands.cli import main
 from harness.spec.catalogue import resolve
 from harness.testing import assert_gradients_match
+from tests.submissions import run_submission
 
 AUDITS = Path(__file__).resolve().parent.parent / "scenarios" / "keys" / "audits"
 SCENARIO = str(AUDITS / "xor-relu-sigmoid.toml")

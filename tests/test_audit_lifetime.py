@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.answers.sandbox import run_submission
+from tests.submissions import run_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = str(ROOT / "scenarios" / "keys" / "audits" / "xor-relu-sigmoid.toml")

@@ -29,7 +29,8 @@ from harness.render.plots import drawn
 from harness.run import environment
 from harness.run.adapters import run_framework
 from harness.run.adapters.workers import inline
-from harness.run.cache import META, RunCache, describe_plan, key, plan_from, use_cache
+from harness.run.cache import META, RunCache, use_cache
+from harness.run.cache_key import describe_plan, key, plan_from
 from harness.run.plan import make_plan, side_plan
 from harness.run.trajectory import Trajectory
 from harness.spec.catalogue import resolve
@@ -112,7 +113,7 @@ def test_a_clean_run_passes_after_a_planted_defect_in_the_same_cache(tmp_path, p
 
 
 KEY_OF_TINY = f"""
-from harness.run.cache import key
+from harness.run.cache_key import key
 from harness.run.plan import make_plan
 from harness.spec.scenario import load_scenarios
 print(key("torch", "run", make_plan(load_scenarios({str(TINY)!r})[0], "float64")))

@@ -21,12 +21,15 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from harness.answers.audit import Submission, initial_batch, labels_of, load_adapter, load_submission
+from harness.answers.audit import Submission, initial_batch, load_submission, load_submission_adapter
+from harness.answers.labels import labels_of
 from harness.answers.notebook import cell_output, defines_only, read_notebook, select_code
-from harness.answers.sandbox import Adapter, NoSuchFunction, Returned, run_submission
+from harness.answers.returned import Returned
+from harness.answers.sandbox import NoSuchFunction, SubmissionAdapter
 from harness.commands.cli import main
 from harness.errors import BadInput
 from harness.spec.catalogue import resolve
+from tests.submissions import run_submission
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "tests" / "notebooks"
@@ -39,11 +42,11 @@ PARAMS = ["layers.0.kernel", "layers.0.bias", "layers.1.kernel", "layers.1.bias"
 
 
 def submit(submission: Submission, function: str, scenario, batch, *, timeout: float,
-           adapter: Adapter | None = None) -> Returned:
+           submission_adapter: SubmissionAdapter | None = None) -> Returned:
     """What ``function`` of the submission returned on ``batch``, run in its own process, as the audit runs it."""
     params, X, y = batch
     return run_submission(submission.path, function, params, X, y, labels=labels_of(scenario), timeout=timeout,
-                          cells=submission.cells, adapter=adapter)
+                          cells=submission.cells, submission_adapter=submission_adapter)
 
 
 def _module(path: Path, name: str) -> ModuleType:
@@ -259,7 +262,7 @@ def test_what_counts_as_a_definition(source, defines):
 def test_the_student_class_runs_through_the_adapter_and_computes_the_sheets_gradient(scenario, batch):
     for notebook, expected in ((STUDENT, BACKPROP.sheet_backward), (FIXED, BACKPROP.cross_entropy_backward)):
         returned = submit(load_submission(notebook), "backward", scenario, batch, timeout=30,
-                          adapter=load_adapter(ADAPTER))
+                          submission_adapter=load_submission_adapter(ADAPTER))
         assert returned.error == ""
         assert returned.notes == ["cell 3 (In [33]), line 4: the import raised ModuleNotFoundError: No module "
                                   "named 'sklearn'; the notebook ran on without it"]

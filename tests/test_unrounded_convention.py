@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.answers.questions import ScenarioQuestion, parse_question
+from harness.answers.question_fields import parse_question
+from harness.answers.questions import ScenarioQuestion
 from harness.errors import BadInput
 from harness.run.adapters import adapter, check_expressible
 from harness.run.plan import make_plan

@@ -2,7 +2,9 @@
 
 ``key_file``      the key TOML format (``[[answer]]`` tables) and its loader; printed values are
                   read by ``harness.spec.printed`` (values and the half-unit each printed digit allows)
-``questions``     the compute kinds: what each answer's inputs are, by name, and how they are checked
+``questions``     the compute kinds as questions: each answer's inputs by name, its parts and their shapes;
+                  ``question_fields`` reads each kind's fields from the key (and says what is wrong)
+``labels``        the labs' parameter names (``w``, ``b``; ``w1``, ``b1``, ...) beside the reference's
 ``compute``       each kind computed in one framework (reference, Keras, torch)
 ``plausibility``  expected values impossible for the quantity, degenerate computations
 ``verdicts``      one answer checked: correct / wrong / unanswered / implausible / ...; the tolerance
@@ -14,6 +16,8 @@
                   definitions an audit runs
 ``audit``         a hand-written backward pass judged against the reference, the frameworks and
                   finite differences; ``sandbox`` runs the submitted code in its own process
+                  (``sandbox_child`` is that process), ``value_transfer`` carries what it returned
+                  back as data, ``returned`` reads it as gradients (or says why there is none)
 ``batch``         a whole class audited at once: one row per submission, in parallel
 ``kinds``         ``audit --kind``: each kind's interface; forward, loss, step and whole training loops,
                   the submission as one more implementation beside numpy, Keras and torch (compared,

@@ -26,11 +26,11 @@ own process, confined by ``harness.answers.sandbox`` (timeout, memory cap, tempo
 whatever way it ends without returning gradients, every parameter is ``crashed`` with the
 reason. The file is a Python file, imported, or a Jupyter notebook, whose definitions are run
 (``harness.answers.notebook.select_code``: which statements, and why the others are not).
-An *adapter* (the instructor's code, run after the submission in its namespace) can wrap a
-student's class in the ``(params, X, y)`` interface. A *callable* of the caller's own test
+A *submission adapter* (``--adapter``: the instructor's code, run after the submission in its
+namespace) can wrap a student's class in the ``(params, X, y)`` interface. A *callable* of the caller's own test
 suite (``audit_gradients``, ``harness.testing.assert_gradients_match``) is called in this
 process. Everything else — the batch, the four gradients (``independent``: computed once for
-any number of submissions, ``harness.answers.batch``), the judging (``judge``) — is shared.
+any number of submissions, ``harness.answers.batch``), the judging (``judge_gradients``) — is shared.
 """
 from __future__ import annotations
 
@@ -42,15 +42,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from harness.answers.labels import labels_of
 from harness.answers.notebook import read_notebook, select_code
-from harness.answers.sandbox import (
-    Adapter,
-    Cell,
-    Returned,
-    crash_reason,
-    read_returned,
-)
-from harness.errors import BadInput, one_line
+from harness.answers.returned import Returned, crash_reason, read_returned
+from harness.answers.sandbox import Cell, SubmissionAdapter
+from harness.errors import BadInput, escape_controls
 from harness.judge.diagnosis import NO_CAUSE
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.run.budget import check_budget
@@ -168,7 +164,7 @@ def load_submission(path: str | Path) -> Submission:
     return Submission(path)
 
 
-def load_adapter(path: str | Path) -> Adapter:
+def load_submission_adapter(path: str | Path) -> SubmissionAdapter:
     """The instructor's adapter file: valid Python, run after each submission in its namespace."""
     path = Path(path)
     source = read_text(path, what="Python file (--adapter)")
@@ -178,18 +174,7 @@ def load_adapter(path: str | Path) -> Adapter:
         line = getattr(exc, "lineno", None)
         raise BadInput(path, "--adapter" + (f" line {line}" if line else ""), "valid Python",
                        getattr(exc, "msg", str(exc))) from None
-    return Adapter(name=path.name, source=source)
-
-
-def labels_of(scenario: Scenario) -> dict[str, str]:
-    """Reference name -> the labs' label (``w``/``b`` for one layer, ``w1``/``b1``... otherwise)."""
-    n = len(scenario.layers)
-    out = {}
-    for name in scenario.param_names():
-        i = int(name.split(".")[1])
-        suffix = "" if n == 1 else str(i + 1)
-        out[name] = ("w" if name.endswith("kernel") else "b") + suffix
-    return out
+    return SubmissionAdapter(name=path.name, source=source)
 
 
 def initial_batch(scenario: Scenario) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -283,16 +268,17 @@ def _audit(scenario: Scenario, function_name: str, call: _Submit, *, rtol: float
     check_trains(scenario)
     batch = initial_batch(scenario)
     returned = call(*batch)  # before the frameworks load: a missing function is reported at once
-    return judge(scenario, function_name, returned, independent(scenario, batch), rtol=rtol, atol=atol)
+    return judge_gradients(scenario, function_name, returned, independent(scenario, batch), rtol=rtol, atol=atol)
 
 
-def judge(scenario: Scenario, function_name: str, returned: Returned, expected: Independent, *,
-          rtol: float = RTOL, atol: float = ATOL) -> AuditResult:
+def judge_gradients(scenario: Scenario, function_name: str, returned: Returned, expected: Independent, *,
+                    rtol: float = RTOL, atol: float = ATOL) -> AuditResult:
     """What the submission returned against the independent gradients, parameter by parameter, and
     (when something is wrong) which standard loss's gradient it computed instead."""
     # the submission's words, shown on one line with control characters escaped: it cannot redraw the table
-    returned = Returned(arrays=returned.arrays, unreadable={k: one_line(v) for k, v in returned.unreadable.items()},
-                        error=one_line(returned.error), notes=[one_line(n) for n in returned.notes])
+    returned = Returned(arrays=returned.arrays,
+                        unreadable={k: escape_controls(v) for k, v in returned.unreadable.items()},
+                        error=escape_controls(returned.error), notes=[escape_controls(n) for n in returned.notes])
     grads = expected.grads
     labels = labels_of(scenario)
     audits = [_audit_param(name, labels[name], returned, grads["reference"][name], grads, rtol, atol)
@@ -300,9 +286,9 @@ def judge(scenario: Scenario, function_name: str, returned: Returned, expected: 
     result = AuditResult(scenario=scenario.name, function=function_name, params=audits,
                          source_spread=expected.spread, crash=returned.error, notes=returned.notes)
     if not result.ok:
-        result.diagnosis = diagnose(scenario, expected.params, expected.X, expected.y,
-                                    {p.name: p.submitted for p in audits if p.submitted is not None},
-                                    rtol=rtol, atol=atol)
+        result.diagnosis = matching_loss_gradient(scenario, expected.params, expected.X, expected.y,
+                                                  {p.name: p.submitted for p in audits if p.submitted is not None},
+                                                  rtol=rtol, atol=atol)
     return result
 
 
@@ -338,8 +324,8 @@ def _audit_param(name: str, label: str, returned: Returned, reference: np.ndarra
     return audit
 
 
-def diagnose(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-             submitted: dict[str, np.ndarray], *, rtol: float, atol: float) -> str:
+def matching_loss_gradient(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+                           submitted: dict[str, np.ndarray], *, rtol: float, atol: float) -> str:
     """Which standard loss's gradient (times a constant) the submitted gradients are, if any."""
     if not submitted:
         return ""

@@ -33,12 +33,12 @@ from harness.answers.audit import (
     AuditResult,
     ParamAudit,
     audit_text,
-    labels_of,
     load_submission,
     no_such_function,
 )
 from harness.answers.kinds import INTERFACES, kind_audit
-from harness.answers.sandbox import TIMEOUT, Adapter, Called, NoSuchFunction, call_submission, stop_all
+from harness.answers.labels import labels_of
+from harness.answers.sandbox import TIMEOUT, Called, NoSuchFunction, SubmissionAdapter, call_submission, stop_all
 from harness.errors import BadInput
 from harness.judge.diagnosis import NO_CAUSE
 from harness.render.files import display_path
@@ -90,7 +90,7 @@ def display_names(paths: list[Path]) -> dict[Path, str]:
 
 
 def audit_batch(paths: list[Path], function: str, scenario: Scenario, *, jobs: int, timeout: float = TIMEOUT,
-                adapter: Adapter | None = None, progress: bool = False, rtol: float = RTOL,
+                submission_adapter: SubmissionAdapter | None = None, progress: bool = False, rtol: float = RTOL,
                 atol: float = ATOL, kind: str = "backward") -> list[AuditResult]:
     """Every submission audited as ``kind`` (``harness.answers.kinds``; each in its own process,
     ``jobs`` at a time), sorted by file."""
@@ -107,7 +107,7 @@ def audit_batch(paths: list[Path], function: str, scenario: Scenario, *, jobs: i
             return audit.crashed(function, reason, file=names[path]), [], time.monotonic() - start
         try:
             called = call_submission(submission.path, function, calls, timeout=timeout, cells=submission.cells,
-                                     adapter=adapter)
+                                     submission_adapter=submission_adapter)
         except NoSuchFunction:
             missing = no_such_function(submission, function)
             called = Called(error=BadInput(names[path], missing.field, missing.expected, missing.received).one_line())
@@ -140,14 +140,14 @@ def audit_batch(paths: list[Path], function: str, scenario: Scenario, *, jobs: i
 
 
 def audit_one(path: str | Path, function: str, scenario: Scenario, *, kind: str = "backward",
-              timeout: float = TIMEOUT, adapter: Adapter | None = None) -> AuditResult:
+              timeout: float = TIMEOUT, submission_adapter: SubmissionAdapter | None = None) -> AuditResult:
     """One submission audited as ``kind``; an unreadable file or a missing function is ``BadInput``."""
     start = time.monotonic()
     audit = kind_audit(kind, scenario)
     submission = load_submission(path)
     try:
         called = call_submission(submission.path, function, audit.calls(), timeout=timeout, cells=submission.cells,
-                                 adapter=adapter)
+                                 submission_adapter=submission_adapter)
     except NoSuchFunction:
         raise no_such_function(submission, function) from None
     audit.expect()
@@ -209,7 +209,7 @@ def gradescope(result: AuditResult, *, rtol: float = RTOL, atol: float = ATOL) -
     (overrides the tests' total), ``execution_time`` (seconds), ``output`` (shown to the student)
     and ``tests``, each with ``name``, ``number``, ``score``, ``max_score``, ``status``
     (``passed``/``failed``) and ``output``."""
-    tests = [{"name": test_name(result, p), "number": str(i), "score": 1.0 if p.ok else 0.0,
+    tests = [{"name": scored_name(result, p), "number": str(i), "score": 1.0 if p.ok else 0.0,
               "max_score": 1.0, "status": "passed" if p.ok else "failed",
               "output": _param_output(p, rtol=rtol, atol=atol, backward=result.kind == "backward"),
               "visibility": "visible"} for i, p in enumerate(result.params, 1)]
@@ -233,7 +233,7 @@ def title(kind: str, function: str, scenario: str) -> str:
     return f"Audit of {function} as {INTERFACES[kind]} on {scenario}"
 
 
-def test_name(result: AuditResult, p: ParamAudit) -> str:
+def scored_name(result: AuditResult, p: ParamAudit) -> str:
     """One scored quantity's name in Gradescope and the feedback."""
     if result.kind == "backward":
         return f"gradient of {p.label} ({p.name})"

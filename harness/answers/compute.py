@@ -22,35 +22,30 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.answers.labels import param_labels
 from harness.answers.questions import (
-    Activation,
-    Dense,
-    Gradient,
-    Loss,
-    Network,
+    ActivationQuestion,
+    DenseQuestion,
+    GradientQuestion,
+    LossQuestion,
+    NetworkQuestion,
     Question,
     ScenarioQuestion,
-    Train,
+    TrainQuestion,
     epochs_for,
     history_epochs,
-    param_labels,
     parts,
 )
-from harness.errors import BadInput
-from harness.judge.lab_values import computed_value
+from harness.errors import BadInput, exception_line
 from harness.judge.result import reference_label
 from harness.pipeline import run_scenario
-from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible
+from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
+from harness.run.adapters.protocol import check_expressible
 from harness.run.plan import TrainingPlan
+from harness.run.quantities import value_at
 from harness.run.trajectory import Trajectory
 from harness.spec.data import DataSpec
-from harness.spec.scenario import (
-    LabValue,
-    LayerSpec,
-    OptimizerSpec,
-    Scenario,
-    TrainingSpec,
-)
+from harness.spec.scenario import LayerSpec, OptimizerSpec, Scenario, TrainingSpec
 from harness.spec.tolerance import DEFAULT_TOLERANCES
 from reference.network import bias_name, kernel_name
 
@@ -89,7 +84,7 @@ def compute_all(question: Question, *, frameworks: tuple[str, ...] = FRAMEWORKS,
                 keep_64_bit: bool = False) -> dict[str, Values | str]:
     """framework -> the answer's parts, or why it could not be computed (``keep_64_bit``: with the
     frameworks' dtype rules turned off)."""
-    if isinstance(question, (Gradient, Train, ScenarioQuestion)):
+    if isinstance(question, (GradientQuestion, TrainQuestion, ScenarioQuestion)):
         return _from_runs(question, frameworks, keep_64_bit)
     out: dict[str, Values | str] = {}
     for framework in frameworks:
@@ -101,7 +96,7 @@ def compute_all(question: Question, *, frameworks: tuple[str, ...] = FRAMEWORKS,
         try:
             out[framework] = {"value": np.asarray(_single(question, framework, keep_64_bit), dtype=np.float64)}
         except Exception as exc:  # a framework crash is reported with the answer
-            out[framework] = f"crashed: {type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}"
+            out[framework] = f"crashed: {exception_line(exc)}"
     return out
 
 
@@ -115,40 +110,41 @@ def reference_values(question: Question) -> Values:
 
 # --- single forward computations -----------------------------------------------
 
-def forward(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray, keep_64_bit: bool = False) -> np.ndarray:
+def network_output(framework: str, layers: tuple[LayerSpec, ...], X: np.ndarray,
+                   keep_64_bit: bool = False) -> np.ndarray:
     """The network's output in one framework, through its adapter."""
     scenario = in_memory_scenario(input_dim=X.shape[1], layers=layers, X=X, y=None, keep_64_bit=keep_64_bit)
     return adapter(framework).forward(scenario, layer_params(layers), X)[-1]
 
 
 def _single(question: Question, framework: str, keep_64_bit: bool) -> np.ndarray:
-    if isinstance(question, Dense):
+    if isinstance(question, DenseQuestion):
         return _dense(question, framework, keep_64_bit)
-    if isinstance(question, Activation):
+    if isinstance(question, ActivationQuestion):
         z = question.z if question.z.ndim == 2 else question.z.reshape(1, -1)
         axis = question.axis if question.z.ndim == 2 else -1
         layer = identity_layer(z.shape[1], question.function, axis)
-        return forward(framework, (layer,), z, keep_64_bit).reshape(question.z.shape)
-    if isinstance(question, Network):
-        return network_answer(question, forward(framework, question.layers, question.X, keep_64_bit))
-    if isinstance(question, Loss):
+        return network_output(framework, (layer,), z, keep_64_bit).reshape(question.z.shape)
+    if isinstance(question, NetworkQuestion):
+        return network_answer(question, network_output(framework, question.layers, question.X, keep_64_bit))
+    if isinstance(question, LossQuestion):
         return _loss(question, framework, keep_64_bit)
     raise TypeError(question)
 
 
-def _dense(q: Dense, framework: str, keep_64_bit: bool) -> np.ndarray:
+def _dense(q: DenseQuestion, framework: str, keep_64_bit: bool) -> np.ndarray:
     units = q.w.shape[1]
     if not q.bias_per_row:
         bias = None if q.b is None else q.unit_bias()
         layer = LayerSpec(units=units, activation=q.activation, use_bias=bias is not None, axis=q.axis,
                           kernel=q.w, bias=bias)
-        return forward(framework, (layer,), q.X, keep_64_bit)
+        return network_output(framework, (layer,), q.X, keep_64_bit)
     # The lab's n x q bias, one per observation: z = X @ w (the framework) + b, then the activation.
-    z = forward(framework, (LayerSpec(units=units, use_bias=False, kernel=q.w),), q.X, keep_64_bit) + q.b
-    return forward(framework, (identity_layer(units, q.activation, q.axis),), z, keep_64_bit)
+    z = network_output(framework, (LayerSpec(units=units, use_bias=False, kernel=q.w),), q.X, keep_64_bit) + q.b
+    return network_output(framework, (identity_layer(units, q.activation, q.axis),), z, keep_64_bit)
 
 
-def network_answer(q: Network, output: np.ndarray) -> np.ndarray:
+def network_answer(q: NetworkQuestion, output: np.ndarray) -> np.ndarray:
     """output as is, the predicted class, or the accuracy against ``y``."""
     if q.output == "output":
         return output
@@ -156,17 +152,18 @@ def network_answer(q: Network, output: np.ndarray) -> np.ndarray:
     if q.output == "prediction":
         return predicted
     assert q.y is not None, "an accuracy answer has its targets y (checked by the key loader)"
-    return np.asarray(np.mean(predicted == predictions(q.y, labels=True)))
+    return np.asarray(np.mean(predicted == predictions(q.y)))
 
 
-def predictions(values: np.ndarray, *, labels: bool = False) -> np.ndarray:
-    """One column: p > 0.5 (or the 0/1 label itself); several columns: the argmax."""
+def predictions(values: np.ndarray) -> np.ndarray:
+    """The class of each row: one column, p > 0.5 (of a 0/1 label: the label itself); several columns,
+    the argmax (of one-hot labels: the label)."""
     if values.shape[-1] == 1:
         return (values[..., 0] > 0.5).astype(np.float64)
     return np.argmax(values, axis=-1).astype(np.float64)
 
 
-def _loss(q: Loss, framework: str, keep_64_bit: bool) -> np.ndarray:
+def _loss(q: LossQuestion, framework: str, keep_64_bit: bool) -> np.ndarray:
     """The loss of ``y_pred`` through a scenario that carries the loss and its guard (its one
     identity layer is not computed)."""
     units = q.y_pred.shape[-1] if q.y_pred.ndim else 1
@@ -178,21 +175,18 @@ def _loss(q: Loss, framework: str, keep_64_bit: bool) -> np.ndarray:
 
 # --- training runs ----------------------------------------------------------------
 
-def run_scenario_of(question: Gradient | Train | ScenarioQuestion) -> Scenario:
+def run_scenario_of(question: GradientQuestion | TrainQuestion | ScenarioQuestion) -> Scenario:
     if isinstance(question, ScenarioQuestion):
         return question.scenario
-    if isinstance(question, Gradient):  # one step at learning rate 0: the gradients at the given parameters
+    if isinstance(question, GradientQuestion):  # one step at learning rate 0: the gradients at the given parameters
         return in_memory_scenario(input_dim=question.X.shape[1], layers=question.layers, X=question.X,
                                   y=question.y, loss=question.loss, clip=question.clip)
-    opt = question.optimizer
-    spec = OptimizerSpec(name=opt["name"], learning_rate=float(opt["learning_rate"]),
-                         options={k: v for k, v in opt.items() if k not in ("name", "learning_rate")})
     return in_memory_scenario(input_dim=question.X.shape[1], layers=question.layers, X=question.X, y=question.y,
-                              loss=question.loss, clip=question.clip, optimizer=spec,
+                              loss=question.loss, clip=question.clip, optimizer=question.optimizer,
                               batch_size=question.batch_size, epochs=epochs_for(question))
 
 
-def _from_runs(question: Gradient | Train | ScenarioQuestion, frameworks: tuple[str, ...],
+def _from_runs(question: GradientQuestion | TrainQuestion | ScenarioQuestion, frameworks: tuple[str, ...],
                keep_64_bit: bool) -> dict[str, Values | str]:
     scenario = replace(run_scenario_of(question), keep_64_bit=keep_64_bit)
     out: dict[str, Values | str] = {}
@@ -244,12 +238,13 @@ def _history(question: ScenarioQuestion, run: Trajectory, plan: TrainingPlan) ->
     return losses[list(wanted)]
 
 
-def _values_of_run(question: Gradient | Train | ScenarioQuestion, run: Trajectory, plan: TrainingPlan) -> Values:
+def _values_of_run(question: GradientQuestion | TrainQuestion | ScenarioQuestion, run: Trajectory,
+                   plan: TrainingPlan) -> Values:
     layers = plan.scenario.layers
-    labels = param_labels(len(layers), [layer.use_bias for layer in layers])
-    if isinstance(question, Gradient):
+    labels = param_labels(layers)
+    if isinstance(question, GradientQuestion):
         return {label: run.grads[name][0] for label, name in labels.items()}
-    if isinstance(question, Train):
+    if isinstance(question, TrainQuestion):
         if run.steps < question.steps:
             raise ValueError(f"the run stopped after {run.steps} of {question.steps} steps")
         return {label: run.params[name][question.steps - 1] for label, name in labels.items()}
@@ -259,13 +254,11 @@ def _values_of_run(question: Gradient | Train | ScenarioQuestion, run: Trajector
     values: Values = {}
     for part in parts(question):
         param = labels.get(part)
-        lab = LabValue(what=what[question.quantity], step=question.step, value=np.zeros(1), tolerance=np.zeros(1),
-                       param=param)
-        step, value = computed_value(lab, run, plan)
+        _, value = value_at(run, plan, what=what[question.quantity], step=question.step, param=param)
         if value is None:
             raise ValueError(f"step {question.step} is beyond the run's {run.steps} steps")
         if question.quantity == "accuracy":
-            value = np.mean(predictions(value) == predictions(plan.y, labels=True))
+            value = np.mean(predictions(value) == predictions(plan.y))
         elif question.quantity == "loss":
             value = np.asarray(value).reshape(())
         values[part] = np.asarray(value, dtype=np.float64)

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from harness.answers.audit import AuditResult
-from harness.answers.batch import gradescope, score, test_name, title
+from harness.answers.batch import gradescope, score, scored_name, title
 
 
 def file_name(result: AuditResult, suffix: str) -> str:
@@ -51,7 +51,7 @@ def feedback(result: AuditResult) -> str:
              f"**{result.file}: {result.verdict}** ({score(result)} of {len(result.params)} checks correct)", ""]
     if result.compared:
         lines += [f"Compared: {result.compared}, with the NumPy reference, Keras and PyTorch.", ""]
-    right = [test_name(result, p) for p in result.params if p.ok] + result.right
+    right = [scored_name(result, p) for p in result.params if p.ok] + result.right
     lines += ["## What is right", ""]
     lines += [f"- {name}" for name in right] if right else ["- nothing yet: see below"]
     lines.append("")
@@ -71,7 +71,7 @@ def feedback(result: AuditResult) -> str:
                 size = f": off by up to {max(p.diffs.values()):.2e}"
                 if p.max_rel is not None:
                     size += f" ({p.max_rel:.1e} relative)"
-            lines.append(f"- {test_name(result, p)}: {p.status}{size}" + (f"; {p.message}" if p.message else ""))
+            lines.append(f"- {scored_name(result, p)}: {p.status}{size}" + (f"; {p.message}" if p.message else ""))
         lines += ["", f"**{result.mistake}**", ""]
     if result.evidence or result.suspect:
         lines += ["## The evidence", ""]

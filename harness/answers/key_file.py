@@ -34,18 +34,17 @@ from pathlib import Path
 import nbformat
 
 from harness.answers.notebook import cell_output, read_notebook, run_all_problems
+from harness.answers.question_fields import COMPUTE_KINDS, parse_question
 from harness.answers.questions import (
     HISTORY_KEYS,
-    KINDS,
     Question,
     ScenarioQuestion,
     history_epochs,
     input_names,
-    parse_question,
     part_shape,
     parts,
 )
-from harness.errors import MISSING, BadInput, one_line
+from harness.errors import MISSING, BadInput, escape_controls
 from harness.spec.fields import Table, read_toml
 from harness.spec.printed import Printed, PrintedError, parse_history, parse_printed
 
@@ -95,10 +94,6 @@ class AnswerKey:
     source: str
     entries: tuple[Answer | Malformed, ...]
 
-    @property
-    def malformed(self) -> list[Malformed]:
-        return [e for e in self.entries if isinstance(e, Malformed)]
-
 
 def load_key(path: str | Path) -> AnswerKey:
     path = Path(path)
@@ -119,7 +114,7 @@ def load_key(path: str | Path) -> AnswerKey:
         raw_id = data.get("id")
         answer_id = str(raw_id) if isinstance(raw_id, (str, int, float)) and not isinstance(raw_id, bool) \
             else f"#{index + 1}"
-        printable = one_line(answer_id) == answer_id and "|" not in answer_id and 0 < len(answer_id) <= ID_MAX
+        printable = escape_controls(answer_id) == answer_id and "|" not in answer_id and 0 < len(answer_id) <= ID_MAX
         if not printable:
             answer_id = f"#{index + 1}"
         t = Table(data, file=path, where=f"answer[{answer_id}]")
@@ -157,8 +152,8 @@ def _settings(t: Table, base: Settings) -> Settings:
 
 
 def _answer(t: Table, answer_id: str, defaults: Settings, *, key_dir: Path, notebooks: Notebooks) -> Answer:
-    kind = t.string("compute", choices=tuple(KINDS))
-    _, fields = KINDS[kind]
+    kind = t.string("compute", choices=tuple(COMPUTE_KINDS))
+    _, fields = COMPUTE_KINDS[kind]
     t.check_keys(ANSWER_KEYS | fields)
     question = parse_question(kind, t, key_dir=key_dir)
     settings = _settings(t, defaults)

@@ -7,9 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.answers.audit import ATOL, RTOL, AuditResult, ParamAudit, labels_of
-from harness.answers.sandbox import Argument, Called, Opaque, read_returned, type_name
-from harness.errors import one_line
+from harness.answers.audit import ATOL, RTOL, AuditResult, ParamAudit
+from harness.answers.labels import labels_of
+from harness.answers.returned import read_returned
+from harness.answers.sandbox import Argument, Called
+from harness.answers.value_transfer import Opaque, type_name
+from harness.errors import escape_controls
 from harness.judge.compare import Comparison
 from harness.run.plan import make_plan
 from harness.spec.scenario import Scenario
@@ -60,12 +63,13 @@ class KindAudit(ABC):
 
     def judge(self, function: str, called: Called) -> AuditResult:
         if called.error:
-            return self.crashed(function, one_line(called.error), notes=[one_line(n) for n in called.notes])
+            return self.crashed(function, escape_controls(called.error),
+                                notes=[escape_controls(n) for n in called.notes])
         try:
             outcome = self.outcome(called.values)
         except Unreadable as exc:
-            return self.crashed(function, one_line(str(exc)), notes=[one_line(n) for n in called.notes])
-        notes = [*map(one_line, called.notes), *outcome.notes]
+            return self.crashed(function, escape_controls(str(exc)), notes=[escape_controls(n) for n in called.notes])
+        notes = [*map(escape_controls, called.notes), *outcome.notes]
         return AuditResult(scenario=self.scenario.name, function=function, params=outcome.quantities,
                            source_spread={}, diagnosis=outcome.cause, notes=notes,
                            kind=self.kind, step=outcome.step, unit=self.unit, stage=outcome.stage,
@@ -105,7 +109,7 @@ def as_array(value: object, what: str) -> np.ndarray:
     try:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise Unreadable(f"{what} is a {type_name(value)}, not numbers ({one_line(str(exc))})") from None
+        raise Unreadable(f"{what} is a {type_name(value)}, not numbers ({escape_controls(str(exc))})") from None
 
 
 def as_params(value: object, labels: dict[str, str], what: str) -> dict[str, np.ndarray]:

@@ -60,7 +60,7 @@ from harness.answers.point_audits import BackwardAudit, ForwardAudit, LossAudit,
 from harness.run.budget import check_budget
 from harness.spec.scenario import Scenario
 
-KINDS = ("forward", "loss", "backward", "step", "train")
+AUDIT_KINDS = ("forward", "loss", "backward", "step", "train")
 INTERFACES = {
     "forward": "forward(params, X) -> outputs",
     "loss": "loss(params, X, y) -> float",

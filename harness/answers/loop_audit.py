@@ -9,7 +9,9 @@ import numpy as np
 from harness.answers.audit import ParamAudit, check_trains
 from harness.answers.kind_base import SUBMISSION, KindAudit, Outcome, Unreadable, as_array, as_number, differs
 from harness.answers.mistakes import Params, Step, UpdateMistake, apply, gradients, plain_sgd, update_mistakes
-from harness.answers.sandbox import Argument, read_returned, type_name
+from harness.answers.returned import read_returned
+from harness.answers.sandbox import Argument
+from harness.answers.value_transfer import type_name
 from harness.judge.compare import Comparison, compare
 from harness.judge.localisation import Localisation, StageDiff
 from harness.judge.result import ScenarioResult, reference_label
@@ -68,7 +70,7 @@ class TrainAudit(KindAudit):
                          f"{self.scenario.training_spec.shuffle_seed}): a loop given the first epoch's order can "
                          f"follow the plan in that epoch only, so steps 0-{self.limit - 1} are compared, not the "
                          f"{self.plan.max_steps} of the whole plan")
-        mine = history.trajectory(reference, self.plan)
+        mine = history.trajectory(self.plan)
         if mine.steps > reference.steps:
             notes.append(f"your loop made {mine.steps} updates; the first {reference.steps} are compared"
                          + (" (the reference stops early there)" if reference.stopped_early_at is not None else ""))
@@ -106,7 +108,7 @@ class TrainAudit(KindAudit):
                 audit.status, audit.message = "wrong shape", history.unreadable[name]
                 continue
             if name != "loss" and history.final_only:
-                self._final(audit, history, comparisons, mine)
+                self._final(audit, history, mine)
                 continue
             quantity = c.quantities.get(name)
             if quantity is None:
@@ -122,8 +124,7 @@ class TrainAudit(KindAudit):
                 audit.message = f"your loop made {c.steps_a} updates, the reference {c.steps_b}"
         return out
 
-    def _final(self, audit: ParamAudit, history: History, comparisons: dict[str, Comparison],
-               mine: Trajectory) -> None:
+    def _final(self, audit: ParamAudit, history: History, mine: Trajectory) -> None:
         """A final parameter (the ``(params, losses)`` form) against each implementation's."""
         value = history.final.get(audit.name)
         if value is None:
@@ -245,7 +246,7 @@ class History:
     final_only: bool = False
     unreadable: dict[str, str] = field(default_factory=dict)  # quantity -> why its values cannot be read
 
-    def trajectory(self, reference: Trajectory, plan: TrainingPlan) -> Trajectory:
+    def trajectory(self, plan: TrainingPlan) -> Trajectory:
         """The submission's run as a ``Trajectory`` (a quantity whose shape is not the reference's is
         left out and reported in ``unreadable``)."""
         steps = len(self.losses)

@@ -49,7 +49,7 @@ class UpdateMistake:
     name: str  # in plain language, addressed to the student
     grads: Callable[[Step], Params]  # the gradient the update uses
     rate: Callable[[float], float] = lambda lr: lr  # the update is -rate(lr) x that gradient
-    applies: Callable[[Scenario], bool] = lambda scenario: True
+    applies: Callable[[Scenario], bool] = lambda _scenario: True
     loops_only: bool = False  # needs several steps of one loop (--kind train only)
     # without recorded gradients another mistake gives the same updates: said beside the name
     same_updates_as: str = ""
@@ -83,7 +83,7 @@ UPDATE_MISTAKES: tuple[UpdateMistake, ...] = (
     UpdateMistake("your update adds the gradient instead of subtracting it",
                   grads=lambda s: s.grads, rate=lambda lr: -lr),
     UpdateMistake("your update does not apply the learning rate (the step is the whole gradient)",
-                  grads=lambda s: s.grads, rate=lambda lr: 1.0),
+                  grads=lambda s: s.grads, rate=lambda _lr: 1.0),
     UpdateMistake("the MSE gradient's factor 2 is dropped (your gradients are 0.5 x the gradient of the mean "
                   "squared error)", grads=lambda s: _scaled(s.grads, 0.5), applies=_mse,
                   same_updates_as="or the learning rate is halved"),
@@ -174,8 +174,8 @@ class ForwardMistake:
     output: Callable[[Params, np.ndarray], np.ndarray]  # (params, X) -> the network's output with the mistake
 
 
-def forward(scenario: Scenario, params: Params, X: np.ndarray, *, activation: dict[int, str] | None = None,
-            no_bias: int | None = None, transposed: int | None = None) -> np.ndarray:
+def _changed_output(scenario: Scenario, params: Params, X: np.ndarray, *, activation: dict[int, str] | None = None,
+                    no_bias: int | None = None, transposed: int | None = None) -> np.ndarray:
     """The network's output computed here, layer by layer, with at most one change: layer ``i``'s
     activation, its bias left out, or its kernel transposed."""
     a = X
@@ -193,7 +193,7 @@ def forward(scenario: Scenario, params: Params, X: np.ndarray, *, activation: di
 
 def forward_mistakes(scenario: Scenario) -> list[ForwardMistake]:
     def changed(**change: Any) -> Callable[[Params, np.ndarray], np.ndarray]:
-        return lambda params, X: forward(scenario, params, X, **change)
+        return lambda params, X: _changed_output(scenario, params, X, **change)
 
     out = []
     for i, layer in enumerate(scenario.layers):

@@ -27,7 +27,8 @@ NOTE_WIDTH = 120  # the terminal table's note column; longer notes end at a word
 SHOWS_COMPUTED = (WRONG, IMPLAUSIBLE, UNANSWERED)  # verdicts whose terminal row shows the correct value
 
 
-def _one_line(text: str) -> str:
+def _single_spaced(text: str) -> str:
+    """``text``'s words separated by single spaces (a printed array's rows on one line)."""
     return " ".join(text.split())
 
 
@@ -47,11 +48,11 @@ def _by_part(result: AnswerResult, text) -> str:
 
 
 def _expected(p: PartCheck) -> str | None:
-    return None if p.expected is None else _one_line(p.expected.text)
+    return None if p.expected is None else _single_spaced(p.expected.text)
 
 
 def _computed(p: PartCheck) -> str:
-    return _one_line(p.computed_text())
+    return _single_spaced(p.computed_text())
 
 
 def _diff(p: PartCheck) -> str | None:

@@ -36,7 +36,7 @@ from fractions import Fraction
 import numpy as np
 
 from harness.answers.compute import network_answer
-from harness.answers.questions import Dense, Network, Question
+from harness.answers.questions import DenseQuestion, NetworkQuestion, Question
 from harness.spec.tolerance import difference
 from reference.activations import ACTIVATIONS
 
@@ -89,9 +89,9 @@ class OrderDependent:
 
 def layers_of(question: Question) -> tuple[np.ndarray, list[Layer]] | None:
     """The answer's input and its dense layers, for the forward kinds a sum can overflow in."""
-    if isinstance(question, Dense):
+    if isinstance(question, DenseQuestion):
         return question.X, [Layer(question.w, question.b, question.activation, question.axis)]
-    if isinstance(question, Network):
+    if isinstance(question, NetworkQuestion):
         return question.X, [Layer(layer.kernel, layer.bias if layer.use_bias else None, layer.activation, layer.axis)
                             for layer in question.layers if layer.kernel is not None]
     return None
@@ -118,7 +118,7 @@ def order_dependence(question: Question) -> OrderDependent | None:
         if not exact:  # the first pass found no order-dependent sum: nothing depends on the order
             return None
         outputs.append(a)
-    if isinstance(question, Network) and question.output != "output":
+    if isinstance(question, NetworkQuestion) and question.output != "output":
         outputs = [np.asarray(network_answer(question, o), dtype=np.float64) for o in outputs]
     mask = np.any([difference(o, outputs[0]) > 0 for o in outputs[1:]], axis=0)
     if not np.any(mask):  # every order gives the same answer: nothing to say

@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.answers.questions import Activation, Dense, Loss, Network, Question, ScenarioQuestion
+from harness.answers.questions import (
+    ActivationQuestion,
+    DenseQuestion,
+    LossQuestion,
+    NetworkQuestion,
+    Question,
+    ScenarioQuestion,
+)
 from harness.spec.printed import Printed
 from harness.spec.scenario import LayerSpec
 
@@ -27,11 +34,11 @@ _RANGES = {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0), "r
 
 def output_activation(question: Question) -> tuple[str, int, tuple[int, ...]] | None:
     """(activation, axis, shape) of the quantity the answer prints, when it is an activation's output."""
-    if isinstance(question, Activation):
+    if isinstance(question, ActivationQuestion):
         return question.function, question.axis, question.z.shape
-    if isinstance(question, Dense):
+    if isinstance(question, DenseQuestion):
         return question.activation, question.axis, (question.X.shape[0], question.w.shape[1])
-    if isinstance(question, Network) and question.output == "output":
+    if isinstance(question, NetworkQuestion) and question.output == "output":
         last = question.layers[-1]
         return last.activation, last.axis, (question.X.shape[0], last.units)
     if isinstance(question, ScenarioQuestion) and question.quantity == "output":
@@ -41,12 +48,13 @@ def output_activation(question: Question) -> tuple[str, int, tuple[int, ...]] | 
 
 
 def is_accuracy(question: Question) -> bool:
-    return (isinstance(question, Network) and question.output == "accuracy") or (
+    return (isinstance(question, NetworkQuestion) and question.output == "accuracy") or (
         isinstance(question, ScenarioQuestion) and question.quantity == "accuracy")
 
 
 def is_loss(question: Question) -> bool:
-    return isinstance(question, Loss) or (isinstance(question, ScenarioQuestion) and question.quantity == "loss")
+    return isinstance(question, LossQuestion) or (
+        isinstance(question, ScenarioQuestion) and question.quantity == "loss")
 
 
 def implausible(question: Question, expected: dict[str, Printed]) -> str | None:
@@ -81,7 +89,7 @@ def implausible(question: Question, expected: dict[str, Printed]) -> str | None:
 def degenerate(question: Question) -> list[str]:
     act = output_activation(question)
     layers: tuple[LayerSpec, ...] = ()
-    if isinstance(question, Network):
+    if isinstance(question, NetworkQuestion):
         layers = question.layers
     elif isinstance(question, ScenarioQuestion):
         layers = question.scenario.layers

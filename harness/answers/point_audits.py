@@ -8,7 +8,15 @@ from typing import Callable
 
 import numpy as np
 
-from harness.answers.audit import AuditResult, Independent, ParamAudit, check_trains, independent, initial_batch, judge
+from harness.answers.audit import (
+    AuditResult,
+    Independent,
+    ParamAudit,
+    check_trains,
+    independent,
+    initial_batch,
+    judge_gradients,
+)
 from harness.answers.kind_base import (
     SUBMISSION,
     KindAudit,
@@ -33,7 +41,8 @@ from harness.answers.mistakes import (
     plain_sgd,
     update_mistakes,
 )
-from harness.answers.sandbox import Argument, Called, Returned, read_returned
+from harness.answers.returned import Returned, read_returned
+from harness.answers.sandbox import Argument, Called
 from harness.errors import BadInput
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
 from harness.spec.scenario import Scenario
@@ -68,7 +77,7 @@ class BackwardAudit(KindAudit):
         assert self.expected is not None, "expect() first"
         returned = Returned(error=called.error, notes=called.notes) if called.error else \
             replace(read_returned(called.values[0], self.labels), notes=called.notes)
-        return judge(self.scenario, function, returned, self.expected, rtol=self.rtol, atol=self.atol)
+        return judge_gradients(self.scenario, function, returned, self.expected, rtol=self.rtol, atol=self.atol)
 
 
 # --- evaluation points: forward, loss, step -------------------------------------------------
@@ -152,7 +161,7 @@ class PointAudit(KindAudit):
         if first is not None:
             out.step, out.stage = first[0], self.stage(first[1])
             out.right = [f"point {k}: every quantity" for k in range(first[0])]
-            out.suspect = self.suspect(arrays_by_point, out.step, out.stage)
+            out.suspect = self.suspect(out.step, out.stage)
         out.cause, out.evidence = self.cause(arrays_by_point)
         return out
 
@@ -161,7 +170,7 @@ class PointAudit(KindAudit):
         return (f"{n} evaluation point{'s' if n > 1 else ''}: the reference's parameters before step"
                 f"{'s 0-' + str(n - 1) if n > 1 else ' 0'}")
 
-    def suspect(self, submitted: list[dict[str, Shaped]], k: int, stage: str) -> str:
+    def suspect(self, k: int, stage: str) -> str:
         """The project's majority rule over the submission and the implementations at point ``k``."""
         others = [s for s in self.expected if s != REFERENCE]
         agreeing = [s for s in others if not any(differs(self.expected[s][j][q], self.expected[REFERENCE][j][q],
@@ -215,7 +224,7 @@ class ForwardAudit(PointAudit):
     def read(self, value: object) -> dict[str, np.ndarray]:
         return {"output": as_array(value, "the output")}
 
-    def stage(self, quantity: str) -> str:
+    def stage(self, quantity: str) -> str:  # noqa: ARG002 - PointAudit.stage's signature: one stage for any quantity
         return f"output layers.{len(self.scenario.layers) - 1}"
 
     def mistakes(self) -> list[tuple[str, Callable[[int], dict[str, np.ndarray]], str]]:
@@ -248,7 +257,7 @@ class LossAudit(PointAudit):
             raise Unreadable(f"the function returned {array.size} values (shape {array.shape}), not one loss")
         return {"loss": array.reshape(())}
 
-    def stage(self, quantity: str) -> str:
+    def stage(self, quantity: str) -> str:  # noqa: ARG002 - PointAudit.stage's signature: one stage for any quantity
         return "loss"
 
     def mistakes(self) -> list[tuple[str, Callable[[int], dict[str, np.ndarray]], str]]:

@@ -38,7 +38,7 @@ from harness.answers.key_file import Answer, Malformed
 from harness.answers.overflow import OrderDependent, order_dependence
 from harness.answers.plausibility import degenerate, implausible
 from harness.answers.questions import (
-    Network,
+    NetworkQuestion,
     Question,
     ScenarioQuestion,
     answer_dtype,
@@ -346,7 +346,7 @@ def _propagated(entry: Answer, reference: Values, result: AnswerResult) -> Value
         result.warnings.append("no propagated tolerance: a scenario answer's inputs are the scenario's own, "
                                "not rounded key inputs")
         return {}
-    if isinstance(question, Network) and question.output != "output":  # piecewise constant: nothing propagates
+    if isinstance(question, NetworkQuestion) and question.output != "output":  # piecewise constant: nothing propagates
         return {part: np.zeros(np.shape(value)) for part, value in reference.items()}
     decimals = {name: rounded for name in input_names(question)} if isinstance(rounded, int) else dict(rounded)
 

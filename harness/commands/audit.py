@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.answers.audit import AuditResult, load_adapter
+from harness.answers.audit import AuditResult, load_submission_adapter
 from harness.answers.batch import (
     audit_batch,
     audit_one,
@@ -23,8 +23,8 @@ from harness.answers.batch import (
     result_text,
 )
 from harness.answers.exports import feedback_files, gradebook_csv, gradescope_files
-from harness.answers.kinds import INTERFACES, KINDS
-from harness.answers.sandbox import MEMORY_LIMIT, TIMEOUT, Adapter
+from harness.answers.kinds import AUDIT_KINDS, INTERFACES
+from harness.answers.sandbox import MEMORY_LIMIT, TIMEOUT, SubmissionAdapter
 from harness.commands.args import positive_int, seconds
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE, BadInput
@@ -82,7 +82,7 @@ def register(subparsers) -> None:
                    help="a .py file or .ipynb notebook defining the function (it is executed, see below); "
                         "several, a folder or a glob pattern for a batch")
     p.add_argument("--function", required=True, help="the function's name (its interface: --kind)")
-    p.add_argument("--kind", choices=KINDS, default="backward",
+    p.add_argument("--kind", choices=AUDIT_KINDS, default="backward",
                    help="what the function computes (default backward): " + "; ".join(INTERFACES.values()))
     p.add_argument("--scenario", required=True,
                    help="a catalogue name or scenario .toml file with a [training] table (model, loss, data)")
@@ -119,12 +119,12 @@ def handle(args: argparse.Namespace) -> int:
     for option in ("feedback",) + (("gradescope",) if batch else ()):
         if getattr(args, option):
             check_output_folder(getattr(args, option), option=f"--{option}")
-    adapter = load_adapter(args.adapter) if args.adapter else None
+    submission_adapter = load_submission_adapter(args.adapter) if args.adapter else None
     if batch:
-        return _batch(args, paths, scenario, adapter)
+        return _batch(args, paths, scenario, submission_adapter)
     try:
         result = audit_one(args.submissions[0], args.function, scenario, kind=args.kind, timeout=args.timeout,
-                           adapter=adapter)
+                           submission_adapter=submission_adapter)
     except BadInput as exc:
         if args.gradescope and exc.field in ("", "--function", "nbformat"):  # the submission's fault: say why
             reason = BadInput(display_path(Path(exc.file)), exc.field, exc.expected, exc.received).one_line()
@@ -136,10 +136,11 @@ def handle(args: argparse.Namespace) -> int:
     return EXIT_AGREE if result.ok else EXIT_DISAGREE
 
 
-def _batch(args: argparse.Namespace, paths: list[Path], scenario: Scenario, adapter: Adapter | None) -> int:
+def _batch(args: argparse.Namespace, paths: list[Path], scenario: Scenario,
+           submission_adapter: SubmissionAdapter | None) -> int:
     progress = not args.quiet and sys.stderr.isatty()
-    results = audit_batch(paths, args.function, scenario, jobs=args.jobs, timeout=args.timeout, adapter=adapter,
-                          progress=progress, kind=args.kind)
+    results = audit_batch(paths, args.function, scenario, jobs=args.jobs, timeout=args.timeout,
+                          submission_adapter=submission_adapter, progress=progress, kind=args.kind)
     print(batch_text(results, scenario, args.function))
     _write(args, results, scenario, single=False)
     return EXIT_AGREE if all(r.ok for r in results) else EXIT_DISAGREE

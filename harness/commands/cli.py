@@ -50,7 +50,7 @@ class Terminated(KeyboardInterrupt):
     computed is kept, nothing is half-written), then exit 143."""
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
     raise Terminated()
 
 
@@ -126,7 +126,7 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

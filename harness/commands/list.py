@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     p.set_defaults(handler=handle)
 
 
-def handle(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:  # noqa: ARG001 - every command's handler takes the parsed arguments
     rows = []
     for path in catalogue():
         try:

@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 
 from harness.judge.propagation import propagated
-from harness.run.adapters.numpy_reference import ADAPTER as REFERENCE_ADAPTER
 from harness.run.plan import TrainingPlan, make_plan
+from harness.run.quantities import value_at
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import LabValue
 from harness.spec.tolerance import difference, exceeds
@@ -63,26 +63,7 @@ class LabCheck:
 
 def computed_value(lab: LabValue, trajectory: Trajectory, plan: TrainingPlan) -> tuple[int | None, np.ndarray | None]:
     """The run's value of the quantity the lab printed."""
-    final = trajectory.steps - 1
-    step = final if lab.step == "final" else int(lab.step)
-    if lab.what == "output":
-        layer = len(plan.scenario.layers) - 1 if lab.layer is None else lab.layer
-        if lab.step == "final" or step == trajectory.steps:
-            return max(step, 0), trajectory.outputs_final[layer]
-        if step == 0:
-            return 0, trajectory.outputs_initial[layer]
-        if step > trajectory.steps:
-            return None, None
-        return step, REFERENCE_ADAPTER.forward(plan.scenario, trajectory.params_before(step), plan.X)[layer]
-    if step < 0 or step > final:
-        return None, None
-    if lab.what == "params" and lab.param is not None:
-        return step, trajectory.params[lab.param][step]
-    if lab.what == "gradient" and lab.param is not None:
-        return step, trajectory.grads[lab.param][step]
-    if lab.what == "loss":
-        return step, np.atleast_1d(trajectory.losses[step])
-    raise ValueError(f"{lab.what} (param {lab.param})")
+    return value_at(trajectory, plan, what=lab.what, step=lab.step, param=lab.param, layer=lab.layer)
 
 
 Rerun = Callable[[TrainingPlan], Trajectory]  # the reference run on another plan (``harness.judge.runs``)

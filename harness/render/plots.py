@@ -27,7 +27,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from harness.judge.compare import Comparison
 from harness.judge.result import ScenarioResult
 from harness.run.cache import current as current_cache
-from harness.run.cache import stamp
+from harness.run.cache_key import stamp
 from harness.run.trajectory import Trajectory
 
 FIGSIZE = (9.0, 4.2)  # inches per row of panels; at DPI 100 the PNG is 900 px wide

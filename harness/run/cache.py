@@ -1,23 +1,17 @@
-"""A cache of runs, keyed by the content of everything a run depends on, stored as data.
+"""The run cache: finished runs kept as data in a folder, one file per key, served instead of made again.
 
-A run (``Adapter.run``) or a traced step (``Adapter.trace_step``) is a pure function of: the
-implementation, the plan (the data, the initial weights, the batch order, the dtype) and what
-the scenario says about the network and its training (``describe_plan``), the harness's own code,
-and the environment that computes it: package versions, each framework's installed files, the
-interpreter's start-up customisations, the numeric environment variables, the BLAS library and
-its kernel and threads, the CPU (``harness.run.environment.fingerprint``). The key is a SHA-256
-over all of them (``key``). Any change to a scenario, a package, a file of a framework, a
-``sitecustomize.py``, ``OPENBLAS_CORETYPE`` or a line of ``harness/`` or ``reference/`` gives
-another key, so an entry made elsewhere is never served; only finished, ``ok`` runs are stored.
-The report's figures are kept here too (``harness.render.plots.drawn``), keyed by the same stamp
-and every number they show.
+A run's key (``harness.run.cache_key``) is the SHA-256 of everything it depends on (the
+implementation, the plan, the harness's code, the environment): an entry made elsewhere is never
+served; only finished, ``ok`` runs are stored. The report's figures are kept here too
+(``harness.render.plots.drawn``), keyed by the same stamp and every number they show.
 
 Entries are data, never pickles: one ``<key>.npz`` file each (a zip archive written whole, then
 renamed into place), holding ``meta.json`` (the value's structure, its scalars and strings, and
 what the entry was made from: the implementation, the plan's description, the environment) and
-one ``.npy`` member per array (read with ``allow_pickle=False``). A file that is not a regular
-file is never opened; one that is truncated, corrupt, of another format or for another key is
-not an entry: it is ignored (and replaced when the run is made again), never served.
+one ``.npy`` member per array (``harness.run.cache_encoding``; read with ``allow_pickle=False``).
+A file that is not a regular file is never opened; one that is truncated, corrupt, of another
+format or for another key is not an entry: it is ignored (and replaced when the run is made
+again), never served.
 
 ``RunCache.verify``: the live spot check (``harness.run.spot_check``). Before a cached run is
 used, its first steps are made again and compared bitwise with the cached ones; a mismatch evicts
@@ -32,8 +26,6 @@ plugin, ``run_scenario`` from Python) use no cache unless ``use_cache`` sets one
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -50,22 +42,17 @@ import numpy as np
 
 from harness.errors import BadInput
 from harness.run import environment
+from harness.run.cache_encoding import Members, decode_value, encode_value
+from harness.run.cache_key import FORMAT, describe_plan, key, plan_from
 from harness.run.plan import TrainingPlan
-from harness.run.trajectory import Trajectory
-from harness.spec.data import DataSpec
-from harness.spec.scenario import LayerSpec, OptimizerSpec, Scenario, TrainingSpec
-from harness.spec.tolerance import DEFAULT_TOLERANCES
 
 FOLDER = ".nn-parity-cache"  # the commands' default, in the working directory
 VARIABLE = "NN_PARITY_CACHE"  # ... unless this environment variable names another
-FORMAT = "nn-parity-cache 2"
 META = "meta.json"
 ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.npz")
 OLD_ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.pickle")  # format 1 (pickles): never read, removed by `clear`
 TEMP_NAME = re.compile(r"\.[^/]*\.tmp")
 MAX_ENTRY_BYTES = 1 << 31  # a file larger than this is not one of ours
-_SOURCES = (Path(__file__).resolve().parents[2] / "harness", Path(__file__).resolve().parents[2] / "reference")
-_TYPES: dict[str, type] = {"Trajectory": Trajectory}  # the dataclasses an entry may hold
 
 
 def default_folder() -> tuple[str, str]:
@@ -110,186 +97,6 @@ def open_folder(folder: str, where: str, *, verify: bool = False) -> RunCache:
     if not writable:
         _warn(f"the cache folder {folder} ({where}) cannot be written: its runs are used, new runs are not kept")
     return RunCache(path, verify=verify, writable=writable)
-
-
-def _code_hash() -> str:
-    """A hash of every ``.py`` file of the harness and the reference (their paths and bytes)."""
-    h = hashlib.sha256()
-    for root in _SOURCES:
-        for path in sorted(root.rglob("*.py")):
-            h.update(str(path.relative_to(root.parent)).encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-_STAMP: dict[str, str] = {}
-
-
-def stamp() -> str:
-    """The format, the harness's code and the environment (``environment.fingerprint``: versions,
-    installed files, start-up customisations, numeric variables, BLAS kernel and threads, CPU),
-    computed once per process."""
-    if "stamp" not in _STAMP:
-        _STAMP["stamp"] = f"{FORMAT}\n{_code_hash()}\n{environment.fingerprint()}"
-    return _STAMP["stamp"]
-
-
-# ---- what a run is made from: the plan, as data ----
-
-def describe_plan(plan: TrainingPlan) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Everything ``plan`` gives an implementation, as JSON-able fields and named arrays: the
-    network, the training, the dtype, the control setting, the step limit, the data, the initial
-    parameters and the batch order (``plan_from`` rebuilds the plan from them)."""
-    s, t = plan.scenario, plan.scenario.training
-    fields = {
-        "dtype": plan.dtype, "input_dim": s.input_dim, "keep_64_bit": s.keep_64_bit, "step_limit": plan.step_limit,
-        "layers": [{"units": x.units, "activation": x.activation, "use_bias": x.use_bias, "axis": x.axis}
-                   for x in s.layers],
-        "training": None if t is None else {
-            "loss": t.loss, "clip": t.clip, "epochs": t.epochs, "batch_size": t.batch_size, "shuffle": t.shuffle,
-            "shuffle_seed": t.shuffle_seed, "early_stop_tol": t.early_stop_tol,
-            "optimizer": {"name": t.optimizer.name, "learning_rate": t.optimizer.learning_rate,
-                          "options": {k: t.optimizer.options[k] for k in sorted(t.optimizer.options)}}},
-    }
-    arrays = {"X": plan.X, "y": plan.y, "orders": plan.orders,
-              "bounds": np.asarray(plan.bounds, dtype=np.int64).reshape(-1, 2),
-              **{f"init {k}": v for k, v in plan.initial_params.items()}}
-    return fields, arrays
-
-
-def plan_from(fields: dict[str, Any], arrays: dict[str, np.ndarray], *, name: str = "cached") -> TrainingPlan:
-    """The plan ``describe_plan`` described (its scenario holds what the implementations read)."""
-    t = fields["training"]
-    training = None if t is None else TrainingSpec(
-        loss=t["loss"], clip=t["clip"], epochs=t["epochs"], batch_size=t["batch_size"], shuffle=t["shuffle"],
-        shuffle_seed=t["shuffle_seed"], early_stop_tol=t["early_stop_tol"],
-        optimizer=OptimizerSpec(name=t["optimizer"]["name"], learning_rate=t["optimizer"]["learning_rate"],
-                                options=dict(t["optimizer"]["options"])))
-    X, y = arrays["X"], arrays["y"]
-    scenario = Scenario(name=name, title=name, path=Path(f"{name}.toml"), source="", description="",
-                        data=DataSpec(X=X, y=y), input_dim=fields["input_dim"],
-                        layers=tuple(LayerSpec(**layer) for layer in fields["layers"]), training=training,
-                        tolerances=dict(DEFAULT_TOLERANCES), keep_64_bit=fields["keep_64_bit"])
-    return TrainingPlan(scenario=scenario, dtype=fields["dtype"], X=X, y=y,
-                        initial_params={k.removeprefix("init "): v for k, v in arrays.items() if k.startswith("init ")},
-                        orders=arrays["orders"], bounds=tuple((int(a), int(b)) for a, b in arrays["bounds"]),
-                        step_limit=fields["step_limit"])
-
-
-def _key(implementation: str, method: str, fields: dict[str, Any], arrays: dict[str, np.ndarray],
-         extra: tuple[Any, ...]) -> str:
-    h = hashlib.sha256()
-    text = json.dumps([implementation, method, list(extra), fields], sort_keys=True, allow_nan=True, default=repr)
-    h.update(f"{stamp()}\n{text}\n".encode())
-    for name, array in arrays.items():
-        a = np.ascontiguousarray(array)
-        h.update(f"{name} {a.dtype.str} {a.shape}\n".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def key(implementation: str, method: str, plan: TrainingPlan, *extra: Any) -> str:
-    """The SHA-256 of everything ``implementation.method(plan, *extra)`` depends on."""
-    return _key(implementation, method, *describe_plan(plan), extra)
-
-
-# ---- values as data: a JSON tree whose arrays are .npy members ----
-
-class _Members:
-    """The arrays of an entry being written, one ``.npy`` member each; an array met twice (the
-    same object: a run's ``batch_rows`` repeats one array per step) is kept once."""
-
-    def __init__(self) -> None:
-        self.arrays: dict[str, np.ndarray] = {}
-        self._names: dict[int, str] = {}
-        self._keep: list[np.ndarray] = []  # the ids stay valid while the entry is written
-
-    def add(self, array: np.ndarray) -> str:
-        name = self._names.get(id(array))
-        if name is None:
-            name = self._names[id(array)] = f"a{len(self.arrays)}"
-            self.arrays[name] = array
-            self._keep.append(array)
-        return name
-
-
-def _packable(values: list[Any]) -> bool:
-    """A list of plain C-ordered arrays of one dtype (a run's ``batch_rows``, its layer outputs):
-    kept as one member, not one per array."""
-    return len(values) > 1 and all(isinstance(v, np.ndarray) for v in values) and all(
-        v.dtype == values[0].dtype and v.dtype.isnative and v.dtype.kind in "biufc" and v.flags.c_contiguous
-        for v in values)
-
-
-def _encode(value: Any, members: _Members) -> Any:
-    """``value`` as a JSON tree; each array becomes ``{"array": name}`` with the array in ``members``."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return {"int": str(value)}
-    if isinstance(value, float):
-        return {"float": value.hex()}
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biufcSUVMm":
-        return {"array": members.add(value)}
-    if isinstance(value, np.generic):
-        return {"scalar": _encode(np.asarray(value), members)}
-    if isinstance(value, bytes):
-        return {"bytes": _encode(np.frombuffer(value, dtype=np.uint8), members)}
-    if isinstance(value, list) and _packable(value):
-        unique = {id(v): v for v in value}
-        index = {i: n for n, i in enumerate(unique)}
-        data = np.concatenate([v.ravel() for v in unique.values()])
-        return {"arrays": [members.add(data), [list(v.shape) for v in unique.values()], [index[id(v)] for v in value]]}
-    if isinstance(value, (list, tuple)):
-        return {"list" if isinstance(value, list) else "tuple": [_encode(v, members) for v in value]}
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {"dict": [[k, _encode(v, members)] for k, v in value.items()]}
-    if dataclasses.is_dataclass(value) and _TYPES.get(type(value).__name__) is type(value):
-        return {"object": type(value).__name__,
-                "fields": {f.name: _encode(getattr(value, f.name), members) for f in dataclasses.fields(value)}}
-    raise TypeError(f"the run cache keeps data only, not {type(value).__name__}")
-
-
-def _decode(node: Any, arrays: Callable[[str], np.ndarray]) -> Any:
-    """The value ``_encode`` described; ValueError for anything it never writes."""
-    if node is None or isinstance(node, (bool, str)):
-        return node
-    if not isinstance(node, dict) or len(node) != (2 if "object" in node else 1):
-        raise ValueError("not an encoded value")
-    tag, inner = next(iter(node.items()))
-    if tag == "int":
-        return int(inner)
-    if tag == "float":
-        return float.fromhex(inner)
-    if tag == "array":
-        return arrays(inner)
-    if tag == "scalar":
-        return _decode(inner, arrays)[()]
-    if tag == "bytes":
-        return _decode(inner, arrays).tobytes()
-    if tag == "arrays" and isinstance(inner, list) and len(inner) == 3:
-        name, shapes, order = inner
-        data, parts, start = arrays(name), [], 0
-        for shape in shapes:
-            size = int(np.prod(shape, dtype=np.int64))
-            parts.append(data[start:start + size].reshape(shape))
-            start += size
-        if start != data.size:
-            raise ValueError("packed arrays of another size")
-        return [parts[i] for i in order]
-    if tag in ("list", "tuple") and isinstance(inner, list):
-        items = [_decode(v, arrays) for v in inner]
-        return items if tag == "list" else tuple(items)
-    if tag == "dict" and isinstance(inner, list):
-        return {str(k): _decode(v, arrays) for k, v in inner}
-    if tag == "object" and inner in _TYPES:
-        cls = _TYPES[inner]
-        names = {f.name for f in dataclasses.fields(cls)}
-        fields = node["fields"]
-        if not isinstance(fields, dict) or set(fields) != names:
-            raise ValueError(f"not the fields of {inner}")
-        return cls(**{k: _decode(v, arrays) for k, v in fields.items()})
-    raise ValueError(f"not an encoded value: {tag}")
 
 
 @dataclass
@@ -355,14 +162,14 @@ def _parse(data: bytes, k: str) -> Entry:
                     loaded[name] = np.lib.format.read_array(f, allow_pickle=False)
             return loaded[name]
 
-        value = _decode(meta["value"], array)
+        value = decode_value(meta["value"], array)
         about = meta.get("about") or {}
         plan_fields = about.get("plan")
         plan, extra = None, ()
         if plan_fields is not None:
             plan_arrays = {str(n): array(f"plan {n}") for n in about.get("plan_arrays", [])}
             plan = plan_from(plan_fields, plan_arrays, name=str(about.get("scenario", "cached")))
-            extra = tuple(_decode(about.get("extra"), array))
+            extra = tuple(decode_value(about.get("extra"), array))
     return Entry(key=k, value=value, about=about, plan=plan, extra=extra)
 
 
@@ -431,14 +238,14 @@ class RunCache:
         keeps nothing; the command goes on."""
         if not self.writable:
             return
-        members = _Members()
+        members = Members()
         about: dict[str, Any] = {"environment": environment.one_line(), "fingerprint": environment.fingerprint()[:16]}
         if made is not None:
             implementation, method, plan, extra = made
             fields, plan_arrays = describe_plan(plan)
-            about.update(implementation=implementation, method=method, extra=_encode(list(extra), members),
+            about.update(implementation=implementation, method=method, extra=encode_value(list(extra), members),
                          scenario=plan.scenario.name, plan=fields, plan_arrays=list(plan_arrays))
-        meta = {"format": FORMAT, "key": k, "value": _encode(value, members), "about": about}
+        meta = {"format": FORMAT, "key": k, "value": encode_value(value, members), "about": about}
         arrays = {**members.arrays, **({} if made is None else {f"plan {n}": a for n, a in plan_arrays.items()})}
         path = self._path(k)
         try:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import exception_line
+
 OK, SKIPPED, CRASHED = "ok", "skipped", "crashed"
 
 
@@ -86,10 +88,9 @@ class Trajectory:
     def crashed(cls, framework: str, dtype: str, exc: BaseException) -> "Trajectory":
         """The exception's type and last line, and where in an implementation's code it was raised
         (``crash_site``), e.g. ``TypeError: ... (at reference/layers.py:54 in Dense.backward)``."""
-        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
         site = crash_site(exc)
         return cls(framework=framework, dtype=dtype, status=CRASHED,
-                   message=f"{type(exc).__name__}: {last}" + (f" (at {site})" if site else ""))
+                   message=exception_line(exc) + (f" (at {site})" if site else ""))
 
 
 PROJECT = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ from harness.run.adapters.torch_eager import ADAPTER as TORCH
 from harness.run.adapters.workers import RemoteAdapter, WorkerCrashed, inline_active, stop_all
 from harness.run.cache import RunCache
 from harness.run.cache import current as current_cache
-from harness.run.cache import key as cache_key
+from harness.run.cache_key import key as cache_key
 from harness.run.plan import TrainingPlan
 from harness.run.spot_check import check_plan, run_difference, trace_difference
 from harness.run.trajectory import CRASHED, Trajectory
