@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import harness.render.sections
-from harness.judge.diagnosis import diagnose
+from harness.pipeline import diagnose
 from harness.render.scenario_report import IN_FULL, scenario_markdown
 from harness.render.sections import SECTIONS, Section, TerminalView, sections_of
 from harness.render.terminal_report import terminal_report
