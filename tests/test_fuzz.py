@@ -15,7 +15,7 @@ from harness.commands.cli import main
 from harness.fuzz import campaign as campaign_module
 from harness.fuzz.families import FAMILIES
 from harness.fuzz.fingerprint import Fingerprint, kind
-from harness.fuzz.oracle import FINDING, judge
+from harness.fuzz.oracle import FINDING, judge_example
 from harness.fuzz.space import MAX_LAYERS, MAX_ROWS, MAX_STEPS, MAX_UNITS, Example, examples
 from harness.fuzz.toml_text import to_toml
 from harness.spec.fields import read_toml
@@ -103,7 +103,7 @@ def test_a_planted_reference_defect_is_found_shrunk_and_replays(tmp_path: Path, 
         fp = Fingerprint(finding["suspect"], finding["stage"], finding["quantity"], finding["dtype"],
                          finding["cause"])
         example = Example(raw=read_toml(path, what="scenario file"), families=())
-        outcome = judge(example, frameworks=("numpy", "keras", "torch"), dtypes=("float64",))
+        outcome = judge_example(example, frameworks=("numpy", "keras", "torch"), dtypes=("float64",))
         assert outcome.kind == FINDING and fp in outcome.fingerprints
         assert main(["run", str(path), "--dtype", "float64", "--no-cache", "--quiet"]) == 1
 

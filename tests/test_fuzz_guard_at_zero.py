@@ -9,16 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import torch
 
-from harness.fuzz.oracle import EXPLAINED, FINDING, judge
+from harness.fuzz.oracle import EXPLAINED, FINDING, judge_example
 from harness.fuzz.space import Example
 from harness.judge.causes.evidence import Finding
 from harness.judge.causes.guard_at_zero import FORMS, NAME, PRODUCT, QUOTIENT, autograd_gradient
 from harness.judge.compare import DISAGREE
 from harness.pipeline import diagnose, run_scenario
 from harness.run.adapters import torch_eager
+from harness.run.adapters.keras_tf import import_keras
 from harness.run.adapters.workers import inline
 from harness.spec.fields import read_toml
 from harness.spec.scenario import load_scenarios, parse_scenario
@@ -45,6 +45,9 @@ def test_the_rule_is_what_torch_and_tensorflow_autograd_compute() -> None:
     p = torch.tensor(P, dtype=torch.float64, requires_grad=True)
     (-torch.sum(torch.tensor(Y) * torch.clamp(torch.log(p), min=-100.0))).backward()
     np.testing.assert_array_equal(p.grad.numpy(), autograd_gradient(Y, P, FORMS[QUOTIENT]) * P.shape[0])
+    # TensorFlow as the adapter starts it (its threads are settable only before its first op: a test
+    # that ran an op first would leave this process's later in-process Keras runs on other threads)
+    tf, _ = import_keras()
     v = tf.Variable(P)
     with tf.GradientTape() as tape:
         loss = -tf.reduce_sum(tf.constant(Y) * tf.maximum(tf.math.log(v), tf.constant(-100.0, tf.float64)))
@@ -63,7 +66,8 @@ def test_the_finding_s_minimal_file_differs_explained_by_autograd_at_the_clamp()
         assert d.step == 0 and d.cause_name == NAME, (side, d.cause_name)
         assert isinstance(d.confirmed_by, Finding) and d.confirmed_by.side == side
         assert "exactly 0 at [0, 1]" in d.confirmed_by.description
-    outcome = judge(Example(read_toml(FILE, what="scenario file"), ()), frameworks=FRAMEWORKS, dtypes=("float64",))
+    outcome = judge_example(Example(read_toml(FILE, what="scenario file"), ()), frameworks=FRAMEWORKS,
+                            dtypes=("float64",))
     assert (outcome.kind, outcome.reason) == (EXPLAINED, NAME)
 
 
@@ -102,7 +106,7 @@ def test_a_nan_gradient_from_elsewhere_is_not_explained_by_it(plant: str, monkey
         monkeypatch.setattr(torch_eager, "build_loss", wrap(torch_eager.build_loss))
         result = run_scenario(parse_scenario(raw, path=FILE), frameworks=FRAMEWORKS, dtypes=("float64",))
         diagnoses = [d for d in diagnose(result) if d.comparison.state == DISAGREE]
-        outcome = judge(Example(raw, ()), frameworks=FRAMEWORKS, dtypes=("float64",))
+        outcome = judge_example(Example(raw, ()), frameworks=FRAMEWORKS, dtypes=("float64",))
     with_torch = [d for d in diagnoses if "torch" in (d.comparison.a, d.comparison.b)]
     assert with_torch and all(d.cause_name != NAME for d in with_torch), [d.cause_name for d in diagnoses]
     assert outcome.kind == FINDING, outcome

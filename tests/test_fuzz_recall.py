@@ -33,7 +33,7 @@ import pytest
 
 from harness.fuzz import campaign as campaign_module
 from harness.fuzz.campaign import Campaign, Record
-from harness.fuzz.oracle import FINDING, judge
+from harness.fuzz.oracle import FINDING, judge_example
 from harness.pipeline import run_scenario
 from harness.run.adapters.workers import inline
 from harness.spec.scenario import Scenario
@@ -82,7 +82,7 @@ def hunt(defect_id: str, out: Path) -> tuple[Record, float, dict[str, bool]]:
         campaign.shrink(record)
         seconds = time.perf_counter() - start
         minimal = record.minimal
-        outcome = judge(minimal, frameworks=FRAMEWORKS, dtypes=("float64",))
+        outcome = judge_example(minimal, frameworks=FRAMEWORKS, dtypes=("float64",))
         assert outcome.kind == FINDING and record.fingerprint in outcome.fingerprints, (defect_id, outcome)
         return record, seconds, small(minimal.scenario(), first_divergent_step(minimal.scenario()))
 

@@ -15,7 +15,7 @@ import pytest
 from harness.errors import BadInput
 from harness.run.adapters import adapter, check_expressible, keras_tf, numpy_reference, torch_eager
 from harness.run.plan import make_plan
-from harness.spec.conventions import difference, pinned
+from harness.spec.conventions import convention_difference, pinned
 from harness.spec.scenario import OptimizerSpec, parse_scenario
 from harness.spec.tolerance import DEFAULT_TOLERANCES, Tolerance, compare_elements
 from reference.optimizers import CONVENTIONS, DEFAULTS, SGD, Adam, RMSprop, hyperparameters, make_optimizer
@@ -315,18 +315,19 @@ def test_a_pinned_convention_is_harmless_when_the_conventions_agree():
 # --- conventions ---------------------------------------------------------------
 
 def test_difference_names_the_formula_and_omitted_defaults():
-    assert difference(OptimizerSpec("sgd", 0.1)) is None
-    assert difference(OptimizerSpec("sgd", 0.1, {"momentum": 0.0})) is None
-    assert difference(OptimizerSpec("sgd", 0.1, {"momentum": 0.9})).startswith("SGD momentum form")
-    assert difference(OptimizerSpec("sgd", 0.1, {"momentum": 0.9, "nesterov": True})).startswith("SGD Nesterov")
-    adam = difference(OptimizerSpec("adam", 0.1))
+    assert convention_difference(OptimizerSpec("sgd", 0.1)) is None
+    assert convention_difference(OptimizerSpec("sgd", 0.1, {"momentum": 0.0})) is None
+    assert convention_difference(OptimizerSpec("sgd", 0.1, {"momentum": 0.9})).startswith("SGD momentum form")
+    nesterov = OptimizerSpec("sgd", 0.1, {"momentum": 0.9, "nesterov": True})
+    assert convention_difference(nesterov).startswith("SGD Nesterov")
+    adam = convention_difference(OptimizerSpec("adam", 0.1))
     assert adam.startswith("Adam epsilon placement") and "and default epsilon 1e-7 vs 1e-8; " in adam
     assert adam.endswith("beta_1 and beta_2 rounded to float32 in beta**t in float64 runs by Keras on TensorFlow "
                          "(exact on JAX and torch)")  # Keras on TensorFlow against torch: the rounding too
-    assert "default" not in difference(OptimizerSpec("adam", 0.1, {"epsilon": 1e-8}))
-    assert difference(OptimizerSpec("rmsprop", 0.1)) == (
+    assert "default" not in convention_difference(OptimizerSpec("adam", 0.1, {"epsilon": 1e-8}))
+    assert convention_difference(OptimizerSpec("rmsprop", 0.1)) == (
         "RMSprop epsilon inside vs outside the square root and default rho 0.9 vs alpha 0.99, epsilon 1e-7 vs 1e-8")
-    assert difference(OptimizerSpec("rmsprop", 0.1, {"rho": 0.9, "epsilon": 1e-7})) == (
+    assert convention_difference(OptimizerSpec("rmsprop", 0.1, {"rho": 0.9, "epsilon": 1e-7})) == (
         "RMSprop epsilon inside vs outside the square root")
 
 

@@ -41,7 +41,7 @@ def fresh_description() -> Iterator[None]:
 # --- the description -----------------------------------------------------------------
 
 def test_the_description_names_cpu_kernel_threads_and_versions():
-    d, line = environment.public(), environment.one_line()
+    d, line = environment.public(), environment.environment_line()
     assert d["cpu"] == environment.cpu_model() and d["cpu"] in line
     assert d["framework_threads"] == framework_threads()
     assert f"torch and TensorFlow on {framework_threads()} thread" in line
@@ -61,7 +61,7 @@ def test_an_absolute_path_in_a_variable_is_not_shown_but_still_keys_the_cache(mo
     shown = environment.public()["variables"]
     assert shown["XLA_FLAGS"] == "--xla_dump_to=(path) --xla_cpu_fast_math=false"
     assert shown["TORCH_EXTENSIONS_DIR"] == "(path)" and shown["OMP_NUM_THREADS"] == "1 2"
-    line = environment.one_line()
+    line = environment.environment_line()
     assert "someone" not in line and "\n" not in line and "XLA_FLAGS=--xla_dump_to=(path)" in line
     assert environment.describe()["variables"]["XLA_FLAGS"].endswith("/home/someone/dump --xla_cpu_fast_math=false")
 
@@ -77,7 +77,7 @@ def test_the_description_does_not_depend_on_whether_a_framework_was_loaded(monke
     assert environment.numeric_variables() == before and before["TF_ENABLE_ONEDNN_OPTS"] == "0"
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # the user's choice is what the runs use, and is named
     assert environment.numeric_variables()["TF_ENABLE_ONEDNN_OPTS"] == "1"
-    assert "TF_ENABLE_ONEDNN_OPTS=1" in environment.one_line()
+    assert "TF_ENABLE_ONEDNN_OPTS=1" in environment.environment_line()
 
 
 # --- the index ---------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_reports_index_html_and_json_name_the_environment_and_no_path(tmp_path, 
     assert main(["report", "--scenario", str(tmp_path / "tiny-mlp.toml"), "--out", str(out), "--html",
                  "--quiet"]) == 0
     assert main(["run", str(tmp_path / "tiny-mlp.toml"), "--json", str(out / "run.json"), "--quiet"]) == 0
-    line = environment.one_line()
+    line = environment.environment_line()
     assert "TORCH_HOME=(path)" in line and environment.cpu_model() in line
     report = (out / "tiny-mlp.md").read_text()
     assert f"\nEnvironment: {line}.\n" in report.split("## How the difference grows")[0]  # above the fold

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.fuzz.oracle import ILL_CONDITIONED, degenerate, judge
+from harness.fuzz.oracle import ILL_CONDITIONED, degenerate, judge_example
 from harness.fuzz.space import Example
 from harness.judge.compare import DISAGREE
 from harness.judge.explain import check_rule
@@ -125,7 +125,7 @@ def test_a_softmax_over_an_axis_of_length_1_is_degenerate() -> None:
     assert degenerate(units, 2) == ""
     example = Example(raw={"name": "degenerate", "data": {"X": [[1.0], [2.0]]}, "model": {
         "input_dim": 1, "layers": [{"units": 1, "activation": "softmax", "kernel": [[0.5]]}]}}, families=())
-    outcome = judge(example, frameworks=("numpy",), dtypes=("float64",))
+    outcome = judge_example(example, frameworks=("numpy",), dtypes=("float64",))
     assert outcome.kind == ILL_CONDITIONED and "length 1" in outcome.reason
 
 

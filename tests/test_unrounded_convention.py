@@ -3,7 +3,7 @@ exactly to the run's dtype (Keras on JAX and torch), beside "keras" (Keras on Te
 rounds SGD's momentum and Adam's betas in beta**t to float32 even in float64) and "torch".
 
 The reference's two Keras conventions differ by that rounding and nothing else; the harness
-names the difference (``difference``), labels an implementation by the arithmetic it computes
+names the difference (``convention_difference``), labels an implementation by the arithmetic it computes
 (``native``) and accepts a pin an adapter computes the same arithmetic for (``check_expressible``).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from harness.errors import BadInput
 from harness.run.adapters import adapter, check_expressible
 from harness.run.plan import make_plan
 from harness.spec.catalogue import catalogue_dir, catalogue_scenarios
-from harness.spec.conventions import COMMON, difference, native, optimizer_class
+from harness.spec.conventions import COMMON, convention_difference, native, optimizer_class
 from harness.spec.fields import Table
 from harness.spec.scenario import OptimizerSpec, load_scenarios
 from harness.spec.tolerance import DEFAULT_TOLERANCES
@@ -111,7 +111,7 @@ def test_in_float64_they_differ_exactly_where_keras_on_tensorflow_rounds(config)
     unrounded = reference_steps(SPECS[config], "keras-unrounded", "float64")
     identical = all(np.array_equal(a[k], b[k]) for a, b in zip(keras, unrounded) for k in a)
     assert identical is (config not in ROUNDS)
-    assert identical is (difference(SPECS[config], "keras", "keras-unrounded") is None)
+    assert identical is (convention_difference(SPECS[config], "keras", "keras-unrounded") is None)
     assert (first_mismatch(keras, unrounded, DEFAULT_TOLERANCES["float64"]) is None) is identical
     assert max(float(np.max(np.abs(a[k] - b[k]))) for a, b in zip(keras, unrounded) for k in a) < 1e-5
 
@@ -132,33 +132,35 @@ def test_difference_between_each_pair_of_conventions(config):
     spec = SPECS[config]
     expected = {"sgd-momentum": MOMENTUM_ROUNDED, "sgd-nesterov": MOMENTUM_ROUNDED,
                 "adam": BETAS_ROUNDED, "adam-amsgrad": BETAS_ROUNDED}.get(config)
-    assert difference(spec, "keras", "keras-unrounded") == difference(spec, "keras-unrounded", "keras") == expected
-    formula = difference(spec, "keras-unrounded", "torch")  # the formulas alone
-    assert difference(spec, "torch", "keras-unrounded") == formula
+    assert (convention_difference(spec, "keras", "keras-unrounded")
+            == convention_difference(spec, "keras-unrounded", "keras") == expected)
+    formula = convention_difference(spec, "keras-unrounded", "torch")  # the formulas alone
+    assert convention_difference(spec, "torch", "keras-unrounded") == formula
     # Keras on TensorFlow against torch: the formulas and the rounding
     both = "; ".join(p for p in (formula, expected) if p) or None
-    assert difference(spec) == difference(spec, "keras", "torch") == difference(spec, "torch", "keras") == both
-    assert all(difference(spec, c, c) is None for c in CONVENTIONS)
+    assert (convention_difference(spec) == convention_difference(spec, "keras", "torch")
+            == convention_difference(spec, "torch", "keras") == both)
+    assert all(convention_difference(spec, c, c) is None for c in CONVENTIONS)
     # keras vs torch (the default) is None exactly when all three conventions compute the same
     pairs = itertools.combinations(CONVENTIONS, 2)
-    assert (difference(spec) is None) is all(difference(spec, a, b) is None for a, b in pairs)
-    assert (difference(spec) is None) is (config == "sgd")
+    assert (convention_difference(spec) is None) is all(convention_difference(spec, a, b) is None for a, b in pairs)
+    assert (convention_difference(spec) is None) is (config == "sgd")
 
 
 def test_difference_rejects_an_unknown_convention():
     with pytest.raises(ValueError, match="Received: convention='jax'"):
-        difference(SPECS["adam"], "keras", "jax")
+        convention_difference(SPECS["adam"], "keras", "jax")
 
 
 def catalogue_with_a_difference():
     return [pytest.param(s, id=s.name) for s in catalogue_scenarios()
-            if s.training is not None and difference(s.training.optimizer) is not None]
+            if s.training is not None and convention_difference(s.training.optimizer) is not None]
 
 
 @pytest.mark.parametrize("scenario", catalogue_with_a_difference())
 def test_the_default_difference_is_the_phrase_of_the_committed_reports(scenario):
     report = catalogue_dir().parent / "reports" / f"{scenario.name}.md"
-    assert f"{difference(scenario.training.optimizer)}: " in report.read_text()
+    assert f"{convention_difference(scenario.training.optimizer)}: " in report.read_text()
 
 
 def test_native_labels_the_arithmetic_computed():

@@ -20,7 +20,7 @@ from harness.pipeline import RUNS, run_scenario
 from harness.run.adapters import FRAMEWORKS, REFERENCE
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory, trace_stages
-from harness.spec.scenario import Scenario, batch_rows
+from harness.spec.scenario import Scenario, rows_per_batch
 from harness.spec.tolerance import Tolerance
 
 # --- the whole loop: train ---------------------------------------------------------------
@@ -36,7 +36,7 @@ class TrainAudit(KindAudit):
         training = scenario.training_spec
         self.tolerance = scenario.tolerances["float64"]
         self.lr = training.optimizer.learning_rate
-        self.batch_size = batch_rows(training, self.plan.X.shape[0])
+        self.batch_size = rows_per_batch(training, self.plan.X.shape[0])
         order = self.plan.orders[0]
         self.X, self.y = self.plan.X[order], self.plan.y[order]
         self.reshuffled = self.plan.orders.shape[0] > 1 and training.epochs > 1

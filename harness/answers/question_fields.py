@@ -22,7 +22,7 @@ from harness.answers.questions import (
 from harness.errors import MISSING, BadInput
 from harness.run.labels import with_convention
 from harness.spec.catalogue import resolve
-from harness.spec.conventions import difference, native, pinned
+from harness.spec.conventions import convention_difference, native, pinned
 from harness.spec.data import target_columns
 from harness.spec.fields import Table
 from harness.spec.scenario import DTYPES, LayerSpec, Scenario, check_step, layer_axis, parse_optimizer
@@ -146,8 +146,9 @@ def _train(t: Table, key_dir: Path) -> TrainQuestion:
     g = _gradient(t, key_dir)
     opt = t.sub("optimizer")
     spec = parse_optimizer(opt)
-    if difference(spec) is not None and pinned(spec) is None:
-        raise opt.error("convention", f"{PIN_CONVENTION}: the answer depends on it ({difference(spec)})", MISSING)
+    if convention_difference(spec) is not None and pinned(spec) is None:
+        raise opt.error("convention", f"{PIN_CONVENTION}: the answer depends on it ({convention_difference(spec)})",
+                        MISSING)
     raw_batch = t.data.get("batch_size", "full")
     batch_size = None if raw_batch == "full" else t.integer("batch_size", minimum=1)
     return TrainQuestion(X=g.X, y=g.y, layers=g.layers, loss=g.loss, clip=g.clip, optimizer=spec,
@@ -213,10 +214,10 @@ def _convention(t: Table, scenario: Scenario, quantity: str, step: int | str) ->
     only where the two compute the same arithmetic (``native``)."""
     spec = None if scenario.training is None else scenario.training.optimizer
     if not t.has("convention"):
-        if spec is not None and difference(spec) is not None and pinned(spec) is None and (
+        if spec is not None and convention_difference(spec) is not None and pinned(spec) is None and (
                 quantity == "params" or step != 0):
             raise t.error("convention", f"{PIN_CONVENTION}: scenario {scenario.name}'s answer depends on it "
-                                        f"({difference(spec)})", MISSING)
+                                        f"({convention_difference(spec)})", MISSING)
         return None
     convention = t.string("convention", choices=CONVENTIONS)
     if spec is None:

@@ -2,7 +2,7 @@
 goes to one ``run_scenarios`` (the frameworks' worker processes under ``--jobs``, or Ray tasks
 under ``--executor ray``), so the workers go on to the next example's runs while the reference
 computes; then each result is judged alone (``oracle.verdict``). The outcomes are the same as one
-example at a time (``oracle.judge``): a run is a function of its plan, whatever computes it.
+example at a time (``oracle.judge_example``): a run is a function of its plan, whatever computes it.
 
 A batch holds at most ``BATCH`` examples and, together, no more than the memory budget
 (``--max-memory``, default the machine's memory; ``harness.run.budget``): the harness keeps every

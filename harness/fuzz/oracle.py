@@ -20,7 +20,7 @@ from harness.judge.result import ScenarioResult
 from harness.pipeline import diagnose, run_scenario
 from harness.run.adapters import REFERENCE
 from harness.run.labels import framework_of
-from harness.spec.scenario import Scenario, batch_rows
+from harness.spec.scenario import Scenario, rows_per_batch
 
 OK, ILL_CONDITIONED, NOT_RUNNABLE, FINDING = "ok", "ill-conditioned", "not runnable", "finding"
 EXPLAINED = "differ, explained"
@@ -61,7 +61,8 @@ def degenerate(scenario: Scenario, rows: int) -> str:
     an axis of length 1 (one unit, or the rows of a batch of one row), identically 1 whatever its
     input, so nothing before it reaches the outputs."""
     training = scenario.training
-    sizes = {rows} if training is None else {batch_rows(training, rows), rows % batch_rows(training, rows) or rows}
+    size = None if training is None else rows_per_batch(training, rows)
+    sizes = {rows} if size is None else {size, rows % size or rows}
     for i, layer in enumerate(scenario.layers):
         length = {layer.units} if layer.axis in (-1, 1) else sizes
         if layer.activation == "softmax" and 1 in length:
@@ -69,7 +70,7 @@ def degenerate(scenario: Scenario, rows: int) -> str:
     return ""
 
 
-def judge(example: Example, *, frameworks: tuple[str, ...], dtypes: tuple[str, ...]) -> Outcome:
+def judge_example(example: Example, *, frameworks: tuple[str, ...], dtypes: tuple[str, ...]) -> Outcome:
     """What the harness says of ``example`` (module docstring)."""
     scenario = example.scenario()
     try:

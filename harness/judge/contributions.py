@@ -17,9 +17,9 @@ from harness.run.labels import reference_in
 from harness.run.plan import make_plan
 from harness.run.progress import Progress
 from harness.run.trajectory import Trajectory
-from harness.spec.conventions import difference, number
+from harness.spec.conventions import convention_difference, number
 from harness.spec.scenario import Scenario
-from harness.spec.tolerance import difference as difference_of
+from harness.spec.tolerance import difference
 from reference.optimizers import DEFAULTS
 
 
@@ -64,7 +64,7 @@ def contributions(result: ScenarioResult, dtype: str, *, runs: Runs,
 
     Empty when there is nothing to separate (the formula is the whole difference)."""
     bundled = bundled_defaults(result.scenario)
-    rounding = None if dtype != "float64" else difference(result.scenario.training_spec.optimizer, "keras",
+    rounding = None if dtype != "float64" else convention_difference(result.scenario.training_spec.optimizer, "keras",
                                                           "keras-unrounded")
     if not bundled and rounding is None:
         return []
@@ -102,9 +102,9 @@ def contributions(result: ScenarioResult, dtype: str, *, runs: Runs,
     for part, other, reference, name in parts:
         if not (reference.ok and other.ok):
             continue
-        final = max((float(np.max(difference_of(reference.final_params[p], other.final_params[p])))
+        final = max((float(np.max(difference(reference.final_params[p], other.final_params[p])))
                      for p in reference.final_params), default=0.0)
-        loss = (float(np.max(difference_of(reference.losses, other.losses))) if reference.steps == other.steps
+        loss = (float(np.max(difference(reference.losses, other.losses))) if reference.steps == other.steps
                 else float("inf"))
         out.append(Contribution(part, dtype, loss, final, name))
     return out

@@ -11,7 +11,7 @@ from harness.judge.runs import Runs
 from harness.judge.textbook import RuleCheck, check_run
 from harness.run.labels import REFERENCE, control_label, convention_of, framework_of, reference_in
 from harness.run.trajectory import Trajectory
-from harness.spec.conventions import COMMON, difference
+from harness.spec.conventions import COMMON, convention_difference
 from harness.spec.scenario import Scenario
 from harness.spec.tolerance import Tolerance
 
@@ -38,7 +38,7 @@ def explain(result: ScenarioResult, dtype: str, *, native: set[str], runs: Runs)
         ca, cb = result.runs[(c.a, dtype)].convention, result.runs[(c.b, dtype)].convention
         parts, conventions = [], []
         if spec is not None and COMMON not in (ca, cb) and ca and cb and ca != cb:
-            parts.append(difference(spec, ca, cb) or "")
+            parts.append(convention_difference(spec, ca, cb) or "")
             conventions = [ca, cb]
         parts += [accounted[side][1] for side in (c.a, c.b) if accounted[side][1]]
         c.differences = [p for p in parts if p]

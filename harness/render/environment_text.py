@@ -1,12 +1,12 @@
 """The machine a report was made on, in the report's words: the label of the line under every title
-(``Environment: <harness.run.environment.one_line()>``) and the items of the report's Environment
+(``Environment: <harness.run.environment.environment_line()>``) and the items of the report's Environment
 section (each part of the machine's description, then how the frameworks were set up)."""
 from __future__ import annotations
 
 from harness.judge.result import ScenarioResult
 from harness.run import environment
 
-ENVIRONMENT = "Environment"  # the header line's label: ``Environment: <environment.one_line()>``
+ENVIRONMENT = "Environment"  # the header line's label: ``Environment: <environment.environment_line()>``
 
 
 def environment_lines(result: ScenarioResult) -> list[str]:

@@ -30,7 +30,7 @@ def index_entry(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = ()) -> 
     return {"name": result.scenario.name, "title": result.scenario.title, "verdict": verdict(result),
             "lab": lab, "worst": worst_difference(result), "causes": causes,
             "line": index_line(result, diagnoses).replace("|", "/"),
-            "environment": environment.one_line().replace("|", "/")}
+            "environment": environment.environment_line().replace("|", "/")}
 
 
 def header_lines(result: ScenarioResult, diagnoses: Sequence[Diagnosis]) -> list[str]:

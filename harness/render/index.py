@@ -35,7 +35,7 @@ def index_environment(entries: list[dict[str, Any]]) -> tuple[str, list[str]]:
     on another machine)."""
     seen = Counter(x.get("environment") or UNKNOWN_ENVIRONMENT for x in entries)
     if len(seen) <= 1:
-        return f"{ENVIRONMENT}: {next(iter(seen), environment.one_line())}.", []
+        return f"{ENVIRONMENT}: {next(iter(seen), environment.environment_line())}.", []
     return (f"{ENVIRONMENT}s: the reports were made in {len(seen)} different ones (number of reports: environment).",
             [f"{n}: {where}" for where, n in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))])
 

@@ -61,7 +61,7 @@ def scenario_markdown(result: ScenarioResult, diagnoses: Sequence[Diagnosis] = (
         *header_lines(result, diagnoses), "",
         f"# {free_line(s.title)}", "",
         f"Scenario `{s.name}` ({free_line(display_path(s.path))}); source: {free_line(s.source) or '-'}.", "",
-        f"{ENVIRONMENT}: {environment.one_line()}.", "",
+        f"{ENVIRONMENT}: {environment.environment_line()}.", "",
         verdict_line(result, bold=True), "",
         lead_paragraph(result, diagnoses), "",
     ]

@@ -239,7 +239,8 @@ class RunCache:
         if not self.writable:
             return
         members = Members()
-        about: dict[str, Any] = {"environment": environment.one_line(), "fingerprint": environment.fingerprint()[:16]}
+        about: dict[str, Any] = {"environment": environment.environment_line(),
+                                 "fingerprint": environment.fingerprint()[:16]}
         if made is not None:
             implementation, method, plan, extra = made
             fields, plan_arrays = describe_plan(plan)

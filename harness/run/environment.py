@@ -19,7 +19,7 @@ environment is never served) and the stamp each report carries (where it was mad
   describing process).
 
 Everything is computed once per process (``describe``/``fingerprint``); nothing here imports a
-framework. ``public()``, ``parts()`` and ``one_line()`` are the description as generated files
+framework. ``public()``, ``parts()`` and ``environment_line()`` are the description as generated files
 show it: no absolute path, no file hash.
 """
 from __future__ import annotations
@@ -208,7 +208,7 @@ def parts() -> dict[str, str]:
             "numeric environment variables": variables or "none set"}
 
 
-def one_line() -> str:
+def environment_line() -> str:
     """``parts()`` as one line of text, for a report's header and the index."""
     return "; ".join(parts().values())
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from harness.spec.data import make_data, make_splits
 from harness.spec.initializers import draw
-from harness.spec.scenario import Scenario, batch_rows
+from harness.spec.scenario import Scenario, rows_per_batch
 from reference.network import bias_name, kernel_name
 
 
@@ -75,7 +75,7 @@ def make_plan(scenario: Scenario, dtype: str) -> TrainingPlan:
     X, y = make_data(scenario.data)
     n = X.shape[0]
     tr = scenario.training
-    size = n if tr is None else batch_rows(tr, n)
+    size = n if tr is None else rows_per_batch(tr, n)
     bounds = tuple((s, min(s + size, n)) for s in range(0, n, size))  # the last partial batch is kept
     if tr is not None and tr.shuffle:
         rs = np.random.RandomState(tr.shuffle_seed)  # as np.random.seed(s); np.random.shuffle(arange(N))

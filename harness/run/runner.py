@@ -23,7 +23,7 @@ from harness.run.labels import framework_of, pairs_of, reference_in, with_conven
 from harness.run.plan import TrainingPlan
 from harness.run.progress import Progress
 from harness.run.trajectory import Trajectory
-from harness.spec.conventions import COMMON, difference, pinned
+from harness.spec.conventions import COMMON, convention_difference, pinned
 from harness.spec.scenario import DTYPES, Scenario
 
 
@@ -33,7 +33,7 @@ def implementations(scenario: Scenario, frameworks: tuple[str, ...]) -> dict[str
     if REFERENCE not in frameworks or scenario.training is None:
         return labels
     spec = scenario.training.optimizer
-    if pinned(spec) is not None or difference(spec) is None:
+    if pinned(spec) is not None or convention_difference(spec) is None:
         return labels
     others = [adapter(fw).native_convention(spec) for fw in frameworks if fw != REFERENCE]
     # the reference alone: the conventions of the default frameworks (Keras on TensorFlow and torch)

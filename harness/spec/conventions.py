@@ -67,7 +67,7 @@ def _rounding_difference(spec: OptimizerSpec) -> str | None:
     raise ValueError(f"no optimizer {spec.name!r}")
 
 
-def difference(spec: OptimizerSpec, a: str = "keras", b: str = "torch") -> str | None:
+def convention_difference(spec: OptimizerSpec, a: str = "keras", b: str = "torch") -> str | None:
     """How conventions ``a`` and ``b`` differ for this optimizer spec, in a short phrase for
     report tables (the same phrase in either order); None when they compute the same arithmetic.
 
@@ -87,9 +87,9 @@ def native(spec: OptimizerSpec, convention: str) -> str:
     """The convention label of an implementation computing ``convention`` for this spec:
     "common" when all three conventions agree; "keras" for "keras-unrounded" where the two
     Keras conventions agree (so no second Keras reference run is needed); else ``convention``."""
-    if difference(spec) is None:
+    if convention_difference(spec) is None:
         return COMMON
-    if convention == "keras-unrounded" and difference(spec, "keras", convention) is None:
+    if convention == "keras-unrounded" and convention_difference(spec, "keras", convention) is None:
         return "keras"
     return convention
 

@@ -133,14 +133,14 @@ class Scenario:
         return shapes
 
 
-def batch_rows(training: TrainingSpec, rows: int) -> int:
+def rows_per_batch(training: TrainingSpec, rows: int) -> int:
     """The rows of a full batch on ``rows`` training rows."""
     return rows if training.batch_size is None else min(training.batch_size, rows)
 
 
 def max_steps(training: TrainingSpec | None, rows: int) -> int:
     """epochs x batches per epoch on ``rows`` training rows (the last partial batch kept); 0 without training."""
-    return 0 if training is None else training.epochs * math.ceil(rows / batch_rows(training, rows))
+    return 0 if training is None else training.epochs * math.ceil(rows / rows_per_batch(training, rows))
 
 
 def layer_axis(t: Table, key: str = "axis") -> int:
@@ -343,7 +343,7 @@ def _steps_text(scenario: Scenario, what: str) -> str:
     if training is None:
         return "a forward-only scenario: its output at step 0"
     rows = data_rows(scenario.data)
-    size = batch_rows(training, rows)
+    size = rows_per_batch(training, rows)
     count = (f"{training.epochs} epochs x {math.ceil(rows / size)} batches of {size} of the {rows} rows "
              f"= {scenario.max_steps} steps")
     return count + (f"; step {scenario.max_steps} is the final output" if what == "output" else "")

@@ -1,6 +1,6 @@
 """Measured causes in what a side recorded: it did not start from the declared parameters
 (``initial_parameters``: the same values in another order, a reshape where a transpose was meant),
-a step's batch held other rows than the plan's (``batch_rows``), its gradients are not reset between
+a step's batch held other rows than the plan's (``wrong_batch_rows``), its gradients are not reset between
 steps (``accumulated_gradients``), or it writes its parameters to the record before its update
 (``record_late``).
 """
@@ -36,7 +36,7 @@ def initial_parameters(e: Evidence) -> Finding | None:
     return None
 
 
-def batch_rows(e: Evidence) -> Finding | None:
+def wrong_batch_rows(e: Evidence) -> Finding | None:
     """The first step up to the diagnosed one whose batch held other rows in one side than the
     plan's (compared as multisets of rows identified by content)."""
     canonical = RowIds(e.plan.X).ids(e.plan.X)

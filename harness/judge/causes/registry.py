@@ -18,7 +18,7 @@ from harness.judge.causes.evidence import Evidence, Finding
 from harness.judge.causes.factors import constant_factor, gradient_scaled
 from harness.judge.causes.layers import activation_applied, activation_derivative, clip_applied, kernel_layout
 from harness.judge.causes.precision import computed_dtype, float32_values
-from harness.judge.causes.records import accumulated_gradients, batch_rows, initial_parameters, record_late
+from harness.judge.causes.records import accumulated_gradients, initial_parameters, record_late, wrong_batch_rows
 from harness.judge.causes.settings import (
     align,
     clip_differs,
@@ -84,7 +84,7 @@ CAUSES: tuple[Cause, ...] = (
     Cause(name="initial parameters", explanation="a side did not start from the declared initial parameters",
           check=initial_parameters),
     Cause(name="batch contents", explanation="a side trained a step on other rows than the plan's batch",
-          check=batch_rows),
+          check=wrong_batch_rows),
     Cause(name="accumulated gradients", explanation="a side's gradients are not reset between steps",
           check=accumulated_gradients),
     Cause(name="record one step late", explanation="a side writes its parameters to the record before its update",
