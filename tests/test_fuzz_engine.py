@@ -326,6 +326,11 @@ def test_a_space_file_widens_the_draw_beyond_the_default(tmp_path: Path) -> None
     ("[[model.layers]]\nunits = 1\nactivation = \"softmax\"\n", "model.layers[0].units", "at least 2 units"),
     ("[training]\nmax_steps = 0\n", "training.max_steps", "an integer >= 1"),
     ("[data\n", "", "TOML"),
+    # the fields that narrow what is drawn (tests/test_fuzz_space.py)
+    ("[training]\nearly_stop_tol = 2\n", "training.early_stop_tol", '"none" or a tolerance in (0, 1)'),
+    ("[training]\nforward_only = \"yes\"\n", "training.forward_only", "true or false"),
+    ("[model]\ninitializer = \"he_normal\"\n", "model.initializer", "one of ['explicit', 'zeros'"),
+    ("[model]\naxis = 1\n", "model.axis", "a softmax axis of [-1, 0]"),
 ])
 def test_a_bad_space_file_is_one_line_naming_file_and_field(tmp_path: Path, capsys, text: str, field: str,
                                                             expected: str) -> None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from harness.commands.cli import main
 from harness.fuzz.draw import draw
 from harness.fuzz.oracle import degenerate
 from harness.fuzz.space import EARLY_STOPS, RARELY, WHOLE, examples
@@ -66,22 +63,6 @@ def test_a_space_file_leaves_them_out(tmp_path: Path) -> None:
 def test_the_whole_space_keeps_every_early_stop_and_initializer() -> None:
     assert WHOLE.early_stop_tol == (None, *EARLY_STOPS) and WHOLE.forward_only == (False, True)
     assert "explicit" in WHOLE.initializer and "glorot_uniform" in WHOLE.initializer and WHOLE.axis == (-1, 0)
-
-
-@pytest.mark.parametrize("text, field, expected", [
-    ("[training]\nearly_stop_tol = 2\n", "training.early_stop_tol", '"none" or a tolerance in (0, 1)'),
-    ("[training]\nforward_only = \"yes\"\n", "training.forward_only", "true or false"),
-    ("[model]\ninitializer = \"he_normal\"\n", "model.initializer", "one of ['explicit', 'zeros'"),
-    ("[model]\naxis = 1\n", "model.axis", "a softmax axis of [-1, 0]"),
-])
-def test_a_bad_new_space_field_is_one_line_naming_file_and_field(tmp_path: Path, capsys, text: str, field: str,
-                                                                  expected: str) -> None:
-    path = tmp_path / "space.toml"
-    path.write_text(text)
-    assert main(["fuzz", "--space", str(path), "--examples", "1", "--out", str(tmp_path / "out")]) == 2
-    [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith(f"nn-parity: error: {path}: {field}") and expected in line, line
-    assert not (tmp_path / "out").exists()
 
 
 def test_a_softmax_over_an_axis_of_length_1_is_drawn_rarely_and_recognised(tmp_path: Path) -> None:
