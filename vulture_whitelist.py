@@ -35,12 +35,10 @@ _.__spec__  # harness/run/adapters/workers.py
 
 # --- issue 23: dead or test-only code in files other helpers were changing when this check came
 # in; delete each (or move it into tests/), then its line here
-Check  # harness/judge/findings.py: a type alias nothing uses
 check_lab_values  # harness/judge/lab_values.py: tests/test_golden.py only
 plan_notes  # harness/judge/plan_checks.py: tests/test_planted_causes.py only
-numpy_print  # harness/judge/printed.py: tests/test_answers_printed.py only
-MAGNITUDE_RULE  # harness/judge/tolerance.py: nothing uses it
-LEAD_SENTENCES  # harness/render/report.py: tests/test_report_lead.py only (lead_paragraph does not read them)
+numpy_print  # harness/spec/printed.py: tests/test_answers_printed.py only
+LEAD_SENTENCES  # harness/render/sentences.py: tests/test_report_lead.py only (lead_paragraph does not read them)
 LEAD_WORDS
 inline  # harness/run/adapters/workers.py: the tests' switch for a planted fault (tests only)
 has_worker  # harness/run/adapters/workers.py: tests/test_execution.py only

@@ -90,8 +90,6 @@ ROUNDING_FACTOR = 2.0
 # Rounding decides a quantity once it alone moves it by a tenth of its magnitude: the pair's
 # difference there says nothing about either implementation's maths (module docstring).
 ROUNDING_DECIDES = 0.1
-# What ``M`` means, for the reports' tolerance line.
-MAGNITUDE_RULE = "M = the largest |value| the quantity (loss, parameter, outputs) reached so far, on either side"
 
 # Defaults per dtype. float64: every framework computes the same formulas in
 # IEEE double; only the summation order of the batch means differs, so runs

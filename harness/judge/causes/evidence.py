@@ -13,7 +13,6 @@ enters); otherwise None, and "no known cause" stays honest.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -67,9 +66,6 @@ class Finding:
 
     def describe(self) -> str:
         return self.description
-
-
-Check = Callable[[Evidence], "Finding | None"]
 
 
 def dtype_eps(dtype: str) -> float:
