@@ -14,6 +14,7 @@ Each backend's way of training (``KerasModel``'s subclasses: ``keras_tf_loop``, 
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any, ClassVar, Iterator, TypeVar
 
@@ -34,7 +35,7 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.array(x)
 
 
-class KerasModel:
+class KerasModel(ABC):
     """The scenario's Keras model (``keras_tf.build_model``), optimizer (``build_optimizer``, built on
     the model's variables) and loss (``build_loss``), and the backend's way of training them."""
 
@@ -87,9 +88,9 @@ class KerasModel:
         return out
 
     # --- what each backend does its own way ------------------------------------------
+    @abstractmethod
     def import_keras(self) -> Any:
         """The Keras module, on this backend."""
-        raise NotImplementedError
 
     def convention_adapter(self) -> Any:
         """The adapter whose convention the optimizer computes (``keras_tf.build_optimizer``'s default: None)."""
@@ -100,18 +101,18 @@ class KerasModel:
         float64 inputs (Keras function -> dtype; none on TensorFlow)."""
         return self.outputs(X), {}
 
+    @abstractmethod
     def train(self, plan: TrainingPlan, trajectory: Trajectory) -> None:
         """Every step of the plan from the reset state, recorded in ``trajectory``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def trace_step(self, plan: TrainingPlan, step: int) -> Params:
         """Steps ``0 .. step-1`` as the run makes them, then step ``step`` stage by stage, as
         ``harness.run.trajectory.trace_stages`` names them."""
-        raise NotImplementedError
 
+    @abstractmethod
     def loss_and_grads(self, xb: np.ndarray, yb: np.ndarray) -> tuple[Any, list[Any]]:
         """The loss and the gradients (in ``self.variables`` order) at the current parameters."""
-        raise NotImplementedError
 
 
 M = TypeVar("M", bound=KerasModel)
