@@ -52,6 +52,7 @@ def test_bench_json_has_hand_loop_seconds_beside_results(name, defined, tmp_path
     assert main(["bench", name, "--frameworks", "numpy", "--repeat", "1", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert [r["framework"] for r in data["results"]] == ["numpy"]
+    assert len(data["load_average"]["before"]) == len(data["load_average"]["after"]) == 3
     printed = capsys.readouterr().out
     if defined:
         assert data["hand_loop_seconds"] > 0 and data["reference_to_hand_loop"] > 0

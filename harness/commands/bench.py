@@ -49,15 +49,21 @@ def handle(args: argparse.Namespace) -> int:
     if scenario is None:
         return catalogue(args)
     frameworks = tuple(f for f in args.frameworks or ALL_FRAMEWORKS if adapter(f).available() is None)
-    results, hand_seconds = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
-                                      progress=lambda line: print(line, file=sys.stderr, flush=True))
+    load_before = _load_average()
+    results, hand = time_runs(scenario, frameworks=frameworks, dtype="float64", repeat=args.repeat,
+                              progress=lambda line: print(line, file=sys.stderr, flush=True))
+    load = {"before": load_before, "after": _load_average()}
     fit_seconds = time_fit_baselines(scenario, frameworks=frameworks, dtype="float64") if args.baseline_fit else None
     print(pd.DataFrame(results).to_markdown(index=False, floatfmt=".3f"))
-    hand_ratio = None
-    if hand_seconds is None:
+    print("\nratios to the reference timed in turn with each implementation (its best: reference_seconds, "
+          "reference_cpu_seconds)")
+    if load["before"] is not None:
+        print(f"load average (1, 5, 15 min) before: {_text(load['before'])}; after: {_text(load['after'])}")
+    hand_seconds = hand_ratio = None
+    if hand is None:
         print(f"\nhand-written NumPy loop: not defined ({not_defined(scenario)})")
     else:
-        hand_ratio = next(r["seconds"] for r in results if r["framework"] == REFERENCE) / hand_seconds
+        hand_seconds, hand_ratio = hand["seconds"], hand["reference_seconds"] / hand["seconds"]
         print(f"\nhand-written NumPy loop: {hand_seconds:.3f} s; the {REFERENCE} reference takes {hand_ratio:.2f}x "
               "its time")
     for framework, seconds in (fit_seconds or {}).items():
@@ -65,8 +71,21 @@ def handle(args: argparse.Namespace) -> int:
         print(f"\n{framework} model.fit baseline: {seconds:.1f} s = {seconds / ours:.1f}x our {framework} runner")
     if args.json:
         write_json(args.json, {"scenario": scenario.name, "results": results, "hand_loop_seconds": hand_seconds,
-                               "reference_to_hand_loop": hand_ratio, "fit_baseline_seconds": fit_seconds})
+                               "reference_to_hand_loop": hand_ratio, "fit_baseline_seconds": fit_seconds,
+                               "load_average": load})
     return 0
+
+
+def _load_average() -> list[float] | None:
+    """The machine's load average over 1, 5 and 15 minutes (None where the system has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def _text(load: list[float] | None) -> str:
+    return "unknown" if load is None else ", ".join(f"{x:.2f}" for x in load)
 
 
 def catalogue_sets(frameworks: tuple[str, ...] | None) -> dict[str, tuple[str, ...]]:
