@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable
 
 from harness.judge.result import ScenarioResult
-from harness.pipeline import diagnose, prepare, run_scenarios
+from harness.pipeline import diagnose_all, prepare, run_scenarios
 from harness.run.adapters import use_jobs
 from harness.run.adapters.workers import stop_all
 from harness.run.cache import use_cache
@@ -51,7 +51,7 @@ def time_catalogue(scenarios: list[Scenario], *, catalogues: dict[str, tuple[str
             start = time.perf_counter()
             with use_cache(cache), use_jobs(parallel):  # all the runs at once, as `nn-parity report` makes them
                 results = run_scenarios([prepare(s, frameworks=frameworks) for s in scenarios])
-                found = [diagnose(r) for r in results]
+                found = [_raised(d) for d in diagnose_all(results)]
             out[catalogue] = (time.perf_counter() - start, verdicts(results, found))
             progress(f"{catalogue} catalogue, {name} ({len(scenarios)} scenarios): {out[catalogue][0]:.1f} s")
         return out
@@ -74,6 +74,13 @@ def time_catalogue(scenarios: list[Scenario], *, catalogues: dict[str, tuple[str
                            sum(c["cached_seconds"] for c in per), all(c["same_results"] for c in per)))
     figures.update(peak_resident_bytes=memory.peak_total, largest_process_bytes=memory.largest_process)
     return figures
+
+
+def _raised(found: list[Any] | Exception) -> list[Any]:
+    """A result's diagnoses; the harness error its diagnosis raised, raised (as ``diagnose`` does)."""
+    if isinstance(found, Exception):
+        raise found
+    return found
 
 
 def differences(passes: dict[str, Verdicts]) -> list[dict[str, Any]]:
