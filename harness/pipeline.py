@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from harness.judge import diagnosis
 from harness.judge.compare_runs import compare_pair, controls_needed, judge_runs
@@ -134,12 +134,13 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
 
 
 def diagnose_all(results: list[ScenarioResult], *,
-                 progress: Progress | None = None) -> list[list[Diagnosis] | Exception]:
-    """Each result's diagnoses (``diagnose``), in the order of ``results``, up to ``jobs()`` results
-    at once (a thread each: its traces and control runs go to the workers, each of which serves one
-    call at a time, and to the reference here; a diagnosis is a function of its result and its runs
-    only, so the order they are made in changes nothing). A harness error in one result's diagnosis
-    is returned in its place; the others go on."""
+                 progress: Progress | None = None) -> Iterator[list[Diagnosis] | Exception]:
+    """Each result's diagnoses (``diagnose``), in the order of ``results``, each as soon as it and
+    those before it are made (a report can be written meanwhile), up to ``jobs()`` results at once:
+    a thread each, whose traces and control runs go to the workers (each serves one call at a
+    time) and to the reference in the thread; a diagnosis is a function of its result and its runs
+    only, so the order they are made in changes nothing. A harness error in one result's diagnosis
+    is given in its place; the others go on."""
     def one(result: ScenarioResult) -> list[Diagnosis] | Exception:
         try:
             return diagnose(result, progress=progress)
@@ -147,6 +148,7 @@ def diagnose_all(results: list[ScenarioResult], *,
             return exc
 
     if running_at_once() <= 1 or len(results) <= 1:
-        return [one(r) for r in results]
+        yield from (one(r) for r in results)
+        return
     with ThreadPoolExecutor(max_workers=running_at_once(), thread_name_prefix="nn-parity-diagnose") as pool:
-        return list(pool.map(one, results))
+        yield from pool.map(one, results)
