@@ -21,6 +21,7 @@ from harness.judge.plan_checks import plan_faults
 from harness.judge.result import ScenarioResult
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, Adapter, Params, adapter, run_framework, trace_framework
 from harness.run.adapters import jobs as running_at_once
+from harness.run.adapters.workers import stop_all
 from harness.run.labels import control_label
 from harness.run.plan import TrainingPlan, make_plan, side_plan
 from harness.run.progress import Progress
@@ -150,5 +151,11 @@ def diagnose_all(results: list[ScenarioResult], *,
     if running_at_once() <= 1 or len(results) <= 1:
         yield from (one(r) for r in results)
         return
-    with ThreadPoolExecutor(max_workers=running_at_once(), thread_name_prefix="nn-parity-diagnose") as pool:
+    pool = ThreadPoolExecutor(max_workers=running_at_once(), thread_name_prefix="nn-parity-diagnose")
+    try:
         yield from pool.map(one, results)
+    except BaseException:  # Ctrl-C, SIGTERM, or left unfinished: start nothing more, end the workers (the
+        pool.shutdown(wait=False, cancel_futures=True)  # threads' calls into them then return at once)
+        stop_all()
+        raise
+    pool.shutdown()

@@ -54,7 +54,7 @@ def time_catalogue(scenarios: list[Scenario], *, catalogues: dict[str, tuple[str
             with use_cache(cache), use_jobs(parallel):  # all the runs at once, as `nn-parity report` makes them
                 results = run_scenarios([prepare(s, frameworks=frameworks) for s in scenarios])
                 found = []
-                for result, diagnoses in zip(results, diagnose_all(results)):
+                for diagnoses, result in zip(diagnose_all(results), results):
                     found.append(_raised(diagnoses))
                     scenario_files(result, found[-1])  # its report's files (not written), as `report` makes them
             out[catalogue] = (time.perf_counter() - start, verdicts(results, found))

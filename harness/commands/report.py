@@ -73,7 +73,7 @@ def _make(scenarios: list[Scenario], results: list[ScenarioResult], *, html: boo
     leaves --out as it was (the writes are then one step that an interrupt does not cut: it takes
     effect after them); and whether none failed."""
     made, all_made = [], True
-    for scenario, result, diagnoses in zip(scenarios, results, diagnose_all(results, progress=progress)):
+    for diagnoses, scenario, result in zip(diagnose_all(results, progress=progress), scenarios, results):
         try:
             if isinstance(diagnoses, Exception):
                 raise diagnoses
