@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from harness.run.adapters import run_all, use_jobs
-from harness.run.adapters.schedule import EXTRA_WORKER_RUNS, Slots, cost
+from harness.run.adapters.schedule import EXTRA_WORKER_COST, Slots, cost
 from harness.run.adapters.workers import lease, more_workers, stop_all
 from harness.run.plan import make_plan
 from harness.spec.catalogue import resolve
@@ -19,7 +19,7 @@ def test_a_slot_takes_the_longest_run_of_an_implementation_with_a_free_worker() 
     slots = Slots({"a": [0, 1, 2], "b": [3]}, {0: 1.0, 1: 5.0, 2: 3.0, 3: 4.0}, parallel=2)
     assert slots.take() == ("a", 1, 1)  # the longest of all
     assert slots.take() == ("b", 3, 1)  # a's worker is busy: b's
-    assert slots.take() is None  # only a's runs are left, fewer than EXTRA_WORKER_RUNS: no second worker
+    assert slots.take() is None  # only a's runs are left, less work than a second worker's start: none
     slots.finished("a")
     assert slots.take() == ("a", 2, 1)  # then a's runs longest first
     slots.finished("b")
@@ -27,12 +27,17 @@ def test_a_slot_takes_the_longest_run_of_an_implementation_with_a_free_worker() 
 
 
 def test_a_second_worker_only_for_an_implementation_whose_runs_are_all_that_is_left() -> None:
-    many = list(range(EXTRA_WORKER_RUNS + 1))
-    slots = Slots({"a": many, "b": [99]}, {**{i: 1.0 for i in many}, 99: 0.5}, parallel=2)
+    many = list(range(4))
+    slots = Slots({"a": many, "b": [99]}, {**{i: EXTRA_WORKER_COST / 2 for i in many}, 99: 0.5}, parallel=2)
     assert slots.take() == ("a", 0, 1)
     assert slots.take() == ("b", 99, 1)  # a free implementation goes before a second worker of a
     assert slots.take() == ("a", 1, 2)  # b's one run is taken: a second worker of a
     assert slots.take() is None  # at most ``parallel`` workers of an implementation
+    slots.finished("a")
+    slots.finished("b")
+    slots.finished("a")
+    assert slots.take() == ("a", 2, 2)
+    assert slots.take() == ("a", 3, 2)  # the two workers already started make the last runs
 
 
 def test_the_cost_puts_the_long_catalogue_runs_first() -> None:
@@ -44,7 +49,7 @@ def test_the_cost_puts_the_long_catalogue_runs_first() -> None:
 @pytest.mark.slow
 def test_runs_in_two_slots_and_two_workers_are_the_runs_made_one_at_a_time() -> None:
     scenario = resolve("minibatch-diverging")
-    plans = [make_plan(replace(scenario, name=f"n{i}"), "float64") for i in range(EXTRA_WORKER_RUNS + 1)]
+    plans = [make_plan(replace(scenario, name=f"n{i}"), "float64") for i in range(8)]  # 8 x 5000: two workers
     try:
         alone = run_all([("torch", p) for p in plans], parallel=1)
         stop_all()

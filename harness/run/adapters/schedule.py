@@ -6,9 +6,11 @@ in the calling thread meanwhile. A slot takes, among the implementations that ha
 or none started yet, the longest run left (``cost``: steps, rows per step and units, known before
 anything runs), so the longest runs start first and the last ones to finish are short; when only
 implementations whose workers are all busy have runs left, a slot starts another worker of the
-one with the most work left (its framework's import is paid again, so only for
-``EXTRA_WORKER_RUNS`` runs or more), and otherwise ends. The order changes no result: a run is a
-function of its plan, whichever worker makes it, and results are returned in the order asked.
+one with the most work left (its framework's import is paid again, so only when at least
+``EXTRA_WORKER_COST`` of work and two runs are left: a second TensorFlow worker started for the
+short runs at the end of the default catalogue made it slower), and otherwise ends. The order
+changes no result: a run is a function of its plan, whichever worker makes it, and results are
+returned in the order asked.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from typing import Callable
 from harness.run.adapters.workers import more_workers
 from harness.run.plan import TrainingPlan
 
-EXTRA_WORKER_RUNS = 3  # another worker of an implementation only for at least this many runs left
+EXTRA_WORKER_COST = 30_000.0  # another worker of an implementation only for this much work left (``cost``): a
+# framework's import costs about as much as 8000 (Keras on torch: 6 s idle, a 4000-step run 4 s)
 _SLICE = 0.2  # seconds: the longest the calling thread waits before it handles a pending signal
 
 
@@ -52,8 +55,8 @@ class Slots:
         with self._lock:
             ready = [f for f, q in self.left.items() if q and self.busy[f] < max(1, self.workers[f])]
             if not ready:
-                crowded = [f for f, q in self.left.items() if len(q) >= EXTRA_WORKER_RUNS
-                           and self.workers[f] < self.parallel]
+                crowded = [f for f, q in self.left.items() if len(q) >= 2 and self.workers[f] < self.parallel
+                           and sum(self.costs[i] for i in q) >= EXTRA_WORKER_COST]
                 if not crowded:
                     return None
                 ready = [max(crowded, key=lambda f: (sum(self.costs[i] for i in self.left[f]), f))]
