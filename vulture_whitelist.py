@@ -42,5 +42,6 @@ LEAD_SENTENCES  # harness/render/sentences.py: tests/test_report_lead.py only (l
 LEAD_WORDS
 inline  # harness/run/adapters/workers.py: the tests' switch for a planted fault (tests only)
 has_worker  # harness/run/adapters/workers.py: tests/test_execution.py only
+worker  # harness/run/adapters/workers.py: a test's handle on an implementation's (first) worker process (tests only)
 __getattr__  # harness/__init__.py: the public API, each name imported on first use (PEP 562)
 judge_example  # harness/fuzz/oracle.py: one example judged alone (the tests' oracle; campaigns judge batches)

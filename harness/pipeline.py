@@ -9,8 +9,9 @@ that makes them through the adapters, their worker processes and the run cache.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from harness.judge import diagnosis
 from harness.judge.compare_runs import compare_pair, controls_needed, judge_runs
@@ -19,6 +20,8 @@ from harness.judge.explain import explain
 from harness.judge.plan_checks import plan_faults
 from harness.judge.result import ScenarioResult
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, Adapter, Params, adapter, run_framework, trace_framework
+from harness.run.adapters import jobs as running_at_once
+from harness.run.adapters.workers import stop_all
 from harness.run.labels import control_label
 from harness.run.plan import TrainingPlan, make_plan, side_plan
 from harness.run.progress import Progress
@@ -129,3 +132,30 @@ def _make(cells: list[tuple[Prepared, str, str, Scenario]], progress: Progress |
 def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> list[Diagnosis]:
     """``harness.judge.diagnosis.diagnose`` with its traces and control runs made through ``RUNS``."""
     return diagnosis.diagnose(result, runs=RUNS, progress=progress)
+
+
+def diagnose_all(results: list[ScenarioResult], *,
+                 progress: Progress | None = None) -> Iterator[list[Diagnosis] | Exception]:
+    """Each result's diagnoses (``diagnose``), in the order of ``results``, each as soon as it and
+    those before it are made (a report can be written meanwhile), up to ``jobs()`` results at once:
+    a thread each, whose traces and control runs go to the workers (each serves one call at a
+    time) and to the reference in the thread; a diagnosis is a function of its result and its runs
+    only, so the order they are made in changes nothing. A harness error in one result's diagnosis
+    is given in its place; the others go on."""
+    def one(result: ScenarioResult) -> list[Diagnosis] | Exception:
+        try:
+            return diagnose(result, progress=progress)
+        except Exception as exc:  # the caller's to report, scenario by scenario
+            return exc
+
+    if running_at_once() <= 1 or len(results) <= 1:
+        yield from (one(r) for r in results)
+        return
+    pool = ThreadPoolExecutor(max_workers=running_at_once(), thread_name_prefix="nn-parity-diagnose")
+    try:
+        yield from pool.map(one, results)
+    except BaseException:  # Ctrl-C, SIGTERM, or left unfinished: start nothing more, end the workers (the
+        pool.shutdown(wait=False, cancel_futures=True)  # threads' calls into them then return at once)
+        stop_all()
+        raise
+    pool.shutdown()

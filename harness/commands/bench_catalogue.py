@@ -1,7 +1,8 @@
 """The catalogue timed through its reports' work (``nn-parity bench --catalogue``).
 
 ``time_catalogue`` times every catalogue scenario through its report's work (every run, the
-control runs and the diagnoses' traced steps; not the rendering) for each catalogue asked (the
+control runs and the diagnoses' traced steps, and its files made, figures included, not written:
+what ``nn-parity report`` does) for each catalogue asked (the
 default frameworks', and e.g. ``--frameworks all``'s, ``reports/backends``), three ways in one
 command: one run at a time from a cold cache, with ``jobs`` implementations computing at once
 from another cold cache, and again from the cache the second pass filled. Within a pass the
@@ -16,7 +17,8 @@ import time
 from typing import Any, Callable
 
 from harness.judge.result import ScenarioResult
-from harness.pipeline import diagnose, prepare, run_scenarios
+from harness.pipeline import diagnose_all, prepare, run_scenarios
+from harness.render.file_set import scenario_files
 from harness.run.adapters import use_jobs
 from harness.run.adapters.workers import stop_all
 from harness.run.cache import use_cache
@@ -51,7 +53,10 @@ def time_catalogue(scenarios: list[Scenario], *, catalogues: dict[str, tuple[str
             start = time.perf_counter()
             with use_cache(cache), use_jobs(parallel):  # all the runs at once, as `nn-parity report` makes them
                 results = run_scenarios([prepare(s, frameworks=frameworks) for s in scenarios])
-                found = [diagnose(r) for r in results]
+                found = []
+                for diagnoses, result in zip(diagnose_all(results), results):
+                    found.append(_raised(diagnoses))
+                    scenario_files(result, found[-1])  # its report's files (not written), as `report` makes them
             out[catalogue] = (time.perf_counter() - start, verdicts(results, found))
             progress(f"{catalogue} catalogue, {name} ({len(scenarios)} scenarios): {out[catalogue][0]:.1f} s")
         return out
@@ -74,6 +79,13 @@ def time_catalogue(scenarios: list[Scenario], *, catalogues: dict[str, tuple[str
                            sum(c["cached_seconds"] for c in per), all(c["same_results"] for c in per)))
     figures.update(peak_resident_bytes=memory.peak_total, largest_process_bytes=memory.largest_process)
     return figures
+
+
+def _raised(found: list[Any] | Exception) -> list[Any]:
+    """A result's diagnoses; the harness error its diagnosis raised, raised (as ``diagnose`` does)."""
+    if isinstance(found, Exception):
+        raise found
+    return found
 
 
 def differences(passes: dict[str, Verdicts]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from harness.commands.cli import COMMANDS, interrupts_deferred
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import Diagnosis
 from harness.judge.result import ScenarioResult
-from harness.pipeline import diagnose, prepare, run_scenarios
+from harness.pipeline import diagnose_all, prepare, run_scenarios
 from harness.render.coverage import coverage_markdown
 from harness.render.file_set import report_set, scenario_files, timings_text
 from harness.render.files import check_output_folder, write_files_atomic
@@ -73,9 +73,10 @@ def _make(scenarios: list[Scenario], results: list[ScenarioResult], *, html: boo
     leaves --out as it was (the writes are then one step that an interrupt does not cut: it takes
     effect after them); and whether none failed."""
     made, all_made = [], True
-    for scenario, result in zip(scenarios, results):
+    for diagnoses, scenario, result in zip(diagnose_all(results, progress=progress), scenarios, results):
         try:
-            diagnoses = diagnose(result, progress=progress)
+            if isinstance(diagnoses, Exception):
+                raise diagnoses
             made.append((scenario, result, diagnoses, scenario_files(result, diagnoses, html=html)))
         except Exception as exc:  # a harness failure: keep the previous report, go on with the others
             print(f"nn-parity: error: {scenario.name}: report not written, the previous one is kept "

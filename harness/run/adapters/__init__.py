@@ -13,7 +13,6 @@ import contextlib
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, Iterator, Protocol
 
 from harness.run import progress
@@ -21,6 +20,7 @@ from harness.run.adapters.keras_backends import ADAPTERS as KERAS_BACKENDS
 from harness.run.adapters.keras_tf import ADAPTER as KERAS
 from harness.run.adapters.numpy_reference import ADAPTER as NUMPY
 from harness.run.adapters.protocol import Adapter, Params, check_expressible
+from harness.run.adapters.schedule import cost, feed
 from harness.run.adapters.torch_eager import ADAPTER as TORCH
 from harness.run.adapters.workers import RemoteAdapter, WorkerCrashed, inline_active, stop_all
 from harness.run.cache import RunCache
@@ -42,7 +42,8 @@ ALL_FRAMEWORKS: tuple[str, ...] = tuple(ADAPTERS)  # `--frameworks all`
 ALIASES = {"keras@tensorflow": KERAS.name}  # Keras' default backend: the same implementation
 
 __all__ = ["ADAPTERS", "ALIASES", "ALL_FRAMEWORKS", "FRAMEWORKS", "REFERENCE", "Adapter", "Params", "adapter",
-           "Executor", "check_expressible", "run_all", "run_framework", "trace_framework", "use_executor", "use_jobs"]
+           "Executor", "check_expressible", "jobs", "run_all", "run_framework", "trace_framework", "use_executor",
+           "use_jobs"]
 
 
 def adapter(framework: str) -> Adapter:
@@ -100,7 +101,6 @@ def trace_framework(framework: str, plan: TrainingPlan, step: int) -> Params:
 
 
 _JOBS = {"parallel": os.cpu_count() or 1}
-_SLICE = 0.2  # seconds: the longest this thread waits for the feeders before it handles a pending signal
 
 
 class Executor(Protocol):
@@ -137,13 +137,18 @@ def use_jobs(n: int) -> Iterator[None]:
         _JOBS["parallel"] = previous
 
 
+def jobs() -> int:
+    """How many implementations compute at once (``use_jobs``; the commands' ``--jobs``)."""
+    return _JOBS["parallel"]
+
+
 def run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int | None = None,
             done: Callable[[int, Trajectory], None] | None = None) -> list[Trajectory]:
     """Every ``(framework, plan)`` run (``_run``); results in the order of ``jobs``, the same whatever
-    ``parallel`` is. ``parallel`` 1: one run at a time, in order; more: up to ``parallel``
-    implementations' workers compute at the same time (each its own runs, in the order given, fed
-    by a thread of this process, so a worker never waits for the reference) while the reference
-    runs here. A run found in the command's cache is not made again (under ``--verify-cache`` its
+    ``parallel`` is. ``parallel`` 1: one run at a time, in order; more: ``parallel`` job slots
+    (threads of this process) make the workers' runs, longest first, in as many workers at once,
+    so a worker never waits for the reference (``harness.run.adapters.schedule``), while the
+    reference runs here. A run found in the command's cache is not made again (under ``--verify-cache`` its
     first steps are, and a run that no longer reproduces is evicted, said, and made again:
     ``harness.run.spot_check``); a finished ``ok`` run is stored in it. ``done(i, trajectory)`` is
     called as each run finishes. Ctrl-C ends the workers."""
@@ -197,14 +202,13 @@ def _run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int,
 
     cancelled = threading.Event()
 
-    def drain(framework: str) -> None:
-        for i, k in queues[framework]:
-            if cancelled.is_set():  # Ctrl-C: start nothing more (a new worker would run to the end)
-                return
-            trajectory = _run(*jobs[i])
-            if cancelled.is_set():  # ended by the interrupt (its worker killed): not a result
-                return
-            finish(i, trajectory, k)
+    def make(i: int) -> None:
+        if cancelled.is_set():  # Ctrl-C: start nothing more (a new worker would run to the end)
+            return
+        trajectory = _run(*jobs[i])
+        if cancelled.is_set():  # ended by the interrupt (its worker killed): not a result
+            return
+        finish(i, trajectory, keys[i])
 
     remote = [f for f, implementation in ((f, adapter(f)) for f in queues)
               if isinstance(implementation, RemoteAdapter) and not implementation.in_process]
@@ -217,8 +221,11 @@ def _run_all(jobs: list[tuple[str, TrainingPlan]], *, parallel: int,
         elif parallel <= 1 or not remote:
             for i, pending_key in sorted(item for queue in queues.values() for item in queue):
                 finish(i, _run(*jobs[i]), pending_key)
-        else:
-            _feed(remote, [f for f in queues if f not in remote], drain, parallel=parallel, cancelled=cancelled)
+        else:  # longest first, in ``parallel`` job slots (``schedule``)
+            feed({f: [i for i, _ in queues[f]] for f in remote},
+                 [i for f in queues if f not in remote for i, _ in queues[f]], make,
+                 costs={i: cost(jobs[i][1]) for f in remote for i, _ in queues[f]}, parallel=parallel,
+                 cancelled=cancelled, cancel=lambda: _cancel(cancelled))
     except BaseException:  # Ctrl-C, SIGTERM (or a harness error): end the workers, whose feeders then return
         _cancel(cancelled)
         raise
@@ -230,24 +237,3 @@ def _cancel(cancelled: threading.Event) -> None:
     """Start nothing more and end every worker: the feeders' calls then return at once."""
     cancelled.set()
     stop_all()
-
-
-def _feed(remote: list[str], local: list[str], drain: Callable[[str], None], *, parallel: int,
-          cancelled: threading.Event) -> None:
-    """``drain`` each remote implementation's queue from a thread of its own (up to ``parallel`` at a
-    time) and each local one in this thread; this thread waits in short slices, so a Ctrl-C or a
-    SIGTERM is handled at once whichever thread the kernel delivered it to."""
-    pool = ThreadPoolExecutor(max_workers=min(parallel, len(remote)), thread_name_prefix="nn-parity-feed")
-    try:
-        futures = [pool.submit(drain, f) for f in remote]
-        for f in local:
-            drain(f)
-        while wait(futures, timeout=_SLICE).not_done:
-            pass
-        for future in futures:
-            future.result()
-    except BaseException:  # before the pool's shutdown waits for the feeders: they return once it is done
-        _cancel(cancelled)
-        raise
-    finally:
-        pool.shutdown(wait=True)

@@ -319,8 +319,12 @@ class Worker:
             os.unlink(self._stderr)
 
 
-_WORKERS: dict[str, Worker] = {}
+_WORKERS: dict[str, list[Worker]] = {}  # each implementation's workers, the first one its own since it started
+_BUSY: set[int] = set()  # the workers in a call, by id
+_LEASES = threading.Condition()  # guards _WORKERS and _BUSY; notified when a worker is free again
 _TIMEOUT: dict[str, float | None] = {"seconds": None}
+_LAST_CPU: dict[str, float] = {}  # each implementation's last call's CPU seconds, whichever worker made it
+_MORE = threading.local()  # ``more_workers()`` in force in this thread
 
 
 @contextlib.contextmanager
@@ -335,48 +339,103 @@ def run_timeout(seconds: float | None) -> Iterator[None]:
         _TIMEOUT["seconds"] = previous
 
 
+@contextlib.contextmanager
+def more_workers(limit: int) -> Iterator[None]:
+    """Calls made in this thread while the context lasts may start another worker of an
+    implementation whose workers are all busy, up to ``limit`` workers of it (the scheduler of
+    ``run_all``, when one implementation's runs are all that is left: each worker makes its own
+    runs, and a run is a function of its plan, whichever worker makes it)."""
+    previous = getattr(_MORE, "limit", 1)
+    _MORE.limit = limit
+    try:
+        yield
+    finally:
+        _MORE.limit = previous
+
+
+def _live(implementation: str) -> list[Worker]:
+    """``implementation``'s workers still alive (a dead one is ended and forgotten); under ``_LEASES``."""
+    current = _WORKERS.get(implementation, [])
+    for dead in [w for w in current if not w.alive]:
+        dead.stop()
+    _WORKERS[implementation] = [w for w in current if w.alive]
+    return _WORKERS[implementation]
+
+
+@contextlib.contextmanager
+def lease(implementation: str) -> Iterator[Worker]:
+    """A worker of ``implementation`` for one call, no other call using it meanwhile: a free one,
+    else a new one when it has none (or fewer than ``more_workers()`` allows in this thread), else
+    the first one freed. Calls from several threads (``run_all``'s feeders, diagnoses made at once)
+    each get a worker of their own."""
+    with _LEASES:
+        while True:
+            live = _live(implementation)
+            free = [w for w in live if id(w) not in _BUSY]
+            if free:
+                chosen = free[0]
+                break
+            if len(live) < max(1, getattr(_MORE, "limit", 1)):
+                chosen = Worker(implementation)
+                live.append(chosen)
+                break
+            _LEASES.wait(_SLICE)  # in slices: a pending signal is handled meanwhile
+        _BUSY.add(id(chosen))
+    try:
+        yield chosen
+    finally:
+        with _LEASES:
+            _BUSY.discard(id(chosen))
+            _LEASES.notify_all()
+
+
 def worker(implementation: str) -> Worker:
-    """The command's worker for ``implementation`` (a new one when it has none or it died)."""
-    current = _WORKERS.get(implementation)
-    if current is None or not current.alive:
-        if current is not None:
-            current.stop()
-        current = _WORKERS[implementation] = Worker(implementation)
-    return current
+    """The command's (first) worker for ``implementation`` (a new one when it has none or it died)."""
+    with _LEASES:
+        live = _live(implementation)
+        if not live:
+            live.append(Worker(implementation))
+        return live[0]
 
 
 def has_worker(implementation: str) -> bool:
     """Whether ``implementation`` has a live worker in this command."""
-    current = _WORKERS.get(implementation)
-    return current is not None and current.alive
+    with _LEASES:
+        return any(w.alive for w in _WORKERS.get(implementation, []))
 
 
 def process_ids() -> dict[str, int]:
-    """Each live worker's process id, by implementation."""
-    return {name: w.process.pid for name, w in list(_WORKERS.items()) if w.alive and w.process.pid is not None}
+    """Each live worker's process id, by implementation (``keras@torch``; a second worker of it
+    ``keras@torch 2``)."""
+    with _LEASES:
+        listed = {name: list(found) for name, found in _WORKERS.items()}
+    return {name + (f" {n + 1}" if n else ""): w.process.pid for name, found in listed.items()
+            for n, w in enumerate(found) if w.alive and w.process.pid is not None}
 
 
 def resident_bytes() -> dict[str, int]:
-    """Each live worker's resident memory (``/proc``; Linux, else empty)."""
-    out = {}
+    """Each implementation's largest live worker's resident memory (``/proc``; Linux, else empty)."""
+    out: dict[str, int] = {}
     for name, pid in process_ids().items():
         with contextlib.suppress(OSError, ValueError, IndexError):
-            out[name] = int(open(f"/proc/{pid}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            held = int(open(f"/proc/{pid}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            implementation = name.split(" ")[0]
+            out[implementation] = max(out.get(implementation, 0), held)
     return out
 
 
 def cpu_seconds(implementation: str) -> float | None:
     """The CPU time (``time.process_time`` in the worker) ``implementation``'s worker spent on its
-    last call; None when it has no worker."""
-    current = _WORKERS.get(implementation)
-    return None if current is None else current.cpu_seconds
+    last call; None when it has made none."""
+    return _LAST_CPU.get(implementation)
 
 
 def stop(implementation: str) -> None:
-    """End ``implementation``'s worker (its next call starts a fresh one)."""
-    current = _WORKERS.pop(implementation, None)
-    if current is not None:
-        current.stop()
+    """End ``implementation``'s workers (its next call starts a fresh one)."""
+    with _LEASES:
+        current = _WORKERS.pop(implementation, [])
+    for w in current:
+        w.stop()
 
 
 @atexit.register
@@ -388,7 +447,9 @@ def stop_all() -> None:
         _GENERATION[0] += 1
     for w in started:
         w.stop()
-    _WORKERS.clear()
+    with _LEASES:
+        _WORKERS.clear()
+        _LEASES.notify_all()
 
 
 class RemoteAdapter:
@@ -411,7 +472,11 @@ class RemoteAdapter:
     def _call(self, method: str, *args: Any) -> Any:
         if self.in_process:
             return getattr(self._local, method)(*args)
-        return worker(self.name).call(method, *args, timeout=_TIMEOUT["seconds"])
+        with lease(self.name) as leased:
+            try:
+                return leased.call(method, *args, timeout=_TIMEOUT["seconds"])
+            finally:
+                _LAST_CPU[self.name] = leased.cpu_seconds
 
     def available(self) -> str | None:
         reason = self._local.available()

@@ -1,0 +1,108 @@
+"""The order ``run_all`` makes its runs in, and which job slot makes each: longest first.
+
+``parallel`` job slots (threads of the harness) each take the next run of a worker
+implementation and make it in a worker of that implementation; the reference's runs are made
+in the calling thread meanwhile. A slot takes, among the implementations that have a free worker
+or none started yet, the longest run left (``cost``: steps, rows per step and units, known before
+anything runs), so the longest runs start first and the last ones to finish are short; when only
+implementations whose workers are all busy have runs left, a slot starts another worker of the
+one with the most work left (its framework's import is paid again, so only when at least
+``EXTRA_WORKER_COST`` of work and two runs are left: a second TensorFlow worker started for the
+short runs at the end of the default catalogue made it slower), and otherwise ends. The order
+changes no result: a run is a function of its plan, whichever worker makes it, and results are
+returned in the order asked.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Callable
+
+from harness.run.adapters.workers import more_workers
+from harness.run.plan import TrainingPlan
+
+EXTRA_WORKER_COST = 30_000.0  # another worker of an implementation only for this much work left (``cost``): a
+# framework's import costs about as much as 8000 (Keras on torch: 6 s idle, a 4000-step run 4 s)
+_SLICE = 0.2  # seconds: the longest the calling thread waits before it handles a pending signal
+
+
+RUN_STEPS = 1000.0  # a run's fixed part (building, compiling, recording), in steps of a small network
+STEP_WORK = 50_000.0  # rows x units in a step that cost as much as a step's fixed part (its Python calls)
+
+
+def cost(plan: TrainingPlan) -> float:
+    """A run's relative cost, known before it runs (measured on the catalogue: a step's fixed
+    Python part dominates the small networks', the rows x units the large ones'): a fixed part
+    per run plus, per step, a fixed part and rows per step x the units of every layer."""
+    rows = plan.X.shape[0] / max(1, plan.batches_per_epoch)
+    units = sum(layer.units for layer in plan.scenario.layers) + plan.X.shape[-1]
+    return RUN_STEPS + plan.max_steps * (1.0 + rows * units / STEP_WORK)
+
+
+class Slots:
+    """The runs left per remote implementation, longest first, and the slots making them."""
+
+    def __init__(self, queues: dict[str, list[int]], costs: dict[int, float], *, parallel: int) -> None:
+        self.left = {f: sorted(q, key=lambda i: (-costs[i], i)) for f, q in queues.items() if q}
+        self.costs = costs
+        self.parallel = parallel
+        self.busy: dict[str, int] = {f: 0 for f in self.left}  # runs being made, per implementation
+        self.workers: dict[str, int] = {f: 0 for f in self.left}  # workers used so far, per implementation
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[str, int, int] | None:
+        """(implementation, job, workers allowed) of the next run for a slot; None: nothing for it."""
+        with self._lock:
+            ready = [f for f, q in self.left.items() if q and self.busy[f] < max(1, self.workers[f])]
+            if not ready:
+                crowded = [f for f, q in self.left.items() if len(q) >= 2 and self.workers[f] < self.parallel
+                           and sum(self.costs[i] for i in q) >= EXTRA_WORKER_COST]
+                if not crowded:
+                    return None
+                ready = [max(crowded, key=lambda f: (sum(self.costs[i] for i in self.left[f]), f))]
+            framework = max(ready, key=lambda f: (self.costs[self.left[f][0]], f))
+            job = self.left[framework].pop(0)
+            self.busy[framework] += 1
+            self.workers[framework] = max(self.workers[framework], self.busy[framework])
+            return framework, job, self.workers[framework]
+
+    def finished(self, framework: str) -> None:
+        with self._lock:
+            self.busy[framework] -= 1
+
+
+def feed(queues: dict[str, list[int]], local: list[int], make: Callable[[int], None], *, costs: dict[int, float],
+         parallel: int, cancelled: threading.Event, cancel: Callable[[], None]) -> None:
+    """Make every job of ``queues`` (remote implementation -> its jobs) in ``parallel`` slots, longest
+    first, and ``local``'s in this thread; ``make(i)`` makes job i. This thread waits in short slices,
+    so a Ctrl-C or a SIGTERM is handled at once whichever thread the kernel delivered it to."""
+    slots = Slots(queues, costs, parallel=parallel)
+
+    def slot() -> None:
+        while not cancelled.is_set():  # Ctrl-C: start nothing more (a new worker would run to the end)
+            taken = slots.take()
+            if taken is None:
+                return
+            framework, job, allowed = taken
+            try:
+                with more_workers(allowed):
+                    make(job)
+            finally:
+                slots.finished(framework)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="nn-parity-feed")
+    try:
+        futures = [pool.submit(slot) for _ in range(max(1, min(parallel, sum(len(q) for q in queues.values()))))]
+        for i in local:
+            if cancelled.is_set():
+                break
+            make(i)
+        while wait(futures, timeout=_SLICE).not_done:
+            pass
+        for future in futures:
+            future.result()
+    except BaseException:  # before the pool's shutdown waits for the slots: they return once it is done
+        cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True)

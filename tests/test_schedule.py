@@ -1,0 +1,95 @@
+"""``run_all``'s job slots (``harness.run.adapters.schedule``): the longest run first, another worker of
+an implementation only when its runs are all that is left, the results the same in any order; and
+the workers' leases (``workers.lease``): two calls at once never share a worker."""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import pytest
+
+from harness.run.adapters import run_all, use_jobs
+from harness.run.adapters.schedule import EXTRA_WORKER_COST, Slots, cost
+from harness.run.adapters.workers import lease, more_workers, stop_all
+from harness.run.plan import make_plan
+from harness.spec.catalogue import resolve
+
+
+def test_a_slot_takes_the_longest_run_of_an_implementation_with_a_free_worker() -> None:
+    slots = Slots({"a": [0, 1, 2], "b": [3]}, {0: 1.0, 1: 5.0, 2: 3.0, 3: 4.0}, parallel=2)
+    assert slots.take() == ("a", 1, 1)  # the longest of all
+    assert slots.take() == ("b", 3, 1)  # a's worker is busy: b's
+    assert slots.take() is None  # only a's runs are left, less work than a second worker's start: none
+    slots.finished("a")
+    assert slots.take() == ("a", 2, 1)  # then a's runs longest first
+    slots.finished("b")
+    assert slots.take() is None
+
+
+def test_a_second_worker_only_for_an_implementation_whose_runs_are_all_that_is_left() -> None:
+    many = list(range(4))
+    slots = Slots({"a": many, "b": [99]}, {**{i: EXTRA_WORKER_COST / 2 for i in many}, 99: 0.5}, parallel=2)
+    assert slots.take() == ("a", 0, 1)
+    assert slots.take() == ("b", 99, 1)  # a free implementation goes before a second worker of a
+    assert slots.take() == ("a", 1, 2)  # b's one run is taken: a second worker of a
+    assert slots.take() is None  # at most ``parallel`` workers of an implementation
+    slots.finished("a")
+    slots.finished("b")
+    slots.finished("a")
+    assert slots.take() == ("a", 2, 2)
+    assert slots.take() == ("a", 3, 2)  # the two workers already started make the last runs
+
+
+def test_the_cost_puts_the_long_catalogue_runs_first() -> None:
+    long, short = (cost(make_plan(resolve(name), "float64")) for name in ("sigmoid-exponential", "backprop-exercise"))
+    diverging = cost(make_plan(resolve("minibatch-diverging"), "float32"))
+    assert long > diverging > short
+
+
+@pytest.mark.slow
+def test_runs_in_two_slots_and_two_workers_are_the_runs_made_one_at_a_time() -> None:
+    scenario = resolve("minibatch-diverging")
+    plans = [make_plan(replace(scenario, name=f"n{i}"), "float64") for i in range(8)]  # 8 x 5000: two workers
+    try:
+        alone = run_all([("torch", p) for p in plans], parallel=1)
+        stop_all()
+        with use_jobs(2):
+            together = run_all([("torch", p) for p in plans])
+    finally:
+        stop_all()
+    assert all(a.ok and b.ok for a, b in zip(alone, together))
+    for a, b in zip(alone, together):
+        assert a.losses.tobytes() == b.losses.tobytes()
+        assert all(a.final_params[k].tobytes() == b.final_params[k].tobytes() for k in a.final_params)
+
+
+@pytest.mark.slow
+def test_two_calls_at_once_lease_two_workers_only_when_allowed() -> None:
+    seen: list[int] = []
+    held = threading.Barrier(2, timeout=300)
+
+    def call() -> None:
+        with more_workers(2), lease("torch") as w:
+            seen.append(w.process.pid)
+            held.wait()  # both leases held at once: two workers
+
+    try:
+        threads = [threading.Thread(target=call) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert len(set(seen)) == 2
+        with lease("torch") as first:
+            got: list[int] = []
+            other = threading.Thread(target=lambda: got.append(_lease_pid()))
+            other.start()
+            other.join(300)
+            assert got and got[0] != first.process.pid  # the free worker, never the one another call holds
+    finally:
+        stop_all()
+
+
+def _lease_pid() -> int:
+    with lease("torch") as w:
+        return w.process.pid
