@@ -132,7 +132,7 @@ class Rule:
         in (Keras: the variable's, torch: Python's double): the two neighbours of the exact power in that
         dtype, (lower, upper), one number when the dtype holds the power exactly."""
         dtype = np.dtype(self.power_dtype).type
-        exact = CONTEXT.power(beta, t)
+        exact = Context(prec=60 * (t + 1)).power(beta, t)  # exact: a float's decimal digits, t times
         near = dtype(float(exact))
         if _d(near) == exact:
             return exact, exact
