@@ -30,8 +30,10 @@ from harness.judge.causes.guard_at_zero import NAME
 from harness.judge.compare import DISAGREE, EXPLAINED
 from harness.judge.controls import ControlRun
 from harness.judge.diagnosis import NO_CAUSE
+from harness.judge.properties import nonfinite_from
 from harness.judge.textbook import Rule
 from harness.pipeline import diagnose, run_scenario
+from harness.run.trajectory import Trajectory
 from harness.spec.fields import read_toml
 from harness.spec.scenario import load_scenarios
 from tests.test_planted_blame import (
@@ -168,3 +170,20 @@ def test_a_convention_defect_of_the_reference_in_example_3_is_still_reported(cas
                                 dtypes=("float64",))
     assert outcome.kind == FINDING
     assert {fp.suspect for fp in outcome.fingerprints} == {"numpy"}, outcome.fingerprints
+
+
+# --- what a property may account for ----------------------------------------------
+
+def _run(kernel: list[float]) -> Trajectory:
+    values = np.array(kernel).reshape(-1, 1, 1)
+    return Trajectory("torch", "float64", losses=np.ones(len(kernel)), params={"layers.0.kernel": values})
+
+
+def test_a_property_accounts_only_for_a_run_non_finite_from_its_step_to_its_end() -> None:
+    """Everything after the property's step must be its non-finite value: a run that comes back to
+    finite numbers (or leaves them earlier) could hide anything there."""
+    nan = float("nan")
+    assert nonfinite_from(_run([1.0, 2.0, nan, nan]), 2)
+    assert not nonfinite_from(_run([1.0, 2.0, nan, 3.0]), 2)  # back to finite numbers
+    assert not nonfinite_from(_run([1.0, nan, nan, nan]), 2)  # left them at another step
+    assert not nonfinite_from(_run([1.0, 2.0, 3.0, 4.0]), 2)

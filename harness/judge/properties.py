@@ -7,6 +7,8 @@ property when, at the pair's first divergent step ``k`` (every earlier step agre
 * the framework's run leaves the finite numbers at ``k`` and every one of its parameters is nan or
   inf at every recorded step from ``k`` on, so nothing after ``k`` is compared but that non-finite
   value (a run that came back to finite numbers could hide anything there);
+* the step's forward pass agrees: the two sides' traces of step ``k`` give the same loss and layer
+  outputs within the agreement rule (what differs first is the backward pass);
 * a property's check (``Cause.check``, on the pair's traces of step ``k``) returns a ``Finding``
   that points at the framework's side.
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.judge.causes.evidence import Evidence, Finding
+from harness.judge.causes.evidence import Evidence, Finding, Trace, agree
 from harness.judge.causes.registry import PROPERTIES, Cause
 from harness.judge.controls import Pair
 from harness.judge.result import ScenarioResult
@@ -54,6 +56,13 @@ def nonfinite_from(run: Trajectory, step: int) -> bool:
             and all(not np.isfinite(values[step:]).any() for values in run.params.values()))
 
 
+def forward_agrees(trace_a: Trace, trace_b: Trace, e: Evidence) -> bool:
+    """The step's loss and every layer's outputs are in both traces and agree within the agreement rule."""
+    stages = [stage for stage in trace_a if stage == "loss" or stage.startswith("output ")]
+    return bool(stages) and all(stage in trace_b and agree(trace_a[stage], trace_b[stage], e.tolerance)
+                                for stage in stages)
+
+
 def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, runs: Runs) -> Property | None:
     """The property of ``label``'s framework that accounts for its run against ``reference``'s (module
     docstring); None when none does. Traces the pair's first divergent step only when a property applies."""
@@ -75,6 +84,8 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
                                 for side in sides},
                         plan=side_plan(plan, result.scenario_for(c.a)), tolerance=result.scenario.tolerances[dtype],
                         run_floor=runs)
+    if not forward_agrees(evidence.traces[c.a], evidence.traces[c.b], evidence):
+        return None
     for cause in causes:
         assert cause.check is not None
         found = cause.check(evidence)
