@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.judge.causes.evidence import Evidence, Finding, Trace, agree
+from harness.judge.causes.evidence import Evidence, Trace, agree
 from harness.judge.causes.registry import PROPERTIES, Cause
 from harness.judge.controls import Pair
 from harness.judge.result import ScenarioResult
@@ -36,14 +36,13 @@ from harness.run.trajectory import Trajectory
 @dataclass(frozen=True)
 class Property:
     """``label``'s run differs from ``reference``'s by ``cause``, a property of its framework, from
-    ``step`` on, as ``finding`` measured."""
+    ``step`` on, as its check measured (the diagnosis of the pair quotes that measurement)."""
 
     label: str
     reference: str
     dtype: str
     step: int
     cause: Cause
-    finding: Finding
 
     def describe(self) -> str:
         """The phrase a pair's ``differences`` and the bridges' control runs quote."""
@@ -90,5 +89,5 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
         assert cause.check is not None
         found = cause.check(evidence)
         if found is not None and found.side == label:
-            return Property(label, reference, dtype, step, cause, found)
+            return Property(label, reference, dtype, step, cause)
     return None
