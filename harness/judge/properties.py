@@ -73,14 +73,17 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
     step = c.first_divergent_step
     pair = Pair(result, c, runs)
     causes = [cause for cause in PROPERTIES if cause.check is not None and cause.applies(pair)]
-    if not causes or not nonfinite_from(run, step):
+    if not causes or step >= min(c.steps_a, c.steps_b) or not nonfinite_from(run, step):
         return None
     sides = (c.a, c.b)
+    try:
+        traces = {side: runs.trace(framework_of(side), side_plan(plan, result.scenario_for(side)), step)
+                  for side in sides}
+    except Exception:  # a crash while tracing: nothing measured, nothing accounted (the diagnosis reports it)
+        return None
     evidence = Evidence(a=c.a, b=c.b, dtype=dtype, step=step, stage=None,
                         runs={side: result.runs[(side, dtype)] for side in sides},
-                        scenarios={side: result.scenario_for(side) for side in sides},
-                        traces={side: runs.trace(framework_of(side), side_plan(plan, result.scenario_for(side)), step)
-                                for side in sides},
+                        scenarios={side: result.scenario_for(side) for side in sides}, traces=traces,
                         plan=side_plan(plan, result.scenario_for(c.a)), tolerance=result.scenario.tolerances[dtype],
                         run_floor=runs)
     if not forward_agrees(evidence.traces[c.a], evidence.traces[c.b], evidence):
