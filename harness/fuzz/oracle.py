@@ -1,10 +1,11 @@
 """The fuzzer's oracle is the harness's own judgement: an example runs through the runner in every
 chosen implementation and dtype, exactly as ``nn-parity run`` runs a file. A result that is ok
-(every pair agrees or differs, explained) is no finding; a scenario ill-conditioned by nature (the
-reference itself leaves the finite numbers; rounding alone decides whether a run stays finite or
-when it stops; a softmax over an axis of length 1) is counted with its reason; so is one whose every
-disagreement the diagnosis confirms as a property of the frameworks (``PROPERTIES``: differ,
-explained, e.g. ``harness.judge.guard_at_zero``); anything else is a finding,
+(every pair agrees or differs, explained) is no finding: one that differs, explained, by a real
+property of a framework (``ScenarioResult.properties``, ``harness.judge.properties``: the same
+judgement as ``nn-parity run``'s) is counted as such with the property's name; a scenario
+ill-conditioned by nature (the reference itself leaves the finite numbers; rounding alone decides
+whether a run stays finite or when it stops; a softmax over an axis of length 1) is counted with its
+reason; anything else is a finding,
 named by its fingerprints (``fingerprint``), and a fault of the harness itself (an exception the
 runner or the diagnosis raises) is one too."""
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from harness.errors import BadInput
 from harness.fuzz.fingerprint import UNKNOWN, Fingerprint, of_result
 from harness.fuzz.space import Example
-from harness.judge.causes import guard_at_zero
 from harness.judge.compare import DISAGREE
 from harness.judge.result import ScenarioResult
 from harness.pipeline import diagnose, run_scenario
@@ -23,10 +23,7 @@ from harness.run.labels import framework_of
 from harness.spec.scenario import Scenario, rows_per_batch
 
 OK, ILL_CONDITIONED, NOT_RUNNABLE, FINDING = "ok", "ill-conditioned", "not runnable", "finding"
-EXPLAINED = "differ, explained"
-# causes that are properties of the frameworks, not defects: a disagreement the diagnosis confirms
-# as one of them is explained (counted with its cause), not a finding
-PROPERTIES = frozenset({guard_at_zero.NAME})
+EXPLAINED = "differ, explained"  # ok, a pair explained by a framework's property (``ScenarioResult.properties``)
 
 
 @dataclass(frozen=True)
@@ -86,17 +83,15 @@ def verdict(result: ScenarioResult) -> Outcome:
     """What the harness says of a result already made (``judge`` after its runs)."""
     if result.ok:
         why = degenerate(result.scenario, result.plans[result.dtypes[0]].X.shape[0])
-        return Outcome(ILL_CONDITIONED, reason=why) if why else Outcome(OK)
+        properties = sorted({found.cause.name for found in result.properties.values()})
+        return (Outcome(ILL_CONDITIONED, reason=why) if why else
+                Outcome(EXPLAINED, reason="; ".join(properties)) if properties else Outcome(OK))
     ill = ill_conditioned(result)
     try:
         diagnoses = diagnose(result)
     except Exception as exc:  # as above
         return Outcome(FINDING, frozenset({Fingerprint("harness", "diagnosis", type(exc).__name__, "-", UNKNOWN)}))
     found = frozenset(f for f in of_result(result, diagnoses) if f.dtype not in ill)
-    explained = frozenset(f for f in found if f.cause in PROPERTIES)
-    found -= explained
-    if not found and explained:  # every disagreement is a property of the frameworks, confirmed
-        return Outcome(EXPLAINED, reason="; ".join(sorted({f.cause for f in explained})))
     if not found and ill:  # what differs, differs where the reference itself is not finite
         return Outcome(ILL_CONDITIONED, reason="; ".join(sorted(set(ill.values()))))
     if not found:  # not ok, and nothing the fingerprints name: still never a silent pass

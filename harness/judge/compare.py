@@ -35,7 +35,9 @@ from harness.spec.tolerance import (
 # The three states of a compared pair, used word for word in the agreement table, the report's
 # verdict and index, the terminal and the JSON.
 AGREE = "agree"  # within tolerance at every step
-EXPLAINED = "differ, explained"  # differs only by what the reference accounts for (a convention, a dtype rule)
+# differs only by what the reference accounts for (a convention, a dtype rule, a framework property:
+# ``harness.judge.explain``)
+EXPLAINED = "differ, explained"
 # why a pair that differs, explained, is ok (``harness.judge.explain``)
 ACCOUNTED = ("each side agrees with the reference run in its own optimizer convention, or, where a side's "
              "framework has a dtype rule, its control run with that rule off does; and each convention's "

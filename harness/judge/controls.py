@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 
 from harness.errors import BadInput
 from harness.judge.compare import Comparison, compare
-from harness.judge.explain import check_rule
 from harness.judge.localisation import DRIFT_FRACTION
 from harness.judge.result import ScenarioResult, names
 from harness.judge.runs import Runs
-from harness.judge.textbook import RuleCheck
+from harness.judge.textbook import RuleCheck, check_rule
 from harness.run.labels import framework_of
 from harness.run.plan import TrainingPlan, make_plan, side_plan
 from harness.run.progress import Progress
@@ -70,12 +69,15 @@ class ControlRun:
     also: list["ControlRun"] = field(default_factory=list)  # the control's further pairs
     checks: list[RuleCheck] = field(default_factory=list)  # its reference runs against their update rules
     applicable: bool = True  # False: a side cannot run the control (a convention it cannot compute)
+    # a bridge made of the result's own runs whose one difference is a side's framework property,
+    # measured by the pipeline (``ScenarioResult.properties``): it agrees before the property's step
+    accounted: str = ""
 
     @property
     def agrees(self) -> bool:
         """The control confirms its cause: it agrees at every step and does not drift either
         (nor does any of its further pairs)."""
-        return (self.comparison is not None and self.comparison.agree
+        return (self.comparison is not None and (self.comparison.agree or bool(self.accounted))
                 and (self.fraction < DRIFT_FRACTION or self.control.drift_ok) and all(r.agrees for r in self.also)
                 and all(check.ok for check in self.checks))
 
@@ -93,7 +95,9 @@ class ControlRun:
             text = f"{self.control.description}: {state} ({self.message})"
         else:
             c = self.comparison
-            if not c.agree:
+            if self.accounted:
+                verdict = f"agree before step {c.first_divergent_step}, then differ only by {self.accounted}"
+            elif not c.agree:
                 verdict = f"still disagree from step {c.first_divergent_step}"
             else:
                 verdict = ("agree" if self.fraction < DRIFT_FRACTION
@@ -140,8 +144,12 @@ def run_control(result: ScenarioResult, control: Control, *, frameworks: tuple[s
     comparison = compare(made[0], made[1], result.scenario.tolerances[control.dtype])
     checks = [_rule_check(result, label, scenario, control.dtype, plan, runs=runs, progress=progress)
               for label, scenario in control.rules]
+    accounted = [found.describe() for label, run in zip(frameworks, made)
+                 if not comparison.agree and (found := result.properties.get((label, control.dtype))) is not None
+                 and run is result.runs.get((label, control.dtype)) and found.reference in frameworks
+                 and found.step == comparison.first_divergent_step]
     return ControlRun(control, comparison, 0.0 if comparison.closest is None else comparison.closest[2], also=also,
-                      checks=checks)
+                      checks=checks, accounted=accounted[0] if accounted else "")
 
 
 def _rule_check(result: ScenarioResult, label: str, scenario: Scenario, dtype: str, plan: TrainingPlan, *,

@@ -1,19 +1,20 @@
 """A scenario's pairs explained: a pair of two native sides that differs only by what the reference
 accounts for -- the optimizer conventions of its sides (each side agreeing with the reference in its
 own convention, each convention's reference run following that convention's update rule computed
-independently, ``harness.judge.textbook``) and a framework's narrowing rule (a side whose control
-run, with the rule off, agrees with the reference) -- differs, explained, and names them.
+independently, ``harness.judge.textbook``), a framework's narrowing rule (a side whose control
+run, with the rule off, agrees with the reference) and a real property of a framework (a side that
+agrees with the reference until the property, confirmed by a measurement that runs none of its
+code, takes its run out of the finite numbers, ``harness.judge.properties``) -- differs, explained,
+and names them. ``nn-parity run``, the reports and the fuzzer's oracle all read this one judgement.
 """
 from __future__ import annotations
 
-from harness.judge.result import ScenarioResult, bridge_of
+from harness.judge.properties import property_of
+from harness.judge.result import ScenarioResult, bridge_of, in_convention
 from harness.judge.runs import Runs
-from harness.judge.textbook import RuleCheck, check_run
+from harness.judge.textbook import check_rule
 from harness.run.labels import REFERENCE, control_label, convention_of, framework_of, reference_in
-from harness.run.trajectory import Trajectory
 from harness.spec.conventions import COMMON, convention_difference
-from harness.spec.scenario import Scenario
-from harness.spec.tolerance import Tolerance
 
 
 def explain(result: ScenarioResult, dtype: str, *, native: set[str], runs: Runs) -> None:
@@ -24,9 +25,14 @@ def explain(result: ScenarioResult, dtype: str, *, native: set[str], runs: Runs)
     it, ``account``). ``differences`` names them. A pair with a side that computed in another dtype
     than its own has ``faults``."""
     spec = None if result.scenario.training is None else result.scenario.training.optimizer
+    for label in result.frameworks:
+        reference = bridge_of(result, label, dtype)
+        if framework_of(label) != REFERENCE and reference is not None \
+                and (found := property_of(result, label, reference, dtype, runs)) is not None:
+            result.properties[(label, dtype)] = found
     accounted = {label: account(result, label, dtype, runs) for label in result.frameworks}
     for label, (ok, rule) in accounted.items():
-        if ok and rule:
+        if ok and rule and (label, dtype) not in result.properties:
             result.rules[(label, dtype)] = rule
     _check_rules(result, dtype)
     for c in result.comparisons:
@@ -61,19 +67,6 @@ def _check_rules(result: ScenarioResult, dtype: str) -> None:
                                                         result.scenario.tolerances[dtype])
 
 
-def check_rule(label: str, run: Trajectory, scenario: Scenario, tolerance: Tolerance) -> RuleCheck:
-    """A reference run (of ``scenario``) against the update rule of the convention it computed."""
-    spec = scenario.training_spec.optimizer
-    return check_run(label, run, optimizer=spec.name, learning_rate=spec.learning_rate, options=spec.options,
-                     convention=run.convention, tolerance=tolerance)
-
-
-def in_convention(result: ScenarioResult, convention: str, dtype: str) -> list[str]:
-    """The frameworks (not the reference) whose run in ``dtype`` computed ``convention``."""
-    return [label for label in result.frameworks if framework_of(label) != REFERENCE
-            and (run := result.runs.get((label, dtype))) is not None and run.ok and run.convention == convention]
-
-
 def convention_confirmed(result: ScenarioResult, convention: str, dtype: str, runs: Runs) -> bool:
     """What a convention difference rests on, none of it the code it explains: the reference in
     ``convention`` follows that convention's update rule computed independently (``rule_checks``),
@@ -87,8 +80,9 @@ def convention_confirmed(result: ScenarioResult, convention: str, dtype: str, ru
 
 def account(result: ScenarioResult, label: str, dtype: str, runs: Runs) -> tuple[bool, str]:
     """Whether the reference accounts for ``label``'s run: (True, "") when it is the reference or
-    agrees with the reference in its convention; (True, the rule) when its control run with its
-    framework's narrowing rule off agrees with it instead; else (False, "")."""
+    agrees with the reference in its convention; (True, the property) when it differs from it by a
+    property of its framework, measured (``properties``); (True, the rule) when its control run with
+    its framework's narrowing rule off agrees with it instead; else (False, "")."""
     if framework_of(label) == REFERENCE:
         return True, ""
     reference = bridge_of(result, label, dtype)
@@ -97,6 +91,8 @@ def account(result: ScenarioResult, label: str, dtype: str, runs: Runs) -> tuple
     direct = result.pair(label, reference, dtype)
     if direct is not None and direct.agree:
         return True, ""
+    if (found := result.properties.get((label, dtype))) is not None:
+        return True, found.describe()
     control = result.pair(control_label(label), reference, dtype)
     if control is None or not control.agree:
         return False, ""

@@ -8,6 +8,7 @@ explanations; the render and answers floors read it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from harness.judge.compare import DISAGREE, Comparison, worst_state
 from harness.judge.lab_values import LabCheck
@@ -18,6 +19,9 @@ from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 from harness.spec.conventions import COMMON
 from harness.spec.scenario import Scenario
+
+if TYPE_CHECKING:  # properties.py reads results: only its type here
+    from harness.judge.properties import Property
 
 
 @dataclass
@@ -33,6 +37,9 @@ class ScenarioResult:
     # (label, dtype) -> how a control run accounts for a run that differs from the reference: the
     # framework's narrowing rule and the operations it narrowed (``harness.judge.explain.account``)
     rules: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (label, dtype) -> the real property of its framework that accounts for a run that differs from the
+    # reference, measured (``harness.judge.properties``; ``harness.judge.explain.account``)
+    properties: dict[tuple[str, str], Property] = field(default_factory=dict)
     # (label, dtype) -> accuracy per split of the run's final parameters (classifiers only)
     accuracy: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     # the plans' breaks of the scenario's declaration (``harness.judge.plan_checks``): a fault of the
@@ -111,6 +118,12 @@ class ScenarioResult:
     def pair(self, a: str, b: str, dtype: str) -> Comparison | None:
         """The comparison of ``a`` and ``b`` in ``dtype``, in either order."""
         return self.comparison(a, b, dtype) or self.comparison(b, a, dtype)
+
+
+def in_convention(result: ScenarioResult, convention: str, dtype: str) -> list[str]:
+    """The frameworks (not the reference) whose run in ``dtype`` computed ``convention``."""
+    return [label for label in result.frameworks if framework_of(label) != REFERENCE
+            and (run := result.runs.get((label, dtype))) is not None and run.ok and run.convention == convention]
 
 
 def bridge_of(result: ScenarioResult, label: str, dtype: str) -> str | None:

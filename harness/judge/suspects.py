@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from harness.judge.compare import DISAGREE, Comparison
-from harness.judge.explain import in_convention
 from harness.judge.localisation import Localisation
-from harness.judge.result import ScenarioResult, names
+from harness.judge.result import ScenarioResult, in_convention, names
 from harness.judge.runs import Runs
 from harness.judge.textbook import OWNERS
 from harness.run.labels import REFERENCE, convention_of, framework_of

@@ -17,7 +17,14 @@ numbers in every float32 run, and in a float64 run of the ``"keras"`` convention
 TensorFlow the cast of a Python float goes through float32; ``"keras-unrounded"``, JAX and torch:
 exact). It matters beyond an ulp: ``1 - beta**t`` cancels, so beta_2 = 0.999 rounded to float32
 (0.99900001287) makes ``1 - beta_2`` 1.3e-5 smaller and Adam's step 6.4e-6 larger, relatively (3.2e-6
-on a step of lr 0.5), while the rule with the exact betas would call that a wrong update::
+on a step of lr 0.5), while the rule with the exact betas would call that a wrong update. The power
+itself is computed in a dtype too (Keras: ``ops.power`` in the variable's dtype; torch: ``beta ** step``
+in Python doubles), and ``1 - beta**t`` cancels its rounding: half an ulp of ``0.999**3`` in float32
+is a relative 6e-6 of ``1 - beta_2**3``, 3e-6 of Adam's step, 27 float32 ulps of a step of 2.3 (found
+by the fuzzer, ``tests/scenarios/fuzz-seed3-example7.toml``). So the rule takes each power as a
+faithfully rounded number of that dtype, either neighbour of the exact power (the exact power itself
+when the dtype holds it, as at t = 1), and the run's update must lie within the tolerance of the
+range the rule gives over those neighbours (``Rule.update`` returns its two ends)::
 
     SGD      v = momentum * v - lr * g;  w += v   (nesterov: w += momentum * v - lr * g)
     Adam     alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)
@@ -52,6 +59,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from harness.run.trajectory import Trajectory
+from harness.spec.scenario import Scenario
 from harness.spec.tolerance import Tolerance, compare_elements, finite_magnitude
 
 CONTEXT = Context(prec=50)
@@ -103,16 +111,34 @@ class Rule:
         rounded = self.family == "keras" and (dtype == "float32" or convention == "keras")
         self.cast = (lambda x: _d(float(np.float32(x)))) if rounded else _d
         self.lr = _d(learning_rate)
+        self.power_dtype = dtype if self.family == "keras" else "float64"  # where ``beta**t`` is computed
         self.state: dict[str, dict[str, Vector]] = {}
 
     def describe(self) -> str:
         source = SOURCES[self.family].format(self.name)
         return f"{OWNERS[self.family]} {RULE_NAMES[self.name]} ({source})"
 
-    def update(self, t: int, name: str, w: Vector, g: Vector) -> Vector:
+    def update(self, t: int, name: str, w: Vector, g: Vector) -> tuple[Vector, Vector]:
+        """The new ``w`` as the two ends of the range the rule allows (the same vector twice but for
+        Adam, whose bias corrections take each power of a beta as either neighbour in its dtype)."""
         state = self.state.setdefault(name, {})
-        rule: Callable[[int, dict[str, Vector], Vector, Vector], Vector] = getattr(self, f"_{self.family}_{self.name}")
-        return rule(t, state, w, g)
+        rule: Callable[[int, dict[str, Vector], Vector, Vector], Vector | tuple[Vector, Vector]] = \
+            getattr(self, f"_{self.family}_{self.name}")
+        new = rule(t, state, w, g)
+        return new if isinstance(new, tuple) else (new, new)
+
+    def _powers(self, beta: Decimal, t: int) -> tuple[Decimal, Decimal]:
+        """``beta**t`` as the framework computes it, a faithfully rounded number of the dtype it computes
+        in (Keras: the variable's, torch: Python's double): the two neighbours of the exact power in that
+        dtype, (lower, upper), one number when the dtype holds the power exactly."""
+        dtype = np.dtype(self.power_dtype).type
+        exact = Context(prec=60 * (t + 1)).power(beta, t)  # exact: a float's decimal digits, t times
+        near = dtype(float(exact))
+        if _d(near) == exact:
+            return exact, exact
+        other = np.nextafter(near, dtype(np.inf) if _d(near) < exact else dtype(-np.inf))
+        lower, upper = sorted((_d(near), _d(other)))
+        return lower, upper
 
     # --- Keras ---------------------------------------------------------------------------
 
@@ -126,9 +152,11 @@ class Rule:
             return [wi + mu * vi - lr * gi for wi, vi, gi in zip(w, v, g)]
         return [wi + vi for wi, vi in zip(w, v)]
 
-    def _keras_adam(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
+    def _keras_adam(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> tuple[Vector, Vector]:
         b1, b2, eps = _d(self.o["beta_1"]), _d(self.o["beta_2"]), _d(self.o["epsilon"])
-        alpha = self.lr * _sqrt(1 - self.cast(self.o["beta_2"]) ** t) / (1 - self.cast(self.o["beta_1"]) ** t)
+        # alpha grows with beta_1**t and falls with beta_2**t: its ends over the powers' neighbours
+        (p1_low, p1_high), (p2_low, p2_high) = (self._powers(self.cast(self.o[k]), t) for k in ("beta_1", "beta_2"))
+        alphas = [self.lr * _sqrt(1 - p2) / (1 - p1) for p1, p2 in ((p1_low, p2_high), (p1_high, p2_low))]
         m = s.setdefault("m", [Decimal(0)] * len(w))
         v = s.setdefault("v", [Decimal(0)] * len(w))
         m[:] = [mi + (gi - mi) * (1 - b1) for mi, gi in zip(m, g)]
@@ -137,7 +165,8 @@ class Rule:
             vhat = s.setdefault("vhat", [Decimal(0)] * len(w))
             vhat[:] = [max(a, b) for a, b in zip(vhat, v)]
             v = vhat
-        return [wi - mi * alpha / (_sqrt(vi) + eps) for wi, mi, vi in zip(w, m, v)]
+        low, high = ([wi - mi * alpha / (_sqrt(vi) + eps) for wi, mi, vi in zip(w, m, v)] for alpha in alphas)
+        return low, high
 
     def _keras_rmsprop(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
         rho, eps, mu = _d(self.o["rho"]), _d(self.o["epsilon"]), _d(self.o["momentum"])
@@ -171,7 +200,7 @@ class Rule:
             return [wi - lr * (gi + mu * bi) for wi, gi, bi in zip(w, g, buf)]
         return [wi - lr * bi for wi, bi in zip(w, buf)]
 
-    def _torch_adam(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
+    def _torch_adam(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> tuple[Vector, Vector]:
         b1, b2, eps = _d(self.o["beta_1"]), _d(self.o["beta_2"]), _d(self.o["epsilon"])
         m = s.setdefault("m", [Decimal(0)] * len(w))
         v = s.setdefault("v", [Decimal(0)] * len(w))
@@ -181,9 +210,11 @@ class Rule:
             vmax = s.setdefault("vmax", [Decimal(0)] * len(w))
             vmax[:] = [max(a, b) for a, b in zip(vmax, v)]
             v = vmax
-        step_size = self.lr / (1 - b1 ** t)
-        correction2 = _sqrt(1 - b2 ** t)
-        return [wi - step_size * mi / (_sqrt(vi) / correction2 + eps) for wi, mi, vi in zip(w, m, v)]
+        # the step grows with beta_1**t and falls with beta_2**t: its ends over the powers' neighbours
+        (p1_low, p1_high), (p2_low, p2_high) = self._powers(b1, t), self._powers(b2, t)
+        low, high = ([wi - self.lr / (1 - p1) * mi / (_sqrt(vi) / _sqrt(1 - p2) + eps) for wi, mi, vi in zip(w, m, v)]
+                     for p1, p2 in ((p1_low, p2_high), (p1_high, p2_low)))
+        return low, high
 
     def _torch_rmsprop(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
         rho, eps, mu = _d(self.o["rho"]), _d(self.o["epsilon"]), _d(self.o["momentum"])
@@ -262,8 +293,10 @@ def check_run(label: str, run: Trajectory, *, optimizer: str, learning_rate: flo
             if not (np.isfinite(w).all() and np.isfinite(g).all() and np.isfinite(after).all()):
                 return RuleCheck(label, run.dtype, rule.describe(), step, largest=largest,
                                  message=f"step {step} holds inf or nan")
-            new = rule.update(step + 1, name, [_d(x) for x in w.reshape(-1)], [_d(x) for x in g.reshape(-1)])
-            expected = np.array([float(x) for x in new]).reshape(after.shape)
+            ends = rule.update(step + 1, name, [_d(x) for x in w.reshape(-1)], [_d(x) for x in g.reshape(-1)])
+            low, high = (np.array([float(x) for x in end]).reshape(after.shape) for end in ends)
+            # the rule's value nearest the run's within the range it allows (one value but for Adam)
+            expected = np.clip(after, np.minimum(low, high), np.maximum(low, high))
             # M: the largest magnitude the update combined (the parameters before it too: a step that
             # nearly cancels a parameter rounds at the ulp of the parameter, not of the result)
             e = compare_elements(after, expected, tolerance,
@@ -275,3 +308,10 @@ def check_run(label: str, run: Trajectory, *, optimizer: str, learning_rate: flo
                                  index=tuple(int(i) for i in where), run_value=float(after[where]),
                                  rule_value=float(expected[where]), largest=largest)
     return RuleCheck(label, run.dtype, rule.describe(), steps, largest=largest, message=message)
+
+
+def check_rule(label: str, run: Trajectory, scenario: Scenario, tolerance: Tolerance) -> RuleCheck:
+    """A reference run (of ``scenario``) against the update rule of the convention it computed."""
+    spec = scenario.training_spec.optimizer
+    return check_run(label, run, optimizer=spec.name, learning_rate=spec.learning_rate, options=spec.options,
+                     convention=run.convention, tolerance=tolerance)

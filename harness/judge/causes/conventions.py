@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness.judge.controls import Control, Pair
-from harness.judge.explain import in_convention
-from harness.judge.result import ScenarioResult, bridge_of
+from harness.judge.result import ScenarioResult, bridge_of, in_convention
 from harness.judge.runs import narrowed
 from harness.run.labels import REFERENCE, control_label, convention_of, framework_of, reference_in, with_convention
 from harness.spec.scenario import Scenario

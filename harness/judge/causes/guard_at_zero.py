@@ -42,6 +42,7 @@ from typing import Callable
 import numpy as np
 
 from harness.judge.causes.evidence import Evidence, Finding
+from harness.judge.controls import Pair
 from harness.run.labels import framework_of
 from harness.spec.tolerance import compare_elements
 from reference.layers import Dense, DenseCache
@@ -125,6 +126,12 @@ def _reproduces(grads: dict[str, Array], trace: dict[str, np.ndarray], e: Eviden
 
 def _has_nan(grads: dict[str, Array]) -> bool:
     return any(bool(np.isnan(g).any()) for g in grads.values())
+
+
+def applies(pair: Pair) -> bool:
+    """Both sides train a categorical cross-entropy under the "torch" guard."""
+    return all(s.training is not None and s.training.loss == "categorical_crossentropy" and s.training.clip == "torch"
+               for s in (pair.a, pair.b))
 
 
 def check(e: Evidence) -> Finding | None:

@@ -43,6 +43,10 @@ class Cause:
     applies: Callable[[Pair], bool] = lambda pair: True
     controls: Callable[[Pair], list[Control]] = lambda pair: []
     check: Callable[[Evidence], Finding | None] | None = None
+    # a real property of a framework, not a defect: a framework run that differs from the reference in
+    # its convention by it alone, confirmed by its ``check``, is accounted for (``harness.judge.properties``)
+    # and its pairs differ, explained, as by a convention or a dtype rule
+    property: bool = False
 
 
 CAUSES: tuple[Cause, ...] = (
@@ -76,7 +80,8 @@ CAUSES: tuple[Cause, ...] = (
                                                  "in float32", applies=lambda p: bool(narrowed_sides(p)),
           controls=rule_control),
     # a property of the frameworks' autograd, measured without their code (guard_at_zero)
-    Cause(name=guard_at_zero.NAME, explanation=guard_at_zero.EXPLANATION, check=guard_at_zero.check),
+    Cause(name=guard_at_zero.NAME, explanation=guard_at_zero.EXPLANATION, applies=guard_at_zero.applies,
+          check=guard_at_zero.check, property=True),
     # measured defects (the measured families), before float32 growth: a float32 run computed in
     # float64 agrees with float64 too, and is a defect, not drift
     Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",
@@ -118,6 +123,9 @@ CAUSES: tuple[Cause, ...] = (
         controls=float64_control,
     ),
 )
+
+
+PROPERTIES: tuple[Cause, ...] = tuple(cause for cause in CAUSES if cause.property)
 
 
 def name_cause(pair: Pair, *, evidence: Evidence | None = None, causes: tuple[Cause, ...] = CAUSES,
