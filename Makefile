@@ -56,17 +56,19 @@ test test-fast test-campaigns test-kernels: export PYTHONPYCACHEPREFIX := $(absp
 # each catalogue scenario still runs once per session
 XDIST := -n auto --dist loadgroup
 
-# everything but the fuzz campaigns with a planted defect (minutes each: make test-campaigns)
+# everything but the fuzz campaigns with a planted defect (a minute or more each: make test-campaigns, which
+# CI runs: tests/test_fuzz_recall.py and tests/test_fuzz.py's planted reference defect)
 test: lint
 	$(BIN)/python -m pytest $(XDIST) -m "not campaign"
 
-# recall of `nn-parity fuzz`: one campaign per planted defect (tests/test_fuzz_recall.py); CI runs it
+# recall of `nn-parity fuzz`: one campaign per planted defect (tests/test_fuzz_recall.py) and the CLI campaign
+# that finds, shrinks and replays a planted reference defect (tests/test_fuzz.py); CI runs it
 .PHONY: test-campaigns
 test-campaigns: $(STAMP)
 	$(BIN)/python -m pytest -q $(XDIST) -m campaign
 
-# the edit loop: everything but the tests marked slow (whole catalogue scenarios, real training runs);
-# also on every core (measured: 14 s instead of 19 s)
+# the edit loop: everything but the tests marked slow (whole catalogue scenarios, real training runs,
+# Keras started in a worker, a timeout of seconds waited out); also on every core (measured: 14 s instead of 19 s)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(XDIST)
 

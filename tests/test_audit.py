@@ -317,6 +317,7 @@ def test_a_sibling_import_works(tmp_path, scenario, batch):
         np.testing.assert_array_equal(returned.arrays[name], expected[label])
 
 
+@pytest.mark.slow  # waits out its 10 s timeout
 def test_what_the_submission_started_is_killed_with_it(tmp_path, scenario, batch, gone):
     pid_file = tmp_path / "grandchild.pid"
     path = _submit(tmp_path, f"""import pathlib, subprocess, time

@@ -72,7 +72,8 @@ def backward(params, X, y):
 """
 
 
-@pytest.mark.parametrize("ending", ["returns", "times-out"])
+# times-out waits out its 20 s timeout: slow
+@pytest.mark.parametrize("ending", ["returns", pytest.param("times-out", marks=pytest.mark.slow)])
 def test_a_process_that_leaves_the_session_does_not_outlive_the_audit(tmp_path: Path, gone, ending: str) -> None:
     """A submission whose grandchild calls setsid() and setpgid() and is orphaned: it is gone once
     ``run_submission`` returns, whether the function returned or timed out."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.commands.cli import main
 from tests.children import INTERRUPTIBLE, descendants, loaded
 
 pytestmark = pytest.mark.slow  # every case runs real reports (Keras and torch) in subprocesses
@@ -51,6 +52,12 @@ def report(scenario: Path, out: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def report_here(scenario: Path, out: Path) -> None:
+    """The same command in this process: its framework workers are this test process's, started once for
+    every test it runs, not once per command (the bytes are the same: tests/test_report_environment.py)."""
+    assert main(["report", "--scenario", str(scenario), "--out", str(out), "--quiet"]) == 0
+
+
 def linked(folder: Path) -> set[str]:
     return set(re.findall(r"!\[[^]]*\]\(([^)]+)\)", (folder / "tiny-mlp.md").read_text()))
 
@@ -62,8 +69,8 @@ def versions(tmp_path_factory) -> dict[str, Path]:
     (root / "old.toml").write_text(TINY)
     (root / "new.toml").write_text(TINY.replace("learning_rate = 0.1", "learning_rate = 0.2"))
     assert (root / "old.toml").read_text() != (root / "new.toml").read_text()
-    report(root / "old.toml", root / "old")
-    report(root / "new.toml", root / "new")
+    report_here(root / "old.toml", root / "old")
+    report_here(root / "new.toml", root / "new")
     assert (root / "old" / "tiny-mlp.md").read_bytes() != (root / "new" / "tiny-mlp.md").read_bytes()
     return {"old": root / "old", "new": root / "new", "new.toml": root / "new.toml"}
 

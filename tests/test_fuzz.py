@@ -76,6 +76,7 @@ def test_a_short_campaign_writes_its_summary_and_exits_by_its_findings(tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.campaign  # a 30-example campaign with a planted defect and its shrink: make test-campaigns (CI)
 def test_a_planted_reference_defect_is_found_shrunk_and_replays(tmp_path: Path, monkeypatch) -> None:
     plant_reference_sigmoid_derivative(monkeypatch)
     monkeypatch.setattr(campaign_module, "SHRINK_SECONDS", 20.0)

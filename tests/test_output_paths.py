@@ -86,6 +86,7 @@ def test_an_output_that_cannot_be_written_is_named_before_anything_runs(workspac
     assert capsys.readouterr().out == ""  # refused before the run
 
 
+@pytest.mark.slow  # the audit computes the independent gradients: Keras and torch start in their workers
 def test_a_dangling_or_looping_symlink_in_an_audited_folder_is_a_row(workspace: Path, capsys) -> None:
     """Never dropped silently: each is a crashed row naming why it cannot be read; exit 1."""
     os.symlink("nowhere.py", workspace / "subs" / "dangling.py")
