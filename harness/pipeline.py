@@ -9,9 +9,10 @@ that makes them through the adapters, their worker processes and the run cache.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from dataclasses import dataclass, replace
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping, TypeAlias
 
 from harness.judge import diagnosis
 from harness.judge.compare_runs import compare_pair, controls_needed, judge_runs
@@ -134,6 +135,9 @@ def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> lis
     return diagnosis.diagnose(result, runs=RUNS, progress=progress)
 
 
+_Made: TypeAlias = "list[Diagnosis] | Exception"
+
+
 def diagnose_all(results: list[ScenarioResult], *,
                  progress: Progress | None = None) -> Iterator[list[Diagnosis] | Exception]:
     """Each result's diagnoses (``diagnose``), in the order of ``results``, each as soon as it and
@@ -151,11 +155,38 @@ def diagnose_all(results: list[ScenarioResult], *,
     if running_at_once() <= 1 or len(results) <= 1:
         yield from (one(r) for r in results)
         return
-    pool = ThreadPoolExecutor(max_workers=running_at_once(), thread_name_prefix="nn-parity-diagnose")
     try:
-        yield from pool.map(one, results)
-    except BaseException:  # Ctrl-C, SIGTERM, or left unfinished: start nothing more, end the workers (the
-        pool.shutdown(wait=False, cancel_futures=True)  # threads' calls into them then return at once)
-        stop_all()
+        yield from _in_order_on_daemon_threads(one, results, at_once=running_at_once())
+    except BaseException:  # Ctrl-C, SIGTERM, or left unfinished: nothing more starts; ending the workers makes
+        stop_all()          # the threads' calls into them return at once, and no exit waits for a thread
         raise
-    pool.shutdown()
+
+
+def _in_order_on_daemon_threads(one: Callable[[ScenarioResult], _Made], results: list[ScenarioResult], *,
+                                at_once: int) -> Iterator[_Made]:
+    """``one`` of each result, in order, at most ``at_once`` running at a time, each on a daemon thread: an
+    interrupted caller exits without waiting for a diagnosis still running (a pool's threads are joined
+    at exit). When the caller stops asking (an interrupt, an error), nothing more is started."""
+    made: list[queue.Queue[_Made]] = [queue.Queue(maxsize=1) for _ in results]
+    slots = threading.BoundedSemaphore(at_once)
+    stopped = threading.Event()
+
+    def work(index: int) -> None:
+        try:
+            made[index].put(one(results[index]))
+        finally:
+            slots.release()
+
+    def start_each() -> None:
+        for index in range(len(results)):
+            slots.acquire()
+            if stopped.is_set():
+                return
+            threading.Thread(target=work, args=(index,), name="nn-parity-diagnose", daemon=True).start()
+
+    threading.Thread(target=start_each, name="nn-parity-diagnose-start", daemon=True).start()
+    try:
+        for box in made:
+            yield box.get()
+    finally:
+        stopped.set()

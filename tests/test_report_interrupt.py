@@ -25,10 +25,10 @@ PROMPT = 5.0  # seconds from the signal to the exit
 # after the first scenario's report is made and before the second's is.
 HELD_UP = """
 import sys, time
-from harness.commands import report
+from harness import pipeline
 from harness.commands.cli import main
 
-marker, real = sys.argv[1], report.diagnose
+marker, real = sys.argv[1], pipeline.diagnose
 
 def held_up(result, **options):
     if result.scenario.name == "second":
@@ -36,7 +36,7 @@ def held_up(result, **options):
         time.sleep(600)
     return real(result, **options)
 
-report.diagnose = held_up
+pipeline.diagnose = held_up
 sys.exit(main(sys.argv[2:]))
 """
 
