@@ -148,12 +148,12 @@ def _loop_functions(m: TFModel, *, full: bool, stops: bool) -> tuple[Any, Any]:
         d = tf.abs(loss - previous)
         return tf.logical_or(d >= data[5], tf.math.is_nan(d))
 
-    @tf.function
+    @tf.function(autograph=False)
     def first(data: Any) -> Any:
         loss, grads = loss_and_grads(data, tf.constant(0, dtype=tf.int64))
         return loss, tuple(grads)
 
-    @tf.function
+    @tf.function(autograph=False)
     def chunk(data: Any, step: Any, previous: Any, loss: Any, grads: Any, end: Any) -> Any:
         # The loss and gradients of step t are computed at the end of step t-1, so the
         # early-stop test sits in the loop condition and every write is unconditional.
