@@ -56,10 +56,31 @@ class KindAudit(ABC):
     def expect(self) -> None:
         """Compute what every implementation computes on the calls (the frameworks load here)."""
 
+    @abstractmethod
+    def judge(self, function: str, called: Called) -> AuditResult:
+        """What a submission's calls returned, judged (``OutcomeAudit``: from its ``outcome``)."""
+        ...
+
+    @abstractmethod
+    def quantity_names(self) -> list[tuple[str, str]]:
+        """(name, label) of every quantity scored, one point each."""
+        ...
+
+    def crashed(self, function: str, reason: str, *, file: str = "", notes: list[str] | None = None) -> AuditResult:
+        params = [ParamAudit(name=name, label=label, status="crashed", message=reason)
+                  for name, label in self.quantity_names()]
+        return AuditResult(scenario=self.scenario.name, function=function, params=params, source_spread={},
+                           crash=reason, file=file, notes=notes or [], kind=self.kind, unit=self.unit)
+
+
+class OutcomeAudit(KindAudit):
+    """A kind judged from one ``Outcome`` of the calls' return values (every kind but ``backward``,
+    whose gradient audit has its own judging)."""
+
+    @abstractmethod
     def outcome(self, values: list[object]) -> Outcome:
-        """What the calls' return values say (used by ``judge``; an audit with its own ``judge``,
-        ``BackwardAudit``, has none)."""
-        raise NotImplementedError(f"{type(self).__name__} judges by its own judge()")
+        """What the calls' return values say."""
+        ...
 
     def judge(self, function: str, called: Called) -> AuditResult:
         if called.error:
@@ -76,17 +97,6 @@ class KindAudit(ABC):
                            suspect=outcome.suspect, evidence=outcome.evidence, compared=outcome.compared,
                            right=outcome.right,
                            comparisons=[c.as_dict() for c in outcome.comparisons])
-
-    @abstractmethod
-    def quantity_names(self) -> list[tuple[str, str]]:
-        """(name, label) of every quantity scored, one point each."""
-        ...
-
-    def crashed(self, function: str, reason: str, *, file: str = "", notes: list[str] | None = None) -> AuditResult:
-        params = [ParamAudit(name=name, label=label, status="crashed", message=reason)
-                  for name, label in self.quantity_names()]
-        return AuditResult(scenario=self.scenario.name, function=function, params=params, source_spread={},
-                           crash=reason, file=file, notes=notes or [], kind=self.kind, unit=self.unit)
 
 
 class Unreadable(Exception):

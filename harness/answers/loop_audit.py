@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from harness.answers.audit import ParamAudit, check_trains
-from harness.answers.kind_base import SUBMISSION, KindAudit, Outcome, Unreadable, as_array, as_number, differs
+from harness.answers.kind_base import SUBMISSION, Outcome, OutcomeAudit, Unreadable, as_array, as_number, differs
 from harness.answers.mistakes import Params, Step, UpdateMistake, apply, gradients, plain_sgd, update_mistakes
 from harness.answers.returned import read_returned
 from harness.answers.sandbox import Argument
@@ -26,7 +26,7 @@ from harness.spec.tolerance import Tolerance
 # --- the whole loop: train ---------------------------------------------------------------
 
 
-class TrainAudit(KindAudit):
+class TrainAudit(OutcomeAudit):
     kind = "train"
     unit = "step"
 

@@ -21,6 +21,7 @@ from harness.answers.kind_base import (
     SUBMISSION,
     KindAudit,
     Outcome,
+    OutcomeAudit,
     Shaped,
     Unreadable,
     as_array,
@@ -83,7 +84,7 @@ class BackwardAudit(KindAudit):
 # --- evaluation points: forward, loss, step -------------------------------------------------
 
 
-class PointAudit(KindAudit):
+class PointAudit(OutcomeAudit):
     """forward, loss and step: called at the reference's parameters before steps 0..3, compared
     point by point with every implementation and with the replays of each known mistake."""
 
