@@ -25,6 +25,7 @@ import numpy as np
 
 from harness.judge.causes.evidence import Evidence, Trace, agree
 from harness.judge.causes.registry import PROPERTIES, Cause
+from harness.judge.compare import compare
 from harness.judge.controls import Pair
 from harness.judge.result import ScenarioResult
 from harness.judge.runs import Runs
@@ -43,6 +44,7 @@ class Property:
     dtype: str
     step: int
     cause: Cause
+    measured: str = ""  # what the measurement found, as the diagnosis quotes it
 
     def describe(self) -> str:
         """The phrase a pair's ``differences`` and the bridges' control runs quote."""
@@ -72,7 +74,12 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
         return None
     step = c.first_divergent_step
     pair = Pair(result, c, runs)
-    causes = [cause for cause in PROPERTIES if cause.check is not None and cause.applies(pair)]
+    causes = [cause for cause in PROPERTIES if cause.applies(pair)]
+    for cause in causes:
+        if cause.reproduce is not None and (measured := reproduced(cause, result, label, reference, dtype, step,
+                                                                    runs)):
+            return Property(label, reference, dtype, step, cause, measured)
+    causes = [cause for cause in causes if cause.check is not None]
     if not causes or step >= min(c.steps_a, c.steps_b) or not nonfinite_from(run, step):
         return None
     sides = (c.a, c.b)
@@ -90,7 +97,30 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
         return None
     for cause in causes:
         assert cause.check is not None
-        found = cause.check(evidence)
+        with np.errstate(all="ignore"):
+            found = cause.check(evidence)
         if found is not None and found.side == label:
             return Property(label, reference, dtype, step, cause)
     return None
+
+
+def reproduced(cause: Cause, result: ScenarioResult, label: str, reference: str, dtype: str, step: int,
+               runs: Runs) -> str | None:
+    """What was measured when ``label``'s run agrees, at every recorded step, with the reference's run
+    made again in NumPy with the property acting (``Cause.reproduce``), and the reference's own run does
+    not (the property is what parts them); None otherwise."""
+    assert cause.reproduce is not None
+    plan, tolerance = side_plan(result.plans[dtype], result.scenario_for(reference)), result.scenario.tolerances[dtype]
+    try:
+        made = cause.reproduce(runs, label, plan, step)
+    except Exception:  # the measurement failed: nothing measured, nothing accounted
+        return None
+    if made is None or not made.ok:
+        return None
+    apart, together = compare(made, result.runs[(reference, dtype)], tolerance), compare(result.runs[(label, dtype)],
+                                                                                         made, tolerance)
+    if apart.agree or not together.agree:
+        return None
+    return (f"{label}'s run agrees at every step with {reference}'s made again with {cause.name} (NumPy, none of "
+            f"{label}'s code; max |a - b| {together.max_abs:.2e}), which parts from {reference}'s own run at step "
+            f"{apart.first_divergent_step}")

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from harness.judge.causes import guard_at_zero
+import numpy as np
+
+from harness.judge.causes import guard_at_zero, subnormals
 from harness.judge.causes.conventions import convention_control, narrowed_sides, rule_control
 from harness.judge.causes.evidence import Evidence, Finding
 from harness.judge.causes.factors import constant_factor, gradient_scaled
@@ -29,7 +31,10 @@ from harness.judge.causes.settings import (
 )
 from harness.judge.causes.updates import effective_learning_rate, weight_decay
 from harness.judge.controls import Control, ControlRun, Pair, run_control
+from harness.judge.runs import Runs
+from harness.run.plan import TrainingPlan
 from harness.run.progress import Progress
+from harness.run.trajectory import Trajectory
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,10 @@ class Cause:
     applies: Callable[[Pair], bool] = lambda pair: True
     controls: Callable[[Pair], list[Control]] = lambda pair: []
     check: Callable[[Evidence], Finding | None] | None = None
+    # a property's other confirmation: the reference's run of a side's scenario made again in NumPy with
+    # the property acting, for a side whose framework has it and where it acts by the pair's first
+    # divergent step (None otherwise); the side must agree with it (``harness.judge.properties``)
+    reproduce: Callable[[Runs, str, TrainingPlan, int], Trajectory | None] | None = None
     # a real property of a framework, not a defect: a framework run that differs from the reference in
     # its convention by it alone, confirmed by its ``check``, is accounted for (``harness.judge.properties``)
     # and its pairs differ, explained, as by a convention or a dtype rule
@@ -82,6 +91,9 @@ CAUSES: tuple[Cause, ...] = (
     # a property of the frameworks' autograd, measured without their code (guard_at_zero)
     Cause(name=guard_at_zero.NAME, explanation=guard_at_zero.EXPLANATION, applies=guard_at_zero.applies,
           check=guard_at_zero.check, property=True),
+    # a property of a framework's arithmetic, measured by the reference run flushed (subnormals)
+    Cause(name=subnormals.NAME, explanation=subnormals.EXPLANATION, applies=subnormals.applies,
+          reproduce=subnormals.reproduce, property=True),
     # measured defects (the measured families), before float32 growth: a float32 run computed in
     # float64 agrees with float64 too, and is a defect, not drift
     Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",
@@ -136,8 +148,14 @@ def name_cause(pair: Pair, *, evidence: Evidence | None = None, causes: tuple[Ca
     for cause in causes:
         if not cause.applies(pair):
             continue
+        if cause.reproduce is not None:  # measured once for the pair's sides (``harness.judge.properties``)
+            acting = next((p for side in (c.a, c.b) if (p := pair.result.properties.get((side, c.dtype))) is not None
+                           and p.cause is cause), None)
+            if acting is not None:
+                return cause, Finding(cause.name, acting.label, acting.measured), tried
         if cause.check is not None:
-            found = None if evidence is None else cause.check(evidence)
+            with np.errstate(all="ignore"):  # a measurement of diverged runs meets inf and nan: results, not errors
+                found = None if evidence is None else cause.check(evidence)
             if found is not None:
                 return cause, found, tried
         for control in cause.controls(pair):

@@ -22,7 +22,7 @@ import numpy as np
 from harness.run import environment
 from harness.run.adapters import keras_tf_loop
 from harness.run.adapters.keras_model import forward_plan, model_for, run_model
-from harness.run.adapters.protocol import Adapter, Params, check_expressible, missing
+from harness.run.adapters.protocol import FLUSHED, Adapter, Params, check_expressible, missing
 from harness.run.plan import TrainingPlan
 from harness.run.threads import framework_threads
 from harness.run.trajectory import Trajectory
@@ -205,6 +205,7 @@ class KerasAdapter:
     conventions: tuple[str, ...] = ("keras",)
     optimizer_module: str = "keras.optimizers"
     narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
+    subnormals: str | None = FLUSHED
 
     def available(self) -> str | None:
         return missing("tensorflow", "keras")

@@ -62,6 +62,7 @@ class NumpyReference:
     conventions: tuple[str, ...] = CONVENTIONS
     optimizer_module: str = "reference.optimizers"
     narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
+    subnormals: str | None = None  # IEEE 754's: kept
 
     def available(self) -> str | None:
         return None

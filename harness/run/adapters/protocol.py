@@ -22,6 +22,8 @@ from harness.spec.conventions import FIELD, native, optimizer_class, pinned
 from harness.spec.scenario import OptimizerSpec, Scenario
 
 Params = dict[str, np.ndarray]
+# ``Adapter.subnormals`` of a framework whose CPU kernels run with flush-to-zero and denormals-are-zero
+FLUSHED = "flushed to zero (its CPU kernels run with flush-to-zero and denormals-are-zero)"
 
 
 class Adapter(Protocol):
@@ -31,6 +33,9 @@ class Adapter(Protocol):
     # the name of its dtype rule that returns 32-bit results from some 64-bit operations, which a
     # scenario's ``keep_64_bit`` turns off (a control run); None when it has none
     narrowing_rule: str | None
+    # how its arithmetic treats subnormal numbers when not as IEEE 754 does (TensorFlow and XLA on the
+    # CPU flush them to zero), a property ``harness.judge.causes.subnormals`` measures; None: it keeps them
+    subnormals: str | None
 
     def available(self) -> str | None:
         """None, or why it cannot run here (a framework that is not installed)."""

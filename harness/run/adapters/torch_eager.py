@@ -351,6 +351,7 @@ class TorchAdapter:
     conventions: tuple[str, ...] = ("torch",)
     optimizer_module: str = "torch.optim"
     narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
+    subnormals: str | None = None  # kept (torch.set_flush_denormal is off)
 
     def available(self) -> str | None:
         return missing("torch")

@@ -463,6 +463,7 @@ class RemoteAdapter:
         self.conventions: tuple[str, ...] = local.conventions
         self.optimizer_module: str = local.optimizer_module
         self.narrowing_rule: str | None = local.narrowing_rule
+        self.subnormals: str | None = local.subnormals
         self.in_process_ok = in_process_ok
 
     @property
