@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from harness.judge.rounding import MORE_RUNS, RUNS
 from harness.run.trajectory import Trajectory
 from harness.spec.tolerance import (
     ROUNDING_DECIDES,
@@ -235,16 +236,21 @@ def output_name(layer: int, moment: str) -> str:
 
 
 def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance, *,
-            rounding: Callable[[], Mapping[str, np.ndarray]] | None = None) -> Comparison:
+            rounding: Callable[[int], Mapping[str, np.ndarray]] | None = None) -> Comparison:
     """Compare two successful runs over their common steps; a different step count disagrees.
-    ``rounding``: makes the measured rounding error of each quantity (``harness.judge.rounding``,
-    the rule's ``R`` term), called only when the fixed terms reject the pair (``R`` can only widen
-    the allowance, so a pair they accept agrees either way)."""
+    ``rounding``: makes the measured rounding error of each quantity over that many jittered runs
+    (``harness.judge.rounding``, the rule's ``R`` term), called only when the fixed terms reject the
+    pair (``R`` can only widen the allowance, so a pair they accept agrees either way); with
+    ``RUNS`` runs first, and with ``MORE_RUNS`` where the pair still disagrees and ``R`` is at least
+    half the allowance at its first mismatch (``rounding_decides_verdict``)."""
     c = _compare(ta, tb, tol, {})
     if c.agree or rounding is None:
         return c
-    measured = dict(rounding())
+    measured = dict(rounding(RUNS))
     with_rounding = _compare(ta, tb, tol, measured)
+    if rounding_decides_verdict(with_rounding, measured):
+        measured = dict(rounding(MORE_RUNS))
+        with_rounding = _compare(ta, tb, tol, measured)
     with_rounding.rounding = max((float(np.max(np.where(np.isfinite(r), r, 0.0), initial=0.0))
                                   for r in measured.values()), default=0.0)
     decided = rounding_decides_from(ta, tb, measured)
@@ -252,6 +258,17 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance, *,
     with_rounding.rounding_decides = m is not None and decided is not None and m.step >= decided
     with_rounding.tolerance += f" + {ROUNDING_FACTOR:g} R (R: rounding measured, up to {with_rounding.rounding:.2g})"
     return with_rounding
+
+
+def rounding_decides_verdict(c: Comparison, rounding: Mapping[str, np.ndarray]) -> bool:
+    """The pair disagrees, and at its first mismatch the measured rounding term is at least half of the
+    allowance: the verdict rests on how well ``R`` was measured."""
+    m = c.mismatch
+    if c.agree or m is None or m.quantity not in rounding:
+        return False
+    r = np.asarray(rounding[m.quantity], dtype=np.float64).reshape(-1)
+    at = float(r[min(m.step, r.size - 1)]) if r.size else 0.0
+    return bool(np.isfinite(at) and ROUNDING_FACTOR * at >= 0.5 * m.allowed)
 
 
 def rounding_decides_from(ta: Trajectory, tb: Trajectory, rounding: Mapping[str, np.ndarray]) -> int | None:

@@ -15,7 +15,7 @@ from harness.judge.compare import Comparison, compare
 from harness.judge.lab_values import LabCheck, check_lab_value
 from harness.judge.metrics import ACCURACY_LOSSES, evaluate
 from harness.judge.result import ScenarioResult, bridge_of, reference_label
-from harness.judge.rounding import Errors, rounding_error
+from harness.judge.rounding import RUNS, Errors, rounding_error
 from harness.judge.runs import Runs, narrowed
 from harness.run.labels import REFERENCE, framework_of, pairs_of, with_convention
 from harness.run.plan import TrainingPlan, side_plan
@@ -58,13 +58,13 @@ def compare_pair(result: ScenarioResult, a: str, b: str, dtype: str, runs: Runs)
     if not tol.measured or other_formulas or other_dtype:
         return compare(ra, rb, tol)  # a tolerance set by hand; or other arithmetic: not a difference of rounding
 
-    def measured() -> dict[str, np.ndarray]:
-        errors = [rounding_of(result, label, dtype) for label in (a, b)]
+    def measured(runs: int) -> dict[str, np.ndarray]:
+        errors = [rounding_of(result, label, dtype, runs) for label in (a, b)]
         return {name: np.maximum(errors[0][name], errors[1][name]) for name in errors[0]}
     return compare(ra, rb, tol, rounding=measured)
 
 
-def rounding_of(result: ScenarioResult, label: str, dtype: str) -> Errors:
+def rounding_of(result: ScenarioResult, label: str, dtype: str, runs: int = RUNS) -> Errors:
     """The measured rounding error (``harness.judge.rounding``) of the computation the run ``label``
     makes in ``dtype``, on the reference computing its scenario in its optimizer convention (kept in
     ``result.rounding``: measured once per computation)."""
@@ -76,9 +76,9 @@ def rounding_of(result: ScenarioResult, label: str, dtype: str) -> Errors:
         scenario = (result.scenario_for(reference) if reference is not None
                     else with_convention(result.scenario, run.convention) if run.convention in CONVENTIONS
                     else result.scenario_for(label))
-    key = (scenario.name, repr((scenario.training, scenario.layers)), dtype)
+    key = (scenario.name, repr((scenario.training, scenario.layers)), dtype, runs)
     if key not in result.rounding:
-        result.rounding[key] = rounding_error(side_plan(result.plans[dtype], scenario))
+        result.rounding[key] = rounding_error(side_plan(result.plans[dtype], scenario), runs)
     return result.rounding[key]
 
 

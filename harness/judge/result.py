@@ -50,8 +50,8 @@ class ScenarioResult:
     rule_checks: dict[tuple[str, str], RuleCheck] = field(default_factory=dict)
     # the measured rounding error of each computation that a pair the agreement rule's fixed terms
     # reject needed (``harness.judge.compare_runs.rounding_of``; ``harness.judge.rounding``), by
-    # (scenario name, training, dtype)
-    rounding: dict[tuple[str, str, str], Errors] = field(default_factory=dict)
+    # (scenario name, training, dtype, jittered runs)
+    rounding: dict[tuple[str, str, str, int], Errors] = field(default_factory=dict)
 
     def scenario_for(self, framework: str) -> Scenario:
         """The scenario one implementation ran: its side variant, else the scenario itself."""
