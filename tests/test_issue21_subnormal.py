@@ -5,7 +5,6 @@ NumPy operation's subnormal arguments and results flushed (none of the framework
 framework that does not flush, or a defect beside the flush, is not explained by it."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from harness.fuzz.oracle import EXPLAINED, FINDING, judge_example
 from harness.fuzz.space import Example
 from harness.judge.causes.evidence import Finding
-from harness.judge.causes.subnormals import NAME, Flushed, flushed
+from harness.judge.causes.subnormals import NAME, Flushed
 from harness.judge.compare import DISAGREE
 from harness.judge.compare import EXPLAINED as EXPLAINED_STATE
 from harness.pipeline import diagnose, run_scenario
@@ -35,7 +34,7 @@ def test_flushed_arrays_read_and_write_subnormals_as_zero() -> None:
     """The model of the arithmetic: subnormal arguments read as 0 (1e-310 x 1e300 is 0, not 1e-10),
     subnormal results written as 0 (sigmoid(-709.78), 1e-200 x 1e-110), in-place results too, and
     every normal number computed as NumPy computes it, bit for bit."""
-    x = flushed(np.array([[1e-310, 1.0]]))
+    x = Flushed.of(np.array([[1e-310, 1.0]]))
     assert isinstance(x, Flushed) and x[0, 0] == 0.0
     z = np.array([[1e-310, 1.0]]).view(Flushed) @ np.array([[1e300], [0.3]])
     assert isinstance(z, Flushed) and z[0, 0] == 0.3
@@ -148,8 +147,7 @@ def test_a_reference_that_flushes_is_not_explained_by_it(monkeypatch: pytest.Mon
     flush names nothing."""
     reference = type(adapter("numpy"))
     original = reference.run
-    monkeypatch.setattr(reference, "run", lambda self, plan: original(self, replace(
-        plan, X=flushed(plan.X), initial_params={k: flushed(v) for k, v in plan.initial_params.items()})))
+    monkeypatch.setattr(reference, "run", lambda self, plan: original(self, Flushed.plan(plan)))
     raw = read_toml(FINITE, what="scenario file")
     with inline():
         result = run_scenario(parse_scenario(raw, path=FINITE), frameworks=FRAMEWORKS, dtypes=("float64",))

@@ -39,12 +39,13 @@ machine that computes the reference's plain run the same way.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
 import numpy as np
 import numpy.typing as npt
 
+from harness.judge.arithmetic import Arithmetic
 from harness.run.adapters.numpy_reference import NumpyReference
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
@@ -77,27 +78,14 @@ def _jitter(value: Any) -> Any:
     return out[()]
 
 
-class Jittered(np.ndarray):
+class Jittered(Arithmetic):
     """A NumPy array whose every floating-point ufunc result is moved by one ulp at random
     (``_jitter``), and stays a ``Jittered`` array, so the whole computation that starts from it is."""
 
-    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        plain = [np.asarray(x) if isinstance(x, Jittered) else x for x in inputs]
-        out = kwargs.pop("out", None)
-        if out is not None:
-            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, Jittered) else o for o in out)
-        result = getattr(ufunc, method)(*plain, **kwargs)
+    @classmethod
+    def result(cls, value: Any, ufunc: np.ufunc, method: str) -> Any:
         exact = ufunc in EXACT or method not in ("__call__", "reduce", "accumulate")
-        if out is not None:
-            if not exact:
-                for o in kwargs["out"]:
-                    if isinstance(o, np.ndarray):
-                        o[...] = _jitter(o)
-            return out[0] if len(out) == 1 else out
-        results = result if isinstance(result, tuple) else (result,)
-        wrapped = tuple(r if exact else _jitter(r) for r in results)
-        wrapped = tuple(r.view(Jittered) if isinstance(r, np.ndarray) and r.ndim else r for r in wrapped)
-        return wrapped if isinstance(result, tuple) else wrapped[0]
+        return value if exact else _jitter(value)
 
 
 @contextmanager
@@ -122,8 +110,7 @@ class _SameEveryStep(TrainingPlan):
 
 
 def _jittered_plan(plan: TrainingPlan, seed: int, *, systematic: bool) -> TrainingPlan:
-    jittered = replace(plan, X=plan.X.view(Jittered), y=plan.y.view(Jittered),
-                       initial_params={k: v.copy().view(Jittered) for k, v in plan.initial_params.items()})
+    jittered = Jittered.plan(plan)
     if not systematic:
         return jittered
     return _SameEveryStep(**{f.name: getattr(jittered, f.name) for f in fields(jittered)}, seed=seed)

@@ -20,11 +20,11 @@ comes out, as DAZ and FTZ do) and the side's run must agree with it at every rec
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from harness.judge.arithmetic import Arithmetic
 from harness.judge.controls import Pair
 from harness.judge.runs import Runs
 from harness.run.adapters.numpy_reference import NumpyReference
@@ -57,44 +57,27 @@ def flush(value: Any) -> Any:
     return value
 
 
-def _plain(value: Any) -> Any:
-    """An operation's argument as NumPy sees it with denormals-are-zero: plain, flushed."""
-    if isinstance(value, (tuple, list)):
-        return type(value)(_plain(v) for v in value)
-    return flush(value.view(np.ndarray) if isinstance(value, Flushed) else value)
-
-
-def _wrap(value: Any) -> Any:
-    """An operation's result as flush-to-zero writes it: flushed, and ``Flushed`` again so the next
-    operation flushes too."""
-    if isinstance(value, tuple):
-        return tuple(_wrap(v) for v in value)
-    if isinstance(value, np.ndarray):
-        return np.asarray(flush(value)).view(Flushed)
-    return flush(value)
-
-
-class Flushed(np.ndarray):
+class Flushed(Arithmetic):
     """An array whose every NumPy operation reads subnormal arguments as 0 and writes subnormal
-    results as 0, as a processor with DAZ and FTZ on does."""
+    results as 0, as a processor with DAZ and FTZ on does (its functions' results too: ``np.where``)."""
 
-    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        out = kwargs.pop("out", None)
-        if out is not None:
-            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, Flushed) else o for o in out)
-        result = getattr(ufunc, method)(*_plain(inputs), **_plain(kwargs))
-        if out is None:
-            return _wrap(result)
-        for o in kwargs["out"]:
-            o[...] = flush(o)
-        return out[0] if len(out) == 1 else out
+    @classmethod
+    def argument(cls, value: Any) -> Any:
+        return flush(value)
+
+    @classmethod
+    def result(cls, value: Any, ufunc: np.ufunc, method: str) -> Any:  # noqa: ARG003 - every operation flushes
+        return flush(value)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        return _wrap(func(*_plain(args), **{k: _plain(v) for k, v in kwargs.items()}))
+        return Flushed.wrap(flush(func(*_plain(args), **{k: _plain(v) for k, v in kwargs.items()})))
 
 
-def flushed(values: np.ndarray) -> Flushed:
-    return np.asarray(flush(values)).view(Flushed)
+def _plain(value: Any) -> Any:
+    """A function's argument as NumPy sees it with denormals-are-zero: plain, flushed."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain(v) for v in value)
+    return flush(value.view(np.ndarray) if isinstance(value, Arithmetic) else value)
 
 
 def _unwrap(run: Trajectory) -> Trajectory:
@@ -114,9 +97,7 @@ def _unwrap(run: Trajectory) -> Trajectory:
 
 def flushed_run(plan: TrainingPlan) -> Trajectory:
     """The reference's run of ``plan`` with every operation's arguments and results flushed to zero."""
-    made = NumpyReference().run(replace(plan, X=flushed(plan.X), y=flushed(plan.y),
-                                        initial_params={k: flushed(v) for k, v in plan.initial_params.items()}))
-    return _unwrap(made)
+    return _unwrap(NumpyReference().run(Flushed.plan(plan)))
 
 
 def flushes(runs: Runs, label: str) -> bool:
