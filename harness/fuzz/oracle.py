@@ -4,7 +4,7 @@ chosen implementation and dtype, exactly as ``nn-parity run`` runs a file. A res
 property of a framework (``ScenarioResult.properties``, ``harness.judge.properties``: the same
 judgement as ``nn-parity run``'s) is counted as such with the property's name; a scenario
 ill-conditioned by nature (the reference itself leaves the finite numbers; rounding alone decides
-whether a run stays finite or when it stops; a softmax over an axis of length 1) is counted with its
+whether a run stays finite or when it stops; its sums overflow; a softmax over an axis of length 1) is counted with its
 reason; anything else is a finding,
 named by its fingerprints (``fingerprint``), and a fault of the harness itself (an exception the
 runner or the diagnosis raises) is one too."""
@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from harness.errors import BadInput
 from harness.fuzz.fingerprint import UNKNOWN, Fingerprint, of_result
 from harness.fuzz.space import Example
+from harness.judge.arithmetic import overflowing_sums
 from harness.judge.compare import DISAGREE
 from harness.judge.result import ScenarioResult
 from harness.pipeline import diagnose, run_scenario
 from harness.run.adapters import REFERENCE
 from harness.run.labels import framework_of
+from harness.run.plan import side_plan
 from harness.spec.scenario import Scenario, rows_per_batch
 
 OK, ILL_CONDITIONED, NOT_RUNNABLE, FINDING = "ok", "ill-conditioned", "not runnable", "finding"
@@ -34,6 +36,8 @@ class Outcome:
 
 
 NONFINITE = "the reference's loss or parameters leave the finite numbers"
+OVERFLOWING = ("the reference's sums overflow (a matrix product or a sum of finite numbers is inf or nan), so the "
+               "order of the additions, which BLAS kernels and frameworks choose differently, decides the result")
 ROUNDING_DECIDES = ("rounding decides the runs where a pair disagrees (the reference's run with every result "
                     "moved one ulp leaves the finite numbers, stops at another step, or moves the loss or a "
                     "parameter by a tenth of its size)")
@@ -42,7 +46,8 @@ ROUNDING_DECIDES = ("rounding decides the runs where a pair disagrees (the refer
 def ill_conditioned(result: ScenarioResult) -> dict[str, str]:
     """dtype -> why the scenario is ill-conditioned by nature in it: the reference's own run leaves
     the finite numbers, or a pair disagrees where rounding alone decides the runs
-    (``Comparison.rounding_decides``: the agreement rule's measured rounding, ``harness.judge.rounding``)."""
+    (``Comparison.rounding_decides``: the agreement rule's measured rounding, ``harness.judge.rounding``),
+    or a pair disagrees and the reference's sums overflow (``harness.judge.arithmetic.overflowing_sums``)."""
     out = {}
     for (label, dtype), run in result.runs.items():
         if framework_of(label) == REFERENCE and run.ok and run.first_nonfinite_step is not None:
@@ -50,6 +55,11 @@ def ill_conditioned(result: ScenarioResult) -> dict[str, str]:
     for c in result.comparisons:
         if c.state == DISAGREE and c.rounding_decides and c.dtype not in out:
             out[c.dtype] = ROUNDING_DECIDES
+    for dtype in result.dtypes:
+        if dtype not in out and any(c.state == DISAGREE and c.dtype == dtype for c in result.comparisons) and any(
+                overflowing_sums(side_plan(result.plans[dtype], result.scenario_for(label)))
+                for label in result.frameworks if framework_of(label) == REFERENCE):
+            out[dtype] = OVERFLOWING
     return out
 
 

@@ -2,9 +2,10 @@
 ``ndarray`` subclass (``Arithmetic``) whose every ufunc (matmul, exp, +, sum, sqrt, ...) passes its
 arguments through ``argument`` and its results through ``result``, and returns the subclass again,
 so the whole computation that starts from its arrays is made that way (``plan``: a run's data and
-initial weights as such arrays). Two measurements use it, each running none of the code it checks:
-the rounding term ``R`` (``harness.judge.rounding.Jittered``: every result moved one ulp) and the
-subnormal flush of TensorFlow and XLA (``harness.judge.causes.subnormals.Flushed``).
+initial weights as such arrays). Three measurements use it, each running none of the code it checks:
+the rounding term ``R`` (``harness.judge.rounding.Jittered``: every result moved one ulp), the
+subnormal flush of TensorFlow and XLA (``harness.judge.causes.subnormals.Flushed``), and whether a
+run's sums overflow (``Watched``, ``overflowing_sums``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.run.adapters.numpy_reference import NumpyReference
 from harness.run.plan import TrainingPlan
 
 
@@ -63,3 +65,41 @@ class Arithmetic(np.ndarray):
         a run updates them in place)."""
         return replace(plan, X=cls.of(plan.X), y=cls.of(plan.y),
                        initial_params={k: cls.of(v.copy()) for k, v in plan.initial_params.items()})
+
+
+class Watched(Arithmetic):
+    """The reference's own arithmetic, watched: ``overflowed`` counts the sums of several terms (a
+    matrix product, a reduction by addition) whose arguments are finite and whose result is not."""
+
+    overflowed = [0]
+
+    @classmethod
+    def result(cls, value: Any, ufunc: np.ufunc, method: str) -> Any:
+        summed = ufunc is np.matmul or (ufunc is np.add and method in ("reduce", "accumulate"))
+        if summed and np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all():
+            cls.overflowed[0] += 1
+        return value
+
+    @classmethod
+    def argument(cls, value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise _NotFinite
+        return value
+
+
+class _NotFinite(Exception):
+    """A sum's argument is already inf or nan: the run left the finite numbers before any overflow."""
+
+
+def overflowing_sums(plan: TrainingPlan) -> bool:
+    """The reference's run of ``plan`` adds finite numbers into inf or nan (a matrix product or a sum
+    that overflows) before any of its values is non-finite: where that happens, the result depends on
+    the order of the additions (``inf - inf`` is nan, a partial sum overflows or not), which BLAS
+    kernels and frameworks choose differently, so no implementation's value there is the maths'."""
+    before = Watched.overflowed[0]
+    try:
+        with np.errstate(all="ignore"):
+            NumpyReference().run(Watched.plan(plan))
+    except _NotFinite:
+        pass
+    return Watched.overflowed[0] > before

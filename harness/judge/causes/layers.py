@@ -34,6 +34,13 @@ def _layer_input(e: Evidence, trace: dict[str, np.ndarray], i: int) -> np.ndarra
     return e.plan.X[e.plan.batch_indices(e.step)] if i == 0 else trace[f"output layers.{i - 1}"]
 
 
+def _finite_step(trace: dict[str, np.ndarray], i: int) -> bool:
+    """Layer ``i``'s output, parameters and input in the side's trace are finite numbers."""
+    names = [f"output layers.{i}", f"params {kernel_name(i)}", f"params {bias_name(i)}"] + (
+        [f"output layers.{i - 1}"] if i else [])
+    return all(bool(np.isfinite(np.asarray(trace[n], dtype=np.float64)).all()) for n in names if n in trace)
+
+
 def activation_applied(e: Evidence) -> Finding | None:
     """A layer whose output, at the first output stage beyond the tolerance, is another activation
     of the side's own inputs and parameters than the declared one."""
@@ -43,6 +50,8 @@ def activation_applied(e: Evidence) -> Finding | None:
     layer, stage = e.scenarios[e.a].layers[i], f"output layers.{i}"
     for side, _ in e.sides:
         trace = e.traces[side]
+        if not _finite_step(trace, i):
+            continue  # nan matches nan: no measurement of what the layer applied
         with np.errstate(all="ignore"):  # a diverged run's outputs may overflow here: no warning
             z = _layer_input(e, trace, i) @ trace[f"params {kernel_name(i)}"]
             if f"params {bias_name(i)}" in trace:
@@ -81,6 +90,8 @@ def kernel_layout(e: Evidence) -> Finding | None:
         x = _layer_input(e, trace, i)
         act = ACTIVATIONS[e.scenarios[side].layers[i].activation]
         bias = trace.get(f"params {bias_name(i)}")
+        if not _finite_step(trace, i):
+            continue  # nan matches nan: no measurement of the layout it read
 
         def output(kernel: np.ndarray) -> np.ndarray:
             z = x @ kernel if bias is None else x @ kernel + bias
