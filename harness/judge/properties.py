@@ -66,9 +66,11 @@ def masked_from(run: Trajectory, reference: Trajectory, step: int, tolerance: To
     in its autograd kept out of the nan (a ReLU's backward ``where(z <= 0, 0, grad)``): its loss is
     non-finite at every recorded step after ``step``; an element finite at a step from ``step`` on was
     finite at the step before and has a recorded gradient of exactly 0 there (it takes no part of the
-    nan, and nothing else); and at ``step`` those elements agree with the reference run's, which
-    updated them from the same state by the same zero gradient. Nothing after ``step`` is left to
-    compare but non-finite values and elements no gradient moved."""
+    nan, and nothing else); at ``step`` those elements agree with the reference run's, which updated
+    them from the same state by the same zero gradient; and after ``step`` they keep that value, bit
+    for bit. Nothing after ``step`` is left to compare but non-finite values and elements nothing
+    moved. (An element an optimizer's state still moves after ``step``, momentum or Adam's moments
+    under a zero gradient, is refused: those moves are checked by nothing here.)"""
     if run.first_nonfinite_step != step or not np.all(~np.isfinite(run.losses[step + 1:])):
         return False
     for name, values in run.params.items():
@@ -78,6 +80,8 @@ def masked_from(run: Trajectory, reference: Trajectory, step: int, tolerance: To
         kept = np.isfinite(values[step:])
         before = np.isfinite(np.concatenate([run.params_before(step)[name][None], values[step:-1]]))
         if (kept & ~before).any() or (kept & (grads[step:len(values)] != 0)).any():
+            return False
+        if (kept[1:] & (values[step + 1:] != values[step][None])).any():  # moved after the step
             return False
         at = kept[0]
         if at.any() and bool(compare_elements(values[step][at], theirs[step][at], tolerance).bad.any()):
