@@ -6,7 +6,10 @@ property when, at the pair's first divergent step ``k`` (every earlier step agre
 
 * the framework's run leaves the finite numbers at ``k`` and every one of its parameters is nan or
   inf at every recorded step from ``k`` on, so nothing after ``k`` is compared but that non-finite
-  value (a run that came back to finite numbers could hide anything there);
+  value (a run that came back to finite numbers could hide anything there); or every element but
+  those its autograd's selection kept out of the nan (``masked_from``: torch's ReLU backward gives
+  a unit its ReLU switched off a gradient of exactly 0, nan or not), which take no gradient but 0
+  from ``k`` on, under a non-finite loss after ``k``, and at ``k`` agree with the reference's;
 * the step's forward pass agrees: the two sides' traces of step ``k`` give the same loss and layer
   outputs within the agreement rule (what differs first is the backward pass);
 * a property's check (``Cause.check``, on the pair's traces of step ``k``) returns a ``Finding``
@@ -32,6 +35,7 @@ from harness.judge.runs import Runs
 from harness.run.labels import framework_of
 from harness.run.plan import side_plan
 from harness.run.trajectory import Trajectory
+from harness.spec.tolerance import Tolerance, compare_elements
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,34 @@ def nonfinite_from(run: Trajectory, step: int) -> bool:
             and all(not np.isfinite(values[step:]).any() for values in run.params.values()))
 
 
+def masked_from(run: Trajectory, reference: Trajectory, step: int, tolerance: Tolerance) -> bool:
+    """The run leaves the finite numbers at ``step`` and stays out of them but for elements a selection
+    in its autograd kept out of the nan (a ReLU's backward ``where(z <= 0, 0, grad)``): its loss is
+    non-finite at every recorded step after ``step``; an element finite at a step from ``step`` on was
+    finite at the step before and has a recorded gradient of exactly 0 there (it takes no part of the
+    nan, and nothing else); at ``step`` those elements agree with the reference run's, which updated
+    them from the same state by the same zero gradient; and after ``step`` they keep that value, bit
+    for bit. Nothing after ``step`` is left to compare but non-finite values and elements nothing
+    moved. (An element an optimizer's state still moves after ``step``, momentum or Adam's moments
+    under a zero gradient, is refused: those moves are checked by nothing here.)"""
+    if run.first_nonfinite_step != step or not np.all(~np.isfinite(run.losses[step + 1:])):
+        return False
+    for name, values in run.params.items():
+        grads, theirs = run.grads.get(name), reference.params.get(name)
+        if grads is None or theirs is None or len(grads) < len(values) or len(theirs) <= step:
+            return False
+        kept = np.isfinite(values[step:])
+        before = np.isfinite(np.concatenate([run.params_before(step)[name][None], values[step:-1]]))
+        if (kept & ~before).any() or (kept & (grads[step:len(values)] != 0)).any():
+            return False
+        if (kept[1:] & (values[step + 1:] != values[step][None])).any():  # moved after the step
+            return False
+        at = kept[0]
+        if at.any() and bool(compare_elements(values[step][at], theirs[step][at], tolerance).bad.any()):
+            return False
+    return True
+
+
 def forward_agrees(trace_a: Trace, trace_b: Trace, e: Evidence) -> bool:
     """The step's loss and every layer's outputs are in both traces and agree within the agreement rule."""
     stages = [stage for stage in trace_a if stage == "loss" or stage.startswith("output ")]
@@ -80,7 +112,9 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
                                                                     runs)):
             return Property(label, reference, dtype, step, cause, measured)
     causes = [cause for cause in causes if cause.check is not None]
-    if not causes or step >= min(c.steps_a, c.steps_b) or not nonfinite_from(run, step):
+    if not causes or step >= min(c.steps_a, c.steps_b) or not (
+            nonfinite_from(run, step) or masked_from(run, result.runs[(reference, dtype)], step,
+                                                     result.scenario.tolerances[dtype])):
         return None
     sides = (c.a, c.b)
     try:

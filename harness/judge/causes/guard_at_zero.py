@@ -25,11 +25,20 @@ autograd evaluates the chain rule at a point where one factor is infinite: a pro
 frameworks (torch's own ``BCELoss`` avoids it with a backward of its own,
 ``(p - y) / max(p (1 - p), 1e-12)``), named here, not a defect.
 
+The nan then meets each ReLU layer's backward, which the frameworks write in two forms that
+differ only on a nan gradient: TensorFlow's ``ReluGrad`` multiplies by the 0/1 mask (``gradients *
+(features > 0)``, as the reference's ``relu_grad`` does: nan x 0 = nan, so every unit's gradient is
+nan), torch's ``threshold_backward`` selects (``where(result <= 0, 0, grad)``, and JAX's ``relu``
+jvp ``select(x > 0, g, 0)``: a unit the ReLU switched off gets exactly 0, nan or not). So a torch
+run keeps finite the incoming weights of the units its ReLUs switched off at the step, where
+TensorFlow's are nan (``RELU_FORMS``: each framework's own form, the only one tried for it).
+
 The measurement that confirms it runs none of the frameworks' code: a side's gradients at the
 step are reproduced from its own layer outputs and parameters by the reference's backpropagation
-(``reference.layers.Dense.backward``) with the loss gradient computed by autograd's rule
-(``autograd_gradient``, in the form of the side's framework or the other), nan at exactly the
-same elements and the finite ones within the agreement rule, where the reference's own guard gives
+(``reference.layers.Dense.backward``, each ReLU's backward in the side's framework's form) with the
+loss gradient computed by autograd's rule (``autograd_gradient``, in the form of the side's
+framework or the other), nan at exactly the same elements and the finite ones within the agreement
+rule, where the reference's own guard gives
 no nan, and the other side's are the reference guard's (so the pair differs by the rule alone);
 the side's loss at the step is the declared guard's of its own output (finite: a side that
 did not guard its log is another cause, ``findings.clip_applied``); and the side's run leaves the
@@ -81,6 +90,27 @@ def forms_of(label: str) -> list[str]:
     return [PRODUCT, QUOTIENT] if framework_of(label) == "keras" else [QUOTIENT, PRODUCT]
 
 
+TIMES_MASK = "times the 0/1 mask (TensorFlow's ReluGrad: nan x 0 = nan)"
+SELECT = "selected (torch's threshold_backward, JAX's select: 0 where the unit is off, nan or not)"
+# each framework's ReLU backward, as its source writes it (the reference's relu_grad multiplies)
+RELU_FORMS: dict[str, str] = {"numpy": TIMES_MASK, "keras": TIMES_MASK, "torch": SELECT, "keras@torch": SELECT,
+                              "keras@jax": SELECT}
+
+
+def relu_form_of(label: str) -> str:
+    """The ReLU backward of ``label``'s framework (``RELU_FORMS``); a framework not listed has none
+    declared, and the reference's (the mask's) is tried."""
+    return RELU_FORMS.get(framework_of(label), TIMES_MASK)
+
+
+def relu_backward(z: Array, grad_a: Array, form: str) -> Array:
+    """dL/dz of a ReLU layer from dL/da, in ``form``: the product with the mask ``z > 0``, or the
+    selection ``where(z > 0, grad_a, 0)`` (torch's ``where(relu(z) <= 0, 0, grad)``: the same at a finite z)."""
+    if form == SELECT:
+        return np.where(z > 0, grad_a, grad_a.dtype.type(0))
+    return grad_a * (z > 0).astype(grad_a.dtype)
+
+
 def autograd_gradient(y: Array, p: Array, form: Callable[[Array, Array], Array]) -> Array:
     """dL/dp of ``L = -mean over rows of sum_k y_k max(log p_k, -100)`` as autograd computes it: the
     mean's and the product's gradient ``g = -y / rows``, then the clamp and the log (``form``)."""
@@ -91,7 +121,8 @@ def autograd_gradient(y: Array, p: Array, form: Callable[[Array, Array], Array])
 
 def backpropagate(e: Evidence, side: str, loss_gradient: Array) -> dict[str, Array]:
     """The step's gradients from ``side``'s own trace (its parameters and layer outputs) by the
-    reference's backpropagation, starting from ``loss_gradient`` at the output."""
+    reference's backpropagation, starting from ``loss_gradient`` at the output, each ReLU's backward
+    in the form of ``side``'s framework (``relu_form_of``)."""
     trace, layers = e.traces[side], e.scenarios[side].layers
     x = e.plan.X[e.plan.batch_indices(e.step)]
     inputs = [x] + [trace[f"output layers.{i}"] for i in range(len(layers) - 1)]
@@ -102,8 +133,11 @@ def backpropagate(e: Evidence, side: str, loss_gradient: Array) -> dict[str, Arr
             spec = layers[i]
             kernel = trace[f"params {kernel_name(i)}"]
             z = inputs[i] @ kernel + (trace[f"params {bias_name(i)}"] if spec.use_bias else 0)
-            dense = Dense(units=spec.units, activation=spec.activation, use_bias=spec.use_bias, axis=spec.axis)
             assert grad_a is not None
+            activation = spec.activation
+            if activation == "relu":  # its backward in the side's framework's form, then the layer's linear part
+                grad_a, activation = relu_backward(z, grad_a, relu_form_of(side)), "linear"
+            dense = Dense(units=spec.units, activation=activation, use_bias=spec.use_bias, axis=spec.axis)
             grad_a, grads[kernel_name(i)], bias = dense.backward(
                 grad_a, kernel, DenseCache(x=inputs[i], z=z, a=trace[f"output layers.{i}"]), input_gradient=i > 0)
             if bias is not None:
@@ -176,10 +210,12 @@ def check(e: Evidence) -> Finding | None:
             zeros = np.argwhere(p == 0)
             where = ", ".join(f"[{r}, {k}]" for r, k in zeros[:4]) + (", ..." if len(zeros) > 4 else "")
             at = f"probabilities exactly 0 at {where}" if len(zeros) else "probabilities whose reciprocal overflows"
+            relu = (f", each ReLU's backward {relu_form_of(side)}"
+                    if any(spec.activation == "relu" for spec in e.scenarios[side].layers) else "")
             return Finding(NAME, side,
                            f"{side}'s gradients at step {e.step} are nan exactly where autograd's rule for the "
                            f"\"torch\" guard max(log p, -100) puts them: the clamp's gradient 0 {form_name} "
                            f"({at} in its output: 0/0 or 0 x inf = nan), reproduced by the reference's backpropagation "
-                           f"of its own layer outputs; the guard's derivative there is 0; {other}'s are the "
+                           f"of its own layer outputs{relu}; the guard's derivative there is 0; {other}'s are the "
                            "reference guard's (0 where the clamp binds)")
     return None
