@@ -27,6 +27,8 @@ from tests.test_planted_defects import plant_keras_learning_rate_default
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 NAN_AT_STEP_0 = SCENARIOS / "bce-sigmoid-flushed-to-zero.toml"  # keras: 0 x log(0) at step 0
 FINITE = SCENARIOS / "sigmoid-subnormal-input.toml"  # keras: finite, 1e-11 apart from step 0
+FORWARD_ONLY = SCENARIOS / "fuzz-seed12-example1507.toml"  # float32: inf x a flushed subnormal weight
+AMPLIFIED = SCENARIOS / "fuzz-seed12-example1519.toml"  # float32: flushed weights, then Adam's rounding
 FRAMEWORKS = ("numpy", "keras", "torch")
 
 
@@ -156,3 +158,46 @@ def test_a_reference_that_flushes_is_not_explained_by_it(monkeypatch: pytest.Mon
     assert result.state == DISAGREE and outcome.kind == FINDING
     assert all(fp.cause != NAME for fp in outcome.fingerprints), outcome
     assert keras_tf.KerasAdapter.subnormals is not None  # keras still declares it: the gate is the measurement
+
+
+def test_jittered_over_the_flush_flushes_then_moves_one_ulp() -> None:
+    """Rounding's reach in the flushed arithmetic: a subnormal result is 0 (not moved), a normal one is
+    moved one ulp, and a function's result stays in that arithmetic."""
+    from harness.judge.rounding import _jittering, jittered_in  # noqa: PLC0415 - the measure's internals
+
+    cls = jittered_in(Flushed)
+    x = cls.of(np.array([1e-300, 3.0]))
+    with _jittering(1):
+        y = x * np.array([1e-10, 1.0])
+        w = np.where(np.array([True, False]), x, x) * 1.0
+    assert y[0] == 0.0 and y[1] != 3.0 and abs(y[1] - 3.0) <= np.spacing(3.0)
+    assert isinstance(w, cls)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("file", [FORWARD_ONLY, AMPLIFIED], ids=lambda p: p.stem)
+def test_fuzz_findings_of_seed_12_differ_explained_by_the_flush(file: Path) -> None:
+    """A forward-only scenario (its outputs compared) and a float32 run whose flushed weights Adam then
+    amplifies (compared with R measured in the flushed arithmetic): each pair with keras differs,
+    explained, by the flush; the fuzzer counts each as differ, explained."""
+    [scenario] = load_scenarios(file)
+    result = run_scenario(scenario, frameworks=FRAMEWORKS, dtypes=("float32",))
+    assert result.ok and result.state == EXPLAINED_STATE, result.state
+    assert {found.cause.name for found in result.properties.values()} == {NAME}
+    assert set(label for label, _ in result.properties) == {"keras"}
+    outcome = judge_example(Example(read_toml(file, what="scenario file"), ()), frameworks=FRAMEWORKS,
+                            dtypes=("float32",))
+    assert (outcome.kind, outcome.reason) == (EXPLAINED, NAME)
+
+
+@pytest.mark.slow
+def test_a_keras_defect_beside_the_amplified_flush_is_still_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """keras planted to train at lr 0.01 on the float32 scenario whose flush Adam amplifies: the flushed
+    reference's R does not reach it; reported, keras the suspect."""
+    raw = read_toml(AMPLIFIED, what="scenario file")
+    with inline():
+        plant_keras_learning_rate_default(monkeypatch)
+        result = run_scenario(parse_scenario(raw, path=AMPLIFIED), frameworks=FRAMEWORKS, dtypes=("float32",))
+        outcome = judge_example(Example(raw, ()), frameworks=FRAMEWORKS, dtypes=("float32",))
+    assert ("keras", "float32") not in result.properties
+    assert outcome.kind == FINDING and "keras" in {fp.suspect for fp in outcome.fingerprints}, outcome

@@ -102,7 +102,7 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
     c = result.pair(label, reference, dtype)
     run, plan = result.runs.get((label, dtype)), result.plans.get(dtype)
     if (c is None or c.agree or c.faults or c.first_divergent_step is None or run is None or not run.ok
-            or plan is None or not result.scenario.trains or not result.runs[(reference, dtype)].ok):
+            or plan is None or not result.runs[(reference, dtype)].ok):
         return None
     step = c.first_divergent_step
     pair = Pair(result, c, runs)
@@ -111,8 +111,8 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
         if cause.reproduce is not None and (measured := reproduced(cause, result, label, reference, dtype, step,
                                                                     runs)):
             return Property(label, reference, dtype, step, cause, measured)
-    causes = [cause for cause in causes if cause.check is not None]
-    if not causes or step >= min(c.steps_a, c.steps_b) or not (
+    causes = [cause for cause in causes if cause.check is not None]  # a step's traces: a training scenario's
+    if not causes or not result.scenario.trains or step >= min(c.steps_a, c.steps_b) or not (
             nonfinite_from(run, step) or masked_from(run, result.runs[(reference, dtype)], step,
                                                      result.scenario.tolerances[dtype])):
         return None
@@ -151,8 +151,12 @@ def reproduced(cause: Cause, result: ScenarioResult, label: str, reference: str,
         return None
     if made is None or not made.ok:
         return None
-    apart, together = compare(made, result.runs[(reference, dtype)], tolerance), compare(result.runs[(label, dtype)],
-                                                                                         made, tolerance)
+    measure = cause.reproduce_rounding
+    # the agreement rule against it as against the reference: with rounding's reach in that run (``R``),
+    # unless the scenario sets its tolerance by hand
+    rounding = None if measure is None or not tolerance.measured else (lambda n: measure(plan, n))
+    apart = compare(made, result.runs[(reference, dtype)], tolerance)
+    together = compare(result.runs[(label, dtype)], made, tolerance, rounding=rounding)
     if apart.agree or not together.agree:
         return None
     return (f"{label}'s run agrees at every step with {reference}'s made again with {cause.name} (NumPy, none of "

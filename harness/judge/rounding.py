@@ -84,8 +84,23 @@ class Jittered(Arithmetic):
 
     @classmethod
     def result(cls, value: Any, ufunc: np.ufunc, method: str) -> Any:
+        value = super().result(value, ufunc, method)  # the arithmetic jittered (``jittered_in``): IEEE's by default
         exact = ufunc in EXACT or method not in ("__call__", "reduce", "accumulate")
         return value if exact else _jitter(value)
+
+
+_JITTERED: dict[str, type[Jittered]] = {}
+
+
+def jittered_in(arithmetic: type[Arithmetic]) -> type[Jittered]:
+    """``Jittered`` over another arithmetic (its arguments as it reads them, its results as it writes
+    them, then moved one ulp): the rounding of a reference computed that way (``harness.judge.causes.subnormals``)."""
+    key = f"{arithmetic.__module__}.{arithmetic.__qualname__}"
+    if arithmetic is Arithmetic:
+        return Jittered
+    if key not in _JITTERED:
+        _JITTERED[key] = type(f"Jittered{arithmetic.__name__}", (Jittered, arithmetic), {})
+    return _JITTERED[key]
 
 
 @contextmanager
@@ -109,8 +124,9 @@ class _SameEveryStep(TrainingPlan):
         return super().batch(step, full=full)
 
 
-def _jittered_plan(plan: TrainingPlan, seed: int, *, systematic: bool) -> TrainingPlan:
-    jittered = Jittered.plan(plan)
+def _jittered_plan(plan: TrainingPlan, seed: int, *, systematic: bool,
+                   arithmetic: type[Arithmetic] = Arithmetic) -> TrainingPlan:
+    jittered = jittered_in(arithmetic).plan(plan)
     if not systematic:
         return jittered
     return _SameEveryStep(**{f.name: getattr(jittered, f.name) for f in fields(jittered)}, seed=seed)
@@ -119,20 +135,22 @@ def _jittered_plan(plan: TrainingPlan, seed: int, *, systematic: bool) -> Traini
 Errors = dict[str, npt.NDArray[np.float64]]
 
 
-def rounding_error(plan: TrainingPlan, runs: int = RUNS) -> Errors:
+def rounding_error(plan: TrainingPlan, runs: int = RUNS, arithmetic: type[Arithmetic] = Arithmetic) -> Errors:
     """The reference's rounding error on ``plan`` (module docstring), by quantity as ``compare``
     names them: ``loss`` and each parameter, per step (the largest over the quantity's elements and
     the steps so far, so a difference crossing zero keeps what it had reached, as ``M`` does), and
     each ``output layers.<i> (start|end)``, one number. ``inf`` where a jittered run leaves the
     finite numbers and the plain one does not, or stops at another step: rounding decides there,
-    and nothing after it can be told from rounding."""
+    and nothing after it can be told from rounding. ``arithmetic``: the reference computed in another
+    arithmetic (``harness.judge.arithmetic``), plain and jittered."""
     reference = NumpyReference()
     with np.errstate(all="ignore"):
-        plain = reference.run(plan)
+        plain = reference.run(plan if arithmetic is Arithmetic else arithmetic.plan(plan))
         jittered = []
         for i in range(runs):
             with _jittering(SEED + i):
-                jittered.append(reference.run(_jittered_plan(plan, SEED + i, systematic=i % 2 == 1)))
+                jittered.append(reference.run(_jittered_plan(plan, SEED + i, systematic=i % 2 == 1,
+                                                             arithmetic=arithmetic)))
     return _errors(plain, jittered)
 
 

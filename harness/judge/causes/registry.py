@@ -31,6 +31,7 @@ from harness.judge.causes.settings import (
 )
 from harness.judge.causes.updates import effective_learning_rate, weight_decay
 from harness.judge.controls import Control, ControlRun, Pair, run_control
+from harness.judge.rounding import Errors
 from harness.judge.runs import Runs
 from harness.run.plan import TrainingPlan
 from harness.run.progress import Progress
@@ -52,6 +53,8 @@ class Cause:
     # the property acting, for a side whose framework has it and where it acts by the pair's first
     # divergent step (None otherwise); the side must agree with it (``harness.judge.properties``)
     reproduce: Callable[[Runs, str, TrainingPlan, int], Trajectory | None] | None = None
+    # rounding's reach in that run, for the agreement rule's R term against it (None: the fixed terms alone)
+    reproduce_rounding: Callable[[TrainingPlan, int], Errors] | None = None
     # a real property of a framework, not a defect: a framework run that differs from the reference in
     # its convention by it alone, confirmed by its ``check``, is accounted for (``harness.judge.properties``)
     # and its pairs differ, explained, as by a convention or a dtype rule
@@ -93,7 +96,7 @@ CAUSES: tuple[Cause, ...] = (
           check=guard_at_zero.check, property=True),
     # a property of a framework's arithmetic, measured by the reference run flushed (subnormals)
     Cause(name=subnormals.NAME, explanation=subnormals.EXPLANATION, applies=subnormals.applies,
-          reproduce=subnormals.reproduce, property=True),
+          reproduce=subnormals.reproduce, reproduce_rounding=subnormals.rounding, property=True),
     # measured defects (the measured families), before float32 growth: a float32 run computed in
     # float64 agrees with float64 too, and is a defect, not drift
     Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",

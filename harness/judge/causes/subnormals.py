@@ -26,6 +26,7 @@ import numpy as np
 
 from harness.judge.arithmetic import Arithmetic
 from harness.judge.controls import Pair
+from harness.judge.rounding import Errors, rounding_error
 from harness.judge.runs import Runs
 from harness.run.adapters.numpy_reference import NumpyReference
 from harness.run.labels import framework_of
@@ -70,7 +71,7 @@ class Flushed(Arithmetic):
         return flush(value)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        return Flushed.wrap(flush(func(*_plain(args), **{k: _plain(v) for k, v in kwargs.items()})))
+        return type(self).wrap(flush(func(*_plain(args), **{k: _plain(v) for k, v in kwargs.items()})))
 
 
 def _plain(value: Any) -> Any:
@@ -120,3 +121,8 @@ def reproduce(runs: Runs, label: str, plan: TrainingPlan, step: int) -> Trajecto
     before = FLUSHES[0]
     flushed_run(plan.first_steps(step + 1))
     return flushed_run(plan) if FLUSHES[0] > before else None
+
+
+def rounding(plan: TrainingPlan, runs: int) -> Errors:
+    """Rounding's reach in the flushed reference's run (the agreement rule's ``R`` for a side against it)."""
+    return rounding_error(plan, runs, arithmetic=Flushed)
