@@ -7,9 +7,10 @@ property when, at the pair's first divergent step ``k`` (every earlier step agre
 * the framework's run leaves the finite numbers at ``k`` and every one of its parameters is nan or
   inf at every recorded step from ``k`` on, so nothing after ``k`` is compared but that non-finite
   value (a run that came back to finite numbers could hide anything there); or every element but
-  those its autograd's selection kept out of the nan (``masked_from``: torch's ReLU backward gives
-  a unit its ReLU switched off a gradient of exactly 0, nan or not), which take no gradient but 0
-  from ``k`` on, under a non-finite loss after ``k``, and at ``k`` agree with the reference's;
+  those the step's nan did not reach (``masked_from``: torch's ReLU backward gives a unit its ReLU
+  switched off a gradient of exactly 0, nan or not; a batch's other rows, a softmax's other
+  columns, keep finite gradients), which at ``k`` agree with the reference's, value and gradient,
+  and after ``k`` take no gradient but 0 and keep their value, under a non-finite loss;
 * the step's forward pass agrees: the two sides' traces of step ``k`` give the same loss and layer
   outputs within the agreement rule (what differs first is the backward pass);
 * a property's check (``Cause.check``, on the pair's traces of step ``k``) returns a ``Finding``
@@ -62,29 +63,33 @@ def nonfinite_from(run: Trajectory, step: int) -> bool:
 
 
 def masked_from(run: Trajectory, reference: Trajectory, step: int, tolerance: Tolerance) -> bool:
-    """The run leaves the finite numbers at ``step`` and stays out of them but for elements a selection
-    in its autograd kept out of the nan (a ReLU's backward ``where(z <= 0, 0, grad)``): its loss is
-    non-finite at every recorded step after ``step``; an element finite at a step from ``step`` on was
-    finite at the step before and has a recorded gradient of exactly 0 there (it takes no part of the
-    nan, and nothing else); at ``step`` those elements agree with the reference run's, which updated
-    them from the same state by the same zero gradient; and after ``step`` they keep that value, bit
-    for bit. Nothing after ``step`` is left to compare but non-finite values and elements nothing
-    moved. (An element an optimizer's state still moves after ``step``, momentum or Adam's moments
-    under a zero gradient, is refused: those moves are checked by nothing here.)"""
+    """The run leaves the finite numbers at ``step`` and stays out of them but for elements the step's
+    nan did not reach: its loss is non-finite at every recorded step after ``step``; an element finite
+    at a step from ``step`` on was finite at the step before; at ``step`` those elements agree with the
+    reference run's, value and recorded gradient (the nan reached only some gradients: a ReLU's
+    backward ``where(z <= 0, 0, grad)`` gives a unit it switched off 0, nan or not; a batch's rows
+    where that unit is on, or a softmax over the batch axis' columns without a zero probability, give
+    finite gradients, the reference's); after ``step`` they take a recorded gradient of exactly 0 (every
+    gradient is the nan's or nothing) and keep their value, bit for bit. Nothing after ``step`` is left
+    to compare but non-finite values and elements nothing moved. (An element an optimizer's state still
+    moves after ``step``, momentum or Adam's moments under a zero gradient, is refused: those moves are
+    checked by nothing here.)"""
     if run.first_nonfinite_step != step or not np.all(~np.isfinite(run.losses[step + 1:])):
         return False
     for name, values in run.params.items():
-        grads, theirs = run.grads.get(name), reference.params.get(name)
-        if grads is None or theirs is None or len(grads) < len(values) or len(theirs) <= step:
+        grads, theirs, their_grads = run.grads.get(name), reference.params.get(name), reference.grads.get(name)
+        if (grads is None or theirs is None or their_grads is None or len(grads) < len(values) or len(theirs) <= step
+                or len(their_grads) <= step):
             return False
         kept = np.isfinite(values[step:])
         before = np.isfinite(np.concatenate([run.params_before(step)[name][None], values[step:-1]]))
-        if (kept & ~before).any() or (kept & (grads[step:len(values)] != 0)).any():
+        if (kept & ~before).any() or (kept[1:] & (grads[step + 1:len(values)] != 0)).any():
             return False
         if (kept[1:] & (values[step + 1:] != values[step][None])).any():  # moved after the step
             return False
         at = kept[0]
-        if at.any() and bool(compare_elements(values[step][at], theirs[step][at], tolerance).bad.any()):
+        if at.any() and any(bool(compare_elements(a[at], b[at], tolerance).bad.any())
+                            for a, b in ((values[step], theirs[step]), (grads[step], their_grads[step]))):
             return False
     return True
 
