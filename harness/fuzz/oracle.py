@@ -40,7 +40,8 @@ OVERFLOWING = ("the reference's sums overflow (a matrix product or a sum of fini
                "order of the additions, which BLAS kernels and frameworks choose differently, decides the result")
 ROUNDING_DECIDES = ("rounding decides the runs where a pair disagrees (the reference's run with every result "
                     "moved one ulp leaves the finite numbers, stops at another step, or moves the loss or a "
-                    "parameter by a tenth of its size)")
+                    "parameter by a tenth of its size; or one run stops early where the other's loss change is "
+                    "within the early stop's tolerance plus what the agreement rule lets two losses differ by)")
 
 
 def ill_conditioned(result: ScenarioResult) -> dict[str, str]:

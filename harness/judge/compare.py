@@ -260,6 +260,28 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance, *,
     return with_rounding
 
 
+def stop_within_rule(ta: Trajectory, tb: Trajectory, tol: Tolerance, early_stop_tol: float | None) -> bool:
+    """The runs part only where one stops early and the other does not, and the other's loss change at
+    that step (``|loss_k - loss_(k-1)|``) is within the early stop's tolerance plus twice the agreement
+    rule's allowance for the loss there: each loss may differ from another implementation's by that
+    allowance, so whether the change falls under the early stop's tolerance is decided by rounding,
+    below what the rule resolves (float32 near 1.5: changes of 0 or one ulp, 1.2e-7, against 1e-8)."""
+    if early_stop_tol is None or ta.steps == tb.steps:
+        return False
+    stopper, other = (ta, tb) if ta.steps < tb.steps else (tb, ta)
+    k = stopper.steps
+    if stopper.stopped_early_at != k or k == 0 or other.losses.shape[0] <= k:
+        return False
+    now, before = float(other.losses[k]), float(other.losses[k - 1])
+    if not (np.isfinite(now) and np.isfinite(before)):
+        return False
+    losses = np.abs(np.concatenate([np.asarray(stopper.losses[:k], dtype=np.float64),
+                                    np.asarray(other.losses[:k + 1], dtype=np.float64)]))
+    allowed = float(compare_elements(np.array([now]), np.array([now]), tol,
+                                     magnitude=np.array(losses[np.isfinite(losses)].max(initial=0.0))).allowed[0])
+    return abs(now - before) <= early_stop_tol + 2 * allowed
+
+
 def rounding_decides_verdict(c: Comparison, rounding: Mapping[str, np.ndarray]) -> bool:
     """The pair disagrees, and at its first mismatch the measured rounding term is at least half of the
     allowance: the verdict rests on how well ``R`` was measured."""

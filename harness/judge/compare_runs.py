@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.judge.compare import Comparison, compare
+from harness.judge.compare import Comparison, compare, stop_within_rule
 from harness.judge.lab_values import LabCheck, check_lab_value
 from harness.judge.metrics import ACCURACY_LOSSES, evaluate
 from harness.judge.result import ScenarioResult, bridge_of, reference_label
@@ -44,6 +44,19 @@ def judge_runs(result: ScenarioResult, runs: Runs) -> ScenarioResult:
 
 
 def compare_pair(result: ScenarioResult, a: str, b: str, dtype: str, runs: Runs) -> Comparison:
+    """The pair's runs compared by the agreement rule (``compare_runs``); where they part only by an
+    early stop that rounding decides (``stop_within_rule``), the comparison says so
+    (``rounding_decides``: still a disagreement)."""
+    c = _compared(result, a, b, dtype, runs)
+    training = result.scenario.training
+    if not c.agree and c.mismatch is None and training is not None and stop_within_rule(
+            result.runs[(a, dtype)], result.runs[(b, dtype)], result.scenario.tolerances[dtype],
+            training.early_stop_tol):
+        c.rounding_decides = True
+    return c
+
+
+def _compared(result: ScenarioResult, a: str, b: str, dtype: str, runs: Runs) -> Comparison:
     """The pair's runs compared by the agreement rule; its measured rounding term (``R``,
     ``harness.judge.rounding``) for a pair of sides that compute the same arithmetic (one optimizer
     convention, or one the conventions share), made only if the fixed terms reject the pair."""
