@@ -135,10 +135,16 @@ def _group(item: pytest.Item) -> str | None:
     (``catalogue_result``, session-scoped); otherwise the tests of a module that use a
     module-scoped fixture are one group, run in their module's order (a module's report, audit or
     planted defects are made once, and a test that finds the fixture as an earlier test of its
-    module left it still does); any other test goes to whichever worker is free."""
+    module left it still does); a test file may name a group itself with the ``xdist_group`` mark
+    ("torch-in-process": the tests that build torch optimizers in the pytest process, the first of
+    which imports torch._dynamo, a second of CPU, so that one worker pays it, not each); any other
+    test goes to whichever worker is free."""
     name = _scenario(item)
     if name is not None:
         return f"catalogue:{name}"
+    mark = item.get_closest_marker("xdist_group")  # named in a test file (the group "torch-in-process")
+    if mark is not None:
+        return str(mark.kwargs["name"] if "name" in mark.kwargs else mark.args[0])
     info = getattr(item, "_fixtureinfo", None)
     # a module-scoped fixture of a test module or conftest (baseid '' is a parametrize argument)
     if info is not None and any(definitions and definitions[-1].scope == "module" and definitions[-1].baseid

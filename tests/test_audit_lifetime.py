@@ -96,6 +96,7 @@ def test_a_process_that_leaves_the_session_does_not_outlive_the_audit(tmp_path: 
     assert not survived, "the setsid() grandchild outlived the audit"
 
 
+@pytest.mark.slow  # spins until it has used up its second of CPU time
 def test_cpu_time_is_bounded_whatever_the_wall_clock_timeout(tmp_path: Path) -> None:
     """RLIMIT_CPU of 1 s with a wall clock of 600 s: the spinning submission is killed by SIGXCPU."""
     (tmp_path / "spin.py").write_text("def backward(params, X, y):\n    while True:\n        pass\n")

@@ -1,10 +1,12 @@
 """The command line: list, run (exit codes, JSON), skipped frameworks, report, bench output format."""
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -15,10 +17,27 @@ from harness.run.adapters import ADAPTERS
 from harness.spec.catalogue import resolve
 
 
-def test_list_imports_no_framework():
-    code = ("import sys; from harness.commands.cli import main; main(['list']); "
-            "assert not {'tensorflow', 'keras', 'torch'} & set(sys.modules), sorted(sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+@pytest.fixture(scope="module")
+def in_a_fresh_process() -> Callable[[tuple[str, ...]], tuple[int, str, set[str]]]:
+    """``run(argv)``: ``main(argv)`` in a new Python process started in the repository, as
+    (exit code, what it printed before, the modules it imported); each argv runs once per module."""
+    @functools.cache
+    def run(argv: tuple[str, ...]) -> tuple[int, str, set[str]]:
+        code = ("import json, sys\nfrom harness.commands.cli import main\n"
+                f"code = main({list(argv)!r})\n"
+                "print(json.dumps([code, sorted(sys.modules)]))\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).resolve().parents[1])
+        assert done.returncode == 0, done.stdout + done.stderr
+        *printed, last = done.stdout.splitlines()
+        exit_code, modules = json.loads(last)
+        return exit_code, "\n".join(printed), set(modules)
+    return run
+
+
+def test_list_imports_no_framework(in_a_fresh_process):
+    code, out, modules = in_a_fresh_process(("list",))
+    assert code == 0 and not {"tensorflow", "keras", "torch"} & modules, sorted(modules)
     for name in ("sigmoid-exponential", "softmax-classifier", "minibatch-regression"):
         assert name in out
     assert "003_8a82d580fe4d8025.txt" in out
@@ -185,13 +204,9 @@ def test_executor_ray_without_the_extra_is_bad_input(monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv", [["list"],
                                   ["check", "scenarios/keys/001-lecture-notes.toml", "--frameworks", "numpy"]])
-def test_commands_that_need_no_framework_import_none(argv):
+def test_commands_that_need_no_framework_import_none(argv, in_a_fresh_process):
     """`list` and a numpy-only `check` load no framework and no plotting library (a command's module
     is imported only when it runs), so they start fast."""
-    code = ("import sys\nfrom harness.commands.cli import main\n"
-            f"code = main({argv!r})\n"
-            "heavy = ['matplotlib', 'plotly', 'tensorflow', 'keras', 'torch', 'jax']\n"
-            "print(code, [m for m in heavy if m in sys.modules])\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr
+    code, out, modules = in_a_fresh_process(tuple(argv))
+    heavy = ["matplotlib", "plotly", "tensorflow", "keras", "torch", "jax"]
+    assert (code, [m for m in heavy if m in modules]) == (0, []), out

@@ -1,6 +1,8 @@
 """The Ray executor (an optional extra): every run a Ray task with one CPU, on a local Ray instance
 the test starts itself (``ray.init(num_cpus=2)``, no outside cluster); the results are the local
-executor's, exactly. Without the extra these tests are skipped, naming the reason."""
+executor's, exactly. Without the extra the tests that start Ray are skipped, naming the reason
+(``ray`` is imported by the fixture that starts it, not at collection: importing it costs every
+pytest process, each pytest-xdist worker included, half a second)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +13,8 @@ import pytest
 from harness.commands.cli import main
 from harness.pipeline import run_scenario
 from harness.run.adapters import use_executor
+from harness.run.adapters.ray_executor import RayExecutor
 from harness.spec.scenario import load_scenarios
-
-ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'nn-parity[ray]')")
-from harness.run.adapters.ray_executor import RayExecutor  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +23,7 @@ TINY = Path(__file__).resolve().parent / "scenarios" / "tiny-mlp.toml"
 
 @pytest.fixture(scope="module")
 def local_ray():
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'nn-parity[ray]')")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()

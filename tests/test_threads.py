@@ -24,6 +24,7 @@ def test_a_bad_thread_count_is_one_line_exit_2(value, monkeypatch, capsys):
     assert "NN_PARITY_THREADS" in err and "a whole number of threads" in err
 
 
+@pytest.mark.xdist_group(name="torch-in-process")  # torch in the pytest process (tests/conftest.py, _group)
 @pytest.mark.parametrize("value, threads", [("2", 2), ("", 1), (None, 1)])
 def test_torch_runs_on_the_threads_the_variable_names(value, threads, monkeypatch, frameworks_in_process):
     torch = pytest.importorskip("torch")

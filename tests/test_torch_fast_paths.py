@@ -19,6 +19,9 @@ from harness.run.adapters.workers import inline
 from harness.run.plan import make_plan
 from harness.spec.catalogue import resolve
 
+# in the pytest process: on one pytest-xdist worker with the other tests that are (tests/conftest.py, _group)
+pytestmark = pytest.mark.xdist_group(name="torch-in-process")
+
 SCENARIO = "sgd-worked-example"  # plain SGD, batch size 1: every step's gradient differs
 
 
