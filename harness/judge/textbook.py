@@ -112,6 +112,7 @@ class Rule:
         self.cast = (lambda x: _d(float(np.float32(x)))) if rounded else _d
         self.lr = _d(learning_rate)
         self.power_dtype = dtype if self.family == "keras" else "float64"  # where ``beta**t`` is computed
+        self.dtype = dtype
         self.state: dict[str, dict[str, Vector]] = {}
 
     def describe(self) -> str:
@@ -140,6 +141,16 @@ class Rule:
         lower, upper = sorted((_d(near), _d(other)))
         return lower, upper
 
+    def _square(self, g: Decimal) -> Decimal:
+        """``g * g`` as the run's dtype holds it where that is not a normal number (it overflows to inf,
+        or underflows to 0 or a subnormal, where its rounding is no longer relative), else exact: in
+        float32 a gradient of 5.8e25 squares to inf, so RMSprop's ``v`` is inf and the step 0, where
+        the exact square gives a full step of ``lr / sqrt(1 - rho)`` (the fuzzer's seed-12 example 2215)."""
+        kind = np.dtype(self.dtype).type
+        with np.errstate(all="ignore"):
+            held = kind(float(g)) * kind(float(g))
+        return _d(held) if not np.isfinite(held) or abs(held) < np.finfo(kind).tiny else g * g
+
     # --- Keras ---------------------------------------------------------------------------
 
     def _keras_sgd(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
@@ -160,7 +171,7 @@ class Rule:
         m = s.setdefault("m", [Decimal(0)] * len(w))
         v = s.setdefault("v", [Decimal(0)] * len(w))
         m[:] = [mi + (gi - mi) * (1 - b1) for mi, gi in zip(m, g)]
-        v[:] = [vi + (gi * gi - vi) * (1 - b2) for vi, gi in zip(v, g)]
+        v[:] = [vi + (self._square(gi) - vi) * (1 - b2) for vi, gi in zip(v, g)]
         if self.o["amsgrad"]:
             vhat = s.setdefault("vhat", [Decimal(0)] * len(w))
             vhat[:] = [max(a, b) for a, b in zip(vhat, v)]
@@ -171,7 +182,7 @@ class Rule:
     def _keras_rmsprop(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
         rho, eps, mu = _d(self.o["rho"]), _d(self.o["epsilon"]), _d(self.o["momentum"])
         v = s.setdefault("v", [Decimal(0)] * len(w))
-        v[:] = [rho * vi + (1 - rho) * gi * gi for vi, gi in zip(v, g)]
+        v[:] = [rho * vi + (1 - rho) * self._square(gi) for vi, gi in zip(v, g)]
         if self.o["centered"]:
             a = s.setdefault("a", [Decimal(0)] * len(w))
             a[:] = [rho * ai + (1 - rho) * gi for ai, gi in zip(a, g)]
@@ -205,7 +216,7 @@ class Rule:
         m = s.setdefault("m", [Decimal(0)] * len(w))
         v = s.setdefault("v", [Decimal(0)] * len(w))
         m[:] = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
-        v[:] = [b2 * vi + (1 - b2) * gi * gi for vi, gi in zip(v, g)]
+        v[:] = [b2 * vi + (1 - b2) * self._square(gi) for vi, gi in zip(v, g)]
         if self.o["amsgrad"]:
             vmax = s.setdefault("vmax", [Decimal(0)] * len(w))
             vmax[:] = [max(a, b) for a, b in zip(vmax, v)]
@@ -219,7 +230,7 @@ class Rule:
     def _torch_rmsprop(self, t: int, s: dict[str, Vector], w: Vector, g: Vector) -> Vector:
         rho, eps, mu = _d(self.o["rho"]), _d(self.o["epsilon"]), _d(self.o["momentum"])
         v = s.setdefault("v", [Decimal(0)] * len(w))
-        v[:] = [rho * vi + (1 - rho) * gi * gi for vi, gi in zip(v, g)]
+        v[:] = [rho * vi + (1 - rho) * self._square(gi) for vi, gi in zip(v, g)]
         if self.o["centered"]:
             a = s.setdefault("a", [Decimal(0)] * len(w))
             a[:] = [rho * ai + (1 - rho) * gi for ai, gi in zip(a, g)]
