@@ -12,7 +12,10 @@ property when, at the pair's first divergent step ``k`` (every earlier step agre
   columns, keep finite gradients), which at ``k`` agree with the reference's, value and gradient,
   and after ``k`` take no gradient but 0 and keep their value, under a non-finite loss;
 * the step's forward pass agrees: the two sides' traces of step ``k`` give the same loss and layer
-  outputs within the agreement rule (what differs first is the backward pass);
+  outputs within the agreement rule; or each side's is that of the parameters it entered the step
+  with (``forward_own``: the reference's layers and loss on them), when those parameters differ by
+  what the pair's comparison let agree before ``k``, its measured rounding ``R`` included (what
+  differs first is the backward pass);
 * a property's check (``Cause.check``, on the pair's traces of step ``k``) returns a ``Finding``
   that points at the framework's side.
 
@@ -33,10 +36,12 @@ from harness.judge.compare import compare
 from harness.judge.controls import Pair
 from harness.judge.result import ScenarioResult
 from harness.judge.runs import Runs
+from harness.run.adapters.numpy_reference import build_network, layer_outputs
 from harness.run.labels import framework_of
 from harness.run.plan import side_plan
 from harness.run.trajectory import Trajectory
 from harness.spec.tolerance import Tolerance, compare_elements
+from reference.losses import get_loss
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,30 @@ def forward_agrees(trace_a: Trace, trace_b: Trace, e: Evidence) -> bool:
                                 for stage in stages)
 
 
+def forward_own(e: Evidence, side: str) -> bool:
+    """``side``'s forward pass at the step is that of the parameters it held: its trace's parameters are
+    its run's entering the step, bit for bit, and its layer outputs and loss are those of the reference's
+    layers and loss (NumPy, none of the framework's code) on them, within the agreement rule. (The two
+    sides may hold parameters that differ: by what the pair's own comparison, its measured rounding
+    ``R`` included, let agree at every earlier step; then their forward passes differ by that, and
+    ``forward_agrees``' bare rule does not hold, though neither side's forward pass is at fault.)"""
+    trace, scenario, run = e.traces[side], e.scenarios[side], e.runs[side]
+    if scenario.training is None:
+        return False
+    entering = run.params_before(e.step)
+    if set(entering) != {stage[len("params "):] for stage in trace if stage.startswith("params ")} or any(
+            not np.array_equal(np.asarray(trace[f"params {name}"]), values) for name, values in entering.items()):
+        return False
+    idx = e.plan.batch_indices(e.step)
+    x, y = e.plan.X[idx], e.plan.y[idx]
+    with np.errstate(all="ignore"):
+        outputs = layer_outputs(build_network(scenario), x, entering)
+        value = get_loss(scenario.training.loss).value(y, outputs[-1], clip=scenario.training.clip)
+    stages = [(f"output layers.{i}", output) for i, output in enumerate(outputs)] + [("loss", value)]
+    return all(stage in trace and np.shape(trace[stage]) == np.shape(computed)
+               and agree(trace[stage], computed, e.tolerance) for stage, computed in stages)
+
+
 def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, runs: Runs) -> Property | None:
     """The property of ``label``'s framework that accounts for its run against ``reference``'s (module
     docstring); None when none does. Traces the pair's first divergent step only when a property applies."""
@@ -132,7 +161,8 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
                         scenarios={side: result.scenario_for(side) for side in sides}, traces=traces,
                         plan=side_plan(plan, result.scenario_for(c.a)), tolerance=result.scenario.tolerances[dtype],
                         run_floor=runs)
-    if not forward_agrees(evidence.traces[c.a], evidence.traces[c.b], evidence):
+    if not (forward_agrees(evidence.traces[c.a], evidence.traces[c.b], evidence)
+            or all(forward_own(evidence, side) for side in sides)):
         return None
     for cause in causes:
         assert cause.check is not None
