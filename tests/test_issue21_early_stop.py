@@ -19,6 +19,7 @@ from harness.spec.fields import read_toml
 from harness.spec.scenario import load_scenarios
 
 FILE = Path(__file__).resolve().parent / "scenarios" / "fuzz-seed12-example1607.toml"
+WITH_R = Path(__file__).resolve().parent / "scenarios" / "fuzz-seed12-guided740.toml"  # R counted at the stop
 FRAMEWORKS = ("numpy", "keras", "torch")
 
 
@@ -53,3 +54,17 @@ def test_a_stop_where_the_loss_still_moves_is_a_finding(monkeypatch: pytest.Monk
     outcome = judge_example(Example(read_toml(FILE, what="scenario file"), ()), frameworks=FRAMEWORKS,
                             dtypes=("float32",))
     assert outcome.kind == FINDING and "numpy" in {fp.suspect for fp in outcome.fingerprints}, outcome
+
+
+@pytest.mark.slow
+def test_a_stop_within_the_loss_s_measured_rounding_is_ill_conditioned() -> None:
+    """keras stops at 23 where numpy[keras]'s loss changes by 1.8e-4 against a tolerance of 1e-4: beyond
+    the fixed terms' allowance, within the loss's measured rounding there (the pair agreed before only
+    with it): rounding decides; the fuzzer counts the example ill-conditioned."""
+    [scenario] = load_scenarios(WITH_R)
+    result = run_scenario(scenario, frameworks=FRAMEWORKS, dtypes=("float32",))
+    c = result.pair("numpy[keras]", "keras", "float32")
+    assert c is not None and c.state == DISAGREE and c.mismatch is None and c.rounding and c.rounding_decides
+    outcome = judge_example(Example(read_toml(WITH_R, what="scenario file"), ()), frameworks=FRAMEWORKS,
+                            dtypes=("float32",))
+    assert (outcome.kind, outcome.reason) == (ILL_CONDITIONED, ROUNDING_DECIDES), outcome

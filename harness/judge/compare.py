@@ -260,12 +260,14 @@ def compare(ta: Trajectory, tb: Trajectory, tol: Tolerance, *,
     return with_rounding
 
 
-def stop_within_rule(ta: Trajectory, tb: Trajectory, tol: Tolerance, early_stop_tol: float | None) -> bool:
+def stop_within_rule(ta: Trajectory, tb: Trajectory, tol: Tolerance, early_stop_tol: float | None,
+                     rounding: np.ndarray | None = None) -> bool:
     """The runs part only where one stops early and the other does not, and the other's loss change at
     that step (``|loss_k - loss_(k-1)|``) is within the early stop's tolerance plus twice the agreement
     rule's allowance for the loss there: each loss may differ from another implementation's by that
     allowance, so whether the change falls under the early stop's tolerance is decided by rounding,
-    below what the rule resolves (float32 near 1.5: changes of 0 or one ulp, 1.2e-7, against 1e-8)."""
+    below what the rule resolves (float32 near 1.5: changes of 0 or one ulp, 1.2e-7, against 1e-8).
+    ``rounding``: the loss's measured rounding per step (``R``), when the pair's comparison counted it."""
     if early_stop_tol is None or ta.steps == tb.steps:
         return False
     stopper, other = (ta, tb) if ta.steps < tb.steps else (tb, ta)
@@ -277,7 +279,8 @@ def stop_within_rule(ta: Trajectory, tb: Trajectory, tol: Tolerance, early_stop_
         return False
     losses = np.abs(np.concatenate([np.asarray(stopper.losses[:k], dtype=np.float64),
                                     np.asarray(other.losses[:k + 1], dtype=np.float64)]))
-    allowed = float(compare_elements(np.array([now]), np.array([now]), tol,
+    r = None if rounding is None or rounding.size == 0 else np.array([rounding[min(k, rounding.size - 1)]])
+    allowed = float(compare_elements(np.array([now]), np.array([now]), tol, rounding=r,
                                      magnitude=np.array(losses[np.isfinite(losses)].max(initial=0.0))).allowed[0])
     return abs(now - before) <= early_stop_tol + 2 * allowed
 

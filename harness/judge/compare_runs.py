@@ -49,9 +49,13 @@ def compare_pair(result: ScenarioResult, a: str, b: str, dtype: str, runs: Runs)
     (``rounding_decides``: still a disagreement)."""
     c = _compared(result, a, b, dtype, runs)
     training = result.scenario.training
-    if not c.agree and c.mismatch is None and training is not None and stop_within_rule(
-            result.runs[(a, dtype)], result.runs[(b, dtype)], result.scenario.tolerances[dtype],
-            training.early_stop_tol):
+    if c.agree or c.mismatch is not None or training is None or training.early_stop_tol is None:
+        return c
+    # the loss's rounding as the pair's comparison counted it (``R``: a pair of the same arithmetic)
+    rounding = (np.maximum(*(np.asarray(rounding_of(result, label, dtype)["loss"], dtype=np.float64)
+                             for label in (a, b))) if c.rounding else None)
+    if stop_within_rule(result.runs[(a, dtype)], result.runs[(b, dtype)], result.scenario.tolerances[dtype],
+                        training.early_stop_tol, rounding):
         c.rounding_decides = True
     return c
 
