@@ -41,3 +41,18 @@ def test_the_example_s_reference_runs_follow_their_rules_and_it_is_no_finding() 
     outcome = judge_example(Example(read_toml(FILE, what="scenario file"), ()),
                             frameworks=("numpy", "keras", "torch"), dtypes=("float32",))
     assert outcome.kind != FINDING, outcome
+
+
+@pytest.mark.parametrize("convention", ["keras", "torch"])
+def test_an_underflowing_square_stays_exact_and_an_overflow_twice_raises_nothing(convention: str) -> None:
+    """A centered RMSprop on a gradient whose square underflows float64 (1e-170): ``v - a * a`` stays
+    non-negative, the step finite (seed 13's examples 14 and 20 raised, then gave nan, when only the
+    square was held in the dtype). Adam on two gradients whose squares overflow float32: ``inf - inf``
+    is NaN as IEEE arithmetic gives it, never an exception."""
+    rule = Rule("rmsprop", convention, 0.01, {"centered": True, "momentum": 0.5}, "float64")
+    low, high = rule.update(1, "w", [Decimal(1)], [Decimal(1e-170)])
+    assert low == high and low[0].is_finite() and float(low[0]) <= 1.0
+    adam = Rule("adam", convention, 0.5, {}, "float32")
+    for t in (1, 2):
+        ends = adam.update(t, "w", [Decimal(1)], [Decimal(5.8e25)])
+    assert all(isinstance(x, Decimal) for end in ends for x in end)

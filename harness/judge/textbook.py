@@ -53,7 +53,7 @@ update combines). A run is checked for its first
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Context, Decimal
+from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -62,7 +62,10 @@ from harness.run.trajectory import Trajectory
 from harness.spec.scenario import Scenario
 from harness.spec.tolerance import Tolerance, compare_elements, finite_magnitude
 
-CONTEXT = Context(prec=50)
+CONTEXT = Context(prec=50, traps=[Overflow])
+# inf - inf, 0 x inf and x / 0 give NaN and Infinity, as IEEE arithmetic does, where a square held as
+# the dtype holds it is inf (``Rule._square``): never an exception
+IEEE_LIKE = (InvalidOperation, DivisionByZero)
 MIN_STEPS = 3  # always checked (when the run made them and their values are finite)
 BUDGET = 6_000  # parameter elements x steps checked beyond MIN_STEPS (about 0.1 s)
 
@@ -125,7 +128,10 @@ class Rule:
         state = self.state.setdefault(name, {})
         rule: Callable[[int, dict[str, Vector], Vector, Vector], Vector | tuple[Vector, Vector]] = \
             getattr(self, f"_{self.family}_{self.name}")
-        new = rule(t, state, w, g)
+        with localcontext() as context:
+            for signal in IEEE_LIKE:
+                context.traps[signal] = False
+            new = rule(t, state, w, g)
         return new if isinstance(new, tuple) else (new, new)
 
     def _powers(self, beta: Decimal, t: int) -> tuple[Decimal, Decimal]:
@@ -142,14 +148,15 @@ class Rule:
         return lower, upper
 
     def _square(self, g: Decimal) -> Decimal:
-        """``g * g`` as the run's dtype holds it where that is not a normal number (it overflows to inf,
-        or underflows to 0 or a subnormal, where its rounding is no longer relative), else exact: in
-        float32 a gradient of 5.8e25 squares to inf, so RMSprop's ``v`` is inf and the step 0, where
-        the exact square gives a full step of ``lr / sqrt(1 - rho)`` (the fuzzer's seed-12 example 2215)."""
+        """``g * g``, exact, but inf where the run's dtype cannot hold it (past its largest number): in
+        float32 a gradient of 5.8e25 squares to inf, so RMSprop's ``v`` is inf and the step 0, where the
+        exact square gave a full step of ``lr / sqrt(1 - rho)`` (the fuzzer's seed-12 example 2215). An
+        underflowing square stays exact: its rounding is absolute and tiny, and the other terms beside it
+        (a centered RMSprop's ``a * a``) are exact too."""
         kind = np.dtype(self.dtype).type
-        with np.errstate(all="ignore"):
+        with np.errstate(over="ignore"):
             held = kind(float(g)) * kind(float(g))
-        return _d(held) if not np.isfinite(held) or abs(held) < np.finfo(kind).tiny else g * g
+        return _d(held) if np.isinf(held) else g * g
 
     # --- Keras ---------------------------------------------------------------------------
 
