@@ -35,7 +35,6 @@ def explain(result: ScenarioResult, dtype: str, *, native: set[str], runs: Runs)
             if (side, dtype) in result.runs and (found := property_of(result, side, reference, dtype,
                                                                       runs)) is not None:
                 result.properties[(side, dtype)] = found
-                break
     accounted = {label: account(result, label, dtype, runs) for label in result.frameworks}
     for label, (ok, rule) in accounted.items():
         if ok and rule and (label, dtype) not in result.properties:

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.judge.causes import guard_at_zero, subnormals
+from harness.judge.causes import guard_at_zero, subnormals, ties
 from harness.judge.causes.conventions import convention_control, narrowed_sides, rule_control
 from harness.judge.causes.evidence import Evidence, Finding
 from harness.judge.causes.factors import constant_factor, gradient_scaled
@@ -94,6 +94,9 @@ CAUSES: tuple[Cause, ...] = (
     # a property of a framework's arithmetic, measured by the reference run flushed (subnormals)
     Cause(name=subnormals.NAME, explanation=subnormals.EXPLANATION, applies=subnormals.applies,
           reproduce=subnormals.reproduce, property=True),
+    # a property of a framework's autograd at a guard's bound, measured by the reference run with it (ties)
+    Cause(name=ties.NAME, explanation=ties.EXPLANATION, applies=ties.applies, reproduce=ties.reproduce,
+          property=True),
     # measured defects (the measured families), before float32 growth: a float32 run computed in
     # float64 agrees with float64 too, and is a defect, not drift
     Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",
