@@ -4,9 +4,10 @@
 A framework run that disagrees with the reference run in its own convention is accounted for by a
 property when, at the pair's first divergent step ``k`` (every earlier step agrees):
 
-* the framework's run leaves the finite numbers at ``k`` and every one of its parameters is nan or
-  inf at every recorded step from ``k`` on, so nothing after ``k`` is compared but that non-finite
-  value (a run that came back to finite numbers could hide anything there);
+* the framework's run leaves the finite numbers at ``k`` and every element of its parameters is, at
+  every recorded step from ``k`` on, nan or inf, or finite and within the agreement rule of the
+  reference's same element (``nonfinite_from``), so nothing finite after ``k`` goes uncompared (a run
+  that came back to finite numbers could hide anything there);
 * the step's forward pass agrees: the two sides' traces of step ``k`` give the same loss and layer
   outputs within the agreement rule (what differs first is the backward pass);
 * a property's check (``Cause.check``, on the pair's traces of step ``k``) returns a ``Finding``
@@ -32,6 +33,7 @@ from harness.judge.runs import Runs
 from harness.run.labels import framework_of
 from harness.run.plan import side_plan
 from harness.run.trajectory import Trajectory
+from harness.spec.tolerance import Tolerance, compare_elements
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,26 @@ class Property:
         return f"{self.label}: {self.cause.name} from step {self.step} (confirmed by measurement)"
 
 
-def nonfinite_from(run: Trajectory, step: int) -> bool:
-    """The run leaves the finite numbers at ``step`` and every parameter stays non-finite to its end."""
-    return (run.first_nonfinite_step == step
-            and all(not np.isfinite(values[step:]).any() for values in run.params.values()))
+def nonfinite_from(run: Trajectory, step: int, *, reference: Trajectory | None = None,
+                   tolerance: Tolerance | None = None) -> bool:
+    """The run leaves the finite numbers at ``step`` and, from there to its end, every parameter element is
+    non-finite, or (given the reference's run and the agreement rule) finite and agreeing with the reference's
+    same element at the same step: what stays finite (e.g. a unit whose gradient autograd's select keeps at
+    exactly 0) is still compared, so nothing finite goes unjudged."""
+    if run.first_nonfinite_step != step:
+        return False
+    for name, values in run.params.items():
+        after = values[step:]
+        finite = np.isfinite(after)
+        if not finite.any():
+            continue
+        theirs = None if reference is None else reference.params.get(name)
+        if tolerance is None or theirs is None or theirs.shape != values.shape:
+            return False
+        with np.errstate(all="ignore"):
+            if compare_elements(after[finite], theirs[step:][finite], tolerance).bad.any():
+                return False
+    return True
 
 
 def forward_agrees(trace_a: Trace, trace_b: Trace, e: Evidence) -> bool:
@@ -80,7 +98,8 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
                                                                     runs)):
             return Property(label, reference, dtype, step, cause, measured)
     causes = [cause for cause in causes if cause.check is not None]
-    if not causes or step >= min(c.steps_a, c.steps_b) or not nonfinite_from(run, step):
+    if not causes or step >= min(c.steps_a, c.steps_b) or not nonfinite_from(
+            run, step, reference=result.runs[(reference, dtype)], tolerance=result.scenario.tolerances[dtype]):
         return None
     sides = (c.a, c.b)
     try:
