@@ -2,7 +2,8 @@
 accounts for -- the optimizer conventions of its sides (each side agreeing with the reference in its
 own convention, each convention's reference run following that convention's update rule computed
 independently, ``harness.judge.textbook``), a framework's narrowing rule (a side whose control
-run, with the rule off, agrees with the reference) and a real property of a framework (a side that
+run, with the rule off, agrees with the reference, or differs from it by a measured property of its
+framework alone) and a real property of a framework (a side that
 agrees with the reference until the property, confirmed by a measurement that runs none of its
 code, takes its run out of the finite numbers, ``harness.judge.properties``) -- differs, explained,
 and names them. ``nn-parity run``, the reports and the fuzzer's oracle all read this one judgement.
@@ -23,8 +24,9 @@ def explain(result: ScenarioResult, dtype: str, *, native: set[str], runs: Runs)
     differs only by what the reference accounts for: the optimizer conventions of its sides (each
     side agreeing with the reference in its own convention, and each convention confirmed,
     ``convention_confirmed``) and a framework's narrowing rule (a side whose control run agrees with
-    it, ``account``). ``differences`` names them. A pair with a side that computed in another dtype
-    than its own has ``faults``."""
+    it, or differs from it by a property alone, ``account``). ``differences`` names them. A pair with a
+    side that computed in another dtype than its own has ``faults``; a control pair its property accounts
+    for differs, explained (``_explain_control``)."""
     spec = None if result.scenario.training is None else result.scenario.training.optimizer
     for label in result.frameworks:
         reference = bridge_of(result, label, dtype)
