@@ -200,3 +200,15 @@ def test_a_keras_at_jax_side_is_not_explained_when_the_gradient_is_not_on_a_boun
     raw["model"]["layers"][0]["bias"] = [3.0]
     outcome = judge_example(Example(raw, ()), frameworks=FRAMEWORKS, dtypes=("float32",))
     assert outcome.kind == "ok", outcome
+
+
+@pytest.mark.parametrize("clip", ["keras", "torch"])
+def test_off_the_bounds_the_categorical_split_is_the_references_bit_for_bit(clip: str) -> None:
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.05, 1.0, size=(4, 3))
+    p /= p.sum(axis=1, keepdims=True)
+    y = np.eye(3)[[0, 2, 1, 1]]
+    for dtype in ("float64", "float32"):
+        q, t = p.astype(dtype), y.astype(dtype)
+        assert np.array_equal(Split.losses["categorical_crossentropy"].gradient(t, q, clip=clip),
+                              LOSSES["categorical_crossentropy"].gradient(t, q, clip=clip))

@@ -78,7 +78,7 @@ def _categorical_gradient(y_true: Array, y_pred: Array, *, clip: str = "none") -
     total = np.sum(y_pred, axis=-1, keepdims=True)
     q = y_pred / total
     share = ((q >= eps) & (q <= 1 - eps)).astype(dtype) * _split(_keras_bounds(q)).astype(dtype)
-    grad_q = -y_true * share / np.clip(q, eps, 1 - eps) / rows
+    grad_q = -y_true * (share / np.clip(q, eps, 1 - eps)) / rows  # the reference's order of operations
     return cast(Array, (grad_q - np.sum(grad_q * q, axis=-1, keepdims=True)) / total)
 
 
