@@ -6,10 +6,11 @@ with shape ``(n_out,)``.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from reference.layers import Dense, DenseCache
-from reference.losses import get_loss
+from reference.losses import Loss, get_loss
 from reference.types import Array, Scalar
 
 
@@ -24,6 +25,8 @@ def bias_name(i: int) -> str:
 @dataclass(frozen=True)
 class Network:
     layers: tuple[Dense, ...]
+    # the losses it trains by name; None: the reference's own (``reference.losses.LOSSES``)
+    losses: Mapping[str, Loss] | None = None
 
     def forward(self, x: Array, params: dict[str, Array]) -> tuple[Array, list[DenseCache]]:
         """a^(0) = x;  a^(k) = phi_k(a^(k-1) @ W_k + b_k).  Returns the output and the caches."""
@@ -39,7 +42,7 @@ class Network:
     ) -> tuple[Scalar, dict[str, Array]]:
         """Forward pass, batch-mean loss, then backpropagation from the output layer down
         (the gradient with respect to the data itself is not needed, so not computed)."""
-        loss_fn = get_loss(loss)
+        loss_fn = get_loss(loss) if self.losses is None else self.losses[loss]
         y_pred, caches = self.forward(x, params)
         value = loss_fn.value(y, y_pred, clip=clip)
         grad_a: Array | None = loss_fn.gradient(y, y_pred, clip=clip)

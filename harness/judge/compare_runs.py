@@ -101,8 +101,9 @@ def rounding_of(result: ScenarioResult, label: str, dtype: str, runs: int = RUNS
 
 def controls_needed(result: ScenarioResult, runs: Runs) -> list[tuple[str, str, str]]:
     """(label, dtype, reference) of every run whose framework has a narrowing rule, that narrowed
-    operations and disagrees with ``reference``, the reference in its convention: each gets a control
-    run with the rule off."""
+    operations and disagrees with ``reference``, the reference in its convention, or agrees with it and
+    still computed in another dtype (``ScenarioResult.wrong_dtypes``: values a float32 computation gives
+    exactly): each gets a control run with the rule off."""
     out = []
     for dtype in result.dtypes:
         for label in result.frameworks:
@@ -110,7 +111,7 @@ def controls_needed(result: ScenarioResult, runs: Runs) -> list[tuple[str, str, 
             if not narrowed(runs, label, result.runs[(label, dtype)]) or reference is None:
                 continue
             bridge = result.pair(label, reference, dtype)
-            if bridge is not None and not bridge.agree:
+            if bridge is not None and (not bridge.agree or result.wrong_dtypes(label, dtype)):
                 out.append((label, dtype, reference))
     return out
 

@@ -2,13 +2,15 @@
 accounts for -- the optimizer conventions of its sides (each side agreeing with the reference in its
 own convention, each convention's reference run following that convention's update rule computed
 independently, ``harness.judge.textbook``), a framework's narrowing rule (a side whose control
-run, with the rule off, agrees with the reference) and a real property of a framework (a side that
+run, with the rule off, agrees with the reference, or differs from it by a measured property of its
+framework alone) and a real property of a framework (a side that
 agrees with the reference until the property, confirmed by a measurement that runs none of its
 code, takes its run out of the finite numbers, ``harness.judge.properties``) -- differs, explained,
 and names them. ``nn-parity run``, the reports and the fuzzer's oracle all read this one judgement.
 """
 from __future__ import annotations
 
+from harness.judge.compare import Comparison
 from harness.judge.properties import property_of
 from harness.judge.result import ScenarioResult, bridge_of, in_convention
 from harness.judge.runs import Runs
@@ -22,14 +24,19 @@ def explain(result: ScenarioResult, dtype: str, *, native: set[str], runs: Runs)
     differs only by what the reference accounts for: the optimizer conventions of its sides (each
     side agreeing with the reference in its own convention, and each convention confirmed,
     ``convention_confirmed``) and a framework's narrowing rule (a side whose control run agrees with
-    it, ``account``). ``differences`` names them. A pair with a side that computed in another dtype
-    than its own has ``faults``."""
+    it, or differs from it by a property alone, ``account``). ``differences`` names them. A pair with a
+    side that computed in another dtype than its own has ``faults``; a control pair its property accounts
+    for differs, explained (``_explain_control``)."""
     spec = None if result.scenario.training is None else result.scenario.training.optimizer
     for label in result.frameworks:
         reference = bridge_of(result, label, dtype)
-        if framework_of(label) != REFERENCE and reference is not None \
-                and (found := property_of(result, label, reference, dtype, runs)) is not None:
-            result.properties[(label, dtype)] = found
+        if framework_of(label) == REFERENCE or reference is None:
+            continue
+        # the run itself, and its control run with its narrowing rule off (which ``account`` may need)
+        for side in (label, control_label(label)):
+            if (side, dtype) in result.runs and (found := property_of(result, side, reference, dtype,
+                                                                      runs)) is not None:
+                result.properties[(side, dtype)] = found
     accounted = {label: account(result, label, dtype, runs) for label in result.frameworks}
     for label, (ok, rule) in accounted.items():
         if ok and rule and (label, dtype) not in result.properties:
@@ -40,6 +47,7 @@ def explain(result: ScenarioResult, dtype: str, *, native: set[str], runs: Runs)
             continue
         c.faults = [fault for side in (c.a, c.b) if (fault := result.dtype_fault(side, dtype))]
         if c.a not in native or c.b not in native:
+            _explain_control(result, c)
             continue
         ca, cb = result.runs[(c.a, dtype)].convention, result.runs[(c.b, dtype)].convention
         parts, conventions = [], []
@@ -53,6 +61,16 @@ def explain(result: ScenarioResult, dtype: str, *, native: set[str], runs: Runs)
         if c.differences and not any(framework_of(label) == REFERENCE for label in result.frameworks):
             c.unconfirmed = (f"the reference ({REFERENCE}) is needed to confirm it, and did not run: add "
                              f"{REFERENCE} to --frameworks")
+
+
+def _explain_control(result: ScenarioResult, c: Comparison) -> None:
+    """A native run's control run (its narrowing rule off) against the run's reference, when a property of
+    its framework, measured, accounts for the control run (``account`` rests on it): differs, explained."""
+    controls = {control_label(label) for label in result.frameworks}
+    for side, other in ((c.a, c.b), (c.b, c.a)):
+        found = result.properties.get((side, c.dtype))
+        if side in controls and found is not None and found.reference == other:
+            c.differences, c.explained = [found.describe()], True
 
 
 def _check_rules(result: ScenarioResult, dtype: str) -> None:
@@ -80,23 +98,34 @@ def convention_confirmed(result: ScenarioResult, convention: str, dtype: str, ru
 
 def account(result: ScenarioResult, label: str, dtype: str, runs: Runs) -> tuple[bool, str]:
     """Whether the reference accounts for ``label``'s run: (True, "") when it is the reference or
-    agrees with the reference in its convention; (True, the property) when it differs from it by a
-    property of its framework, measured (``properties``); (True, the rule) when its control run with
-    its framework's narrowing rule off agrees with it instead; else (False, "")."""
+    agrees with the reference in its convention, computing in its own dtype; (True, the property) when
+    it differs from it by a property of its framework, measured (``properties``); (True, the rule) when
+    its control run with its framework's narrowing rule off, computing in its own dtype, agrees with it
+    instead, or differs from it by a property of its framework alone (the rule and the property each
+    measured on its own); else (False, ""). A run that agrees in its values and still computed in another
+    dtype (values a float32 computation gives exactly, e.g. zeros) is accounted for by the rule alone."""
     if framework_of(label) == REFERENCE:
         return True, ""
     reference = bridge_of(result, label, dtype)
     if reference is None:
         return False, ""
     direct = result.pair(label, reference, dtype)
-    if direct is not None and direct.agree:
+    if direct is not None and direct.agree and not result.wrong_dtypes(label, dtype):
         return True, ""
     if (found := result.properties.get((label, dtype))) is not None:
         return True, found.describe()
-    control = result.pair(control_label(label), reference, dtype)
-    if control is None or not control.agree:
+    control = control_label(label)
+    pair = result.pair(control, reference, dtype)
+    if pair is None or result.wrong_dtypes(control, dtype):
+        return False, ""
+    if pair.agree:
+        off = f"{control} agrees with {reference}"
+    elif (found := result.properties.get((control, dtype))) is not None:
+        off = f"{control} differs from {reference} only by {found.describe()}"
+    else:
         return False, ""
     narrowed = result.runs[(label, dtype)].narrowed_ops
     ops = ", ".join(op if dt == "float32" else f"{op} (to {dt})" for op, dt in narrowed.items())
     rule = runs.adapter(framework_of(label)).narrowing_rule
-    return True, f"{label}: {rule} (in {ops}; with it off, {control_label(label)} agrees with {reference})"
+    return True, f"{label}: {rule} (in {ops}; with it off, {off})"
+

@@ -4,10 +4,11 @@
 A framework run that disagrees with the reference run in its own convention is accounted for by a
 property when, at the pair's first divergent step ``k`` (every earlier step agrees):
 
-* the framework's run leaves the finite numbers at ``k`` and every one of its parameters is nan or
-  inf at every recorded step from ``k`` on, so nothing after ``k`` is compared but that non-finite
-  value (a run that came back to finite numbers could hide anything there); or every element but
-  those the step's nan did not reach (``masked_from``: torch's ReLU backward gives a unit its ReLU
+* the framework's run leaves the finite numbers at ``k`` and every element of its parameters is, at
+  every recorded step from ``k`` on, nan or inf, or finite and within the agreement rule of the
+  reference's same element (``nonfinite_from``), so nothing finite after ``k`` goes uncompared (a run
+  that came back to finite numbers could hide anything there); or it is non-finite but for elements
+  the step's nan did not reach (``masked_from``: torch's ReLU backward gives a unit its ReLU
   switched off a gradient of exactly 0, nan or not; a batch's other rows, a softmax's other
   columns, keep finite gradients), which at ``k`` agree with the reference's, value and gradient,
   and after ``k`` take no gradient but 0 and keep their value, under a non-finite loss;
@@ -61,10 +62,26 @@ class Property:
         return f"{self.label}: {self.cause.name} from step {self.step} (confirmed by measurement)"
 
 
-def nonfinite_from(run: Trajectory, step: int) -> bool:
-    """The run leaves the finite numbers at ``step`` and every parameter stays non-finite to its end."""
-    return (run.first_nonfinite_step == step
-            and all(not np.isfinite(values[step:]).any() for values in run.params.values()))
+def nonfinite_from(run: Trajectory, step: int, *, reference: Trajectory | None = None,
+                   tolerance: Tolerance | None = None) -> bool:
+    """The run leaves the finite numbers at ``step`` and, from there to its end, every parameter element is
+    non-finite, or (given the reference's run and the agreement rule) finite and agreeing with the reference's
+    same element at the same step: what stays finite (e.g. a unit whose gradient autograd's select keeps at
+    exactly 0) is still compared, so nothing finite goes unjudged."""
+    if run.first_nonfinite_step != step:
+        return False
+    for name, values in run.params.items():
+        after = values[step:]
+        finite = np.isfinite(after)
+        if not finite.any():
+            continue
+        theirs = None if reference is None else reference.params.get(name)
+        if tolerance is None or theirs is None or theirs.shape != values.shape:
+            return False
+        with np.errstate(all="ignore"):
+            if compare_elements(after[finite], theirs[step:][finite], tolerance).bad.any():
+                return False
+    return True
 
 
 def masked_from(run: Trajectory, reference: Trajectory, step: int, tolerance: Tolerance) -> bool:
@@ -146,9 +163,10 @@ def property_of(result: ScenarioResult, label: str, reference: str, dtype: str, 
                                                                     runs)):
             return Property(label, reference, dtype, step, cause, measured)
     causes = [cause for cause in causes if cause.check is not None]  # a step's traces: a training scenario's
+    reference_run, tolerance = result.runs[(reference, dtype)], result.scenario.tolerances[dtype]
     if not causes or not result.scenario.trains or step >= min(c.steps_a, c.steps_b) or not (
-            nonfinite_from(run, step) or masked_from(run, result.runs[(reference, dtype)], step,
-                                                     result.scenario.tolerances[dtype])):
+            nonfinite_from(run, step, reference=reference_run, tolerance=tolerance)
+            or masked_from(run, reference_run, step, tolerance)):
         return None
     sides = (c.a, c.b)
     try:

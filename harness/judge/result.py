@@ -80,12 +80,17 @@ class ScenarioResult:
     def dtype_fault(self, label: str, dtype: str) -> str:
         """What the run of ``label`` in ``dtype`` computed in another dtype ("" when nothing, or when
         its framework's narrowing rule is confirmed by its control run, ``rules``)."""
-        run = self.runs.get((label, dtype))
-        if run is None or (label, dtype) in self.rules:  # a framework's own rule, confirmed by its control run
+        if (label, dtype) in self.rules:  # a framework's own rule, confirmed by its control run
             return ""
-        wrong = {kind: dt for kind, dt in run.computed_dtypes.items() if dt != dtype}
+        wrong = self.wrong_dtypes(label, dtype)
         return f"{label} ({dtype}) computed its " + ", ".join(f"{kind} in {dt}" for kind, dt in wrong.items()) \
             if wrong else ""
+
+    def wrong_dtypes(self, label: str, dtype: str) -> dict[str, str]:
+        """What the run of ``label`` in ``dtype`` computed in another dtype (kind -> that dtype), whatever
+        explains it: {} when nothing (or no such run)."""
+        run = self.runs.get((label, dtype))
+        return {} if run is None else {kind: dt for kind, dt in run.computed_dtypes.items() if dt != dtype}
 
     @property
     def ok(self) -> bool:

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.judge.causes import guard_at_zero, subnormals
+from harness.judge.causes import guard_at_zero, subnormals, ties
 from harness.judge.causes.conventions import convention_control, narrowed_sides, rule_control
 from harness.judge.causes.evidence import Evidence, Finding
 from harness.judge.causes.factors import constant_factor, gradient_scaled
@@ -86,17 +86,21 @@ CAUSES: tuple[Cause, ...] = (
         controls=lambda p: align(p, "learning rate", lambda s: s.training_spec.optimizer.learning_rate,
                                   lambda s, v: with_optimizer(s, learning_rate=v)),
     ),
-    # a framework's own dtype rule, confirmed by its control run with the rule off
-    Cause(name="backend dtype rule", explanation="a side's framework returns 32-bit results from some 64-bit "
-                                                 "operations (its dtype rule), so part of a float64 run is computed "
-                                                 "in float32", applies=lambda p: bool(narrowed_sides(p)),
-          controls=rule_control),
     # a property of the frameworks' autograd, measured without their code (guard_at_zero)
     Cause(name=guard_at_zero.NAME, explanation=guard_at_zero.EXPLANATION, applies=guard_at_zero.applies,
           check=guard_at_zero.check, property=True),
     # a property of a framework's arithmetic, measured by the reference run flushed (subnormals)
     Cause(name=subnormals.NAME, explanation=subnormals.EXPLANATION, applies=subnormals.applies,
           reproduce=subnormals.reproduce, reproduce_rounding=subnormals.rounding, property=True),
+    # a property of a framework's autograd at a guard's bound, measured by the reference run with it (ties)
+    Cause(name=ties.NAME, explanation=ties.EXPLANATION, applies=ties.applies, reproduce=ties.reproduce,
+          property=True),
+    # a framework's own dtype rule, confirmed by its control run with the rule off (after the properties, as
+    # ``harness.judge.explain.account`` tries them: a run a property accounts for is not the rule's)
+    Cause(name="backend dtype rule", explanation="a side's framework returns 32-bit results from some 64-bit "
+                                                 "operations (its dtype rule), so part of a float64 run is computed "
+                                                 "in float32", applies=lambda p: bool(narrowed_sides(p)),
+          controls=rule_control),
     # measured defects (the measured families), before float32 growth: a float32 run computed in
     # float64 agrees with float64 too, and is a defect, not drift
     Cause(name="computed in another dtype", explanation="a side computed with tensors of another dtype than the run's",

@@ -31,7 +31,7 @@ from harness.run.adapters.keras_jax import JaxModel
 from harness.run.adapters.keras_model import forward_plan, model_for, run_model, to_numpy
 from harness.run.adapters.keras_narrowing import NARROWING_RULE, keep_64_bit
 from harness.run.adapters.keras_torch import TorchModel
-from harness.run.adapters.protocol import FLUSHED, Params, missing
+from harness.run.adapters.protocol import FLUSHED, SPLIT, Params, missing
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 from harness.spec.conventions import native
@@ -57,6 +57,9 @@ class KerasOnBackend:
         self.name = f"keras@{backend}"
         # XLA's CPU kernels flush subnormals, eager and jitted; torch's keep them (measured on the pinned versions)
         self.subnormals: str | None = FLUSHED if backend == "jax" else None
+        # keras.ops.clip is jnp.clip, maximum then minimum, whose derivatives JAX splits at a tie; torch.clip's
+        # passes the gradient at the bounds (measured on the pinned versions)
+        self.ties: str | None = SPLIT if backend == "jax" else None
 
     def available(self) -> str | None:
         return missing("keras", self.backend)

@@ -206,6 +206,7 @@ class KerasAdapter:
     optimizer_module: str = "keras.optimizers"
     narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
     subnormals: str | None = FLUSHED
+    ties: str | None = None  # tf.clip_by_value passes the gradient at the bounds
 
     def available(self) -> str | None:
         return missing("tensorflow", "keras")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -13,15 +14,15 @@ from harness.run.trajectory import RowIds, Trajectory, TrajectoryRecorder, dtype
 from harness.spec.conventions import native, pinned
 from harness.spec.scenario import OptimizerSpec, Scenario
 from reference.layers import Dense
-from reference.losses import get_loss
+from reference.losses import Loss, get_loss
 from reference.network import Network
 from reference.optimizers import CONVENTIONS, SGD, Adam, RMSprop, make_optimizer
 
 
-def build_network(scenario: Scenario) -> Network:
+def build_network(scenario: Scenario, losses: Mapping[str, Loss] | None = None) -> Network:
     return Network(layers=tuple(
         Dense(units=layer.units, activation=layer.activation, use_bias=layer.use_bias, axis=layer.axis)
-        for layer in scenario.layers))
+        for layer in scenario.layers), losses=losses)
 
 
 def build_optimizer(spec: OptimizerSpec) -> SGD | Adam | RMSprop:
@@ -63,6 +64,9 @@ class NumpyReference:
     optimizer_module: str = "reference.optimizers"
     narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
     subnormals: str | None = None  # IEEE 754's: kept
+    ties: str | None = None  # a clip's derivative at its bounds: 1, the gradient passes
+    # the losses it trains; None: the reference's own (a measurement's variant sets others)
+    losses: Mapping[str, Loss] | None = None
 
     def available(self) -> str | None:
         return None
@@ -73,7 +77,7 @@ class NumpyReference:
     def run(self, plan: TrainingPlan) -> Trajectory:
         keep_freed_memory()
         scenario, training = plan.scenario, plan.scenario.training
-        network = build_network(scenario)
+        network = build_network(scenario, self.losses)
         params = {k: v.copy() for k, v in plan.initial_params.items()}
         trajectory = Trajectory(framework=self.name, dtype=plan.dtype,
                                 initial_params={k: v.copy() for k, v in params.items()},
@@ -112,7 +116,7 @@ class NumpyReference:
         ``step`` stage by stage, named as ``harness.run.trajectory.trace_stages``."""
         scenario, training = plan.scenario, plan.scenario.training
         assert training is not None, "a forward-only scenario has no steps"
-        network = build_network(scenario)
+        network = build_network(scenario, self.losses)
         optimizer = build_optimizer(training.optimizer)
         params = {k: v.copy() for k, v in plan.initial_params.items()}
         trace: Params = {}
@@ -143,7 +147,7 @@ class NumpyReference:
                   y: np.ndarray) -> tuple[np.ndarray, Params]:
         assert scenario.training is not None, "gradients need a training loss"
         with np.errstate(all="ignore"):
-            loss, grads = build_network(scenario).loss_and_gradients(
+            loss, grads = build_network(scenario, self.losses).loss_and_gradients(
                 X, y, params, loss=scenario.training.loss, clip=scenario.training.clip)
         return np.asarray(loss), grads
 

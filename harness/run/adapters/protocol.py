@@ -24,6 +24,8 @@ from harness.spec.scenario import OptimizerSpec, Scenario
 Params = dict[str, np.ndarray]
 # ``Adapter.subnormals`` of a framework whose CPU kernels run with flush-to-zero and denormals-are-zero
 FLUSHED = "flushed to zero (its CPU kernels run with flush-to-zero and denormals-are-zero)"
+# ``Adapter.ties`` of a framework whose autograd gives each argument of max and min half the gradient at a tie
+SPLIT = "split evenly between max's (or min's) two arguments where they are equal (JAX's derivative at a tie)"
 
 
 class Adapter(Protocol):
@@ -36,6 +38,10 @@ class Adapter(Protocol):
     # how its arithmetic treats subnormal numbers when not as IEEE 754 does (TensorFlow and XLA on the
     # CPU flush them to zero), a property ``harness.judge.causes.subnormals`` measures; None: it keeps them
     subnormals: str | None
+    # how its autograd differentiates a clip (max and min) at its bound when not as the reference does (the
+    # whole gradient passes: TensorFlow's clip_by_value, torch's clamp), a property ``harness.judge.causes.ties``
+    # measures; None: as the reference
+    ties: str | None
 
     def available(self) -> str | None:
         """None, or why it cannot run here (a framework that is not installed)."""

@@ -352,6 +352,7 @@ class TorchAdapter:
     optimizer_module: str = "torch.optim"
     narrowing_rule: str | None = None  # it returns no 32-bit results from 64-bit inputs
     subnormals: str | None = None  # kept (torch.set_flush_denormal is off)
+    ties: str | None = None  # torch.clamp passes the gradient at the bounds
 
     def available(self) -> str | None:
         return missing("torch")

@@ -464,6 +464,7 @@ class RemoteAdapter:
         self.optimizer_module: str = local.optimizer_module
         self.narrowing_rule: str | None = local.narrowing_rule
         self.subnormals: str | None = local.subnormals
+        self.ties: str | None = local.ties
         self.in_process_ok = in_process_ok
 
     @property
