@@ -30,6 +30,7 @@ from harness.run.trajectory import Trajectory
 from harness.spec.fields import read_toml
 from harness.spec.scenario import load_scenarios, parse_scenario
 from harness.spec.tolerance import Tolerance
+from tests.test_fuzz_guard_at_zero import _nan_loss
 
 FILE = Path(__file__).resolve().parent / "scenarios" / "cce-torch-guard-relu-off.toml"
 FRAMEWORKS = ("numpy", "keras", "torch")
@@ -139,17 +140,6 @@ def test_the_minimal_file_differs_explained_on_every_pair(dtype: str) -> None:
     outcome = judge_example(Example(read_toml(FILE, what="scenario file"), ()), frameworks=FRAMEWORKS,
                             dtypes=(dtype,))
     assert (outcome.kind, outcome.reason) == (EXPLAINED, NAME)
-
-
-def _nan_loss(original):  # noqa: ANN001, ANN202 - a torch loss builder, planted
-    def build(torch_module, loss: str, clip: str):  # noqa: ANN202
-        inner = original(torch_module, loss, clip)
-
-        def planted(p, y):  # noqa: ANN001, ANN202
-            # 0 x sqrt'(0) = 0 x inf: a nan in the gradient of p[0, 0], the loss unchanged
-            return inner(p, y) + 0.0 * torch_module.sqrt(p[0, 0] - p[0, 0].detach())
-        return planted
-    return build
 
 
 def _relu_as_a_product(original):  # noqa: ANN001, ANN202 - torch's activations, planted
