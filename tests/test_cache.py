@@ -456,3 +456,15 @@ def test_a_framework_shadowed_on_pythonpath_is_seen(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
                           timeout=120)
     assert done.stdout.strip() == str(tmp_path / "torch" / "__init__.py")
+
+
+def test_what_importing_jax_sets_in_its_own_process_is_not_the_environment(monkeypatch):
+    """JAX sets TPU_SKIP_MDS_QUERY when it is imported: a process that imported jax (a test, a keras@jax
+    worker) describes the same environment, and so the same cache keys, as one that did not (a cache
+    test failed under xdist after another test in its worker had imported jax)."""
+    monkeypatch.delenv("TPU_SKIP_MDS_QUERY", raising=False)
+    before = environment.numeric_variables()
+    monkeypatch.setenv("TPU_SKIP_MDS_QUERY", "1")
+    assert environment.numeric_variables() == before
+    monkeypatch.setenv("TPU_NAME", "a-tpu")  # any other TPU_ variable selects hardware: still named
+    assert environment.numeric_variables() != before

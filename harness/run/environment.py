@@ -50,8 +50,10 @@ NUMERIC_PREFIXES = ("OPENBLAS_", "GOTO_", "MKL_", "OMP_", "KMP_", "GOMP_", "DNNL
                     "TF_MKL", "TF_ONEDNN", "TF_CUDNN", "TF_GPU", "TF_FORCE_", "TF_DISABLE_", "TF_FP", "TF_FLOAT")
 NUMERIC_EXACT = ("NN_PARITY_THREADS",)
 # KMP_DUPLICATE_LIB_OK lets two OpenMP runtimes load and computes nothing; KERAS_BACKEND is set by the
-# adapters for each Keras run (keras: tensorflow, keras@jax, keras@torch), so a user's value changes nothing
-NOT_NUMERIC = ("KMP_DUPLICATE_LIB_OK", "KERAS_BACKEND")
+# adapters for each Keras run (keras: tensorflow, keras@jax, keras@torch), so a user's value changes nothing;
+# JAX sets TPU_SKIP_MDS_QUERY in its own process when it is imported (it skips a cloud metadata query), so a
+# process that imported jax (a test, a keras@jax worker) would describe another environment than one that did not
+NOT_NUMERIC = ("KMP_DUPLICATE_LIB_OK", "KERAS_BACKEND", "TPU_SKIP_MDS_QUERY")
 # numeric variables the adapters set when the user has not (harness.run.adapters.keras_tf): oneDNN off
 DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 STARTUP_VARIABLES = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE")
