@@ -20,6 +20,7 @@ from harness.spec.scenario import load_scenarios
 
 FILE = Path(__file__).resolve().parent / "scenarios" / "fuzz-seed12-example1607.toml"
 WITH_R = Path(__file__).resolve().parent / "scenarios" / "fuzz-seed12-guided740.toml"  # R counted at the stop
+R_INFINITE = Path(__file__).resolve().parent / "scenarios" / "fuzz-seed13-example1694.toml"  # a jittered run stops too
 FRAMEWORKS = ("numpy", "keras", "torch")
 
 
@@ -68,3 +69,16 @@ def test_a_stop_within_the_loss_s_measured_rounding_is_ill_conditioned() -> None
     outcome = judge_example(Example(read_toml(WITH_R, what="scenario file"), ()), frameworks=FRAMEWORKS,
                             dtypes=("float32",))
     assert (outcome.kind, outcome.reason) == (ILL_CONDITIONED, ROUNDING_DECIDES), outcome
+
+
+@pytest.mark.slow
+def test_a_stop_that_moves_a_jittered_reference_run_is_ill_conditioned() -> None:
+    """keras stops at 12 where numpy[keras]'s loss changes by 6e-3 (tolerance 1e-4), and a jittered
+    reference run stops at another step there (the loss's R is infinite): rounding decides the stop."""
+    [scenario] = load_scenarios(R_INFINITE)
+    result = run_scenario(scenario, frameworks=FRAMEWORKS, dtypes=("float32",))
+    c = result.pair("numpy[keras]", "keras", "float32")
+    assert c is not None and c.state == DISAGREE and c.mismatch is None and c.rounding_decides
+    outcome = judge_example(Example(read_toml(R_INFINITE, what="scenario file"), ()), frameworks=FRAMEWORKS,
+                            dtypes=("float32",))
+    assert outcome.kind == ILL_CONDITIONED, outcome

@@ -267,7 +267,9 @@ def stop_within_rule(ta: Trajectory, tb: Trajectory, tol: Tolerance, early_stop_
     rule's allowance for the loss there: each loss may differ from another implementation's by that
     allowance, so whether the change falls under the early stop's tolerance is decided by rounding,
     below what the rule resolves (float32 near 1.5: changes of 0 or one ulp, 1.2e-7, against 1e-8).
-    ``rounding``: the loss's measured rounding per step (``R``), when the pair's comparison counted it."""
+    ``rounding``: the loss's measured rounding per step (``R``), when the pair's comparison counted it; where
+    it is infinite at the stop, a jittered reference run stopped elsewhere (or left the finite numbers): rounding
+    decides the stop itself."""
     if early_stop_tol is None or ta.steps == tb.steps:
         return False
     stopper, other = (ta, tb) if ta.steps < tb.steps else (tb, ta)
@@ -280,6 +282,8 @@ def stop_within_rule(ta: Trajectory, tb: Trajectory, tol: Tolerance, early_stop_
     losses = np.abs(np.concatenate([np.asarray(stopper.losses[:k], dtype=np.float64),
                                     np.asarray(other.losses[:k + 1], dtype=np.float64)]))
     r = None if rounding is None or rounding.size == 0 else np.array([rounding[min(k, rounding.size - 1)]])
+    if r is not None and not np.isfinite(r[0]):
+        return True  # a jittered reference run stops at another step there: rounding decides the stop itself
     allowed = float(compare_elements(np.array([now]), np.array([now]), tol, rounding=r,
                                      magnitude=np.array(losses[np.isfinite(losses)].max(initial=0.0))).allowed[0])
     return abs(now - before) <= early_stop_tol + 2 * allowed
