@@ -13,11 +13,13 @@ enters); otherwise None, and "no known cause" stays honest.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from harness.judge.runs import Runs
+from harness.run.labels import framework_of
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import Scenario
@@ -79,3 +81,20 @@ def agree(a: npt.ArrayLike, b: npt.ArrayLike, tol: Tolerance) -> bool:
 def ids(values: npt.ArrayLike, limit: int = 8) -> str:
     items = [int(v) for v in np.asarray(values).ravel()]
     return "[" + ", ".join(map(str, items[:limit])) + (", ..." if len(items) > limit else "") + "]"
+
+
+def declares(runs: Runs, label: str, fact: str) -> bool:
+    """``label``'s framework declares the arithmetic ``fact`` names (an ``Adapter`` attribute that is None
+    where it computes as the reference: ``subnormals``, ``ties``)."""
+    return getattr(runs.adapter(framework_of(label)), fact) is not None
+
+
+def made_if_acting(acted: list[int], run: Callable[[TrainingPlan], Trajectory], plan: TrainingPlan,
+                   step: int) -> Trajectory | None:
+    """``run(plan)`` (a property's reference run, which counts in ``acted`` where the property acts) when the
+    property acts by ``step``, where the pair parts: else that run's steps up to there are the reference's
+    own, bit for bit, and cannot account for the difference (checked on those steps alone, so a pair
+    parted by something else costs a short run); None otherwise."""
+    before = acted[0]
+    run(plan.first_steps(step + 1))
+    return run(plan) if acted[0] > before else None

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from harness.judge.arithmetic import Arithmetic
+from harness.judge.causes.evidence import declares, made_if_acting
 from harness.judge.controls import Pair
 from harness.judge.rounding import Errors, rounding_error
 from harness.judge.runs import Runs
 from harness.run.adapters.numpy_reference import NumpyReference
-from harness.run.labels import framework_of
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 
@@ -101,26 +101,15 @@ def flushed_run(plan: TrainingPlan) -> Trajectory:
     return _unwrap(NumpyReference().run(Flushed.plan(plan)))
 
 
-def flushes(runs: Runs, label: str) -> bool:
-    """``label``'s framework declares that it flushes subnormals (``Adapter.subnormals``)."""
-    return getattr(runs.adapter(framework_of(label)), "subnormals", None) is not None
-
-
 def applies(pair: Pair) -> bool:
-    """A side's framework flushes subnormals to zero."""
-    return any(flushes(pair.runs, label) for label in (pair.comparison.a, pair.comparison.b))
+    """A side's framework flushes subnormals to zero (``Adapter.subnormals``)."""
+    return any(declares(pair.runs, label, "subnormals") for label in (pair.comparison.a, pair.comparison.b))
 
 
 def reproduce(runs: Runs, label: str, plan: TrainingPlan, step: int) -> Trajectory | None:
     """The reference's run of ``plan`` in ``label``'s arithmetic, flushed, when its framework flushes and
-    the flush acts by ``step``, where the pair parts (else the flushed run's steps up to there are the
-    reference's own, bit for bit, and cannot account for the difference; checked on those steps alone,
-    so a pair parted by something else costs a short run)."""
-    if not flushes(runs, label):
-        return None
-    before = FLUSHES[0]
-    flushed_run(plan.first_steps(step + 1))
-    return flushed_run(plan) if FLUSHES[0] > before else None
+    the flush acts by ``step`` (``made_if_acting``)."""
+    return made_if_acting(FLUSHES, flushed_run, plan, step) if declares(runs, label, "subnormals") else None
 
 
 def rounding(plan: TrainingPlan, runs: int) -> Errors:

@@ -25,10 +25,10 @@ from typing import cast
 
 import numpy as np
 
+from harness.judge.causes.evidence import declares, made_if_acting
 from harness.judge.controls import Pair
 from harness.judge.runs import Runs
 from harness.run.adapters.numpy_reference import NumpyReference
-from harness.run.labels import framework_of
 from harness.run.plan import TrainingPlan
 from harness.run.trajectory import Trajectory
 from reference.losses import KERAS_EPSILON, LOSSES, TORCH_LOG_FLOOR, Loss
@@ -92,14 +92,9 @@ class Split(NumpyReference):
                                                LOSSES["categorical_crossentropy"].value, _categorical_gradient)}
 
 
-def splits(runs: Runs, label: str) -> bool:
-    """``label``'s framework declares that its autograd splits a guard's derivative at a tie (``Adapter.ties``)."""
-    return getattr(runs.adapter(framework_of(label)), "ties", None) is not None
-
-
 def applies(pair: Pair) -> bool:
     """A side's framework splits the derivative at a tie, and both sides train a guarded cross-entropy."""
-    return (any(splits(pair.runs, label) for label in (pair.comparison.a, pair.comparison.b))
+    return (any(declares(pair.runs, label, "ties") for label in (pair.comparison.a, pair.comparison.b))
             and all(s.training is not None and s.training.loss != "mse" and s.training.clip != "none"
                     for s in (pair.a, pair.b)))
 
@@ -109,9 +104,7 @@ def reproduce(runs: Runs, label: str, plan: TrainingPlan, step: int) -> Trajecto
     splits it and a probability sits on a bound by ``step``, where the pair parts (else the run's steps up to
     there are the reference's own, bit for bit, and cannot account for the difference)."""
     training = plan.scenario.training
-    if not splits(runs, label) or training is None or training.loss == "mse" or training.clip == "none":
+    if not declares(runs, label, "ties") or training is None or training.loss == "mse" or training.clip == "none":
         return None
-    before = TIES[0]
     with np.errstate(all="ignore"):
-        Split().run(plan.first_steps(step + 1))
-        return Split().run(plan) if TIES[0] > before else None
+        return made_if_acting(TIES, Split().run, plan, step)
