@@ -25,7 +25,7 @@ from harness.commands.cli import main
 from harness.pipeline import run_scenario
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, adapter, run_framework
 from harness.run.adapters.protocol import missing
-from harness.run.adapters.workers import WorkerCrashed, run_timeout, stop_all, worker
+from harness.run.adapters.workers import Worker, WorkerCrashed, run_timeout, stop_all, worker
 from harness.run.plan import make_plan
 from harness.run.trajectory import CRASHED
 from harness.spec.catalogue import resolve
@@ -197,3 +197,28 @@ def test_keras_on_jax_reuses_its_compiled_loop_without_carrying_state_between_us
     run, numpy_run = jax.run(stopping), run_framework("numpy", stopping)
     assert run.stopped_early_at is not None and run.stopped_early_at == numpy_run.stopped_early_at
     assert run.steps == numpy_run.steps < stopping.max_steps
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_by_two_threads_at_once_is_stopped_once() -> None:
+    """The thread that starts a worker and ``stop_all`` (a Ctrl-C) may stop it at the same moment: the
+    second stop returns without closing the pipe again (two closes raced: EBADF made a Ctrl-C while a
+    worker started exit 1, not 130, in test_report_interrupt, once in three fresh-clone runs)."""
+    for _ in range(3):
+        w = Worker("numpy")
+        barrier, errors = threading.Barrier(3), []
+
+        def stop(w: Worker = w, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                w.stop()
+            except Exception as exc:  # noqa: BLE001 - any error of a second stop is the failure
+                errors.append(exc)
+        threads = [threading.Thread(target=stop) for _ in range(2)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        for t in threads:
+            t.join(30)
+        assert not errors and not w.alive and w._conn.closed
+        w.stop()  # a third stop, later: nothing left to do

@@ -238,6 +238,9 @@ class Worker:
                                        daemon=True, name=f"nn-parity {implementation}")
         self._ready = False
         self.cpu_seconds = 0.0  # the CPU time the worker spent on its last call (``time.process_time``)
+        # ``stop`` once: the thread that starts a worker and ``stop_all`` (a Ctrl-C) may both stop it, and two
+        # closes of one pipe race (the second closes a descriptor already freed: EBADF, or another file's)
+        self._stopping, self._stopped = threading.Lock(), False
         with _STARTED_LOCK:
             _STARTED[id(self)] = self
             generation = _GENERATION[0]
@@ -307,16 +310,21 @@ class Worker:
         return self.process.is_alive()
 
     def stop(self) -> None:
-        with _STARTED_LOCK:
-            _STARTED.pop(id(self), None)
-        with contextlib.suppress(ValueError):  # not started (an interrupt during its start): nothing to end
-            if self.process.is_alive():
-                self.process.kill()
-                self.process.join(5)
-        self._conn.close()
-        self._log.close()
-        with contextlib.suppress(OSError):  # a worker that died before unlinking it
-            os.unlink(self._stderr)
+        """End the worker and free its pipe and log, once, whichever threads ask (see ``_stopping``)."""
+        with self._stopping:
+            if self._stopped:
+                return
+            self._stopped = True
+            with _STARTED_LOCK:
+                _STARTED.pop(id(self), None)
+            with contextlib.suppress(ValueError):  # not started (an interrupt during its start): nothing to end
+                if self.process.is_alive():
+                    self.process.kill()
+                    self.process.join(5)
+            self._conn.close()
+            self._log.close()
+            with contextlib.suppress(OSError):  # a worker that died before unlinking it
+                os.unlink(self._stderr)
 
 
 _WORKERS: dict[str, list[Worker]] = {}  # each implementation's workers, the first one its own since it started
