@@ -49,7 +49,11 @@ from harness.answers.sandbox import Cell, SubmissionAdapter
 from harness.errors import BadInput, escape_controls
 from harness.judge.diagnosis import NO_CAUSE
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter
+from harness.run.adapters.keras_model import forward_plan
+from harness.run.adapters.workers import inline_active
 from harness.run.budget import check_budget
+from harness.run.cache import current as current_cache
+from harness.run.cache_key import key as cache_key
 from harness.run.plan import make_plan
 from harness.spec.fields import read_text
 from harness.spec.scenario import Scenario
@@ -188,15 +192,41 @@ def initial_batch(scenario: Scenario) -> tuple[dict[str, np.ndarray], np.ndarray
 
 def independent_gradients(scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray,
                           y: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    """source -> each parameter's gradient on the batch: the reference, every framework, finite differences."""
+    """source -> each parameter's gradient on the batch: the reference, every framework, finite differences.
+    A framework's gradient comes from the command's run cache when it holds one made from the same
+    inputs, code and environment (``_framework_gradients``)."""
     grads: dict[str, dict[str, np.ndarray]] = {}
     for source, framework in _ADAPTER_OF.items():
         implementation = adapter(framework)
         reason = implementation.available()
         if reason is not None:
             raise RuntimeError(f"{framework} could not compute the reference gradient: {reason}")
-        grads[source] = implementation.gradients(scenario, params, X, y)[1]
+        grads[source] = (implementation.gradients(scenario, params, X, y)[1] if framework == REFERENCE
+                         else _framework_gradients(framework, scenario, params, X, y))
     grads["finite differences"] = finite_differences(scenario, params, X, y)
+    return grads
+
+
+def _framework_gradients(framework: str, scenario: Scenario, params: dict[str, np.ndarray], X: np.ndarray,
+                         y: np.ndarray) -> dict[str, np.ndarray]:
+    """``framework``'s gradient on the batch, through the command's run cache (``harness.run.cache``;
+    ``nn-parity audit`` has one when ``$NN_PARITY_CACHE`` names it): keyed like a run, by the
+    implementation, the method ``gradients`` and the one-batch plan of the parameters and the batch
+    (the network, the loss and the arrays), the harness's code and the environment, so an entry made
+    from anything else is never served. A framework start (Keras on TensorFlow: about 4 s of CPU)
+    is then paid once for every audit of the same scenario, not once per command. Never under
+    ``inline()``, where a framework class may be monkeypatched (as ``run_all``)."""
+    cache = None if inline_active() else current_cache()
+    if cache is None:
+        return adapter(framework).gradients(scenario, params, X, y)[1]
+    plan = forward_plan(scenario, params, X, y)
+    k = cache_key(framework, "gradients", plan)
+    found = cache.get(k)
+    if (isinstance(found, dict) and set(found) == set(params)
+            and all(isinstance(found[n], np.ndarray) and found[n].shape == params[n].shape for n in params)):
+        return found
+    grads = adapter(framework).gradients(scenario, params, X, y)[1]
+    cache.put(k, grads, made=(framework, "gradients", plan, ()))
     return grads
 
 

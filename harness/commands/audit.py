@@ -36,6 +36,7 @@ from harness.render.files import (
     write_json,
     write_text_atomic,
 )
+from harness.run.cache import VARIABLE, RunCache, open_folder, use_cache
 from harness.spec.catalogue import resolve
 from harness.spec.scenario import Scenario
 
@@ -69,6 +70,10 @@ cells tagged skip-audit (a cell tagged audit runs whole); what is not run is lis
 
 A batch (several files, a folder, a glob): one row per submission, sorted; a broken, crashing
 or hanging submission is a row ("crashed"), never the end of the batch.
+
+With $NN_PARITY_CACHE naming a folder, Keras' and torch's gradients of a backward audit are kept
+in that run cache (nn-parity cache info|verify|clear) and served to the next audit of the same
+scenario made with the same code and environment; without it nothing is kept.
 
 exit codes: 0 every gradient of every submission agrees, 1 some gradient is wrong, missing,
 not finite or a submission crashed, 2 bad input (no such file or function, a file that is no
@@ -110,6 +115,19 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    with use_cache(_frameworks_cache()):
+        return _handle(args)
+
+
+def _frameworks_cache() -> RunCache | None:
+    """The run cache ``$NN_PARITY_CACHE`` names, for the frameworks' gradients of a backward audit
+    (``harness.answers.audit``: a Keras start per scenario, not per command); None without it: unless
+    asked, an audit writes nothing but its outputs (no ``.nn-parity-cache/`` in a class's folder)."""
+    folder = os.environ.get(VARIABLE)
+    return None if folder is None else open_folder(folder, f"${VARIABLE}")
+
+
+def _handle(args: argparse.Namespace) -> int:
     batch = is_batch(args.submissions)
     paths = collect(args.submissions) if batch else [Path(args.submissions[0])]
     scenario = resolve(args.scenario)

@@ -1,9 +1,10 @@
 """``nn-parity cache info|verify|clear [--cache DIR]``: the run cache (``harness.run.cache``).
 
-``info``: the folder, its entries (runs, traced steps, figures), their size and the environments
-that made them. ``verify``: the live spot check (``harness.run.spot_check``) of every run and traced
-step made here (with this code, in this environment: other entries can never be served here and
-are left alone); an entry that no longer reproduces is evicted and said; exit 1 if any. ``clear``:
+``info``: the folder, its entries (runs, traced steps, figures, audits' gradients), their size and the
+environments that made them. ``verify``: the live spot check (``harness.run.spot_check``) of every run
+and traced step made here (with this code, in this environment: other entries can never be served here
+and are left alone), and every audit's gradients made again whole (``harness.answers.audit``); an entry
+that no longer reproduces is evicted and said; exit 1 if any. ``clear``:
 removes the files the cache writes (entries, format-1 pickles, interrupted writes), nothing else.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from harness.commands.args import add_cache_option
 from harness.commands.cli import COMMANDS
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.run import environment
-from harness.run.adapters import run_all, trace_framework
+from harness.run.adapters import adapter, run_all, trace_framework
 from harness.run.cache import Entry, RunCache, default_folder, open_folder, read_about
 from harness.run.spot_check import check_plan, run_difference, trace_difference
 from harness.run.trajectory import Trajectory
@@ -70,8 +71,9 @@ def info(cache: RunCache) -> int:
         kinds[str(about.get("method", "figure"))] += 1
         environments[(str(about.get("fingerprint", "?")), str(about.get("environment", "?")))] += 1
     print(f"folder: {cache.folder}")
+    gradients = f", {kinds['gradients']} audits' gradients" if kinds["gradients"] else ""
     print(f"entries: {len(entries)} ({kinds['run']} runs, {kinds['trace_step']} traced steps, {kinds['figure']} "
-          f"figures{f', {unreadable} unreadable' if unreadable else ''}), {_megabytes(entries)}")
+          f"figures{gradients}{f', {unreadable} unreadable' if unreadable else ''}), {_megabytes(entries)}")
     others = Counter(kind for _, kind in files if kind != "entry")
     if others:
         size = _megabytes([p for p, kind in files if kind != "entry"])
@@ -88,6 +90,7 @@ def verify(cache: RunCache) -> int:
     """The spot check of every entry made here; the others are counted, not touched."""
     runs: list[Entry] = []
     traces: list[Entry] = []
+    gradients: list[Entry] = []  # an audit's framework gradients (``harness.answers.audit``)
     elsewhere = unreadable = figures = 0
     for path, kind in cache.files():
         if kind != "entry":
@@ -103,6 +106,8 @@ def verify(cache: RunCache) -> int:
             runs.append(entry)
         elif entry.kind == "trace_step" and isinstance(entry.value, dict):
             traces.append(entry)
+        elif entry.kind == "gradients" and isinstance(entry.value, dict):
+            gradients.append(entry)
         else:
             unreadable += 1
     failed = 0
@@ -126,7 +131,16 @@ def verify(cache: RunCache) -> int:
                                                                      step))
         if difference is not None:
             evict(entry, f"trace (step {step})", difference)
-    print(f"verified {len(runs)} runs and {len(traces)} traced steps made here: "
+    for entry in gradients:
+        plan = entry.plan
+        assert plan is not None
+        made = adapter(str(entry.about["implementation"])).gradients(plan.scenario, plan.initial_params, plan.X,
+                                                                    plan.y)[1]
+        difference = trace_difference(entry.value, made)
+        if difference is not None:
+            evict(entry, "audit's gradients", difference.replace("stage", "parameter"))
+    print(f"verified {len(runs)} runs and {len(traces)} traced steps"
+          + (f" and {len(gradients)} audits' gradients" if gradients else "") + " made here: "
           + ("all reproduce" if not failed else f"{failed} no longer reproduce (evicted)")
           + f"; left alone: {elsewhere} made with other code or in another environment, {figures} figures"
           + (f", {unreadable} unreadable" if unreadable else ""))
