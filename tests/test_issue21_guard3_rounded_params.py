@@ -39,6 +39,10 @@ FLOAT32 = SCENARIOS / "cce-torch-guard-rounded-params.toml"  # 2076: property at
 FLOAT64 = SCENARIOS / "cce-torch-guard-rounded-params-float64.toml"  # 1693: property at step 3
 FRAMEWORKS = ("numpy", "keras", "torch")
 
+# every test here runs the scenario with Keras, in its worker (the module's fixture) or in the test's
+# process (the planted fault: TensorFlow imported, 10 s of CPU): slow, as the marker says
+pytestmark = pytest.mark.slow
+
 
 def _evidence(result: ScenarioResult, dtype: str) -> Evidence:
     """The numpy-torch pair at its first divergent step, traced as ``property_of`` traces it."""
@@ -91,7 +95,6 @@ def test_a_trace_that_is_not_its_parameters_forward_pass_is_refused(float32: Sce
     assert not forward_own(planted, "torch")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("file, dtype, step", [(FLOAT32, "float32", 1), (FLOAT64, "float64", 3)],
                          ids=["2076-float32", "1693-float64"])
 def test_the_findings_files_differ_explained(file: Path, dtype: str, step: int) -> None:
