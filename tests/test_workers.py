@@ -98,14 +98,16 @@ def test_a_worker_that_does_not_answer_in_time_is_killed():
 
 def test_a_script_without_a_main_guard_runs_once(tmp_path):
     """Spawned workers must not re-run the user's script (multiprocessing re-imports ``__main__``
-    in a spawned child unless told otherwise)."""
+    in a spawned child unless told otherwise). torch's worker is spawned as Keras' is, without its
+    4 s of CPU to start."""
     script = tmp_path / "mine.py"
     script.write_text("from pathlib import Path\n"
                       "from harness.pipeline import run_scenario\n"
                       "from harness.spec.scenario import load_scenarios\n"
                       f"[s] = load_scenarios({str(SCENARIOS / 'tiny-mlp.toml')!r})\n"
                       "print('top-level ran', flush=True)\n"
-                      "print('ok' if run_scenario(s, dtypes=('float32',)).ok else 'not ok', flush=True)\n")
+                      "print('ok' if run_scenario(s, frameworks=('numpy', 'torch'), dtypes=('float32',)).ok "
+                      "else 'not ok', flush=True)\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["top-level ran", "ok"]
