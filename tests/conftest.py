@@ -13,6 +13,9 @@ them out). Under pytest-xdist (``make test``: ``-n auto --dist loadgroup``) the 
 scenario form one ``xdist_group``: they all go to one worker, so the scenario still runs once;
 so do the tests that share a module-scoped fixture (``_group``).
 
+``shared_runs``: the test's runs kept in a run cache of its own, so that the fuzzer's oracle, asked
+after ``run_scenario`` about the same example, is served the runs instead of making them again.
+
 ``frameworks_in_process``: keras and torch run in the test's process instead of their workers
 (``harness.run.adapters.workers.inline``), so a monkeypatched framework class takes effect.
 
@@ -66,12 +69,24 @@ pytest_plugins = ["pytester"]  # tests/test_plugin.py runs pytest on scenario fo
 from harness.judge.result import ScenarioResult  # noqa: E402
 from harness.pipeline import run_scenario  # noqa: E402
 from harness.run.adapters.workers import inline  # noqa: E402
+from harness.run.cache import use_cache  # noqa: E402
 from harness.spec.catalogue import resolve  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def catalogue_result(request: pytest.FixtureRequest) -> ScenarioResult:
     return run_scenario(resolve(request.param))
+
+
+@pytest.fixture
+def shared_runs(tmp_path: Path) -> Iterator[None]:
+    """The runs and traced steps the test makes are kept in a run cache of its own
+    (``harness.run.cache``) while it lasts: a test that runs a scenario and then asks the fuzzer's
+    oracle (``judge_example``, which runs the same example again) is served the first call's runs,
+    bitwise, instead of making them again, and the oracle still judges them whole. The cache is off
+    under ``inline()`` (a monkeypatched framework); a test that monkeypatches anything does not use this."""
+    with use_cache(tmp_path / "shared-runs"):
+        yield
 
 
 @pytest.fixture

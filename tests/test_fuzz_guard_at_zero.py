@@ -55,6 +55,7 @@ def test_the_rule_is_what_torch_and_tensorflow_autograd_compute() -> None:
     np.testing.assert_array_equal(tape.gradient(loss, v).numpy(), autograd_gradient(Y, P, FORMS[PRODUCT]))
 
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 def test_the_finding_s_minimal_file_differs_explained_by_autograd_at_the_clamp() -> None:
     """Both frameworks' nan at step 0 is named, confirmed by the measurement, on each pair with the

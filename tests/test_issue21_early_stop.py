@@ -24,6 +24,7 @@ R_INFINITE = Path(__file__).resolve().parent / "scenarios" / "fuzz-seed13-exampl
 FRAMEWORKS = ("numpy", "keras", "torch")
 
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 def test_a_stop_rounding_decides_is_ill_conditioned() -> None:
     """numpy[keras] stops at 24, keras goes on with a loss change of an ulp: the pair disagrees, says
@@ -56,6 +57,7 @@ def test_a_stop_where_the_loss_still_moves_is_a_finding(monkeypatch: pytest.Monk
                             dtypes=("float32",))
     assert outcome.kind == FINDING and "numpy" in {fp.suspect for fp in outcome.fingerprints}, outcome
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 
 @pytest.mark.slow
 def test_a_stop_within_the_loss_s_measured_rounding_is_ill_conditioned() -> None:
@@ -69,6 +71,7 @@ def test_a_stop_within_the_loss_s_measured_rounding_is_ill_conditioned() -> None
     outcome = judge_example(Example(read_toml(WITH_R, what="scenario file"), ()), frameworks=FRAMEWORKS,
                             dtypes=("float32",))
     assert (outcome.kind, outcome.reason) == (ILL_CONDITIONED, ROUNDING_DECIDES), outcome
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 
 
 @pytest.mark.slow

@@ -101,6 +101,7 @@ def test_example_7_differs_explained_by_the_convention_in_both_dtypes() -> None:
 
 # --- example 3: a framework property and a convention ------------------------------
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 def test_example_3_differs_explained_in_run_and_in_the_oracle_alike() -> None:
     """Each framework agrees with its reference until autograd at a clamped log(0) (keras from step 4,

@@ -44,6 +44,7 @@ def test_finite_elements_after_the_step_must_agree_with_the_reference() -> None:
     assert not nonfinite_from(partly, 2, reference=_run([[1.0, 5.0]] * 3), tolerance=TOLERANCE)
 
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_run_partly_nan_by_the_property_differs_explained(dtype: str) -> None:

@@ -114,6 +114,7 @@ def test_each_implementation_declares_what_it_computes(framework: str) -> None:
     assert declared == (framework == "keras@jax")
 
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 def test_a_pair_parted_by_the_split_differs_explained() -> None:
     """keras@jax's gradients half the others' at step 0 (a float32 probability on the clip's bound): every

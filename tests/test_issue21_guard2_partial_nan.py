@@ -90,6 +90,7 @@ def _kept_at_step_0(run: Trajectory) -> dict[str, np.ndarray]:
             for name, values in run.params.items() if (np.isfinite(values[0]) & (run.grads[name][0] != 0)).any()}
 
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("file, moved", [

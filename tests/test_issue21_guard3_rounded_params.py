@@ -95,6 +95,7 @@ def test_a_trace_that_is_not_its_parameters_forward_pass_is_refused(float32: Sce
     assert not forward_own(planted, "torch")
 
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.parametrize("file, dtype, step", [(FLOAT32, "float32", 1), (FLOAT64, "float64", 3)],
                          ids=["2076-float32", "1693-float64"])
 def test_the_findings_files_differ_explained(file: Path, dtype: str, step: int) -> None:

@@ -117,6 +117,7 @@ def test_anything_else_finite_after_the_step_is_not(case: str, kwargs: dict) -> 
 
 # --- the finding's minimal file, and faults planted in torch ---------------------------
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_the_minimal_file_differs_explained_on_every_pair(dtype: str) -> None:

@@ -40,6 +40,7 @@ def test_a_sum_of_finite_numbers_into_inf_is_an_overflow_and_an_exp_is_not() -> 
     assert not overflowing_sums(make_plan(overflow, "float32"))
 
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 def test_the_overflowing_example_is_ill_conditioned_not_a_finding() -> None:
     """keras nan, torch crashed on its nan, numpy finite: the fuzzer counts it ill-conditioned with the

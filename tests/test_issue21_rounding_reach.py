@@ -42,6 +42,7 @@ def _compare_recording(result, a: str, b: str, *, fixed_runs: int | None = None)
     return c, asked
 
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 def test_four_samples_fall_short_in_an_amplifying_run_and_more_reach_it() -> None:
     """keras against numpy[keras]: beyond the allowance with R over 4 runs at step 7 (1.0-1.5 x), within

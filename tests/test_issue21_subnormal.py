@@ -73,6 +73,7 @@ def test_each_implementation_declares_what_it_computes(framework: str) -> None:
     assert declared == (framework in ("keras", "keras@jax"))
 
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 @pytest.mark.parametrize("file", [NAN_AT_STEP_0, FINITE], ids=lambda p: p.stem)
 def test_a_pair_parted_by_the_flush_differs_explained(file: Path) -> None:
@@ -173,6 +174,7 @@ def test_jittered_over_the_flush_flushes_then_moves_one_ulp() -> None:
     assert y[0] == 0.0 and y[1] != 3.0 and abs(y[1] - 3.0) <= np.spacing(3.0)
     assert isinstance(w, cls)
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 
 @pytest.mark.slow
 @pytest.mark.parametrize("file", [FORWARD_ONLY, AMPLIFIED], ids=lambda p: p.stem)

@@ -32,6 +32,7 @@ def test_a_square_that_overflows_the_dtype_stops_rmsprop_s_step(convention: str)
     assert step("float32", 1.0) == pytest.approx(step("float64", 1.0), rel=1e-12)
 
 
+@pytest.mark.usefixtures("shared_runs")  # the oracle is served the runs the test made
 @pytest.mark.slow
 def test_the_example_s_reference_runs_follow_their_rules_and_it_is_no_finding() -> None:
     [scenario] = load_scenarios(FILE)
