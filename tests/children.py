@@ -42,6 +42,15 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU seconds process ``pid`` has used so far (user and system; ``/proc``), 0.0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def loaded(pid: int, library: str) -> bool:
     """Whether process ``pid`` has mapped a file whose path contains ``library``."""
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.children import INTERRUPTIBLE, descendants, loaded, slow_import, survivors, wait_for
+from tests.children import INTERRUPTIBLE, cpu_seconds, descendants, loaded, slow_import, survivors, wait_for
 
 pytestmark = pytest.mark.slow  # real workers importing real frameworks
 
@@ -59,6 +59,12 @@ def long_run(tmp_path: Path) -> Path:
     return path
 
 
+# CPU seconds of the torch worker after which it is computing the run (importing torch takes it
+# 1-2 s): only a worker that computes, not reading its pipe, needs its parent-death signal to end
+# with a killed CLI (one still importing reads an end of file next and leaves)
+COMPUTING = 6.0
+
+
 @pytest.mark.parametrize("command, sig", [("run", signal.SIGTERM), ("run", signal.SIGKILL), ("report", signal.SIGTERM)],
                          ids=["run-SIGTERM", "run-SIGKILL", "report-SIGTERM"])
 def test_a_signal_to_the_cli_alone_leaves_no_worker_running(long_run: Path, tmp_path: Path, command: str,
@@ -70,6 +76,9 @@ def test_a_signal_to_the_cli_alone_leaves_no_worker_running(long_run: Path, tmp_
     try:
         wait_for(lambda: any(loaded(pid, "libtorch") for pid in _workers(process.pid)) or process.poll() is not None,
                  limit=300, what="the torch worker loaded torch")
+        if sig == signal.SIGKILL:
+            wait_for(lambda: any(cpu_seconds(pid) > COMPUTING for pid in _workers(process.pid))
+                     or process.poll() is not None, limit=300, what="the torch worker computing the run")
         assert process.poll() is None, process.communicate()
         started = descendants(process.pid)  # the worker and multiprocessing's resource tracker
         process.send_signal(sig)  # the CLI alone, not its process group
