@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import threading
@@ -137,6 +138,35 @@ def test_a_numeric_environment_variable_or_a_startup_file_gives_another_key(tmp_
     others = [key_under({"OPENBLAS_CORETYPE": "Haswell"}), key_under({"TF_ENABLE_ONEDNN_OPTS": "1"}),
               key_under({}, pythonpath=f"{site}{os.pathsep}{ROOT}")]
     assert len({plain, *others}) == 4  # (oneDNN off is the adapters' default: "1" turns it on)
+
+
+def _libm() -> Path:
+    """The C maths library this process loaded (numpy links it): a library any process can preload."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        path = line.split()[-1]
+        if "/libm.so" in path or "/libm-" in path:
+            return Path(path)
+    raise AssertionError("no libm mapped in this process")
+
+
+def test_a_preloaded_library_gives_another_key_and_so_does_an_edit_of_it(tmp_path):
+    """LD_PRELOAD can replace any function a framework calls (a shim making MKL take its Intel code
+    path on an AMD CPU changed torch's numbers): a run made under one is never served without it, nor
+    after the library's bytes change at the same path."""
+    def key_under(env: dict[str, str]) -> str:
+        clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH")}
+        done = subprocess.run([sys.executable, "-c", KEY_OF_TINY], capture_output=True, text=True, check=True,
+                              env={**clean, **env, "PYTHONPATH": str(ROOT)}, timeout=300)
+        return done.stdout.strip()
+
+    library = tmp_path / "libm.so.6"
+    shutil.copyfile(_libm(), library)
+    plain, preloaded = key_under({}), key_under({"LD_PRELOAD": str(library)})
+    with library.open("ab") as f:  # bytes after an ELF file's sections: it still loads, another file
+        f.write(b"\0")
+    edited = key_under({"LD_PRELOAD": str(library)})
+    paths = key_under({"LD_LIBRARY_PATH": str(tmp_path)})
+    assert len({plain, preloaded, edited, paths}) == 4
 
 
 def _entry_paths(cache: Path, implementation: str) -> list[Path]:

@@ -6,8 +6,9 @@ environment is never served) and the stamp each report carries (where it was mad
 - ``numeric_variables()``: the environment variables that numpy/OpenBLAS/MKL/oneDNN/OpenMP,
   TensorFlow, torch, JAX/XLA and Keras read to choose kernels, threads or precision.
 - ``startup_customisations()``: what the interpreter runs before any harness code
-  (``sitecustomize``/``usercustomize`` modules, ``.pth`` files, ``PYTHONPATH``, ``PYTHONSTARTUP``),
-  each named with a hash of its bytes, so a patched framework is seen.
+  (``sitecustomize``/``usercustomize`` modules, ``.pth`` files, ``PYTHONPATH``, ``PYTHONSTARTUP``) and
+  what the dynamic loader puts before a framework's libraries (``LD_PRELOAD``, ``LD_LIBRARY_PATH``),
+  each file named with a hash of its bytes, so a patched framework is seen.
 - ``blas()``: the BLAS library numpy calls, its version, the kernel it picked (OpenBLAS'
   ``architecture``, which ``OPENBLAS_CORETYPE`` overrides) and its thread count (threadpoolctl).
 - ``cpu_model()``, ``versions()``, ``installed_files()``: the processor, the framework package
@@ -57,6 +58,11 @@ NOT_NUMERIC = ("KMP_DUPLICATE_LIB_OK", "KERAS_BACKEND", "TPU_SKIP_MDS_QUERY")
 # numeric variables the adapters set when the user has not (harness.run.adapters.keras_tf): oneDNN off
 DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 STARTUP_VARIABLES = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE")
+# the dynamic loader's: a preloaded library can replace any function a framework calls (measured: a shim
+# making torch's MKL take its Intel code path on an AMD CPU changed 524 of 70,228 recorded arrays), and
+# a library path can put another build of a kernel library first
+LOADER_VARIABLES = ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "DYLD_INSERT_LIBRARIES", "DYLD_LIBRARY_PATH")
+PRELOADS = ("LD_PRELOAD", "DYLD_INSERT_LIBRARIES")  # lists of library files, separated by spaces or colons
 
 
 def numeric_variables() -> dict[str, str]:
@@ -82,7 +88,12 @@ def _site_folders() -> list[Path]:
 
 def startup_customisations() -> dict[str, str]:
     """What the interpreter runs or puts on the path before the harness: name -> content hash."""
-    found: dict[str, str] = {name: os.environ[name] for name in STARTUP_VARIABLES if name in os.environ}
+    found: dict[str, str] = {name: os.environ[name] for name in (*STARTUP_VARIABLES, *LOADER_VARIABLES)
+                             if name in os.environ}
+    for name in PRELOADS:
+        for library in re.split(r"[\s:]+", os.environ.get(name, "").strip()):
+            if library:  # an edited library at the same path is seen
+                found[f"{name} {library}"] = _digest(Path(library))
     for module in ("sitecustomize", "usercustomize"):
         origin = _origin(module)
         if origin is not None:
