@@ -1,11 +1,20 @@
 """Keras on JAX: ``model.stateless_call`` under ``jax.value_and_grad``, then
 ``optimizer.stateless_apply``; every step of a run in one compiled ``jax.lax.while_loop`` (batches
-gathered, the early stop tested and each step recorded inside it), compiled once per worker for each
+gathered, the early stop tested and each step recorded inside it), traced once per worker for each
 network, training, dtype and batch order (``keras_model.model_for``); float64 needs
 ``jax_enable_x64``, set before Keras is imported (``keras_backend_model.import_keras_on``).
+
+Compiling the loop is most of a small run's cost (0.5-0.8 s of XLA on this 2-core machine, against
+0.05 s to trace and lower it), so a worker keeps the executables it compiled (``EXECUTABLES_KEPT``),
+keyed by everything XLA compiles: the lowered program, byte for byte, with its constants. A model
+built again after ``keras_model.model_for`` dropped it (a traced step made after the rest of the
+catalogue's runs) traces and lowers its loop again, then finds the same program already compiled:
+the same executable, so the same numbers. The dtype probe of a run is read from the loop's own trace.
 """
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +61,7 @@ class JaxModel(BackendModel):
 
     def __init__(self, scenario: Any, dtype: str) -> None:
         self._loops: dict[_Batches, Any] = {}
+        self._compiled: dict[tuple[Any, ...], _Compiled] = {}  # by _signature
         self._probes: dict[tuple[Any, ...], tuple[dict[str, str], dict[str, str]]] = {}
         super().__init__(scenario, dtype)
         if scenario.training is not None:
@@ -74,7 +84,6 @@ class JaxModel(BackendModel):
             return loss, grads, new_trainable, new_opt
 
         self._order, self._step = order, step
-        self._compiled_step = jax.jit(step)
 
     def _loop(self, batches: _Batches) -> Any:
         """Every step of a plan with this batch order in one compiled ``jax.lax.while_loop`` (the
@@ -143,15 +152,28 @@ class JaxModel(BackendModel):
         self._loops[batches] = compiled = jax.jit(loop)
         return compiled
 
+    def _compiled_for(self, plan: TrainingPlan, args: tuple[Any, ...]) -> "_Compiled":
+        """The plan's loop (``_loop``) traced for ``args`` (``run_steps``'), with what its trace shows,
+        and compiled (``_executable``: once per program in this worker)."""
+        key = _signature(plan)
+        if key not in self._compiled:
+            traced = self._loop(_Batches.of(plan)).trace(*args)
+            narrowed: dict[str, str] = {}
+            narrowed_in_jaxpr(traced.jaxpr.jaxpr, narrowed)
+            *_, (losses, grads, _, _) = traced.out_info
+            self._compiled[key] = _Compiled(_executable(traced.lower(), traced.jaxpr.consts), narrowed, dtype_names(
+                parameters=self.variables[0].value, loss=losses, gradients=grads[0]))
+        return self._compiled[key]
+
     def run_steps(self, plan: TrainingPlan, steps: int) -> tuple[int, bool, Any, Params, Params, np.ndarray]:
         """The plan's first ``steps`` steps in the compiled loop, from the current parameters and
         optimizer state: the steps made, whether the early stop ended them, the losses, gradients and
         parameters of each step, the rows each gathered; the model's variables hold the final state."""
         trainable = [v.value for v in self.model.trainable_variables]
         opt = [v.value for v in self.optimizer.variables]
-        batches = _Batches.of(plan)
-        t, stopped, _, trainable, opt, (losses, grads, params, rows) = self._loop(batches)(
-            trainable, opt, plan.X, plan.y, plan.orders, steps)
+        args = (trainable, opt, plan.X, plan.y, plan.orders, steps)
+        t, stopped, _, trainable, opt, (losses, grads, params, rows) = self._compiled_for(plan, args).executable(
+            *args)
         for v, value in zip(self.model.trainable_variables, trainable):
             v.assign(value)
         for v, value in zip(self.optimizer.variables, opt):
@@ -172,25 +194,6 @@ class JaxModel(BackendModel):
                                               training=True)
         return self.loss_fn(yb, y_pred)
 
-    def step_probe(self, xb: np.ndarray, yb: np.ndarray) -> tuple[dict[str, str], dict[str, str]]:
-        """On JAX, without running it: every operation of a training step on a batch shaped like ``xb``
-        that returns a narrower float than its float64 inputs (Keras function -> dtype), from the step's
-        jaxpr, and the dtypes the step computes its loss and gradients in (``dtype_names``' kinds);
-        traced once per batch shape."""
-        key = ("step", xb.shape, yb.shape)
-        if key not in self._probes:
-            import jax
-
-            trainable = [v.value for v in self.model.trainable_variables]
-            opt_vars = [v.value for v in self.optimizer.variables]
-            narrowed: dict[str, str] = {}
-            jaxpr, (loss, grads, _, _) = jax.make_jaxpr(self._compiled_step, return_shape=True)(
-                trainable, opt_vars, xb, yb)
-            narrowed_in_jaxpr(jaxpr.jaxpr, narrowed)
-            self._probes[key] = narrowed, dtype_names(parameters=self.variables[0].value, loss=loss,
-                                                      gradients=grads[self._order[0]])
-        return self._probes[key]
-
     def first_outputs(self, X: np.ndarray) -> tuple[list[np.ndarray], dict[str, str]]:
         """``outputs``, and the operations of the forward pass that narrowed, from its jaxpr (traced once
         per shape of ``X``)."""
@@ -206,11 +209,12 @@ class JaxModel(BackendModel):
         return self.outputs(X), dict(self._probes[key][0])
 
     def train(self, plan: TrainingPlan, trajectory: Trajectory) -> None:
-        if plan.max_steps:
-            narrowed, computed = self.step_probe(*plan.batch(0))
-            trajectory.narrowed_ops.update(narrowed)
-            trajectory.computed_dtypes = dict(computed)
         n, stopped, losses, grads, params, rows = self.run_steps(plan, plan.max_steps)
+        if plan.max_steps:  # the dtype probe: every operation of a training step that returned a narrower float
+            # than its float64 inputs, and the dtypes of its loss and gradients, from the loop's trace
+            compiled = self._compiled[_signature(plan)]
+            trajectory.narrowed_ops.update(compiled.narrowed)
+            trajectory.computed_dtypes = dict(compiled.computed)
         dtype = np.dtype(plan.dtype)  # recorded in the run's dtype, as the reference records
         trajectory.losses = losses.astype(dtype)
         trajectory.grads = {k: g.astype(dtype) for k, g in grads.items()}
@@ -233,3 +237,46 @@ class JaxModel(BackendModel):
         trace.update({f"gradient {n}": g[step].copy() for n, g in grads.items()})
         trace.update({f"updated {n}": p[step].copy() for n, p in params.items()})
         return trace
+
+
+def _signature(plan: TrainingPlan) -> tuple[Any, ...]:
+    """What a model's compiled loop depends on of a plan: its batch order, and the shapes and dtypes of its
+    data and epoch orders."""
+    return (_Batches.of(plan), *((a.shape, a.dtype) for a in (plan.X, plan.y, plan.orders)))
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A loop's executable, and what its trace shows: each operation of its training step that returned a
+    narrower float than its float64 inputs (Keras function -> dtype, ``narrowed_in_jaxpr``), and the
+    dtypes of the parameters, the loss and the gradients (``dtype_names``' kinds)."""
+
+    executable: Any
+    narrowed: dict[str, str]
+    computed: dict[str, str]
+
+
+EXECUTABLES_KEPT = 64  # compiled loops a worker keeps (~0.1 MB each), the least recently used dropped first
+_EXECUTABLES: "OrderedDict[bytes, Any]" = OrderedDict()
+
+
+def _executable(lowered: Any, consts: list[Any]) -> Any:
+    """``lowered`` compiled, or the executable this worker compiled before from the same program: its
+    StableHLO, every attribute printed whole, without the source locations (they name the optimizer's
+    Keras name scope, ``adam_1`` in a model built again), and the constants its trace closed over (an
+    executable holds the constants it was lowered with, ``jax.stages.Compiled``), byte for byte."""
+    digest = hashlib.sha256(lowered.compiler_ir("stablehlo").operation.get_asm(
+        binary=True, print_generic_op_form=True, large_elements_limit=None, large_resource_limit=None,
+        enable_debug_info=False))
+    for c in consts:
+        a = np.asarray(c)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    key = digest.digest()
+    executable = _EXECUTABLES.pop(key, None)
+    if executable is None:
+        executable = lowered.compile()
+    _EXECUTABLES[key] = executable
+    while len(_EXECUTABLES) > EXECUTABLES_KEPT:
+        _EXECUTABLES.popitem(last=False)
+    return executable
