@@ -9,10 +9,11 @@ that makes them through the adapters, their worker processes and the run cache.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, Mapping, TypeAlias
+from typing import Callable, Iterator, Mapping, TypeAlias, TypeVar, cast
 
 from harness.judge import diagnosis
 from harness.judge.compare_runs import compare_pair, controls_needed, judge_runs
@@ -22,6 +23,7 @@ from harness.judge.plan_checks import plan_faults
 from harness.judge.result import ScenarioResult
 from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, Adapter, Params, adapter, run_framework, trace_framework
 from harness.run.adapters import jobs as running_at_once
+from harness.run.adapters.schedule import cost
 from harness.run.adapters.workers import stop_all
 from harness.run.labels import control_label
 from harness.run.plan import TrainingPlan, make_plan, side_plan
@@ -52,6 +54,7 @@ class AdapterRuns:
 
 
 RUNS = AdapterRuns()
+_SLICE = 0.2  # seconds: the longest the calling thread waits before it handles a pending signal
 
 
 def run_scenario(
@@ -108,26 +111,135 @@ def run_scenarios(prepared: list[Prepared], *, progress: Progress | None = None)
         p.result.runs[(label, dtype)] = run
     for p in prepared:
         judge_runs(p.result, RUNS)
-    needed = [(p, label, dtype, reference) for p in prepared
-              for label, dtype, reference in controls_needed(p.result, RUNS)]
-    controls = []
-    for p, label, dtype, _ in needed:
-        p.result.sides[control_label(label)] = replace(p.result.scenario_for(label), keep_64_bit=True)
-        controls.append((p, control_label(label), dtype, p.result.sides[control_label(label)]))
-    for (p, control, dtype, _), (_, _, _, reference), run in zip(controls, needed, _make(controls, progress)):
-        p.result.runs[(control, dtype)] = run
-        if run.ok and p.result.runs[(reference, dtype)].ok:
-            p.result.comparisons.append(compare_pair(p.result, reference, control, dtype, RUNS))
+    needed = [control for p in prepared for control in _controls(p)]
+    for (control, reference), run in zip(needed, _make([cell for cell, _ in needed], progress)):
+        _compare_control(control, reference, run)
     for p in prepared:
-        for dtype in p.result.dtypes:
-            explain(p.result, dtype, native=p.native, runs=RUNS)
+        _explain(p)
     return [p.result for p in prepared]
 
 
-def _make(cells: list[tuple[Prepared, str, str, Scenario]], progress: Progress | None) -> list[Trajectory]:
-    """Each cell's run: ``label`` running ``scenario`` on its scenario's plan for ``dtype``."""
+_Cell: TypeAlias = "tuple[Prepared, str, str, Scenario]"  # (scenario, implementation label, dtype, what it runs)
+
+
+def _controls(p: Prepared) -> list[tuple[_Cell, str]]:
+    """The control runs ``p``'s judged runs call for (``controls_needed``), each a cell (its side
+    added to the result's) and the label of the reference it is compared with."""
+    out = []
+    for label, dtype, reference in controls_needed(p.result, RUNS):
+        p.result.sides[control_label(label)] = replace(p.result.scenario_for(label), keep_64_bit=True)
+        out.append(((p, control_label(label), dtype, p.result.sides[control_label(label)]), reference))
+    return out
+
+
+def _compare_control(cell: _Cell, reference: str, run: Trajectory) -> None:
+    p, control, dtype, _ = cell
+    p.result.runs[(control, dtype)] = run
+    if run.ok and p.result.runs[(reference, dtype)].ok:
+        p.result.comparisons.append(compare_pair(p.result, reference, control, dtype, RUNS))
+
+
+def _explain(p: Prepared) -> None:
+    for dtype in p.result.dtypes:
+        explain(p.result, dtype, native=p.native, runs=RUNS)
+
+
+def _make(cells: list[_Cell], progress: Progress | None, *, parallel: int | None = None,
+          each: Callable[[int, Trajectory], None] | None = None) -> list[Trajectory]:
+    """Each cell's run: ``label`` running ``scenario`` on its scenario's plan for ``dtype`` (``make_runs``)."""
     return make_runs([(p.result.scenario.name, label, side_plan(p.result.plans[dtype], scenario))
-                      for p, label, dtype, scenario in cells], progress)
+                      for p, label, dtype, scenario in cells], progress, parallel=parallel, each=each)
+
+
+_Then = TypeVar("_Then")
+
+
+def report_scenarios(prepared: list[Prepared], then: Callable[[ScenarioResult, list[Diagnosis] | Exception], _Then],
+                     *, progress: Progress | None = None) -> list[tuple[ScenarioResult, _Then]]:
+    """Each prepared scenario's result (``run_scenarios``), its diagnoses (``diagnose``; a harness error
+    in them is given in their place) and ``then(result, diagnoses)`` (e.g. its report's files), in the
+    order of ``prepared``. With more than one job slot (``jobs()``), a scenario is taken up as soon as
+    its own runs are made, while the slots make the other scenarios' runs: on up to ``jobs()`` daemon
+    threads its runs are judged, its control runs made and compared, its pairs explained, its
+    diagnoses and ``then`` made (the harness's own work, which came after every run, overlaps the
+    frameworks'). A scenario's result is a function of its own runs, so each is the same as
+    ``run_scenarios`` then ``diagnose_all`` give; a harness error in judging or explaining one is raised
+    once every run is made. An interrupt (Ctrl-C, SIGTERM) stops the threads taking up more."""
+    if running_at_once() <= 1:
+        results = run_scenarios(prepared, progress=progress)
+        return [(result, then(result, found)) for result, found in
+                zip(results, diagnose_all(results, progress=progress))]
+    # the longest scenarios' runs first, the reference's too (as the slots take the workers' runs): their
+    # reports, the longest to make, are made while the short runs are
+    order = sorted(range(len(prepared)), key=lambda n: -max(map(cost, prepared[n].result.plans.values()), default=0))
+    where = [(n, k) for n in order for k in range(len(prepared[n].cells))]  # each cell's scenario and place in it
+    cells = [(prepared[n], *prepared[n].cells[k], prepared[n].result.scenario_for(prepared[n].cells[k][0]))
+             for n, k in where]
+    runs: list[list[Trajectory | None]] = [[None] * len(p.cells) for p in prepared]
+    ready: queue.Queue[int | None] = queue.Queue()
+    lock = threading.Lock()
+
+    def each(i: int, run: Trajectory) -> None:  # a run made (or found in the cache): its scenario's last one?
+        n, k = where[i]
+        with lock:
+            runs[n][k] = run
+            if len(done := [r for r in runs[n] if r is not None]) == len(runs[n]):
+                for (label, dtype), made_run in zip(prepared[n].cells, done):  # in the order of the cells, as
+                    prepared[n].result.runs[(label, dtype)] = made_run  # run_scenarios (the report's tables)
+                ready.put(n)
+
+    made: list[queue.Queue[tuple[_Then, None] | tuple[None, BaseException]]] = [queue.Queue(maxsize=1)
+                                                                                   for _ in prepared]
+    stopped = threading.Event()
+
+    def take_up() -> None:
+        while not stopped.is_set() and (n := ready.get()) is not None:
+            try:
+                made[n].put((_judged_and_diagnosed(prepared[n], then, progress), None))
+            except BaseException as exc:  # a harness error: raised by the caller's thread
+                made[n].put((None, exc))
+
+    threads = [threading.Thread(target=take_up, name="nn-parity-report", daemon=True)
+               for _ in range(min(running_at_once(), len(prepared)))]
+    for thread in threads:
+        thread.start()
+    try:
+        _make(cells, progress, each=each)
+        for _ in threads:
+            ready.put(None)
+        out = []
+        for p, box in zip(prepared, made):
+            while True:  # in slices: a pending signal is handled meanwhile
+                with contextlib.suppress(queue.Empty):
+                    value, error = box.get(timeout=_SLICE)
+                    break
+            if error is not None:
+                raise error
+            out.append((p.result, cast(_Then, value)))
+        return out
+    except BaseException:  # Ctrl-C, SIGTERM or a harness error: ending the workers makes the threads' calls
+        stop_all()          # into them return at once, and no exit waits for a thread
+        raise
+    finally:  # nothing more is taken up
+        stopped.set()
+        for _ in threads:
+            ready.put(None)
+
+
+def _judged_and_diagnosed(p: Prepared, then: Callable[[ScenarioResult, list[Diagnosis] | Exception], _Then],
+                          progress: Progress | None) -> _Then:
+    """One scenario whose runs are made: judged, its control runs made (one at a time: the job slots
+    are the caller's) and compared, explained, diagnosed, and ``then`` of it."""
+    judge_runs(p.result, RUNS)
+    needed = _controls(p)
+    for (control, reference), run in zip(needed, _make([cell for cell, _ in needed], progress, parallel=1)):
+        _compare_control(control, reference, run)
+    _explain(p)
+    try:
+        found: list[Diagnosis] | Exception = diagnose(p.result, progress=progress)
+    except Exception as exc:  # the caller's to report, scenario by scenario
+        found = exc
+    return then(p.result, found)
 
 
 def diagnose(result: ScenarioResult, *, progress: Progress | None = None) -> list[Diagnosis]:

@@ -16,8 +16,9 @@ import tempfile
 import time
 from typing import Any, Callable
 
+from harness.judge.diagnosis import Diagnosis
 from harness.judge.result import ScenarioResult
-from harness.pipeline import diagnose_all, prepare, run_scenarios
+from harness.pipeline import prepare, report_scenarios
 from harness.render.file_set import scenario_files
 from harness.run.adapters import use_jobs
 from harness.run.adapters.workers import stop_all
@@ -52,12 +53,8 @@ def time_catalogue(scenarios: list[Scenario], *, catalogues: dict[str, tuple[str
             stop_all()  # fresh workers: every catalogue pays the frameworks' imports, as a command does
             start = time.perf_counter()
             with use_cache(cache), use_jobs(parallel):  # all the runs at once, as `nn-parity report` makes them
-                results = run_scenarios([prepare(s, frameworks=frameworks) for s in scenarios])
-                found = []
-                for diagnoses, result in zip(diagnose_all(results), results):
-                    found.append(_raised(diagnoses))
-                    scenario_files(result, found[-1])  # its report's files (not written), as `report` makes them
-            out[catalogue] = (time.perf_counter() - start, verdicts(results, found))
+                made = report_scenarios([prepare(s, frameworks=frameworks) for s in scenarios], _files)
+            out[catalogue] = (time.perf_counter() - start, verdicts([r for r, _ in made], [f for _, f in made]))
             progress(f"{catalogue} catalogue, {name} ({len(scenarios)} scenarios): {out[catalogue][0]:.1f} s")
         return out
 
@@ -81,10 +78,12 @@ def time_catalogue(scenarios: list[Scenario], *, catalogues: dict[str, tuple[str
     return figures
 
 
-def _raised(found: list[Any] | Exception) -> list[Any]:
-    """A result's diagnoses; the harness error its diagnosis raised, raised (as ``diagnose`` does)."""
+def _files(result: ScenarioResult, found: list[Diagnosis] | Exception) -> list[Diagnosis]:
+    """A result's diagnoses, its report's files made (not written), as ``report`` makes them; the
+    harness error its diagnosis raised, raised (as ``diagnose`` does)."""
     if isinstance(found, Exception):
         raise found
+    scenario_files(result, found)
     return found
 
 

@@ -13,7 +13,7 @@ from harness.commands.cli import COMMANDS, interrupts_deferred
 from harness.errors import EXIT_AGREE, EXIT_DISAGREE
 from harness.judge.diagnosis import Diagnosis
 from harness.judge.result import ScenarioResult
-from harness.pipeline import diagnose_all, prepare, run_scenarios
+from harness.pipeline import Prepared, prepare, report_scenarios
 from harness.render.coverage import coverage_markdown
 from harness.render.file_set import report_set, scenario_files, timings_text
 from harness.render.files import check_output_folder, write_files_atomic
@@ -54,11 +54,11 @@ def handle(args: argparse.Namespace) -> int:
     scenarios = ([s for n in args.scenario for s in resolve_all(n)] if args.scenario
                  else catalogue_scenarios())
     # every scenario must be runnable before the first one runs; then all the runs at once (the
-    # frameworks' workers go on to the next scenario while the reference computes), then each report
+    # frameworks' workers go on to the next scenario while the reference computes), each report made
+    # as soon as its scenario's runs are (``report_scenarios``)
     prepared = [prepare(scenario, frameworks=args.frameworks, max_bytes=args.max_memory) for scenario in scenarios]
     with overall_progress.overall(overall_progress.RUNS, enabled=not args.quiet):
-        made, all_agree = _make(scenarios, run_scenarios(prepared, progress=progress), html=args.html,
-                                progress=progress)
+        made, all_agree = _make(prepared, html=args.html, progress=progress)
     with interrupts_deferred():
         done = _write(out, made, html=args.html)
     all_agree = all_agree and all(result.ok for _, result, _, _ in made)
@@ -67,26 +67,34 @@ def handle(args: argparse.Namespace) -> int:
     return EXIT_AGREE if all_agree else EXIT_DISAGREE
 
 
-def _make(scenarios: list[Scenario], results: list[ScenarioResult], *, html: bool, progress: Progress | None
-          ) -> tuple[list[tuple[Scenario, ScenarioResult, list[Diagnosis], dict[str, bytes]]], bool]:
+_Made = tuple[Scenario, ScenarioResult, list[Diagnosis], dict[str, bytes]]
+
+
+def _make(prepared: list[Prepared], *, html: bool, progress: Progress | None) -> tuple[list[_Made], bool]:
     """Every report's files, made before any is written: an interrupt (Ctrl-C, SIGTERM) before the end
     leaves --out as it was (the writes are then one step that an interrupt does not cut: it takes
     effect after them); and whether none failed."""
-    made, all_made = [], True
-    for diagnoses, scenario, result in zip(diagnose_all(results, progress=progress), scenarios, results):
+    def files(result: ScenarioResult, diagnoses: list[Diagnosis] | Exception
+              ) -> tuple[list[Diagnosis], dict[str, bytes]] | Exception:
         try:
             if isinstance(diagnoses, Exception):
                 raise diagnoses
-            made.append((scenario, result, diagnoses, scenario_files(result, diagnoses, html=html)))
-        except Exception as exc:  # a harness failure: keep the previous report, go on with the others
-            print(f"nn-parity: error: {scenario.name}: report not written, the previous one is kept "
-                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            return diagnoses, scenario_files(result, diagnoses, html=html)
+        except Exception as exc:  # a harness failure: the previous report is kept, the others go on
+            return exc
+
+    made, all_made = [], True
+    for result, found in report_scenarios(prepared, files, progress=progress):
+        if isinstance(found, Exception):
+            print(f"nn-parity: error: {result.scenario.name}: report not written, the previous one is kept "
+                  f"({type(found).__name__}: {found})", file=sys.stderr)
             all_made = False
+        else:
+            made.append((result.scenario, result, *found))
     return made, all_made
 
 
-def _write(out: Path, made: list[tuple[Scenario, ScenarioResult, list[Diagnosis], dict[str, bytes]]], *,
-           html: bool) -> set[str]:
+def _write(out: Path, made: list[_Made], *, html: bool) -> set[str]:
     """Each report (as a set, ``write_files_atomic``), then the index of every report in ``out``;
     the names of the scenarios written."""
     entries, done = [], set()

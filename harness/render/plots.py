@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import threading
 from typing import Callable
 
 import numpy as np
@@ -43,6 +44,7 @@ PAIR_COLOURS = ("tab:purple", "tab:orange", "tab:brown", "tab:gray", "tab:olive"
 PAIR_STYLES = (("-", 3.5, "o"), ("--", 2.4, "s"), (":", 1.8, "^"), ("-.", 1.5, "v"), ((0, (1, 1)), 1.2, "D"),
                ("--", 1.0, "x"))
 MARKS = 12  # markers per series
+_DRAWING = threading.Lock()  # matplotlib is not thread-safe: reports made on several threads draw one at a time
 
 
 def drawn(draw: Callable[[ScenarioResult], bytes | None], result: ScenarioResult) -> bytes | None:
@@ -52,7 +54,7 @@ def drawn(draw: Callable[[ScenarioResult], bytes | None], result: ScenarioResult
     implementations and every run's status and numbers: anything a figure shows changes it."""
     cache = current_cache()
     if cache is None:
-        return draw(result)
+        return _locked(draw, result)
     h = hashlib.sha256(f"{stamp()}\nfigure {draw.__name__}\n".encode())
     h.update(pickle.dumps((result.scenario, result.frameworks, result.dtypes, sorted(result.sides.items()))))
     for (label, dtype), run in sorted(result.runs.items()):
@@ -66,10 +68,15 @@ def drawn(draw: Callable[[ScenarioResult], bytes | None], result: ScenarioResult
     key = h.hexdigest()
     found = cache.get(key)
     if not (isinstance(found, tuple) and len(found) == 1 and isinstance(found[0], (bytes, type(None)))):
-        found = (draw(result),)  # a tuple: a figure that is not drawn (None) is kept too
+        found = (_locked(draw, result),)  # a tuple: a figure that is not drawn (None) is kept too
         cache.put(key, found)
     png: bytes | None = found[0]
     return png
+
+
+def _locked(draw: Callable[[ScenarioResult], bytes | None], result: ScenarioResult) -> bytes | None:
+    with _DRAWING:
+        return draw(result)
 
 
 def _png(fig: Figure) -> bytes:

@@ -15,7 +15,7 @@ disagreement calls for and the explanations are ``harness.judge``'s, run in orde
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 from harness.run.adapters import FRAMEWORKS, REFERENCE, adapter, check_expressible, run_all
 from harness.run.budget import check_budget
@@ -72,9 +72,11 @@ def check_runnable(scenario: Scenario, *, frameworks: tuple[str, ...] = FRAMEWOR
     check_budget(scenario, runs_per_dtype=len(planned), dtypes=dtypes, max_bytes=max_bytes)
 
 
-def make_runs(cells: list[tuple[str, str, TrainingPlan]], progress: Progress | None) -> list[Trajectory]:
+def make_runs(cells: list[tuple[str, str, TrainingPlan]], progress: Progress | None, *, parallel: int | None = None,
+              each: Callable[[int, Trajectory], None] | None = None) -> list[Trajectory]:
     """Each cell's run (``(scenario name, label, plan)``: the implementation ``label`` running the
-    plan), all in one ``run_all``, each labelled and reported to ``progress`` as it finishes."""
+    plan), all in one ``run_all`` (``parallel``: its job slots), each labelled, reported to ``progress``
+    and given to ``each(i, run)`` as it finishes."""
     def done(i: int, run: Trajectory) -> None:
         name, label, plan = cells[i]
         run.framework = label
@@ -82,5 +84,7 @@ def make_runs(cells: list[tuple[str, str, TrainingPlan]], progress: Progress | N
             extra = f" ({run.message})" if run.message else ""
             progress(f"{name} x {label} ({plan.dtype}): {run.status}, {run.steps} steps, "
                      f"{run.seconds:.1f} s{extra}")
+        if each is not None:
+            each(i, run)
 
-    return run_all([(framework_of(label), plan) for _, label, plan in cells], done=done)
+    return run_all([(framework_of(label), plan) for _, label, plan in cells], parallel=parallel, done=done)
