@@ -52,6 +52,7 @@ update combines). A run is checked for its first
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from typing import Any, Callable, Mapping
@@ -101,6 +102,20 @@ def family(convention: str) -> str:
     return "torch" if convention == "torch" else "keras"
 
 
+@functools.lru_cache(maxsize=8192)
+def _power_neighbours(beta: Decimal, t: int, power_dtype: str) -> tuple[Decimal, Decimal]:
+    """``Rule._powers``: the same (beta, step, dtype) for every parameter and every pair of a report, so
+    computed once (the exact power's 60 (t + 1) digits made it a quarter of a warm report's CPU)."""
+    dtype = np.dtype(power_dtype).type
+    exact = Context(prec=60 * (t + 1)).power(beta, t)  # exact: a float's decimal digits, t times
+    near = dtype(float(exact))
+    if _d(near) == exact:
+        return exact, exact
+    other = np.nextafter(near, dtype(np.inf) if _d(near) < exact else dtype(-np.inf))
+    lower, upper = sorted((_d(near), _d(other)))
+    return lower, upper
+
+
 class Rule:
     """One optimizer's update rule in one convention: ``update(t, name, w, g)`` -> the new ``w``
     (``t`` counts from 1), keeping its state per parameter name."""
@@ -137,15 +152,8 @@ class Rule:
     def _powers(self, beta: Decimal, t: int) -> tuple[Decimal, Decimal]:
         """``beta**t`` as the framework computes it, a faithfully rounded number of the dtype it computes
         in (Keras: the variable's, torch: Python's double): the two neighbours of the exact power in that
-        dtype, (lower, upper), one number when the dtype holds the power exactly."""
-        dtype = np.dtype(self.power_dtype).type
-        exact = Context(prec=60 * (t + 1)).power(beta, t)  # exact: a float's decimal digits, t times
-        near = dtype(float(exact))
-        if _d(near) == exact:
-            return exact, exact
-        other = np.nextafter(near, dtype(np.inf) if _d(near) < exact else dtype(-np.inf))
-        lower, upper = sorted((_d(near), _d(other)))
-        return lower, upper
+        dtype, (lower, upper), one number when the dtype holds the power exactly (``_power_neighbours``)."""
+        return _power_neighbours(beta, t, self.power_dtype)
 
     def _square(self, g: Decimal) -> Decimal:
         """``g * g``, exact, but inf where the run's dtype cannot hold it (past its largest number): in
