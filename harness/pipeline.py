@@ -203,6 +203,9 @@ def report_scenarios(prepared: list[Prepared], then: Callable[[ScenarioResult, l
                for _ in range(min(running_at_once(), len(prepared)))]
     for thread in threads:
         thread.start()
+    for n, p in enumerate(prepared):
+        if not p.cells:  # no run to wait for (each would never take it up)
+            ready.put(n)
     try:
         _make(cells, progress, each=each)
         for _ in threads:

@@ -4,13 +4,17 @@ diagnosed and its report's files made while the job slots make the other scenari
 the reports are still byte-identical to those made one run at a time. Real CLI calls."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 import harness.pipeline
 from harness.commands.cli import main
+from harness.pipeline import prepare, report_scenarios
+from harness.run.adapters import use_jobs
 from harness.run.adapters.workers import stop_all
+from harness.spec.scenario import load_scenarios
 
 TINY = Path(__file__).resolve().parent / "scenarios" / "tiny-mlp.toml"
 
@@ -59,3 +63,18 @@ def test_a_report_that_fails_is_said_and_the_others_are_written(tmp_path: Path, 
     assert "tiny-mlp: report not written, the previous one is kept (RuntimeError: diagnosis failed)" in \
         capsys.readouterr().err
     assert (out / "longer.md").is_file() and not (out / "tiny-mlp.md").exists()
+
+
+def test_a_scenario_with_no_run_to_make_is_still_reported() -> None:
+    """A scenario whose every run is left out (no implementation to run) has no run whose end takes it
+    up: it is taken up at once, not waited for forever."""
+    [scenario] = load_scenarios(TINY)
+    prepared = [prepare(scenario, frameworks=()), prepare(scenario, frameworks=("numpy",))]
+    out: list[list[str]] = []
+    with use_jobs(2):
+        call = threading.Thread(target=lambda: out.append([made for _, made in report_scenarios(
+            prepared, lambda result, diagnoses: result.scenario.name)]), daemon=True)
+        call.start()
+        call.join(timeout=60)
+    assert not call.is_alive(), "the report waited for a run that is never made"
+    assert out == [["tiny-mlp", "tiny-mlp"]]
