@@ -14,11 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
 from harness.fuzz.oracle import EXPLAINED, FINDING, judge_example
 from harness.fuzz.space import Example
@@ -34,6 +31,7 @@ from harness.run.plan import make_plan
 from harness.spec.fields import read_toml
 from harness.spec.scenario import load_scenarios, parse_scenario
 from reference.losses import LOSSES
+from tests.on_first_use import jax, jnp, torch
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 ON_BOUND = SCENARIOS / "bce-sigmoid-on-keras-clip-bound.toml"

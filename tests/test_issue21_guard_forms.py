@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from harness.judge.causes.guard_at_zero import FORMS, QUOTIENT, autograd_gradient
 from reference.losses import get_loss
+from tests.on_first_use import torch
 
 CASES = {  # p: subnormal, clamp passes; the smallest subnormal; exactly 0; subnormal, clamp binds; inside
     "float32": [[1e-40, 1e-45, 0.0, 2e-44, 0.5]],
