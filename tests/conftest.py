@@ -151,9 +151,10 @@ def _group(item: pytest.Item) -> str | None:
     module-scoped fixture are one group, run in their module's order (a module's report, audit or
     planted defects are made once, and a test that finds the fixture as an earlier test of its
     module left it still does); a test file may name a group itself with the ``xdist_group`` mark
-    ("torch-in-process": the tests that build torch optimizers in the pytest process, the first of
-    which imports torch._dynamo, a second of CPU, so that one worker pays it, not each); any other
-    test goes to whichever worker is free."""
+    ("torch-in-process": the tests of ``make test-fast`` that import torch in the pytest process, and
+    build torch optimizers there, the first of which imports torch._dynamo, a second of CPU each, so
+    that one worker pays them, not each; "jax-in-process" likewise; torch and JAX are imported when a
+    test first uses them, ``tests/on_first_use.py``); any other test goes to whichever worker is free."""
     name = _scenario(item)
     if name is not None:
         return f"catalogue:{name}"

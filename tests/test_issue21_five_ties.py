@@ -54,6 +54,7 @@ def _jax_gradient(loss: str, clip: str, y: np.ndarray, p: np.ndarray) -> np.ndar
         return np.asarray(jax.grad(value)(jnp.asarray(p)))
 
 
+@pytest.mark.xdist_group(name="jax-in-process")  # JAX in the pytest process: imported by one worker
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_split_rule_is_jax_autograd_and_the_reference_elsewhere(dtype: str) -> None:
     """``Split``'s gradients against ``jax.grad`` of the same guarded losses: equal (within a few ulps) on

@@ -19,6 +19,7 @@ CASES = {  # p: subnormal, clamp passes; the smallest subnormal; exactly 0; subn
 }
 
 
+@pytest.mark.xdist_group(name="torch-in-process")  # torch in the pytest process (tests/conftest.py, _group)
 @pytest.mark.parametrize("dtype", sorted(CASES))
 def test_torch_s_autograd_is_the_quotient_form_at_subnormal_probabilities(dtype: str) -> None:
     p_np = np.array(CASES[dtype], dtype=dtype)
