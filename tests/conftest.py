@@ -19,7 +19,8 @@ after ``run_scenario`` about the same example, is served the runs instead of mak
 ``frameworks_in_process``: keras and torch run in the test's process instead of their workers
 (``harness.run.adapters.workers.inline``), so a monkeypatched framework class takes effect.
 
-``gone``: waits for a process to end (a killed submission's children end with it).
+``gone``: waits for a process to end (a killed submission's children end with it);
+``still_running``: whether processes keep running for a while.
 
 ``rng``: a NumPy generator seeded from the test's own id, so a test draws the same numbers
 whatever ran before it.
@@ -116,6 +117,20 @@ def gone() -> Callable[[int, float], bool]:
             time.sleep(0.05)
         return not _running(pid)
     return wait
+
+
+@pytest.fixture
+def still_running() -> Callable[[list[int], float], bool]:
+    """``still_running(pids, seconds)``: whether every one of the processes keeps running for
+    ``seconds``, watched together (one wait for all, not one after the other)."""
+    def watch(pids: list[int], seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not all(_running(pid) for pid in pids):
+                return False
+            time.sleep(0.05)
+        return all(_running(pid) for pid in pids)
+    return watch
 
 
 def _without_seconds(data: Any) -> Any:
