@@ -19,7 +19,8 @@ after ``run_scenario`` about the same example, is served the runs instead of mak
 ``frameworks_in_process``: keras and torch run in the test's process instead of their workers
 (``harness.run.adapters.workers.inline``), so a monkeypatched framework class takes effect.
 
-``gone``: waits for a process to end (a killed submission's children end with it).
+``gone``: waits for a process to end (a killed submission's children end with it);
+``still_running``: whether processes keep running for a while.
 
 ``rng``: a NumPy generator seeded from the test's own id, so a test draws the same numbers
 whatever ran before it.
@@ -118,6 +119,20 @@ def gone() -> Callable[[int, float], bool]:
     return wait
 
 
+@pytest.fixture
+def still_running() -> Callable[[list[int], float], bool]:
+    """``still_running(pids, seconds)``: whether every one of the processes keeps running for
+    ``seconds``, watched together (one wait for all, not one after the other)."""
+    def watch(pids: list[int], seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not all(_running(pid) for pid in pids):
+                return False
+            time.sleep(0.05)
+        return all(_running(pid) for pid in pids)
+    return watch
+
+
 def _without_seconds(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: _without_seconds(v) for k, v in data.items() if k != "seconds"}
@@ -151,9 +166,10 @@ def _group(item: pytest.Item) -> str | None:
     module-scoped fixture are one group, run in their module's order (a module's report, audit or
     planted defects are made once, and a test that finds the fixture as an earlier test of its
     module left it still does); a test file may name a group itself with the ``xdist_group`` mark
-    ("torch-in-process": the tests that build torch optimizers in the pytest process, the first of
-    which imports torch._dynamo, a second of CPU, so that one worker pays it, not each); any other
-    test goes to whichever worker is free."""
+    ("torch-in-process": the tests of ``make test-fast`` that import torch in the pytest process, and
+    build torch optimizers there, the first of which imports torch._dynamo, a second of CPU each, so
+    that one worker pays them, not each; "jax-in-process" likewise; torch and JAX are imported when a
+    test first uses them, ``tests/on_first_use.py``); any other test goes to whichever worker is free."""
     name = _scenario(item)
     if name is not None:
         return f"catalogue:{name}"

@@ -1,8 +1,10 @@
 """numpy's printed output: values, the half-unit each printed digit allows, and printing back alike."""
 from __future__ import annotations
 
+import functools
 import re
 import string
+from typing import Any
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -176,25 +178,48 @@ _ELEMENTS: dict[str, dict[str, st.SearchStrategy[float]] | st.SearchStrategy[int
 _HOW = ["print", "repr", "array2string", "python"]
 
 
+# the strategies printed_texts draws from, built once (hypothesis validates each strategy object
+# the first time it draws from it: building them anew for every example was a sixth of this file's CPU)
+_DTYPES = st.sampled_from(["float64", "float64", "float32", "float32", "int64", "int32"])
+_FAMILIES = {dtype: st.sampled_from(sorted(elements.items())) for dtype, elements in _ELEMENTS.items()
+             if isinstance(elements, dict)}
+_PRECISION, _LINEWIDTH = st.integers(0, 17), st.integers(5, 100)
+_FLOATMODE = st.sampled_from(["fixed", "unique", "maxprec", "maxprec_equal"])
+_SIGN = st.sampled_from(["-", "+", " "])
+
+
+@functools.cache
+def _shapes(min_dims: int) -> st.SearchStrategy[tuple[int, ...]]:
+    return hnp.array_shapes(min_dims=min_dims, max_dims=3, min_side=1, max_side=3)
+
+
+@functools.cache
+def _arrays(dtype: str, shape: tuple[int, ...], elements: st.SearchStrategy[Any]) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(np.dtype(dtype), shape, elements=elements)
+
+
+@functools.cache
+def _styles(styles: tuple[str, ...]) -> st.SearchStrategy[str]:
+    return st.sampled_from(list(styles))
+
+
 @st.composite
 def printed_texts(draw: st.DrawFn, min_dims: int = 0, min_size: int = 1,
                   how: tuple[str, ...] = ()) -> tuple[np.ndarray, str, str]:
     """(array, the text numpy or Python printed for it, how): str/print, repr, array2string or a Python
     list/float repr (``tolist``), numpy scalars' repr for 0-d and a Python list of them for 1-d, at any
     print options."""
-    dtype = draw(st.sampled_from(["float64", "float64", "float32", "float32", "int64", "int32"]))
-    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=3, min_side=1, max_side=3))
+    dtype = draw(_DTYPES)
+    shape = draw(_shapes(min_dims))
     assume(int(np.prod(shape)) >= min_size)
     elements = _ELEMENTS[dtype]
     if isinstance(elements, dict):
-        elements = draw(st.sampled_from(sorted(elements.items())))[1]
-    array = draw(hnp.arrays(np.dtype(dtype), shape, elements=elements))
+        elements = draw(_FAMILIES[dtype])[1]
+    array = draw(_arrays(dtype, shape, elements))
     styles = list(how) or _HOW + {0: ["scalar"], 1: ["scalar-list"]}.get(array.ndim, [])
-    style = draw(st.sampled_from(styles))
-    options = {"precision": draw(st.integers(0, 17)),
-               "floatmode": draw(st.sampled_from(["fixed", "unique", "maxprec", "maxprec_equal"])),
-               "suppress": draw(st.booleans()), "linewidth": draw(st.integers(5, 100)),
-               "sign": draw(st.sampled_from(["-", "+", " "]))}
+    style = draw(_styles(tuple(styles)))
+    options = {"precision": draw(_PRECISION), "floatmode": draw(_FLOATMODE), "suppress": draw(st.booleans()),
+               "linewidth": draw(_LINEWIDTH), "sign": draw(_SIGN)}
     with np.printoptions(**options):
         if style == "print":
             text = str(array)

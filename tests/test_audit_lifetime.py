@@ -33,7 +33,8 @@ def backward(params, X, y):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killing_the_audit_leaves_nothing_of_the_submission_running(tmp_path: Path, gone, sig: int) -> None:
+def test_killing_the_audit_leaves_nothing_of_the_submission_running(tmp_path: Path, gone, still_running,
+                                                                    sig: int) -> None:
     pids = tmp_path / "pids.txt"
     (tmp_path / "spinner.py").write_text(SPINNER.format(pids=str(pids)))
     audit = subprocess.Popen([sys.executable, "-m", "harness", "audit", "spinner.py", "--function", "backward",
@@ -43,7 +44,7 @@ def test_killing_the_audit_leaves_nothing_of_the_submission_running(tmp_path: Pa
     while time.monotonic() < deadline and not (pids.exists() and " " in pids.read_text()):
         time.sleep(0.1)
     started = [int(pid) for pid in pids.read_text().split()]
-    assert len(started) == 2 and not any(gone(pid, 0.5) for pid in started)  # both run, the audit waiting
+    assert len(started) == 2 and still_running(started, 0.5)  # both run, the audit waiting
     audit.send_signal(sig)
     audit.wait(timeout=30)
     assert audit.returncode == (143 if sig == signal.SIGTERM else -sig)  # SIGTERM: handled as Ctrl-C, exit 143

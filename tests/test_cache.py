@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from harness.commands.cli import main
 from harness.pipeline import run_scenario
@@ -37,6 +36,7 @@ from harness.run.trajectory import Trajectory
 from harness.spec.catalogue import resolve
 from harness.spec.conventions import COMMON
 from harness.spec.scenario import load_scenarios
+from tests.on_first_use import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "scenarios" / "tiny-mlp.toml"

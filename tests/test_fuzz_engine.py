@@ -10,15 +10,19 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from random import Random
 
 import pytest
+from hypothesis import find
+from hypothesis.errors import HypothesisException
+from hypothesis.strategies import just
 
 from harness.commands.args import duration
 from harness.commands.cli import main
 from harness.fuzz import batch as batch_module
 from harness.fuzz import campaign as campaign_module
 from harness.fuzz.campaign import GUIDED, SEEDED, Campaign, Record
-from harness.fuzz.draw import draw
+from harness.fuzz.draw import TRIES, derived_seed, draw, search_settings
 from harness.fuzz.fingerprint import Fingerprint
 from harness.fuzz.index import write_index
 from harness.fuzz.output import summary, write_findings
@@ -77,6 +81,24 @@ def test_example_i_is_a_function_of_the_seed_and_i_only() -> None:
     assert fresh == [here[3], here[1], here[0]]
     assert len(set(here.values())) == 4
     assert to_toml(draw(examples(), 8, 1).raw) != here[1]
+
+
+def test_example_i_is_the_value_find_reaches_with_its_seed() -> None:
+    """``draw`` is ``find``'s seeded search without its replay: example i is the second value
+    ``find(..., random=Random(derived_seed(seed, i)))`` tries (the shrink pass reaches it again that
+    way); a strategy with fewer values than that is refused, as ``find`` refuses it."""
+    strategy = examples()
+    for i in (0, 1, 5):
+        tried: list[Example] = []
+
+        def second(value: Example) -> bool:
+            tried.append(value)
+            return len(tried) >= TRIES
+
+        found = find(strategy, second, settings=search_settings(), random=Random(derived_seed(11, i)))
+        assert to_toml(draw(strategy, 11, i).raw) == to_toml(found.raw)
+    with pytest.raises(HypothesisException):
+        draw(just(1), 11, 0)
 
 
 def _campaign(out: Path, summary: Path, *extra: str) -> int:

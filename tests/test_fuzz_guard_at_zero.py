@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from harness.fuzz.oracle import EXPLAINED, FINDING, judge_example
 from harness.fuzz.space import Example
@@ -23,6 +22,7 @@ from harness.run.adapters.keras_tf import import_keras
 from harness.run.adapters.workers import inline
 from harness.spec.fields import read_toml
 from harness.spec.scenario import load_scenarios, parse_scenario
+from tests.on_first_use import torch
 
 FILE = Path(__file__).resolve().parent / "scenarios" / "cce-torch-guard-p-zero.toml"
 FRAMEWORKS = ("numpy", "keras", "torch")

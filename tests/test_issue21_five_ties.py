@@ -14,11 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
 from harness.fuzz.oracle import EXPLAINED, FINDING, judge_example
 from harness.fuzz.space import Example
@@ -34,6 +31,7 @@ from harness.run.plan import make_plan
 from harness.spec.fields import read_toml
 from harness.spec.scenario import load_scenarios, parse_scenario
 from reference.losses import LOSSES
+from tests.on_first_use import jax, jnp, torch
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 ON_BOUND = SCENARIOS / "bce-sigmoid-on-keras-clip-bound.toml"
@@ -56,6 +54,7 @@ def _jax_gradient(loss: str, clip: str, y: np.ndarray, p: np.ndarray) -> np.ndar
         return np.asarray(jax.grad(value)(jnp.asarray(p)))
 
 
+@pytest.mark.xdist_group(name="jax-in-process")  # JAX in the pytest process: imported by one worker
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_split_rule_is_jax_autograd_and_the_reference_elsewhere(dtype: str) -> None:
     """``Split``'s gradients against ``jax.grad`` of the same guarded losses: equal (within a few ulps) on

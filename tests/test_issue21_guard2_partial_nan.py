@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from harness.fuzz.oracle import EXPLAINED, FINDING, judge_example
 from harness.fuzz.space import Example
@@ -30,6 +29,7 @@ from harness.run.trajectory import Trajectory
 from harness.spec.fields import read_toml
 from harness.spec.scenario import load_scenarios, parse_scenario
 from harness.spec.tolerance import Tolerance
+from tests.on_first_use import torch
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 ROWS = SCENARIOS / "cce-torch-guard-relu-batch-rows.toml"  # 461's shape: ReLU, a unit off in one row only

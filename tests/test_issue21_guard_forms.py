@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from harness.judge.causes.guard_at_zero import FORMS, QUOTIENT, autograd_gradient
 from reference.losses import get_loss
+from tests.on_first_use import torch
 
 CASES = {  # p: subnormal, clamp passes; the smallest subnormal; exactly 0; subnormal, clamp binds; inside
     "float32": [[1e-40, 1e-45, 0.0, 2e-44, 0.5]],
@@ -19,6 +19,7 @@ CASES = {  # p: subnormal, clamp passes; the smallest subnormal; exactly 0; subn
 }
 
 
+@pytest.mark.xdist_group(name="torch-in-process")  # torch in the pytest process (tests/conftest.py, _group)
 @pytest.mark.parametrize("dtype", sorted(CASES))
 def test_torch_s_autograd_is_the_quotient_form_at_subnormal_probabilities(dtype: str) -> None:
     p_np = np.array(CASES[dtype], dtype=dtype)

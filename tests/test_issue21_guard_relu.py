@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from harness.fuzz.oracle import EXPLAINED, FINDING, judge_example
 from harness.fuzz.space import Example
@@ -30,6 +29,7 @@ from harness.run.trajectory import Trajectory
 from harness.spec.fields import read_toml
 from harness.spec.scenario import load_scenarios, parse_scenario
 from harness.spec.tolerance import Tolerance
+from tests.on_first_use import torch
 from tests.test_fuzz_guard_at_zero import _nan_loss
 
 FILE = Path(__file__).resolve().parent / "scenarios" / "cce-torch-guard-relu-off.toml"

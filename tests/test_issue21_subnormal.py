@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from harness.fuzz.oracle import EXPLAINED, FINDING, judge_example
 from harness.fuzz.space import Example
@@ -22,6 +21,7 @@ from harness.run.adapters import adapter, keras_tf
 from harness.run.adapters.workers import inline
 from harness.spec.fields import read_toml
 from harness.spec.scenario import load_scenarios, parse_scenario
+from tests.on_first_use import torch
 from tests.test_planted_defects import plant_keras_learning_rate_default
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"

@@ -23,7 +23,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-import torch
 
 from harness import pipeline
 from harness.judge.causes import updates
@@ -43,6 +42,7 @@ from harness.spec.catalogue import resolve
 from harness.spec.initializers import Initializer
 from harness.spec.scenario import Scenario, load_scenarios
 from reference import activations, layers, losses
+from tests.on_first_use import torch
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 CATALOGUE = Path(__file__).resolve().parent.parent / "scenarios"
@@ -183,23 +183,22 @@ def _sgd_with_weight_decay(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(torch.optim.SGD, "__init__", init)
 
 
-class _TanhDerivativeAtOutput(torch.autograd.Function):
-    """tanh whose backward evaluates the derivative at the output: 1 - tanh(a)^2 for 1 - tanh(z)^2."""
-
-    @staticmethod
-    def forward(ctx: Any, z: torch.Tensor) -> torch.Tensor:
-        a = torch.tanh(z)
-        ctx.save_for_backward(a)
-        return a
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (a,) = ctx.saved_tensors
-        return grad * (1 - torch.tanh(a) ** 2)
-
-
 def _tanh_derivative_at_output(mp: pytest.MonkeyPatch) -> None:
-    mp.setattr(torch.nn.Tanh, "forward", lambda self, z: _TanhDerivativeAtOutput.apply(z))
+    class TanhDerivativeAtOutput(torch.autograd.Function):  # defined here: torch is imported on first use
+        """tanh whose backward evaluates the derivative at the output: 1 - tanh(a)^2 for 1 - tanh(z)^2."""
+
+        @staticmethod
+        def forward(ctx: Any, z: torch.Tensor) -> torch.Tensor:
+            a = torch.tanh(z)
+            ctx.save_for_backward(a)
+            return a
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            (a,) = ctx.saved_tensors
+            return grad * (1 - torch.tanh(a) ** 2)
+
+    mp.setattr(torch.nn.Tanh, "forward", lambda self, z: TanhDerivativeAtOutput.apply(z))
 
 
 def _mse_gradient_without_2(mp: pytest.MonkeyPatch) -> None:

@@ -29,7 +29,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-import torch
 
 from harness.judge.compare import DISAGREE
 from harness.judge.diagnosis import NO_CAUSE, Diagnosis
@@ -43,6 +42,7 @@ from harness.run.adapters.workers import inline
 from harness.run.plan import TrainingPlan
 from harness.spec.scenario import Scenario, load_scenarios
 from reference import activations, losses
+from tests.on_first_use import torch
 
 pytestmark = pytest.mark.slow  # every case runs Keras and torch
 

@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 import harness.render.file_set
 from harness.commands.cli import main
@@ -27,6 +26,7 @@ from harness.render.plots import pair_series
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import parse_scenario
 from harness.spec.tolerance import Tolerance
+from tests.on_first_use import torch
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

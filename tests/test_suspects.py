@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from harness.commands.cli import main
 from harness.judge.compare import compare
@@ -26,6 +25,7 @@ from harness.render.file_set import scenario_files
 from harness.run.trajectory import Trajectory
 from harness.spec.scenario import Scenario, load_scenarios
 from harness.spec.tolerance import Tolerance
+from tests.on_first_use import torch
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 TIGHT = Tolerance(rtol=1e-12, atol=1e-14)

@@ -10,14 +10,15 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-import torch
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from harness.pipeline import run_scenario
 from harness.run.adapters import torch_eager
 from harness.run.adapters.workers import inline
 from harness.run.plan import make_plan
 from harness.spec.catalogue import resolve
+from tests.on_first_use import OnFirstUse, loaded, torch
+
+optimizer_module = OnFirstUse("torch.optim.optimizer")  # torch.optim does not keep it as an attribute
 
 # in the pytest process: on one pytest-xdist worker with the other tests that are (tests/conftest.py, _group)
 pytestmark = pytest.mark.xdist_group(name="torch-in-process")
@@ -33,7 +34,8 @@ def clean() -> Iterator[pytest.MonkeyPatch]:
 
 def _optimizer() -> torch.optim.Optimizer:
     spec = resolve(SCENARIO).training_spec.optimizer
-    optimizer, _ = torch_eager.build_optimizer(torch, spec, [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))])
+    parameters = [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))]
+    optimizer, _ = torch_eager.build_optimizer(loaded(torch), spec, parameters)
     return optimizer
 
 
@@ -92,7 +94,7 @@ def test_a_registered_step_hook_is_called(clean: pytest.MonkeyPatch) -> None:
         for group in optimizer.param_groups:
             for p in group["params"]:
                 p.grad.mul_(0.5)
-    handle = register_optimizer_step_pre_hook(halve)
+    handle = optimizer_module.register_optimizer_step_pre_hook(halve)
     try:
         assert not isinstance(torch_eager._stepper(_optimizer()), functools.partial)
         _fails(0)

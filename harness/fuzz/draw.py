@@ -3,12 +3,15 @@ hypothesis search of its own, seeded from ``(seed, i)`` alone (``derived_seed``)
 i-th value of one long stream. So a campaign's examples can be drawn, judged and counted in any
 order or place (``--jobs``, Ray) and give the same report.
 
-The draw is ``hypothesis.find`` with ``random=Random(derived_seed(seed, i))``, the generate phase
-only, no database, and a condition that accepts the second value tried: hypothesis always tries
-the simplest value of the strategy first (the same for every seed), then draws at random from its
-seed (hypothesis' own documentation advises ``@given``/``find`` rather than ``.example()``
-outside an interactive session). The shrink pass replays the same search (``search_settings``)
-to reach example ``i`` again.
+The draw is the search ``hypothesis.find`` makes with ``random=Random(derived_seed(seed, i))``, the
+generate phase only, no database, stopped at the second value tried: hypothesis always tries the
+simplest value of the strategy first (the same for every seed), then draws at random from its seed
+(hypothesis' own documentation advises ``@given``/``find`` rather than ``.example()`` outside an
+interactive session). It is ``find``'s own ``@given`` test seeded as ``find`` seeds it, with a body
+that keeps the values instead of raising on the second: ``find`` treats the value it wants as a
+failure and replays it to print it (pretty-printing the whole example), about 60% of the CPU of
+a draw for nothing; the values are the same (tests/test_fuzz_engine.py). The shrink pass replays the
+same search with ``find`` (``search_settings``) to reach example ``i`` again.
 
 Hypothesis mixes constants of the *local* modules loaded in the process into its draws (one value
 in twenty of a bounded integer, from the pool of every literal in them). So that the pool is a
@@ -26,8 +29,10 @@ from pathlib import Path
 from random import Random
 from typing import Iterator, TypeVar
 
-from hypothesis import HealthCheck, Phase, find, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as seeded
 from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis.errors import NoSuchExample
 from hypothesis.strategies import SearchStrategy
 
 import harness
@@ -54,11 +59,16 @@ def draw(strategy: SearchStrategy[T], seed: int, i: int) -> T:
     pin_constant_pool()
     tried: list[T] = []
 
-    def second(value: T) -> bool:
+    @search_settings()
+    @given(strategy)
+    def keep(value: T) -> None:
         tried.append(value)
-        return len(tried) >= TRIES
 
-    return find(strategy, second, settings=search_settings(), random=Random(derived_seed(seed, i)))
+    # find's seeding: the test seeded with 64 bits of the Random it is given
+    seeded(Random(derived_seed(seed, i)).getrandbits(64))(keep)()
+    if len(tried) < TRIES:  # find's answer when the strategy has fewer values than it tried
+        raise NoSuchExample(f"the second value of {strategy!r}")
+    return tried[TRIES - 1]
 
 
 _PINNED = {"done": False}

@@ -24,6 +24,7 @@ recorded).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from hypothesis import strategies as st
@@ -69,8 +70,16 @@ def _signed(values: tuple[float, ...]) -> st.SearchStrategy[float]:
 
 def matrix(draw: st.DrawFn, rows: int, columns: int, families: frozenset[str], *,
            bound: float = 2.0) -> Matrix:
+    return draw(_matrices(rows, columns, families, bound))
+
+
+@functools.cache
+def _matrices(rows: int, columns: int, families: frozenset[str], bound: float) -> st.SearchStrategy[Matrix]:
+    """The strategy of ``matrix``, built once per shape, families and bound: hypothesis validates a
+    strategy object the first time it draws from it, a sixth of a draw's CPU when built anew each
+    time; the same values are drawn."""
     value = element(families, bound=bound)
-    return draw(st.lists(st.lists(value, min_size=columns, max_size=columns), min_size=rows, max_size=rows))
+    return st.lists(st.lists(value, min_size=columns, max_size=columns), min_size=rows, max_size=rows)
 
 
 def relu_zeros(draw: st.DrawFn, X: Matrix) -> bool:
