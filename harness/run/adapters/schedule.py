@@ -8,8 +8,10 @@ anything runs), so the longest runs start first and the last ones to finish are 
 implementations whose workers are all busy have runs left, a slot starts another worker of the
 one with the most work left (its framework's import is paid again, so only when at least
 ``EXTRA_WORKER_COST`` of work and two runs are left: a second TensorFlow worker started for the
-short runs at the end of the default catalogue made it slower), and otherwise ends. The order
-changes no result: a run is a function of its plan, whichever worker makes it, and results are
+short runs at the end of the default catalogue made it slower), and otherwise ends. A slot's call
+gives way (``workers.queued``): a worker that a scenario's control run or traced step waits for goes
+to it first, so that a report is made as soon as its scenario's runs are, not after the queue. The
+order changes no result: a run is a function of its plan, whichever worker makes it, and results are
 returned in the order asked.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable
 
-from harness.run.adapters.workers import more_workers
+from harness.run.adapters.workers import more_workers, queued
 from harness.run.plan import TrainingPlan
 
 EXTRA_WORKER_COST = 30_000.0  # another worker of an implementation only for this much work left (``cost``): a
@@ -28,12 +30,18 @@ _SLICE = 0.2  # seconds: the longest the calling thread waits before it handles 
 
 RUN_STEPS = 1000.0  # a run's fixed part (building, compiling, recording), in steps of a small network
 STEP_WORK = 50_000.0  # rows x units in a step that cost as much as a step's fixed part (its Python calls)
+FORWARD_RUN = 100.0  # a forward-only run (measured on the catalogue, CPU per run: 0.001-0.06 s, a training run's
+# fixed part 0.2-2 s; counted as a training run, the 52 forward-only runs of the default catalogue looked like a
+# quarter of its work and started a second TensorFlow worker, 3.7 s of import, for 0.5 s of runs)
 
 
 def cost(plan: TrainingPlan) -> float:
     """A run's relative cost, known before it runs (measured on the catalogue: a step's fixed
     Python part dominates the small networks', the rows x units the large ones'): a fixed part
-    per run plus, per step, a fixed part and rows per step x the units of every layer."""
+    per run plus, per step, a fixed part and rows per step x the units of every layer; a
+    forward-only run, ``FORWARD_RUN``."""
+    if plan.max_steps == 0:
+        return FORWARD_RUN
     rows = plan.X.shape[0] / max(1, plan.batches_per_epoch)
     units = sum(layer.units for layer in plan.scenario.layers) + plan.X.shape[-1]
     return RUN_STEPS + plan.max_steps * (1.0 + rows * units / STEP_WORK)
@@ -85,7 +93,7 @@ def feed(queues: dict[str, list[int]], local: list[int], make: Callable[[int], N
                 return
             framework, job, allowed = taken
             try:
-                with more_workers(allowed):
+                with more_workers(allowed), queued():  # a report's control runs and traced steps go first
                     make(job)
             finally:
                 slots.finished(framework)
