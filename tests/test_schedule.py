@@ -1,7 +1,6 @@
 """``run_all``'s job slots (``harness.run.adapters.schedule``): the longest run first, another worker of
 an implementation only when its runs are all that is left, the results the same in any order; and
-the workers' leases (``workers.lease``): two calls at once never share a worker, the job slots give way to a
-report's calls, and a traced step goes to the worker that made its run."""
+the workers' leases (``workers.lease``): two calls at once never share a worker."""
 from __future__ import annotations
 
 import threading
@@ -9,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from harness.run.adapters import ADAPTERS, run_all, schedule, use_jobs, workers
+from harness.run.adapters import run_all, schedule, use_jobs
 from harness.run.adapters.schedule import EXTRA_WORKER_COST, Slots, cost
-from harness.run.adapters.workers import choose, lease, more_workers, process_ids, stop, stop_all
+from harness.run.adapters.workers import lease, more_workers, process_ids, stop, stop_all
 from harness.run.plan import make_plan
 from harness.spec.catalogue import catalogue_scenarios, resolve
 
@@ -110,33 +109,6 @@ def _lease_pid() -> int:
         return w.process.pid
 
 
-def test_a_queued_lease_gives_way_to_a_call_waiting_for_the_worker() -> None:
-    """``workers.choose``: a job slot's call (``queued``) does not take a free worker that a scenario's
-    control run or traced step waits for (its report would otherwise wait for the whole queue of runs)."""
-    assert choose([1], set(), prefer=None, queued=True, waiting=[None], limit=1) is None  # wanted by any call
-    assert choose([1, 2], set(), prefer=None, queued=True, waiting=[1], limit=2) == 2  # the other one is free
-    assert choose([1, 2], {2}, prefer=None, queued=True, waiting=[1], limit=2) is None  # waits: no new worker
-    assert choose([1], set(), prefer=None, queued=True, waiting=[], limit=1) == 1  # nobody waits: it takes it
-    assert choose([1], set(), prefer=None, queued=False, waiting=[None], limit=1) == 1  # the waiting call itself
-    assert choose([], set(), prefer=None, queued=True, waiting=[], limit=1) == 0  # none yet: one is started
-
-
-def test_a_traced_step_waits_for_the_worker_that_made_its_run() -> None:
-    """``workers.choose``: the preferred worker (the one whose run a traced step retraces) when it is
-    free, else wait for it, though another is free; a preference for a worker that is gone is none."""
-    assert choose([1, 2], set(), prefer=2, queued=False, waiting=[], limit=1) == 2
-    assert choose([1, 2], {2}, prefer=2, queued=False, waiting=[], limit=1) is None
-    assert choose([1], set(), prefer=2, queued=False, waiting=[], limit=1) == 1
-
-
-def test_the_job_slots_calls_are_queued() -> None:
-    """``feed``'s slots make their runs in ``queued()`` (the reference's, made by the calling thread, are not)."""
-    seen: dict[int, bool] = {}
-    schedule.feed({"a": [0, 1]}, [2], lambda i: seen.__setitem__(i, workers.is_queued()), costs={0: 1.0, 1: 1.0},
-                  parallel=2, cancelled=threading.Event(), cancel=lambda: None)
-    assert seen == {0: True, 1: True, 2: False}
-
-
 def test_forward_only_runs_cost_little() -> None:
     """A forward-only run (0.001-0.06 s of CPU) is no reason for another worker: the 52 of the catalogue
     once weighed as much as a quarter of its training runs and started a second TensorFlow worker."""
@@ -145,43 +117,3 @@ def test_forward_only_runs_cost_little() -> None:
     assert len(forward) > 20
     assert max(map(cost, forward)) <= min(map(cost, training)) / 10
     assert sum(map(cost, forward)) < EXTRA_WORKER_COST / 10
-
-
-@pytest.mark.slow
-def test_a_traced_step_goes_to_the_worker_that_made_its_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two torch workers; the run made by the second (the first held by another call); the traced step
-    of its plan then goes to the second, though the first is free (it holds the model: on Keras on
-    JAX, the compiled loop, which the first would compile again)."""
-    plan = make_plan(resolve("minibatch-diverging"), "float64").first_steps(20)
-    used: list[tuple[str, int]] = []
-    call = workers.Worker.call
-
-    def recorded(self: workers.Worker, method: str, *args: object, **kwargs: object) -> object:
-        used.append((method, self.serial))
-        return call(self, method, *args, **kwargs)
-
-    monkeypatch.setattr(workers.Worker, "call", recorded)
-    stop_all()
-    try:
-        held, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with lease("torch") as first:
-                used.append(("held", first.serial))
-                held.set()
-                release.wait(300)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        assert held.wait(300)
-        with more_workers(2):
-            run = ADAPTERS["torch"].run(plan)
-        release.set()
-        holder.join(300)
-        trace = ADAPTERS["torch"].trace_step(plan, 0)
-    finally:
-        stop_all()
-    assert run.ok and trace
-    (_, first), (_, second), (_, traced) = used[0], used[1], used[2]
-    assert used[1][0] == "run" and used[2][0] == "trace_step" and second != first
-    assert traced == second

@@ -8,10 +8,8 @@ anything runs), so the longest runs start first and the last ones to finish are 
 implementations whose workers are all busy have runs left, a slot starts another worker of the
 one with the most work left (its framework's import is paid again, so only when at least
 ``EXTRA_WORKER_COST`` of work and two runs are left: a second TensorFlow worker started for the
-short runs at the end of the default catalogue made it slower), and otherwise ends. A slot's call
-gives way (``workers.queued``): a worker that a scenario's control run or traced step waits for goes
-to it first, so that a report is made as soon as its scenario's runs are, not after the queue. The
-order changes no result: a run is a function of its plan, whichever worker makes it, and results are
+short runs at the end of the default catalogue made it slower), and otherwise ends. The order
+changes no result: a run is a function of its plan, whichever worker makes it, and results are
 returned in the order asked.
 """
 from __future__ import annotations
@@ -20,7 +18,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable
 
-from harness.run.adapters.workers import more_workers, queued
+from harness.run.adapters.workers import more_workers
 from harness.run.plan import TrainingPlan
 
 EXTRA_WORKER_COST = 30_000.0  # another worker of an implementation only for this much work left (``cost``): a
@@ -93,7 +91,7 @@ def feed(queues: dict[str, list[int]], local: list[int], make: Callable[[int], N
                 return
             framework, job, allowed = taken
             try:
-                with more_workers(allowed), queued():  # a report's control runs and traced steps go first
+                with more_workers(allowed):
                     make(job)
             finally:
                 slots.finished(framework)

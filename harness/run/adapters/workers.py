@@ -35,7 +35,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
-import itertools
 import math
 import multiprocessing
 import os
@@ -46,11 +45,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from functools import partial
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -225,7 +223,6 @@ _SPAWNER = _Spawner()
 _STARTED: dict[int, Worker] = {}  # every worker started and not stopped, by id: ``stop_all`` ends them all
 _STARTED_LOCK = threading.Lock()
 _GENERATION = [0]  # how many times ``stop_all`` ran: a worker that started meanwhile stops itself
-_SERIALS = itertools.count(1)
 
 
 class Worker:
@@ -240,7 +237,6 @@ class Worker:
         self.process = context.Process(target=_serve, args=(implementation, child, self._stderr, os.getpid()),
                                        daemon=True, name=f"nn-parity {implementation}")
         self._ready = False
-        self.serial = next(_SERIALS)  # this worker among every worker of the command (``lease``'s preference)
         self.cpu_seconds = 0.0  # the CPU time the worker spent on its last call (``time.process_time``)
         # ``stop`` once: the thread that starts a worker and ``stop_all`` (a Ctrl-C) may both stop it, and two
         # closes of one pipe race (the second closes a descriptor already freed: EBADF, or another file's)
@@ -336,13 +332,7 @@ _BUSY: set[int] = set()  # the workers in a call, by id
 _LEASES = threading.Condition()  # guards _WORKERS and _BUSY; notified when a worker is free again
 _TIMEOUT: dict[str, float | None] = {"seconds": None}
 _LAST_CPU: dict[str, float] = {}  # each implementation's last call's CPU seconds, whichever worker made it
-_MORE = threading.local()  # ``more_workers()`` and ``queued()`` in force in this thread
-_WAITING: dict[str, list[int | None]] = {}  # per implementation, the worker each waiting call that is not
-# ``queued()`` waits for (its serial; None: any); under _LEASES
-_MADE_BY: "OrderedDict[tuple[str, int, str], tuple[Scenario, int]]" = OrderedDict()  # (implementation,
-# id(scenario), dtype) -> (the scenario, kept so that its id stays its own; the serial of the worker whose run of
-# it came last); under _LEASES
-MADE_BY_KEPT = 4096  # runs remembered for ``lease``'s preference, the oldest forgotten first
+_MORE = threading.local()  # ``more_workers()`` in force in this thread
 
 
 @contextlib.contextmanager
@@ -371,45 +361,6 @@ def more_workers(limit: int) -> Iterator[None]:
         _MORE.limit = previous
 
 
-@contextlib.contextmanager
-def queued() -> Iterator[None]:
-    """Calls made in this thread while the context lasts give way: a free worker goes first to a
-    call of another thread that waits for it and is not ``queued()`` (``run_all``'s job slots, which
-    make a queue of runs, give way to a scenario's control runs and traced steps, asked for by its
-    report as soon as its own runs are made: the report then overlaps the queue instead of waiting
-    for its end)."""
-    previous = getattr(_MORE, "queued", False)
-    _MORE.queued = True
-    try:
-        yield
-    finally:
-        _MORE.queued = previous
-
-
-def is_queued() -> bool:
-    """Whether ``queued()`` is in force in this thread."""
-    return bool(getattr(_MORE, "queued", False))
-
-
-def choose(workers: Sequence[int], busy: set[int], *, prefer: int | None, queued: bool,
-           waiting: Sequence[int | None], limit: int) -> int | None:
-    """What a lease takes, among an implementation's live ``workers`` (serials; ``busy``: those in a
-    call): a worker's serial, 0 to start a new one, None to wait. ``prefer`` (a live worker): that
-    one, when it is free, else wait for it. Otherwise a free worker, except that a ``queued`` call
-    waits while a call in ``waiting`` waits for it (a serial, or None: any); else a new one when
-    there are fewer than ``limit``; else wait."""
-    if prefer is not None and prefer in workers:
-        return None if prefer in busy else prefer
-    free = [w for w in workers if w not in busy]
-    if queued and free:
-        free = [w for w in free if None not in waiting and w not in waiting]
-        if not free:  # given way: it waits (a new worker would be started only for being polite)
-            return None
-    if free:
-        return free[0]
-    return 0 if len(workers) < max(1, limit) else None
-
-
 def _live(implementation: str) -> list[Worker]:
     """``implementation``'s workers still alive (a dead one is ended and forgotten); under ``_LEASES``."""
     current = _WORKERS.get(implementation, [])
@@ -420,39 +371,23 @@ def _live(implementation: str) -> list[Worker]:
 
 
 @contextlib.contextmanager
-def lease(implementation: str, *, prefer: int | None = None) -> Iterator[Worker]:
-    """A worker of ``implementation`` for one call, no other call using it meanwhile (``choose``): the
-    worker ``prefer`` while it lives (the one that made the run a traced step retraces: its model
-    and compiled loop are there), else a free one, else a new one when it has none (or fewer than
-    ``more_workers()`` allows in this thread), else the first one freed; a ``queued()`` call gives
-    way to the others waiting. Calls from several threads (``run_all``'s feeders, diagnoses made at
-    once) each get a worker of their own."""
-    give_way = is_queued()
-    registered: list[int | None] = []  # what this call waits for, once it waits (``_WAITING``)
+def lease(implementation: str) -> Iterator[Worker]:
+    """A worker of ``implementation`` for one call, no other call using it meanwhile: a free one,
+    else a new one when it has none (or fewer than ``more_workers()`` allows in this thread), else
+    the first one freed. Calls from several threads (``run_all``'s feeders, diagnoses made at once)
+    each get a worker of their own."""
     with _LEASES:
-        waiting = _WAITING.setdefault(implementation, [])
-        try:
-            while True:
-                live = _live(implementation)
-                serial = choose([w.serial for w in live], {w.serial for w in live if id(w) in _BUSY},
-                                prefer=prefer, queued=give_way, waiting=waiting, limit=getattr(_MORE, "limit", 1))
-                if serial == 0:
-                    chosen = Worker(implementation)
-                    live.append(chosen)
-                    break
-                if serial is not None:
-                    chosen = next(w for w in live if w.serial == serial)
-                    break
-                target = prefer if prefer in {w.serial for w in live} else None
-                if not give_way and registered != [target]:  # what it waits for: its worker, or any
-                    for old in registered:
-                        waiting.remove(old)
-                    registered[:] = [target]
-                    waiting.append(target)
-                _LEASES.wait(_SLICE)  # in slices: a pending signal is handled meanwhile
-        finally:
-            for old in registered:
-                waiting.remove(old)
+        while True:
+            live = _live(implementation)
+            free = [w for w in live if id(w) not in _BUSY]
+            if free:
+                chosen = free[0]
+                break
+            if len(live) < max(1, getattr(_MORE, "limit", 1)):
+                chosen = Worker(implementation)
+                live.append(chosen)
+                break
+            _LEASES.wait(_SLICE)  # in slices: a pending signal is handled meanwhile
         _BUSY.add(id(chosen))
     try:
         yield chosen
@@ -522,7 +457,6 @@ def stop_all() -> None:
         w.stop()
     with _LEASES:
         _WORKERS.clear()
-        _MADE_BY.clear()
         _LEASES.notify_all()
 
 
@@ -548,22 +482,11 @@ class RemoteAdapter:
     def _call(self, method: str, *args: Any) -> Any:
         if self.in_process:
             return getattr(self._local, method)(*args)
-        plan = args[0] if args and isinstance(args[0], TrainingPlan) else None
-        key = None if plan is None else (self.name, id(plan.scenario), plan.dtype)
-        with _LEASES:  # a traced step goes to the worker that made its run (its model and compiled loop are there)
-            made_by = _MADE_BY.get(key) if key is not None and method == "trace_step" else None
-        with lease(self.name, prefer=None if made_by is None else made_by[1]) as leased:
+        with lease(self.name) as leased:
             try:
-                value = leased.call(method, *args, timeout=_TIMEOUT["seconds"])
+                return leased.call(method, *args, timeout=_TIMEOUT["seconds"])
             finally:
                 _LAST_CPU[self.name] = leased.cpu_seconds
-            if key is not None and plan is not None and method == "run":
-                with _LEASES:
-                    _MADE_BY[key] = (plan.scenario, leased.serial)
-                    _MADE_BY.move_to_end(key)
-                    while len(_MADE_BY) > MADE_BY_KEPT:
-                        _MADE_BY.popitem(last=False)
-            return value
 
     def available(self) -> str | None:
         reason = self._local.available()
