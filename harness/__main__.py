@@ -1,3 +1,3 @@
-from harness.commands.cli import main
+from harness.commands.cli import program
 
-raise SystemExit(main())
+program()

@@ -489,6 +489,41 @@ def test_a_framework_shadowed_on_pythonpath_is_seen(tmp_path):
     assert done.stdout.strip() == str(tmp_path / "torch" / "__init__.py")
 
 
+IMPORTED = """
+import json, sys
+from harness.run import environment
+
+def described():
+    environment.describe.cache_clear()
+    return environment.numeric_variables(), environment.fingerprint.__wrapped__()
+
+before = described()
+import keras  # on the backend $KERAS_BACKEND names
+for name in sys.argv[1:]:
+    __import__(name)
+keras.ops.convert_to_numpy(keras.ops.ones(2) + 1)  # the backend initialised and computing
+after = described()
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+@pytest.mark.slow  # two processes importing every framework
+@pytest.mark.parametrize("backend, frameworks", [("jax", ["tensorflow", "jax"]), ("torch", ["torch"])])
+def test_importing_the_frameworks_for_real_leaves_the_environment_as_described(backend, frameworks):
+    """A process describes the same environment, and so makes the same cache keys, after it imported
+    Keras, TensorFlow, JAX and torch and computed with them as before (TensorFlow sets TPU_ML_PLATFORM
+    at import: CI failed when a cache test ran in a pytest worker that had imported TensorFlow)."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", IMPORTED, *frameworks], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    (variables, fingerprint), (variables_after, fingerprint_after) = seen["before"], seen["after"]
+    assert variables_after == variables, {k: v for k, v in variables_after.items() if variables.get(k) != v}
+    assert fingerprint_after == fingerprint
+
+
 def test_what_importing_jax_sets_in_its_own_process_is_not_the_environment(monkeypatch):
     """JAX sets TPU_SKIP_MDS_QUERY when it is imported: a process that imported jax (a test, a keras@jax
     worker) describes the same environment, and so the same cache keys, as one that did not (a cache

@@ -9,6 +9,7 @@ as Ctrl-C, one line).
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import os
@@ -135,6 +136,25 @@ def interrupts_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
     if received:
         raise Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()
+
+
+def program(argv: list[str] | None = None) -> NoReturn:
+    """The ``nn-parity`` program (its console script and ``python -m harness``): ``main``, then the exit
+    without the interpreter's finalization. A command interrupted (or ended by an error) leaves its daemon
+    threads where they were, one perhaps inside a library's C++ (matplotlib's FreeType callback drawing a
+    figure); Python 3.11's finalization stops such a thread when it next takes the GIL by unwinding its
+    stack, which aborts the process in that C++ ("terminate called without an active exception", exit -6
+    instead of 130: CI measured it) or crashes it. Everything else the exit does is done here: the
+    threads that are not daemons are joined (after ``concurrent.futures`` has told its pools' threads to
+    end) and the ``atexit`` handlers run (the workers end, Ray shuts down), then the output is flushed."""
+    code = main(argv)
+    # the interpreter's own exit steps before it stops the threads (undocumented; Py_FinalizeEx calls them)
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,10 +51,15 @@ NUMERIC_PREFIXES = ("OPENBLAS_", "GOTO_", "MKL_", "OMP_", "KMP_", "GOMP_", "DNNL
                     "TF_MKL", "TF_ONEDNN", "TF_CUDNN", "TF_GPU", "TF_FORCE_", "TF_DISABLE_", "TF_FP", "TF_FLOAT")
 NUMERIC_EXACT = ("NN_PARITY_THREADS",)
 # KMP_DUPLICATE_LIB_OK lets two OpenMP runtimes load and computes nothing; KERAS_BACKEND is set by the
-# adapters for each Keras run (keras: tensorflow, keras@jax, keras@torch), so a user's value changes nothing;
-# JAX sets TPU_SKIP_MDS_QUERY in its own process when it is imported (it skips a cloud metadata query), so a
-# process that imported jax (a test, a keras@jax worker) would describe another environment than one that did not
-NOT_NUMERIC = ("KMP_DUPLICATE_LIB_OK", "KERAS_BACKEND", "TPU_SKIP_MDS_QUERY")
+# adapters for each Keras run (keras: tensorflow, keras@jax, keras@torch), so a user's value changes nothing
+NOT_NUMERIC = ("KMP_DUPLICATE_LIB_OK", "KERAS_BACKEND")
+# what the frameworks set in their own process when they are imported, none of it read by a CPU computation:
+# a process that imported one (a test, a worker, the pytest plugin's in-process runs) would otherwise describe
+# another environment, and so other cache keys, than one that did not (CI failed so: a cache test ran in a
+# pytest worker that had imported TensorFlow). JAX: TPU_SKIP_MDS_QUERY (skips a cloud metadata query);
+# TensorFlow: TPU_ML_PLATFORM(_VERSION) (names itself to a TPU runtime); Keras on another backend than
+# TensorFlow: TF_FORCE_GPU_ALLOW_GROWTH (GPU memory). tests/test_cache.py imports each for real.
+SET_BY_FRAMEWORKS = ("TPU_SKIP_MDS_QUERY", "TPU_ML_PLATFORM", "TPU_ML_PLATFORM_VERSION", "TF_FORCE_GPU_ALLOW_GROWTH")
 # numeric variables the adapters set when the user has not (harness.run.adapters.keras_tf): oneDNN off
 DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 STARTUP_VARIABLES = ("PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE")
@@ -69,7 +74,8 @@ def numeric_variables() -> dict[str, str]:
     """The numeric environment variables in effect for a run, by name: those set, and ``DEFAULTS``
     for those that are not (the adapters set them before a framework loads)."""
     return {name: value for name, value in sorted({**DEFAULTS, **os.environ}.items())
-            if (name.startswith(NUMERIC_PREFIXES) or name in NUMERIC_EXACT) and name not in NOT_NUMERIC}
+            if (name.startswith(NUMERIC_PREFIXES) or name in NUMERIC_EXACT)
+            and name not in NOT_NUMERIC + SET_BY_FRAMEWORKS}
 
 
 def _digest(path: Path) -> str:
@@ -115,13 +121,26 @@ def _origin(module: str) -> str | None:
     return spec.origin if spec is not None and spec.origin not in (None, "built-in", "frozen") else None
 
 
+@functools.cache
+def _numpy_libraries() -> frozenset[str]:
+    """The shared libraries numpy's distribution installed (its bundled BLAS among them)."""
+    try:
+        dist = importlib.metadata.distribution("numpy")
+    except importlib.metadata.PackageNotFoundError:
+        return frozenset()
+    return frozenset(os.path.realpath(str(dist.locate_file(f))) for f in dist.files or []
+                     if f.suffix in (".so", ".dll", ".dylib") or ".so." in f.name)
+
+
 def blas() -> list[dict[str, str]]:
-    """Each BLAS library loaded in this process (numpy's, at least): its implementation, version,
-    kernel and threads. OpenMP runtimes that a framework loads later are left out, so the answer
-    does not depend on what was imported first."""
+    """The BLAS library numpy calls (the one its distribution bundles; every BLAS loaded when it
+    bundles none, e.g. a distribution's numpy linked to the system's): its implementation, version,
+    kernel and threads. Libraries that other packages load later (SciPy's OpenBLAS, which JAX imports;
+    OpenMP runtimes) are left out, so the answer does not depend on what was imported first."""
     keep = ("internal_api", "version", "architecture", "num_threads", "threading_layer")
-    return [{k: str(info[k]) for k in keep if info.get(k) is not None}
-            for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
+    loaded = [info for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"]
+    own = [info for info in loaded if os.path.realpath(str(info.get("filepath", ""))) in _numpy_libraries()]
+    return [{k: str(info[k]) for k in keep if info.get(k) is not None} for info in own or loaded]
 
 
 def cores() -> int:
