@@ -13,11 +13,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 import harness.render.file_set
 from harness.commands.cli import main
 from harness.judge.compare import compare
 from harness.pipeline import diagnose, run_scenario
+from harness.render import plots
 from harness.render.file_set import scenario_files
 from harness.render.files import content_name, without_machine_paths, write_files_atomic
 from harness.render.header import index_entry, read_index_entry
@@ -405,9 +407,6 @@ def test_report_takes_the_implementations_to_compare(tiny_file, tmp_path):
 def test_each_figure_is_drawn_once(monkeypatch):
     """A report's figure is rendered once: savefig does not draw it a second time for a layout engine
     that ``tight_layout`` already applied (10-20% of the figures' CPU, the report's critical path)."""
-    from matplotlib.figure import Figure
-
-    from harness.render import plots
     result = run_scenario(tiny(), frameworks=("numpy", "torch"))
     renders: list[Figure] = []
     real = Figure.draw
