@@ -11,10 +11,13 @@ environment is never served) and the stamp each report carries (where it was mad
   each file named with a hash of its bytes, so a patched framework is seen.
 - ``blas()``: the BLAS library numpy calls, its version, the kernel it picked (OpenBLAS'
   ``architecture``, which ``OPENBLAS_CORETYPE`` overrides) and its thread count (threadpoolctl).
+  SciPy, which JAX imports, brings its own OpenBLAS: it is in the description as a package (its
+  version and installed files, whether or not the describing process imported it), its kernel and
+  threads chosen by the same CPU and variables.
 - ``cpu_model()``, ``versions()``, ``installed_files()``: the processor, the framework package
   versions, and a fingerprint of each framework's installed files (path, size and mtime of every
   file its distribution records but headers, stubs and bytecode caches: an edited file is seen
-  without reading every byte; about 0.5 s per command for numpy, TensorFlow, Keras, torch, JAX).
+  without reading every byte; about 0.5 s per command for numpy, SciPy, TensorFlow, Keras, torch, JAX).
 - ``DEFAULTS`` and the frameworks' threads (``harness.run.threads``): what the adapters set before a
   framework computes (so the description is the same whether or not a framework was loaded in the
   describing process).
@@ -42,7 +45,7 @@ import threadpoolctl
 
 from harness.run.threads import framework_threads
 
-PACKAGES = ("numpy", "tensorflow-cpu", "tensorflow", "keras", "torch", "jax", "jaxlib", "matplotlib")
+PACKAGES = ("numpy", "scipy", "tensorflow-cpu", "tensorflow", "keras", "torch", "jax", "jaxlib", "matplotlib")
 # prefixes of the environment variables that select kernels, threads or precision
 # (TensorFlow's are listed one family at a time: other tools, Terraform among them, also use TF_)
 NUMERIC_PREFIXES = ("OPENBLAS_", "GOTO_", "MKL_", "OMP_", "KMP_", "GOMP_", "DNNL_", "ONEDNN_", "XLA_", "JAX_",
@@ -245,7 +248,7 @@ def environment_line() -> str:
     return "; ".join(parts().values())
 
 
-MODULES = ("numpy", "tensorflow", "keras", "torch", "jax", "jaxlib", "matplotlib")
+MODULES = ("numpy", "scipy", "tensorflow", "keras", "torch", "jax", "jaxlib", "matplotlib")
 
 
 def module_origins() -> dict[str, str | None]:
