@@ -159,20 +159,35 @@ for _ in range(4):
     inside.acquire()
 ways = [GivesWay() for _ in range(5)]
 atexit.register(lambda: open(sys.argv[1], "w").close())
+if sys.argv[2] == "planted-bug":  # a harness bug: the command's handler raises
+    import harness.commands.list as listing
+
+    def handle(args):
+        raise RuntimeError("a planted harness bug")
+    listing.handle = handle
+    sys.argv[2] = "list"
 program(sys.argv[2:])
 """
 
 
-def test_the_program_exits_with_its_code_while_daemon_threads_are_inside_cpp(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["list", "planted-bug"])
+def test_the_program_exits_with_its_code_while_daemon_threads_are_inside_cpp(tmp_path: Path, command: str) -> None:
     """After a command, the program exits with the command's code even when daemon threads are inside a
     library's C++ (as a report's figure threads are when Ctrl-C lands: CI saw "terminate called without an
     active exception" and exit -6 instead of 130): the interpreter's finalization, which stops such a thread
     by unwinding its C++ stack, does not run; the atexit handlers do, and the output is all there. The
     child runs in development mode (-X dev), where that unwinding fails every time (measured: a program
-    exiting through the finalization ended -6 or -11 in 10 of 10 runs)."""
+    exiting through the finalization ended -6 or -11 in 10 of 10 runs). A harness bug (an exception that
+    escapes the command) leaves the same way, with its traceback and exit 1, as the interpreter gives it."""
     exited = tmp_path / "exited"
-    done = subprocess.run([sys.executable, "-X", "dev", "-c", IN_CPP_AT_EXIT, str(exited), "list"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-X", "dev", "-c", IN_CPP_AT_EXIT, str(exited), command], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
-    assert "sigmoid-exponential" in done.stdout and "terminate" not in done.stderr
+    assert "terminate" not in done.stderr, done.stderr[-2000:]
+    if command == "list":
+        assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+        assert "sigmoid-exponential" in done.stdout
+    else:
+        assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+        assert "Traceback" in done.stderr and done.stderr.strip().splitlines()[-1] == (
+            "RuntimeError: a planted harness bug"), done.stderr[-2000:]
     assert exited.exists(), "the atexit handlers did not run"

@@ -146,8 +146,17 @@ def program(argv: list[str] | None = None) -> NoReturn:
     stack, which aborts the process in that C++ ("terminate called without an active exception", exit -6
     instead of 130: CI measured it) or crashes it. Everything else the exit does is done here: the
     threads that are not daemons are joined (after ``concurrent.futures`` has told its pools' threads to
-    end) and the ``atexit`` handlers run (the workers end, Ray shuts down), then the output is flushed."""
-    code = main(argv)
+    end) and the ``atexit`` handlers run (the workers end, Ray shuts down), then the output is flushed.
+    An exception that escapes ``main`` (a harness bug) leaves the same way, with what the interpreter
+    would give: its traceback (``sys.excepthook``) and exit 1; ``sys.exit``'s code as the interpreter
+    reads it."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = _exit_code(exc)
+    except BaseException:  # whatever escapes, reported as the interpreter reports it
+        sys.excepthook(*sys.exc_info())
+        code = UNCAUGHT
     # the interpreter's own exit steps before it stops the threads (undocumented; Py_FinalizeEx calls them)
     threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
@@ -155,6 +164,20 @@ def program(argv: list[str] | None = None) -> NoReturn:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+UNCAUGHT = 1  # the interpreter's exit code for an uncaught exception
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The exit code the interpreter gives ``sys.exit(code)``: 0 for None, an int as it is, anything
+    else printed to stderr and 1."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return UNCAUGHT
 
 
 def main(argv: list[str] | None = None) -> int:
