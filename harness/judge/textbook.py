@@ -52,9 +52,20 @@ update combines). A run is checked for its first
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 from dataclasses import dataclass
-from decimal import Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
+from decimal import (
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -105,13 +116,73 @@ def family(convention: str) -> str:
 @functools.lru_cache(maxsize=8192)
 def _power_neighbours(beta: Decimal, t: int, power_dtype: str) -> tuple[Decimal, Decimal]:
     """``Rule._powers``: the same (beta, step, dtype) for every parameter and every pair of a report, so
-    computed once (the exact power's 60 (t + 1) digits made it a quarter of a warm report's CPU)."""
+    computed once. ``beta`` is a non-negative float's value (an option in [0, 1)). The power is first
+    bounded by two 40-digit numbers (``_power_bounds``); when both lie strictly between the same two
+    numbers of the dtype, so does the power, and those are its neighbours. Otherwise (a number of the
+    dtype within the bounds: a power the dtype holds, as ``0.5**t``, or within 1e-38 of one) it is
+    decided exactly (``_exact_power_neighbours``). The exact decimal power, 60 (t + 1) digits, made this
+    a fifth of a warm report's CPU (and was not exact for a beta of more digits, as 1e-300)."""
     dtype = np.dtype(power_dtype).type
-    exact = Context(prec=60 * (t + 1)).power(beta, t)  # exact: a float's decimal digits, t times
-    near = dtype(float(exact))
-    if _d(near) == exact:
-        return exact, exact
-    other = np.nextafter(near, dtype(np.inf) if _d(near) < exact else dtype(-np.inf))
+    with contextlib.suppress(ArithmeticError):  # bounds out of Decimal's range: decided exactly
+        low, high = (_bracket(bound, dtype) for bound in _power_bounds(beta, t))
+        if low is not None and low == high:
+            return low
+    return _exact_power_neighbours(beta, t, dtype)
+
+
+_FLOOR, _CEILING = (Context(prec=40, rounding=rounding, traps=[Overflow, InvalidOperation, DivisionByZero])
+                    for rounding in (ROUND_FLOOR, ROUND_CEILING))
+
+
+def _power_bounds(beta: Decimal, t: int) -> tuple[Decimal, Decimal]:
+    """Two 40-digit numbers around ``beta**t`` (``beta`` >= 0): the power by squaring, each product
+    rounded down in the one and up in the other."""
+    low = high = Decimal(1)
+    base_low, base_high = _FLOOR.plus(beta), _CEILING.plus(beta)
+    while t:
+        if t & 1:
+            low, high = _FLOOR.multiply(low, base_low), _CEILING.multiply(high, base_high)
+        t >>= 1
+        if t:
+            base_low, base_high = _FLOOR.multiply(base_low, base_low), _CEILING.multiply(base_high, base_high)
+    return low, high
+
+
+def _bracket(x: Decimal, dtype: Any) -> tuple[Decimal, Decimal] | None:
+    """The two numbers of ``dtype`` strictly around ``x``; None when ``x`` is one of them, or past
+    the dtype's range."""
+    near = dtype(float(x))  # float(Decimal) is correctly rounded; to float32 from it, still a neighbour
+    if not np.isfinite(near) or _d(near) == x:
+        return None
+    other = np.nextafter(near, dtype(np.inf) if _d(near) < x else dtype(-np.inf))
+    lower, upper = sorted((_d(near), _d(other)))
+    return lower, upper
+
+
+def _exact_power_neighbours(beta: Decimal, t: int, dtype: Any) -> tuple[Decimal, Decimal]:
+    """``_power_neighbours`` in integers: ``beta`` is ``n / 2**k``, its power ``n**t * 2**(-k t)``
+    exactly; only its leading bits are rounded, and the side of the power a float lies on is a
+    comparison of shifted integers."""
+    n, d = beta.as_integer_ratio()
+    k = d.bit_length() - 1
+    if n < 0 or d != 1 << k:
+        raise ValueError(f"beta must be a non-negative float's value, not {beta}")
+    exact, exponent = n ** t, -k * t  # beta**t == exact * 2**exponent
+    shift = max(exact.bit_length() - 64, 0)
+    # its 64 leading bits, the last one set when any bit below them is (rounding to 53 bits sees them all)
+    leading = exact >> shift | (exact & ((1 << shift) - 1) != 0)
+    try:  # the double nearest the power (the dtype's from it: rounded twice, it is still a neighbour)
+        near = dtype(math.ldexp(float(leading), exponent + shift))
+    except OverflowError:
+        near = dtype(np.inf)
+    if np.isfinite(near):
+        a, b = float(near).as_integer_ratio()  # near == a / b, b == 2**j: compare a * 2**(k t) with exact * b
+        side = (a << (k * t)) - exact * b
+    else:
+        side = 1
+    if side == 0:
+        return _d(near), _d(near)
+    other = np.nextafter(near, dtype(np.inf) if side < 0 else dtype(-np.inf))
     lower, upper = sorted((_d(near), _d(other)))
     return lower, upper
 
