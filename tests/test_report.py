@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -415,3 +416,27 @@ def test_each_figure_is_drawn_once(monkeypatch):
         before = len(renders)
         assert draw(result) is not None
         assert len(renders) == before + 1, draw.__name__
+
+
+def test_the_differences_figures_axis_labels_stay_beside_their_own_plots(monkeypatch):
+    """Each left y-label of the differences figure is no taller than its plot, so the two never run into
+    each other, also where a legend of 15 pairs (Keras on every backend, the control runs) leaves the
+    plots short (one line each was longer than the plot is high)."""
+    result = run_scenario(tiny(), frameworks=("numpy", "torch"))
+    result.comparisons += [replace(c, b=f"{c.b}-{n}") for n in range(14) for c in list(result.comparisons)
+                           if c.a == "numpy" and c.b == "torch"]
+    drawn: list[tuple[Figure, Any]] = []
+    real = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda self, renderer: (drawn.append((self, renderer)),
+                                                                real(self, renderer))[1])
+    assert plots.differences_png(result) is not None
+    ((fig, renderer),) = drawn
+    left = [ax for ax in fig.axes if ax.get_ylabel()]
+    assert len(left) == 2
+    spans = []
+    for ax in left:
+        label, plot = ax.yaxis.label.get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert plot.y0 - 1 <= label.y0 and label.y1 <= plot.y1 + 1, (ax.get_ylabel(), label, plot)
+        spans.append((label.y0, label.y1))
+    (low0, high0), (low1, high1) = sorted(spans)
+    assert high0 < low1, spans

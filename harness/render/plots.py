@@ -33,6 +33,9 @@ from harness.run.trajectory import Trajectory
 
 FIGSIZE = (9.0, 4.2)  # inches per row of panels; at DPI 100 the PNG is 900 px wide
 DPI = 100
+# the differences figure's legends: lines the base height holds beside its plots, and the inches each
+# line more adds to the figure (measured: a line took 18 px from the plots before)
+LEGEND_LINES, LEGEND_LINE = 6, 0.18
 COLOURS = {"numpy": "tab:blue", "numpy[keras]": "tab:blue", "numpy[torch]": "tab:purple",
            "keras": "tab:red", "torch": "tab:green"}
 # Overlaid curves that coincide stay visible: wide solid lines under narrower dashed/dotted ones,
@@ -262,10 +265,16 @@ def differences_png(result: ScenarioResult) -> bytes | None:
                       bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     _powers_of_ten(axes[0][0])
     _powers_of_ten(axes[1][0])
-    axes[0][0].set_ylabel(f"max |a - b| (log; exact 0 at {floors[0]:.0e})")
-    axes[1][0].set_ylabel(f"|a - b| / allowed: the verdict's test (log; 0 at {floors[1]:.0e})")
+    # two lines each: one would be longer than its plot is high, and run into the other plot's
+    axes[0][0].set_ylabel(f"max |a - b|\n(log; exact 0 at {floors[0]:.0e})")
+    axes[1][0].set_ylabel(f"|a - b| / allowed: the verdict's test\n(log; 0 at {floors[1]:.0e})")
     fig.suptitle(f"{result.scenario.name}: differences between implementations (loss, parameters, outputs)\n"
                  "allowed = atol + rtol * max(|a|, |b|) per element; above 1: beyond the tolerance")
+    # the legends below the plots take the height they need: a long one (Keras on every backend, control
+    # runs) makes the figure taller instead of the plots shorter
+    lines = max(sum(text.get_text().count("\n") + 1 for text in ax.get_legend().get_texts())
+                for ax in axes[1])
+    fig.set_size_inches(FIGSIZE[0], 2.35 * FIGSIZE[1] + LEGEND_LINE * max(0, lines - LEGEND_LINES))
     fig.tight_layout()
     return _png(fig)
 
