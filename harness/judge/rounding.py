@@ -67,12 +67,12 @@ def _jitter(value: Any) -> Any:
     """``value`` (an array or a scalar) moved one ulp up or down at random where it is a finite,
     non-zero floating-point number."""
     array = np.asarray(value)
-    if not np.issubdtype(array.dtype, np.floating) or not _rng or array.size == 0:
+    if array.dtype.kind != "f" or not _rng or array.size == 0:  # not a floating-point number
         return value
     up = _rng[-1].random(array.shape) < 0.5
-    moved = np.where(up, np.nextafter(array, np.inf), np.nextafter(array, -np.inf))
-    keep = (array == 0) | ~np.isfinite(array)
-    out = np.where(keep, array, moved).astype(array.dtype, copy=False)
+    infinity = array.dtype.type(np.inf)
+    moved = np.nextafter(array, np.where(up, infinity, -infinity))  # each toward its own side, in one pass
+    out = np.where((array == 0) | ~np.isfinite(array), array, moved)
     if isinstance(value, np.ndarray) and value.ndim:
         return out
     return out[()]
