@@ -154,7 +154,13 @@ def _bracket(x: Decimal, dtype: Any) -> tuple[Decimal, Decimal] | None:
     near = dtype(float(x))  # float(Decimal) is correctly rounded; to float32 from it, still a neighbour
     if not np.isfinite(near) or _d(near) == x:
         return None
-    other = np.nextafter(near, dtype(np.inf) if _d(near) < x else dtype(-np.inf))
+    return _around(near, below=_d(near) < x)
+
+
+def _around(near: Any, *, below: bool) -> tuple[Decimal, Decimal]:
+    """``near``, a neighbour of a number in its dtype (below it or above it), and the dtype's next
+    number on the number's other side, as (lower, upper)."""
+    other = np.nextafter(near, type(near)(np.inf) if below else type(near)(-np.inf))
     lower, upper = sorted((_d(near), _d(other)))
     return lower, upper
 
@@ -182,9 +188,7 @@ def _exact_power_neighbours(beta: Decimal, t: int, dtype: Any) -> tuple[Decimal,
         side = 1
     if side == 0:
         return _d(near), _d(near)
-    other = np.nextafter(near, dtype(np.inf) if side < 0 else dtype(-np.inf))
-    lower, upper = sorted((_d(near), _d(other)))
-    return lower, upper
+    return _around(near, below=side < 0)
 
 
 class Rule:

@@ -274,7 +274,7 @@ def differences_png(result: ScenarioResult) -> bytes | None:
     # runs) makes the figure taller instead of the plots shorter
     lines = max(sum(text.get_text().count("\n") + 1 for text in ax.get_legend().get_texts())
                 for ax in axes[1])
-    fig.set_size_inches(FIGSIZE[0], 2.35 * FIGSIZE[1] + LEGEND_LINE * max(0, lines - LEGEND_LINES))
+    fig.set_size_inches(FIGSIZE[0], fig.get_figheight() + LEGEND_LINE * max(0, lines - LEGEND_LINES))
     fig.tight_layout()
     return _png(fig)
 
