@@ -3,12 +3,14 @@ an implementation only when its runs are all that is left, the results the same 
 the workers' leases (``workers.lease``): two calls at once never share a worker."""
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import replace
+from typing import Iterator
 
 import pytest
 
-from harness.run.adapters import run_all, schedule, use_jobs
+from harness.run.adapters import run_all, schedule, use_jobs, workers
 from harness.run.adapters.schedule import EXTRA_WORKER_COST, Slots, cost
 from harness.run.adapters.workers import lease, more_workers, process_ids, stop, stop_all
 from harness.run.plan import make_plan
@@ -17,27 +19,32 @@ from harness.spec.catalogue import catalogue_scenarios, resolve
 
 def test_a_slot_takes_the_longest_run_of_an_implementation_with_a_free_worker() -> None:
     slots = Slots({"a": [0, 1, 2], "b": [3]}, {0: 1.0, 1: 5.0, 2: 3.0, 3: 4.0}, parallel=2)
-    assert slots.take() == ("a", 1, 1)  # the longest of all
-    assert slots.take() == ("b", 3, 1)  # a's worker is busy: b's
+    assert slots.take() == ("a", 1)  # the longest of all
+    assert slots.take() == ("b", 3)  # a's worker is busy: b's
     assert slots.take() is None  # only a's runs are left, less work than a second worker's start: none
+    assert (slots.allowed("a"), slots.allowed("b")) == (1, 1)
     slots.finished("a")
-    assert slots.take() == ("a", 2, 1)  # then a's runs longest first
+    assert slots.take() == ("a", 2)  # then a's runs longest first
     slots.finished("b")
     assert slots.take() is None
+    assert slots.allowed("a") == 1
 
 
 def test_a_second_worker_only_for_an_implementation_whose_runs_are_all_that_is_left() -> None:
     many = list(range(4))
     slots = Slots({"a": many, "b": [99]}, {**{i: EXTRA_WORKER_COST / 2 for i in many}, 99: 0.5}, parallel=2)
-    assert slots.take() == ("a", 0, 1)
-    assert slots.take() == ("b", 99, 1)  # a free implementation goes before a second worker of a
-    assert slots.take() == ("a", 1, 2)  # b's one run is taken: a second worker of a
+    assert slots.take() == ("a", 0)
+    assert slots.take() == ("b", 99)  # a free implementation goes before a second worker of a
+    assert slots.allowed("a") == 1
+    assert slots.take() == ("a", 1)  # b's one run is taken: a second worker of a
+    assert slots.allowed("a") == 2  # for the slot that took a's first run too, if it still waits for a worker
     assert slots.take() is None  # at most ``parallel`` workers of an implementation
     slots.finished("a")
     slots.finished("b")
     slots.finished("a")
-    assert slots.take() == ("a", 2, 2)
-    assert slots.take() == ("a", 3, 2)  # the two workers already started make the last runs
+    assert slots.take() == ("a", 2)
+    assert slots.take() == ("a", 3)  # the two workers already started make the last runs
+    assert slots.allowed("a") == 2
 
 
 def test_the_cost_puts_the_long_catalogue_runs_first() -> None:
@@ -51,11 +58,53 @@ def _torch_workers() -> list[str]:
     return sorted(name for name in process_ids() if name.split()[0] == "torch")
 
 
+class _SecondSlotLeasesFirst:
+    """Plants the order of the two slots' first leases: the slot that took the first run (one worker
+    allowed then) asks for its worker only once the other slot (a second worker allowed) holds one,
+    and that slot keeps its worker until the first slot has one too, or ``WAIT`` seconds."""
+
+    WAIT = 30.0
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.takers: list[int] = []  # the slots' threads, in the order of their first ``take``
+        self.pids: dict[str, int] = {}  # the worker of each slot's first lease: "first", "second"
+        self._lock = threading.Lock()
+        self._second_holds, self._first_holds = threading.Event(), threading.Event()
+        real_take, self._real_lease = Slots.take, workers.lease
+
+        def take(slots: Slots) -> object:
+            with self._lock:  # recorded in the order the takes are made
+                if threading.get_ident() not in self.takers:
+                    self.takers.append(threading.get_ident())
+                return real_take(slots)
+
+        monkeypatch.setattr(Slots, "take", take)
+        monkeypatch.setattr(workers, "lease", self.lease)
+
+    @contextlib.contextmanager
+    def lease(self, implementation: str) -> Iterator[workers.Worker]:
+        me = threading.get_ident()
+        role = next((name for name, n in (("first", 0), ("second", 1))
+                     if len(self.takers) > n and self.takers[n] == me and name not in self.pids), None)
+        if role == "first":
+            self._second_holds.wait(self.WAIT)
+        with self._real_lease(implementation) as leased:
+            if role is not None:
+                self.pids[role] = leased.process.pid
+                (self._first_holds if role == "first" else self._second_holds).set()
+            yield leased
+            if role == "second":
+                self._first_holds.wait(self.WAIT)
+
+
 @pytest.mark.slow
 def test_runs_in_two_slots_and_two_workers_are_the_runs_made_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Eight runs of 100 to 800 steps (made longest first in two slots, returned in the order asked);
     a second worker for a fifth of the work ``EXTRA_WORKER_COST`` asks, so that these short runs start
-    one (eight whole runs of 4000 steps did, in 29 s of CPU instead of about 4)."""
+    one (eight whole runs of 4000 steps did, in 29 s of CPU instead of about 4). The slot that took the
+    first run asks for a worker only once the other slot holds one (``_SecondSlotLeasesFirst``): it
+    starts the second worker the schedule allows by then instead of waiting for the busy one (it
+    waited, and the other slot made every run in one worker, once in seven runs of the suite)."""
     scenario = resolve("minibatch-diverging")
     plans = [make_plan(replace(scenario, name=f"n{i}"), "float64").first_steps(100 * (i + 1)) for i in range(8)]
     monkeypatch.setattr(schedule, "EXTRA_WORKER_COST", EXTRA_WORKER_COST / 5)
@@ -65,8 +114,11 @@ def test_runs_in_two_slots_and_two_workers_are_the_runs_made_one_at_a_time(monke
         alone = run_all([("torch", p) for p in plans], parallel=1)
         assert _torch_workers() == ["torch"]
         stop_all()
+        order = _SecondSlotLeasesFirst(monkeypatch)
         with use_jobs(2):
             together = run_all([("torch", p) for p in plans])
+        assert len(order.takers) == 2 and set(order.pids) == {"first", "second"}
+        assert order.pids["first"] != order.pids["second"]  # a worker of its own, not the other slot's when freed
         assert _torch_workers() == ["torch", "torch 2"]  # two workers made them
     finally:
         stop_all()

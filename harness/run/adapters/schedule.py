@@ -8,7 +8,9 @@ anything runs), so the longest runs start first and the last ones to finish are 
 implementations whose workers are all busy have runs left, a slot starts another worker of the
 one with the most work left (its framework's import is paid again, so only when at least
 ``EXTRA_WORKER_COST`` of work and two runs are left: a second TensorFlow worker started for the
-short runs at the end of the default catalogue made it slower), and otherwise ends. The order
+short runs at the end of the default catalogue made it slower), and otherwise ends. A slot waiting
+for a busy worker of an implementation uses as many workers as the slots are allowed by then
+(``Slots.allowed``), not as many as when it took its run. The order
 changes no result: a run is a function of its plan, whichever worker makes it, and results are
 returned in the order asked.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from typing import Callable
 
 from harness.run.adapters.workers import more_workers
@@ -56,8 +59,8 @@ class Slots:
         self.workers: dict[str, int] = {f: 0 for f in self.left}  # workers used so far, per implementation
         self._lock = threading.Lock()
 
-    def take(self) -> tuple[str, int, int] | None:
-        """(implementation, job, workers allowed) of the next run for a slot; None: nothing for it."""
+    def take(self) -> tuple[str, int] | None:
+        """(implementation, job) of the next run for a slot; None: nothing for it."""
         with self._lock:
             ready = [f for f, q in self.left.items() if q and self.busy[f] < max(1, self.workers[f])]
             if not ready:
@@ -70,7 +73,16 @@ class Slots:
             job = self.left[framework].pop(0)
             self.busy[framework] += 1
             self.workers[framework] = max(self.workers[framework], self.busy[framework])
-            return framework, job, self.workers[framework]
+            return framework, job
+
+    def allowed(self, framework: str) -> int:
+        """The workers of ``framework`` the slots may use now: as many as it has had runs made at
+        once. Asked again by a slot that waits for a busy worker (``more_workers``), so that it
+        takes the worker another slot was allowed meanwhile instead of waiting for the busy one
+        (a slot that had taken its run with one worker allowed once waited while the other slot
+        made every run in the one worker)."""
+        with self._lock:
+            return self.workers[framework]
 
     def finished(self, framework: str) -> None:
         with self._lock:
@@ -89,9 +101,9 @@ def feed(queues: dict[str, list[int]], local: list[int], make: Callable[[int], N
             taken = slots.take()
             if taken is None:
                 return
-            framework, job, allowed = taken
+            framework, job = taken
             try:
-                with more_workers(allowed):
+                with more_workers(partial(slots.allowed, framework)):
                     make(job)
             finally:
                 slots.finished(framework)

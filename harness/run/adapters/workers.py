@@ -348,17 +348,25 @@ def run_timeout(seconds: float | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def more_workers(limit: int) -> Iterator[None]:
+def more_workers(limit: int | Callable[[], int]) -> Iterator[None]:
     """Calls made in this thread while the context lasts may start another worker of an
     implementation whose workers are all busy, up to ``limit`` workers of it (the scheduler of
     ``run_all``, when one implementation's runs are all that is left: each worker makes its own
-    runs, and a run is a function of its plan, whichever worker makes it)."""
+    runs, and a run is a function of its plan, whichever worker makes it). A callable ``limit``
+    is asked again each time a waiting call looks for a worker: a call that waits for a busy
+    worker starts another one as soon as the scheduler allows it, instead of waiting on."""
     previous = getattr(_MORE, "limit", 1)
     _MORE.limit = limit
     try:
         yield
     finally:
         _MORE.limit = previous
+
+
+def _allowed() -> int:
+    """The workers of an implementation that a call from this thread may use (``more_workers``)."""
+    limit = getattr(_MORE, "limit", 1)
+    return max(1, limit() if callable(limit) else limit)
 
 
 def _live(implementation: str) -> list[Worker]:
@@ -383,7 +391,7 @@ def lease(implementation: str) -> Iterator[Worker]:
             if free:
                 chosen = free[0]
                 break
-            if len(live) < max(1, getattr(_MORE, "limit", 1)):
+            if len(live) < _allowed():
                 chosen = Worker(implementation)
                 live.append(chosen)
                 break
