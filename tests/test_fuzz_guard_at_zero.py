@@ -17,6 +17,7 @@ from harness.judge.causes.guard_at_zero import FORMS, NAME, PRODUCT, QUOTIENT, a
 from harness.judge.compare import DISAGREE
 from harness.judge.compare import EXPLAINED as EXPLAINED_STATE
 from harness.pipeline import diagnose, run_scenario
+from harness.render.sections import agreement_section
 from harness.run.adapters import torch_eager
 from harness.run.adapters.keras_tf import import_keras
 from harness.run.adapters.workers import inline
@@ -70,6 +71,11 @@ def test_the_finding_s_minimal_file_differs_explained_by_autograd_at_the_clamp()
         assert d.step == 0 and d.cause_name == NAME, (side, d.cause_name)
         assert isinstance(d.confirmed_by, Finding) and d.confirmed_by.side == side
         assert "exactly 0 at [0, 1]" in d.confirmed_by.description
+    [section] = agreement_section(result, [])  # the report's words for each explained pair: what it rests on
+    explained = sorted(line for line in section.below if f"{EXPLAINED_STATE}, by" in line)
+    assert [line.split(" (float64)")[0] for line in explained] == ["- numpy vs keras", "- numpy vs torch"]
+    assert all(f"by {side}: {NAME}" in line and "or differs from it only by a property of its framework, measured "
+               "without running the framework's code" in line for side, line in zip(("keras", "torch"), explained))
     outcome = judge_example(Example(read_toml(FILE, what="scenario file"), ()), frameworks=FRAMEWORKS,
                             dtypes=("float64",))
     assert (outcome.kind, outcome.reason) == (EXPLAINED, NAME)

@@ -39,10 +39,12 @@ AGREE = "agree"  # within tolerance at every step
 # differs only by what the reference accounts for (a convention, a dtype rule, a framework property:
 # ``harness.judge.explain``)
 EXPLAINED = "differ, explained"
-# why a pair that differs, explained, is ok (``harness.judge.explain``)
-ACCOUNTED = ("each side agrees with the reference run in its own optimizer convention, or, where a side's "
-             "framework has a dtype rule, its control run with that rule off does; and each convention's "
-             "reference run follows that convention's update rule, computed independently in exact arithmetic")
+# what a pair that differs, explained, rests on (``harness.judge.explain``): every way a side is accounted for
+ACCOUNTED = ("each side agrees with the reference run in its own optimizer convention, or differs from it only by "
+             "a property of its framework, measured without running the framework's code; where a side's "
+             "framework has a dtype rule, its control run with that rule off may do so instead; and each "
+             "convention's reference run follows that convention's update rule, computed independently in exact "
+             "arithmetic")
 DISAGREE = "disagree"
 STATES = (AGREE, EXPLAINED, DISAGREE)
 

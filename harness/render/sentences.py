@@ -246,7 +246,7 @@ def _lead_verdict(result: ScenarioResult) -> str:
             + f": {which}"
     elif counts[EXPLAINED]:
         text = (f"{len(counts[AGREE])} of {len(cs)} pairs agree within the tolerance{when}; "
-                f"{len(counts[EXPLAINED])} differ, explained (by a known difference the reference reproduces)")
+                f"{len(counts[EXPLAINED])} differ, explained (by a known difference the reference accounts for)")
     else:
         text = ("The one pair agrees" if len(cs) == 1 else f"{'Both' if len(cs) == 2 else f'All {len(cs)}'} pairs "
                 "agree") + f" within the tolerance{when}"
