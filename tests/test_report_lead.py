@@ -9,11 +9,12 @@ import re
 import pytest
 
 from harness.judge.compare import AGREE, DISAGREE, EXPLAINED
-from harness.pipeline import diagnose
+from harness.pipeline import diagnose, run_scenario
 from harness.render.scenario_report import IN_FULL, scenario_markdown
-from harness.render.sentences import LEAD_SENTENCES, LEAD_WORDS, lead_paragraph
+from harness.render.sentences import LEAD_SENTENCES, LEAD_WORDS, lead_paragraph, summary_paragraph
 from harness.render.tables import PAIRS_MEASURE
-from harness.spec.catalogue import catalogue_scenarios
+from harness.run.adapters import REFERENCE
+from harness.spec.catalogue import catalogue_scenarios, resolve
 
 NAMES = [s.name for s in catalogue_scenarios()]
 GAP = re.compile(r"gap (\S+)(; final weights (\S+))?|both diverged \(nan\)")
@@ -54,6 +55,8 @@ def test_every_report_opens_with_three_short_sentences_then_the_table(catalogue_
             assert d.cause_name in lead, (d.cause_name, lead)
     # the whole account is still in the report, folded below the plots
     assert f"<summary>{IN_FULL}</summary>" in md
+    if "Every pair computed identical numbers" in md:
+        assert all(c.max_abs == 0 for c in result.comparisons)
     assert "every pair of runs was compared on" in md.split(f"## {IN_FULL}")[1]
 
 
@@ -79,3 +82,20 @@ def test_explained_rows_show_the_gap_the_cause_accounts_for(catalogue_result):
         else:
             assert float(cell) == pytest.approx(c.closest[2], rel=0.05) and float(cell) <= 1, cell
     assert explained == 2
+
+
+@pytest.mark.slow  # torch and Keras on torch start in their workers
+def test_identical_numbers_are_claimed_only_for_the_pairs_that_computed_them() -> None:
+    """sgd-worked-example with Keras on torch: its pairs in float64 differ, explained (Keras' dtype rule),
+    the others agree. With every implementation, the summary said "Every pair computed identical
+    numbers, bit for bit" beside "7 differ, explained" and their gap (reports/backends)."""
+    result = run_scenario(resolve("sgd-worked-example"), frameworks=(REFERENCE, "torch", "keras@torch"))
+    explained = [c for c in result.comparisons if c.state == EXPLAINED]
+    agreeing = [c for c in result.comparisons if c.state == AGREE]
+    assert explained and all(c.max_abs > 0 for c in explained)
+    assert len(agreeing) + len(explained) == len(result.comparisons)
+    summary = summary_paragraph(result, diagnose(result))
+    assert "Every pair computed identical numbers" not in summary, summary
+    identical = f"The {len(agreeing)} pairs that agree computed identical numbers, bit for bit."
+    # whether they do is this machine's kernels' to say (float32's last bits): the sentence says so when they do
+    assert (identical in summary) == all(c.max_abs == 0 for c in agreeing), summary

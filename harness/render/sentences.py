@@ -147,8 +147,11 @@ def _closest_sentence(result: ScenarioResult) -> str:
     c = worst_pair(result)
     if c is None or c.closest is None:
         return ""
-    if all(x.max_abs == 0 for x in decisive(result)) and c.state == AGREE:
-        return "Every pair computed identical numbers, bit for bit."
+    agreeing = decisive(result)
+    if all(x.max_abs == 0 and x.state == AGREE for x in agreeing):  # the pairs explained differ: not "every pair"
+        which = ("Every pair" if len(agreeing) == len(result.comparisons) else
+                 "The pair that agrees" if len(agreeing) == 1 else f"The {len(agreeing)} pairs that agree")
+        return f"{which} computed identical numbers, bit for bit."
     step, quantity, fraction = c.closest
     if c.agree:  # (a pair with a dtype fault disagrees within the tolerance: its closest call)
         head = (f"The closest call is {c.pair} ({c.dtype}): `{quantity}` uses {fraction_text(fraction)} "
