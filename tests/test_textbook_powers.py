@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from harness.judge.textbook import _exact_power_neighbours, _power_neighbours
+from harness.judge.textbook import Rule, _exact_power_neighbours, _power_neighbours
 
 _rng = random.Random(24)
 BETAS = [0.0, 0.5, 0.75, 0.9, 0.99, 0.999, 0.9999999, 1e-5, 1e-300, float(np.float32(0.9)),
@@ -46,3 +46,12 @@ def test_a_power_the_dtype_holds_is_one_number() -> None:
         assert _power_neighbours(Decimal(beta), 1, "float64") == (Decimal(beta), Decimal(beta))
     assert _power_neighbours(Decimal(0.5), 100, "float32") == (Decimal(0.5**100),) * 2
     assert _power_neighbours(Decimal(0.0), 3, "float32") == (Decimal(0), Decimal(0))
+
+
+@pytest.mark.parametrize("convention", ["keras", "torch"])
+def test_the_rules_arithmetic_keeps_its_50_digits(convention: str) -> None:
+    """The rule adds no rounding a float64 run could hide behind: 1 - 1e-40 is 40 nines in 50 digits,
+    where Decimal's default context (28 digits, which the rule's + and * once used) rounds it to 1."""
+    rule = Rule("sgd", convention, 1.0, {}, "float64")
+    low, high = rule.update(1, "w", [Decimal(1)], [Decimal("1e-40")])
+    assert low == high == [Decimal("0." + "9" * 40)]

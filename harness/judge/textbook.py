@@ -218,7 +218,7 @@ class Rule:
         state = self.state.setdefault(name, {})
         rule: Callable[[int, dict[str, Vector], Vector, Vector], Vector | tuple[Vector, Vector]] = \
             getattr(self, f"_{self.family}_{self.name}")
-        with localcontext() as context:
+        with localcontext(CONTEXT) as context:  # every + and *, not only sqrt, to the 50 digits
             for signal in IEEE_LIKE:
                 context.traps[signal] = False
             new = rule(t, state, w, g)
