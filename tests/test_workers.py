@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ import pytest
 from harness.commands.args import frameworks_arg
 from harness.commands.cli import main
 from harness.pipeline import run_scenario
-from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, adapter, run_framework
+from harness.run.adapters import ALL_FRAMEWORKS, FRAMEWORKS, _cancel, _run, adapter, run_framework, workers
 from harness.run.adapters.protocol import missing
+from harness.run.adapters.schedule import feed
 from harness.run.adapters.workers import Worker, WorkerCrashed, run_timeout, stop_all, worker
 from harness.run.plan import make_plan
 from harness.run.trajectory import CRASHED
@@ -224,3 +226,56 @@ def test_a_worker_stopped_by_two_threads_at_once_is_stopped_once() -> None:
             t.join(30)
         assert not errors and not w.alive and w._conn.closed
         w.stop()  # a third stop, later: nothing left to do
+
+
+@pytest.mark.slow
+def test_a_stop_all_while_a_worker_is_being_started_ends_its_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stop_all`` (a Ctrl-C) that looks after a worker is listed and before its process exists finds
+    nothing to end; the worker's start, seeing that ``stop_all`` ran, stops it again: its process is
+    ended then. Before, that second stop returned at once (the first had marked it stopped): the
+    process ran on, and a call into it waited out ``_death``'s 5 s join (CI: a Ctrl-C took 6.8 s)."""
+    real = workers._SPAWNER.run
+
+    def a_ctrl_c_first(job) -> None:  # the Ctrl-C lands while the worker is being started
+        stop_all()
+        real(job)
+    monkeypatch.setattr(workers._SPAWNER, "run", a_ctrl_c_first)
+    w = Worker("numpy")
+    try:
+        assert w.process.pid is not None  # its process was started
+        assert not w.alive and w.process.exitcode == -signal.SIGKILL
+        with pytest.raises(WorkerCrashed, match="killed by SIGKILL"):
+            w.call("run")
+    finally:
+        if w.alive:
+            w.process.kill()
+
+
+@pytest.mark.slow
+def test_a_job_slot_that_reaches_its_worker_after_a_ctrl_c_starts_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slot that took its run before the Ctrl-C and asks for its worker after ``stop_all`` ended the
+    others: no worker is started, its run is ``crashed`` ("not started") and the interrupt is raised
+    without waiting for a framework's import and a run (before: a torch worker started after the
+    interrupt, and ``feed`` waited for it; CI measured 6.8 s for a Ctrl-C)."""
+    started: list[object] = []
+    real = workers._SPAWNER.run
+    monkeypatch.setattr(workers._SPAWNER, "run", lambda job: (started.append(job), real(job))[-1])
+    cancelled, taken, made = threading.Event(), threading.Event(), []
+    plan = make_plan(scenario("tiny-mlp"), "float64")
+
+    def make(job: int) -> None:
+        if job == 0:  # the harness's own run, in the calling thread: the Ctrl-C, once the slot has its run
+            assert taken.wait(30)
+            raise KeyboardInterrupt
+        taken.set()
+        assert cancelled.wait(30)  # the slot reaches its worker after the interrupt
+        made.append(_run("torch", plan))
+
+    with pytest.raises(KeyboardInterrupt):
+        feed({"torch": [1]}, [0], make, costs={1: 1.0}, parallel=1, cancelled=cancelled,
+             cancel=partial(_cancel, cancelled))
+    assert started == []
+    [run] = made
+    assert run.status == CRASHED and run.message == "the torch worker was not started: the command is ending " \
+                                                    "(interrupted)"
+    assert run_framework("torch", plan).status != CRASHED  # a thread outside the cancelled slots still starts one

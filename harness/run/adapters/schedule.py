@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
 from typing import Callable
 
-from harness.run.adapters.workers import more_workers
+from harness.run.adapters.workers import more_workers, none_started_once
 from harness.run.plan import TrainingPlan
 
 EXTRA_WORKER_COST = 30_000.0  # another worker of an implementation only for this much work left (``cost``): a
@@ -103,7 +103,7 @@ def feed(queues: dict[str, list[int]], local: list[int], make: Callable[[int], N
                 return
             framework, job = taken
             try:
-                with more_workers(partial(slots.allowed, framework)):
+                with more_workers(partial(slots.allowed, framework)), none_started_once(cancelled):
                     make(job)
             finally:
                 slots.finished(framework)

@@ -241,9 +241,15 @@ class Worker:
         # ``stop`` once: the thread that starts a worker and ``stop_all`` (a Ctrl-C) may both stop it, and two
         # closes of one pipe race (the second closes a descriptor already freed: EBADF, or another file's)
         self._stopping, self._stopped = threading.Lock(), False
-        with _STARTED_LOCK:
-            _STARTED[id(self)] = self
-            generation = _GENERATION[0]
+        with _STARTED_LOCK:  # against ``stop_all``'s look: a worker is either among those it ends or refused
+            refused = _refused()
+            if not refused:
+                _STARTED[id(self)] = self
+                generation = _GENERATION[0]
+        if refused:
+            child.close()
+            self.stop()
+            raise WorkerCrashed(f"the {implementation} worker was not started: the command is ending (interrupted)")
         try:
             _SPAWNER.run(self.process.start)
         finally:
@@ -310,17 +316,19 @@ class Worker:
         return self.process.is_alive()
 
     def stop(self) -> None:
-        """End the worker and free its pipe and log, once, whichever threads ask (see ``_stopping``)."""
+        """End the worker, whichever threads ask and however often, and free its pipe and log once
+        (see ``_stopping``). A stop that came while the process was being started (``stop_all`` on a
+        Ctrl-C) found nothing to end; the stop its start then makes (the generation changed) ends it."""
         with self._stopping:
+            with contextlib.suppress(ValueError):  # not started yet: nothing to end
+                if self.process.is_alive():
+                    self.process.kill()
+                    self.process.join(5)
             if self._stopped:
                 return
             self._stopped = True
             with _STARTED_LOCK:
                 _STARTED.pop(id(self), None)
-            with contextlib.suppress(ValueError):  # not started (an interrupt during its start): nothing to end
-                if self.process.is_alive():
-                    self.process.kill()
-                    self.process.join(5)
             self._conn.close()
             self._log.close()
             with contextlib.suppress(OSError):  # a worker that died before unlinking it
@@ -332,7 +340,7 @@ _BUSY: set[int] = set()  # the workers in a call, by id
 _LEASES = threading.Condition()  # guards _WORKERS and _BUSY; notified when a worker is free again
 _TIMEOUT: dict[str, float | None] = {"seconds": None}
 _LAST_CPU: dict[str, float] = {}  # each implementation's last call's CPU seconds, whichever worker made it
-_MORE = threading.local()  # ``more_workers()`` in force in this thread
+_MORE = threading.local()  # ``more_workers()`` and ``none_started_once()`` in force in this thread
 
 
 @contextlib.contextmanager
@@ -361,6 +369,28 @@ def more_workers(limit: int | Callable[[], int]) -> Iterator[None]:
         yield
     finally:
         _MORE.limit = previous
+
+
+@contextlib.contextmanager
+def none_started_once(cancelled: threading.Event) -> Iterator[None]:
+    """Calls made in this thread while the context lasts start no worker once ``cancelled`` is set:
+    one that would is a ``WorkerCrashed`` run instead. For the threads of a pool that an interrupt
+    joins (``run_all``'s job slots): the interrupt sets ``cancelled``, then ``stop_all`` ends every
+    worker; a slot that was about to start one (it had taken its run before the interrupt) would
+    otherwise start it after ``stop_all`` looked, and the interrupt would wait for its framework's
+    import and its whole run (CI measured 6.8 s for a Ctrl-C while the first worker started)."""
+    previous = getattr(_MORE, "cancelled", None)
+    _MORE.cancelled = cancelled
+    try:
+        yield
+    finally:
+        _MORE.cancelled = previous
+
+
+def _refused() -> bool:
+    """Whether this thread may start no worker (``none_started_once``)."""
+    cancelled = getattr(_MORE, "cancelled", None)
+    return cancelled is not None and cancelled.is_set()
 
 
 def _allowed() -> int:
