@@ -25,7 +25,7 @@ from harness.fuzz.campaign import GUIDED, SEEDED, Campaign, Record
 from harness.fuzz.draw import TRIES, derived_seed, draw, search_settings
 from harness.fuzz.fingerprint import Fingerprint
 from harness.fuzz.index import write_index
-from harness.fuzz.output import summary, write_findings
+from harness.fuzz.output import finding_versions, summary, write_findings
 from harness.fuzz.progress import Bar, Lines, Silent, reporter_for
 from harness.fuzz.space import Example, examples
 from harness.fuzz.space_file import read_space
@@ -251,6 +251,15 @@ def test_each_finding_records_the_versions_of_the_packages_that_produced_it(tmp_
     text = (tmp_path / entry["file"]).read_text()
     assert f"found with: python {expected['python']}, numpy {expected['numpy']}, torch {expected['torch']}" in text
     assert "keras" not in json.dumps(entry["versions"]) and "found with" in (tmp_path / "index.md").read_text().lower()
+
+
+def test_a_keras_on_jax_finding_records_scipy_which_its_worker_loads() -> None:
+    """Keras on JAX imports scipy.linalg (SciPy's OpenBLAS is loaded in its worker): a finding of it names
+    SciPy's version beside JAX's; a campaign without it names neither."""
+    found = finding_versions(("numpy", "keras@jax"))
+    assert {name: found.get(name) for name in ("jax", "jaxlib", "scipy")} == \
+        {name: importlib.metadata.version(name) for name in ("jax", "jaxlib", "scipy")}
+    assert not {"scipy", "jax"} & set(finding_versions(("numpy", "torch")))
 
 
 class Terminal(io.StringIO):

@@ -109,6 +109,9 @@ def test_torch_computing_its_loss_in_float32_is_still_a_fault(monkeypatch: pytes
         outcome = judge_example(Example(read_toml(ZEROS, what="scenario file"), ()),
                                 frameworks=("numpy", "keras", "torch"), dtypes=("float64",))
     assert outcome.kind == FINDING, outcome
+    # the fault is torch's run's, and its fingerprint says so (it named the harness as the suspect)
+    assert "torch / fault / computed dtype / float64 / unknown" in {f.text() for f in outcome.fingerprints}
+    assert all(f.suspect != "harness" for f in outcome.fingerprints), outcome.fingerprints
 
 
 @pytest.mark.slow

@@ -59,9 +59,8 @@ def of_result(result: ScenarioResult, diagnoses: list[Diagnosis]) -> frozenset[F
     out = {Fingerprint(framework_of(label), "crash", run.message.split(":", 1)[0] or "crash", dtype, UNKNOWN)
            for (label, dtype), run in result.runs.items() if run.status == "crashed"}
     out |= {of_diagnosis(d) for d in diagnoses if d.comparison.state == DISAGREE}
-    for dtype in result.dtypes:
-        if result.dtypes and any(result.dtype_fault(label, dtype) for label in result.frameworks):
-            out.add(Fingerprint("harness", "fault", "computed dtype", dtype, UNKNOWN))
+    out |= {Fingerprint(framework_of(label), "fault", "computed dtype", dtype, UNKNOWN)  # the run's own fault
+            for label in result.frameworks for dtype in result.dtypes if result.dtype_fault(label, dtype)}
     if result.plan_faults:
         out.add(Fingerprint("harness", "fault", "plan", "-", UNKNOWN))
     return frozenset(out)

@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     from harness.fuzz.campaign import Campaign, Record
 
 FINDINGS = "findings"
-# the packages each implementation computes with (python and numpy: every campaign's reference and harness)
+# the packages each implementation computes with (python and numpy: every campaign's reference and harness);
+# Keras on JAX imports scipy.linalg and loads SciPy's OpenBLAS into its worker
 PACKAGES_OF = {"numpy": ("numpy",), "keras": ("keras", "tensorflow-cpu", "tensorflow"),
-               "keras@jax": ("keras", "jax", "jaxlib"), "keras@torch": ("keras", "torch"), "torch": ("torch",)}
+               "keras@jax": ("keras", "jax", "jaxlib", "scipy"), "keras@torch": ("keras", "torch"),
+               "torch": ("torch",)}
 TITLE = "fuzz finding: "  # a finding file's title: this, then its fingerprint's text
 
 
